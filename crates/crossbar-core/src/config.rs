@@ -1,0 +1,645 @@
+//! The `crossbar.toml` model: providers, logical models with their deployments and prices, and
+//! routes. Validated at load, with errors naming the file, line and key, so a typo fails at start
+//! rather than on the first request. `${ENV}` is expanded after parsing, in the fields that take
+//! it, so a secret never appears in a parse error's quoted source line.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A configuration problem, with its location in the message.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// The built-in catalog used when no file and no provider keys are given: everything runs on
+/// simulated providers, offline.
+pub const BUILTIN_SIM: &str = include_str!("../config/builtin-sim.toml");
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
+const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+const DEFAULT_SHUTDOWN_GRACE_S: u64 = 30;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub providers: Vec<ProviderConfig>,
+    #[serde(default)]
+    pub models: Vec<ModelConfig>,
+    #[serde(default)]
+    pub routes: BTreeMap<String, RouteConfig>,
+    /// Where this configuration came from, for messages.
+    #[serde(skip)]
+    pub origin: String,
+    #[serde(skip)]
+    source: SourceText,
+}
+
+/// The file's text, kept to turn spans into line numbers; never printed, as it may hold keys.
+#[derive(Default)]
+struct SourceText(String);
+
+impl fmt::Debug for SourceText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{} bytes>", self.0.len())
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: Option<String>,
+    /// Keys clients must present as `Authorization: Bearer`; none means an open gateway.
+    #[serde(default)]
+    pub api_keys: Vec<Spanned<Secret>>,
+    pub max_body_bytes: Option<usize>,
+    pub shutdown_grace_s: Option<u64>,
+}
+
+impl ServerConfig {
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES)
+    }
+
+    pub fn shutdown_grace_s(&self) -> u64 {
+        self.shutdown_grace_s.unwrap_or(DEFAULT_SHUTDOWN_GRACE_S)
+    }
+}
+
+/// A string that is never printed: `Debug` shows `[redacted]`.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderKind {
+    Openai,
+    AzureOpenai,
+    OpenaiCompatible,
+    Sim,
+}
+
+/// How an Azure deployment authenticates: `api-key` header or an Entra ID bearer token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AzureAuth {
+    ApiKey,
+    Bearer,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaxTokensFieldConfig {
+    MaxTokens,
+    MaxCompletionTokens,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub name: Spanned<String>,
+    pub kind: ProviderKind,
+    pub endpoint: Option<Spanned<String>>,
+    pub api_key: Option<Spanned<Secret>>,
+    pub api_version: Option<String>,
+    pub auth: Option<AzureAuth>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<Secret>>,
+    pub cloud: Option<String>,
+    pub region: Option<String>,
+    /// For `kind = "sim"`: the wire format the simulated provider speaks.
+    pub dialect: Option<Spanned<String>>,
+    /// For `kind = "sim"`: the simulator's latency and fault settings.
+    pub sim: Option<Spanned<toml::Table>>,
+    pub max_tokens_field: Option<MaxTokensFieldConfig>,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+}
+
+/// Per-provider deadlines, in milliseconds.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    pub connect_ms: Option<u64>,
+    /// Until the response headers arrive.
+    pub first_byte_ms: Option<u64>,
+    /// Between two chunks of a stream.
+    pub idle_ms: Option<u64>,
+    pub total_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub name: Spanned<String>,
+    pub deployments: Vec<DeploymentConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentConfig {
+    pub provider: Spanned<String>,
+    /// The provider's own id for the model (an Azure deployment name, a Bedrock model id...).
+    pub target: String,
+    #[serde(default)]
+    pub price: Price,
+}
+
+/// USD per million tokens.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    #[serde(default)]
+    pub input: f64,
+    #[serde(default)]
+    pub output: f64,
+    pub cached_input: Option<f64>,
+    pub cache_write: Option<f64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Objective {
+    Cost,
+    Latency,
+    Balanced,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub objective: Option<Objective>,
+    #[serde(default)]
+    pub fallbacks: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub constraints: Constraints,
+    pub hedge: Option<HedgeConfig>,
+}
+
+/// Where a request may go. Empty lists allow everything; entries may use `*` globs.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Constraints {
+    #[serde(default)]
+    pub clouds: Vec<String>,
+    #[serde(default)]
+    pub regions: Vec<String>,
+    #[serde(default)]
+    pub providers: Vec<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HedgeConfig {
+    /// `"p95"` or a duration in milliseconds such as `"250ms"`.
+    pub after: String,
+}
+
+impl Config {
+    /// Parses, expands `${ENV}` and validates a configuration.
+    pub fn from_toml(source: &str, origin: &str) -> Result<Self, ConfigError> {
+        let mut config: Config =
+            toml::from_str(source).map_err(|e| ConfigError(format!("{origin}: {e}")))?;
+        config.origin = origin.to_owned();
+        config.source = SourceText(source.to_owned());
+        config.expand_env()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let source = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+        Self::from_toml(&source, &path.display().to_string())
+    }
+
+    /// With no file: providers from the usual environment variables, or else the built-in
+    /// simulated providers.
+    pub fn discover() -> Result<Self, ConfigError> {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let mut providers = Vec::new();
+        if env("OPENAI_API_KEY").is_some() {
+            providers.push(
+                "[[providers]]\nname = \"openai\"\nkind = \"openai\"\n\
+                 endpoint = \"${OPENAI_BASE_URL:-https://api.openai.com/v1}\"\n\
+                 api_key = \"${OPENAI_API_KEY}\"\ncloud = \"openai\"\nregion = \"global\"\n",
+            );
+        }
+        if env("AZURE_OPENAI_API_KEY").is_some() && env("AZURE_OPENAI_ENDPOINT").is_some() {
+            providers.push(
+                "[[providers]]\nname = \"azure\"\nkind = \"azure-openai\"\n\
+                 endpoint = \"${AZURE_OPENAI_ENDPOINT}\"\napi_key = \"${AZURE_OPENAI_API_KEY}\"\n\
+                 api_version = \"2024-10-21\"\ncloud = \"azure\"\n",
+            );
+        }
+        if providers.is_empty() {
+            return Self::from_toml(BUILTIN_SIM, "<built-in simulated providers>");
+        }
+        let names: Vec<&str> = providers
+            .iter()
+            .map(|p| {
+                if p.contains("\"azure\"") {
+                    "azure"
+                } else {
+                    "openai"
+                }
+            })
+            .collect();
+        let mut source = providers.concat();
+        for (model, price) in DISCOVERED_MODELS {
+            source.push_str(&format!(
+                "\n[[models]]\nname = \"{model}\"\ndeployments = [\n"
+            ));
+            for name in &names {
+                // Azure deployments are assumed to be named after the model they serve.
+                source.push_str(&format!(
+                    "  {{ provider = \"{name}\", target = \"{model}\", price = {price} }},\n"
+                ));
+            }
+            source.push_str("]\n");
+        }
+        Self::from_toml(&source, "<discovered from environment>")
+    }
+
+    pub fn listen(&self) -> &str {
+        self.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN)
+    }
+
+    /// The 1-based line of a byte offset in the source, for messages.
+    pub fn line_of(&self, offset: usize) -> usize {
+        self.source
+            .0
+            .get(..offset)
+            .map_or(0, |before| before.bytes().filter(|b| *b == b'\n').count())
+            + 1
+    }
+
+    /// A message located at a spanned value.
+    pub fn error_at<T>(
+        &self,
+        at: &Spanned<T>,
+        key: &str,
+        message: impl fmt::Display,
+    ) -> ConfigError {
+        ConfigError(format!(
+            "{}:{}: {key}: {message}",
+            self.origin,
+            self.line_of(at.span().start)
+        ))
+    }
+
+    fn expand_env(&mut self) -> Result<(), ConfigError> {
+        let mut failures: Vec<(usize, String, String)> = Vec::new();
+        let mut expand = |value: &mut String, offset: usize, key: String| {
+            if let Err(message) = expand_in_place(value) {
+                failures.push((offset, key, message));
+            }
+        };
+        for (i, provider) in self.providers.iter_mut().enumerate() {
+            if let Some(endpoint) = &mut provider.endpoint {
+                let offset = endpoint.span().start;
+                expand(
+                    endpoint.get_mut(),
+                    offset,
+                    format!("providers[{i}].endpoint"),
+                );
+            }
+            if let Some(key) = &mut provider.api_key {
+                let offset = key.span().start;
+                expand(
+                    &mut key.get_mut().0,
+                    offset,
+                    format!("providers[{i}].api_key"),
+                );
+            }
+            for (name, value) in &mut provider.headers {
+                let offset = value.span().start;
+                expand(
+                    &mut value.get_mut().0,
+                    offset,
+                    format!("providers[{i}].headers.{name}"),
+                );
+            }
+        }
+        for (i, key) in self.server.api_keys.iter_mut().enumerate() {
+            let offset = key.span().start;
+            expand(
+                &mut key.get_mut().0,
+                offset,
+                format!("server.api_keys[{i}]"),
+            );
+        }
+        match failures.into_iter().next() {
+            None => Ok(()),
+            Some((offset, key, message)) => Err(ConfigError(format!(
+                "{}:{}: {key}: {message}",
+                self.origin,
+                self.line_of(offset)
+            ))),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let mut provider_names = HashSet::new();
+        for (i, provider) in self.providers.iter().enumerate() {
+            let at = |key: &str| format!("providers[{i}].{key}");
+            let name = provider.name.get_ref();
+            if !valid_name(name) {
+                return Err(self.error_at(
+                    &provider.name,
+                    &at("name"),
+                    "must be non-empty letters, digits, '-', '_' or '.'",
+                ));
+            }
+            if !provider_names.insert(name.as_str()) {
+                return Err(self.error_at(
+                    &provider.name,
+                    &at("name"),
+                    format!("duplicate provider name `{name}`"),
+                ));
+            }
+            if let Some(endpoint) = &provider.endpoint
+                && !(endpoint.get_ref().starts_with("http://")
+                    || endpoint.get_ref().starts_with("https://"))
+            {
+                return Err(self.error_at(
+                    endpoint,
+                    &at("endpoint"),
+                    "must be an http:// or https:// URL",
+                ));
+            }
+            let needs = |what: &str| {
+                self.error_at(
+                    &provider.name,
+                    &at(what),
+                    format!("is required for kind {:?}", provider.kind),
+                )
+            };
+            match provider.kind {
+                ProviderKind::Openai => {
+                    if provider.api_key.is_none() {
+                        return Err(needs("api_key"));
+                    }
+                }
+                ProviderKind::AzureOpenai => {
+                    if provider.endpoint.is_none() {
+                        return Err(needs("endpoint"));
+                    }
+                    if provider.api_version.is_none() {
+                        return Err(needs("api_version"));
+                    }
+                    if provider.api_key.is_none() {
+                        return Err(needs("api_key"));
+                    }
+                }
+                ProviderKind::OpenaiCompatible => {
+                    if provider.endpoint.is_none() {
+                        return Err(needs("endpoint"));
+                    }
+                }
+                ProviderKind::Sim => match &provider.dialect {
+                    None => return Err(needs("dialect")),
+                    Some(dialect) if !SIM_DIALECTS.contains(&dialect.get_ref().as_str()) => {
+                        return Err(self.error_at(
+                            dialect,
+                            &at("dialect"),
+                            format!(
+                                "unknown dialect `{}`, expected one of {SIM_DIALECTS:?}",
+                                dialect.get_ref()
+                            ),
+                        ));
+                    }
+                    Some(_) => {}
+                },
+            }
+            if provider.kind != ProviderKind::Sim {
+                if let Some(sim) = &provider.sim {
+                    return Err(self.error_at(sim, &at("sim"), "is only allowed for kind \"sim\""));
+                }
+                if let Some(dialect) = &provider.dialect {
+                    return Err(self.error_at(
+                        dialect,
+                        &at("dialect"),
+                        "is only allowed for kind \"sim\" (the kind decides the dialect)",
+                    ));
+                }
+            }
+        }
+        let mut model_names = HashSet::new();
+        for (i, model) in self.models.iter().enumerate() {
+            let name = model.name.get_ref();
+            if name.is_empty() || !model_names.insert(name.as_str()) {
+                return Err(self.error_at(
+                    &model.name,
+                    &format!("models[{i}].name"),
+                    format!("empty or duplicate model name `{name}`"),
+                ));
+            }
+            if model.deployments.is_empty() {
+                return Err(self.error_at(
+                    &model.name,
+                    &format!("models[{i}].deployments"),
+                    "needs at least one deployment",
+                ));
+            }
+            for (j, deployment) in model.deployments.iter().enumerate() {
+                let key = format!("models[{i}].deployments[{j}]");
+                if !provider_names.contains(deployment.provider.get_ref().as_str()) {
+                    return Err(self.error_at(
+                        &deployment.provider,
+                        &format!("{key}.provider"),
+                        format!("unknown provider `{}`", deployment.provider.get_ref()),
+                    ));
+                }
+                let price = deployment.price;
+                let prices = [
+                    Some(price.input),
+                    Some(price.output),
+                    price.cached_input,
+                    price.cache_write,
+                ];
+                if prices
+                    .into_iter()
+                    .flatten()
+                    .any(|p| !p.is_finite() || p < 0.0)
+                {
+                    return Err(self.error_at(
+                        &deployment.provider,
+                        &format!("{key}.price"),
+                        "prices must be finite and non-negative",
+                    ));
+                }
+            }
+        }
+        for (route, config) in &self.routes {
+            for fallback in &config.fallbacks {
+                if !model_names.contains(fallback.get_ref().as_str()) {
+                    return Err(self.error_at(
+                        fallback,
+                        &format!("routes.{route}.fallbacks"),
+                        format!("unknown model `{}`", fallback.get_ref()),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+const SIM_DIALECTS: &[&str] = &["openai", "azure"];
+
+/// Logical models registered for providers discovered from the environment, with list prices.
+const DISCOVERED_MODELS: &[(&str, &str)] = &[
+    (
+        "gpt-4o",
+        "{ input = 2.50, output = 10.00, cached_input = 1.25 }",
+    ),
+    (
+        "gpt-4o-mini",
+        "{ input = 0.15, output = 0.60, cached_input = 0.075 }",
+    ),
+    (
+        "gpt-4.1",
+        "{ input = 2.00, output = 8.00, cached_input = 0.50 }",
+    ),
+    (
+        "gpt-4.1-mini",
+        "{ input = 0.40, output = 1.60, cached_input = 0.10 }",
+    ),
+    (
+        "o4-mini",
+        "{ input = 1.10, output = 4.40, cached_input = 0.275 }",
+    ),
+    ("text-embedding-3-small", "{ input = 0.02, output = 0.0 }"),
+    ("text-embedding-3-large", "{ input = 0.13, output = 0.0 }"),
+];
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Expands `${VAR}` and `${VAR:-default}` from the environment.
+fn expand_in_place(value: &mut String) -> Result<(), String> {
+    if !value.contains("${") {
+        return Ok(());
+    }
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value.as_str();
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| "unterminated `${`".to_owned())?;
+        let expr = &after[..end];
+        let (name, default) = match expr.split_once(":-") {
+            Some((name, default)) => (name, Some(default)),
+            None => (expr, None),
+        };
+        match (std::env::var(name).ok().filter(|v| !v.is_empty()), default) {
+            (Some(found), _) => out.push_str(&found),
+            (None, Some(default)) => out.push_str(default),
+            (None, None) => return Err(format!("environment variable `{name}` is not set")),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    *value = out;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_config_is_valid_and_offline() {
+        let config = Config::from_toml(BUILTIN_SIM, "builtin").unwrap();
+        assert!(config.providers.iter().all(|p| p.kind == ProviderKind::Sim));
+        for model in ["gpt-4o", "gpt-4o-mini", "text-embedding-3-small"] {
+            let found = config
+                .models
+                .iter()
+                .find(|m| m.name.get_ref() == model)
+                .unwrap();
+            let clouds: HashSet<_> = found
+                .deployments
+                .iter()
+                .map(|d| {
+                    let p = config
+                        .providers
+                        .iter()
+                        .find(|p| p.name.get_ref() == d.provider.get_ref())
+                        .unwrap();
+                    p.cloud.clone()
+                })
+                .collect();
+            assert_eq!(clouds.len(), 2, "{model} should be on two clouds");
+        }
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let source = "[[providers]]\nname = \"a\"\nkind = \"openai\"\napi_key = \"k\"\nbogus = 1\n";
+        let err = Config::from_toml(source, "x.toml").unwrap_err().0;
+        assert!(err.starts_with("x.toml"), "{err}");
+        assert!(err.contains("line 5"), "{err}");
+        assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_located() {
+        let source = "[[providers]]\nname = \"a\"\nkind = \"openai\"\napi_key = \"k\"\n\n[[models]]\nname = \"m\"\ndeployments = [\n  { provider = \"nope\", target = \"t\" },\n]\n";
+        let err = Config::from_toml(source, "c.toml").unwrap_err().0;
+        assert_eq!(
+            err,
+            "c.toml:9: models[0].deployments[0].provider: unknown provider `nope`"
+        );
+        let source = "[[providers]]\nname = \"a\"\nkind = \"warp\"\n";
+        let err = Config::from_toml(source, "c.toml").unwrap_err().0;
+        assert!(err.contains("line 3") && err.contains("warp"), "{err}");
+        let source = "[[providers]]\nname = \"az\"\nkind = \"azure-openai\"\nendpoint = \"https://x\"\napi_key = \"k\"\n";
+        let err = Config::from_toml(source, "c.toml").unwrap_err().0;
+        assert_eq!(
+            err,
+            "c.toml:2: providers[0].api_version: is required for kind AzureOpenai"
+        );
+    }
+
+    #[test]
+    fn env_is_expanded_and_missing_env_is_located_without_leaking() {
+        let source = "[[providers]]\nname = \"a\"\nkind = \"openai-compatible\"\nendpoint = \"${CROSSBAR_TEST_UNSET_URL:-http://localhost:1}\"\napi_key = \"${CROSSBAR_TEST_UNSET_KEY}\"\n";
+        let err = Config::from_toml(source, "e.toml").unwrap_err().0;
+        assert_eq!(
+            err,
+            "e.toml:5: providers[0].api_key: environment variable `CROSSBAR_TEST_UNSET_KEY` is not set"
+        );
+        let mut value = "a${CROSSBAR_TEST_UNSET_URL:-b}c".to_owned();
+        expand_in_place(&mut value).unwrap();
+        assert_eq!(value, "abc");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let source =
+            "[[providers]]\nname = \"a\"\nkind = \"openai\"\napi_key = \"sk-very-secret\"\n";
+        let config = Config::from_toml(source, "s.toml").unwrap();
+        assert!(!format!("{config:?}").contains("sk-very-secret"));
+    }
+}

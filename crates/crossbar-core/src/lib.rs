@@ -1,0 +1,15 @@
+//! Crossbar's model layer: canonical chat and embedding types, wire dialects, providers, the
+//! router that picks a deployment per call, and the configuration that describes them all.
+//! Nothing here knows about the HTTP server or the CLI.
+
+pub mod chat;
+pub mod client;
+pub mod config;
+pub mod dialects;
+pub mod embeddings;
+pub mod error;
+pub mod provider;
+pub mod router;
+
+pub use client::{ChatStream, ModelClient};
+pub use error::{Error, ErrorKind, Origin, Result};
