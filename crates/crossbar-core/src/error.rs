@@ -199,10 +199,10 @@ impl Error {
             ErrorKind::NotFound => 404,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::RateLimited | ErrorKind::QuotaExceeded => 429,
-            ErrorKind::UpstreamRejected => match self.upstream_status {
-                Some(status @ 400..=499) => status,
-                _ => 400,
-            },
+            ErrorKind::UpstreamRejected => self
+                .upstream_status
+                .filter(|status| (400..=499).contains(status))
+                .unwrap_or(400),
             ErrorKind::UpstreamUnavailable => match self.upstream_status {
                 Some(status @ 500..=599) if status != 501 => status,
                 _ => 503,

@@ -291,7 +291,9 @@ impl Provider {
         let body = read_limited(response, deadline)
             .await
             .map_err(|e| self.classify_read(e))?;
-        self.egress.chat_response(&body)
+        self.egress
+            .chat_response(&body)
+            .map_err(|e| attributed(&self.name, e))
     }
 
     pub async fn embed(
@@ -305,7 +307,9 @@ impl Provider {
         let body = read_limited(response, deadline)
             .await
             .map_err(|e| self.classify_read(e))?;
-        self.egress.embedding_response(&body)
+        self.egress
+            .embedding_response(&body)
+            .map_err(|e| attributed(&self.name, e))
     }
 
     fn classify_read(&self, error: ReadError) -> Error {
@@ -349,15 +353,23 @@ impl Provider {
                 let event = event.map_err(|e| {
                     Error::stream_interrupted(format!("Provider `{name}` broke off its stream: {}", stream_error_text(&e)))
                 })?;
-                decoder.decode(&Frame { event: &event.event, data: &event.data }, &mut out)?;
+                decoder
+                    .decode(&Frame { event: &event.event, data: &event.data }, &mut out)
+                    .map_err(|e| attributed(&name, e))?;
                 for item in out.drain(..) {
                     yield item;
                 }
             }
-            decoder.finish()?;
+            decoder.finish().map_err(|e| attributed(&name, e))?;
         };
         Ok(Box::pin(stream))
     }
+}
+
+/// Names the provider in a dialect's error, so a client can tell which upstream misbehaved.
+fn attributed(provider: &str, mut error: Error) -> Error {
+    error.message = format!("Provider `{provider}`: {}", error.message);
+    error
 }
 
 fn stream_error_text<E: std::error::Error>(

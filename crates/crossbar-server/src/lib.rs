@@ -1,1 +1,14 @@
-//! placeholder
+//! The Crossbar HTTP gateway: OpenAI-dialect ingress routes in front of the router. Layers live
+//! one per file and are assembled in [`app`]; statuses come from `crossbar_core::Error::status`.
+
+pub mod app;
+pub mod auth;
+pub mod bootstrap;
+pub mod error;
+pub mod request_id;
+pub mod routes;
+pub mod serve;
+
+pub use app::{AppState, app};
+pub use bootstrap::Gateway;
+pub use serve::serve;

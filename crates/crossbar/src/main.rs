@@ -1,1 +1,161 @@
-fn main() {}
+//! The `crossbar` command: the gateway (`serve`) and standalone simulated providers (`sim`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use crossbar_core::config::Config;
+use crossbar_server::{Gateway, app, serve};
+use crossbar_sim::{SimConfig, SimDialect, SimServer};
+use tokio::net::TcpListener;
+
+#[derive(Parser)]
+#[command(
+    name = "crossbar",
+    version,
+    about = "Provider-portable gateway and runtime for AI agents"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// Configuration file; without one, ./crossbar.toml if present, else providers from the
+        /// environment, else the built-in simulated providers.
+        #[arg(long, env = "CROSSBAR_CONFIG")]
+        config: Option<PathBuf>,
+        /// Address to listen on (overrides `server.listen`; default 127.0.0.1:4000).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Run a simulated provider speaking a real wire format.
+    Sim {
+        #[arg(long, default_value = "openai")]
+        dialect: SimDialect,
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+        /// TOML file with the simulator's latency and fault settings (see `[providers.sim]`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { config, listen } => run_serve(config, listen).await,
+            Command::Sim {
+                dialect,
+                listen,
+                config,
+            } => run_sim(dialect, &listen, config).await,
+        }
+    })
+}
+
+fn load_config(path: Option<PathBuf>) -> anyhow::Result<Config> {
+    let default = PathBuf::from("crossbar.toml");
+    let config = match path {
+        Some(path) => Config::load(&path)?,
+        None if default.exists() => Config::load(&default)?,
+        None => Config::discover()?,
+    };
+    Ok(config)
+}
+
+async fn run_serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> {
+    let config = load_config(config)?;
+    let listen = listen.unwrap_or_else(|| config.listen().to_owned());
+    let gateway = Gateway::build(&config).await?;
+    let listener = TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let addr = listener.local_addr()?;
+    if config.server.api_keys.is_empty() && !addr.ip().is_loopback() {
+        tracing::warn!(
+            "no gateway keys are configured and {addr} is not loopback: anyone who can reach it can spend your provider credit"
+        );
+    } else if config.server.api_keys.is_empty() {
+        tracing::info!("no gateway keys are configured: open to local clients only");
+    }
+    tracing::info!(
+        config = %config.origin,
+        models = gateway.router.model_names().count(),
+        deployments = gateway.router.deployments().count(),
+        "gateway ready"
+    );
+    // The first line of stdout is the URL, so scripts and tests can find an ephemeral port.
+    println!("crossbar listening on http://{addr}");
+    let grace = Duration::from_secs(config.server.shutdown_grace_s());
+    serve(
+        listener,
+        app(gateway.state.clone()),
+        shutdown_signal(),
+        grace,
+    )
+    .await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn run_sim(dialect: SimDialect, listen: &str, config: Option<PathBuf>) -> anyhow::Result<()> {
+    let sim_config: SimConfig = match config {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+            toml::from_str(&text).with_context(|| path.display().to_string())?
+        }
+        None => SimConfig::default(),
+    };
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let sim = SimServer::start(listener, dialect, sim_config).await?;
+    println!("{}", sim.addr());
+    println!("{dialect} simulator; base URL {}", sim.base_url());
+    tokio::select! {
+        () = sim.wait() => {}
+        () = shutdown_signal() => {}
+    }
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

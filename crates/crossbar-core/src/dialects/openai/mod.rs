@@ -555,7 +555,7 @@ pub fn encode_chat_request(
         response_format: request.response_format.as_ref().map(encode_response_format),
         stream: request.stream.then_some(true),
         // Always ask for usage: metering needs it whether or not the client wants it.
-        stream_options: request.stream.then(|| wire::StreamOptions {
+        stream_options: request.stream.then_some(wire::StreamOptions {
             include_usage: Some(true),
             include_obfuscation: None,
         }),

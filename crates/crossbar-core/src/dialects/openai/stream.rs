@@ -42,7 +42,8 @@ impl StreamDecoder {
             Error::bad_upstream(format!("The upstream sent an invalid stream chunk: {e}"))
         })?;
         // Azure's first chunk carries only content-filter results: no id, no choices.
-        if !self.started && !(chunk.id.is_empty() && chunk.choices.is_empty()) {
+        let filter_only = chunk.id.is_empty() && chunk.choices.is_empty();
+        if !self.started && !filter_only {
             self.started = true;
             out.push(StreamEvent::Start {
                 id: chunk.id,

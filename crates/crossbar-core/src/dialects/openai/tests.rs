@@ -197,10 +197,10 @@ fn decode_stream(name: &str) -> (Vec<StreamEvent>, Result<()>) {
     let mut decoder = StreamDecoder::new();
     let mut events = Vec::new();
     for line in golden(name).lines() {
-        if let Some(data) = line.strip_prefix("data: ") {
-            if let Err(e) = decoder.decode(data, &mut events) {
-                return (events, Err(e));
-            }
+        if let Some(data) = line.strip_prefix("data: ")
+            && let Err(e) = decoder.decode(data, &mut events)
+        {
+            return (events, Err(e));
         }
     }
     (events, decoder.finish())

@@ -1,0 +1,34 @@
+//! Assembles routes and layers: the one place the gateway's request path is put together.
+
+use std::sync::Arc;
+
+use axum::Router as HttpRouter;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::routing::{get, post};
+use crossbar_core::router::Router;
+
+use crate::{auth, request_id, routes};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub router: Arc<Router>,
+    /// Gateway keys; empty means open.
+    pub keys: Arc<Vec<String>>,
+    pub max_body_bytes: usize,
+}
+
+pub fn app(state: AppState) -> HttpRouter {
+    HttpRouter::new()
+        .route("/v1/chat/completions", post(routes::chat::completions))
+        .route("/v1/embeddings", post(routes::embeddings::create))
+        .route("/v1/models", get(routes::models::list))
+        .route("/v1/models/{id}", get(routes::models::retrieve))
+        .route("/healthz", get(routes::health))
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::layer))
+        .layer(middleware::from_fn(request_id::layer))
+        .with_state(state)
+}

@@ -1,0 +1,153 @@
+//! Starts a real gateway on 127.0.0.1:0 in front of in-process simulators.
+
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different subset of these helpers"
+)]
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers: a failure fails the test"
+)]
+
+use std::time::Duration;
+
+use crossbar_core::config::Config;
+use crossbar_server::{Gateway, app, serve};
+use crossbar_sim::SimServer;
+use serde_json::{Value, json};
+
+pub struct TestGateway {
+    pub url: String,
+    pub gateway: Gateway,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl TestGateway {
+    pub fn sim(&self, provider: &str) -> &SimServer {
+        &self.gateway.sims[provider]
+    }
+
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::new()
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client()
+            .post(format!("{}{path}", self.url))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Stops accepting and drains, like SIGTERM does.
+    pub fn shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub async fn start(config: &str) -> TestGateway {
+    start_with_grace(config, Duration::from_secs(5)).await
+}
+
+pub async fn start_with_grace(config: &str, grace: Duration) -> TestGateway {
+    let config = Config::from_toml(config, "test.toml").unwrap();
+    let gateway = Gateway::build(&config).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(serve(
+        listener,
+        app(gateway.state.clone()),
+        async move {
+            let _ = rx.await;
+        },
+        grace,
+    ));
+    TestGateway {
+        url,
+        gateway,
+        shutdown: Some(tx),
+        task,
+    }
+}
+
+/// Two simulated clouds (OpenAI and Azure dialects) serving `chat` and `embed`, with no latency.
+pub const TWO_CLOUDS: &str = r#"
+[[providers]]
+name = "sim-openai"
+kind = "sim"
+dialect = "openai"
+cloud = "openai"
+region = "us"
+
+[[providers]]
+name = "sim-azure"
+kind = "sim"
+dialect = "azure"
+cloud = "azure"
+region = "eastus"
+api_key = "azure-secret-key"
+sim = { api_key = "azure-secret-key" }
+
+[[models]]
+name = "chat"
+deployments = [
+  { provider = "sim-openai", target = "gpt-4o-2024-08-06", price = { input = 2.5, output = 10.0 } },
+  { provider = "sim-azure", target = "gpt4o-prod", price = { input = 2.5, output = 10.0 } },
+]
+
+[[models]]
+name = "chat-azure"
+deployments = [{ provider = "sim-azure", target = "gpt4o-prod" }]
+
+[[models]]
+name = "embed"
+deployments = [{ provider = "sim-openai", target = "text-embedding-3-small" }]
+"#;
+
+pub fn user(text: &str) -> Value {
+    json!({"role": "user", "content": text})
+}
+
+/// Reads an SSE body into its `data:` payloads.
+pub async fn sse_data(response: reqwest::Response) -> (Vec<String>, Result<(), String>) {
+    let mut frames = Vec::new();
+    let text = match response.text().await {
+        Ok(text) => text,
+        Err(e) => return (frames, Err(e.to_string())),
+    };
+    for block in text.split("\n\n") {
+        for line in block.lines() {
+            if let Some(data) = line.strip_prefix("data: ") {
+                frames.push(data.to_owned());
+            }
+        }
+    }
+    (frames, Ok(()))
+}
+
+pub fn weather_tools() -> Value {
+    json!([
+        {"type": "function", "function": {"name": "get_weather", "description": "Current weather for a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}},
+                "required": ["city", "unit"], "additionalProperties": false}}},
+        {"type": "function", "function": {"name": "get_time", "description": "Local time in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+    ])
+}
+
+/// Waits until `check` holds, polling; panics after 10 s.
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}

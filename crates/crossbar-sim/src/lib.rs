@@ -1,0 +1,279 @@
+//! Simulated LLM providers that speak the providers' real wire formats on loopback.
+//!
+//! Tests start a [`SimServer`] for one [`SimDialect`] on an ephemeral port and point a client
+//! at [`SimServer::base_url`]; the standalone `crossbar sim` command does the same on a fixed
+//! port. What the simulated model answers is decided from a dialect-neutral view of the request
+//! (text, tool calls or JSON, all deterministic and never keyed on model names), so every dialect
+//! answers one conversation the same way and each dialect module only owns its wire format.
+//! Latency and faults (429 + Retry-After, 5xx, hangs, cut, failing or malformed streams) come
+//! from [`SimConfig`] through a seeded RNG, so a failing sequence replays exactly. The wire types
+//! are written from the providers' specs and share no code with `crossbar-core`, so a
+//! translation mistake cannot hide by being made the same way on both sides of a test.
+
+mod behaviour;
+mod embeddings;
+mod error;
+mod faults;
+mod http;
+mod ids;
+mod openai;
+mod schema;
+mod state;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+
+use crate::state::Shared;
+
+/// The wire protocol a [`SimServer`] speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SimDialect {
+    /// OpenAI Chat Completions / Embeddings under `/v1`.
+    #[serde(rename = "openai")]
+    OpenAi,
+    /// Azure OpenAI, classic deployment-scoped URLs with `api-version`.
+    Azure,
+}
+
+impl SimDialect {
+    /// The name used in configuration files and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OpenAi => "openai",
+            Self::Azure => "azure",
+        }
+    }
+}
+
+impl fmt::Display for SimDialect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A dialect name that [`SimDialect::from_str`] does not know.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownDialect(pub String);
+
+impl fmt::Display for UnknownDialect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown simulator dialect {:?} (expected openai or azure)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for UnknownDialect {}
+
+impl FromStr for SimDialect {
+    type Err = UnknownDialect;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "openai" => Ok(Self::OpenAi),
+            "azure" => Ok(Self::Azure),
+            other => Err(UnknownDialect(other.to_owned())),
+        }
+    }
+}
+
+/// Latency and fault script of a simulated provider. Rates are shares in `[0, 1]`; values
+/// outside act as "never" (≤ 0) or "always" (≥ 1).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimConfig {
+    /// Delay before the response starts (stream) or added to the total (non-stream).
+    pub ttft_ms: u64,
+    /// Output pacing, one streamed piece (word, JSON fragment) per token; 0 = unlimited.
+    pub tokens_per_s: f64,
+    /// Share of model calls answered with `error_status`.
+    pub error_rate: f64,
+    /// Status used for `error_rate` faults (429 gets the rate-limit shape).
+    pub error_status: u16,
+    /// Share of model calls answered 429 with `Retry-After`.
+    pub rate_limit_rate: f64,
+    /// `Retry-After` seconds on 429s.
+    pub retry_after_s: u64,
+    /// Share of model calls that never answer (until the client goes away).
+    pub hang_rate: f64,
+    /// 0 = never; else streams abort the connection after this many chunks (no `[DONE]`).
+    pub cut_after_chunks: u32,
+    /// 0 = never; else streams send an in-band error after this many chunks and end.
+    pub stream_error_after_chunks: u32,
+    /// Share of responses with a truncated JSON body or SSE frame.
+    pub malformed_rate: f64,
+    /// Seeds the fault RNG so that a sequence of requests meets the same faults every run.
+    pub seed: u64,
+    /// When set, requests must carry this key in the dialect's auth header, else 401.
+    pub api_key: Option<String>,
+    /// Embedding size when the request gives no `dimensions`.
+    pub embedding_dimensions: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            ttft_ms: 0,
+            tokens_per_s: 0.0,
+            error_rate: 0.0,
+            error_status: 503,
+            rate_limit_rate: 0.0,
+            retry_after_s: 1,
+            hang_rate: 0.0,
+            cut_after_chunks: 0,
+            stream_error_after_chunks: 0,
+            malformed_rate: 0.0,
+            seed: 0,
+            api_key: None,
+            embedding_dimensions: 1536,
+        }
+    }
+}
+
+/// One request as the simulator received it, for assertions on what a client sent.
+#[derive(Clone, Debug)]
+pub struct RecordedRequest {
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    /// Header names are lowercase; values that are not UTF-8 are converted lossily.
+    pub headers: Vec<(String, String)>,
+    /// The body when it was JSON.
+    pub body: Option<serde_json::Value>,
+}
+
+impl RecordedRequest {
+    /// The first value of a header (`name` in lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// Request counters. A response that the server ends on purpose (including a scripted cut)
+/// counts as completed; `cancelled` counts requests whose handler or response stream was
+/// dropped before finishing because the client went away.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SimStats {
+    pub requests: u64,
+    pub completed: u64,
+    pub cancelled: u64,
+    pub in_flight: u64,
+}
+
+/// A running simulated provider. Dropping it stops accepting connections.
+pub struct SimServer {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl SimServer {
+    /// Serves on an already-bound listener (tests bind 127.0.0.1:0).
+    pub async fn start(
+        listener: tokio::net::TcpListener,
+        dialect: SimDialect,
+        config: SimConfig,
+    ) -> std::io::Result<SimServer> {
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared::new(dialect, config));
+        let router = openai::router(Arc::clone(&shared));
+        let task = tokio::spawn(async move { axum::serve(listener, router).await });
+        tracing::debug!(%addr, %dialect, "simulated provider listening");
+        Ok(SimServer {
+            addr,
+            shared,
+            task: Some(task),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn dialect(&self) -> SimDialect {
+        self.shared.dialect
+    }
+
+    /// Base URL a client configures: `http://ADDR/v1` for openai, `http://ADDR` (the Azure
+    /// resource endpoint) for azure.
+    pub fn base_url(&self) -> String {
+        match self.shared.dialect {
+            SimDialect::OpenAi => format!("http://{}/v1", self.addr),
+            SimDialect::Azure => format!("http://{}", self.addr),
+        }
+    }
+
+    /// Replaces the script; requests already being answered keep the old one. Changing the
+    /// seed restarts the fault sequence.
+    pub fn set_config(&self, config: SimConfig) {
+        self.shared.set_config(config);
+    }
+
+    pub fn config(&self) -> SimConfig {
+        self.shared.config()
+    }
+
+    /// Every request received, in arrival order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.requests()
+    }
+
+    pub fn stats(&self) -> SimStats {
+        self.shared.stats()
+    }
+
+    /// Runs until the server task ends (used by the standalone CLI).
+    pub async fn wait(mut self) {
+        if let Some(task) = self.task.take() {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::error!(%error, "simulated provider stopped"),
+                Err(error) => tracing::error!(%error, "simulated provider task failed"),
+            }
+        }
+    }
+}
+
+impl Drop for SimServer {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dialect_names_round_trip() {
+        for dialect in [SimDialect::OpenAi, SimDialect::Azure] {
+            assert_eq!(dialect.to_string().parse::<SimDialect>(), Ok(dialect));
+            let json = serde_json::to_string(&dialect).unwrap();
+            assert_eq!(json, format!("\"{dialect}\""));
+            assert_eq!(serde_json::from_str::<SimDialect>(&json).unwrap(), dialect);
+        }
+        assert!("bedrock".parse::<SimDialect>().is_err());
+    }
+
+    #[test]
+    fn config_defaults_and_rejects_unknown_keys() {
+        let config: SimConfig = serde_json::from_str(r#"{"ttft_ms": 5}"#).unwrap();
+        assert_eq!(config.ttft_ms, 5);
+        assert_eq!(config.error_status, 503);
+        assert_eq!(config.embedding_dimensions, 1536);
+        assert!(serde_json::from_str::<SimConfig>(r#"{"ttft": 5}"#).is_err());
+    }
+}

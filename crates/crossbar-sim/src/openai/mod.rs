@@ -1,0 +1,256 @@
+//! The OpenAI dialect (Chat Completions, Embeddings, Models under `/v1`) and Azure OpenAI
+//! (classic deployment URLs with `api-version`): routes, auth, and the glue between the wire
+//! format and the neutral behaviour. Azure differs in path, auth header, reported model, the
+//! empty first stream chunk, content-filter annotations and error shape.
+
+mod embeddings;
+mod error;
+mod headers;
+mod params;
+mod request;
+mod response;
+mod tools;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::{Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde_json::json;
+
+pub(crate) use self::error::render as render_error;
+use crate::faults::{self, Fault, Pacing, StreamBreaks};
+use crate::state::App;
+use crate::{SimConfig, SimDialect, behaviour, http};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Operation {
+    Chat,
+    Embeddings,
+}
+
+/// Where a request was addressed, as far as the answer depends on it.
+#[derive(Clone, Debug)]
+pub(crate) struct Target {
+    pub dialect: SimDialect,
+    pub operation: Operation,
+    /// Azure: the model version behind the deployment, reported instead of the body's model.
+    pub deployment_model: Option<String>,
+    pub api_version: Option<String>,
+}
+
+impl Target {
+    pub fn openai(operation: Operation) -> Self {
+        Self {
+            dialect: SimDialect::OpenAi,
+            operation,
+            deployment_model: None,
+            api_version: None,
+        }
+    }
+
+    /// `None` without a non-empty `api-version`, which Azure answers with 404.
+    fn azure(operation: Operation, deployment: &str, query: Option<&str>) -> Option<Self> {
+        let api_version = query?
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(key, value)| *key == "api-version" && !value.is_empty())
+            .map(|(_, value)| value.to_owned())?;
+        Some(Self {
+            dialect: SimDialect::Azure,
+            operation,
+            // Azure reports the model version behind a deployment, never the deployment name.
+            deployment_model: Some(format!("{}-2024-08-06", deployment.to_ascii_lowercase())),
+            api_version: Some(api_version),
+        })
+    }
+
+    fn reported_model(&self, requested: &str) -> String {
+        self.deployment_model
+            .clone()
+            .unwrap_or_else(|| requested.to_owned())
+    }
+}
+
+pub(crate) fn router(app: App) -> Router {
+    let routes = match app.dialect {
+        SimDialect::OpenAi => Router::new()
+            .route("/v1/chat/completions", post(openai_chat))
+            .route("/v1/embeddings", post(openai_embeddings))
+            .route("/v1/models", get(list_models)),
+        SimDialect::Azure => Router::new()
+            .route(
+                "/openai/deployments/{deployment}/chat/completions",
+                post(azure_chat),
+            )
+            .route(
+                "/openai/deployments/{deployment}/embeddings",
+                post(azure_embeddings),
+            ),
+    };
+    routes
+        .route_layer(middleware::from_fn_with_state(app.clone(), authenticate))
+        .fallback(not_found)
+        .method_not_allowed_fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            headers::decorate,
+        ))
+        .layer(middleware::from_fn_with_state(app.clone(), http::observe))
+        // `observe` already enforced the body limit while recording.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(app)
+}
+
+/// OpenAI takes `Authorization: Bearer`; Azure takes `api-key` or a Bearer token.
+async fn authenticate(State(app): State<App>, request: Request, next: Next) -> Response {
+    let Some(expected) = app.config().api_key else {
+        return next.run(request).await;
+    };
+    let headers = request.headers();
+    let bearer = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let presented = match app.dialect {
+        SimDialect::OpenAi => bearer,
+        SimDialect::Azure => headers
+            .get("api-key")
+            .and_then(|v| v.to_str().ok())
+            .or(bearer),
+    };
+    match presented {
+        Some(key) if key == expected => next.run(request).await,
+        presented => render_error(
+            app.dialect,
+            &error::unauthorized(app.dialect, presented.is_none()),
+        ),
+    }
+}
+
+async fn not_found(State(app): State<App>, method: Method, uri: Uri) -> Response {
+    let error = error::not_found(app.dialect, method.as_str(), uri.path());
+    render_error(app.dialect, &error)
+}
+
+async fn list_models() -> Response {
+    const MODELS: &[(&str, u64)] = &[
+        ("gpt-4o", 1_715_367_049),
+        ("gpt-4o-mini", 1_721_172_741),
+        ("o3-mini", 1_737_146_383),
+        ("text-embedding-3-small", 1_705_948_997),
+        ("text-embedding-3-large", 1_705_953_180),
+    ];
+    let data: Vec<_> = MODELS
+        .iter()
+        .map(|(id, created)| json!({"id": id, "object": "model", "created": created, "owned_by": "system"}))
+        .collect();
+    http::json_body(
+        StatusCode::OK,
+        json!({"object": "list", "data": data}).to_string(),
+    )
+}
+
+async fn openai_chat(State(app): State<App>, body: Bytes) -> Response {
+    chat(&app, &Target::openai(Operation::Chat), &body).await
+}
+
+async fn azure_chat(
+    State(app): State<App>,
+    Path(deployment): Path<String>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    match Target::azure(Operation::Chat, &deployment, query.as_deref()) {
+        Some(target) => chat(&app, &target, &body).await,
+        None => resource_not_found(),
+    }
+}
+
+async fn openai_embeddings(State(app): State<App>, body: Bytes) -> Response {
+    embed(&app, &Target::openai(Operation::Embeddings), &body).await
+}
+
+async fn azure_embeddings(
+    State(app): State<App>,
+    Path(deployment): Path<String>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    match Target::azure(Operation::Embeddings, &deployment, query.as_deref()) {
+        Some(target) => embed(&app, &target, &body).await,
+        None => resource_not_found(),
+    }
+}
+
+fn resource_not_found() -> Response {
+    let error = error::not_found(SimDialect::Azure, "", "");
+    render_error(SimDialect::Azure, &error)
+}
+
+async fn chat(app: &App, target: &Target, body: &[u8]) -> Response {
+    let config = app.config();
+    let fault = app.decide_fault(&config);
+    if let Some(response) = early_fault(&config, fault, target).await {
+        return response;
+    }
+    let request = match request::parse_chat(body, target) {
+        Ok(request) => request,
+        Err(error) => return render_error(target.dialect, &error),
+    };
+    let conversation = &request.conversation;
+    let mut answer = behaviour::answer(conversation);
+    answer.usage.cached_tokens = app.cached_tokens(&conversation.prompt_segments());
+    let model = target.reported_model(&request.model);
+    let render = response::Render::new(target.dialect, &request, model, app.next_sequence());
+    let pacing = Pacing::new(&config);
+    let malformed = fault == Fault::Malformed;
+    if request.stream {
+        tokio::time::sleep(pacing.ttft).await;
+        let script = render.stream(&answer, malformed);
+        let frames = faults::play(script, StreamBreaks::new(&config), pacing.per_token);
+        http::event_stream(frames)
+    } else {
+        tokio::time::sleep(pacing.total(answer.usage.completion_tokens)).await;
+        json_answer(render.completion(&answer), malformed)
+    }
+}
+
+async fn embed(app: &App, target: &Target, body: &[u8]) -> Response {
+    let config = app.config();
+    let fault = app.decide_fault(&config);
+    if let Some(response) = early_fault(&config, fault, target).await {
+        return response;
+    }
+    let request = match embeddings::parse(body, target) {
+        Ok(request) => request,
+        Err(error) => return render_error(target.dialect, &error),
+    };
+    tokio::time::sleep(Pacing::new(&config).ttft).await;
+    let model = target.reported_model(&request.model);
+    let body = request.respond(&model, config.embedding_dimensions);
+    json_answer(body, fault == Fault::Malformed)
+}
+
+/// Answers rate-limit and error faults, and never answers a hang; other requests proceed.
+async fn early_fault(config: &SimConfig, fault: Fault, target: &Target) -> Option<Response> {
+    let error = match fault {
+        Fault::RateLimit => error::rate_limited(target, config.retry_after_s),
+        Fault::Error => error::scripted(target, config.error_status, config.retry_after_s),
+        Fault::Hang => return Some(std::future::pending().await),
+        Fault::None | Fault::Malformed => return None,
+    };
+    Some(render_error(target.dialect, &error))
+}
+
+fn json_answer(body: String, malformed: bool) -> Response {
+    let body = if malformed {
+        faults::truncate_json(&body)
+    } else {
+        body
+    };
+    http::json_body(StatusCode::OK, body)
+}
