@@ -89,6 +89,10 @@ pub enum ProviderKind {
     Openai,
     AzureOpenai,
     OpenaiCompatible,
+    Anthropic,
+    Bedrock,
+    Gemini,
+    Vertex,
     Sim,
 }
 
@@ -125,8 +129,26 @@ pub struct ProviderConfig {
     /// For `kind = "sim"`: the simulator's latency and fault settings.
     pub sim: Option<Spanned<toml::Table>>,
     pub max_tokens_field: Option<MaxTokensFieldConfig>,
+    /// Vertex AI: the Google Cloud project.
+    pub project: Option<String>,
+    /// Vertex AI: the location (`us-central1`, `global`...).
+    pub location: Option<String>,
+    /// Bedrock: explicit AWS credentials; without them the standard AWS chain is used.
+    pub aws: Option<AwsCredentials>,
+    /// Vertex AI: a service-account JSON file; without it Google application-default
+    /// credentials are used.
+    pub google_credentials: Option<String>,
     #[serde(default)]
     pub timeouts: Timeouts,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsCredentials {
+    pub access_key_id: Option<Spanned<Secret>>,
+    pub secret_access_key: Option<Spanned<Secret>>,
+    pub session_token: Option<Spanned<Secret>>,
+    pub profile: Option<String>,
 }
 
 /// Per-provider deadlines, in milliseconds.
@@ -410,6 +432,24 @@ impl Config {
                         return Err(needs("endpoint"));
                     }
                 }
+                ProviderKind::Anthropic | ProviderKind::Gemini => {
+                    if provider.api_key.is_none() {
+                        return Err(needs("api_key"));
+                    }
+                }
+                ProviderKind::Bedrock => {
+                    if provider.region.is_none() {
+                        return Err(needs("region"));
+                    }
+                }
+                ProviderKind::Vertex => {
+                    if provider.project.is_none() {
+                        return Err(needs("project"));
+                    }
+                    if provider.location.is_none() {
+                        return Err(needs("location"));
+                    }
+                }
                 ProviderKind::Sim => match &provider.dialect {
                     None => return Err(needs("dialect")),
                     Some(dialect) if !SIM_DIALECTS.contains(&dialect.get_ref().as_str()) => {
@@ -499,7 +539,14 @@ impl Config {
     }
 }
 
-const SIM_DIALECTS: &[&str] = &["openai", "azure"];
+const SIM_DIALECTS: &[&str] = &[
+    "openai",
+    "azure",
+    "anthropic",
+    "bedrock",
+    "gemini",
+    "vertex",
+];
 
 /// Logical models registered for providers discovered from the environment, with list prices.
 const DISCOVERED_MODELS: &[(&str, &str)] = &[

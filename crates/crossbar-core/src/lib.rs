@@ -2,12 +2,14 @@
 //! router that picks a deployment per call, and the configuration that describes them all.
 //! Nothing here knows about the HTTP server or the CLI.
 
+pub mod auth;
 pub mod chat;
 pub mod client;
 pub mod config;
 pub mod dialects;
 pub mod embeddings;
 pub mod error;
+pub mod framing;
 pub mod provider;
 pub mod router;
 

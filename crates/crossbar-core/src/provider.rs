@@ -1,22 +1,24 @@
 //! Providers: an account at an endpoint, speaking one dialect, with its auth, cloud, region and
 //! deadlines. The table in [`Provider::from_config`] is the one place a provider kind is defined.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::time::{Instant, timeout_at};
 
+use crate::auth::Authorize;
 use crate::chat::{ChatRequest, ChatResponse};
 use crate::client::ChatStream;
 use crate::config::{AzureAuth, ConfigError, MaxTokensFieldConfig, ProviderConfig, ProviderKind};
 use crate::dialects::openai::MaxTokensField;
-use crate::dialects::{Egress, Frame, OpenAiEgress};
+use crate::dialects::{self, Egress, OpenAiEgress, Operation};
 use crate::embeddings::{EmbeddingRequest, EmbeddingResponse};
 use crate::error::{Error, ErrorKind, Result};
+use crate::framing;
 
 const DEFAULT_CONNECT: Duration = Duration::from_secs(10);
 const DEFAULT_FIRST_BYTE: Duration = Duration::from_secs(120);
@@ -26,43 +28,18 @@ const DEFAULT_TOTAL: Duration = Duration::from_secs(600);
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
 
-/// Where requests go: URL shapes differ by provider even within one dialect.
-#[derive(Debug)]
-enum Endpoint {
-    /// `{base}/chat/completions`, `{base}/embeddings`.
-    OpenAi { base: String },
-    /// Azure's deployment-scoped URLs with a required `api-version`.
-    Azure {
-        endpoint: String,
-        api_version: String,
-    },
-}
-
-impl Endpoint {
-    fn url(&self, operation: &str, target: &str) -> String {
-        match self {
-            Self::OpenAi { base } => format!("{base}/{operation}"),
-            Self::Azure {
-                endpoint,
-                api_version,
-            } => {
-                format!(
-                    "{endpoint}/openai/deployments/{target}/{operation}?api-version={api_version}"
-                )
-            }
-        }
-    }
-}
-
 pub struct Provider {
     pub name: String,
     pub kind: ProviderKind,
     pub cloud: String,
     pub region: String,
     egress: Box<dyn Egress>,
-    endpoint: Endpoint,
+    /// Base URL, without a trailing slash.
+    endpoint: String,
     /// Auth and configured extra headers, marked sensitive so they never print.
     headers: HeaderMap,
+    /// Credentials computed per request (SigV4, OAuth), when a static header is not enough.
+    authorizer: Option<Arc<dyn Authorize>>,
     /// Credentials to scrub from anything an upstream echoes back.
     secrets: Vec<SecretString>,
     client: reqwest::Client,
@@ -83,6 +60,104 @@ impl std::fmt::Debug for Provider {
     }
 }
 
+/// What the table decides for a provider kind: each dialect module builds its own.
+pub(crate) struct Parts {
+    pub(crate) egress: Box<dyn Egress>,
+    /// Base URL; the configured or simulator endpoint, else the provider's public one.
+    pub(crate) endpoint: String,
+    /// Which header carries `api_key` (`"authorization"` means `Bearer <key>`), if any.
+    pub(crate) key_header: Option<&'static str>,
+    /// Headers the dialect always sends (e.g. `anthropic-version`).
+    pub(crate) headers: HeaderMap,
+    pub(crate) authorizer: Option<Arc<dyn Authorize>>,
+}
+
+impl Parts {
+    pub(crate) fn new(
+        egress: impl Egress + 'static,
+        endpoint: String,
+        key_header: Option<&'static str>,
+    ) -> Self {
+        Self {
+            egress: Box::new(egress),
+            endpoint,
+            key_header,
+            headers: HeaderMap::new(),
+            authorizer: None,
+        }
+    }
+}
+
+/// The provider table: dialect, endpoint and auth per kind. A simulated provider takes the row
+/// of the dialect it speaks, with its simulator's endpoint.
+fn parts(config: &ProviderConfig, endpoint: Option<String>) -> Result<Parts, String> {
+    let kind = match (
+        config.kind,
+        config.dialect.as_ref().map(|d| d.get_ref().as_str()),
+    ) {
+        (ProviderKind::Sim, Some("openai")) => ProviderKind::OpenaiCompatible,
+        (ProviderKind::Sim, Some("azure")) => ProviderKind::AzureOpenai,
+        (ProviderKind::Sim, Some("anthropic")) => ProviderKind::Anthropic,
+        (ProviderKind::Sim, Some("bedrock")) => ProviderKind::Bedrock,
+        (ProviderKind::Sim, Some("gemini")) => ProviderKind::Gemini,
+        (ProviderKind::Sim, Some("vertex")) => ProviderKind::Vertex,
+        (ProviderKind::Sim, other) => return Err(format!("no simulated dialect {other:?}")),
+        (kind, _) => kind,
+    };
+    let required = |endpoint: Option<String>| {
+        endpoint.ok_or_else(|| {
+            "an endpoint is required (a simulated provider needs its simulator running)".to_owned()
+        })
+    };
+    let max_tokens_field = match config.max_tokens_field {
+        Some(MaxTokensFieldConfig::MaxTokens) => MaxTokensField::MaxTokens,
+        Some(MaxTokensFieldConfig::MaxCompletionTokens) => MaxTokensField::MaxCompletionTokens,
+        None if kind == ProviderKind::OpenaiCompatible => MaxTokensField::MaxTokens,
+        None => MaxTokensField::MaxCompletionTokens,
+    };
+    Ok(match kind {
+        ProviderKind::Openai => Parts::new(
+            OpenAiEgress {
+                max_tokens_field,
+                azure_api_version: None,
+            },
+            endpoint.unwrap_or_else(|| "https://api.openai.com/v1".to_owned()),
+            Some("authorization"),
+        ),
+        ProviderKind::OpenaiCompatible => Parts::new(
+            OpenAiEgress {
+                max_tokens_field,
+                azure_api_version: None,
+            },
+            required(endpoint)?,
+            Some("authorization"),
+        ),
+        ProviderKind::AzureOpenai => {
+            let api_version = config
+                .api_version
+                .clone()
+                .unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_owned());
+            let key_header = match config.auth {
+                Some(AzureAuth::Bearer) => "authorization",
+                Some(AzureAuth::ApiKey) | None => "api-key",
+            };
+            Parts::new(
+                OpenAiEgress {
+                    max_tokens_field,
+                    azure_api_version: Some(api_version),
+                },
+                required(endpoint)?,
+                Some(key_header),
+            )
+        }
+        ProviderKind::Anthropic => dialects::anthropic::provider_parts(config, endpoint)?,
+        ProviderKind::Bedrock => dialects::bedrock::provider_parts(config, endpoint)?,
+        ProviderKind::Gemini => dialects::gemini::provider_parts(config, endpoint, false)?,
+        ProviderKind::Vertex => dialects::gemini::provider_parts(config, endpoint, true)?,
+        ProviderKind::Sim => return Err("a simulated provider needs a dialect".to_owned()),
+    })
+}
+
 fn ms(value: Option<u64>, default: Duration) -> Duration {
     value.map_or(default, Duration::from_millis)
 }
@@ -99,66 +174,16 @@ impl Provider {
             .map(str::to_owned)
             .or_else(|| config.endpoint.as_ref().map(|e| e.get_ref().clone()));
         let api_key = config.api_key.as_ref().map(|k| k.get_ref().0.clone());
-        let max_tokens_field = match config.max_tokens_field {
-            Some(MaxTokensFieldConfig::MaxTokens) => MaxTokensField::MaxTokens,
-            Some(MaxTokensFieldConfig::MaxCompletionTokens) => MaxTokensField::MaxCompletionTokens,
-            None if config.kind == ProviderKind::OpenaiCompatible => MaxTokensField::MaxTokens,
-            None => MaxTokensField::MaxCompletionTokens,
-        };
-        let dialect = config.dialect.as_ref().map(|d| d.get_ref().as_str());
-        let azure_like = config.kind == ProviderKind::AzureOpenai || dialect == Some("azure");
-        // The provider table: endpoint shape and auth per kind.
-        let (endpoint, auth_header) = match (config.kind, endpoint) {
-            (ProviderKind::Openai, endpoint) => (
-                Endpoint::OpenAi {
-                    base: endpoint.unwrap_or_else(|| "https://api.openai.com/v1".to_owned()),
-                },
-                Some("authorization"),
-            ),
-            (ProviderKind::OpenaiCompatible, Some(base)) => {
-                (Endpoint::OpenAi { base }, Some("authorization"))
-            }
-            (ProviderKind::Sim, Some(base)) if !azure_like => {
-                (Endpoint::OpenAi { base }, Some("authorization"))
-            }
-            (ProviderKind::AzureOpenai | ProviderKind::Sim, Some(endpoint)) => {
-                let auth = match config.auth {
-                    Some(AzureAuth::Bearer) => "authorization",
-                    Some(AzureAuth::ApiKey) | None => "api-key",
-                };
-                let api_version = config
-                    .api_version
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_owned());
-                (
-                    Endpoint::Azure {
-                        endpoint,
-                        api_version,
-                    },
-                    Some(auth),
-                )
-            }
-            (_, None) => {
-                return Err(fail(
-                    "no endpoint (a simulated provider needs its simulator running)".into(),
-                ));
-            }
-        };
-        let endpoint = match endpoint {
-            Endpoint::OpenAi { base } => Endpoint::OpenAi {
-                base: base.trim_end_matches('/').to_owned(),
-            },
-            Endpoint::Azure {
-                endpoint,
-                api_version,
-            } => Endpoint::Azure {
-                endpoint: endpoint.trim_end_matches('/').to_owned(),
-                api_version,
-            },
-        };
-        let mut headers = HeaderMap::new();
+        let Parts {
+            egress,
+            endpoint,
+            key_header,
+            mut headers,
+            authorizer,
+        } = parts(config, endpoint).map_err(fail)?;
+        let endpoint = endpoint.trim_end_matches('/').to_owned();
         let mut secrets = Vec::new();
-        if let (Some(key), Some(header)) = (api_key, auth_header) {
+        if let (Some(key), Some(header)) = (api_key, key_header) {
             let value = if header == "authorization" {
                 format!("Bearer {key}")
             } else {
@@ -191,9 +216,10 @@ impl Provider {
             kind: config.kind,
             cloud: config.cloud.clone().unwrap_or_default(),
             region: config.region.clone().unwrap_or_default(),
-            egress: Box::new(OpenAiEgress { max_tokens_field }),
+            egress,
             endpoint,
             headers,
+            authorizer,
             secrets,
             client,
             first_byte: ms(timeouts.first_byte_ms, DEFAULT_FIRST_BYTE),
@@ -205,38 +231,57 @@ impl Provider {
     /// Sends one request and returns the response once its headers arrived with a 2xx status.
     async fn send(
         &self,
-        operation: &str,
+        operation: Operation,
         target: &str,
         body: Vec<u8>,
         deadline: Instant,
     ) -> Result<reqwest::Response> {
-        let url = self.endpoint.url(operation, target);
-        let request = self
+        let url = self.egress.url(&self.endpoint, target, operation)?;
+        let mut request = self
             .client
             .post(url)
             .headers(self.headers.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body);
+            .body(body)
+            .build()
+            .map_err(|e| {
+                Error::internal(format!(
+                    "building a request for provider `{}`: {}",
+                    self.name,
+                    error_chain(&e.without_url())
+                ))
+            })?;
         let first_byte = deadline.min(Instant::now() + self.first_byte);
-        let response = match timeout_at(first_byte, request.send()).await {
+        let sent = async {
+            if let Some(authorizer) = &self.authorizer {
+                authorizer.authorize(&mut request).await?;
+            }
+            self.client
+                .execute(request)
+                .await
+                .map_err(|e| self.transport_error(&e))
+        };
+        let response = match timeout_at(first_byte, sent).await {
             Err(_) => {
                 return Err(Error::upstream_timeout(format!(
                     "Provider `{}` did not answer in time.",
                     self.name
                 )));
             }
-            Ok(Err(e)) => return Err(self.transport_error(&e)),
-            Ok(Ok(response)) => response,
+            Ok(result) => result?,
         };
         let status = response.status().as_u16();
         if (200..300).contains(&status) {
             return Ok(response);
         }
-        let retry_after = retry_after(response.headers());
+        let headers = response.headers().clone();
         let body = read_limited(response, deadline).await.unwrap_or_default();
-        Err(self
-            .upstream_error(status, &body)
-            .with_retry_after(retry_after))
+        let mut error = self.upstream_error(status, &headers, &body);
+        // A header beats what the dialect found in the body (Gemini's RetryInfo, say).
+        if let Some(after) = retry_after(&headers) {
+            error.retry_after = Some(after);
+        }
+        Err(error)
     }
 
     fn transport_error(&self, error: &reqwest::Error) -> Error {
@@ -254,8 +299,8 @@ impl Provider {
         }
     }
 
-    fn upstream_error(&self, status: u16, body: &[u8]) -> Error {
-        let mut error = self.egress.error(status, body);
+    fn upstream_error(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> Error {
+        let mut error = self.egress.error(status, headers, body);
         if matches!(
             error.kind,
             ErrorKind::Authentication | ErrorKind::PermissionDenied
@@ -286,7 +331,14 @@ impl Provider {
         let deadline = Instant::now() + self.total;
         let body = self.egress.chat_body(request, target)?;
         let response = self
-            .send("chat/completions", target, body, deadline)
+            .send(
+                Operation::Chat {
+                    stream: request.stream,
+                },
+                target,
+                body,
+                deadline,
+            )
             .await?;
         let body = read_limited(response, deadline)
             .await
@@ -303,7 +355,9 @@ impl Provider {
     ) -> Result<EmbeddingResponse> {
         let deadline = Instant::now() + self.total;
         let body = self.egress.embedding_body(request, target)?;
-        let response = self.send("embeddings", target, body, deadline).await?;
+        let response = self
+            .send(Operation::Embeddings, target, body, deadline)
+            .await?;
         let body = read_limited(response, deadline)
             .await
             .map_err(|e| self.classify_read(e))?;
@@ -336,26 +390,29 @@ impl Provider {
         let deadline = Instant::now() + self.total;
         let body = self.egress.chat_body(request, target)?;
         let response = self
-            .send("chat/completions", target, body, deadline)
+            .send(
+                Operation::Chat {
+                    stream: request.stream,
+                },
+                target,
+                body,
+                deadline,
+            )
             .await?;
         let mut decoder = self.egress.stream_decoder();
         let idle = self.idle;
         let name = self.name.clone();
+        let mut frames = framing::frames(response, self.egress.framing());
         let stream = async_stream::try_stream! {
-            let mut events = response.bytes_stream().eventsource();
             let mut out = Vec::new();
             loop {
-                let next = match timeout_at(deadline.min(Instant::now() + idle), events.next()).await {
+                let next = match timeout_at(deadline.min(Instant::now() + idle), frames.next()).await {
                     Err(_) => Err(Error::upstream_timeout(format!("Provider `{name}` stalled mid-stream.")))?,
                     Ok(next) => next,
                 };
-                let Some(event) = next else { break };
-                let event = event.map_err(|e| {
-                    Error::stream_interrupted(format!("Provider `{name}` broke off its stream: {}", stream_error_text(&e)))
-                })?;
-                decoder
-                    .decode(&Frame { event: &event.event, data: &event.data }, &mut out)
-                    .map_err(|e| attributed(&name, e))?;
+                let Some(frame) = next else { break };
+                let frame = frame.map_err(|e| attributed(&name, e))?;
+                decoder.decode(&frame.as_frame(), &mut out).map_err(|e| attributed(&name, e))?;
                 for item in out.drain(..) {
                     yield item;
                 }
@@ -372,17 +429,8 @@ fn attributed(provider: &str, mut error: Error) -> Error {
     error
 }
 
-fn stream_error_text<E: std::error::Error>(
-    error: &eventsource_stream::EventStreamError<E>,
-) -> String {
-    match error {
-        eventsource_stream::EventStreamError::Transport(e) => error_chain(e),
-        other => other.to_string(),
-    }
-}
-
 /// An error's message with its causes, which is where hyper says what actually broke.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -447,24 +495,5 @@ mod tests {
         assert_eq!(retry_after(&headers), Some(Duration::from_millis(1500)));
         headers.insert("retry-after-ms", HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&headers), Some(Duration::from_secs(3)));
-    }
-
-    #[test]
-    fn azure_urls_are_deployment_scoped_with_api_version() {
-        let endpoint = Endpoint::Azure {
-            endpoint: "https://r.openai.azure.com".into(),
-            api_version: "2024-10-21".into(),
-        };
-        assert_eq!(
-            endpoint.url("chat/completions", "gpt4o-prod"),
-            "https://r.openai.azure.com/openai/deployments/gpt4o-prod/chat/completions?api-version=2024-10-21"
-        );
-        let endpoint = Endpoint::OpenAi {
-            base: "http://localhost:8000/v1".into(),
-        };
-        assert_eq!(
-            endpoint.url("embeddings", "x"),
-            "http://localhost:8000/v1/embeddings"
-        );
     }
 }

@@ -290,15 +290,7 @@ async fn embeddings_float_and_base64() {
 #[tokio::test]
 async fn models_and_health() {
     let gw = start(TWO_CLOUDS).await;
-    let client = gw.client();
-    let list: Value = client
-        .get(format!("{}/v1/models", gw.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = gw.get("/v1/models").await.json().await.unwrap();
     let ids: Vec<&str> = list["data"]
         .as_array()
         .unwrap()
@@ -306,23 +298,11 @@ async fn models_and_health() {
         .map(|m| m["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, vec!["chat", "chat-azure", "embed"]);
-    let one = client
-        .get(format!("{}/v1/models/chat", gw.url))
-        .send()
-        .await
-        .unwrap();
+    let one = gw.get("/v1/models/chat").await;
     assert_eq!(one.status(), 200);
-    let missing = client
-        .get(format!("{}/v1/models/nope", gw.url))
-        .send()
-        .await
-        .unwrap();
+    let missing = gw.get("/v1/models/nope").await;
     assert_eq!(missing.status(), 404);
-    let health = client
-        .get(format!("{}/healthz", gw.url))
-        .send()
-        .await
-        .unwrap();
+    let health = gw.get("/healthz").await;
     assert_eq!(health.status(), 200);
 }
 
@@ -408,14 +388,7 @@ async fn client_errors_have_precise_statuses_and_openai_bodies() {
     assert_eq!(status, 413);
     assert!(body["error"]["message"].as_str().unwrap().contains("4096"));
 
-    let (status, _) = error_of(
-        client
-            .get(format!("{}/v1/nothing", gw.url))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, _) = error_of(gw.get("/v1/nothing").await).await;
     assert_eq!(status, 404);
     // Nothing reached a provider.
     assert!(gw.sim("sim-openai").requests().is_empty());
@@ -452,11 +425,7 @@ async fn gateway_keys_are_enforced_without_echoing_them() {
         .await
         .unwrap();
     assert_eq!(ok.status(), 200);
-    let health = client
-        .get(format!("{}/healthz", gw.url))
-        .send()
-        .await
-        .unwrap();
+    let health = gw.get("/healthz").await;
     assert_eq!(health.status(), 200);
 }
 

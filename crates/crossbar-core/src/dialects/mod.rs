@@ -1,18 +1,47 @@
 //! Wire dialects. Each one is a module with its wire types and its conversions both ways; the
 //! rest of the gateway sees only canonical types and the [`Egress`] trait.
 
+pub mod anthropic;
+pub mod bedrock;
+pub mod gemini;
 pub mod openai;
 
 use crate::chat::{ChatRequest, ChatResponse, StreamEvent};
 use crate::embeddings::{EmbeddingRequest, EmbeddingResponse};
 use crate::error::{Error, Result};
 
-/// One framed message of an upstream stream: an SSE event, or (later) an AWS event-stream frame
-/// with its `:event-type` header as `event`.
+/// How an upstream frames its streamed answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// `text/event-stream`.
+    Sse,
+    /// `application/vnd.amazon.eventstream` binary frames.
+    AwsEventStream,
+}
+
+/// What a frame is: AWS event streams carry modeled exceptions and unmodeled errors as frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameKind {
+    Event,
+    Exception,
+    Error,
+}
+
+/// One framed message of an upstream stream: an SSE event (its `event:` name, empty when absent,
+/// and its `data`), or an AWS event-stream frame (`:event-type` / `:exception-type` /
+/// `:error-code` as `event`, the payload as `data`).
 #[derive(Debug)]
 pub struct Frame<'a> {
+    pub kind: FrameKind,
     pub event: &'a str,
     pub data: &'a str,
+}
+
+/// What is being called, which decides the URL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    Chat { stream: bool },
+    Embeddings,
 }
 
 /// Turns an upstream's stream frames into canonical events.
@@ -24,19 +53,26 @@ pub trait StreamDecode: Send {
 
 /// What a provider needs from the dialect it speaks upstream.
 pub trait Egress: Send + Sync {
+    /// The URL of `operation` on `target`, below the provider's endpoint (no trailing slash).
+    fn url(&self, endpoint: &str, target: &str, operation: Operation) -> Result<String>;
+    fn framing(&self) -> Framing {
+        Framing::Sse
+    }
     fn chat_body(&self, request: &ChatRequest, target: &str) -> Result<Vec<u8>>;
     fn chat_response(&self, body: &[u8]) -> Result<ChatResponse>;
     fn stream_decoder(&self) -> Box<dyn StreamDecode>;
     fn embedding_body(&self, request: &EmbeddingRequest, target: &str) -> Result<Vec<u8>>;
     fn embedding_response(&self, body: &[u8]) -> Result<EmbeddingResponse>;
-    /// Classifies an HTTP error answer from its status and body.
-    fn error(&self, status: u16, body: &[u8]) -> Error;
+    /// Classifies an HTTP error answer from its status, headers and body.
+    fn error(&self, status: u16, headers: &reqwest::header::HeaderMap, body: &[u8]) -> Error;
 }
 
 /// The OpenAI dialect as an upstream (OpenAI, Azure OpenAI and OpenAI-compatible servers).
 #[derive(Debug, Default)]
 pub struct OpenAiEgress {
     pub max_tokens_field: openai::MaxTokensField,
+    /// `Some(api_version)` for Azure's deployment-scoped URLs.
+    pub azure_api_version: Option<String>,
 }
 
 impl StreamDecode for openai::StreamDecoder {
@@ -50,6 +86,20 @@ impl StreamDecode for openai::StreamDecoder {
 }
 
 impl Egress for OpenAiEgress {
+    fn url(&self, endpoint: &str, target: &str, operation: Operation) -> Result<String> {
+        let operation = match operation {
+            Operation::Chat { .. } => "chat/completions",
+            Operation::Embeddings => "embeddings",
+        };
+        Ok(match &self.azure_api_version {
+            None => format!("{endpoint}/{operation}"),
+            Some(version) => format!(
+                "{endpoint}/openai/deployments/{}/{operation}?api-version={version}",
+                encode_path_segment(target)
+            ),
+        })
+    }
+
     fn chat_body(&self, request: &ChatRequest, target: &str) -> Result<Vec<u8>> {
         openai::encode_chat_request(request, target, self.max_tokens_field)
     }
@@ -70,7 +120,54 @@ impl Egress for OpenAiEgress {
         openai::decode_embedding_response(body)
     }
 
-    fn error(&self, status: u16, body: &[u8]) -> Error {
+    fn error(&self, status: u16, _headers: &reqwest::header::HeaderMap, body: &[u8]) -> Error {
         openai::decode_error(status, body)
+    }
+}
+
+/// Percent-encodes everything but unreserved characters, so a model id (`:` in Bedrock ids,
+/// `/` in ARNs) stays one path segment.
+pub fn encode_path_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openai_and_azure_urls() {
+        let openai = OpenAiEgress::default();
+        let chat = Operation::Chat { stream: true };
+        assert_eq!(
+            openai.url("http://h/v1", "m", chat).unwrap(),
+            "http://h/v1/chat/completions"
+        );
+        let azure = OpenAiEgress {
+            azure_api_version: Some("2024-10-21".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            azure
+                .url(
+                    "https://r.openai.azure.com",
+                    "gpt4o prod",
+                    Operation::Embeddings
+                )
+                .unwrap(),
+            "https://r.openai.azure.com/openai/deployments/gpt4o%20prod/embeddings?api-version=2024-10-21"
+        );
+        assert_eq!(
+            encode_path_segment("us.anthropic.claude-3:0/x"),
+            "us.anthropic.claude-3%3A0%2Fx"
+        );
     }
 }

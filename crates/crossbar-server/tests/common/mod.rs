@@ -42,6 +42,14 @@ impl TestGateway {
             .unwrap()
     }
 
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client()
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Stops accepting and drains, like SIGTERM does.
     pub fn shutdown(&mut self) {
         if let Some(tx) = self.shutdown.take() {

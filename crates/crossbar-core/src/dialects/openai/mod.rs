@@ -131,6 +131,16 @@ fn typed<T: serde::de::DeserializeOwned>(value: Value, prefix: &str) -> Result<T
     })
 }
 
+impl From<wire::ToolCall> for ToolCall {
+    fn from(call: wire::ToolCall) -> Self {
+        Self {
+            id: call.id,
+            name: call.function.name,
+            arguments: call.function.arguments,
+        }
+    }
+}
+
 /// Decodes a client's `POST /v1/chat/completions` body.
 pub fn decode_chat_request(body: &[u8]) -> Result<IngressChat> {
     let mut map = parse_json_object(body)?;
@@ -288,14 +298,7 @@ fn decode_message(i: usize, value: Value) -> Result<Message> {
         && let Some(calls) = obj.remove("tool_calls").filter(|v| !v.is_null())
     {
         let calls: Vec<wire::ToolCall> = typed(calls, &format!("{at}.tool_calls"))?;
-        message.tool_calls = calls
-            .into_iter()
-            .map(|c| ToolCall {
-                id: c.id,
-                name: c.function.name,
-                arguments: c.function.arguments,
-            })
-            .collect();
+        message.tool_calls = calls.into_iter().map(ToolCall::from).collect();
     }
     if role == Role::Tool {
         message.tool_call_id =
@@ -762,11 +765,7 @@ pub fn decode_chat_response(body: &[u8]) -> Result<ChatResponse> {
         .message
         .tool_calls
         .into_iter()
-        .map(|c| ToolCall {
-            id: c.id,
-            name: c.function.name,
-            arguments: c.function.arguments,
-        })
+        .map(ToolCall::from)
         .collect();
     let finish_reason = match choice.finish_reason.as_deref() {
         Some(raw) => decode_finish_reason(raw),
