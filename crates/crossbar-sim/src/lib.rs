@@ -10,10 +10,13 @@
 //! are written from the providers' specs and share no code with `crossbar-core`, so a
 //! translation mistake cannot hide by being made the same way on both sides of a test.
 
+mod anthropic;
+mod bedrock;
 mod behaviour;
 mod embeddings;
 mod error;
 mod faults;
+mod gemini;
 mod http;
 mod ids;
 mod openai;
@@ -39,6 +42,15 @@ pub enum SimDialect {
     OpenAi,
     /// Azure OpenAI, classic deployment-scoped URLs with `api-version`.
     Azure,
+    /// Anthropic Messages under `/v1/messages`.
+    Anthropic,
+    /// AWS Bedrock Converse / ConverseStream under `/model/{id}/...`.
+    Bedrock,
+    /// Gemini API `generateContent` under `/v1beta/models/{m}:...`.
+    Gemini,
+    /// Vertex AI: Gemini under `/v1/projects/{p}/locations/{l}/publishers/google/...` and
+    /// Vertex-hosted Claude under `.../publishers/anthropic/...:rawPredict`.
+    Vertex,
 }
 
 impl SimDialect {
@@ -47,6 +59,10 @@ impl SimDialect {
         match self {
             Self::OpenAi => "openai",
             Self::Azure => "azure",
+            Self::Anthropic => "anthropic",
+            Self::Bedrock => "bedrock",
+            Self::Gemini => "gemini",
+            Self::Vertex => "vertex",
         }
     }
 }
@@ -65,7 +81,7 @@ impl fmt::Display for UnknownDialect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unknown simulator dialect {:?} (expected openai or azure)",
+            "unknown simulator dialect {:?} (expected openai, azure, anthropic, bedrock, gemini or vertex)",
             self.0
         )
     }
@@ -80,6 +96,10 @@ impl FromStr for SimDialect {
         match s {
             "openai" => Ok(Self::OpenAi),
             "azure" => Ok(Self::Azure),
+            "anthropic" => Ok(Self::Anthropic),
+            "bedrock" => Ok(Self::Bedrock),
+            "gemini" => Ok(Self::Gemini),
+            "vertex" => Ok(Self::Vertex),
             other => Err(UnknownDialect(other.to_owned())),
         }
     }
@@ -187,7 +207,12 @@ impl SimServer {
     ) -> std::io::Result<SimServer> {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(dialect, config));
-        let router = openai::router(Arc::clone(&shared));
+        let router = match dialect {
+            SimDialect::OpenAi | SimDialect::Azure => openai::router(Arc::clone(&shared)),
+            SimDialect::Anthropic => anthropic::router(Arc::clone(&shared)),
+            SimDialect::Bedrock => bedrock::router(Arc::clone(&shared)),
+            SimDialect::Gemini | SimDialect::Vertex => gemini::router(Arc::clone(&shared)),
+        };
         let task = tokio::spawn(async move { axum::serve(listener, router).await });
         tracing::debug!(%addr, %dialect, "simulated provider listening");
         Ok(SimServer {
@@ -205,12 +230,17 @@ impl SimServer {
         self.shared.dialect
     }
 
-    /// Base URL a client configures: `http://ADDR/v1` for openai, `http://ADDR` (the Azure
-    /// resource endpoint) for azure.
+    /// Base URL a client configures, as the provider's public one would be: `http://ADDR/v1`
+    /// for openai, `http://ADDR/v1beta` for gemini, `http://ADDR/v1` for vertex (below which
+    /// `projects/...` follows), and `http://ADDR` (the resource or service endpoint) for azure,
+    /// anthropic and bedrock.
     pub fn base_url(&self) -> String {
         match self.shared.dialect {
-            SimDialect::OpenAi => format!("http://{}/v1", self.addr),
-            SimDialect::Azure => format!("http://{}", self.addr),
+            SimDialect::OpenAi | SimDialect::Vertex => format!("http://{}/v1", self.addr),
+            SimDialect::Gemini => format!("http://{}/v1beta", self.addr),
+            SimDialect::Azure | SimDialect::Anthropic | SimDialect::Bedrock => {
+                format!("http://{}", self.addr)
+            }
         }
     }
 
@@ -265,7 +295,7 @@ mod tests {
             assert_eq!(json, format!("\"{dialect}\""));
             assert_eq!(serde_json::from_str::<SimDialect>(&json).unwrap(), dialect);
         }
-        assert!("bedrock".parse::<SimDialect>().is_err());
+        assert!("bedrocks".parse::<SimDialect>().is_err());
     }
 
     #[test]

@@ -39,7 +39,11 @@ struct AzureError<'a> {
 /// The error JSON in the dialect's shape.
 pub(crate) fn body(dialect: SimDialect, error: &SimError) -> String {
     let encoded = match dialect {
-        SimDialect::OpenAi => serde_json::to_string(&Envelope {
+        SimDialect::OpenAi
+        | SimDialect::Anthropic
+        | SimDialect::Bedrock
+        | SimDialect::Gemini
+        | SimDialect::Vertex => serde_json::to_string(&Envelope {
             error: OpenAiError {
                 message: &error.message,
                 kind: match error.kind {
@@ -84,7 +88,11 @@ pub(crate) fn render(dialect: SimDialect, error: &SimError) -> Response {
         set("retry-after", seconds.to_string());
         set("x-ratelimit-remaining-requests", "0".to_owned());
         match dialect {
-            SimDialect::OpenAi => {
+            SimDialect::OpenAi
+            | SimDialect::Anthropic
+            | SimDialect::Bedrock
+            | SimDialect::Gemini
+            | SimDialect::Vertex => {
                 set(
                     "x-ratelimit-reset-requests",
                     go_duration(seconds.saturating_mul(1000)),
@@ -104,19 +112,19 @@ pub(crate) fn stream_error_frame(dialect: SimDialect) -> Bytes {
 
 pub(crate) fn unauthorized(dialect: SimDialect, key_missing: bool) -> SimError {
     let message = match (dialect, key_missing) {
-        (SimDialect::OpenAi, true) => {
-            "You didn't provide an API key. You need to provide your API key in an \
-             Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY). You \
-             can obtain an API key from https://platform.openai.com/account/api-keys."
-        }
-        (SimDialect::OpenAi, false) => {
-            "Incorrect API key provided. You can find your API key at \
-             https://platform.openai.com/account/api-keys."
-        }
         (SimDialect::Azure, _) => {
             "Access denied due to invalid subscription key or wrong API endpoint. Make sure to \
              provide a valid key for an active subscription and use a correct regional API \
              endpoint for your resource."
+        }
+        (_, true) => {
+            "You didn't provide an API key. You need to provide your API key in an \
+             Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY). You \
+             can obtain an API key from https://platform.openai.com/account/api-keys."
+        }
+        (_, false) => {
+            "Incorrect API key provided. You can find your API key at \
+             https://platform.openai.com/account/api-keys."
         }
     };
     let error = SimError::new(StatusCode::UNAUTHORIZED, ErrorKind::Authentication, message);
@@ -129,7 +137,11 @@ pub(crate) fn unauthorized(dialect: SimDialect, key_missing: bool) -> SimError {
 /// An unknown path (or, on Azure, a request without `api-version`).
 pub(crate) fn not_found(dialect: SimDialect, method: &str, path: &str) -> SimError {
     let message = match dialect {
-        SimDialect::OpenAi => format!("Invalid URL ({method} {path})"),
+        SimDialect::OpenAi
+        | SimDialect::Anthropic
+        | SimDialect::Bedrock
+        | SimDialect::Gemini
+        | SimDialect::Vertex => format!("Invalid URL ({method} {path})"),
         SimDialect::Azure => "Resource not found".to_owned(),
     };
     SimError::new(StatusCode::NOT_FOUND, ErrorKind::NotFound, message)
@@ -137,7 +149,11 @@ pub(crate) fn not_found(dialect: SimDialect, method: &str, path: &str) -> SimErr
 
 pub(crate) fn rate_limited(target: &Target, retry_after_s: u64) -> SimError {
     let message = match target.dialect {
-        SimDialect::OpenAi => format!(
+        SimDialect::OpenAi
+        | SimDialect::Anthropic
+        | SimDialect::Bedrock
+        | SimDialect::Gemini
+        | SimDialect::Vertex => format!(
             "Rate limit reached in organization org-simulated on requests per min (RPM): Limit \
              {REQUEST_LIMIT}, Used {REQUEST_LIMIT}, Requested 1. Please try again in {}. Visit \
              https://platform.openai.com/account/rate-limits to learn more.",
@@ -158,7 +174,11 @@ pub(crate) fn rate_limited(target: &Target, retry_after_s: u64) -> SimError {
     let error = SimError::new(StatusCode::TOO_MANY_REQUESTS, ErrorKind::RateLimit, message)
         .retry_after(retry_after_s);
     match target.dialect {
-        SimDialect::OpenAi => error.code("rate_limit_exceeded"),
+        SimDialect::OpenAi
+        | SimDialect::Anthropic
+        | SimDialect::Bedrock
+        | SimDialect::Gemini
+        | SimDialect::Vertex => error.code("rate_limit_exceeded"),
         SimDialect::Azure => error,
     }
 }

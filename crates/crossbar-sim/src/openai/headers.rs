@@ -53,7 +53,11 @@ pub(crate) async fn decorate(State(app): State<App>, request: Request, next: Nex
         TOKEN_LIMIT.saturating_sub(tokens).to_string(),
     );
     match app.dialect {
-        SimDialect::OpenAi => {
+        SimDialect::OpenAi
+        | SimDialect::Anthropic
+        | SimDialect::Bedrock
+        | SimDialect::Gemini
+        | SimDialect::Vertex => {
             set("openai-version", "2020-10-01".to_owned());
             set("openai-processing-ms", elapsed.to_string());
             set(

@@ -77,7 +77,11 @@ impl Target {
 
 pub(crate) fn router(app: App) -> Router {
     let routes = match app.dialect {
-        SimDialect::OpenAi => Router::new()
+        SimDialect::OpenAi
+        | SimDialect::Anthropic
+        | SimDialect::Bedrock
+        | SimDialect::Gemini
+        | SimDialect::Vertex => Router::new()
             .route("/v1/chat/completions", post(openai_chat))
             .route("/v1/embeddings", post(openai_embeddings))
             .route("/v1/models", get(list_models)),
@@ -116,7 +120,11 @@ async fn authenticate(State(app): State<App>, request: Request, next: Next) -> R
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let presented = match app.dialect {
-        SimDialect::OpenAi => bearer,
+        SimDialect::OpenAi
+        | SimDialect::Anthropic
+        | SimDialect::Bedrock
+        | SimDialect::Gemini
+        | SimDialect::Vertex => bearer,
         SimDialect::Azure => headers
             .get("api-key")
             .and_then(|v| v.to_str().ok())

@@ -40,7 +40,7 @@ pub(crate) fn model(object: &Map<String, Value>, target: &Target) -> Result<Stri
     match (field::<String>(object, "model")?, target.dialect) {
         (Some(model), _) => Ok(model),
         (None, SimDialect::Azure) => Ok(String::new()),
-        (None, SimDialect::OpenAi) => Err(SimError::invalid("you must provide a model parameter")),
+        (None, _) => Err(SimError::invalid("you must provide a model parameter")),
     }
 }
 

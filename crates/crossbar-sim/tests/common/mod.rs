@@ -21,21 +21,21 @@ pub async fn start(dialect: SimDialect, config: SimConfig) -> SimServer {
 
 pub fn chat_url(server: &SimServer) -> String {
     match server.dialect() {
-        SimDialect::OpenAi => format!("{}/chat/completions", server.base_url()),
         SimDialect::Azure => format!(
             "{}/openai/deployments/gpt4o-prod/chat/completions?api-version=2024-10-21",
             server.base_url()
         ),
+        _ => format!("{}/chat/completions", server.base_url()),
     }
 }
 
 pub fn embeddings_url(server: &SimServer) -> String {
     match server.dialect() {
-        SimDialect::OpenAi => format!("{}/embeddings", server.base_url()),
         SimDialect::Azure => format!(
             "{}/openai/deployments/embed/embeddings?api-version=2024-10-21",
             server.base_url()
         ),
+        _ => format!("{}/embeddings", server.base_url()),
     }
 }
 

@@ -1,0 +1,9 @@
+//! The Gemini API and Vertex AI dialect.
+
+use axum::Router;
+
+use crate::state::App;
+
+pub(crate) fn router(_app: App) -> Router {
+    Router::new()
+}
