@@ -9,3 +9,6 @@ pub trait Authorize: Send + Sync {
     /// Adds credentials to a fully built request (URL, headers and body are final).
     fn authorize<'a>(&'a self, request: &'a mut reqwest::Request) -> BoxFuture<'a, Result<()>>;
 }
+
+pub mod google;
+pub mod sigv4;
