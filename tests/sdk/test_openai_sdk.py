@@ -146,7 +146,15 @@ def test_embeddings(client):
 
 def test_models_list(client):
     ids = sorted(m.id for m in client.models.list())
-    assert ids == ["gpt-4o", "gpt-4o-azure", "text-embedding-3-small", "throttled"]
+    assert ids == [
+        "claude-on-bedrock",
+        "claude-sonnet",
+        "gemini-flash",
+        "gpt-4o",
+        "gpt-4o-azure",
+        "text-embedding-3-small",
+        "throttled",
+    ]
     assert client.models.retrieve("gpt-4o").id == "gpt-4o"
 
 

@@ -78,6 +78,11 @@ pub struct Message {
     pub tool_call_id: Option<String>,
     pub refusal: Option<String>,
     pub reasoning: Vec<Reasoning>,
+    /// A tool result that reports a failure (Anthropic `is_error`, Bedrock `status: error`).
+    pub tool_error: bool,
+    /// A prompt-cache breakpoint after this message (Anthropic `cache_control`, Bedrock
+    /// `cachePoint`); dropped for providers that cache implicitly.
+    pub cache_breakpoint: bool,
 }
 
 impl Message {
@@ -91,6 +96,8 @@ impl Message {
             tool_call_id: None,
             refusal: None,
             reasoning: Vec::new(),
+            tool_error: false,
+            cache_breakpoint: false,
         }
     }
 
@@ -148,6 +155,8 @@ pub struct Sampling {
     pub presence_penalty: Option<f64>,
     pub frequency_penalty: Option<f64>,
     pub seed: Option<i64>,
+    /// Anthropic and Gemini only.
+    pub top_k: Option<u32>,
 }
 
 /// A chat request in canonical form.
@@ -164,6 +173,9 @@ pub struct ChatRequest {
     pub max_tokens: Option<u32>,
     pub stop: Vec<String>,
     pub reasoning_effort: Option<String>,
+    /// An explicit thinking budget in tokens (Anthropic `thinking.budget_tokens`); providers
+    /// that take an effort level get the nearest one.
+    pub reasoning_budget: Option<u32>,
     pub user: Option<String>,
     pub metadata: Option<Map<String, Value>>,
     pub stream: bool,
@@ -185,6 +197,7 @@ impl ChatRequest {
             max_tokens: None,
             stop: Vec::new(),
             reasoning_effort: None,
+            reasoning_budget: None,
             user: None,
             metadata: None,
             stream: false,

@@ -33,7 +33,7 @@ pub struct Config {
     #[serde(default)]
     pub models: Vec<ModelConfig>,
     #[serde(default)]
-    pub routes: BTreeMap<String, RouteConfig>,
+    pub routes: BTreeMap<String, Spanned<RouteConfig>>,
     /// Where this configuration came from, for messages.
     #[serde(skip)]
     pub origin: String,
@@ -93,6 +93,8 @@ pub enum ProviderKind {
     Bedrock,
     Gemini,
     Vertex,
+    /// Claude on Vertex AI: the Anthropic dialect at a Vertex publisher URL with Google auth.
+    VertexAnthropic,
     Sim,
 }
 
@@ -192,23 +194,62 @@ pub struct Price {
     pub cache_write: Option<f64>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// How a route orders the deployments it may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Objective {
+    /// The lowest estimated cost of this request.
     Cost,
+    /// The lowest expected time to first token (streams) or to the answer.
     Latency,
+    /// Normalized cost and latency mixed by `cost_weight`.
     Balanced,
+    /// Config order: the first healthy deployment, as a primary with backups.
+    Order,
+    /// Each request starts one deployment further along the config order.
+    RoundRobin,
 }
 
+impl Objective {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cost => "cost",
+            Self::Latency => "latency",
+            Self::Balanced => "balanced",
+            Self::Order => "order",
+            Self::RoundRobin => "round-robin",
+        }
+    }
+}
+
+/// A routing policy. `routes.default` applies to every model; `routes.NAME` applies to model
+/// `NAME`, to requests that pick it with `x-crossbar-route`, and (when it lists `models`) to
+/// requests that name it as their model. A named route takes each setting it leaves out from
+/// `routes.default`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
+    /// Default `balanced`.
     pub objective: Option<Objective>,
+    /// For `balanced`: the weight of cost against latency, in `[0, 1]` (default 0.5).
+    pub cost_weight: Option<Spanned<f64>>,
+    /// The logical models a request naming this route may use, in addition to fallbacks.
     #[serde(default)]
-    pub fallbacks: Vec<Spanned<String>>,
-    #[serde(default)]
-    pub constraints: Constraints,
+    pub models: Vec<Spanned<String>>,
+    /// Models whose deployments are tried after the requested model's.
+    pub fallbacks: Option<Vec<Spanned<String>>>,
+    pub constraints: Option<Constraints>,
+    /// Upstream calls per request, hedges included (default: every candidate once, at least 3).
+    pub attempts: Option<Spanned<u32>>,
+    pub backoff: Option<Spanned<BackoffConfig>>,
+    pub timeouts: Option<Spanned<RouteTimeouts>>,
     pub hedge: Option<HedgeConfig>,
+    /// Only in `routes.default`: a breaker belongs to a deployment, whatever route uses it.
+    pub breaker: Option<Spanned<BreakerConfig>>,
+    pub affinity: Option<Spanned<AffinityConfig>>,
+    /// Share of requests that start on a random other healthy deployment, so statistics of a
+    /// demoted deployment stay fresh (default 0.05; 0 disables).
+    pub explore: Option<Spanned<f64>>,
 }
 
 /// Where a request may go. Empty lists allow everything; entries may use `*` globs.
@@ -226,8 +267,197 @@ pub struct Constraints {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HedgeConfig {
-    /// `"p95"` or a duration in milliseconds such as `"250ms"`.
-    pub after: String,
+    /// `"p95"` (the deployment's recent p95 time to first token; `p50`..`p99`) or a duration
+    /// in milliseconds such as `"250ms"`.
+    pub after: Spanned<String>,
+    /// Largest share of requests that may start a hedge, in `[0, 1]` (default 0.1), so an
+    /// outage cannot double the load.
+    pub budget: Option<Spanned<f64>>,
+}
+
+/// When a hedge starts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum HedgeAfter {
+    Fixed(std::time::Duration),
+    /// A percentile of the first deployment's recent time to first token.
+    Percentile(u8),
+}
+
+impl HedgeAfter {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if let Some(p) = text.strip_prefix('p') {
+            return match p.parse::<u8>() {
+                Ok(p @ 50..=99) => Ok(Self::Percentile(p)),
+                _ => Err(format!("`{text}`: a percentile must be p50 to p99")),
+            };
+        }
+        match text.strip_suffix("ms").map(|n| n.trim().parse::<u64>()) {
+            Some(Ok(ms)) if ms > 0 => Ok(Self::Fixed(std::time::Duration::from_millis(ms))),
+            _ => Err(format!(
+                "`{text}`: expected a percentile such as \"p95\" or milliseconds such as \"250ms\""
+            )),
+        }
+    }
+}
+
+/// Jittered exponential backoff before a deployment is tried again within one request.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackoffConfig {
+    /// Default 100.
+    pub base_ms: Option<u64>,
+    /// Default 2000.
+    pub max_ms: Option<u64>,
+}
+
+/// Deadlines of a routed call, on top of each provider's own.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteTimeouts {
+    /// An attempt with no first token (streams) or answer by then fails over.
+    pub ttft_ms: Option<u64>,
+    /// No new attempt starts after this long since the request arrived.
+    pub total_ms: Option<u64>,
+}
+
+/// Per-deployment circuit breaker: opens when, within `window_s`, at least `failures` calls
+/// failed and they were at least `ratio` of the calls; after `cooldown_s` one probe is let
+/// through, which closes it or opens it again.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Default 5.
+    pub failures: Option<u32>,
+    /// Default 0.5.
+    pub ratio: Option<f64>,
+    /// Default 30.
+    pub window_s: Option<u64>,
+    /// Default 30.
+    pub cooldown_s: Option<u64>,
+}
+
+/// Prompt-cache affinity: requests sharing a long prefix stick to the deployment that served
+/// it, since cached input is billed at a fraction.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AffinityConfig {
+    /// Default 300; 0 disables affinity.
+    pub ttl_s: Option<u64>,
+    /// Shortest prefix (system + tools + first message), in estimated tokens, worth sticking
+    /// for (default 1024, where providers start caching).
+    pub min_prefix_tokens: Option<u64>,
+}
+
+impl Config {
+    /// Routes: names, the models they use, and every setting's range.
+    fn validate_routes(&self, model_names: &HashSet<&str>) -> Result<(), ConfigError> {
+        for (route, spanned) in &self.routes {
+            let config = spanned.get_ref();
+            let key = |field: &str| format!("routes.{route}.{field}");
+            if !valid_name(route) {
+                return Err(self.error_at(
+                    spanned,
+                    &format!("routes.{route}"),
+                    "a route name must be letters, digits, '-', '_' or '.'",
+                ));
+            }
+            for model in &config.models {
+                if !model_names.contains(model.get_ref().as_str()) {
+                    return Err(self.error_at(
+                        model,
+                        &key("models"),
+                        format!("unknown model `{}`", model.get_ref()),
+                    ));
+                }
+            }
+            if let Some(first) = config.models.first() {
+                if route == "default" {
+                    return Err(self.error_at(
+                        first,
+                        &key("models"),
+                        "the default route applies to every model; list models in a named route",
+                    ));
+                }
+                if model_names.contains(route.as_str()) {
+                    return Err(self.error_at(
+                        first,
+                        &key("models"),
+                        format!("a route named after model `{route}` is that model's policy and cannot list models"),
+                    ));
+                }
+            }
+            for fallback in config.fallbacks.iter().flatten() {
+                if !model_names.contains(fallback.get_ref().as_str()) {
+                    return Err(self.error_at(
+                        fallback,
+                        &key("fallbacks"),
+                        format!("unknown model `{}`", fallback.get_ref()),
+                    ));
+                }
+            }
+            let share = |value: &Option<Spanned<f64>>, field: &str| match value {
+                Some(v) if !(0.0..=1.0).contains(v.get_ref()) => {
+                    Err(self.error_at(v, &key(field), "must be between 0 and 1"))
+                }
+                _ => Ok(()),
+            };
+            share(&config.cost_weight, "cost_weight")?;
+            share(&config.explore, "explore")?;
+            if let Some(attempts) = &config.attempts
+                && !(1..=10).contains(attempts.get_ref())
+            {
+                return Err(self.error_at(attempts, &key("attempts"), "must be 1 to 10"));
+            }
+            if let Some(hedge) = &config.hedge {
+                HedgeAfter::parse(hedge.after.get_ref())
+                    .map_err(|e| self.error_at(&hedge.after, &key("hedge.after"), e))?;
+                share(&hedge.budget, "hedge.budget")?;
+            }
+            if let Some(backoff) = &config.backoff {
+                let b = backoff.get_ref();
+                if b.base_ms.unwrap_or(0) > b.max_ms.unwrap_or(u64::MAX) {
+                    return Err(self.error_at(
+                        backoff,
+                        &key("backoff"),
+                        "base_ms must not exceed max_ms",
+                    ));
+                }
+            }
+            if let Some(timeouts) = &config.timeouts
+                && (timeouts.get_ref().ttft_ms == Some(0) || timeouts.get_ref().total_ms == Some(0))
+            {
+                return Err(self.error_at(
+                    timeouts,
+                    &key("timeouts"),
+                    "deadlines must be positive",
+                ));
+            }
+            if let Some(breaker) = &config.breaker {
+                if route != "default" {
+                    return Err(self.error_at(
+                        breaker,
+                        &key("breaker"),
+                        "only allowed in routes.default: a breaker belongs to the deployment, whatever route uses it",
+                    ));
+                }
+                let b = breaker.get_ref();
+                let bad = if b.failures == Some(0) {
+                    Some("failures must be at least 1")
+                } else if b.ratio.is_some_and(|r| !(r > 0.0 && r <= 1.0)) {
+                    Some("ratio must be above 0 and at most 1")
+                } else if b.window_s == Some(0) || b.cooldown_s == Some(0) {
+                    Some("window_s and cooldown_s must be positive")
+                } else {
+                    None
+                };
+                if let Some(message) = bad {
+                    return Err(self.error_at(breaker, &key("breaker"), message));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Config {
@@ -442,7 +672,7 @@ impl Config {
                         return Err(needs("region"));
                     }
                 }
-                ProviderKind::Vertex => {
+                ProviderKind::Vertex | ProviderKind::VertexAnthropic => {
                     if provider.project.is_none() {
                         return Err(needs("project"));
                     }
@@ -524,17 +754,7 @@ impl Config {
                 }
             }
         }
-        for (route, config) in &self.routes {
-            for fallback in &config.fallbacks {
-                if !model_names.contains(fallback.get_ref().as_str()) {
-                    return Err(self.error_at(
-                        fallback,
-                        &format!("routes.{route}.fallbacks"),
-                        format!("unknown model `{}`", fallback.get_ref()),
-                    ));
-                }
-            }
-        }
+        self.validate_routes(&model_names)?;
         Ok(())
     }
 }
@@ -546,6 +766,7 @@ const SIM_DIALECTS: &[&str] = &[
     "bedrock",
     "gemini",
     "vertex",
+    "vertex-anthropic",
 ];
 
 /// Logical models registered for providers discovered from the environment, with list prices.

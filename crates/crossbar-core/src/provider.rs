@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::time::{Instant, timeout_at};
 
 use crate::auth::Authorize;
-use crate::chat::{ChatRequest, ChatResponse};
+use crate::chat::{ChatRequest, ChatResponse, StreamEvent};
 use crate::client::ChatStream;
 use crate::config::{AzureAuth, ConfigError, MaxTokensFieldConfig, ProviderConfig, ProviderKind};
 use crate::dialects::openai::MaxTokensField;
@@ -101,6 +101,7 @@ fn parts(config: &ProviderConfig, endpoint: Option<String>) -> Result<Parts, Str
         (ProviderKind::Sim, Some("bedrock")) => ProviderKind::Bedrock,
         (ProviderKind::Sim, Some("gemini")) => ProviderKind::Gemini,
         (ProviderKind::Sim, Some("vertex")) => ProviderKind::Vertex,
+        (ProviderKind::Sim, Some("vertex-anthropic")) => ProviderKind::VertexAnthropic,
         (ProviderKind::Sim, other) => return Err(format!("no simulated dialect {other:?}")),
         (kind, _) => kind,
     };
@@ -150,7 +151,10 @@ fn parts(config: &ProviderConfig, endpoint: Option<String>) -> Result<Parts, Str
                 Some(key_header),
             )
         }
-        ProviderKind::Anthropic => dialects::anthropic::provider_parts(config, endpoint)?,
+        ProviderKind::Anthropic => dialects::anthropic::provider_parts(config, endpoint, false)?,
+        ProviderKind::VertexAnthropic => {
+            dialects::anthropic::provider_parts(config, endpoint, true)?
+        }
         ProviderKind::Bedrock => dialects::bedrock::provider_parts(config, endpoint)?,
         ProviderKind::Gemini => dialects::gemini::provider_parts(config, endpoint, false)?,
         ProviderKind::Vertex => dialects::gemini::provider_parts(config, endpoint, true)?,
@@ -343,9 +347,15 @@ impl Provider {
         let body = read_limited(response, deadline)
             .await
             .map_err(|e| self.classify_read(e))?;
-        self.egress
+        let mut response = self
+            .egress
             .chat_response(&body)
-            .map_err(|e| attributed(&self.name, e))
+            .map_err(|e| attributed(&self.name, e))?;
+        // Some upstreams (Bedrock) name no model in their answers: report the deployment's.
+        if response.model.is_empty() {
+            response.model = target.to_owned();
+        }
+        Ok(response)
     }
 
     pub async fn embed(
@@ -402,6 +412,7 @@ impl Provider {
         let mut decoder = self.egress.stream_decoder();
         let idle = self.idle;
         let name = self.name.clone();
+        let target = target.to_owned();
         let mut frames = framing::frames(response, self.egress.framing());
         let stream = async_stream::try_stream! {
             let mut out = Vec::new();
@@ -413,7 +424,12 @@ impl Provider {
                 let Some(frame) = next else { break };
                 let frame = frame.map_err(|e| attributed(&name, e))?;
                 decoder.decode(&frame.as_frame(), &mut out).map_err(|e| attributed(&name, e))?;
-                for item in out.drain(..) {
+                for mut item in out.drain(..) {
+                    if let StreamEvent::Start { model, .. } = &mut item
+                        && model.is_empty()
+                    {
+                        model.clone_from(&target);
+                    }
                     yield item;
                 }
             }

@@ -22,6 +22,11 @@ pub fn app(state: AppState) -> HttpRouter {
     HttpRouter::new()
         .route("/v1/chat/completions", post(routes::chat::completions))
         .route("/v1/embeddings", post(routes::embeddings::create))
+        .route("/v1/messages", post(routes::messages::create))
+        .route(
+            "/v1/messages/count_tokens",
+            post(routes::messages::count_tokens),
+        )
         .route("/v1/models", get(routes::models::list))
         .route("/v1/models/{id}", get(routes::models::retrieve))
         .route("/healthz", get(routes::health))

@@ -1,5 +1,5 @@
 //! Gateway keys: when any are configured, every API route needs `Authorization: Bearer <key>`
-//! (or Azure-style `api-key`). Health checks stay open.
+//! (or Anthropic-style `x-api-key`, Azure-style `api-key`). Health checks stay open.
 
 use axum::extract::{Request, State};
 use axum::http::header;
@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use crossbar_core::Error;
 
 use crate::app::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, Ingress};
 
 pub async fn layer(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if state.keys.is_empty() || request.uri().path() == "/healthz" {
@@ -22,18 +22,25 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
         })
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
         .or_else(|| headers.get("api-key").and_then(|v| v.to_str().ok()))
         .map(str::trim);
+    let ingress = Ingress::of_path(request.uri().path());
+    let reject = |error: Error| ApiError { error, ingress }.into_response();
     match presented {
-        None | Some("") => ApiError(Error::authentication(
-            "You didn't provide an API key. Provide it in an Authorization header as 'Bearer YOUR_KEY'.",
-        ))
-        .into_response(),
-        Some(key) if state.keys.iter().any(|k| constant_time_eq(k.as_bytes(), key.as_bytes())) => {
+        None | Some("") => reject(Error::authentication(
+            "You didn't provide an API key. Provide it as 'Authorization: Bearer YOUR_KEY' or 'x-api-key: YOUR_KEY'.",
+        )),
+        Some(key)
+            if state
+                .keys
+                .iter()
+                .any(|k| constant_time_eq(k.as_bytes(), key.as_bytes())) =>
+        {
             next.run(request).await
         }
         // Never echo the presented key: it may be a real key sent to the wrong place.
-        Some(_) => ApiError(Error::authentication("Incorrect API key provided.")).into_response(),
+        Some(_) => reject(Error::authentication("Incorrect API key provided.")),
     }
 }
 

@@ -28,6 +28,8 @@ impl Gateway {
             }
             let name = provider.name.get_ref().clone();
             let dialect: SimDialect = match &provider.dialect {
+                // Vertex serves Claude beside Gemini, from the same simulated endpoint.
+                Some(d) if d.get_ref() == "vertex-anthropic" => SimDialect::Vertex,
                 Some(d) => d
                     .get_ref()
                     .parse()

@@ -2,3 +2,4 @@
 //! depends on this one.
 
 pub mod openapi;
+pub mod smithy;

@@ -5,9 +5,12 @@ pub mod anthropic;
 pub mod bedrock;
 pub mod gemini;
 pub mod openai;
+pub mod rules;
 
 use crate::chat::{ChatRequest, ChatResponse, StreamEvent};
 use crate::embeddings::{EmbeddingRequest, EmbeddingResponse};
+use serde_json::{Map, Value};
+
 use crate::error::{Error, Result};
 
 /// How an upstream frames its streamed answers.
@@ -122,6 +125,57 @@ impl Egress for OpenAiEgress {
 
     fn error(&self, status: u16, _headers: &reqwest::header::HeaderMap, body: &[u8]) -> Error {
         openai::decode_error(status, body)
+    }
+}
+
+/// Parses a client body that must be a JSON object.
+pub(crate) fn parse_json_object(body: &[u8]) -> Result<Map<String, Value>> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        Error::invalid_request(format!(
+            "We could not parse the JSON body of your request: {e}"
+        ))
+    })?;
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err(Error::invalid_request(
+            "The request body must be a JSON object.",
+        )),
+    }
+}
+
+/// Deserializes a typed value, naming the offending field path in the error.
+pub(crate) fn typed<T: serde::de::DeserializeOwned>(value: Value, prefix: &str) -> Result<T> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let inner = e.inner().to_string();
+        let mut path = e.path().to_string();
+        if let Some(field) = inner
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next())
+        {
+            path = if path == "." {
+                field.to_owned()
+            } else {
+                format!("{path}.{field}")
+            };
+        }
+        let param = match (prefix.is_empty(), path.as_str()) {
+            (true, _) => path.clone(),
+            (false, ".") => prefix.to_owned(),
+            (false, _) => format!("{prefix}.{path}"),
+        };
+        Error::invalid_field(
+            param.clone(),
+            format!("Invalid value for '{param}': {inner}"),
+        )
+    })
+}
+
+/// Vertex AI's regional endpoint; `global` has no region prefix.
+pub(crate) fn vertex_endpoint(location: &str) -> String {
+    if location == "global" {
+        "https://aiplatform.googleapis.com/v1".to_owned()
+    } else {
+        format!("https://{location}-aiplatform.googleapis.com/v1")
     }
 }
 

@@ -20,7 +20,7 @@ pub async fn create(
     let routed = state.router.embed(&ingress.request).await?;
     let expected = ingress.request.input.len();
     if routed.value.vectors.len() != expected {
-        return Err(ApiError(crossbar_core::Error::bad_upstream(format!(
+        return Err(ApiError::from(crossbar_core::Error::bad_upstream(format!(
             "Provider `{}` returned {} vectors for {expected} inputs.",
             routed.deployment.provider.name,
             routed.value.vectors.len()

@@ -2,6 +2,7 @@
 
 pub mod chat;
 pub mod embeddings;
+pub mod messages;
 pub mod models;
 
 use axum::Json;
@@ -13,17 +14,18 @@ use crossbar_core::Error;
 use crossbar_core::router::Deployment;
 use serde_json::json;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Ingress};
 
 pub async fn health() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
 pub async fn not_found(method: Method, uri: Uri) -> ApiError {
-    ApiError(
-        Error::not_found(format!("Unknown request URL: {method} {}.", uri.path()))
+    ApiError {
+        error: Error::not_found(format!("Unknown request URL: {method} {}.", uri.path()))
             .with_code("unknown_url"),
-    )
+        ingress: Ingress::of_path(uri.path()),
+    }
 }
 
 pub async fn method_not_allowed(method: Method, uri: Uri) -> Response {
@@ -31,20 +33,22 @@ pub async fn method_not_allowed(method: Method, uri: Uri) -> Response {
         "Method {method} is not allowed for {}.",
         uri.path()
     ));
-    let mut response = ApiError(error).into_response();
+    let mut response = ApiError {
+        error,
+        ingress: Ingress::of_path(uri.path()),
+    }
+    .into_response();
     *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
     response
 }
 
 /// The request body, with an oversized one turned into our 413 rather than axum's plain text.
-pub(crate) fn body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
+pub(crate) fn body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, Error> {
     body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError(Error::payload_too_large(limit))
+            Error::payload_too_large(limit)
         } else {
-            ApiError(Error::invalid_request(format!(
-                "Could not read the request body: {rejection}"
-            )))
+            Error::invalid_request(format!("Could not read the request body: {rejection}"))
         }
     })
 }

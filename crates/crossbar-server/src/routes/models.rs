@@ -24,6 +24,6 @@ pub async fn retrieve(
     if state.router.model_names().any(|m| m == id) {
         Ok(Json(model(&id)))
     } else {
-        Err(ApiError(Error::model_not_found(&id)))
+        Err(Error::model_not_found(&id).into())
     }
 }

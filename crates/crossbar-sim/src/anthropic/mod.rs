@@ -1,28 +1,235 @@
-//! The Anthropic Messages dialect, also served by Vertex AI for Vertex-hosted Claude.
+//! The Anthropic Messages dialect (`POST /v1/messages`), also served by Vertex AI for
+//! Vertex-hosted Claude (`:rawPredict` / `:streamRawPredict`). Requests are validated the way the
+//! API does, with its messages (tool_use / tool_result adjacency, id pattern, non-empty text,
+//! thinking signatures), and answered from the neutral behaviour.
+
+mod request;
+mod response;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::json;
 
+use crate::faults::{self, Fault, Pacing, StreamBreaks};
 use crate::state::App;
+use crate::{behaviour, http, ids};
 
-pub(crate) fn router(_app: App) -> Router {
+pub(crate) fn router(app: App) -> Router {
     Router::new()
+        .route("/v1/messages", post(messages))
+        .route("/v1/messages/count_tokens", post(count_tokens))
+        .route_layer(middleware::from_fn_with_state(app.clone(), authenticate))
+        .fallback(not_found)
+        .method_not_allowed_fallback(not_found)
+        .layer(middleware::from_fn_with_state(app.clone(), http::observe))
+        .layer(DefaultBodyLimit::disable())
+        .with_state(app)
+}
+
+/// An Anthropic API error: status, `error.type` and message.
+#[derive(Clone, Debug)]
+pub(crate) struct ApiError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub message: String,
+    pub retry_after_s: Option<u64>,
+}
+
+impl ApiError {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            kind: "invalid_request_error",
+            message: message.into(),
+            retry_after_s: None,
+        }
+    }
+
+    fn body(&self) -> String {
+        json!({"type": "error", "error": {"type": self.kind, "message": self.message}, "request_id": "req_sim"}).to_string()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = http::json_body(self.status, self.body());
+        if let Some(seconds) = self.retry_after_s
+            && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+        {
+            response.headers_mut().insert("retry-after", value);
+        }
+        response
+    }
+}
+
+/// `x-api-key` and `anthropic-version` are both required, as on the real API.
+async fn authenticate(State(app): State<App>, request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+    let denied = |message: &str| ApiError {
+        status: StatusCode::UNAUTHORIZED,
+        kind: "authentication_error",
+        message: message.to_owned(),
+        retry_after_s: None,
+    };
+    match (key, app.config().api_key) {
+        (None, _) => return denied("x-api-key header is required").into_response(),
+        (Some(key), Some(expected)) if key != expected => {
+            return denied("invalid x-api-key").into_response();
+        }
+        _ => {}
+    }
+    if headers.get("anthropic-version").is_none() {
+        return ApiError::invalid("anthropic-version: header is required").into_response();
+    }
+    next.run(request).await
+}
+
+async fn not_found(method: Method, uri: Uri) -> Response {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        kind: "not_found_error",
+        message: format!("Not found: {method} {}", uri.path()),
+        retry_after_s: None,
+    }
+    .into_response()
+}
+
+async fn messages(State(app): State<App>, body: Bytes) -> Response {
+    respond(&app, &body, request::Flavor::Anthropic, None).await
 }
 
 /// Vertex AI's `publishers/anthropic/models/{model}:rawPredict` (`stream = false`) and
 /// `:streamRawPredict` (`stream = true`): the Messages body without `model`, with
 /// `anthropic_version: "vertex-2023-10-16"`. The Vertex router authenticates, then calls this.
 pub(crate) async fn vertex_raw_predict(
-    _app: App,
-    _model: String,
-    _stream: bool,
-    _body: Bytes,
+    app: App,
+    model: String,
+    stream: bool,
+    body: Bytes,
 ) -> Response {
-    (
-        StatusCode::NOT_IMPLEMENTED,
-        "Vertex-hosted Claude is not simulated yet",
-    )
-        .into_response()
+    respond(&app, &body, request::Flavor::Vertex { model }, Some(stream)).await
+}
+
+async fn count_tokens(body: Bytes) -> Response {
+    match request::parse(&body, &request::Flavor::CountTokens, None) {
+        Ok(parsed) => {
+            let tokens: u64 = parsed
+                .conversation
+                .prompt_segments()
+                .iter()
+                .map(|s| s.tokens)
+                .sum();
+            http::json_body(StatusCode::OK, json!({"input_tokens": tokens}).to_string())
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn respond(
+    app: &App,
+    body: &[u8],
+    flavor: request::Flavor,
+    stream: Option<bool>,
+) -> Response {
+    let config = app.config();
+    let fault = app.decide_fault(&config);
+    match fault {
+        Fault::RateLimit => {
+            let mut response = ApiError {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                kind: "rate_limit_error",
+                message: "Number of request tokens has exceeded your per-minute rate limit"
+                    .to_owned(),
+                retry_after_s: Some(config.retry_after_s),
+            }
+            .into_response();
+            rate_limit_headers(response.headers_mut(), 0);
+            return response;
+        }
+        Fault::Error => return scripted(config.error_status).into_response(),
+        Fault::Hang => return std::future::pending().await,
+        Fault::None | Fault::Malformed => {}
+    }
+    let parsed = match request::parse(body, &flavor, stream) {
+        Ok(parsed) => parsed,
+        Err(error) => return error.into_response(),
+    };
+    let mut answer = behaviour::answer(&parsed.conversation);
+    if parsed.cache_breakpoint {
+        answer.usage.cached_tokens = app.cached_tokens(&parsed.conversation.prompt_segments());
+    }
+    let render = response::Render::new(&parsed, app.next_sequence());
+    let pacing = Pacing::new(&config);
+    let malformed = fault == Fault::Malformed;
+    let mut response = if parsed.stream {
+        tokio::time::sleep(pacing.ttft).await;
+        let script = render.stream(&answer, malformed);
+        http::event_stream(faults::play(
+            script,
+            StreamBreaks::new(&config),
+            pacing.per_token,
+        ))
+    } else {
+        tokio::time::sleep(pacing.total(answer.usage.completion_tokens)).await;
+        let body = render.message(&answer).to_string();
+        let body = if malformed {
+            faults::truncate_json(&body)
+        } else {
+            body
+        };
+        http::json_body(StatusCode::OK, body)
+    };
+    let headers = response.headers_mut();
+    rate_limit_headers(headers, 999);
+    let mut rng = ids::rng(app.next_sequence(), 0x7265_7169);
+    if let Ok(value) = HeaderValue::from_str(&format!("req_{}", ids::alphanumeric(&mut rng, 24))) {
+        headers.insert("request-id", value);
+    }
+    response
+}
+
+fn scripted(status: u16) -> ApiError {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let (kind, message) = match status.as_u16() {
+        529 => ("overloaded_error", "Overloaded"),
+        429 => ("rate_limit_error", "Rate limited"),
+        504 => ("timeout_error", "Request timed out"),
+        400..=499 => ("invalid_request_error", "Invalid request"),
+        _ => ("api_error", "Internal server error"),
+    };
+    ApiError {
+        status,
+        kind,
+        message: message.to_owned(),
+        retry_after_s: None,
+    }
+}
+
+/// `anthropic-ratelimit-*` with RFC 3339 resets, as the API sends on every answer.
+fn rate_limit_headers(headers: &mut HeaderMap, remaining: u64) {
+    let reset = "2026-01-01T00:00:30Z";
+    for (name, value) in [
+        ("anthropic-ratelimit-requests-limit", "1000".to_owned()),
+        (
+            "anthropic-ratelimit-requests-remaining",
+            remaining.to_string(),
+        ),
+        ("anthropic-ratelimit-requests-reset", reset.to_owned()),
+        ("anthropic-ratelimit-tokens-limit", "400000".to_owned()),
+        (
+            "anthropic-ratelimit-tokens-remaining",
+            (remaining * 400).to_string(),
+        ),
+        ("anthropic-ratelimit-tokens-reset", reset.to_owned()),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.entry(name).or_insert(value);
+        }
+    }
 }

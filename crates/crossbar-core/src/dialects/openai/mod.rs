@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 
 pub use stream::{StreamDecoder, StreamEncoder};
 
+use super::{parse_json_object, typed};
 use crate::chat::{
     ChatRequest, ChatResponse, ContentPart, FinishReason, ImageSource, Message, ResponseFormat,
     Role, Sampling, Tool, ToolCall, ToolChoice, Usage,
@@ -82,53 +83,12 @@ pub enum MaxTokensField {
     MaxTokens,
 }
 
-fn parse_json_object(body: &[u8]) -> Result<Map<String, Value>> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        Error::invalid_request(format!(
-            "We could not parse the JSON body of your request: {e}"
-        ))
-    })?;
-    match value {
-        Value::Object(map) => Ok(map),
-        _ => Err(Error::invalid_request(
-            "The request body must be a JSON object.",
-        )),
-    }
-}
-
 fn unknown_field(key: &str) -> Error {
     Error::invalid_field(
         key,
         format!("Unrecognized request argument supplied: {key}"),
     )
     .with_code("unknown_parameter")
-}
-
-/// Deserializes a typed value, naming the offending field path in the error.
-fn typed<T: serde::de::DeserializeOwned>(value: Value, prefix: &str) -> Result<T> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let inner = e.inner().to_string();
-        let mut path = e.path().to_string();
-        if let Some(field) = inner
-            .strip_prefix("missing field `")
-            .and_then(|rest| rest.split('`').next())
-        {
-            path = if path == "." {
-                field.to_owned()
-            } else {
-                format!("{path}.{field}")
-            };
-        }
-        let param = match (prefix.is_empty(), path.as_str()) {
-            (true, _) => path.clone(),
-            (false, ".") => prefix.to_owned(),
-            (false, _) => format!("{prefix}.{path}"),
-        };
-        Error::invalid_field(
-            param.clone(),
-            format!("Invalid value for '{param}': {inner}"),
-        )
-    })
 }
 
 impl From<wire::ToolCall> for ToolCall {
@@ -224,10 +184,12 @@ pub fn decode_chat_request(body: &[u8]) -> Result<IngressChat> {
             presence_penalty: wire.presence_penalty,
             frequency_penalty: wire.frequency_penalty,
             seed: wire.seed,
+            top_k: None,
         },
         max_tokens: wire.max_completion_tokens.or(wire.max_tokens),
         stop,
         reasoning_effort: wire.reasoning_effort,
+        reasoning_budget: None,
         user: wire.user,
         metadata: wire.metadata,
         stream,

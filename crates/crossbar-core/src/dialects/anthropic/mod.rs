@@ -1,0 +1,859 @@
+//! The Anthropic Messages dialect, both directions: `POST /v1/messages` from clients (Anthropic
+//! SDKs, Claude Code) and requests to Anthropic or to Vertex-hosted Claude. Streams live in
+//! [`stream`].
+
+mod stream;
+pub mod wire;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::{Value, json};
+
+pub use stream::{StreamDecoder, StreamEncoder};
+
+use super::rules::{self, parse_tool_arguments, sanitize_tool_id};
+use super::{Egress, Operation, StreamDecode, encode_path_segment, parse_json_object, typed};
+use crate::chat::{
+    ChatRequest, ChatResponse, ContentPart, Family, FinishReason, ImageSource, Message, Reasoning,
+    ResponseFormat, Role, Sampling, Tool, ToolCall, ToolChoice, Usage,
+};
+use crate::config::ProviderConfig;
+use crate::embeddings::{EmbeddingRequest, EmbeddingResponse};
+use crate::error::{Error, ErrorKind, Result};
+use crate::provider::Parts;
+
+pub const API_VERSION: &str = "2023-06-01";
+const VERTEX_VERSION: &str = "vertex-2023-10-16";
+/// Anthropic requires `max_tokens`; OpenAI clients often omit it.
+const DEFAULT_MAX_TOKENS: u32 = 4096;
+
+const REQUEST_FIELDS: &[&str] = &[
+    "model",
+    "max_tokens",
+    "messages",
+    "system",
+    "tools",
+    "tool_choice",
+    "temperature",
+    "top_p",
+    "top_k",
+    "stop_sequences",
+    "stream",
+    "metadata",
+    "thinking",
+    "output_config",
+    "service_tier",
+];
+
+fn allowed_id_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
+}
+
+/// Tool ids as Anthropic accepts them (`^[a-zA-Z0-9_-]+$`).
+fn tool_id(id: &str) -> String {
+    sanitize_tool_id(id, allowed_id_byte, 128)
+}
+
+/// This dialect's rows of the provider table: Anthropic itself, and Claude on Vertex AI.
+pub(crate) fn provider_parts(
+    config: &ProviderConfig,
+    endpoint: Option<String>,
+    vertex: bool,
+) -> Result<Parts, String> {
+    if vertex {
+        let project = config.project.clone().ok_or("Vertex AI needs `project`")?;
+        let location = config
+            .location
+            .clone()
+            .ok_or("Vertex AI needs `location`")?;
+        let endpoint = endpoint.unwrap_or_else(|| super::vertex_endpoint(&location));
+        let egress = AnthropicEgress {
+            vertex: Some((project, location)),
+        };
+        if config.api_key.is_none() {
+            return Err("Vertex-hosted Claude needs `api_key` (an OAuth access token) until Google credentials are wired in".to_owned());
+        }
+        return Ok(Parts::new(egress, endpoint, Some("authorization")));
+    }
+    let endpoint = endpoint.unwrap_or_else(|| "https://api.anthropic.com".to_owned());
+    let mut parts = Parts::new(
+        AnthropicEgress { vertex: None },
+        endpoint,
+        Some("x-api-key"),
+    );
+    parts.headers.insert(
+        HeaderName::from_static("anthropic-version"),
+        HeaderValue::from_static(API_VERSION),
+    );
+    Ok(parts)
+}
+
+/// The Anthropic dialect as an upstream. `vertex` holds the project and location for Claude on
+/// Vertex AI, which takes the same body without `model` at a publisher URL.
+#[derive(Debug)]
+pub struct AnthropicEgress {
+    pub vertex: Option<(String, String)>,
+}
+
+impl Egress for AnthropicEgress {
+    fn url(&self, endpoint: &str, target: &str, operation: Operation) -> Result<String> {
+        match (operation, &self.vertex) {
+            (Operation::Embeddings, _) => Err(Error::invalid_field(
+                "model",
+                "Anthropic models do not serve embeddings.",
+            )),
+            (Operation::Chat { .. }, None) => Ok(format!("{endpoint}/v1/messages")),
+            (Operation::Chat { stream }, Some((project, location))) => Ok(format!(
+                "{endpoint}/projects/{project}/locations/{location}/publishers/anthropic/models/{}:{}",
+                // Vertex model versions read `claude-x@20250514`; `@` is fine in a path.
+                encode_path_segment(target).replace("%40", "@"),
+                if stream {
+                    "streamRawPredict"
+                } else {
+                    "rawPredict"
+                }
+            )),
+        }
+    }
+
+    fn chat_body(&self, request: &ChatRequest, target: &str) -> Result<Vec<u8>> {
+        let mut wire = encode_request(request)?;
+        match &self.vertex {
+            None => wire.model = target.to_owned(),
+            Some(_) => wire.anthropic_version = Some(VERTEX_VERSION.to_owned()),
+        }
+        serde_json::to_vec(&wire)
+            .map_err(|e| Error::internal(format!("encoding messages request: {e}")))
+    }
+
+    fn chat_response(&self, body: &[u8]) -> Result<ChatResponse> {
+        decode_response(body)
+    }
+
+    fn stream_decoder(&self) -> Box<dyn StreamDecode> {
+        Box::new(StreamDecoder::new())
+    }
+
+    fn embedding_body(&self, _request: &EmbeddingRequest, _target: &str) -> Result<Vec<u8>> {
+        Err(Error::invalid_field(
+            "model",
+            "Anthropic models do not serve embeddings.",
+        ))
+    }
+
+    fn embedding_response(&self, _body: &[u8]) -> Result<EmbeddingResponse> {
+        Err(Error::invalid_field(
+            "model",
+            "Anthropic models do not serve embeddings.",
+        ))
+    }
+
+    fn error(&self, status: u16, _headers: &HeaderMap, body: &[u8]) -> Error {
+        decode_error(status, body)
+    }
+}
+
+/// A decoded client request to `POST /v1/messages`.
+#[derive(Debug)]
+pub struct IngressMessages {
+    pub request: ChatRequest,
+}
+
+/// Decodes a client's `POST /v1/messages` body.
+pub fn decode_request(body: &[u8]) -> Result<IngressMessages> {
+    let map = parse_json_object(body)?;
+    if let Some(key) = map.keys().find(|k| !REQUEST_FIELDS.contains(&k.as_str())) {
+        return Err(Error::invalid_field(
+            key.clone(),
+            format!("{key}: Extra inputs are not permitted"),
+        ));
+    }
+    let wire: wire::MessagesRequest = typed(Value::Object(map), "")?;
+    if wire.messages.is_empty() {
+        return Err(Error::invalid_field(
+            "messages",
+            "messages: at least one message is required",
+        ));
+    }
+    let mut messages = Vec::new();
+    match wire.system {
+        None => {}
+        Some(wire::System::Text(text)) => messages.push(Message::text(Role::System, text)),
+        Some(wire::System::Blocks(blocks)) => {
+            for (i, block) in blocks.into_iter().enumerate() {
+                let wire::Block::Text {
+                    text,
+                    cache_control,
+                } = block
+                else {
+                    return Err(Error::invalid_field(
+                        format!("system.{i}"),
+                        "system blocks must be text blocks",
+                    ));
+                };
+                let mut message = Message::text(Role::System, text);
+                message.cache_breakpoint = cache_control.is_some();
+                messages.push(message);
+            }
+        }
+    }
+    for (i, message) in wire.messages.into_iter().enumerate() {
+        decode_message(i, message, &mut messages)?;
+    }
+    let tools = wire
+        .tools
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| Tool {
+            name: t.name,
+            description: t.description,
+            parameters: Some(t.input_schema),
+            strict: None,
+        })
+        .collect::<Vec<_>>();
+    let (tool_choice, parallel_tool_calls) = match wire.tool_choice {
+        None => (None, None),
+        Some(wire::ToolChoice::Auto {
+            disable_parallel_tool_use,
+        }) => (
+            Some(ToolChoice::Auto),
+            disable_parallel_tool_use.map(|d| !d),
+        ),
+        Some(wire::ToolChoice::Any {
+            disable_parallel_tool_use,
+        }) => (
+            Some(ToolChoice::Required),
+            disable_parallel_tool_use.map(|d| !d),
+        ),
+        Some(wire::ToolChoice::Tool {
+            name,
+            disable_parallel_tool_use,
+        }) => (
+            Some(ToolChoice::Function(name)),
+            disable_parallel_tool_use.map(|d| !d),
+        ),
+        Some(wire::ToolChoice::None) => (Some(ToolChoice::None), None),
+    };
+    if let Some(ToolChoice::Function(name)) = &tool_choice
+        && !tools.iter().any(|t| &t.name == name)
+    {
+        return Err(Error::invalid_field(
+            "tool_choice.name",
+            format!("tool_choice: tool `{name}` is not among the tools"),
+        ));
+    }
+    let mut request = ChatRequest::new(wire.model, messages);
+    request.tools = tools;
+    request.tool_choice = tool_choice;
+    request.parallel_tool_calls = parallel_tool_calls;
+    request.max_tokens = Some(wire.max_tokens);
+    request.sampling = Sampling {
+        temperature: wire.temperature,
+        top_p: wire.top_p,
+        top_k: wire.top_k,
+        ..Sampling::default()
+    };
+    request.stop = wire.stop_sequences.unwrap_or_default();
+    request.stream = wire.stream.unwrap_or(false);
+    request.user = wire.metadata.and_then(|m| m.user_id);
+    if let Some(wire::Thinking::Enabled { budget_tokens }) = wire.thinking {
+        request.reasoning_budget = Some(budget_tokens);
+    }
+    if let Some(format) = wire.output_config.and_then(|c| c.format) {
+        request.response_format = Some(ResponseFormat::JsonSchema {
+            name: "output".to_owned(),
+            description: None,
+            schema: Some(format.schema),
+            strict: Some(true),
+        });
+    }
+    Ok(IngressMessages { request })
+}
+
+fn decode_message(i: usize, message: wire::InputMessage, out: &mut Vec<Message>) -> Result<()> {
+    let role = match message.role.as_str() {
+        "user" => Role::User,
+        "assistant" => Role::Assistant,
+        other => {
+            return Err(Error::invalid_field(
+                format!("messages.{i}.role"),
+                format!("messages.{i}.role: Input should be 'user' or 'assistant' (got '{other}')"),
+            ));
+        }
+    };
+    let blocks = match message.content {
+        wire::Content::Text(text) => {
+            out.push(Message::text(role, text));
+            return Ok(());
+        }
+        wire::Content::Blocks(blocks) => blocks,
+    };
+    let mut current = Message::new(role, Vec::new());
+    for (j, block) in blocks.into_iter().enumerate() {
+        let at = format!("messages.{i}.content.{j}");
+        match block {
+            wire::Block::Text {
+                text,
+                cache_control,
+            } => {
+                current.content.push(ContentPart::Text { text });
+                current.cache_breakpoint |= cache_control.is_some();
+            }
+            wire::Block::Image {
+                source,
+                cache_control,
+            } => {
+                let source = match source {
+                    wire::ImageSource::Base64 { media_type, data } => {
+                        ImageSource::Base64 { media_type, data }
+                    }
+                    wire::ImageSource::Url { url } => ImageSource::Url(url),
+                };
+                current.content.push(ContentPart::Image {
+                    source,
+                    detail: None,
+                });
+                current.cache_breakpoint |= cache_control.is_some();
+            }
+            wire::Block::ToolUse {
+                id, name, input, ..
+            } if role == Role::Assistant => {
+                current.tool_calls.push(ToolCall {
+                    id,
+                    name,
+                    arguments: input.to_string(),
+                });
+            }
+            wire::Block::ToolResult {
+                tool_use_id,
+                content,
+                is_error,
+                cache_control,
+            } if role == Role::User => {
+                let mut result = Message::new(Role::Tool, tool_result_parts(content, &at)?);
+                result.tool_call_id = Some(tool_use_id);
+                result.tool_error = is_error.unwrap_or(false);
+                result.cache_breakpoint = cache_control.is_some();
+                out.push(result);
+            }
+            wire::Block::Thinking {
+                thinking,
+                signature,
+            } if role == Role::Assistant => {
+                current.reasoning.push(Reasoning {
+                    family: Family::Anthropic,
+                    data: json!({"type": "thinking", "thinking": thinking, "signature": signature}),
+                });
+            }
+            wire::Block::RedactedThinking { data } if role == Role::Assistant => {
+                current.reasoning.push(Reasoning {
+                    family: Family::Anthropic,
+                    data: json!({"type": "redacted_thinking", "data": data}),
+                });
+            }
+            _ => {
+                return Err(Error::invalid_field(
+                    format!("{at}.type"),
+                    format!(
+                        "{at}: this block type is not allowed in a {} message",
+                        message.role
+                    ),
+                ));
+            }
+        }
+    }
+    let has_content = !current.content.is_empty()
+        || !current.tool_calls.is_empty()
+        || !current.reasoning.is_empty();
+    if has_content {
+        out.push(current);
+    }
+    Ok(())
+}
+
+fn tool_result_parts(content: Option<wire::Content>, at: &str) -> Result<Vec<ContentPart>> {
+    Ok(match content {
+        None => Vec::new(),
+        Some(wire::Content::Text(text)) => vec![ContentPart::Text { text }],
+        Some(wire::Content::Blocks(blocks)) => blocks
+            .into_iter()
+            .map(|block| match block {
+                wire::Block::Text { text, .. } => Ok(ContentPart::Text { text }),
+                wire::Block::Image {
+                    source: wire::ImageSource::Base64 { media_type, data },
+                    ..
+                } => Ok(ContentPart::Image {
+                    source: ImageSource::Base64 { media_type, data },
+                    detail: None,
+                }),
+                wire::Block::Image {
+                    source: wire::ImageSource::Url { url },
+                    ..
+                } => Ok(ContentPart::Image {
+                    source: ImageSource::Url(url),
+                    detail: None,
+                }),
+                _ => Err(Error::invalid_field(
+                    format!("{at}.content"),
+                    "tool_result content may hold text and image blocks only",
+                )),
+            })
+            .collect::<Result<_>>()?,
+    })
+}
+
+fn encode_parts(parts: &[ContentPart], cache: bool) -> Vec<wire::Block> {
+    let mut blocks: Vec<wire::Block> = parts
+        .iter()
+        .filter_map(|part| match part {
+            // Anthropic rejects empty text blocks.
+            ContentPart::Text { text } if text.is_empty() => None,
+            ContentPart::Text { text } => Some(wire::Block::Text {
+                text: text.clone(),
+                cache_control: None,
+            }),
+            ContentPart::Image { source, .. } => Some(wire::Block::Image {
+                source: match source {
+                    ImageSource::Base64 { media_type, data } => wire::ImageSource::Base64 {
+                        media_type: media_type.clone(),
+                        data: data.clone(),
+                    },
+                    ImageSource::Url(url) => wire::ImageSource::Url { url: url.clone() },
+                },
+                cache_control: None,
+            }),
+        })
+        .collect();
+    if cache {
+        mark_cache(&mut blocks);
+    }
+    blocks
+}
+
+/// Puts a cache breakpoint on the last block that can carry one.
+fn mark_cache(blocks: &mut [wire::Block]) {
+    if let Some(last) = blocks.iter_mut().rev().find(|b| {
+        !matches!(
+            b,
+            wire::Block::Thinking { .. } | wire::Block::RedactedThinking { .. }
+        )
+    }) {
+        match last {
+            wire::Block::Text { cache_control, .. }
+            | wire::Block::Image { cache_control, .. }
+            | wire::Block::ToolUse { cache_control, .. }
+            | wire::Block::ToolResult { cache_control, .. } => {
+                *cache_control = Some(wire::CacheControl::ephemeral())
+            }
+            wire::Block::Thinking { .. } | wire::Block::RedactedThinking { .. } => {}
+        }
+    }
+}
+
+/// Encodes a canonical request as a Messages body (without `model`; the egress adds it).
+pub fn encode_request(request: &ChatRequest) -> Result<wire::MessagesRequest> {
+    rules::refuse_openai_passthrough(request, "anthropic")?;
+    let system: Vec<wire::Block> = rules::system_texts(&request.messages)
+        .into_iter()
+        .map(|(text, cache)| wire::Block::Text {
+            text,
+            cache_control: cache.then(wire::CacheControl::ephemeral),
+        })
+        .collect();
+    let mut messages: Vec<wire::InputMessage> = Vec::new();
+    for (i, message) in request.messages.iter().enumerate() {
+        let (role, blocks) = match message.role {
+            Role::System | Role::Developer => continue,
+            Role::User => (
+                "user",
+                encode_parts(&message.content, message.cache_breakpoint),
+            ),
+            Role::Tool => {
+                let id = message.tool_call_id.as_deref().unwrap_or_default();
+                let content = encode_parts(&message.content, false);
+                let mut blocks = vec![wire::Block::ToolResult {
+                    tool_use_id: tool_id(id),
+                    content: (!content.is_empty()).then_some(wire::Content::Blocks(content)),
+                    is_error: message.tool_error.then_some(true),
+                    cache_control: None,
+                }];
+                if message.cache_breakpoint {
+                    mark_cache(&mut blocks);
+                }
+                ("user", blocks)
+            }
+            Role::Assistant => {
+                let mut blocks: Vec<wire::Block> = message
+                    .reasoning
+                    .iter()
+                    // Signed thinking only replays to the family that signed it.
+                    .filter(|r| r.family == Family::Anthropic)
+                    .filter_map(|r| serde_json::from_value(r.data.clone()).ok())
+                    .collect();
+                blocks.extend(encode_parts(&message.content, false));
+                for (j, call) in message.tool_calls.iter().enumerate() {
+                    let input = parse_tool_arguments(
+                        &call.arguments,
+                        &format!("messages[{i}].tool_calls[{j}].function.arguments"),
+                    )?;
+                    blocks.push(wire::Block::ToolUse {
+                        id: tool_id(&call.id),
+                        name: call.name.clone(),
+                        input,
+                        cache_control: None,
+                    });
+                }
+                if message.cache_breakpoint {
+                    mark_cache(&mut blocks);
+                }
+                ("assistant", blocks)
+            }
+        };
+        if blocks.is_empty() {
+            continue;
+        }
+        // Consecutive same-role turns become one message, with tool results first (the API
+        // wants every tool_result right after the turn that asked for it).
+        match messages.last_mut() {
+            Some(last) if last.role == role => {
+                if let wire::Content::Blocks(existing) = &mut last.content {
+                    existing.extend(blocks);
+                    existing.sort_by_key(|b| !matches!(b, wire::Block::ToolResult { .. }));
+                }
+            }
+            _ => messages.push(wire::InputMessage {
+                role: role.to_owned(),
+                content: wire::Content::Blocks(blocks),
+            }),
+        }
+    }
+    let tools = (!request.tools.is_empty()).then(|| {
+        request
+            .tools
+            .iter()
+            .map(|t| wire::ToolDef {
+                name: t.name.clone(),
+                description: t.description.clone(),
+                input_schema: t
+                    .parameters
+                    .clone()
+                    .unwrap_or_else(|| json!({"type": "object"})),
+                cache_control: None,
+            })
+            .collect::<Vec<_>>()
+    });
+    let disable_parallel = request.parallel_tool_calls.map(|p| !p).filter(|d| *d);
+    let tool_choice = if tools.is_none() {
+        None
+    } else {
+        match (&request.tool_choice, disable_parallel) {
+            (None, None) => None,
+            (None | Some(ToolChoice::Auto), _) => Some(wire::ToolChoice::Auto {
+                disable_parallel_tool_use: disable_parallel,
+            }),
+            (Some(ToolChoice::Required), _) => Some(wire::ToolChoice::Any {
+                disable_parallel_tool_use: disable_parallel,
+            }),
+            (Some(ToolChoice::Function(name)), _) => Some(wire::ToolChoice::Tool {
+                name: name.clone(),
+                disable_parallel_tool_use: disable_parallel,
+            }),
+            (Some(ToolChoice::None), _) => Some(wire::ToolChoice::None),
+        }
+    };
+    let mut max_tokens = request.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
+    let thinking = rules::reasoning_budget(request).map(|budget| {
+        let budget_tokens = budget.max(1024);
+        // The budget must be below max_tokens: the answer needs room after the thinking.
+        if max_tokens <= budget_tokens {
+            max_tokens = budget_tokens + max_tokens;
+        }
+        wire::Thinking::Enabled { budget_tokens }
+    });
+    let output_config = match &request.response_format {
+        Some(ResponseFormat::JsonSchema { schema, .. }) => Some(wire::OutputConfig {
+            format: Some(wire::OutputFormat {
+                kind: "json_schema".to_owned(),
+                schema: schema.clone().unwrap_or_else(|| json!({"type": "object"})),
+            }),
+        }),
+        Some(ResponseFormat::JsonObject) => Some(wire::OutputConfig {
+            format: Some(wire::OutputFormat {
+                kind: "json_schema".to_owned(),
+                schema: json!({"type": "object"}),
+            }),
+        }),
+        Some(ResponseFormat::Text) | None => None,
+    };
+    Ok(wire::MessagesRequest {
+        model: String::new(),
+        max_tokens,
+        messages,
+        system: (!system.is_empty()).then_some(wire::System::Blocks(system)),
+        tools,
+        tool_choice,
+        temperature: request.sampling.temperature,
+        top_p: request.sampling.top_p,
+        top_k: request.sampling.top_k,
+        stop_sequences: (!request.stop.is_empty()).then(|| request.stop.clone()),
+        stream: request.stream.then_some(true),
+        metadata: request.user.as_ref().map(|u| wire::Metadata {
+            user_id: Some(u.clone()),
+        }),
+        thinking,
+        output_config,
+        anthropic_version: None,
+    })
+}
+
+pub(crate) fn decode_stop_reason(raw: &str) -> FinishReason {
+    match raw {
+        "end_turn" | "stop_sequence" | "pause_turn" => FinishReason::Stop,
+        "max_tokens" | "model_context_window_exceeded" => FinishReason::Length,
+        "tool_use" => FinishReason::ToolCalls,
+        "refusal" => FinishReason::ContentFilter,
+        _ => FinishReason::Other,
+    }
+}
+
+/// Anthropic's `stop_reason` for a canonical finish; the raw reason wins when it is Anthropic's.
+pub(crate) fn encode_stop_reason(reason: FinishReason, raw: Option<&str>) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "end_turn",
+        "max_tokens",
+        "stop_sequence",
+        "tool_use",
+        "pause_turn",
+        "refusal",
+        "model_context_window_exceeded",
+    ];
+    if let Some(raw) = raw
+        && let Some(known) = KNOWN.iter().find(|k| **k == raw)
+    {
+        return known;
+    }
+    match reason {
+        FinishReason::Stop | FinishReason::Other => "end_turn",
+        FinishReason::Length => "max_tokens",
+        FinishReason::ToolCalls => "tool_use",
+        FinishReason::ContentFilter => "refusal",
+    }
+}
+
+/// Anthropic's `input_tokens` excludes cache reads and writes; canonical input includes them.
+pub(crate) fn decode_usage(usage: &wire::Usage) -> Usage {
+    let read = usage.cache_read_input_tokens.unwrap_or(0);
+    let write = usage.cache_creation_input_tokens.unwrap_or(0);
+    Usage {
+        input_tokens: usage.input_tokens + read + write,
+        cached_input_tokens: read,
+        cache_write_tokens: write,
+        output_tokens: usage.output_tokens,
+        reasoning_tokens: 0,
+    }
+}
+
+pub(crate) fn encode_usage(usage: &Usage) -> wire::Usage {
+    wire::Usage {
+        input_tokens: usage
+            .input_tokens
+            .saturating_sub(usage.cached_input_tokens + usage.cache_write_tokens),
+        output_tokens: usage.output_tokens,
+        cache_creation_input_tokens: Some(usage.cache_write_tokens),
+        cache_read_input_tokens: Some(usage.cached_input_tokens),
+    }
+}
+
+/// Decodes an Anthropic (or Vertex-hosted Claude) non-streamed answer.
+pub fn decode_response(body: &[u8]) -> Result<ChatResponse> {
+    let wire: wire::MessagesResponse = serde_json::from_slice(body).map_err(|e| {
+        Error::bad_upstream(format!("The upstream returned an invalid message: {e}"))
+    })?;
+    let mut message = Message::new(Role::Assistant, Vec::new());
+    for block in wire.content {
+        match block {
+            wire::Block::Text { text, .. } if !text.is_empty() => {
+                message.content.push(ContentPart::Text { text })
+            }
+            wire::Block::ToolUse {
+                id, name, input, ..
+            } => {
+                message.tool_calls.push(ToolCall {
+                    id,
+                    name,
+                    arguments: input.to_string(),
+                });
+            }
+            wire::Block::Thinking {
+                thinking,
+                signature,
+            } => message.reasoning.push(Reasoning {
+                family: Family::Anthropic,
+                data: json!({"type": "thinking", "thinking": thinking, "signature": signature}),
+            }),
+            wire::Block::RedactedThinking { data } => {
+                message.reasoning.push(Reasoning {
+                    family: Family::Anthropic,
+                    data: json!({"type": "redacted_thinking", "data": data}),
+                });
+            }
+            _ => {}
+        }
+    }
+    message.content_is_text = message.content.len() == 1;
+    let raw = wire.stop_reason;
+    Ok(ChatResponse {
+        id: wire.id,
+        model: wire.model,
+        created: now_secs(),
+        message,
+        finish_reason: raw
+            .as_deref()
+            .map_or(FinishReason::Stop, decode_stop_reason),
+        raw_finish_reason: raw,
+        usage: Some(decode_usage(&wire.usage)),
+        system_fingerprint: None,
+    })
+}
+
+pub(crate) fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The content blocks of an answer, as Anthropic would send them.
+fn response_blocks(message: &Message) -> Result<Vec<wire::Block>> {
+    let mut blocks: Vec<wire::Block> = message
+        .reasoning
+        .iter()
+        .filter(|r| r.family == Family::Anthropic)
+        .filter_map(|r| serde_json::from_value(r.data.clone()).ok())
+        .collect();
+    let text = message.text_content();
+    if !text.is_empty() {
+        blocks.push(wire::Block::Text {
+            text,
+            cache_control: None,
+        });
+    }
+    for call in &message.tool_calls {
+        let input = serde_json::from_str::<Value>(&call.arguments)
+            .ok()
+            .filter(Value::is_object)
+            .or_else(|| call.arguments.trim().is_empty().then(|| json!({})))
+            .ok_or_else(|| {
+                Error::bad_upstream(format!(
+                    "The model produced tool-call arguments for `{}` that are not a JSON object.",
+                    call.name
+                ))
+            })?;
+        blocks.push(wire::Block::ToolUse {
+            id: tool_id(&call.id),
+            name: call.name.clone(),
+            input,
+            cache_control: None,
+        });
+    }
+    Ok(blocks)
+}
+
+/// Encodes our answer for an Anthropic client.
+pub fn encode_response(response: &ChatResponse) -> Result<Vec<u8>> {
+    let wire = wire::MessagesResponse {
+        id: message_id(&response.id),
+        kind: "message".to_owned(),
+        role: "assistant".to_owned(),
+        model: response.model.clone(),
+        content: response_blocks(&response.message)?,
+        stop_reason: Some(
+            encode_stop_reason(
+                response.finish_reason,
+                response.raw_finish_reason.as_deref(),
+            )
+            .to_owned(),
+        ),
+        stop_sequence: None,
+        usage: encode_usage(&response.usage.unwrap_or_default()),
+    };
+    serde_json::to_vec(&wire).map_err(|e| Error::internal(format!("encoding message: {e}")))
+}
+
+/// Anthropic SDKs expect `msg_` ids; other providers' ids are carried inside one.
+pub(crate) fn message_id(id: &str) -> String {
+    if id.starts_with("msg_") {
+        id.to_owned()
+    } else {
+        format!("msg_{}", id.trim_start_matches("chatcmpl-"))
+    }
+}
+
+/// Anthropic's `error.type` for an error.
+pub fn error_type(error: &Error) -> &'static str {
+    match error.status() {
+        400 | 422 => "invalid_request_error",
+        401 => "authentication_error",
+        402 => "billing_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        503 | 529 => "overloaded_error",
+        504 => "timeout_error",
+        _ => "api_error",
+    }
+}
+
+/// Encodes an error in Anthropic's shape.
+pub fn encode_error(error: &Error) -> Vec<u8> {
+    json!({"type": "error", "error": {"type": error_type(error), "message": error.message}})
+        .to_string()
+        .into_bytes()
+}
+
+/// Decodes an Anthropic error body returned with an HTTP error status.
+pub fn decode_error(status: u16, body: &[u8]) -> Error {
+    let parsed: Option<wire::ErrorBody> = serde_json::from_slice(body).ok();
+    let message = parsed
+        .as_ref()
+        .map(|b| b.error.message.clone())
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| format!("The upstream returned HTTP {status}."));
+    let mut error = Error::from_upstream_status(status, message);
+    if let Some(body) = parsed {
+        // A billing error is a 400-class answer that no retry fixes.
+        if body.error.kind == "billing_error" {
+            error = error.quota_exceeded();
+        }
+        error.code = Some(body.error.kind);
+    }
+    error
+}
+
+/// Decodes an in-band `event: error` payload met inside a 200 stream.
+pub(crate) fn decode_stream_error(detail: &wire::ErrorDetail) -> Error {
+    let mut error = Error::stream_interrupted(if detail.message.is_empty() {
+        "The upstream reported an error mid-stream."
+    } else {
+        &detail.message
+    });
+    if detail.kind == "invalid_request_error" {
+        error.kind = ErrorKind::StreamInterrupted;
+        error.retryable = false;
+    }
+    error.code = Some(detail.kind.clone());
+    error
+}
+
+/// A local estimate for `POST /v1/messages/count_tokens`, used when the upstream has none.
+pub fn count_tokens(body: &[u8]) -> Result<Vec<u8>> {
+    let mut map = parse_json_object(body)?;
+    // count_tokens takes the Messages body without `max_tokens`.
+    map.entry("max_tokens").or_insert(json!(1));
+    let ingress =
+        decode_request(&serde_json::to_vec(&map).map_err(|e| Error::internal(e.to_string()))?)?;
+    let tokens = rules::estimate_tokens(&ingress.request);
+    Ok(json!({"input_tokens": tokens}).to_string().into_bytes())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,397 @@
+//! Dialect units; golden files live in `crates/crossbar-core/tests/golden/anthropic/`.
+
+use bytes::BytesMut;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::chat::StreamEvent;
+use crate::dialects::{Frame, FrameKind};
+
+fn golden(name: &str) -> String {
+    let path = format!(
+        "{}/tests/golden/anthropic/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[test]
+fn decodes_a_client_request_with_tools_images_thinking_and_cache() {
+    let ingress = decode_request(golden("request_full.json").as_bytes()).unwrap();
+    let request = ingress.request;
+    assert_eq!(request.model, "claude-sonnet");
+    assert_eq!(request.max_tokens, Some(2048));
+    assert_eq!(request.reasoning_budget, Some(1024));
+    assert_eq!(request.sampling.top_k, Some(5));
+    let roles: Vec<Role> = request.messages.iter().map(|m| m.role).collect();
+    assert_eq!(
+        roles,
+        vec![
+            Role::System,
+            Role::User,
+            Role::Assistant,
+            Role::Tool,
+            Role::Tool,
+            Role::User
+        ]
+    );
+    assert!(request.messages[0].cache_breakpoint);
+    assert!(
+        matches!(&request.messages[1].content[1], ContentPart::Image { source: ImageSource::Base64 { media_type, .. }, .. } if media_type == "image/png")
+    );
+    let assistant = &request.messages[2];
+    assert_eq!(assistant.tool_calls.len(), 2);
+    assert_eq!(assistant.tool_calls[0].arguments, r#"{"city":"Paris"}"#);
+    assert_eq!(assistant.reasoning[0].family, Family::Anthropic);
+    assert!(request.messages[4].tool_error);
+    assert_eq!(request.tool_choice, Some(ToolChoice::Auto));
+    assert_eq!(request.parallel_tool_calls, Some(false));
+}
+
+#[test]
+fn request_round_trips_to_an_anthropic_upstream() {
+    let ingress = decode_request(golden("request_full.json").as_bytes()).unwrap();
+    let egress = AnthropicEgress { vertex: None };
+    let encoded: Value = serde_json::from_slice(
+        &egress
+            .chat_body(&ingress.request, "claude-sonnet-4-20250514")
+            .unwrap(),
+    )
+    .unwrap();
+    let expected: Value = serde_json::from_str(&golden("request_full.upstream.json")).unwrap();
+    assert_eq!(encoded, expected);
+}
+
+#[test]
+fn openai_history_becomes_valid_anthropic_messages() {
+    let body = json!({
+        "model": "m",
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "weather in Paris and Oslo?"},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call.1:a", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
+                {"id": "call_2", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]},
+            {"role": "tool", "tool_call_id": "call.1:a", "content": "21C"},
+            {"role": "tool", "tool_call_id": "call_2", "content": "9C"},
+            {"role": "developer", "content": "Answer in French."},
+            {"role": "user", "content": "thanks"}
+        ],
+        "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}],
+        "parallel_tool_calls": false
+    });
+    let request = crate::dialects::openai::decode_chat_request(body.to_string().as_bytes())
+        .unwrap()
+        .request;
+    let wire = serde_json::to_value(encode_request(&request).unwrap()).unwrap();
+    assert_eq!(
+        wire["system"],
+        json!([{"type": "text", "text": "Be brief."}, {"type": "text", "text": "Answer in French."}])
+    );
+    let messages = wire["messages"].as_array().unwrap();
+    let roles: Vec<&str> = messages
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles,
+        vec!["user", "assistant", "user"],
+        "tool results and the next user turn merge"
+    );
+    let calls = messages[1]["content"].as_array().unwrap();
+    assert!(
+        calls.iter().all(|b| b["type"] == "tool_use"),
+        "no empty text block beside tool calls"
+    );
+    let sanitized = calls[0]["id"].as_str().unwrap();
+    assert!(
+        sanitized
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    );
+    assert_eq!(calls[1]["input"], json!({}));
+    let results = messages[2]["content"].as_array().unwrap();
+    assert_eq!(results[0]["type"], "tool_result");
+    assert_eq!(
+        results[0]["tool_use_id"], sanitized,
+        "the same id on both sides"
+    );
+    assert_eq!(results[1]["tool_use_id"], "call_2");
+    assert_eq!(results[2]["type"], "text");
+    assert_eq!(
+        wire["tool_choice"],
+        json!({"type": "auto", "disable_parallel_tool_use": true})
+    );
+    assert_eq!(wire["max_tokens"], 4096);
+}
+
+#[test]
+fn invalid_tool_arguments_in_history_are_a_clear_400() {
+    let body = json!({"model": "m", "messages": [
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{oops"}}]},
+        {"role": "tool", "tool_call_id": "c", "content": "r"}]});
+    let request = crate::dialects::openai::decode_chat_request(body.to_string().as_bytes())
+        .unwrap()
+        .request;
+    let err = encode_request(&request).unwrap_err();
+    assert_eq!(err.status(), 400);
+    assert_eq!(
+        err.param.as_deref(),
+        Some("messages[1].tool_calls[0].function.arguments")
+    );
+    let passthrough =
+        json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "logprobs": true});
+    let request = crate::dialects::openai::decode_chat_request(passthrough.to_string().as_bytes())
+        .unwrap()
+        .request;
+    assert_eq!(
+        encode_request(&request).unwrap_err().param.as_deref(),
+        Some("logprobs")
+    );
+}
+
+#[test]
+fn client_errors_are_named() {
+    for (body, param) in [
+        (
+            json!({"model": "m", "max_tokens": 5, "messages": [], "x": 1}),
+            "x",
+        ),
+        (
+            json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}),
+            "max_tokens",
+        ),
+        (
+            json!({"model": "m", "max_tokens": 5, "messages": [{"role": "system", "content": "hi"}]}),
+            "messages.0.role",
+        ),
+        (
+            json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "tool_use", "id": "a", "name": "f", "input": {}}]}]}),
+            "messages.0.content.0.type",
+        ),
+    ] {
+        let err = decode_request(body.to_string().as_bytes()).unwrap_err();
+        assert_eq!(
+            (err.status(), err.param.as_deref()),
+            (400, Some(param)),
+            "{body}: {}",
+            err.message
+        );
+    }
+    let body = encode_error(&Error::invalid_field(
+        "x",
+        "x: Extra inputs are not permitted",
+    ));
+    let value: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        value,
+        json!({"type": "error", "error": {"type": "invalid_request_error", "message": "x: Extra inputs are not permitted"}})
+    );
+}
+
+#[test]
+fn decodes_responses_and_usage_including_cache() {
+    let response = decode_response(golden("response_tool_use.json").as_bytes()).unwrap();
+    assert_eq!(response.finish_reason, FinishReason::ToolCalls);
+    assert_eq!(response.message.text_content(), "Let me check.");
+    assert_eq!(
+        response.message.tool_calls[0].arguments,
+        r#"{"city":"Paris"}"#
+    );
+    let usage = response.usage.unwrap();
+    // input_tokens excludes cache traffic; canonical input includes it.
+    assert_eq!(
+        (
+            usage.input_tokens,
+            usage.cached_input_tokens,
+            usage.cache_write_tokens,
+            usage.output_tokens
+        ),
+        (100 + 2000 + 50, 2000, 50, 40)
+    );
+    let back: Value = serde_json::from_slice(&encode_response(&response).unwrap()).unwrap();
+    assert_eq!(
+        back["usage"],
+        json!({"input_tokens": 100, "output_tokens": 40, "cache_creation_input_tokens": 50, "cache_read_input_tokens": 2000})
+    );
+    assert_eq!(back["stop_reason"], "tool_use");
+    assert_eq!(back["content"][0]["type"], "thinking");
+    assert_eq!(back["content"][2]["input"], json!({"city": "Paris"}));
+}
+
+#[test]
+fn upstream_errors_classify_529_and_billing() {
+    let err = decode_error(
+        529,
+        br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+    );
+    assert!(err.retryable);
+    assert_eq!(err.status(), 529);
+    assert_eq!(error_type(&err), "overloaded_error");
+    let err = decode_error(
+        400,
+        br#"{"type":"error","error":{"type":"billing_error","message":"no credit"}}"#,
+    );
+    assert!(!err.retryable);
+}
+
+fn decode_stream(name: &str) -> (Vec<StreamEvent>, Result<()>) {
+    let mut decoder = StreamDecoder::new();
+    let mut events = Vec::new();
+    let text = golden(name);
+    for block in text.split("\n\n") {
+        let mut event = "";
+        let mut data = "";
+        for line in block.lines() {
+            if let Some(e) = line.strip_prefix("event: ") {
+                event = e;
+            } else if let Some(d) = line.strip_prefix("data: ") {
+                data = d;
+            }
+        }
+        if data.is_empty() {
+            continue;
+        }
+        if let Err(e) = StreamDecode::decode(
+            &mut decoder,
+            &Frame {
+                kind: FrameKind::Event,
+                event,
+                data,
+            },
+            &mut events,
+        ) {
+            return (events, Err(e));
+        }
+    }
+    (events, decoder.finish())
+}
+
+#[test]
+fn decodes_a_stream_with_thinking_text_and_tools() {
+    let (events, end) = decode_stream("stream_tool_use.sse");
+    end.unwrap();
+    assert!(matches!(&events[0], StreamEvent::Start { id, .. } if id == "msg_01"));
+    let text: String = events
+        .iter()
+        .filter_map(|e| match e {
+            StreamEvent::TextDelta(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(text, "Okay, checking.");
+    let starts: Vec<(u32, &str)> = events
+        .iter()
+        .filter_map(|e| match e {
+            StreamEvent::ToolCallStart { index, name, .. } => Some((*index, name.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        starts,
+        vec![(0, "get_weather"), (1, "get_time")],
+        "tool indices count tool calls only"
+    );
+    let args: String = events
+        .iter()
+        .filter_map(|e| match e {
+            StreamEvent::ToolCallDelta {
+                index: 0,
+                arguments,
+            } => Some(arguments.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(args, r#"{"city": "Paris"}"#);
+    assert!(
+        events.iter().any(
+            |e| matches!(e, StreamEvent::ToolCallDelta { index: 1, arguments } if arguments == "{}")
+        ),
+        "argument-less tool gets {{}}"
+    );
+    assert!(events.iter().any(|e| matches!(
+        e,
+        StreamEvent::Finish {
+            reason: FinishReason::ToolCalls,
+            ..
+        }
+    )));
+    assert!(
+        matches!(events.last(), Some(StreamEvent::Usage(u)) if u.output_tokens == 88 && u.input_tokens == 472)
+    );
+}
+
+#[test]
+fn a_midstream_error_or_missing_message_stop_breaks_the_stream() {
+    let (events, end) = decode_stream("stream_overloaded.sse");
+    let err = end.unwrap_err();
+    assert!(
+        err.retryable && err.message.contains("Overloaded"),
+        "{err:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, StreamEvent::TextDelta(_)))
+    );
+    let (_, end) = decode_stream("stream_cut.sse");
+    assert_eq!(end.unwrap_err().kind, ErrorKind::StreamInterrupted);
+}
+
+#[test]
+fn encodes_anthropic_event_sequence_for_clients() {
+    let (events, _) = decode_stream("stream_tool_use.sse");
+    let mut encoder = StreamEncoder::new("claude-sonnet", 10);
+    let mut out = BytesMut::new();
+    for event in events {
+        encoder.event(event, &mut out).unwrap();
+    }
+    encoder.end(&mut out);
+    let text = String::from_utf8(out.to_vec()).unwrap();
+    assert_eq!(text, golden("stream_tool_use.expected.sse"));
+}
+
+#[test]
+fn broken_client_stream_ends_with_error_event_not_message_stop() {
+    let mut encoder = StreamEncoder::new("m", 1);
+    let mut out = BytesMut::new();
+    encoder
+        .event(StreamEvent::TextDelta("hi".into()), &mut out)
+        .unwrap();
+    encoder.error(&Error::stream_interrupted("cut"), &mut out);
+    let text = std::str::from_utf8(&out).unwrap();
+    assert!(text.starts_with("event: message_start\n"));
+    assert!(!text.contains("message_stop"));
+    assert!(text.ends_with("event: error\ndata: {\"error\":{\"message\":\"cut\",\"type\":\"api_error\"},\"type\":\"error\"}\n\n"), "{text}");
+}
+
+#[test]
+fn vertex_urls_and_bodies() {
+    let egress = AnthropicEgress {
+        vertex: Some(("proj".into(), "us-east5".into())),
+    };
+    assert_eq!(
+        egress
+            .url(
+                "https://us-east5-aiplatform.googleapis.com/v1",
+                "claude-sonnet-4@20250514",
+                Operation::Chat { stream: true }
+            )
+            .unwrap(),
+        "https://us-east5-aiplatform.googleapis.com/v1/projects/proj/locations/us-east5/publishers/anthropic/models/claude-sonnet-4@20250514:streamRawPredict"
+    );
+    let request = ChatRequest::new("m", vec![Message::text(Role::User, "hi")]);
+    let body: Value =
+        serde_json::from_slice(&egress.chat_body(&request, "claude").unwrap()).unwrap();
+    assert!(body.get("model").is_none());
+    assert_eq!(body["anthropic_version"], "vertex-2023-10-16");
+}
+
+#[test]
+fn count_tokens_estimates_locally() {
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": "hello world, this is forty characters!!"}]});
+    let value: Value =
+        serde_json::from_slice(&count_tokens(body.to_string().as_bytes()).unwrap()).unwrap();
+    assert!(value["input_tokens"].as_u64().unwrap() >= 10);
+}

@@ -1,0 +1,184 @@
+//! Cross-provider translation rules, one place each, so every dialect applies them the same way.
+
+use serde_json::{Map, Value};
+
+use crate::chat::{ChatRequest, ContentPart, Message, Role};
+use crate::error::{Error, Result};
+
+/// Maps a tool-call id onto a provider's allowed charset, deterministically: the assistant's
+/// call and the tool result that answers it get the same id, so ids stay stable across turns.
+/// Ids that already fit pass unchanged; others keep their allowed characters plus a short hash
+/// of the original, so two ids differing only in disallowed characters cannot collide.
+pub fn sanitize_tool_id(id: &str, allowed: impl Fn(u8) -> bool, max_len: usize) -> String {
+    if !id.is_empty() && id.len() <= max_len && id.bytes().all(&allowed) {
+        return id.to_owned();
+    }
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let suffix = format!("_{:012x}", hash & 0xffff_ffff_ffff);
+    let kept: String = id.bytes().filter(|b| allowed(*b)).map(char::from).collect();
+    let room = max_len.saturating_sub(suffix.len());
+    let mut out: String = kept.chars().take(room).collect();
+    out.push_str(&suffix);
+    out
+}
+
+/// Tool-call arguments are a JSON string in OpenAI's dialect and an object elsewhere. An empty
+/// string is `{}`; anything that is not a JSON object is the caller's error, named by `param`.
+pub fn parse_tool_arguments(arguments: &str, param: &str) -> Result<Value> {
+    if arguments.trim().is_empty() {
+        return Ok(Value::Object(Map::new()));
+    }
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(value @ Value::Object(_)) => Ok(value),
+        Ok(_) => Err(Error::invalid_field(
+            param,
+            "Tool-call arguments must be a JSON object.",
+        )),
+        Err(e) => Err(Error::invalid_field(
+            param,
+            format!("Tool-call arguments are not valid JSON: {e}"),
+        )),
+    }
+}
+
+/// The thinking budget for an OpenAI-style effort level.
+pub fn budget_for_effort(effort: &str) -> Option<u32> {
+    match effort {
+        "none" => None,
+        "minimal" | "low" => Some(1024),
+        "medium" => Some(4096),
+        _ => Some(16_384),
+    }
+}
+
+/// The effort level nearest a thinking budget.
+pub fn effort_for_budget(budget: u32) -> &'static str {
+    match budget {
+        0..=2048 => "low",
+        2049..=8192 => "medium",
+        _ => "high",
+    }
+}
+
+/// The request's thinking budget, from an explicit budget or an effort level.
+pub fn reasoning_budget(request: &ChatRequest) -> Option<u32> {
+    request.reasoning_budget.or_else(|| {
+        request
+            .reasoning_effort
+            .as_deref()
+            .and_then(budget_for_effort)
+    })
+}
+
+/// A provider-neutral token estimate (about four characters a token), for providers or
+/// endpoints that give no count.
+pub fn estimate_tokens(request: &ChatRequest) -> u64 {
+    let text_chars: usize = request
+        .messages
+        .iter()
+        .map(|m| {
+            m.content
+                .iter()
+                .map(|p| match p {
+                    ContentPart::Text { text } => text.len(),
+                    // Providers bill images by size; a small fixed share keeps estimates sane.
+                    ContentPart::Image { .. } => 340,
+                })
+                .sum::<usize>()
+                + m.tool_calls
+                    .iter()
+                    .map(|c| c.name.len() + c.arguments.len())
+                    .sum::<usize>()
+                + 16
+        })
+        .sum();
+    let tool_chars: usize = request
+        .tools
+        .iter()
+        .map(|t| {
+            t.name.len()
+                + t.description.as_deref().map_or(0, str::len)
+                + t.parameters.as_ref().map_or(0, |p| p.to_string().len())
+        })
+        .sum();
+    ((text_chars + tool_chars) as u64).div_ceil(4).max(1)
+}
+
+/// All system and developer text, in order: Anthropic, Bedrock and Gemini take one top-level
+/// system prompt, so instructions given mid-conversation are moved there too.
+pub fn system_texts(messages: &[Message]) -> Vec<(String, bool)> {
+    messages
+        .iter()
+        .filter(|m| matches!(m.role, Role::System | Role::Developer))
+        .map(|m| (m.text_content(), m.cache_breakpoint))
+        .filter(|(text, _)| !text.is_empty())
+        .collect()
+}
+
+/// Refuses OpenAI-only fields bound for a provider of another dialect, naming the field.
+pub fn refuse_openai_passthrough(request: &ChatRequest, dialect: &str) -> Result<()> {
+    match request.openai_passthrough.keys().next() {
+        None => Ok(()),
+        Some(key) => Err(Error::invalid_field(
+            key.clone(),
+            format!(
+                "`{key}` is only supported by OpenAI-dialect providers; this model is served by the {dialect} dialect."
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn anthropic(b: u8) -> bool {
+        b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
+    }
+
+    #[test]
+    fn tool_ids_are_sanitized_stably_and_without_collisions() {
+        assert_eq!(sanitize_tool_id("toolu_01", anthropic, 64), "toolu_01");
+        let a = sanitize_tool_id("call.1:x", anthropic, 64);
+        assert_eq!(a, sanitize_tool_id("call.1:x", anthropic, 64));
+        assert!(a.bytes().all(anthropic));
+        assert_ne!(a, sanitize_tool_id("call:1.x", anthropic, 64));
+        let long = "x".repeat(100);
+        assert!(sanitize_tool_id(&long, anthropic, 64).len() <= 64);
+        assert!(!sanitize_tool_id("", anthropic, 64).is_empty());
+    }
+
+    #[test]
+    fn tool_arguments_must_be_objects() {
+        assert_eq!(
+            parse_tool_arguments("", "p").unwrap(),
+            serde_json::json!({})
+        );
+        assert_eq!(
+            parse_tool_arguments("{\"a\":1}", "p").unwrap(),
+            serde_json::json!({"a": 1})
+        );
+        for bad in ["{", "[1]", "\"x\""] {
+            let err = parse_tool_arguments(bad, "messages[1].tool_calls[0].function.arguments")
+                .unwrap_err();
+            assert_eq!(err.status(), 400);
+            assert_eq!(
+                err.param.as_deref(),
+                Some("messages[1].tool_calls[0].function.arguments")
+            );
+        }
+    }
+
+    #[test]
+    fn effort_and_budget_map_both_ways() {
+        assert_eq!(budget_for_effort("none"), None);
+        for effort in ["low", "medium", "high"] {
+            assert_eq!(
+                effort_for_budget(budget_for_effort(effort).unwrap()),
+                effort
+            );
+        }
+    }
+}

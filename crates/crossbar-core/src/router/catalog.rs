@@ -1,0 +1,269 @@
+//! Which policy a request falls under and which deployments it may use: the route's
+//! constraints, then what the caller narrowed with headers and (with virtual keys) its key.
+
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+use crate::config::{Constraints, Objective, RouteConfig};
+use crate::error::{Error, ErrorKind, Origin, Result};
+use crate::router::Deployment;
+use crate::router::affinity::AffinitySettings;
+use crate::router::hedge::Hedging;
+use crate::router::retry::Backoff;
+
+pub const ROUTE_HEADER: &str = "x-crossbar-route";
+pub const PROVIDER_HEADER: &str = "x-crossbar-provider";
+pub const MAX_COST_HEADER: &str = "x-crossbar-max-cost-usd";
+
+const DEFAULT_COST_WEIGHT: f64 = 0.5;
+const DEFAULT_EXPLORE: f64 = 0.05;
+
+/// A route with every setting decided: its own, else `routes.default`'s, else built-in.
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    /// Models used when a request names this route as its model.
+    pub models: Vec<String>,
+    pub objective: Objective,
+    pub cost_weight: f64,
+    pub fallbacks: Vec<String>,
+    pub constraints: Constraints,
+    pub attempts: Option<u32>,
+    pub backoff: Backoff,
+    pub ttft_timeout: Option<Duration>,
+    pub total_timeout: Option<Duration>,
+    pub hedge: Option<Hedging>,
+    pub affinity: Option<AffinitySettings>,
+    pub explore: f64,
+    /// Round-robin position.
+    pub rotation: AtomicUsize,
+}
+
+impl Route {
+    pub fn resolve(name: &str, own: Option<&RouteConfig>, default: Option<&RouteConfig>) -> Self {
+        /// A setting from the route, else from the default route.
+        fn pick<'c, T>(
+            own: Option<&'c RouteConfig>,
+            default: Option<&'c RouteConfig>,
+            field: impl Fn(&'c RouteConfig) -> Option<T>,
+        ) -> Option<T> {
+            own.and_then(&field).or_else(|| default.and_then(&field))
+        }
+        let timeouts = pick(own, default, |c| c.timeouts.as_ref().map(|t| *t.get_ref()));
+        Self {
+            name: name.to_owned(),
+            models: own
+                .map(|c| c.models.iter().map(|m| m.get_ref().clone()).collect())
+                .unwrap_or_default(),
+            objective: pick(own, default, |c| c.objective).unwrap_or(Objective::Balanced),
+            cost_weight: pick(own, default, |c| {
+                c.cost_weight.as_ref().map(|w| *w.get_ref())
+            })
+            .unwrap_or(DEFAULT_COST_WEIGHT),
+            fallbacks: pick(own, default, |c| c.fallbacks.as_ref())
+                .map(|f| f.iter().map(|m| m.get_ref().clone()).collect())
+                .unwrap_or_default(),
+            constraints: pick(own, default, |c| c.constraints.clone()).unwrap_or_default(),
+            attempts: pick(own, default, |c| c.attempts.as_ref().map(|a| *a.get_ref())),
+            backoff: Backoff::from_config(
+                pick(own, default, |c| c.backoff.as_ref().map(|b| *b.get_ref())).as_ref(),
+            ),
+            ttft_timeout: timeouts.and_then(|t| t.ttft_ms).map(Duration::from_millis),
+            total_timeout: timeouts.and_then(|t| t.total_ms).map(Duration::from_millis),
+            hedge: pick(own, default, |c| c.hedge.as_ref()).and_then(Hedging::from_config),
+            affinity: AffinitySettings::from_config(
+                pick(own, default, |c| c.affinity.as_ref().map(|a| *a.get_ref())).as_ref(),
+            ),
+            explore: pick(own, default, |c| c.explore.as_ref().map(|e| *e.get_ref()))
+                .unwrap_or(DEFAULT_EXPLORE),
+            rotation: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// What a caller's key allows. Gateway keys carry no scope yet: virtual keys (issue 5) fill
+/// this in, and the router applies it on top of the route and the headers, so a header can
+/// only narrow what the key allows, never widen it.
+#[derive(Clone, Debug, Default)]
+pub struct KeyScope {
+    pub constraints: Constraints,
+    /// Routes the key may pick; `None` allows all.
+    pub routes: Option<Vec<String>>,
+    pub max_cost_usd: Option<f64>,
+}
+
+/// What a caller asked of the router for one request.
+#[derive(Clone, Debug, Default)]
+pub struct Preferences {
+    /// `x-crossbar-route`: the policy to apply instead of the model's.
+    pub route: Option<String>,
+    /// `x-crossbar-provider: a,b`: only these providers (globs allowed).
+    pub providers: Vec<String>,
+    /// `x-crossbar-provider: !a`: never these providers.
+    pub exclude_providers: Vec<String>,
+    /// `x-crossbar-max-cost-usd`: skip deployments whose estimated cost of this call is higher.
+    pub max_cost_usd: Option<f64>,
+    pub key: Option<KeyScope>,
+}
+
+impl Preferences {
+    /// Reads the three request headers; malformed values are the client's 400.
+    pub fn from_headers(
+        route: Option<&str>,
+        provider: Option<&str>,
+        max_cost: Option<&str>,
+    ) -> Result<Self> {
+        let mut preferences = Self {
+            route: route
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(str::to_owned),
+            ..Self::default()
+        };
+        for entry in provider.unwrap_or("").split(',').map(str::trim) {
+            match entry.strip_prefix('!') {
+                Some(excluded) if !excluded.trim().is_empty() => {
+                    preferences
+                        .exclude_providers
+                        .push(excluded.trim().to_owned());
+                }
+                Some(_) => {
+                    return Err(Error::invalid_field(
+                        PROVIDER_HEADER,
+                        "`!` must be followed by a provider name.",
+                    ));
+                }
+                None if !entry.is_empty() => preferences.providers.push(entry.to_owned()),
+                None => {}
+            }
+        }
+        if let Some(max_cost) = max_cost {
+            let value = max_cost
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite() && *v >= 0.0)
+                .ok_or_else(|| {
+                    Error::invalid_field(
+                        MAX_COST_HEADER,
+                        format!("`{MAX_COST_HEADER}` must be a non-negative number of US dollars."),
+                    )
+                })?;
+            preferences.max_cost_usd = Some(value);
+        }
+        Ok(preferences)
+    }
+
+    /// The tightest cost cap of the header and the key.
+    pub fn max_cost(&self) -> Option<f64> {
+        let key = self.key.as_ref().and_then(|k| k.max_cost_usd);
+        match (self.max_cost_usd, key) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Refuses a route the key may not use.
+    pub fn check_route(&self, route: &str) -> Result<()> {
+        match self.key.as_ref().and_then(|k| k.routes.as_ref()) {
+            Some(allowed) if !allowed.iter().any(|r| r == route) => Err(Error {
+                kind: ErrorKind::PermissionDenied,
+                origin: Origin::Client,
+                retryable: false,
+                message: format!("Your key may not use route `{route}`."),
+                param: Some(ROUTE_HEADER.to_owned()),
+                code: Some("route_not_allowed".to_owned()),
+                upstream_status: None,
+                retry_after: None,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the caller allows this deployment.
+    pub fn allows(&self, deployment: &Deployment) -> bool {
+        let name = deployment.provider.name.as_str();
+        (self.providers.is_empty() || self.providers.iter().any(|p| glob(p, name)))
+            && !self.exclude_providers.iter().any(|p| glob(p, name))
+            && self
+                .key
+                .as_ref()
+                .is_none_or(|k| allowed(&k.constraints, deployment))
+    }
+}
+
+/// Whether a deployment satisfies constraints.
+pub fn allowed(constraints: &Constraints, deployment: &Deployment) -> bool {
+    let matches = |patterns: &[String], value: &str| {
+        patterns.is_empty() || patterns.iter().any(|p| glob(p, value))
+    };
+    matches(&constraints.clouds, &deployment.provider.cloud)
+        && matches(&constraints.regions, &deployment.provider.region)
+        && matches(&constraints.providers, &deployment.provider.name)
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+pub fn glob(pattern: &str, value: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == value,
+        Some((prefix, rest)) => {
+            let Some(tail) = value.strip_prefix(prefix) else {
+                return false;
+            };
+            (0..=tail.len()).any(|i| tail.is_char_boundary(i) && glob(rest, &tail[i..]))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_regions() {
+        assert!(glob("*", "eastus"));
+        assert!(glob("eu-*", "eu-west-1"));
+        assert!(!glob("eu-*", "us-east-1"));
+        assert!(glob("*-east-*", "us-east-1"));
+        assert!(glob("us-east-1", "us-east-1"));
+        assert!(!glob("us-east-1", "us-east-2"));
+    }
+
+    #[test]
+    fn headers_pin_exclude_and_cap() {
+        let p = Preferences::from_headers(Some(" fast "), Some("a, !b ,c*"), Some("0.25")).unwrap();
+        assert_eq!(p.route.as_deref(), Some("fast"));
+        assert_eq!(p.providers, ["a", "c*"]);
+        assert_eq!(p.exclude_providers, ["b"]);
+        assert_eq!(p.max_cost(), Some(0.25));
+        for bad in ["-1", "free", "NaN", "inf"] {
+            let err = Preferences::from_headers(None, None, Some(bad)).unwrap_err();
+            assert_eq!(err.status(), 400, "{bad}");
+            assert_eq!(err.param.as_deref(), Some(MAX_COST_HEADER));
+        }
+        assert_eq!(
+            Preferences::from_headers(None, Some("!"), None)
+                .unwrap_err()
+                .status(),
+            400
+        );
+        let none = Preferences::from_headers(Some(""), Some(""), None).unwrap();
+        assert!(none.route.is_none() && none.providers.is_empty());
+    }
+
+    #[test]
+    fn a_key_narrows_the_cap_and_the_routes() {
+        let p = Preferences {
+            max_cost_usd: Some(1.0),
+            key: Some(KeyScope {
+                routes: Some(vec!["cheap".to_owned()]),
+                max_cost_usd: Some(0.1),
+                ..KeyScope::default()
+            }),
+            ..Preferences::default()
+        };
+        assert_eq!(p.max_cost(), Some(0.1));
+        assert!(p.check_route("cheap").is_ok());
+        assert_eq!(p.check_route("default").unwrap_err().status(), 403);
+    }
+}

@@ -1,0 +1,836 @@
+//! Picks the deployment that serves each call, and keeps picking until one answers.
+//!
+//! A request falls under a route (its model's, the one `x-crossbar-route` names, else
+//! `routes.default`); the route's constraints and the caller's narrowing decide the candidates
+//! (the model's deployments, then its fallbacks'); the route's objective ranks them from live
+//! statistics and this request's estimated cost; then attempts run in ranked order, failing
+//! over on retryable errors, skipping deployments that sent `Retry-After` or whose breaker is
+//! open, backing off between rounds and hedging a slow first attempt. A stream is handed to
+//! the caller only once it produced its first content event, so everything before that fails
+//! over invisibly.
+//!
+//! One concern per file: [`catalog`] (routes, constraints, caller preferences), [`policy`]
+//! (ranking, exploration), [`stats`], [`breaker`], [`retry`] (verdicts, backoff), [`hedge`],
+//! [`estimate`] (tokens and cost), [`affinity`], [`attempt`] (the loop) and [`upstream`] (the
+//! call itself, swappable for simulation).
+
+mod affinity;
+mod attempt;
+mod breaker;
+mod catalog;
+mod estimate;
+mod hedge;
+mod policy;
+mod retry;
+mod stats;
+mod upstream;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::chat::{ChatRequest, ChatResponse, StreamEvent, Usage};
+use crate::client::{ChatStream, ModelClient};
+use crate::config::{Config, ConfigError, Price, ProviderConfig, ProviderKind};
+use crate::embeddings::{EmbeddingRequest, EmbeddingResponse};
+use crate::error::{Error, Result};
+use crate::provider::Provider;
+
+use attempt::{Plan, Won};
+use policy::Candidate;
+
+pub use breaker::{BreakerSettings, BreakerState};
+pub use catalog::{
+    KeyScope, MAX_COST_HEADER, PROVIDER_HEADER, Preferences, ROUTE_HEADER, Route, allowed, glob,
+};
+pub use estimate::Tokenizer;
+pub use stats::{Counters, SeriesView, StatsView};
+pub use upstream::{HttpUpstream, Upstream};
+
+/// Locks ignoring poisoning: every critical section here leaves its data consistent, and one
+/// panicking request must not stop routing for all.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One logical model served by one provider.
+#[derive(Debug)]
+pub struct Deployment {
+    pub model: String,
+    pub target: String,
+    pub price: Price,
+    pub provider: Arc<Provider>,
+    /// Position in the catalog (models and their deployments in config order).
+    pub index: usize,
+    pub tokenizer: Tokenizer,
+    live: Mutex<Live>,
+}
+
+/// What the router learns about a deployment as it calls it.
+#[derive(Debug)]
+pub(crate) struct Live {
+    pub stats: stats::Stats,
+    pub breaker: breaker::Breaker,
+    /// Honouring `Retry-After`: no call before then.
+    pub cooldown_until: Option<Instant>,
+}
+
+impl Deployment {
+    /// A stable name for logs and headers: `model@provider`.
+    pub fn id(&self) -> String {
+        format!("{}@{}", self.model, self.provider.name)
+    }
+
+    pub(crate) fn live(&self) -> MutexGuard<'_, Live> {
+        lock(&self.live)
+    }
+
+    /// Whether a call may start now: not cooling down, breaker not open.
+    pub fn available(&self, now: Instant) -> bool {
+        let live = self.live();
+        live.cooldown_until.is_none_or(|until| until <= now) && live.breaker.allows(now)
+    }
+
+    pub fn breaker_state(&self) -> BreakerState {
+        self.live().breaker.state(Instant::now())
+    }
+
+    pub fn view(&self) -> DeploymentView {
+        let now = Instant::now();
+        let live = self.live();
+        DeploymentView {
+            id: self.id(),
+            model: self.model.clone(),
+            provider: self.provider.name.clone(),
+            cloud: self.provider.cloud.clone(),
+            region: self.provider.region.clone(),
+            target: self.target.clone(),
+            price: PriceView {
+                input: self.price.input,
+                output: self.price.output,
+                cached_input: self.price.cached_input,
+                cache_write: self.price.cache_write,
+            },
+            breaker: BreakerView {
+                state: live.breaker.state(now),
+                failures_in_window: live.breaker.failures_in_window(),
+                reopens_in_ms: live.breaker.reopens_in(now).map(millis),
+            },
+            retry_after_ms: live
+                .cooldown_until
+                .filter(|until| *until > now)
+                .map(|until| millis(until - now)),
+            stats: live.stats.view(),
+        }
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A deployment as `GET /v1/crossbar/deployments` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct DeploymentView {
+    pub id: String,
+    pub model: String,
+    pub provider: String,
+    pub cloud: String,
+    pub region: String,
+    pub target: String,
+    /// USD per million tokens.
+    pub price: PriceView,
+    pub breaker: BreakerView,
+    /// Time left before the deployment is called again after a `Retry-After`.
+    pub retry_after_ms: Option<u64>,
+    pub stats: StatsView,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PriceView {
+    pub input: f64,
+    pub output: f64,
+    pub cached_input: Option<f64>,
+    pub cache_write: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BreakerView {
+    pub state: BreakerState,
+    pub failures_in_window: usize,
+    pub reopens_in_ms: Option<u64>,
+}
+
+/// One upstream call made for a request.
+#[derive(Debug)]
+pub struct Attempt {
+    pub deployment: Arc<Deployment>,
+    pub elapsed: Duration,
+    /// `None` when the attempt succeeded or was cancelled (see `cancelled`).
+    pub error: Option<Error>,
+    /// Started by hedging a slow attempt rather than after a failure.
+    pub hedge: bool,
+    /// Cancelled because another attempt answered first.
+    pub cancelled: bool,
+    /// From reported usage for the answer (non-streams), estimated from the prompt for a
+    /// cancelled attempt, 0 for a failed one.
+    pub cost_usd: f64,
+}
+
+/// A result with the deployment that produced it and every attempt made on the way.
+#[derive(Debug)]
+pub struct Routed<T> {
+    pub value: T,
+    pub deployment: Arc<Deployment>,
+    pub attempts: Vec<Attempt>,
+    /// The route whose policy applied.
+    pub route: String,
+    /// Cost of every attempt, when known now: a stream's is known only at its end.
+    pub cost_usd: Option<f64>,
+    /// What the winning deployment was expected to cost before the call.
+    pub estimated_cost_usd: f64,
+    /// Whether prompt-cache affinity chose the deployment.
+    pub affinity: bool,
+}
+
+/// What a chat or embedding call is expected to produce, for its cost estimate.
+#[derive(Clone, Copy, Debug)]
+enum Output {
+    Chat { max_tokens: Option<u32> },
+    Nothing,
+}
+
+pub struct Router {
+    deployments: Vec<Arc<Deployment>>,
+    models: BTreeMap<String, Vec<Arc<Deployment>>>,
+    routes: BTreeMap<String, Arc<Route>>,
+    default_route: Arc<Route>,
+    upstream: Arc<dyn Upstream>,
+    affinity: affinity::Affinity,
+    /// Exploration and backoff jitter; seeded so a run replays.
+    rng: Mutex<StdRng>,
+}
+
+impl fmt::Debug for Router {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Router")
+            .field("models", &self.models.keys().collect::<Vec<_>>())
+            .field("routes", &self.routes.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which tokenizer estimates prompts for a provider.
+fn tokenizer_for(provider: &ProviderConfig) -> Tokenizer {
+    match provider.kind {
+        ProviderKind::Openai | ProviderKind::AzureOpenai | ProviderKind::OpenaiCompatible => {
+            Tokenizer::OpenAi
+        }
+        ProviderKind::Sim => match provider.dialect.as_ref().map(|d| d.get_ref().as_str()) {
+            Some("openai" | "azure") => Tokenizer::OpenAi,
+            _ => Tokenizer::Approximate,
+        },
+        _ => Tokenizer::Approximate,
+    }
+}
+
+impl Router {
+    /// Builds providers and the catalog. `endpoints` overrides provider endpoints by name
+    /// (simulators started on ephemeral ports).
+    pub fn from_config(
+        config: &Config,
+        endpoints: &HashMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        Self::with_upstream(config, endpoints, Arc::new(HttpUpstream))
+    }
+
+    /// As [`Router::from_config`], with every upstream call made by `upstream`.
+    pub fn with_upstream(
+        config: &Config,
+        endpoints: &HashMap<String, String>,
+        upstream: Arc<dyn Upstream>,
+    ) -> Result<Self, ConfigError> {
+        let mut providers = HashMap::new();
+        for provider in &config.providers {
+            let name = provider.name.get_ref();
+            let built = Provider::from_config(provider, endpoints.get(name).map(String::as_str))?;
+            providers.insert(name.clone(), (Arc::new(built), tokenizer_for(provider)));
+        }
+        let default_config = config.routes.get("default").map(|r| r.get_ref());
+        let breaker_settings = BreakerSettings::from_config(
+            default_config
+                .and_then(|r| r.breaker.as_ref())
+                .map(|b| b.get_ref()),
+        );
+        let mut deployments = Vec::new();
+        let mut models = BTreeMap::new();
+        for model in &config.models {
+            let name = model.name.get_ref().clone();
+            let mut own = Vec::new();
+            for d in &model.deployments {
+                let (provider, tokenizer) = providers
+                    .get(d.provider.get_ref())
+                    .cloned()
+                    .ok_or_else(|| {
+                        ConfigError(format!(
+                            "model `{name}`: unknown provider `{}`",
+                            d.provider.get_ref()
+                        ))
+                    })?;
+                let deployment = Arc::new(Deployment {
+                    model: name.clone(),
+                    target: d.target.clone(),
+                    price: d.price,
+                    provider,
+                    index: deployments.len(),
+                    tokenizer,
+                    live: Mutex::new(Live {
+                        stats: stats::Stats::default(),
+                        breaker: breaker::Breaker::new(breaker_settings),
+                        cooldown_until: None,
+                    }),
+                });
+                deployments.push(Arc::clone(&deployment));
+                own.push(deployment);
+            }
+            models.insert(name, own);
+        }
+        let routes: BTreeMap<String, Arc<Route>> = config
+            .routes
+            .iter()
+            .map(|(name, route)| {
+                let resolved = Route::resolve(name, Some(route.get_ref()), default_config);
+                (name.clone(), Arc::new(resolved))
+            })
+            .collect();
+        let default_route = routes
+            .get("default")
+            .cloned()
+            .unwrap_or_else(|| Arc::new(Route::resolve("default", None, None)));
+        Ok(Self {
+            deployments,
+            models,
+            routes,
+            default_route,
+            upstream,
+            affinity: affinity::Affinity::default(),
+            rng: Mutex::new(StdRng::seed_from_u64(0)),
+        })
+    }
+
+    /// Reseeds exploration and jitter (simulations compare policies on the same draws).
+    pub fn set_seed(&self, seed: u64) {
+        *lock(&self.rng) = StdRng::seed_from_u64(seed);
+    }
+
+    pub fn model_names(&self) -> impl Iterator<Item = &str> {
+        self.models.keys().map(String::as_str)
+    }
+
+    pub fn route_names(&self) -> impl Iterator<Item = &str> {
+        self.routes.keys().map(String::as_str)
+    }
+
+    pub fn deployments(&self) -> impl Iterator<Item = &Arc<Deployment>> {
+        self.deployments.iter()
+    }
+
+    /// Every deployment's state, statistics and price.
+    pub fn snapshot(&self) -> Vec<DeploymentView> {
+        self.deployments.iter().map(|d| d.view()).collect()
+    }
+
+    fn route_for(&self, model: &str, preferences: &Preferences) -> Result<Arc<Route>> {
+        let route = match &preferences.route {
+            Some(name) => self.routes.get(name).cloned().ok_or_else(|| {
+                Error::not_found(format!("Unknown route `{name}`."))
+                    .with_param(ROUTE_HEADER)
+                    .with_code("route_not_found")
+            })?,
+            None => self
+                .routes
+                .get(model)
+                .cloned()
+                .unwrap_or_else(|| Arc::clone(&self.default_route)),
+        };
+        preferences.check_route(&route.name)?;
+        Ok(route)
+    }
+
+    /// The deployments a request may use, in config order: the model's (or, for a route
+    /// named as the model, the route's models'), then the fallbacks'.
+    fn eligible(
+        &self,
+        route: &Route,
+        model: &str,
+        preferences: &Preferences,
+    ) -> Result<Vec<Arc<Deployment>>> {
+        let own: Vec<&str> = if self.models.contains_key(model) {
+            vec![model]
+        } else {
+            match self.routes.get(model) {
+                Some(named) if !named.models.is_empty() => {
+                    named.models.iter().map(String::as_str).collect()
+                }
+                _ => return Err(Error::model_not_found(model)),
+            }
+        };
+        let mut names: Vec<&str> = Vec::new();
+        for name in own
+            .into_iter()
+            .chain(route.fallbacks.iter().map(String::as_str))
+        {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        let eligible: Vec<_> = names
+            .iter()
+            .filter_map(|name| self.models.get(*name))
+            .flatten()
+            .filter(|d| allowed(&route.constraints, d) && preferences.allows(d))
+            .cloned()
+            .collect();
+        if eligible.is_empty() {
+            return Err(Error::not_found(format!(
+                "No deployment of model `{model}` satisfies the route's constraints and the request's {PROVIDER_HEADER}."
+            ))
+            .with_param("model")
+            .with_code("no_eligible_deployment"));
+        }
+        Ok(eligible)
+    }
+
+    fn plan(
+        &self,
+        model: &str,
+        preferences: &Preferences,
+        stream: bool,
+        prompt: &estimate::Prompt,
+        output: Output,
+        chat: Option<&ChatRequest>,
+    ) -> Result<Plan> {
+        let route = self.route_for(model, preferences)?;
+        let deployments = self.eligible(&route, model, preferences)?;
+        let approximate = prompt.tokens(Tokenizer::Approximate);
+        let openai = deployments
+            .iter()
+            .any(|d| d.tokenizer == Tokenizer::OpenAi)
+            .then(|| prompt.tokens(Tokenizer::OpenAi));
+        let mut candidates: Vec<Candidate> = deployments
+            .into_iter()
+            .map(|deployment| {
+                let raw = match deployment.tokenizer {
+                    Tokenizer::OpenAi => openai.unwrap_or(approximate),
+                    Tokenizer::Approximate => approximate,
+                };
+                let live = deployment.live();
+                let prompt_tokens = raw * live.stats.calibration.unwrap_or(1.0);
+                let output_tokens = match output {
+                    Output::Nothing => 0.0,
+                    Output::Chat { max_tokens } => {
+                        let expected = live
+                            .stats
+                            .output_tokens
+                            .unwrap_or(estimate::DEFAULT_OUTPUT_TOKENS);
+                        max_tokens.map_or(expected, |max| expected.min(f64::from(max)))
+                    }
+                };
+                let expected_ms = live.stats.expected_ms(stream);
+                let failure = live.stats.error_rate + live.stats.rate_limit_rate;
+                drop(live);
+                Candidate {
+                    estimated_cost: estimate::estimated_cost(
+                        &deployment.price,
+                        prompt_tokens,
+                        output_tokens,
+                    ),
+                    deployment,
+                    raw_prompt_tokens: raw,
+                    prompt_tokens,
+                    expected_ms,
+                    failure,
+                    score: 0.0,
+                }
+            })
+            .collect();
+        if let Some(cap) = preferences.max_cost() {
+            let cheapest = candidates
+                .iter()
+                .map(|c| c.estimated_cost)
+                .fold(f64::INFINITY, f64::min);
+            candidates.retain(|c| c.estimated_cost <= cap);
+            if candidates.is_empty() {
+                return Err(Error::invalid_field(
+                    MAX_COST_HEADER,
+                    format!(
+                        "No deployment of `{model}` is expected to cost at most ${cap} for this request; the cheapest is estimated at ${cheapest:.6}."
+                    ),
+                )
+                .with_code("max_cost_exceeded"));
+            }
+        }
+        let rotation = route.rotation.fetch_add(1, Ordering::Relaxed);
+        policy::rank(
+            route.objective,
+            route.cost_weight,
+            rotation,
+            &mut candidates,
+        );
+        let now = Instant::now();
+        let affinity_key = chat.and_then(|request| {
+            route
+                .affinity
+                .and_then(|a| affinity::prefix_key(request, a.min_prefix_tokens))
+        });
+        let mut affinity_hit = None;
+        if let Some(key) = affinity_key
+            && let Some(index) = self.affinity.lookup(key, now)
+            && let Some(position) = candidates
+                .iter()
+                .position(|c| c.deployment.index == index && c.deployment.available(now))
+        {
+            // Affinity yields to health and constraints: only an eligible, available
+            // deployment is moved to the front.
+            candidates[..=position].rotate_right(1);
+            affinity_hit = Some(index);
+        }
+        let explored = affinity_hit.is_none()
+            && policy::explore(
+                route.objective,
+                route.explore,
+                &mut *lock(&self.rng),
+                &mut candidates,
+            );
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let ranked: Vec<String> = candidates
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{} (score {:.4}, ~${:.6}, {})",
+                        c.deployment.id(),
+                        c.score,
+                        c.estimated_cost,
+                        c.expected_ms.map_or_else(
+                            || "latency unknown".to_owned(),
+                            |ms| format!("~{ms:.0} ms")
+                        )
+                    )
+                })
+                .collect();
+            tracing::debug!(
+                route = %route.name,
+                model,
+                objective = route.objective.as_str(),
+                explored,
+                affinity = affinity_hit.is_some(),
+                ranked = %ranked.join(", "),
+                "routing decision"
+            );
+        }
+        Ok(Plan {
+            model: model.to_owned(),
+            route,
+            candidates,
+            stream,
+            started: now,
+            affinity_key,
+            affinity_hit,
+        })
+    }
+
+    /// Records a non-streamed answer and builds the result.
+    fn finish<T>(&self, plan: &Plan, won: Won<T>, usage: Option<Usage>) -> Routed<T> {
+        let candidate = &plan.candidates[won.candidate];
+        let mut attempts = won.attempts;
+        let cost = Completion::new(plan, won.candidate).record(usage, None);
+        if let Some(winner) = attempts
+            .iter_mut()
+            .rev()
+            .find(|a| a.error.is_none() && !a.cancelled)
+        {
+            winner.cost_usd = cost;
+        }
+        self.remember_affinity(plan, candidate);
+        Routed {
+            value: won.value,
+            deployment: Arc::clone(&candidate.deployment),
+            route: plan.route.name.clone(),
+            cost_usd: Some(attempts.iter().map(|a| a.cost_usd).sum()),
+            estimated_cost_usd: candidate.estimated_cost,
+            affinity: plan.affinity_hit == Some(candidate.deployment.index),
+            attempts,
+        }
+    }
+
+    fn remember_affinity(&self, plan: &Plan, candidate: &Candidate) {
+        if let (Some(key), Some(settings)) = (plan.affinity_key, plan.route.affinity) {
+            self.affinity.remember(
+                key,
+                candidate.deployment.index,
+                Instant::now(),
+                settings.ttl,
+            );
+        }
+    }
+
+    pub async fn chat(&self, request: &ChatRequest) -> Result<Routed<ChatResponse>> {
+        self.chat_with(request, &Preferences::default()).await
+    }
+
+    pub async fn chat_with(
+        &self,
+        request: &ChatRequest,
+        preferences: &Preferences,
+    ) -> Result<Routed<ChatResponse>> {
+        let prompt = estimate::Prompt::of_chat(request);
+        let output = Output::Chat {
+            max_tokens: request.max_tokens,
+        };
+        let plan = self.plan(
+            &request.model,
+            preferences,
+            false,
+            &prompt,
+            output,
+            Some(request),
+        )?;
+        let upstream = &self.upstream;
+        let won = attempt::execute(&plan, &self.rng, |d| upstream.chat(d, request)).await?;
+        let usage = won.value.usage;
+        Ok(self.finish(&plan, won, usage))
+    }
+
+    pub async fn chat_stream(&self, request: &ChatRequest) -> Result<Routed<ChatStream>> {
+        self.chat_stream_with(request, &Preferences::default())
+            .await
+    }
+
+    /// Starts a stream on the first deployment whose stream produces a first content event,
+    /// so a failure before any byte reaches the client moves on invisibly.
+    pub async fn chat_stream_with(
+        &self,
+        request: &ChatRequest,
+        preferences: &Preferences,
+    ) -> Result<Routed<ChatStream>> {
+        let prompt = estimate::Prompt::of_chat(request);
+        let output = Output::Chat {
+            max_tokens: request.max_tokens,
+        };
+        let plan = self.plan(
+            &request.model,
+            preferences,
+            true,
+            &prompt,
+            output,
+            Some(request),
+        )?;
+        let upstream = &self.upstream;
+        let won = attempt::execute(&plan, &self.rng, |d| {
+            Box::pin(async move {
+                let name = d.id();
+                let stream = upstream.chat_stream(d, request).await?;
+                until_first_content(stream, &name).await
+            })
+        })
+        .await?;
+        let candidate = &plan.candidates[won.candidate];
+        self.remember_affinity(&plan, candidate);
+        let (prefix, rest) = won.value;
+        let completion = Completion::new(&plan, won.candidate);
+        let stream = recorded(prefix, rest, completion, won.started, won.first_token);
+        Ok(Routed {
+            value: stream,
+            deployment: Arc::clone(&candidate.deployment),
+            route: plan.route.name.clone(),
+            cost_usd: None,
+            estimated_cost_usd: candidate.estimated_cost,
+            affinity: plan.affinity_hit == Some(candidate.deployment.index),
+            attempts: won.attempts,
+        })
+    }
+
+    pub async fn embed(&self, request: &EmbeddingRequest) -> Result<Routed<EmbeddingResponse>> {
+        self.embed_with(request, &Preferences::default()).await
+    }
+
+    pub async fn embed_with(
+        &self,
+        request: &EmbeddingRequest,
+        preferences: &Preferences,
+    ) -> Result<Routed<EmbeddingResponse>> {
+        let prompt = estimate::Prompt::of_embedding(request);
+        let plan = self.plan(
+            &request.model,
+            preferences,
+            false,
+            &prompt,
+            Output::Nothing,
+            None,
+        )?;
+        let upstream = &self.upstream;
+        let won = attempt::execute(&plan, &self.rng, |d| upstream.embed(d, request)).await?;
+        let usage = Usage {
+            input_tokens: won.value.input_tokens,
+            ..Usage::default()
+        };
+        Ok(self.finish(&plan, won, Some(usage)))
+    }
+}
+
+/// Reads a stream up to its first content event, keeping what came before, so that a stream
+/// failing before any content is an attempt that failed, not a broken answer.
+async fn until_first_content(
+    mut stream: ChatStream,
+    deployment: &str,
+) -> Result<(Vec<StreamEvent>, ChatStream)> {
+    let mut prefix = Vec::new();
+    loop {
+        match stream.next().await {
+            Some(Ok(event)) => {
+                let content = event.is_content();
+                prefix.push(event);
+                if content {
+                    return Ok((prefix, stream));
+                }
+            }
+            Some(Err(error)) => return Err(error),
+            None if prefix.is_empty() => {
+                return Err(Error::stream_interrupted(format!(
+                    "Deployment `{deployment}` ended its stream before any event."
+                )));
+            }
+            // A complete answer without content (an empty reply).
+            None => return Ok((prefix, stream)),
+        }
+    }
+}
+
+/// What is recorded when an answer is complete: usage, cost, calibration, affinity savings.
+struct Completion {
+    deployment: Arc<Deployment>,
+    raw_prompt_tokens: f64,
+    prompt_tokens: f64,
+    estimated_cost: f64,
+    affinity: bool,
+}
+
+impl Completion {
+    fn new(plan: &Plan, candidate: usize) -> Self {
+        let c = &plan.candidates[candidate];
+        Self {
+            deployment: Arc::clone(&c.deployment),
+            raw_prompt_tokens: c.raw_prompt_tokens,
+            prompt_tokens: c.prompt_tokens,
+            estimated_cost: c.estimated_cost,
+            affinity: plan.affinity_hit == Some(c.deployment.index),
+        }
+    }
+
+    /// Returns the cost: from usage when reported, else the estimate. `stream` carries a
+    /// stream's total time, time to first token and output size when usage is missing.
+    fn record(self, usage: Option<Usage>, stream: Option<(Duration, Duration, u64)>) -> f64 {
+        let price = self.deployment.price;
+        let cost = usage.map_or(self.estimated_cost, |u| estimate::usage_cost(&price, &u));
+        let mut live = self.deployment.live();
+        live.stats.counters.spent_usd += cost;
+        if let Some(usage) = usage {
+            live.stats.record_usage(
+                usage.output_tokens,
+                usage.input_tokens,
+                self.raw_prompt_tokens,
+            );
+            live.stats.counters.cached_input_tokens += usage.cached_input_tokens;
+        }
+        if self.affinity {
+            live.stats.counters.affinity_hits += 1;
+            if let Some(usage) = usage {
+                live.stats.counters.affinity_saving_usd += estimate::cache_saving(&price, &usage);
+            }
+        }
+        if let Some((total, first_token, estimated_output)) = stream {
+            let output = usage.map_or(estimated_output, |u| u.output_tokens);
+            live.stats.record_stream_end(total, first_token, output);
+        }
+        cost
+    }
+
+    /// A stream broke after its first event: the deployment's fault, counted like a failure.
+    fn broke(self, error: &Error, output_chars: usize) {
+        let now = Instant::now();
+        let price = self.deployment.price;
+        let output = output_chars as f64 / 4.0;
+        let cost = estimate::estimated_cost(&price, self.prompt_tokens, output);
+        let mut live = self.deployment.live();
+        live.stats.counters.spent_usd += cost;
+        if retry::blames_deployment(error) {
+            live.stats.counters.failures += 1;
+            live.stats.record_outcome(true, false);
+            live.breaker.failure(breaker::Permit::Normal, now);
+        }
+    }
+}
+
+/// The stream handed to the caller: what was read while waiting for the first content event,
+/// then the rest, recording usage, cost and timing when it ends.
+fn recorded(
+    prefix: Vec<StreamEvent>,
+    mut rest: ChatStream,
+    completion: Completion,
+    started: Instant,
+    first_token: Duration,
+) -> ChatStream {
+    Box::pin(async_stream::stream! {
+        let mut usage = None;
+        let mut output_chars = 0usize;
+        let mut observe = |event: &StreamEvent| match event {
+            StreamEvent::Usage(u) => usage = Some(*u),
+            StreamEvent::TextDelta(text) | StreamEvent::RefusalDelta(text) => output_chars += text.len(),
+            StreamEvent::ToolCallDelta { arguments, .. } => output_chars += arguments.len(),
+            _ => {}
+        };
+        for event in prefix {
+            observe(&event);
+            yield Ok(event);
+        }
+        while let Some(item) = rest.next().await {
+            match &item {
+                Ok(event) => observe(event),
+                Err(error) => {
+                    completion.broke(error, output_chars);
+                    yield item;
+                    return;
+                }
+            }
+            yield item;
+        }
+        let estimated_output = u64::try_from(output_chars / 4).unwrap_or(u64::MAX);
+        completion.record(usage, Some((started.elapsed(), first_token, estimated_output)));
+    })
+}
+
+impl ModelClient for Router {
+    fn chat(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatResponse>> {
+        Box::pin(async move { Router::chat(self, &request).await.map(|r| r.value) })
+    }
+
+    fn chat_stream(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatStream>> {
+        Box::pin(async move { Router::chat_stream(self, &request).await.map(|r| r.value) })
+    }
+
+    fn embed(&self, request: EmbeddingRequest) -> BoxFuture<'_, Result<EmbeddingResponse>> {
+        Box::pin(async move { Router::embed(self, &request).await.map(|r| r.value) })
+    }
+}

@@ -1,0 +1,814 @@
+//! Router behaviour against a scripted upstream on tokio's paused clock: every timing is
+//! virtual and every random draw seeded, so each run replays exactly.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::time::Instant;
+
+use super::*;
+use crate::chat::{FinishReason, Message, Role};
+use crate::config::Config;
+
+/// How one simulated provider behaves.
+#[derive(Clone, Debug)]
+struct Script {
+    ttft: Duration,
+    /// Returned by the next calls, in order, before anything else is decided.
+    queued: VecDeque<Error>,
+    /// Share of calls answered 503, drawn from a seeded RNG.
+    error_rate: f64,
+    /// Streams fail after their start event, before any content.
+    fail_before_content: bool,
+    /// Streams fail right after their first content event.
+    cut_after_content: bool,
+    input_tokens: u64,
+    cached_tokens: u64,
+}
+
+impl Default for Script {
+    fn default() -> Self {
+        Self {
+            ttft: Duration::from_millis(100),
+            queued: VecDeque::new(),
+            error_rate: 0.0,
+            fail_before_content: false,
+            cut_after_content: false,
+            input_tokens: 50,
+            cached_tokens: 0,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Fake {
+    scripts: Mutex<HashMap<String, Script>>,
+    rng: Mutex<Option<StdRng>>,
+    calls: Mutex<Vec<String>>,
+    errors: AtomicU64,
+    cancelled: AtomicU64,
+}
+
+/// Counts a call as cancelled when dropped before it finished.
+struct CallGuard<'a> {
+    fake: &'a Fake,
+    finished: bool,
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.fake.cancelled.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Fake {
+    fn set(&self, provider: &str, change: impl FnOnce(&mut Script)) {
+        change(lock(&self.scripts).entry(provider.to_owned()).or_default());
+    }
+
+    fn calls_to(&self, provider: &str) -> usize {
+        lock(&self.calls).iter().filter(|c| *c == provider).count()
+    }
+
+    fn total_calls(&self) -> usize {
+        lock(&self.calls).len()
+    }
+
+    /// Records the call and decides its fate.
+    fn begin(&self, deployment: &Deployment) -> Result<Script> {
+        let name = deployment.provider.name.clone();
+        lock(&self.calls).push(name.clone());
+        let mut scripts = lock(&self.scripts);
+        let script = scripts.entry(name).or_default();
+        if let Some(error) = script.queued.pop_front() {
+            self.errors.fetch_add(1, Ordering::SeqCst);
+            return Err(error);
+        }
+        let draw: f64 = lock(&self.rng)
+            .get_or_insert_with(|| StdRng::seed_from_u64(42))
+            .random();
+        if draw < script.error_rate {
+            self.errors.fetch_add(1, Ordering::SeqCst);
+            return Err(Error::from_upstream_status(503, "overloaded"));
+        }
+        Ok(script.clone())
+    }
+
+    fn usage(script: &Script) -> Usage {
+        Usage {
+            input_tokens: script.input_tokens,
+            cached_input_tokens: script.cached_tokens,
+            output_tokens: 20,
+            ..Usage::default()
+        }
+    }
+}
+
+impl Upstream for Fake {
+    fn chat<'a>(
+        &'a self,
+        deployment: Arc<Deployment>,
+        _request: &'a ChatRequest,
+    ) -> BoxFuture<'a, Result<ChatResponse>> {
+        Box::pin(async move {
+            let script = self.begin(&deployment)?;
+            let mut guard = CallGuard {
+                fake: self,
+                finished: false,
+            };
+            tokio::time::sleep(script.ttft).await;
+            guard.finished = true;
+            Ok(ChatResponse {
+                id: "r".to_owned(),
+                model: deployment.target.clone(),
+                created: 0,
+                message: Message::text(Role::Assistant, deployment.provider.name.clone()),
+                finish_reason: FinishReason::Stop,
+                raw_finish_reason: None,
+                usage: Some(Fake::usage(&script)),
+                system_fingerprint: None,
+            })
+        })
+    }
+
+    fn chat_stream<'a>(
+        &'a self,
+        deployment: Arc<Deployment>,
+        _request: &'a ChatRequest,
+    ) -> BoxFuture<'a, Result<ChatStream>> {
+        Box::pin(async move {
+            let script = self.begin(&deployment)?;
+            let name = deployment.provider.name.clone();
+            let stream: ChatStream = Box::pin(async_stream::stream! {
+                yield Ok(StreamEvent::Start { id: "s".to_owned(), model: name.clone(), created: 0 });
+                tokio::time::sleep(script.ttft).await;
+                if script.fail_before_content {
+                    yield Err(Error::stream_interrupted("broke before content"));
+                    return;
+                }
+                yield Ok(StreamEvent::TextDelta(name.clone()));
+                if script.cut_after_content {
+                    yield Err(Error::stream_interrupted("cut after content"));
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                yield Ok(StreamEvent::TextDelta(" done".to_owned()));
+                yield Ok(StreamEvent::Finish { reason: FinishReason::Stop, raw: None });
+                yield Ok(StreamEvent::Usage(Fake::usage(&script)));
+            });
+            Ok(stream)
+        })
+    }
+
+    fn embed<'a>(
+        &'a self,
+        deployment: Arc<Deployment>,
+        _request: &'a EmbeddingRequest,
+    ) -> BoxFuture<'a, Result<EmbeddingResponse>> {
+        Box::pin(async move {
+            let script = self.begin(&deployment)?;
+            tokio::time::sleep(script.ttft).await;
+            Ok(EmbeddingResponse {
+                model: deployment.target.clone(),
+                vectors: vec![vec![0.0; 4]],
+                input_tokens: script.input_tokens,
+            })
+        })
+    }
+}
+
+/// A provider line: `name cloud region`.
+fn providers(list: &[(&str, &str, &str)]) -> String {
+    list.iter()
+        .map(|(name, cloud, region)| {
+            format!(
+                "[[providers]]\nname = \"{name}\"\nkind = \"openai-compatible\"\nendpoint = \"http://127.0.0.1:9/v1\"\ncloud = \"{cloud}\"\nregion = \"{region}\"\n\n"
+            )
+        })
+        .collect()
+}
+
+fn model(name: &str, deployments: &[(&str, f64)]) -> String {
+    let list: Vec<String> = deployments
+        .iter()
+        .map(|(provider, input)| {
+            format!(
+                "{{ provider = \"{provider}\", target = \"t\", price = {{ input = {input}, output = {}, cached_input = {} }} }}",
+                input * 4.0,
+                input / 2.0
+            )
+        })
+        .collect();
+    format!(
+        "[[models]]\nname = \"{name}\"\ndeployments = [{}]\n\n",
+        list.join(", ")
+    )
+}
+
+fn build(config: &str, fake: &Arc<Fake>) -> Router {
+    let config = Config::from_toml(config, "test.toml").unwrap();
+    let upstream: Arc<dyn Upstream> = fake.clone();
+    Router::with_upstream(&config, &HashMap::new(), upstream).unwrap()
+}
+
+/// Three providers `a`, `b`, `c` serving model `m` at rising prices.
+fn three(route: &str) -> String {
+    format!(
+        "{}{}{route}",
+        providers(&[
+            ("a", "azure", "eastus"),
+            ("b", "aws", "us-east-1"),
+            ("c", "gcp", "europe-west4")
+        ]),
+        model("m", &[("a", 1.0), ("b", 2.0), ("c", 3.0)])
+    )
+}
+
+fn ask(text: &str) -> ChatRequest {
+    ChatRequest::new("m", vec![Message::text(Role::User, text)])
+}
+
+fn stream_ask(text: &str) -> ChatRequest {
+    let mut request = ask(text);
+    request.stream = true;
+    request
+}
+
+fn view(router: &Router, provider: &str) -> DeploymentView {
+    router
+        .snapshot()
+        .into_iter()
+        .find(|d| d.provider == provider)
+        .unwrap()
+}
+
+async fn drain(stream: ChatStream) -> Vec<Result<StreamEvent>> {
+    stream.collect().await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deployment_failing_half_its_calls_never_reaches_the_client() {
+    let fake = Arc::new(Fake::default());
+    fake.set("b", |s| s.error_rate = 0.5);
+    // Round robin keeps sending the flaky deployment its share and a lenient breaker keeps it
+    // in rotation, so every failure has to be hidden by failover.
+    let router = build(
+        &three("[routes.default]\nobjective = \"round-robin\"\nbreaker = { failures = 1000 }\n"),
+        &fake,
+    );
+    for i in 0..1000 {
+        if i % 4 == 0 {
+            let routed = router.chat_stream(&stream_ask("hi")).await.unwrap();
+            let events = drain(routed.value).await;
+            assert!(events.iter().all(Result::is_ok), "request {i}");
+        } else {
+            router.chat(&ask("hi")).await.unwrap();
+        }
+    }
+    assert!(fake.calls_to("b") > 300, "b kept its share of traffic");
+    assert!(fake.errors.load(Ordering::SeqCst) > 150, "b really failed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_keeps_a_deployment_untouched_until_it_passes() {
+    let fake = Arc::new(Fake::default());
+    fake.set("a", |s| {
+        s.queued.push_back(
+            Error::from_upstream_status(429, "slow down")
+                .with_retry_after(Some(Duration::from_secs(5))),
+        );
+    });
+    let router = build(&three("[routes.default]\nobjective = \"order\"\n"), &fake);
+    let start = Instant::now();
+    let first = router.chat(&ask("x")).await.unwrap();
+    assert_eq!(first.deployment.provider.name, "b");
+    assert_eq!(first.attempts.len(), 2);
+    assert_eq!(fake.calls_to("a"), 1);
+    // Pinned to the cooling deployment: refused here, with the time left, without a call.
+    let pinned = Preferences::from_headers(None, Some("a"), None).unwrap();
+    let refused = router.chat_with(&ask("x"), &pinned).await.unwrap_err();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.retry_after.unwrap() <= Duration::from_secs(5));
+    while start.elapsed() < Duration::from_millis(4900) {
+        let routed = router.chat(&ask("x")).await.unwrap();
+        assert_eq!(routed.deployment.provider.name, "b");
+        assert_eq!(fake.calls_to("a"), 1, "untouched until Retry-After passed");
+    }
+    assert!(view(&router, "a").retry_after_ms.is_some());
+    tokio::time::advance(Duration::from_millis(200)).await;
+    let back = router.chat(&ask("x")).await.unwrap();
+    assert_eq!(back.deployment.provider.name, "a");
+    assert_eq!(fake.calls_to("a"), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn latency_routing_leaves_a_slowed_deployment_and_comes_back() {
+    let fake = Arc::new(Fake::default());
+    fake.set("a", |s| s.ttft = Duration::from_millis(100));
+    fake.set("b", |s| s.ttft = Duration::from_millis(300));
+    fake.set("c", |s| s.ttft = Duration::from_millis(600));
+    let router = build(&three("[routes.default]\nobjective = \"latency\"\n"), &fake);
+    let mut served = Vec::new();
+    let run = async |router: &Router, served: &mut Vec<String>, n: usize| {
+        for _ in 0..n {
+            let routed = router.chat_stream(&stream_ask("x")).await.unwrap();
+            served.push(routed.deployment.provider.name.clone());
+            drain(routed.value).await;
+        }
+    };
+    run(&router, &mut served, 100).await;
+    let on_a = |s: &[String]| s.iter().filter(|p| *p == "a").count();
+    assert!(on_a(&served[50..]) >= 45, "{served:?}");
+
+    fake.set("a", |s| s.ttft = Duration::from_secs(2));
+    served.clear();
+    run(&router, &mut served, 100).await;
+    let moved = served.iter().position(|p| p != "a").unwrap();
+    assert!(moved <= 2, "left a within {moved} requests: {served:?}");
+    assert!(on_a(&served[10..]) <= 10, "{served:?}");
+
+    fake.set("a", |s| s.ttft = Duration::from_millis(100));
+    served.clear();
+    run(&router, &mut served, 800).await;
+    let back = served.windows(20).position(|w| on_a(w) >= 18).unwrap();
+    assert!(back < 600, "came back after {back} requests");
+    assert!(on_a(&served[750..]) >= 45, "{served:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn cost_routing_picks_the_cheapest_allowed_and_never_leaves_the_region() {
+    // `a` (US) is cheapest but outside the EU constraint; `b2` is the cheapest EU deployment.
+    let config = format!(
+        "{}{}[routes.default]\nobjective = \"cost\"\nexplore = 0.0\nconstraints = {{ regions = [\"eu-*\", \"europe-*\"] }}\n",
+        providers(&[
+            ("a", "azure", "eastus"),
+            ("b1", "aws", "eu-central-1"),
+            ("b2", "aws", "eu-west-1"),
+            ("c", "gcp", "europe-west4"),
+        ]),
+        model("m", &[("a", 0.5), ("b1", 3.0), ("b2", 1.0), ("c", 2.0)])
+    );
+    let fake = Arc::new(Fake::default());
+    let router = build(&config, &fake);
+    for _ in 0..20 {
+        let routed = router.chat(&ask("x")).await.unwrap();
+        assert_eq!(routed.deployment.provider.name, "b2");
+    }
+    // The cheapest EU deployment goes down: the next cheapest EU one takes over, never the US.
+    fake.set("b2", |s| s.error_rate = 1.0);
+    for _ in 0..50 {
+        let routed = router.chat(&ask("x")).await.unwrap();
+        assert_eq!(routed.deployment.provider.name, "c");
+    }
+    fake.set("c", |s| s.error_rate = 1.0);
+    fake.set("b1", |s| s.error_rate = 1.0);
+    for _ in 0..50 {
+        assert!(router.chat(&ask("x")).await.is_err());
+    }
+    assert_eq!(
+        fake.calls_to("a"),
+        0,
+        "the region constraint held under failover"
+    );
+
+    // With exploration on, the constraint still holds.
+    let fake = Arc::new(Fake::default());
+    let explorer = build(&config.replace("explore = 0.0", "explore = 0.5"), &fake);
+    for _ in 0..200 {
+        explorer.chat(&ask("x")).await.unwrap();
+    }
+    assert_eq!(fake.calls_to("a"), 0);
+    assert!(fake.calls_to("b2") > fake.calls_to("c"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_breaker_opens_half_opens_and_closes() {
+    let fake = Arc::new(Fake::default());
+    fake.set("a", |s| s.error_rate = 1.0);
+    let router = build(
+        &three(
+            "[routes.default]\nobjective = \"order\"\nbreaker = { failures = 3, ratio = 0.5, window_s = 10, cooldown_s = 5 }\n",
+        ),
+        &fake,
+    );
+    for _ in 0..3 {
+        assert_eq!(router.chat(&ask("x")).await.unwrap().attempts.len(), 2);
+    }
+    assert_eq!(view(&router, "a").breaker.state, BreakerState::Open);
+    for _ in 0..10 {
+        let routed = router.chat(&ask("x")).await.unwrap();
+        assert_eq!(routed.attempts.len(), 1, "an open breaker is skipped");
+    }
+    assert_eq!(fake.calls_to("a"), 3);
+
+    // After the cooldown one probe goes through; it fails, so the breaker opens again.
+    tokio::time::advance(Duration::from_secs(5)).await;
+    assert_eq!(view(&router, "a").breaker.state, BreakerState::HalfOpen);
+    router.chat(&ask("x")).await.unwrap();
+    assert_eq!(fake.calls_to("a"), 4);
+    assert_eq!(view(&router, "a").breaker.state, BreakerState::Open);
+
+    // Recovered: the next probe succeeds and closes it; traffic returns.
+    fake.set("a", |s| s.error_rate = 0.0);
+    tokio::time::advance(Duration::from_secs(5)).await;
+    let probe = router.chat(&ask("x")).await.unwrap();
+    assert_eq!(probe.deployment.provider.name, "a");
+    assert_eq!(view(&router, "a").breaker.state, BreakerState::Closed);
+    assert_eq!(
+        router
+            .chat(&ask("x"))
+            .await
+            .unwrap()
+            .deployment
+            .provider
+            .name,
+        "a"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hedge_wins_over_a_slow_first_attempt_which_is_cancelled() {
+    let fake = Arc::new(Fake::default());
+    fake.set("a", |s| s.ttft = Duration::from_secs(10));
+    fake.set("b", |s| s.ttft = Duration::from_millis(100));
+    let router = build(
+        &three(
+            "[routes.default]\nobjective = \"order\"\nhedge = { after = \"200ms\", budget = 1.0 }\n",
+        ),
+        &fake,
+    );
+    for stream in [false, true] {
+        let before = fake.cancelled.load(Ordering::SeqCst);
+        let start = Instant::now();
+        let (deployment, attempts) = if stream {
+            let routed = router.chat_stream(&stream_ask("x")).await.unwrap();
+            drain(routed.value).await;
+            (routed.deployment, routed.attempts)
+        } else {
+            let routed = router.chat(&ask("x")).await.unwrap();
+            assert!(routed.cost_usd.unwrap() > 0.0);
+            (routed.deployment, routed.attempts)
+        };
+        assert_eq!(deployment.provider.name, "b");
+        assert!(start.elapsed() < Duration::from_secs(1), "{stream}");
+        assert_eq!(attempts.len(), 2);
+        let winner = attempts.iter().find(|a| !a.cancelled).unwrap();
+        assert!(winner.hedge && winner.error.is_none());
+        let loser = attempts.iter().find(|a| a.cancelled).unwrap();
+        assert_eq!(loser.deployment.provider.name, "a");
+        assert!(loser.cost_usd > 0.0, "the loser's cost is recorded");
+        if !stream {
+            assert_eq!(fake.cancelled.load(Ordering::SeqCst), before + 1);
+        }
+    }
+    let a = view(&router, "a");
+    assert_eq!(a.stats.counters.cancelled, 2);
+    assert!(a.stats.counters.spent_usd > 0.0);
+    assert_eq!(view(&router, "b").stats.counters.hedges_won, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_hedge_budget_caps_hedges_during_an_outage() {
+    let fake = Arc::new(Fake::default());
+    fake.set("a", |s| s.ttft = Duration::from_secs(3));
+    let router = build(
+        &three(
+            "[routes.default]\nobjective = \"order\"\nhedge = { after = \"100ms\", budget = 0.1 }\n",
+        ),
+        &fake,
+    );
+    for _ in 0..200 {
+        router.chat(&ask("x")).await.unwrap();
+    }
+    let hedges: u64 = router
+        .snapshot()
+        .iter()
+        .map(|d| d.stats.counters.hedges)
+        .sum();
+    assert_eq!(hedges, 20, "a tenth of the traffic, not all of it");
+    assert_eq!(fake.total_calls(), 220);
+}
+
+#[tokio::test(start_paused = true)]
+async fn streams_fail_over_before_content_and_break_visibly_after() {
+    let fake = Arc::new(Fake::default());
+    fake.set("a", |s| s.fail_before_content = true);
+    let router = build(&three("[routes.default]\nobjective = \"order\"\n"), &fake);
+    let routed = router.chat_stream(&stream_ask("x")).await.unwrap();
+    assert_eq!(routed.deployment.provider.name, "b");
+    let events = drain(routed.value).await;
+    assert!(matches!(events[0], Ok(StreamEvent::Start { ref model, .. }) if model == "b"));
+    assert!(events.iter().all(Result::is_ok));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Ok(StreamEvent::Finish { .. })))
+    );
+
+    // After content reached the caller, a break is the caller's to see, never a clean end.
+    let fake = Arc::new(Fake::default());
+    fake.set("a", |s| s.cut_after_content = true);
+    let router = build(&three("[routes.default]\nobjective = \"order\"\n"), &fake);
+    let routed = router.chat_stream(&stream_ask("x")).await.unwrap();
+    assert_eq!(routed.deployment.provider.name, "a");
+    let events = drain(routed.value).await;
+    assert!(matches!(events.last(), Some(Err(e)) if e.kind == crate::ErrorKind::StreamInterrupted));
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Ok(StreamEvent::Finish { .. })))
+    );
+    assert_eq!(fake.total_calls(), 1, "no retry once content was delivered");
+    assert_eq!(view(&router, "a").stats.counters.failures, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn client_errors_stop_and_account_errors_move_on() {
+    let fake = Arc::new(Fake::default());
+    fake.set("a", |s| {
+        s.queued
+            .push_back(Error::from_upstream_status(400, "bad tool id"));
+    });
+    let router = build(&three("[routes.default]\nobjective = \"order\"\n"), &fake);
+    let error = router.chat(&ask("x")).await.unwrap_err();
+    assert_eq!(error.status(), 400);
+    assert_eq!(
+        fake.total_calls(),
+        1,
+        "a client error is not retried anywhere"
+    );
+
+    // The upstream refusing our key is the deployment's problem: the next one answers, and
+    // the refusing one is not tried again within the request.
+    fake.set("a", |s| {
+        s.queued
+            .push_back(Error::from_upstream_status(401, "bad key"));
+    });
+    fake.set("b", |s| s.error_rate = 1.0);
+    let routed = router.chat(&ask("x")).await.unwrap();
+    assert_eq!(routed.deployment.provider.name, "c");
+    assert_eq!(fake.calls_to("a"), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_back_off_then_return_the_last_error() {
+    let config = format!(
+        "{}{}[routes.default]\nattempts = 3\n",
+        providers(&[("a", "x", "y")]),
+        model("m", &[("a", 1.0)])
+    );
+    let fake = Arc::new(Fake::default());
+    fake.set("a", |s| s.error_rate = 1.0);
+    let router = build(&config, &fake);
+    let start = Instant::now();
+    let error = router.chat(&ask("x")).await.unwrap_err();
+    assert_eq!(error.status(), 503);
+    assert_eq!(fake.calls_to("a"), 3);
+    // Two backoffs: 50–100 ms, then 100–200 ms.
+    let waited = start.elapsed();
+    assert!(
+        (Duration::from_millis(150)..=Duration::from_millis(300)).contains(&waited),
+        "{waited:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_missed_ttft_deadline_fails_over() {
+    let fake = Arc::new(Fake::default());
+    fake.set("a", |s| s.ttft = Duration::from_secs(30));
+    let router = build(
+        &three("[routes.default]\nobjective = \"order\"\ntimeouts = { ttft_ms = 500 }\n"),
+        &fake,
+    );
+    let routed = router.chat_stream(&stream_ask("x")).await.unwrap();
+    assert_eq!(routed.deployment.provider.name, "b");
+    let timeout = routed.attempts[0].error.as_ref().unwrap();
+    assert_eq!(timeout.status(), 504);
+    assert_eq!(view(&router, "a").stats.counters.failures, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn affinity_sticks_to_the_prefix_owner_and_yields_to_health() {
+    let fake = Arc::new(Fake::default());
+    fake.set("a", |s| s.cached_tokens = 1024);
+    fake.set("b", |s| s.cached_tokens = 1024);
+    // Round robin alone would alternate; affinity keeps the conversation where its cache is.
+    let router = build(
+        &three("[routes.default]\nobjective = \"round-robin\"\n"),
+        &fake,
+    );
+    let system = "You are a meticulous assistant for the archive. ".repeat(120);
+    let conversation = |turn: &str| {
+        ChatRequest::new(
+            "m",
+            vec![
+                Message::text(Role::System, system.clone()),
+                Message::text(Role::User, "Summarize the archive."),
+                Message::text(Role::Assistant, "Done."),
+                Message::text(Role::User, turn),
+            ],
+        )
+    };
+    let first = router.chat(&conversation("turn 0")).await.unwrap();
+    let owner = first.deployment.provider.name.clone();
+    assert!(!first.affinity);
+    for turn in 1..6 {
+        let routed = router
+            .chat(&conversation(&format!("turn {turn}")))
+            .await
+            .unwrap();
+        assert_eq!(routed.deployment.provider.name, owner);
+        assert!(routed.affinity);
+    }
+    // Short prompts are not worth sticking for: they rotate.
+    let short: Vec<String> = {
+        let mut served = Vec::new();
+        for _ in 0..3 {
+            served.push(
+                router
+                    .chat(&ask("hi"))
+                    .await
+                    .unwrap()
+                    .deployment
+                    .provider
+                    .name
+                    .clone(),
+            );
+        }
+        served
+    };
+    assert!(short.iter().any(|p| *p != short[0]));
+    let owner_view = view(&router, &owner);
+    assert_eq!(owner_view.stats.counters.affinity_hits, 5);
+    assert!(owner_view.stats.counters.affinity_saving_usd > 0.0);
+
+    // The owner starts rate limiting: affinity yields and the conversation moves.
+    fake.set(&owner, |s| {
+        s.queued.push_back(
+            Error::from_upstream_status(429, "busy")
+                .with_retry_after(Some(Duration::from_secs(60))),
+        );
+    });
+    let moved = router.chat(&conversation("turn 6")).await.unwrap();
+    assert_ne!(moved.deployment.provider.name, owner);
+    let again = router.chat(&conversation("turn 7")).await.unwrap();
+    assert_eq!(
+        again.deployment.provider.name,
+        moved.deployment.provider.name
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn headers_pin_exclude_cap_cost_and_pick_routes() {
+    let config = format!(
+        "{}{}{}[routes.default]\nobjective = \"order\"\n\n[routes.cheap]\nobjective = \"cost\"\nexplore = 0.0\n\n[routes.smart]\nmodels = [\"big\"]\nfallbacks = [\"m\"]\n",
+        providers(&[
+            ("a", "azure", "eastus"),
+            ("b", "aws", "us-east-1"),
+            ("c", "gcp", "europe-west4")
+        ]),
+        model("m", &[("a", 3.0), ("b", 1.0), ("c", 2.0)]),
+        model("big", &[("c", 30.0)]),
+    );
+    let fake = Arc::new(Fake::default());
+    let router = build(&config, &fake);
+    let with = |route: Option<&str>, provider: Option<&str>, cost: Option<&str>| {
+        Preferences::from_headers(route, provider, cost).unwrap()
+    };
+    let served = async |request: &ChatRequest, preferences: &Preferences| {
+        router
+            .chat_with(request, preferences)
+            .await
+            .map(|r| (r.deployment.provider.name.clone(), r.route))
+    };
+    assert_eq!(
+        served(&ask("x"), &with(None, None, None)).await.unwrap().0,
+        "a"
+    );
+    assert_eq!(
+        served(&ask("x"), &with(None, Some("c"), None))
+            .await
+            .unwrap()
+            .0,
+        "c"
+    );
+    assert_eq!(
+        served(&ask("x"), &with(None, Some("!a"), None))
+            .await
+            .unwrap()
+            .0,
+        "b"
+    );
+    assert_eq!(
+        served(&ask("x"), &with(Some("cheap"), None, None))
+            .await
+            .unwrap(),
+        ("b".to_owned(), "cheap".to_owned())
+    );
+    // A cap below a's estimate moves the call to a cheaper deployment; below all, a 400.
+    let a_cost = router.chat(&ask("x")).await.unwrap().estimated_cost_usd;
+    let cap = format!("{}", a_cost * 0.9);
+    assert_eq!(
+        served(&ask("x"), &with(None, None, Some(&cap)))
+            .await
+            .unwrap()
+            .0,
+        "b"
+    );
+    let error = served(&ask("x"), &with(None, None, Some("0")))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.status(), error.code.as_deref()),
+        (400, Some("max_cost_exceeded"))
+    );
+    let error = served(&ask("x"), &with(Some("nope"), None, None))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.status(), error.code.as_deref()),
+        (404, Some("route_not_found"))
+    );
+    let error = served(&ask("x"), &with(None, Some("zzz"), None))
+        .await
+        .unwrap_err();
+    assert_eq!(error.status(), 404);
+
+    // A route named as the model uses its models, then its fallbacks.
+    let mut smart = ask("x");
+    smart.model = "smart".to_owned();
+    assert_eq!(
+        served(&smart, &with(None, None, None)).await.unwrap(),
+        ("c".to_owned(), "smart".to_owned())
+    );
+    fake.set("c", |s| s.error_rate = 1.0);
+    let (provider, _) = served(&smart, &with(None, None, None)).await.unwrap();
+    assert_eq!(provider, "a", "fell back to model m in config order");
+}
+
+#[tokio::test(start_paused = true)]
+async fn reported_usage_calibrates_the_prompt_estimate() {
+    let fake = Arc::new(Fake::default());
+    let router = build(&three("[routes.default]\nobjective = \"order\"\n"), &fake);
+    let mut request = ask(&"word ".repeat(100));
+    // Fixes the output estimate, so only the prompt side moves.
+    request.max_tokens = Some(20);
+    let before = router.chat(&request).await.unwrap().estimated_cost_usd;
+    // The provider counts three times what we estimate.
+    let estimate = estimate::Prompt::of_chat(&request).tokens(Tokenizer::OpenAi);
+    fake.set("a", |s| s.input_tokens = (estimate * 3.0) as u64);
+    for _ in 0..30 {
+        router.chat(&request).await.unwrap();
+    }
+    let calibration = view(&router, "a").stats.prompt_token_calibration.unwrap();
+    assert!((calibration - 3.0).abs() < 0.05, "{calibration}");
+    let after = router.chat(&request).await.unwrap().estimated_cost_usd;
+    assert!(after > before, "{before} → {after}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn nothing_available_is_a_fast_503_with_retry_after() {
+    let config = format!(
+        "{}{}[routes.default]\nattempts = 1\nbreaker = {{ failures = 1, cooldown_s = 7 }}\n",
+        providers(&[("a", "x", "y")]),
+        model("m", &[("a", 1.0)])
+    );
+    let fake = Arc::new(Fake::default());
+    fake.set("a", |s| s.error_rate = 1.0);
+    let router = build(&config, &fake);
+    assert_eq!(router.chat(&ask("x")).await.unwrap_err().status(), 503);
+    let error = router.chat(&ask("x")).await.unwrap_err();
+    assert_eq!(
+        (error.status(), error.code.as_deref()),
+        (503, Some("circuit_open"))
+    );
+    assert_eq!(error.retry_after, Some(Duration::from_secs(7)));
+    assert_eq!(fake.total_calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn embeddings_are_routed_and_costed() {
+    let fake = Arc::new(Fake::default());
+    let router = build(
+        &three("[routes.default]\nobjective = \"cost\"\nexplore = 0.0\n"),
+        &fake,
+    );
+    let request = EmbeddingRequest {
+        model: "m".to_owned(),
+        input: crate::embeddings::EmbeddingInput::Texts(vec!["hello".to_owned()]),
+        dimensions: None,
+        user: None,
+    };
+    let routed = router.embed(&request).await.unwrap();
+    assert_eq!(routed.deployment.provider.name, "a");
+    // 50 input tokens at $1 per million.
+    assert!((routed.cost_usd.unwrap() - 50e-6).abs() < 1e-12);
+}

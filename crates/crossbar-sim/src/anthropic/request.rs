@@ -1,0 +1,500 @@
+//! Messages requests, validated with the API's own messages and translated to the neutral
+//! conversation.
+
+use serde_json::{Map, Value};
+
+use super::ApiError;
+use crate::behaviour::{
+    Conversation, Effort, Message, OutputFormat, Role, Tool, ToolCall, ToolChoice,
+};
+use crate::ids;
+
+const FIELDS: &[&str] = &[
+    "model",
+    "max_tokens",
+    "messages",
+    "system",
+    "tools",
+    "tool_choice",
+    "temperature",
+    "top_p",
+    "top_k",
+    "stop_sequences",
+    "stream",
+    "metadata",
+    "thinking",
+    "output_config",
+    "service_tier",
+    "container",
+    "inference_geo",
+    "cache_control",
+    "anthropic_version",
+];
+
+/// Where the request came in, which decides how `model` and the version are carried.
+pub(crate) enum Flavor {
+    Anthropic,
+    /// Vertex-hosted Claude: the model is in the URL, the version in the body.
+    Vertex {
+        model: String,
+    },
+    /// `count_tokens` takes the body without `max_tokens`.
+    CountTokens,
+}
+
+pub(crate) struct Parsed {
+    pub conversation: Conversation,
+    pub model: String,
+    pub stream: bool,
+    /// The thinking budget when extended thinking is on.
+    pub thinking: Option<u64>,
+    pub cache_breakpoint: bool,
+}
+
+/// The signature the simulator gives a thinking text, and checks when it comes back.
+pub(crate) fn signature(thinking: &str) -> String {
+    format!("sim-sig-{:016x}", ids::fnv1a(thinking.as_bytes()))
+}
+
+fn field_required(name: &str) -> ApiError {
+    ApiError::invalid(format!("{name}: Field required"))
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn texts(content: &Value, at: &str) -> Result<String, ApiError> {
+    match content {
+        Value::String(text) => Ok(text.clone()),
+        Value::Array(blocks) => {
+            let mut out = Vec::new();
+            for (i, block) in blocks.iter().enumerate() {
+                if let Some(text) = block.get("text").and_then(Value::as_str) {
+                    if text.is_empty() {
+                        return Err(ApiError::invalid(format!(
+                            "{at}.{i}.text: text content blocks must be non-empty"
+                        )));
+                    }
+                    out.push(text.to_owned());
+                }
+            }
+            Ok(out.join("\n"))
+        }
+        Value::Null => Ok(String::new()),
+        _ => Err(ApiError::invalid(format!(
+            "{at}: Input should be a valid string or list"
+        ))),
+    }
+}
+
+pub(crate) fn parse(
+    body: &[u8],
+    flavor: &Flavor,
+    stream_override: Option<bool>,
+) -> Result<Parsed, ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
+    let Value::Object(object) = value else {
+        return Err(ApiError::invalid("request body must be a JSON object"));
+    };
+    if let Some(key) = object.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(ApiError::invalid(format!(
+            "{key}: Extra inputs are not permitted"
+        )));
+    }
+    let model = match flavor {
+        Flavor::Vertex { model } => {
+            if object.get("anthropic_version").and_then(Value::as_str) != Some("vertex-2023-10-16")
+            {
+                return Err(ApiError::invalid(
+                    "anthropic_version: must be \"vertex-2023-10-16\" on Vertex AI",
+                ));
+            }
+            if object.contains_key("model") {
+                return Err(ApiError::invalid("model: Extra inputs are not permitted"));
+            }
+            model.clone()
+        }
+        Flavor::Anthropic | Flavor::CountTokens => object
+            .get("model")
+            .and_then(Value::as_str)
+            .ok_or_else(|| field_required("model"))?
+            .to_owned(),
+    };
+    let max_tokens = match flavor {
+        Flavor::CountTokens => None,
+        _ => Some(
+            object
+                .get("max_tokens")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| field_required("max_tokens"))?,
+        ),
+    };
+    let thinking = match object.get("thinking") {
+        Some(t) if t.get("type").and_then(Value::as_str) == Some("enabled") => {
+            let budget = t
+                .get("budget_tokens")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| field_required("thinking.enabled.budget_tokens"))?;
+            if budget < 1024 {
+                return Err(ApiError::invalid(
+                    "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024",
+                ));
+            }
+            if max_tokens.is_some_and(|max| max <= budget) {
+                return Err(ApiError::invalid(
+                    "`max_tokens` must be greater than `thinking.budget_tokens`",
+                ));
+            }
+            Some(budget)
+        }
+        _ => None,
+    };
+    let mut cache_breakpoint = object.contains_key("cache_control");
+    let mut messages = Vec::new();
+    if let Some(system) = object.get("system") {
+        cache_breakpoint |= has_cache_control(system);
+        messages.push(Message::new(Role::System, texts(system, "system")?));
+    }
+    let input = object
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or_else(|| field_required("messages"))?;
+    if input.is_empty() {
+        return Err(ApiError::invalid(
+            "messages: at least one message is required",
+        ));
+    }
+    let mut pending: Vec<String> = Vec::new();
+    for (i, message) in input.iter().enumerate() {
+        let at = format!("messages.{i}");
+        let content = message
+            .get("content")
+            .ok_or_else(|| field_required(&format!("{at}.content")))?;
+        cache_breakpoint |= has_cache_control(content);
+        match message.get("role").and_then(Value::as_str) {
+            Some("user") => user_message(content, &at, &mut pending, &mut messages)?,
+            Some("assistant") => {
+                if !pending.is_empty() {
+                    return Err(unanswered(i.saturating_sub(1), &pending));
+                }
+                let last_assistant = input
+                    .iter()
+                    .skip(i + 1)
+                    .all(|m| m.get("role").and_then(Value::as_str) != Some("assistant"));
+                assistant_message(
+                    content,
+                    &at,
+                    thinking.is_some() && last_assistant,
+                    &mut pending,
+                    &mut messages,
+                )?;
+            }
+            _ => {
+                return Err(ApiError::invalid(format!(
+                    "{at}.role: Input should be 'user' or 'assistant'"
+                )));
+            }
+        }
+    }
+    if !pending.is_empty() {
+        return Err(unanswered(input.len() - 1, &pending));
+    }
+    let tools = parse_tools(&object)?;
+    let (tool_choice, parallel) = parse_tool_choice(&object, &tools)?;
+    let format = match object.get("output_config").and_then(|c| c.get("format")) {
+        Some(format) => OutputFormat::JsonSchema(
+            format
+                .get("schema")
+                .cloned()
+                .ok_or_else(|| field_required("output_config.format.schema"))?,
+        ),
+        None => OutputFormat::Text,
+    };
+    let stop = object
+        .get("stop_sequences")
+        .and_then(Value::as_array)
+        .map(|s| {
+            s.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let reasoning = match thinking {
+        None => Effort::None,
+        Some(0..=2048) => Effort::Low,
+        Some(2049..=8192) => Effort::Medium,
+        Some(_) => Effort::High,
+    };
+    Ok(Parsed {
+        conversation: Conversation {
+            messages,
+            tools,
+            tool_choice,
+            parallel_tool_calls: parallel,
+            format,
+            max_output_tokens: max_tokens,
+            stop,
+            reasoning,
+            fingerprint: ids::fnv1a(body),
+        },
+        model,
+        stream: stream_override.unwrap_or_else(|| {
+            object
+                .get("stream")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+        }),
+        thinking,
+        cache_breakpoint,
+    })
+}
+
+fn has_cache_control(value: &Value) -> bool {
+    value
+        .as_array()
+        .is_some_and(|blocks| blocks.iter().any(|b| b.get("cache_control").is_some()))
+}
+
+fn unanswered(index: usize, ids: &[String]) -> ApiError {
+    ApiError::invalid(format!(
+        "messages.{index}: `tool_use` ids were found without `tool_result` blocks immediately after: {}. Each `tool_use` block must have a corresponding `tool_result` block in the next message.",
+        ids.join(", ")
+    ))
+}
+
+fn user_message(
+    content: &Value,
+    at: &str,
+    pending: &mut Vec<String>,
+    out: &mut Vec<Message>,
+) -> Result<(), ApiError> {
+    let Value::Array(blocks) = content else {
+        if !pending.is_empty() {
+            return Err(unanswered(0, pending));
+        }
+        out.push(Message::new(
+            Role::User,
+            texts(content, &format!("{at}.content"))?,
+        ));
+        return Ok(());
+    };
+    let mut text = Vec::new();
+    let mut attachments = 0;
+    let mut answered = Vec::new();
+    for (j, block) in blocks.iter().enumerate() {
+        let here = format!("{at}.content.{j}");
+        match block.get("type").and_then(Value::as_str) {
+            Some("text") => text.push(texts(
+                &Value::Array(vec![block.clone()]),
+                &format!("{at}.content"),
+            )?),
+            Some("image") | Some("document") => attachments += 1,
+            Some("tool_result") => {
+                let id = block
+                    .get("tool_use_id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                if !pending.iter().any(|p| p == id) {
+                    return Err(ApiError::invalid(format!(
+                        "{here}: unexpected `tool_use_id` found in `tool_result` blocks: {id}. Each `tool_result` block must have a corresponding `tool_use` block in the previous message."
+                    )));
+                }
+                answered.push(id.to_owned());
+                let mut result = Message::new(
+                    Role::Tool,
+                    texts(
+                        block.get("content").unwrap_or(&Value::Null),
+                        &format!("{here}.content"),
+                    )?,
+                );
+                result.tool_call_id = Some(id.to_owned());
+                out.push(result);
+            }
+            other => {
+                return Err(ApiError::invalid(format!(
+                    "{here}.type: unsupported block type {other:?} in a user message"
+                )));
+            }
+        }
+    }
+    pending.retain(|id| !answered.contains(id));
+    if !pending.is_empty() {
+        return Err(ApiError::invalid(format!(
+            "{at}: `tool_use` ids were found without `tool_result` blocks immediately after: {}. Each `tool_use` block must have a corresponding `tool_result` block in the next message.",
+            pending.join(", ")
+        )));
+    }
+    if !text.is_empty() || attachments > 0 {
+        let mut message = Message::new(Role::User, text.join("\n"));
+        message.attachments = attachments;
+        out.push(message);
+    }
+    Ok(())
+}
+
+fn assistant_message(
+    content: &Value,
+    at: &str,
+    needs_thinking: bool,
+    pending: &mut Vec<String>,
+    out: &mut Vec<Message>,
+) -> Result<(), ApiError> {
+    let Value::Array(blocks) = content else {
+        out.push(Message::new(
+            Role::Assistant,
+            texts(content, &format!("{at}.content"))?,
+        ));
+        return Ok(());
+    };
+    let mut message = Message::new(Role::Assistant, String::new());
+    let mut text = Vec::new();
+    for (j, block) in blocks.iter().enumerate() {
+        let here = format!("{at}.content.{j}");
+        match block.get("type").and_then(Value::as_str) {
+            Some("text") => text.push(texts(
+                &Value::Array(vec![block.clone()]),
+                &format!("{at}.content"),
+            )?),
+            Some("thinking") => {
+                let thinking = block
+                    .get("thinking")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                if block.get("signature").and_then(Value::as_str)
+                    != Some(signature(thinking).as_str())
+                {
+                    return Err(ApiError::invalid(format!(
+                        "{here}: Invalid `signature` in `thinking` block"
+                    )));
+                }
+            }
+            Some("redacted_thinking") => {}
+            Some("tool_use") => {
+                let id = block.get("id").and_then(Value::as_str).unwrap_or_default();
+                if !valid_id(id) {
+                    return Err(ApiError::invalid(format!(
+                        "{here}.id: String should match pattern '^[a-zA-Z0-9_-]+$'"
+                    )));
+                }
+                if needs_thinking
+                    && blocks
+                        .first()
+                        .and_then(|b| b.get("type"))
+                        .and_then(Value::as_str)
+                        != Some("thinking")
+                {
+                    return Err(ApiError::invalid(format!(
+                        "{at}.content.0.type: Expected `thinking` or `redacted_thinking`, but found `tool_use`. When `thinking` is enabled, a final `assistant` message must start with a thinking block."
+                    )));
+                }
+                let name = block
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                let arguments = block
+                    .get("input")
+                    .cloned()
+                    .unwrap_or(Value::Object(Map::new()))
+                    .to_string();
+                pending.push(id.to_owned());
+                message.tool_calls.push(ToolCall {
+                    id: id.to_owned(),
+                    name,
+                    arguments,
+                });
+            }
+            other => {
+                return Err(ApiError::invalid(format!(
+                    "{here}.type: unsupported block type {other:?} in an assistant message"
+                )));
+            }
+        }
+    }
+    message.text = text.join("\n");
+    out.push(message);
+    Ok(())
+}
+
+fn parse_tools(object: &Map<String, Value>) -> Result<Vec<Tool>, ApiError> {
+    let Some(tools) = object.get("tools") else {
+        return Ok(Vec::new());
+    };
+    let tools = tools
+        .as_array()
+        .ok_or_else(|| ApiError::invalid("tools: Input should be a valid list"))?;
+    tools
+        .iter()
+        .enumerate()
+        .map(|(i, tool)| {
+            let name = tool
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| field_required(&format!("tools.{i}.name")))?;
+            if name.len() > 64 || !valid_id(name) {
+                return Err(ApiError::invalid(format!(
+                    "tools.{i}.name: String should match pattern '^[a-zA-Z0-9_-]{{1,64}}$'"
+                )));
+            }
+            let parameters = tool
+                .get("input_schema")
+                .cloned()
+                .ok_or_else(|| field_required(&format!("tools.{i}.input_schema")))?;
+            Ok(Tool {
+                name: name.to_owned(),
+                description: tool
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                parameters,
+            })
+        })
+        .collect()
+}
+
+fn parse_tool_choice(
+    object: &Map<String, Value>,
+    tools: &[Tool],
+) -> Result<(ToolChoice, bool), ApiError> {
+    let Some(choice) = object.get("tool_choice") else {
+        return Ok((ToolChoice::Auto, true));
+    };
+    if tools.is_empty() {
+        return Err(ApiError::invalid(
+            "tool_choice may only be specified while providing tools",
+        ));
+    }
+    let parallel = !choice
+        .get("disable_parallel_tool_use")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let choice = match choice.get("type").and_then(Value::as_str) {
+        Some("auto") => ToolChoice::Auto,
+        Some("any") => ToolChoice::Required,
+        Some("none") => ToolChoice::None,
+        Some("tool") => {
+            let name = choice
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| field_required("tool_choice.tool.name"))?;
+            if !tools.iter().any(|t| t.name == name) {
+                return Err(ApiError::invalid(format!(
+                    "tool_choice.tool.name: tool `{name}` not found in tools"
+                )));
+            }
+            ToolChoice::Named(name.to_owned())
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "tool_choice.type: Input tag does not match any of the expected tags: 'auto', 'any', 'tool', 'none'",
+            ));
+        }
+    };
+    Ok((choice, parallel))
+}

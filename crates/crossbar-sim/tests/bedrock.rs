@@ -1,0 +1,602 @@
+//! The Bedrock Converse simulator over real HTTP: auth, the service's validation messages,
+//! answers checked against AWS's Smithy model, binary event-stream frames parsed and
+//! CRC-checked here by a decoder independent of the simulator's encoder, cache points, faults.
+
+mod common;
+
+use common::{eventually, start, user};
+use crossbar_sim::{SimConfig, SimDialect, SimServer};
+use crossbar_testkit::smithy;
+use serde_json::{Value, json};
+
+const MODEL: &str = "anthropic.claude-3-5-sonnet-20240620-v1:0";
+/// A SigV4 header of the right shape; the simulator checks the scope, not the signature.
+const SIGNED: &str = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/bedrock/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=1c91d22c6dfb49efad9e8de45bc4dde894ea14c06a0f4b54d7682ee99e1cd6d6";
+
+async fn bedrock(config: SimConfig) -> SimServer {
+    start(SimDialect::Bedrock, config).await
+}
+
+fn url(server: &SimServer, stream: bool) -> String {
+    let model: String = MODEL
+        .bytes()
+        .map(|b| match b {
+            b':' => "%3A".to_owned(),
+            _ => char::from(b).to_string(),
+        })
+        .collect();
+    let action = if stream {
+        "converse-stream"
+    } else {
+        "converse"
+    };
+    format!("{}/model/{model}/{action}", server.base_url())
+}
+
+async fn send(server: &SimServer, stream: bool, body: &Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(url(server, stream))
+        .header("authorization", SIGNED)
+        .header("x-amz-date", "20150830T123600Z")
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn text(words: &str) -> Value {
+    json!({"role": "user", "content": [{"text": words}]})
+}
+
+async fn converse(server: &SimServer, body: &Value) -> Value {
+    let response = send(server, false, body).await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().contains_key("x-amzn-requestid"));
+    let answer: Value = response.json().await.unwrap();
+    smithy::check("ConverseResponse", &answer);
+    answer
+}
+
+/// Status, the name from `x-amzn-ErrorType`, and the message.
+async fn error_of(response: reqwest::Response) -> (u16, String, String) {
+    let status = response.status().as_u16();
+    let kind = response.headers()["x-amzn-errortype"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        kind.contains(":http://internal.amazon.com/coral/"),
+        "{kind}"
+    );
+    assert!(response.headers().get("retry-after").is_none());
+    let body: Value = response.json().await.unwrap();
+    let name = kind.split(':').next().unwrap().to_owned();
+    (status, name, body["message"].as_str().unwrap().to_owned())
+}
+
+/// CRC-32 (IEEE), written here so that frames are checked independently of the encoder.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for byte in bytes {
+        crc ^= u32::from(*byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+#[derive(Debug)]
+struct Frame {
+    headers: Vec<(String, String)>,
+    payload: Value,
+}
+
+impl Frame {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+}
+
+fn be32(bytes: &[u8]) -> u32 {
+    u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
+}
+
+/// Parses `application/vnd.amazon.eventstream` (providers.md §5.6): both CRCs must hold and
+/// every header must be a type-7 string. `Err` names the first frame that fails.
+fn parse_frames(mut body: &[u8]) -> Result<Vec<Frame>, String> {
+    let mut frames = Vec::new();
+    while !body.is_empty() {
+        let at = frames.len();
+        if body.len() < 16 {
+            return Err(format!("frame {at}: truncated prelude"));
+        }
+        let total = be32(body) as usize;
+        let headers_len = be32(&body[4..]) as usize;
+        if crc32(&body[..8]) != be32(&body[8..]) {
+            return Err(format!("frame {at}: prelude CRC mismatch"));
+        }
+        if body.len() < total {
+            return Err(format!("frame {at}: truncated"));
+        }
+        if crc32(&body[..total - 4]) != be32(&body[total - 4..]) {
+            return Err(format!("frame {at}: message CRC mismatch"));
+        }
+        let mut headers = Vec::new();
+        let mut raw = &body[12..12 + headers_len];
+        while !raw.is_empty() {
+            let name_len = raw[0] as usize;
+            let name = String::from_utf8(raw[1..1 + name_len].to_vec()).unwrap();
+            assert_eq!(raw[1 + name_len], 7, "header {name} is not a string");
+            let value_len = usize::from(u16::from_be_bytes([raw[2 + name_len], raw[3 + name_len]]));
+            let start = 4 + name_len;
+            let value = String::from_utf8(raw[start..start + value_len].to_vec()).unwrap();
+            headers.push((name, value));
+            raw = &raw[start + value_len..];
+        }
+        let payload = serde_json::from_slice(&body[12 + headers_len..total - 4]).unwrap();
+        frames.push(Frame { headers, payload });
+        body = &body[total..];
+    }
+    Ok(frames)
+}
+
+async fn stream_frames(server: &SimServer, body: &Value) -> Vec<Frame> {
+    let response = send(server, true, body).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/vnd.amazon.eventstream"
+    );
+    parse_frames(&response.bytes().await.unwrap()).unwrap()
+}
+
+/// The event payload as the Smithy model has it: without Bedrock's `"p"` padding.
+fn check_event(frame: &Frame) {
+    let shape = match frame.header(":event-type") {
+        "messageStart" => "MessageStartEvent",
+        "contentBlockStart" => "ContentBlockStartEvent",
+        "contentBlockDelta" => "ContentBlockDeltaEvent",
+        "contentBlockStop" => "ContentBlockStopEvent",
+        "messageStop" => "MessageStopEvent",
+        "metadata" => "ConverseStreamMetadataEvent",
+        other => panic!("unexpected event {other}"),
+    };
+    let mut payload = frame.payload.clone();
+    let padding = payload.as_object_mut().unwrap().remove("p");
+    assert!(
+        padding
+            .as_ref()
+            .and_then(Value::as_str)
+            .is_some_and(|p| !p.is_empty()),
+        "{shape} has no padding"
+    );
+    smithy::check(shape, &payload);
+}
+
+fn weather_tools() -> Value {
+    json!({"tools": [
+        {"toolSpec": {"name": "get_weather", "description": "Weather for a city", "inputSchema": {"json":
+            {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}},
+        {"toolSpec": {"name": "get_time", "inputSchema": {"json":
+            {"type": "object", "properties": {"zone": {"type": "string"}}, "required": ["zone"]}}}}
+    ]})
+}
+
+#[tokio::test]
+async fn converse_answers_from_the_prompt() {
+    let server = bedrock(SimConfig::default()).await;
+    let answer = converse(
+        &server,
+        &json!({"system": [{"text": "Be brief."}], "messages": [text("Tell me about otters")],
+            "inferenceConfig": {"maxTokens": 100, "temperature": 0.3}}),
+    )
+    .await;
+    let content = &answer["output"]["message"]["content"];
+    assert!(content[0]["text"].as_str().unwrap().contains("otters"));
+    assert_eq!(answer["stopReason"], "end_turn");
+    let usage = &answer["usage"];
+    assert_eq!(
+        usage["totalTokens"].as_u64(),
+        Some(usage["inputTokens"].as_u64().unwrap() + usage["outputTokens"].as_u64().unwrap())
+    );
+    assert!(
+        usage.get("cacheReadInputTokens").is_none(),
+        "no cache points, no cache fields"
+    );
+    // The path kept the model id as one percent-encoded segment.
+    assert!(server.requests()[0].path.ends_with("v1%3A0/converse"));
+}
+
+#[tokio::test]
+async fn authentication_is_required_and_scoped() {
+    let server = bedrock(SimConfig {
+        api_key: Some("AKIDEXAMPLE".into()),
+        ..SimConfig::default()
+    })
+    .await;
+    let body = json!({"messages": [text("hi")]});
+    let client = reqwest::Client::new();
+    let missing = client
+        .post(url(&server, false))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_of(missing).await,
+        (
+            403,
+            "MissingAuthenticationTokenException".into(),
+            "Missing Authentication Token".into()
+        )
+    );
+    let other_key = client
+        .post(url(&server, false))
+        .header("authorization", SIGNED.replace("AKIDEXAMPLE", "AKIDOTHER"))
+        .header("x-amz-date", "20150830T123600Z")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let (status, name, _) = error_of(other_key).await;
+    assert_eq!(
+        (status, name.as_str()),
+        (403, "UnrecognizedClientException")
+    );
+    let wrong_service = client
+        .post(url(&server, false))
+        .header(
+            "authorization",
+            SIGNED.replace("/bedrock/", "/bedrock-runtime/"),
+        )
+        .header("x-amz-date", "20150830T123600Z")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let (_, name, message) = error_of(wrong_service).await;
+    assert_eq!(name, "InvalidSignatureException");
+    assert!(message.contains("scoped to correct service: 'bedrock'"));
+    let bearer = client
+        .post(url(&server, false))
+        .bearer_auth("AKIDEXAMPLE")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bearer.status(), 200);
+    assert_eq!(send(&server, false, &body).await.status(), 200);
+}
+
+#[tokio::test]
+async fn validation_errors_use_the_service_messages() {
+    let server = bedrock(SimConfig::default()).await;
+    let call = |id: &str| json!({"toolUse": {"toolUseId": id, "name": "get_weather", "input": {"city": "Paris"}}});
+    let result =
+        |id: &str| json!({"toolResult": {"toolUseId": id, "content": [{"text": "sunny"}]}});
+    let assistant = |blocks: Vec<Value>| json!({"role": "assistant", "content": blocks});
+    let user_blocks = |blocks: Vec<Value>| json!({"role": "user", "content": blocks});
+    let cases = [
+        (
+            json!({"messages": [assistant(vec![json!({"text": "hi"})]), text("x")]}),
+            "A conversation must start with a user message. Try again with a conversation that starts with a user message.",
+        ),
+        (
+            json!({"messages": [text("a"), text("b")]}),
+            "A conversation must alternate between user and assistant roles. Make sure the conversation alternates between user and assistant roles and try again.",
+        ),
+        (
+            json!({"messages": [text("a"), assistant(vec![json!({"text": " "})]), text("b")]}),
+            "The text field in the ContentBlock object at messages.1.content.0 is blank. Add text to the text field, and try again.",
+        ),
+        (
+            json!({"messages": [text("a"), assistant(vec![call("t1")]), user_blocks(vec![result("t1")])]}),
+            "The toolConfig field must be defined when using toolUse and toolResult content blocks.",
+        ),
+        (
+            json!({"messages": [text("a"), assistant(vec![call("call|1")]), user_blocks(vec![result("call|1")])], "toolConfig": weather_tools()}),
+            "1 validation error detected: Value 'call|1' at 'messages.2.member.content.1.member.toolUse.toolUseId' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.:-]+",
+        ),
+        (
+            json!({"messages": [text("a")], "toolConfig": {"tools": [{"toolSpec": {"name": "get weather", "inputSchema": {"json": {"type": "object"}}}}]}}),
+            "1 validation error detected: Value 'get weather' at 'toolConfig.tools.1.member.toolSpec.name' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_-]+",
+        ),
+        (
+            json!({"messages": [text("a"), assistant(vec![call("t1"), call("t2")]), user_blocks(vec![result("t1"), json!({"text": "and?"})])], "toolConfig": weather_tools()}),
+            "Expected toolResult blocks at messages.2.content for the following Ids: t2",
+        ),
+        (
+            json!({"messages": [text("a"), assistant(vec![call("t1")]), user_blocks(vec![result("t1"), result("t9")])], "toolConfig": weather_tools()}),
+            "The number of toolResult blocks at messages.2.content exceeds the number of toolUse blocks of previous turn.",
+        ),
+        (
+            json!({"messages": [text("a"), assistant(vec![call("t1")]), text("never mind")], "toolConfig": weather_tools()}),
+            "Expected toolResult blocks at messages.2.content for the following Ids: t1",
+        ),
+        (
+            json!({"messages": [text("a")], "inferenceConfig": {"temperature": 1.5}}),
+            "1 validation error detected: Value '1.5' at 'inferenceConfig.temperature' failed to satisfy constraint: Member must have value less than or equal to 1",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": []}]}),
+            "The content field in the Message object at messages.0 is empty. Add a ContentBlock object to the content field and try again.",
+        ),
+    ];
+    for (body, message) in cases {
+        let (status, name, got) = error_of(send(&server, false, &body).await).await;
+        assert_eq!(
+            (status, name.as_str()),
+            (400, "ValidationException"),
+            "{body}"
+        );
+        assert_eq!(got, message, "{body}");
+    }
+    // Shapes the model does not have are refused too.
+    for body in [
+        json!({"messages": [text("a")], "temprature": 1}),
+        json!({"messages": [{"role": "user", "content": [{"text": "a", "image": {}}]}]}),
+        json!({"messages": [{"role": "user", "content": [{"image": {"format": "bmp", "source": {"bytes": "AAAA"}}}]}]}),
+        json!({"messages": [text("a")], "outputConfig": {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": {"schema": {"type": "object"}}}}}}),
+    ] {
+        let (status, name, _) = error_of(send(&server, false, &body).await).await;
+        assert_eq!(
+            (status, name.as_str()),
+            (400, "ValidationException"),
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn text_streams_as_bedrock_frames() {
+    let server = bedrock(SimConfig::default()).await;
+    let frames = stream_frames(
+        &server,
+        &json!({"messages": [text("Stream about rivers and lakes")]}),
+    )
+    .await;
+    for frame in &frames {
+        assert_eq!(frame.header(":message-type"), "event");
+        assert_eq!(frame.header(":content-type"), "application/json");
+        check_event(frame);
+    }
+    let events: Vec<&str> = frames.iter().map(|f| f.header(":event-type")).collect();
+    assert_eq!(events.first(), Some(&"messageStart"));
+    // Text gets no contentBlockStart; messageStop then metadata close the stream.
+    assert!(!events.contains(&"contentBlockStart"));
+    assert_eq!(
+        &events[events.len() - 3..],
+        ["contentBlockStop", "messageStop", "metadata"]
+    );
+    let streamed: String = frames
+        .iter()
+        .filter_map(|f| f.payload["delta"]["text"].as_str())
+        .collect();
+    assert_eq!(streamed, "You said: Stream about rivers and lakes");
+    assert!(
+        frames
+            .iter()
+            .filter(|f| f.header(":event-type") == "contentBlockDelta")
+            .count()
+            > 3
+    );
+    let metadata = &frames.last().unwrap().payload;
+    assert!(metadata["usage"]["outputTokens"].as_u64().unwrap() > 0);
+    assert!(metadata["metrics"]["latencyMs"].is_u64());
+}
+
+#[tokio::test]
+async fn tool_calls_stream_in_fragments_and_results_are_cited() {
+    let server = bedrock(SimConfig::default()).await;
+    let ask = json!({"messages": [text("Use get_weather and get_time for Paris")], "toolConfig": weather_tools()});
+    let frames = stream_frames(&server, &ask).await;
+    frames.iter().for_each(check_event);
+    let starts: Vec<&Value> = frames
+        .iter()
+        .filter(|f| f.header(":event-type") == "contentBlockStart")
+        .map(|f| &f.payload)
+        .collect();
+    assert_eq!(starts.len(), 2);
+    let mut calls = Vec::new();
+    for start in starts {
+        let index = start["contentBlockIndex"].as_u64().unwrap();
+        let tool = &start["start"]["toolUse"];
+        let input: String = frames
+            .iter()
+            .filter(|f| f.payload["contentBlockIndex"].as_u64() == Some(index))
+            .filter_map(|f| f.payload["delta"]["toolUse"]["input"].as_str())
+            .collect();
+        let fragments = frames
+            .iter()
+            .filter(|f| {
+                f.payload["contentBlockIndex"].as_u64() == Some(index)
+                    && f.payload["delta"]["toolUse"].is_object()
+            })
+            .count();
+        assert!(fragments > 1, "tool input arrives in pieces");
+        let id = tool["toolUseId"].as_str().unwrap().to_owned();
+        assert!(id.starts_with("tooluse_"));
+        let args: Value = serde_json::from_str(&input).unwrap();
+        calls.push((id, tool["name"].as_str().unwrap().to_owned(), args));
+    }
+    let stop = frames
+        .iter()
+        .find(|f| f.header(":event-type") == "messageStop")
+        .unwrap();
+    assert_eq!(stop.payload["stopReason"], "tool_use");
+    assert_eq!(calls[0].1, "get_weather");
+    assert!(calls[0].2["city"].is_string());
+    // The non-streamed answer to the same request makes the same calls.
+    let answer = converse(&server, &ask).await;
+    assert_eq!(answer["stopReason"], "tool_use");
+    assert_eq!(
+        answer["output"]["message"]["content"][1]["toolUse"]["toolUseId"],
+        calls[1].0.as_str()
+    );
+    // Answering both calls gets an answer that cites the results.
+    let uses: Vec<Value> = calls
+        .iter()
+        .map(|(id, name, args)| json!({"toolUse": {"toolUseId": id, "name": name, "input": args}}))
+        .collect();
+    let results: Vec<Value> = calls
+        .iter()
+        .zip(["sunny, 21C", "10:00"])
+        .map(|((id, _, _), out)| json!({"toolResult": {"toolUseId": id, "content": [{"text": out}]}}))
+        .collect();
+    let follow_up = json!({"messages": [text("Use get_weather and get_time for Paris"),
+        {"role": "assistant", "content": uses}, {"role": "user", "content": results}], "toolConfig": weather_tools()});
+    let answer = converse(&server, &follow_up).await;
+    assert_eq!(
+        answer["output"]["message"]["content"][0]["text"],
+        "Based on get_weather: sunny, 21C; get_time: 10:00."
+    );
+}
+
+#[tokio::test]
+async fn json_schema_output_follows_the_schema() {
+    let server = bedrock(SimConfig::default()).await;
+    let schema = json!({"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}}, "required": ["name", "age"]});
+    let answer = converse(
+        &server,
+        &json!({"messages": [text("Describe Alice")], "outputConfig": {"textFormat": {"type": "json_schema",
+            "structure": {"jsonSchema": {"schema": schema.to_string(), "name": "person"}}}}}),
+    )
+    .await;
+    let document: Value = serde_json::from_str(
+        answer["output"]["message"]["content"][0]["text"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        document["name"].is_string() && document["age"].is_i64(),
+        "{document}"
+    );
+}
+
+#[tokio::test]
+async fn cache_points_write_then_read_the_prefix() {
+    let server = bedrock(SimConfig::default()).await;
+    let long = "All work and no play makes a dull model. ".repeat(120);
+    let body = |question: &str| json!({"system": [{"text": long}, {"cachePoint": {"type": "default"}}], "messages": [text(question)]});
+    let first = converse(&server, &body("first question")).await["usage"].clone();
+    let written = first["cacheWriteInputTokens"].as_u64().unwrap();
+    assert!(written >= 1024, "{first}");
+    assert_eq!(first["cacheReadInputTokens"], 0);
+    let second = converse(&server, &body("another question")).await["usage"].clone();
+    assert_eq!(second["cacheReadInputTokens"].as_u64(), Some(written));
+    assert_eq!(second["cacheWriteInputTokens"], 0);
+    // inputTokens excludes what the cache served.
+    assert!(second["inputTokens"].as_u64().unwrap() < 64, "{second}");
+    // A prefix too short to cache is neither written nor read.
+    let short = json!({"system": [{"text": "short"}, {"cachePoint": {"type": "default"}}], "messages": [text("q")]});
+    let usage = converse(&server, &short).await["usage"].clone();
+    assert_eq!(
+        (
+            usage["cacheReadInputTokens"].as_u64(),
+            usage["cacheWriteInputTokens"].as_u64()
+        ),
+        (Some(0), Some(0))
+    );
+}
+
+#[tokio::test]
+async fn faults_take_bedrock_shapes() {
+    let server = bedrock(SimConfig {
+        rate_limit_rate: 1.0,
+        ..SimConfig::default()
+    })
+    .await;
+    let body = json!({"messages": [text("one two three four five six")]});
+    assert_eq!(
+        error_of(send(&server, false, &body).await).await,
+        (
+            429,
+            "ThrottlingException".into(),
+            "Too many requests, please wait before trying again.".into()
+        )
+    );
+    for (status, name) in [
+        (503, "ServiceUnavailableException"),
+        (500, "InternalServerException"),
+    ] {
+        server.set_config(SimConfig {
+            error_rate: 1.0,
+            error_status: status,
+            ..SimConfig::default()
+        });
+        let (got, kind, _) = error_of(send(&server, true, &body).await).await;
+        assert_eq!((got, kind.as_str()), (status, name));
+    }
+    // In-stream exceptions: throttling for a 429 script, the model's own failure otherwise.
+    for (status, exception) in [
+        (429, "throttlingException"),
+        (503, "modelStreamErrorException"),
+    ] {
+        server.set_config(SimConfig {
+            stream_error_after_chunks: 3,
+            error_status: status,
+            ..SimConfig::default()
+        });
+        let frames = stream_frames(&server, &body).await;
+        assert_eq!(frames.len(), 4);
+        let last = frames.last().unwrap();
+        assert_eq!(last.header(":message-type"), "exception");
+        assert_eq!(last.header(":exception-type"), exception);
+        assert!(last.payload["message"].is_string());
+        smithy::check(
+            if status == 429 {
+                "ThrottlingException"
+            } else {
+                "ModelStreamErrorException"
+            },
+            &last.payload,
+        );
+    }
+    // A cut stream breaks the connection after whole frames.
+    server.set_config(SimConfig {
+        cut_after_chunks: 2,
+        ..SimConfig::default()
+    });
+    let response = send(&server, true, &body).await;
+    assert!(response.bytes().await.is_err());
+    // A malformed stream has a frame whose CRC fails; a malformed answer is cut JSON.
+    server.set_config(SimConfig {
+        malformed_rate: 1.0,
+        ..SimConfig::default()
+    });
+    let response = send(&server, true, &body).await;
+    let bytes = response.bytes().await.unwrap();
+    assert_eq!(
+        parse_frames(&bytes).unwrap_err(),
+        "frame 1: message CRC mismatch"
+    );
+    let response = send(&server, false, &body).await;
+    assert!(serde_json::from_slice::<Value>(&response.bytes().await.unwrap()).is_err());
+    let stats = server.stats();
+    assert!(
+        eventually(|| server.stats().in_flight == 0).await,
+        "{stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_operations_are_404() {
+    let server = bedrock(SimConfig::default()).await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/model/m/invoke", server.base_url()))
+        .header("authorization", SIGNED)
+        .json(&user("x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+}
