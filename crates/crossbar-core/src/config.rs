@@ -140,6 +140,9 @@ pub struct ProviderConfig {
     /// Vertex AI: a service-account JSON file; without it Google application-default
     /// credentials are used.
     pub google_credentials: Option<String>,
+    /// How image URLs are fetched for providers that only take inline images.
+    #[serde(default)]
+    pub image_fetch: crate::images::ImageFetch,
     #[serde(default)]
     pub timeouts: Timeouts,
 }

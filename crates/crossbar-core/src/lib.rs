@@ -10,6 +10,7 @@ pub mod dialects;
 pub mod embeddings;
 pub mod error;
 pub mod framing;
+pub mod images;
 pub mod provider;
 pub mod router;
 

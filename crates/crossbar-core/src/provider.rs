@@ -1,6 +1,7 @@
 //! Providers: an account at an endpoint, speaking one dialect, with its auth, cloud, region and
 //! deadlines. The table in [`Provider::from_config`] is the one place a provider kind is defined.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use crate::dialects::{self, Egress, OpenAiEgress, Operation};
 use crate::embeddings::{EmbeddingRequest, EmbeddingResponse};
 use crate::error::{Error, ErrorKind, Result};
 use crate::framing;
+use crate::images::ImageFetch;
 
 const DEFAULT_CONNECT: Duration = Duration::from_secs(10);
 const DEFAULT_FIRST_BYTE: Duration = Duration::from_secs(120);
@@ -46,6 +48,7 @@ pub struct Provider {
     first_byte: Duration,
     idle: Duration,
     total: Duration,
+    image_fetch: ImageFetch,
 }
 
 impl std::fmt::Debug for Provider {
@@ -229,6 +232,7 @@ impl Provider {
             first_byte: ms(timeouts.first_byte_ms, DEFAULT_FIRST_BYTE),
             idle: ms(timeouts.idle_ms, DEFAULT_IDLE),
             total: ms(timeouts.total_ms, DEFAULT_TOTAL),
+            image_fetch: config.image_fetch,
         })
     }
 
@@ -331,9 +335,18 @@ impl Provider {
         })
     }
 
+    /// The request with image URLs replaced by bytes when this provider cannot fetch them.
+    async fn prepared<'a>(&self, request: &'a ChatRequest) -> Result<Cow<'a, ChatRequest>> {
+        if self.egress.accepts_image_urls() {
+            Ok(Cow::Borrowed(request))
+        } else {
+            self.image_fetch.inline(request).await
+        }
+    }
+
     pub async fn chat(&self, request: &ChatRequest, target: &str) -> Result<ChatResponse> {
         let deadline = Instant::now() + self.total;
-        let body = self.egress.chat_body(request, target)?;
+        let body = self.egress.chat_body(&*self.prepared(request).await?, target)?;
         let response = self
             .send(
                 Operation::Chat {
@@ -398,7 +411,7 @@ impl Provider {
     /// when the upstream breaks off, times out or reports an error mid-stream.
     pub async fn chat_stream(&self, request: &ChatRequest, target: &str) -> Result<ChatStream> {
         let deadline = Instant::now() + self.total;
-        let body = self.egress.chat_body(request, target)?;
+        let body = self.egress.chat_body(&*self.prepared(request).await?, target)?;
         let response = self
             .send(
                 Operation::Chat {

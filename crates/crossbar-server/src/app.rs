@@ -27,6 +27,7 @@ pub fn app(state: AppState) -> HttpRouter {
             "/v1/messages/count_tokens",
             post(routes::messages::count_tokens),
         )
+        .route("/v1/crossbar/deployments", get(routes::crossbar::deployments))
         .route("/v1/models", get(routes::models::list))
         .route("/v1/models/{id}", get(routes::models::retrieve))
         .route("/healthz", get(routes::health))

@@ -61,6 +61,10 @@ pub trait Egress: Send + Sync {
     fn framing(&self) -> Framing {
         Framing::Sse
     }
+    /// Whether the provider fetches image URLs itself; if not, the gateway inlines them first.
+    fn accepts_image_urls(&self) -> bool {
+        false
+    }
     fn chat_body(&self, request: &ChatRequest, target: &str) -> Result<Vec<u8>>;
     fn chat_response(&self, body: &[u8]) -> Result<ChatResponse>;
     fn stream_decoder(&self) -> Box<dyn StreamDecode>;
@@ -89,6 +93,10 @@ impl StreamDecode for openai::StreamDecoder {
 }
 
 impl Egress for OpenAiEgress {
+    fn accepts_image_urls(&self) -> bool {
+        true
+    }
+
     fn url(&self, endpoint: &str, target: &str, operation: Operation) -> Result<String> {
         let operation = match operation {
             Operation::Chat { .. } => "chat/completions",

@@ -14,6 +14,10 @@ use crate::router::Deployment;
 /// Failure shares above this are treated as this, so a failing deployment still has a finite
 /// expected latency (the breaker, not ranking, takes it out).
 const MAX_FAILURE: f64 = 0.95;
+/// What a failed call costs on top of its share of retries: about a retry's round trip. It
+/// also keeps a deployment that has only ever failed (so has no latency sample) from ranking
+/// as "unknown, hence instant".
+const FAILURE_PENALTY_MS: f64 = 1000.0;
 
 /// One deployment as this request sees it.
 #[derive(Clone, Debug)]
@@ -36,7 +40,8 @@ impl Candidate {
     /// Expected time including the retries failures cost; unknown counts as instant so that
     /// a new deployment is tried.
     pub fn latency_score(&self) -> f64 {
-        self.expected_ms.unwrap_or(0.0) / (1.0 - self.failure.clamp(0.0, MAX_FAILURE))
+        let failure = self.failure.clamp(0.0, MAX_FAILURE);
+        self.expected_ms.unwrap_or(0.0) / (1.0 - failure) + failure * FAILURE_PENALTY_MS
     }
 }
 

@@ -3,25 +3,27 @@
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use crossbar_core::dialects::openai::{self, StreamEncoder};
 use futures::StreamExt;
 
-use super::{body, deployment_headers};
+use super::{body, preferences, routed_headers};
 use crate::app::AppState;
 use crate::error::ApiError;
 
 pub async fn completions(
     State(state): State<AppState>,
+    headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let raw = body(raw, state.max_body_bytes)?;
     let ingress = openai::decode_chat_request(&raw)?;
     let request = ingress.request;
+    let preferences = preferences(&headers)?;
     if !request.stream {
-        let routed = state.router.chat(&request).await?;
+        let routed = state.router.chat_with(&request, &preferences).await?;
         let mut response = (
             [(
                 header::CONTENT_TYPE,
@@ -30,11 +32,15 @@ pub async fn completions(
             openai::encode_chat_response(&routed.value)?,
         )
             .into_response();
-        deployment_headers(&mut response, &routed.deployment);
+        routed_headers(&mut response, &routed);
         return Ok(response);
     }
-    let routed = state.router.chat_stream(&request).await?;
-    let mut events = routed.value;
+    let mut routed = state
+        .router
+        .chat_stream_with(&request, &preferences)
+        .await?;
+    // The events go into the body; the rest of `routed` still says who answered.
+    let mut events = std::mem::replace(&mut routed.value, Box::pin(futures::stream::empty()));
     let mut encoder = StreamEncoder::new(ingress.include_usage);
     // Each upstream event is encoded and sent as it arrives: memory stays flat however long the
     // answer, and dropping this body (client gone) drops the upstream request with it.
@@ -66,6 +72,6 @@ pub async fn completions(
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     // Tell buffering proxies (nginx) to pass chunks through as they come.
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    deployment_headers(&mut response, &routed.deployment);
+    routed_headers(&mut response, &routed);
     Ok(response)
 }

@@ -1,6 +1,7 @@
 //! Ingress routes, one file per API.
 
 pub mod chat;
+pub mod crossbar;
 pub mod embeddings;
 pub mod messages;
 pub mod models;
@@ -8,10 +9,12 @@ pub mod models;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderValue, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use crossbar_core::Error;
-use crossbar_core::router::Deployment;
+use crossbar_core::router::{
+    Deployment, MAX_COST_HEADER, PROVIDER_HEADER, Preferences, ROUTE_HEADER, Routed,
+};
 use serde_json::json;
 
 use crate::error::{ApiError, Ingress};
@@ -61,5 +64,43 @@ pub(crate) fn deployment_headers(response: &mut Response, deployment: &Deploymen
     }
     if let Ok(value) = HeaderValue::from_str(&deployment.id()) {
         headers.insert("x-crossbar-deployment", value);
+    }
+}
+
+/// What the caller asked of the router: `x-crossbar-route`, `x-crossbar-provider` (pin, or
+/// exclude with `!`) and `x-crossbar-max-cost-usd`. Virtual keys (issue 5) will set
+/// `Preferences::key` here, from the authenticated key.
+pub(crate) fn preferences(headers: &HeaderMap) -> Result<Preferences, Error> {
+    let get = |name: &str| -> Result<Option<&str>, Error> {
+        headers
+            .get(name)
+            .map(|v| {
+                v.to_str().map_err(|_| {
+                    Error::invalid_field(name, format!("`{name}` must be visible ASCII."))
+                })
+            })
+            .transpose()
+    };
+    Preferences::from_headers(
+        get(ROUTE_HEADER)?,
+        get(PROVIDER_HEADER)?,
+        get(MAX_COST_HEADER)?,
+    )
+}
+
+/// The router's decision: which deployment answered, after how many upstream calls (hedges
+/// included), under which route, and what it cost when that is known (not for streams, whose
+/// cost is known only at their end).
+pub(crate) fn routed_headers<T>(response: &mut Response, routed: &Routed<T>) {
+    deployment_headers(response, &routed.deployment);
+    let headers = response.headers_mut();
+    headers.insert("x-crossbar-attempts", HeaderValue::from(routed.attempts.len()));
+    if let Ok(value) = HeaderValue::from_str(&routed.route) {
+        headers.insert("x-crossbar-route", value);
+    }
+    if let Some(cost) = routed.cost_usd
+        && let Ok(value) = HeaderValue::from_str(&format!("{cost:.8}"))
+    {
+        headers.insert("x-crossbar-cost-usd", value);
     }
 }

@@ -50,7 +50,7 @@ pub(crate) fn status_name(code: StatusCode) -> &'static str {
         501 => "UNIMPLEMENTED",
         503 => "UNAVAILABLE",
         504 => "DEADLINE_EXCEEDED",
-        400..=499 => "FAILED_PRECONDITION",
+        _ if code.is_client_error() => "FAILED_PRECONDITION",
         _ => "INTERNAL",
     }
 }

@@ -95,6 +95,10 @@ pub struct AnthropicEgress {
 }
 
 impl Egress for AnthropicEgress {
+    fn accepts_image_urls(&self) -> bool {
+        true
+    }
+
     fn url(&self, endpoint: &str, target: &str, operation: Operation) -> Result<String> {
         match (operation, &self.vertex) {
             (Operation::Embeddings, _) => Err(Error::invalid_field(

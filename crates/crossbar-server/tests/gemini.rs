@@ -1,0 +1,575 @@
+//! The gateway (OpenAI ingress) in front of simulated Gemini API and Vertex AI providers.
+
+mod common;
+
+use common::{TestGateway, sse_data, start, user, weather_tools};
+use serde_json::{Value, json};
+
+const CONFIG: &str = r#"
+[[providers]]
+name = "sim-gemini"
+kind = "sim"
+dialect = "gemini"
+api_key = "AIza-gateway"
+sim = { api_key = "AIza-gateway", embedding_dimensions = 8 }
+
+[[providers]]
+name = "sim-vertex"
+kind = "sim"
+dialect = "vertex"
+project = "proj-1"
+location = "europe-west4"
+api_key = "ya29.gateway"
+sim = { api_key = "ya29.gateway" }
+
+[[models]]
+name = "gemini"
+deployments = [{ provider = "sim-gemini", target = "gemini-2.5-flash" }]
+
+[[models]]
+name = "vertex"
+deployments = [{ provider = "sim-vertex", target = "gemini-2.5-pro" }]
+
+[[models]]
+name = "embed"
+deployments = [{ provider = "sim-gemini", target = "text-embedding-004" }]
+
+[[models]]
+name = "embed-vertex"
+deployments = [{ provider = "sim-vertex", target = "text-embedding-005" }]
+"#;
+
+/// `(logical model, provider)` for both APIs.
+const BOTH: [(&str, &str); 2] = [("gemini", "sim-gemini"), ("vertex", "sim-vertex")];
+
+fn chunks(frames: &[String]) -> Vec<Value> {
+    frames
+        .iter()
+        .filter(|f| f.as_str() != "[DONE]")
+        .map(|f| serde_json::from_str(f).unwrap())
+        .collect()
+}
+
+fn streamed_text(chunks: &[Value]) -> String {
+    chunks
+        .iter()
+        .filter_map(|c| {
+            c["choices"].get(0)?["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+/// Tool calls reassembled from stream chunks by index: (id, name, arguments).
+fn streamed_calls(chunks: &[Value]) -> Vec<(String, String, String)> {
+    let mut calls: Vec<(String, String, String)> = Vec::new();
+    for chunk in chunks {
+        let Some(deltas) = chunk["choices"]
+            .get(0)
+            .and_then(|c| c["delta"]["tool_calls"].as_array())
+        else {
+            continue;
+        };
+        for delta in deltas {
+            let index = usize::try_from(delta["index"].as_u64().unwrap()).unwrap();
+            if let Some(id) = delta["id"].as_str() {
+                assert_eq!(index, calls.len());
+                calls.push((
+                    id.to_owned(),
+                    delta["function"]["name"].as_str().unwrap().to_owned(),
+                    String::new(),
+                ));
+            }
+            calls[index]
+                .2
+                .push_str(delta["function"]["arguments"].as_str().unwrap_or_default());
+        }
+    }
+    calls
+}
+
+async fn error_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+/// The upstream request bodies a simulator received.
+fn upstream(gw: &TestGateway, provider: &str) -> Vec<Value> {
+    gw.sim(provider)
+        .requests()
+        .into_iter()
+        .filter_map(|r| r.body)
+        .collect()
+}
+
+#[tokio::test]
+async fn text_reaches_both_apis_with_their_urls_and_auth() {
+    let gw = start(CONFIG).await;
+    for (model, provider) in BOTH {
+        let body = json!({"model": model, "messages": [
+            {"role": "system", "content": "Be brief."}, user("Tell me about otters")]});
+        let response = gw.post("/v1/chat/completions", &body).await;
+        assert_eq!(response.status(), 200, "{model}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["object"], "chat.completion");
+        assert!(
+            body["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap()
+                .contains("otters")
+        );
+        assert_eq!(body["choices"][0]["finish_reason"], "stop");
+        assert!(body["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+        let request = &gw.sim(provider).requests()[0];
+        let sent = request.body.as_ref().unwrap();
+        assert_eq!(sent["systemInstruction"]["parts"][0]["text"], "Be brief.");
+        assert_eq!(sent["contents"][0]["role"], "user");
+        match provider {
+            "sim-gemini" => {
+                assert_eq!(
+                    request.path,
+                    "/v1beta/models/gemini-2.5-flash:generateContent"
+                );
+                assert_eq!(request.header("x-goog-api-key"), Some("AIza-gateway"));
+                assert!(request.header("authorization").is_none());
+            }
+            _ => {
+                assert_eq!(
+                    request.path,
+                    "/v1/projects/proj-1/locations/europe-west4/publishers/google/models/gemini-2.5-pro:generateContent"
+                );
+                assert_eq!(request.header("authorization"), Some("Bearer ya29.gateway"));
+                assert!(request.header("x-goog-api-key").is_none());
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn streams_report_the_final_usage_snapshot_never_a_sum() {
+    let gw = start(CONFIG).await;
+    for (model, provider) in BOTH {
+        let messages = json!([user("Stream a long answer about rivers and their deltas")]);
+        let whole: Value = gw
+            .post(
+                "/v1/chat/completions",
+                &json!({"model": model, "messages": messages}),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let body = json!({"model": model, "messages": messages, "stream": true, "stream_options": {"include_usage": true}});
+        let (frames, end) = sse_data(gw.post("/v1/chat/completions", &body).await).await;
+        end.unwrap();
+        assert_eq!(frames.last().unwrap(), "[DONE]");
+        let chunks = chunks(&frames);
+        assert_eq!(
+            streamed_text(&chunks),
+            whole["choices"][0]["message"]["content"].as_str().unwrap()
+        );
+        let usage: Vec<&Value> = chunks
+            .iter()
+            .filter(|c| c["choices"] == json!([]))
+            .map(|c| &c["usage"])
+            .collect();
+        assert_eq!(usage.len(), 1);
+        assert_eq!(
+            *usage[0], whole["usage"],
+            "{model}: the stream's usage is the last snapshot"
+        );
+        let finish: Vec<&str> = chunks
+            .iter()
+            .filter_map(|c| c["choices"].get(0)?["finish_reason"].as_str())
+            .collect();
+        assert_eq!(finish, ["stop"]);
+        let stream_request = gw.sim(provider).requests().into_iter().last().unwrap();
+        assert!(
+            stream_request.path.ends_with(":streamGenerateContent"),
+            "{}",
+            stream_request.path
+        );
+        assert_eq!(stream_request.query.as_deref(), Some("alt=sse"));
+    }
+}
+
+#[tokio::test]
+async fn parallel_tool_calls_and_results_round_trip_with_names_recovered() {
+    let gw = start(CONFIG).await;
+    for (model, provider) in BOTH {
+        let question = user("Use get_weather and get_time for Paris");
+        let body = json!({"model": model, "messages": [question], "tools": weather_tools(), "stream": true});
+        let (frames, end) = sse_data(gw.post("/v1/chat/completions", &body).await).await;
+        end.unwrap();
+        let chunks = chunks(&frames);
+        assert_eq!(chunks[0]["choices"][0]["delta"]["content"], Value::Null);
+        let calls = streamed_calls(&chunks);
+        assert_eq!(
+            calls.iter().map(|c| c.1.as_str()).collect::<Vec<_>>(),
+            ["get_weather", "get_time"]
+        );
+        assert_ne!(calls[0].0, calls[1].0, "generated ids are distinct");
+        let weather: Value = serde_json::from_str(&calls[0].2).unwrap();
+        assert!(weather["city"].is_string() && weather["unit"].is_string());
+        let finish: Vec<&str> = chunks
+            .iter()
+            .filter_map(|c| c["choices"].get(0)?["finish_reason"].as_str())
+            .collect();
+        assert_eq!(
+            finish,
+            ["tool_calls"],
+            "STOP with function calls is tool_calls"
+        );
+        // The tool schema lost what Gemini rejects (the simulator would have answered 400).
+        let sent = &upstream(&gw, provider)[0];
+        assert!(
+            sent["tools"][0]["functionDeclarations"][0]["parameters"]
+                .get("additionalProperties")
+                .is_none()
+        );
+
+        // Results come back in the other order and without function names.
+        let assistant = json!({"role": "assistant", "content": null, "tool_calls": calls.iter().map(|(id, name, args)| json!(
+            {"id": id, "type": "function", "function": {"name": name, "arguments": args}})).collect::<Vec<_>>()});
+        let messages = json!([question, assistant,
+            {"role": "tool", "tool_call_id": calls[1].0, "content": "noon"},
+            {"role": "tool", "tool_call_id": calls[0].0, "content": "{\"sky\": \"sunny\"}"}]);
+        let response = gw
+            .post(
+                "/v1/chat/completions",
+                &json!({"model": model, "messages": messages, "tools": weather_tools()}),
+            )
+            .await;
+        assert_eq!(response.status(), 200, "{model}");
+        let body: Value = response.json().await.unwrap();
+        let content = body["choices"][0]["message"]["content"].as_str().unwrap();
+        assert!(
+            content.contains("get_weather") && content.contains("noon"),
+            "{content}"
+        );
+        let sent = upstream(&gw, provider).pop().unwrap();
+        assert_eq!(
+            sent["contents"][2],
+            json!({"role": "user", "parts": [
+                {"functionResponse": {"name": "get_weather", "response": {"sky": "sunny"}}},
+                {"functionResponse": {"name": "get_time", "response": {"output": "noon"}}}
+            ]}),
+            "{model}: grouped in one turn, in call order, named, without our synthetic ids"
+        );
+    }
+}
+
+#[tokio::test]
+async fn thought_signatures_round_trip_through_an_openai_client() {
+    let gw = start(CONFIG).await;
+    for (model, provider) in BOTH {
+        let question = user("What is the weather in Paris? use get_weather");
+        let tools = weather_tools();
+        let body = json!({"model": model, "messages": [question], "tools": tools, "reasoning_effort": "low"});
+        let response: Value = gw
+            .post("/v1/chat/completions", &body)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let call = response["choices"][0]["message"]["tool_calls"][0].clone();
+        assert!(
+            call["id"].as_str().unwrap().contains("__ts_"),
+            "the signature rides in the id: {call}"
+        );
+        assert!(
+            response["usage"]["completion_tokens_details"]["reasoning_tokens"]
+                .as_u64()
+                .unwrap()
+                > 0
+        );
+        assert_eq!(
+            upstream(&gw, provider)[0]["generationConfig"]["thinkingConfig"],
+            json!({"thinkingBudget": 1024}),
+            "reasoning_effort low → the shared 1024-token budget"
+        );
+
+        let follow_up = |call: &Value| {
+            json!({"model": model, "tools": tools, "reasoning_effort": "low", "messages": [question,
+                {"role": "assistant", "content": null, "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": call["id"], "content": "sunny"}]})
+        };
+        let response = gw.post("/v1/chat/completions", &follow_up(&call)).await;
+        assert_eq!(response.status(), 200, "{model}");
+        let body: Value = response.json().await.unwrap();
+        assert!(
+            body["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap()
+                .contains("sunny")
+        );
+        let sent = upstream(&gw, provider).pop().unwrap();
+        assert!(
+            sent["contents"][1]["parts"][0]["thoughtSignature"].is_string(),
+            "{sent}"
+        );
+
+        // A client that mangles the id loses the signature: Gemini's own 400 reaches it.
+        let mut mangled = call.clone();
+        let id = call["id"].as_str().unwrap();
+        mangled["id"] = json!(id.split("__ts_").next().unwrap());
+        let (status, body) =
+            error_of(gw.post("/v1/chat/completions", &follow_up(&mangled)).await).await;
+        assert_eq!(status, 400);
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("Function call is missing a thought_signature"),
+            "{message}"
+        );
+        assert!(
+            message.contains(provider),
+            "the provider is named: {message}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn image_data_urls_go_inline_and_remote_urls_are_refused() {
+    let gw = start(CONFIG).await;
+    for (model, provider) in BOTH {
+        let image = |url: &str| {
+            json!({"model": model, "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "Describe this picture"},
+                {"type": "image_url", "image_url": {"url": url}}]}]})
+        };
+        let response = gw
+            .post(
+                "/v1/chat/completions",
+                &image("data:image/png;base64,iVBORw0KGgo="),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        let sent = upstream(&gw, provider).pop().unwrap();
+        assert_eq!(
+            sent["contents"][0]["parts"][1],
+            json!({"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}})
+        );
+
+        let before = gw.sim(provider).requests().len();
+        let (status, body) = error_of(
+            gw.post(
+                "/v1/chat/completions",
+                &image("https://example.com/cat.png"),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 400);
+        assert_eq!(
+            body["error"]["param"],
+            "messages[0].content[1].image_url.url"
+        );
+        assert_eq!(
+            gw.sim(provider).requests().len(),
+            before,
+            "refused before any upstream call"
+        );
+    }
+}
+
+#[tokio::test]
+async fn json_schema_output_is_requested_and_honoured() {
+    let gw = start(CONFIG).await;
+    let schema = json!({"type": "object", "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
+        "required": ["city", "population"], "additionalProperties": false});
+    for (model, provider) in BOTH {
+        let body = json!({"model": model, "messages": [user("Describe Paris")],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "city", "schema": schema, "strict": true}}});
+        let response: Value = gw
+            .post("/v1/chat/completions", &body)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let content: Value = serde_json::from_str(
+            response["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(
+            content["city"].is_string() && content["population"].is_i64(),
+            "{content}"
+        );
+        let config = &upstream(&gw, provider)[0]["generationConfig"];
+        assert_eq!(config["responseMimeType"], "application/json");
+        assert_eq!(
+            config["responseJsonSchema"], schema,
+            "the full JSON Schema, unsanitized"
+        );
+    }
+}
+
+fn faulty(dialect: &str, sim: &str) -> String {
+    format!(
+        r#"
+[[providers]]
+name = "flaky"
+kind = "sim"
+dialect = "{dialect}"
+sim = {{ {sim} }}
+
+[[models]]
+name = "m"
+deployments = [{{ provider = "flaky", target = "gemini-2.5-flash" }}]
+"#
+    )
+}
+
+#[tokio::test]
+async fn rate_limit_retry_info_becomes_retry_after() {
+    let gw = start(&faulty(
+        "gemini",
+        "rate_limit_rate = 1.0, retry_after_s = 7",
+    ))
+    .await;
+    let response = gw
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "m", "messages": [user("x")]}),
+        )
+        .await;
+    assert_eq!(response.headers()["retry-after"], "7");
+    let (status, body) = error_of(response).await;
+    assert_eq!(
+        (status, body["error"]["type"].as_str()),
+        (429, Some("rate_limit_error"))
+    );
+    assert_eq!(body["error"]["code"], "RESOURCE_EXHAUSTED");
+
+    // Vertex's shared-capacity 429 says nothing about when: no Retry-After is invented.
+    let gw = start(&faulty(
+        "vertex",
+        "rate_limit_rate = 1.0, retry_after_s = 7",
+    ))
+    .await;
+    let response = gw
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "m", "messages": [user("x")]}),
+        )
+        .await;
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().get("retry-after").is_none());
+}
+
+#[tokio::test]
+async fn broken_streams_end_with_an_openai_error_event() {
+    for dialect in ["gemini", "vertex"] {
+        for fault in ["stream_error_after_chunks = 2", "cut_after_chunks = 2"] {
+            let gw = start(&faulty(dialect, fault)).await;
+            let body = json!({"model": "m", "stream": true, "messages": [user("a long answer about many different things")]});
+            let response = gw.post("/v1/chat/completions", &body).await;
+            assert_eq!(response.status(), 200);
+            let (frames, end) = sse_data(response).await;
+            end.unwrap();
+            assert!(!frames.contains(&"[DONE]".to_owned()), "{dialect} {fault}");
+            let last: Value = serde_json::from_str(frames.last().unwrap()).unwrap();
+            assert!(
+                last["error"]["message"].as_str().unwrap().contains("flaky"),
+                "{last}"
+            );
+            assert!(streamed_text(&chunks(&frames[..frames.len() - 1])).starts_with("You said:"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn upstream_statuses_map_precisely() {
+    // A wrong Gemini key is a 400 API_KEY_INVALID upstream: our misconfiguration, not the client's.
+    let config = r#"
+[[providers]]
+name = "wrongkey"
+kind = "sim"
+dialect = "gemini"
+api_key = "AIza-configured-but-wrong"
+sim = { api_key = "AIza-real" }
+
+[[models]]
+name = "m"
+deployments = [{ provider = "wrongkey", target = "gemini-2.5-flash" }]
+"#;
+    let gw = start(config).await;
+    let (status, body) = error_of(
+        gw.post(
+            "/v1/chat/completions",
+            &json!({"model": "m", "messages": [user("x")]}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 502);
+    assert!(!body.to_string().contains("AIza-configured"), "{body}");
+
+    for (status, expected) in [(503, 503), (500, 500)] {
+        let gw = start(&faulty(
+            "vertex",
+            &format!("error_rate = 1.0, error_status = {status}"),
+        ))
+        .await;
+        let (got, _) = error_of(
+            gw.post(
+                "/v1/chat/completions",
+                &json!({"model": "m", "messages": [user("x")]}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(got, expected);
+    }
+    let gw = start(&faulty("gemini", "malformed_rate = 1.0")).await;
+    let (status, _) = error_of(
+        gw.post(
+            "/v1/chat/completions",
+            &json!({"model": "m", "messages": [user("x")]}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 502);
+}
+
+#[tokio::test]
+async fn embeddings_on_the_gemini_api_and_a_clear_error_on_vertex() {
+    let gw = start(CONFIG).await;
+    let response = gw
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "embed", "input": ["otters swim", "rivers flow"]}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let data = body["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2);
+    assert_eq!(data[0]["embedding"].as_array().unwrap().len(), 8);
+    let request = &gw.sim("sim-gemini").requests()[0];
+    assert_eq!(
+        request.path,
+        "/v1beta/models/text-embedding-004:batchEmbedContents"
+    );
+
+    let (status, body) = error_of(
+        gw.post(
+            "/v1/embeddings",
+            &json!({"model": "embed-vertex", "input": "x"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Vertex"),
+        "{body}"
+    );
+    assert!(gw.sim("sim-vertex").requests().is_empty());
+}
