@@ -12,6 +12,7 @@ pub mod error;
 pub mod framing;
 pub mod images;
 pub mod provider;
+pub mod reasoning_memory;
 pub mod router;
 
 pub use client::{ChatStream, ModelClient};

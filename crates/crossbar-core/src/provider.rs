@@ -21,6 +21,7 @@ use crate::embeddings::{EmbeddingRequest, EmbeddingResponse};
 use crate::error::{Error, ErrorKind, Result};
 use crate::framing;
 use crate::images::ImageFetch;
+use crate::reasoning_memory;
 
 const DEFAULT_CONNECT: Duration = Duration::from_secs(10);
 const DEFAULT_FIRST_BYTE: Duration = Duration::from_secs(120);
@@ -335,12 +336,19 @@ impl Provider {
         })
     }
 
-    /// The request with image URLs replaced by bytes when this provider cannot fetch them.
+    /// The request as this provider can take it: remembered reasoning given back to turns that
+    /// lost it, and image URLs replaced by bytes when the provider cannot fetch them.
     async fn prepared<'a>(&self, request: &'a ChatRequest) -> Result<Cow<'a, ChatRequest>> {
+        let request = match reasoning_memory::restore(request) {
+            Some(restored) => Cow::Owned(restored),
+            None => Cow::Borrowed(request),
+        };
         if self.egress.accepts_image_urls() {
-            Ok(Cow::Borrowed(request))
-        } else {
-            self.image_fetch.inline(request).await
+            return Ok(request);
+        }
+        match self.image_fetch.inline(&request).await? {
+            Cow::Borrowed(_) => Ok(request),
+            Cow::Owned(inlined) => Ok(Cow::Owned(inlined)),
         }
     }
 
@@ -368,6 +376,7 @@ impl Provider {
         if response.model.is_empty() {
             response.model = target.to_owned();
         }
+        reasoning_memory::remember_message(&response.message);
         Ok(response)
     }
 
@@ -429,6 +438,7 @@ impl Provider {
         let mut frames = framing::frames(response, self.egress.framing());
         let stream = async_stream::try_stream! {
             let mut out = Vec::new();
+            let mut reasoning = reasoning_memory::StreamCollector::default();
             loop {
                 let next = match timeout_at(deadline.min(Instant::now() + idle), frames.next()).await {
                     Err(_) => Err(Error::upstream_timeout(format!("Provider `{name}` stalled mid-stream.")))?,
@@ -443,10 +453,12 @@ impl Provider {
                     {
                         model.clone_from(&target);
                     }
+                    reasoning.observe(&item);
                     yield item;
                 }
             }
             decoder.finish().map_err(|e| attributed(&name, e))?;
+            reasoning.finish();
         };
         Ok(Box::pin(stream))
     }

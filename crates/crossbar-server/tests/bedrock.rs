@@ -3,6 +3,11 @@
 //! Every request the gateway sent upstream is also checked against AWS's Smithy model, and
 //! what clients get against OpenAI's OpenAPI spec.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers: an unexpected response fails the test"
+)]
+
 mod common;
 
 use common::{TestGateway, sse_data, start, user, weather_tools};

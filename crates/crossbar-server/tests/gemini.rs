@@ -42,6 +42,10 @@ deployments = [{ provider = "sim-vertex", target = "text-embedding-005" }]
 /// `(logical model, provider)` for both APIs.
 const BOTH: [(&str, &str); 2] = [("gemini", "sim-gemini"), ("vertex", "sim-vertex")];
 
+#[expect(
+    clippy::unwrap_used,
+    reason = "test helper: a malformed answer fails the test"
+)]
 fn chunks(frames: &[String]) -> Vec<Value> {
     frames
         .iter()
@@ -62,6 +66,10 @@ fn streamed_text(chunks: &[Value]) -> String {
 }
 
 /// Tool calls reassembled from stream chunks by index: (id, name, arguments).
+#[expect(
+    clippy::unwrap_used,
+    reason = "test helper: a malformed answer fails the test"
+)]
 fn streamed_calls(chunks: &[Value]) -> Vec<(String, String, String)> {
     let mut calls: Vec<(String, String, String)> = Vec::new();
     for chunk in chunks {
@@ -89,6 +97,10 @@ fn streamed_calls(chunks: &[Value]) -> Vec<(String, String, String)> {
     calls
 }
 
+#[expect(
+    clippy::unwrap_used,
+    reason = "test helper: a malformed answer fails the test"
+)]
 async fn error_of(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
     (status, response.json().await.unwrap())

@@ -2,6 +2,12 @@
 //! answers checked against AWS's Smithy model, binary event-stream frames parsed and
 //! CRC-checked here by a decoder independent of the simulator's encoder, cache points, faults.
 
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers: an unexpected response fails the test"
+)]
+
 mod common;
 
 use common::{eventually, start, user};

@@ -41,6 +41,10 @@ fn tools() -> Value {
     ]}])
 }
 
+#[expect(
+    clippy::unwrap_used,
+    reason = "test helper: an unexpected answer fails the test"
+)]
 async fn post(url: &str, body: &Value) -> reqwest::Response {
     reqwest::Client::new()
         .post(url)
@@ -50,6 +54,11 @@ async fn post(url: &str, body: &Value) -> reqwest::Response {
         .unwrap()
 }
 
+#[expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helper: an unexpected answer fails the test"
+)]
 async fn post_json(url: &str, body: &Value) -> (u16, Value) {
     let response = post(url, body).await;
     let status = response.status().as_u16();
@@ -61,6 +70,11 @@ async fn post_json(url: &str, body: &Value) -> (u16, Value) {
 }
 
 /// The chunks of an `alt=sse` body, checking Gemini's framing: `data:` only, CRLF CRLF.
+#[expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helper: an unexpected answer fails the test"
+)]
 fn sse_chunks(body: &str) -> Vec<Value> {
     assert!(
         body.ends_with("\r\n\r\n"),
@@ -419,6 +433,10 @@ async fn thought_signatures_are_issued_with_thinking_and_required_back() {
     }
 }
 
+#[expect(
+    clippy::unwrap_used,
+    reason = "test helper: an unexpected answer fails the test"
+)]
 async fn send(url: &str, headers: &[(&str, &str)]) -> (u16, Value) {
     let mut request = reqwest::Client::new()
         .post(url)

@@ -436,10 +436,11 @@ fn tool_config(
     })
 }
 
+/// `inferenceConfig`, and the model-specific extras for `additionalModelRequestFields`.
+type Inference = (Option<wire::InferenceConfig>, Option<Map<String, Value>>);
+
 /// `inferenceConfig`, and the model-specific extras that go in `additionalModelRequestFields`.
-fn inference(
-    request: &ChatRequest,
-) -> Result<(Option<wire::InferenceConfig>, Option<Map<String, Value>>)> {
+fn inference(request: &ChatRequest) -> Result<Inference> {
     let mut config = wire::InferenceConfig {
         max_tokens: request.max_tokens,
         temperature: request.sampling.temperature,

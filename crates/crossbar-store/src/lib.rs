@@ -1,0 +1,67 @@
+//! Crossbar's persistence: one usage record per gateway request and the virtual keys, behind
+//! the [`Store`] trait, in SQLite (the embedded default) or PostgreSQL (shared by replicas).
+//!
+//! Requests never wait on the store: records go through a bounded queue ([`UsageWriter`]) and
+//! are written in batches; retention ([`spawn_retention`]) deletes old records in small batches
+//! in the background so the table does not grow without bound. All SQL is parameterized.
+
+mod model;
+mod sql;
+mod writer;
+
+use futures::future::BoxFuture;
+
+pub use model::{AttemptRecord, KeyLimits, KeyRecord, UsageRecord};
+pub use sql::{DEFAULT_URL, SqlStore};
+pub use writer::{UsageWriter, WriterSettings, spawn_retention};
+
+/// A store failure: the driver's message, never a query's parameters.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("store: {0}")]
+    Invalid(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Where usage records and keys live. Object-safe so the gateway holds an `Arc<dyn Store>`.
+pub trait Store: Send + Sync {
+    /// Which engine: `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+
+    /// Writes records in one transaction.
+    fn insert_usage<'a>(&'a self, records: &'a [UsageRecord]) -> BoxFuture<'a, Result<()>>;
+
+    /// Records at or after `since_ms`, oldest first, at most `limit`.
+    fn usage_since(&self, since_ms: i64, limit: u32) -> BoxFuture<'_, Result<Vec<UsageRecord>>>;
+
+    /// What a key has spent since `since_ms`, in picodollars.
+    fn key_spend_since<'a>(&'a self, key_id: &'a str, since_ms: i64)
+    -> BoxFuture<'a, Result<u64>>;
+
+    /// Deletes at most `limit` records older than `before_ms`; returns how many went.
+    fn delete_usage_before(&self, before_ms: i64, limit: u32) -> BoxFuture<'_, Result<u64>>;
+
+    fn create_key<'a>(&'a self, key: &'a KeyRecord) -> BoxFuture<'a, Result<()>>;
+
+    /// Every key, revoked ones included, oldest first.
+    fn list_keys(&self) -> BoxFuture<'_, Result<Vec<KeyRecord>>>;
+
+    /// The key whose secret hashes to `hash`, revoked or not.
+    fn key_by_hash<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Option<KeyRecord>>>;
+
+    /// Marks a key revoked (by id or name); false when no live key matched.
+    fn revoke_key<'a>(&'a self, id_or_name: &'a str, at_ms: i64) -> BoxFuture<'a, Result<bool>>;
+
+    /// Whether any live key exists (the gateway is closed to anonymous callers when one does).
+    fn has_live_keys(&self) -> BoxFuture<'_, Result<bool>>;
+}
+
+/// Milliseconds since the Unix epoch, the store's time unit.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,414 @@
+//! SQLite and PostgreSQL through sqlx's `Any` driver: one set of parameterized queries, with
+//! the few DDL differences (auto-increment ids) kept in the migrations table below.
+
+use futures::future::BoxFuture;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+use crate::model::{AttemptRecord, KeyLimits, KeyRecord, UsageRecord};
+use crate::{Result, Store, StoreError, now_ms};
+
+/// Without `store.url`: a SQLite file in the working directory, created when missing.
+pub const DEFAULT_URL: &str = "sqlite://crossbar.db?mode=rwc";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// One migration: its version and its DDL for each engine. Applied in order, once each.
+struct Migration {
+    version: i64,
+    sqlite: &'static [&'static str],
+    postgres: &'static [&'static str],
+}
+
+/// The usage table's columns after its id, shared by both engines' DDL.
+macro_rules! usage_columns {
+    () => {
+        "request_id TEXT NOT NULL, time_ms BIGINT NOT NULL, key_id TEXT, \
+         api TEXT NOT NULL, model TEXT NOT NULL, route TEXT, deployment TEXT, provider TEXT, \
+         cloud TEXT, region TEXT, stream BIGINT NOT NULL, status BIGINT NOT NULL, error TEXT, \
+         input_tokens BIGINT NOT NULL, cached_input_tokens BIGINT NOT NULL, \
+         cache_write_tokens BIGINT NOT NULL, output_tokens BIGINT NOT NULL, \
+         reasoning_tokens BIGINT NOT NULL, cost_pusd BIGINT NOT NULL, latency_ms BIGINT NOT NULL, \
+         ttft_ms BIGINT, overhead_ms BIGINT NOT NULL, attempts TEXT NOT NULL"
+    };
+}
+
+const KEY_TABLE: &str = "CREATE TABLE crossbar_keys (id TEXT PRIMARY KEY, name TEXT, \
+     hash TEXT NOT NULL UNIQUE, prefix TEXT NOT NULL, created_ms BIGINT NOT NULL, \
+     revoked_ms BIGINT, models TEXT NOT NULL, routes TEXT NOT NULL, rpm BIGINT, tpm BIGINT, \
+     budget_day_pusd BIGINT, budget_month_pusd BIGINT, budget_total_pusd BIGINT)";
+const USAGE_TIME_INDEX: &str = "CREATE INDEX crossbar_usage_time ON crossbar_usage (time_ms)";
+const USAGE_KEY_INDEX: &str =
+    "CREATE INDEX crossbar_usage_key_time ON crossbar_usage (key_id, time_ms)";
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    sqlite: &[
+        concat!(
+            "CREATE TABLE crossbar_usage (id INTEGER PRIMARY KEY AUTOINCREMENT, ",
+            usage_columns!(),
+            ")"
+        ),
+        KEY_TABLE,
+        USAGE_TIME_INDEX,
+        USAGE_KEY_INDEX,
+    ],
+    postgres: &[
+        concat!(
+            "CREATE TABLE crossbar_usage (id BIGSERIAL PRIMARY KEY, ",
+            usage_columns!(),
+            ")"
+        ),
+        KEY_TABLE,
+        USAGE_TIME_INDEX,
+        USAGE_KEY_INDEX,
+    ],
+}];
+
+/// A SQLite or PostgreSQL store.
+#[derive(Clone, Debug)]
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl SqlStore {
+    /// Opens (creating a SQLite file when needed) and migrates. `postgres://` and
+    /// `postgresql://` URLs go to PostgreSQL; `sqlite:` URLs and bare paths to SQLite.
+    pub async fn open(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if url.starts_with("postgres://") || url.starts_with("postgresql://")
+        {
+            (Backend::Postgres, url.to_owned())
+        } else if url.starts_with("sqlite:") {
+            (Backend::Sqlite, url.to_owned())
+        } else {
+            (Backend::Sqlite, format!("sqlite://{url}?mode=rwc"))
+        };
+        let options = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // Writers wait for each other instead of failing with SQLITE_BUSY.
+                        sqlx::query("PRAGMA busy_timeout = 5000")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA synchronous = NORMAL")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            });
+        let pool = options.connect(&url).await?;
+        if backend == Backend::Sqlite {
+            // WAL lets the reports read while the gateway writes; the mode persists in the file.
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await?;
+        }
+        let store = Self { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS crossbar_migrations \
+             (version BIGINT PRIMARY KEY, applied_ms BIGINT NOT NULL)",
+        )
+        .execute(&self.pool)
+        .await?;
+        for migration in MIGRATIONS {
+            let done: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM crossbar_migrations WHERE version = $1")
+                    .bind(migration.version)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            if done.is_some() {
+                continue;
+            }
+            let mut tx = self.pool.begin().await?;
+            let statements = match self.backend {
+                Backend::Sqlite => migration.sqlite,
+                Backend::Postgres => migration.postgres,
+            };
+            for statement in statements {
+                sqlx::query(statement).execute(&mut *tx).await?;
+            }
+            sqlx::query("INSERT INTO crossbar_migrations (version, applied_ms) VALUES ($1, $2)")
+                .bind(migration.version)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            tracing::info!(
+                version = migration.version,
+                backend = self.backend(),
+                "store migrated"
+            );
+        }
+        Ok(())
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Integers are stored as signed 64-bit; anything past `i64::MAX` saturates.
+fn int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn uint(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+fn json_list(values: &[String]) -> Result<String> {
+    serde_json::to_string(values).map_err(|e| StoreError::Invalid(e.to_string()))
+}
+
+const USAGE_SELECT: &str = "SELECT request_id, time_ms, key_id, api, model, route, deployment, \
+     provider, cloud, region, stream, status, error, input_tokens, cached_input_tokens, \
+     cache_write_tokens, output_tokens, reasoning_tokens, cost_pusd, latency_ms, ttft_ms, \
+     overhead_ms, attempts FROM crossbar_usage";
+
+fn usage_from_row(row: &AnyRow) -> Result<UsageRecord> {
+    let attempts: String = row.try_get("attempts")?;
+    let get = |name: &str| -> Result<u64> { Ok(uint(row.try_get::<i64, _>(name)?)) };
+    Ok(UsageRecord {
+        request_id: row.try_get("request_id")?,
+        time_ms: row.try_get("time_ms")?,
+        key_id: row.try_get("key_id")?,
+        api: row.try_get("api")?,
+        model: row.try_get("model")?,
+        route: row.try_get("route")?,
+        deployment: row.try_get("deployment")?,
+        provider: row.try_get("provider")?,
+        cloud: row.try_get("cloud")?,
+        region: row.try_get("region")?,
+        stream: row.try_get::<i64, _>("stream")? != 0,
+        status: u16::try_from(row.try_get::<i64, _>("status")?).unwrap_or(0),
+        error: row.try_get("error")?,
+        input_tokens: get("input_tokens")?,
+        cached_input_tokens: get("cached_input_tokens")?,
+        cache_write_tokens: get("cache_write_tokens")?,
+        output_tokens: get("output_tokens")?,
+        reasoning_tokens: get("reasoning_tokens")?,
+        cost_pusd: get("cost_pusd")?,
+        latency_ms: get("latency_ms")?,
+        ttft_ms: row.try_get::<Option<i64>, _>("ttft_ms")?.map(uint),
+        overhead_ms: get("overhead_ms")?,
+        attempts: serde_json::from_str::<Vec<AttemptRecord>>(&attempts)
+            .map_err(|e| StoreError::Invalid(format!("attempts column: {e}")))?,
+    })
+}
+
+const KEY_SELECT: &str = "SELECT id, name, hash, prefix, created_ms, revoked_ms, models, routes, \
+     rpm, tpm, budget_day_pusd, budget_month_pusd, budget_total_pusd FROM crossbar_keys";
+
+fn key_from_row(row: &AnyRow) -> Result<KeyRecord> {
+    let list = |name: &str| -> Result<Vec<String>> {
+        let text: String = row.try_get(name)?;
+        serde_json::from_str(&text).map_err(|e| StoreError::Invalid(format!("{name} column: {e}")))
+    };
+    let opt = |name: &str| -> Result<Option<u64>> {
+        Ok(row.try_get::<Option<i64>, _>(name)?.map(uint))
+    };
+    Ok(KeyRecord {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        hash: row.try_get("hash")?,
+        prefix: row.try_get("prefix")?,
+        created_ms: row.try_get("created_ms")?,
+        revoked_ms: row.try_get("revoked_ms")?,
+        models: list("models")?,
+        routes: list("routes")?,
+        limits: KeyLimits {
+            rpm: opt("rpm")?,
+            tpm: opt("tpm")?,
+            budget_day_pusd: opt("budget_day_pusd")?,
+            budget_month_pusd: opt("budget_month_pusd")?,
+            budget_total_pusd: opt("budget_total_pusd")?,
+        },
+    })
+}
+
+impl Store for SqlStore {
+    fn backend(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+
+    fn insert_usage<'a>(&'a self, records: &'a [UsageRecord]) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            for r in records {
+                let attempts = serde_json::to_string(&r.attempts)
+                    .map_err(|e| StoreError::Invalid(e.to_string()))?;
+                sqlx::query(
+                    "INSERT INTO crossbar_usage (request_id, time_ms, key_id, api, model, route, \
+                     deployment, provider, cloud, region, stream, status, error, input_tokens, \
+                     cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens, \
+                     cost_pusd, latency_ms, ttft_ms, overhead_ms, attempts) VALUES ($1, $2, $3, \
+                     $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+                     $20, $21, $22, $23)",
+                )
+                .bind(&r.request_id)
+                .bind(r.time_ms)
+                .bind(r.key_id.as_deref())
+                .bind(&r.api)
+                .bind(&r.model)
+                .bind(r.route.as_deref())
+                .bind(r.deployment.as_deref())
+                .bind(r.provider.as_deref())
+                .bind(r.cloud.as_deref())
+                .bind(r.region.as_deref())
+                .bind(i64::from(r.stream))
+                .bind(i64::from(r.status))
+                .bind(r.error.as_deref())
+                .bind(int(r.input_tokens))
+                .bind(int(r.cached_input_tokens))
+                .bind(int(r.cache_write_tokens))
+                .bind(int(r.output_tokens))
+                .bind(int(r.reasoning_tokens))
+                .bind(int(r.cost_pusd))
+                .bind(int(r.latency_ms))
+                .bind(r.ttft_ms.map(int))
+                .bind(int(r.overhead_ms))
+                .bind(attempts)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn usage_since(&self, since_ms: i64, limit: u32) -> BoxFuture<'_, Result<Vec<UsageRecord>>> {
+        Box::pin(async move {
+            let rows = sqlx::query(&format!(
+                "{USAGE_SELECT} WHERE time_ms >= $1 ORDER BY time_ms, id LIMIT $2"
+            ))
+            .bind(since_ms)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(usage_from_row).collect()
+        })
+    }
+
+    fn key_spend_since<'a>(
+        &'a self,
+        key_id: &'a str,
+        since_ms: i64,
+    ) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(async move {
+            // SUM over BIGINT is NUMERIC in PostgreSQL: cast back so both engines return i64.
+            let spent: i64 = sqlx::query_scalar(
+                "SELECT CAST(COALESCE(SUM(cost_pusd), 0) AS BIGINT) FROM crossbar_usage \
+                 WHERE key_id = $1 AND time_ms >= $2",
+            )
+            .bind(key_id)
+            .bind(since_ms)
+            .fetch_one(&self.pool)
+            .await?;
+            Ok(uint(spent))
+        })
+    }
+
+    fn delete_usage_before(&self, before_ms: i64, limit: u32) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(async move {
+            // A bounded batch by primary key keeps each delete (and its lock) short.
+            let done = sqlx::query(
+                "DELETE FROM crossbar_usage WHERE id IN \
+                 (SELECT id FROM crossbar_usage WHERE time_ms < $1 ORDER BY id LIMIT $2)",
+            )
+            .bind(before_ms)
+            .bind(i64::from(limit))
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected())
+        })
+    }
+
+    fn create_key<'a>(&'a self, key: &'a KeyRecord) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO crossbar_keys (id, name, hash, prefix, created_ms, revoked_ms, \
+                 models, routes, rpm, tpm, budget_day_pusd, budget_month_pusd, \
+                 budget_total_pusd) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            )
+            .bind(&key.id)
+            .bind(key.name.as_deref())
+            .bind(&key.hash)
+            .bind(&key.prefix)
+            .bind(key.created_ms)
+            .bind(key.revoked_ms)
+            .bind(json_list(&key.models)?)
+            .bind(json_list(&key.routes)?)
+            .bind(key.limits.rpm.map(int))
+            .bind(key.limits.tpm.map(int))
+            .bind(key.limits.budget_day_pusd.map(int))
+            .bind(key.limits.budget_month_pusd.map(int))
+            .bind(key.limits.budget_total_pusd.map(int))
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn list_keys(&self) -> BoxFuture<'_, Result<Vec<KeyRecord>>> {
+        Box::pin(async move {
+            let rows = sqlx::query(&format!("{KEY_SELECT} ORDER BY created_ms, id"))
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter().map(key_from_row).collect()
+        })
+    }
+
+    fn key_by_hash<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Option<KeyRecord>>> {
+        Box::pin(async move {
+            let row = sqlx::query(&format!("{KEY_SELECT} WHERE hash = $1"))
+                .bind(hash)
+                .fetch_optional(&self.pool)
+                .await?;
+            row.as_ref().map(key_from_row).transpose()
+        })
+    }
+
+    fn revoke_key<'a>(&'a self, id_or_name: &'a str, at_ms: i64) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let done = sqlx::query(
+                "UPDATE crossbar_keys SET revoked_ms = $1 \
+                 WHERE (id = $2 OR name = $3) AND revoked_ms IS NULL",
+            )
+            .bind(at_ms)
+            .bind(id_or_name)
+            .bind(id_or_name)
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected() > 0)
+        })
+    }
+
+    fn has_live_keys(&self) -> BoxFuture<'_, Result<bool>> {
+        Box::pin(async move {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM crossbar_keys WHERE revoked_ms IS NULL",
+            )
+            .fetch_one(&self.pool)
+            .await?;
+            Ok(n > 0)
+        })
+    }
+}
