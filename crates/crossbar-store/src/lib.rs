@@ -38,8 +38,7 @@ pub trait Store: Send + Sync {
     fn usage_since(&self, since_ms: i64, limit: u32) -> BoxFuture<'_, Result<Vec<UsageRecord>>>;
 
     /// What a key has spent since `since_ms`, in picodollars.
-    fn key_spend_since<'a>(&'a self, key_id: &'a str, since_ms: i64)
-    -> BoxFuture<'a, Result<u64>>;
+    fn key_spend_since<'a>(&'a self, key_id: &'a str, since_ms: i64) -> BoxFuture<'a, Result<u64>>;
 
     /// Deletes at most `limit` records older than `before_ms`; returns how many went.
     fn delete_usage_before(&self, before_ms: i64, limit: u32) -> BoxFuture<'_, Result<u64>>;

@@ -81,8 +81,7 @@ impl SqlStore {
     /// `postgresql://` URLs go to PostgreSQL; `sqlite:` URLs and bare paths to SQLite.
     pub async fn open(url: &str) -> Result<Self> {
         sqlx::any::install_default_drivers();
-        let (backend, url) = if url.starts_with("postgres://") || url.starts_with("postgresql://")
-        {
+        let (backend, url) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Backend::Postgres, url.to_owned())
         } else if url.starts_with("sqlite:") {
             (Backend::Sqlite, url.to_owned())
@@ -219,9 +218,8 @@ fn key_from_row(row: &AnyRow) -> Result<KeyRecord> {
         let text: String = row.try_get(name)?;
         serde_json::from_str(&text).map_err(|e| StoreError::Invalid(format!("{name} column: {e}")))
     };
-    let opt = |name: &str| -> Result<Option<u64>> {
-        Ok(row.try_get::<Option<i64>, _>(name)?.map(uint))
-    };
+    let opt =
+        |name: &str| -> Result<Option<u64>> { Ok(row.try_get::<Option<i64>, _>(name)?.map(uint)) };
     Ok(KeyRecord {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
@@ -307,11 +305,7 @@ impl Store for SqlStore {
         })
     }
 
-    fn key_spend_since<'a>(
-        &'a self,
-        key_id: &'a str,
-        since_ms: i64,
-    ) -> BoxFuture<'a, Result<u64>> {
+    fn key_spend_since<'a>(&'a self, key_id: &'a str, since_ms: i64) -> BoxFuture<'a, Result<u64>> {
         Box::pin(async move {
             // SUM over BIGINT is NUMERIC in PostgreSQL: cast back so both engines return i64.
             let spent: i64 = sqlx::query_scalar(
@@ -403,11 +397,10 @@ impl Store for SqlStore {
 
     fn has_live_keys(&self) -> BoxFuture<'_, Result<bool>> {
         Box::pin(async move {
-            let n: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM crossbar_keys WHERE revoked_ms IS NULL",
-            )
-            .fetch_one(&self.pool)
-            .await?;
+            let n: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM crossbar_keys WHERE revoked_ms IS NULL")
+                    .fetch_one(&self.pool)
+                    .await?;
             Ok(n > 0)
         })
     }

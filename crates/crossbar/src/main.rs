@@ -83,7 +83,7 @@ fn main() -> anyhow::Result<()> {
                 listen,
                 config,
             } => run_sim(dialect, &listen, config).await,
-            Command::Simulate { scenario, json } => simulate::command(&scenario, json),
+            Command::Simulate { .. } => anyhow::bail!("simulate runs on its own virtual clock"),
         }
     })
 }

@@ -468,7 +468,6 @@ struct Outcome {
     ok: bool,
     latency_ms: f64,
     ttft_ms: f64,
-    calls: usize,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -487,44 +486,40 @@ async fn one_request(router: Arc<Router>, index: usize, arrival: Arrival) -> Out
     request.user = Some(format!("{index}:{}", arrival.prompt_tokens));
     let started = Instant::now();
     let millis = |since: Instant| since.elapsed().as_secs_f64() * 1000.0;
-    let failed = |calls| Outcome {
+    let failed = Outcome {
         ok: false,
         latency_ms: 0.0,
         ttft_ms: 0.0,
-        calls,
     };
     if !arrival.stream {
         return match router.chat(&request).await {
-            Ok(routed) => {
+            Ok(_) => {
                 let latency = millis(started);
                 Outcome {
                     ok: true,
                     latency_ms: latency,
                     ttft_ms: latency,
-                    calls: routed.attempts.len(),
                 }
             }
-            Err(_) => failed(0),
+            Err(_) => failed,
         };
     }
     let Ok(routed) = router.chat_stream(&request).await else {
-        return failed(0);
+        return failed;
     };
-    let calls = routed.attempts.len();
     let mut events = routed.value;
     let mut ttft = None;
     while let Some(event) = events.next().await {
         match event {
             Ok(event) if event.is_content() && ttft.is_none() => ttft = Some(millis(started)),
             Ok(_) => {}
-            Err(_) => return failed(calls),
+            Err(_) => return failed,
         }
     }
     Outcome {
         ok: true,
         latency_ms: millis(started),
         ttft_ms: ttft.unwrap_or_else(|| millis(started)),
-        calls,
     }
 }
 

@@ -436,7 +436,7 @@ fn tool_config(
     })
 }
 
-/// `inferenceConfig`, and the model-specific extras for `additionalModelRequestFields`.
+/// What [`inference`] builds.
 type Inference = (Option<wire::InferenceConfig>, Option<Map<String, Value>>);
 
 /// `inferenceConfig`, and the model-specific extras that go in `additionalModelRequestFields`.
