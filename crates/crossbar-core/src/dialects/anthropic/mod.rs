@@ -69,10 +69,13 @@ pub(crate) fn provider_parts(
         let egress = AnthropicEgress {
             vertex: Some((project, location)),
         };
+        let mut parts = Parts::new(egress, endpoint, Some("authorization"));
+        // A configured `api_key` is sent as a static bearer token; otherwise Google credentials.
         if config.api_key.is_none() {
-            return Err("Vertex-hosted Claude needs `api_key` (an OAuth access token) until Google credentials are wired in".to_owned());
+            let authorizer = crate::auth::google::GoogleAuthorizer::new(config.google_credentials.as_deref())?;
+            parts.authorizer = Some(std::sync::Arc::new(authorizer));
         }
-        return Ok(Parts::new(egress, endpoint, Some("authorization")));
+        return Ok(parts);
     }
     let endpoint = endpoint.unwrap_or_else(|| "https://api.anthropic.com".to_owned());
     let mut parts = Parts::new(
