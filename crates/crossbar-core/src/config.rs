@@ -34,6 +34,12 @@ pub struct Config {
     pub models: Vec<ModelConfig>,
     #[serde(default)]
     pub routes: BTreeMap<String, Spanned<RouteConfig>>,
+    /// Where usage records and virtual keys live.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// The admin HTTP API (`/admin/...`), closed unless a token is set.
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// Where this configuration came from, for messages.
     #[serde(skip)]
     pub origin: String,
@@ -70,6 +76,56 @@ impl ServerConfig {
     pub fn shutdown_grace_s(&self) -> u64 {
         self.shutdown_grace_s.unwrap_or(DEFAULT_SHUTDOWN_GRACE_S)
     }
+}
+
+/// Without `store.url`: a SQLite file in the working directory.
+pub const DEFAULT_STORE_URL: &str = "sqlite://crossbar.db?mode=rwc";
+
+/// `[store]`: the usage ledger and the virtual keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `postgres://...`, `sqlite://FILE` or a bare file path. May hold a password, so secret.
+    pub url: Option<Spanned<Secret>>,
+    /// `false` keeps no records (and allows no virtual keys).
+    pub enabled: Option<bool>,
+    /// Records older than this many days are deleted in the background; 0 keeps them forever.
+    pub retention_days: Option<Spanned<u64>>,
+    /// Records waiting to be written beyond this many are dropped (counted and logged).
+    pub queue_capacity: Option<Spanned<usize>>,
+    /// Records written per transaction at most.
+    pub batch_size: Option<Spanned<usize>>,
+}
+
+impl StoreConfig {
+    pub fn enabled(&self) -> bool {
+        self.enabled.unwrap_or(true)
+    }
+
+    pub fn url(&self) -> &str {
+        self.url
+            .as_ref()
+            .map_or(DEFAULT_STORE_URL, |u| u.get_ref().0.as_str())
+    }
+
+    pub fn retention_days(&self) -> u64 {
+        self.retention_days.as_ref().map_or(90, |d| *d.get_ref())
+    }
+
+    pub fn queue_capacity(&self) -> usize {
+        self.queue_capacity.as_ref().map_or(10_000, |c| *c.get_ref())
+    }
+
+    pub fn batch_size(&self) -> usize {
+        self.batch_size.as_ref().map_or(256, |b| *b.get_ref())
+    }
+}
+
+/// `[admin]`: the token that guards `/admin/...` (`Authorization: Bearer <token>`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub token: Option<Spanned<Secret>>,
 }
 
 /// A string that is never printed: `Debug` shows `[redacted]`.
@@ -464,6 +520,43 @@ impl Config {
 }
 
 impl Config {
+    fn validate_store(&self) -> Result<(), ConfigError> {
+        let store = &self.store;
+        if let Some(url) = &store.url {
+            let text = url.get_ref().0.as_str();
+            if text.is_empty() {
+                return Err(self.error_at(url, "store.url", "must not be empty"));
+            }
+            if text.contains("://")
+                && !["sqlite://", "postgres://", "postgresql://"]
+                    .iter()
+                    .any(|scheme| text.starts_with(scheme))
+            {
+                return Err(self.error_at(
+                    url,
+                    "store.url",
+                    "must be sqlite://FILE, postgres://... or a file path",
+                ));
+            }
+        }
+        for (value, key) in [
+            (&store.queue_capacity, "store.queue_capacity"),
+            (&store.batch_size, "store.batch_size"),
+        ] {
+            if let Some(v) = value
+                && *v.get_ref() == 0
+            {
+                return Err(self.error_at(v, key, "must be at least 1"));
+            }
+        }
+        if let Some(token) = &self.admin.token
+            && token.get_ref().0.len() < 16
+        {
+            return Err(self.error_at(token, "admin.token", "must be at least 16 characters"));
+        }
+        Ok(())
+    }
+
     /// Parses, expands `${ENV}` and validates a configuration.
     pub fn from_toml(source: &str, origin: &str) -> Result<Self, ConfigError> {
         let mut config: Config =
@@ -597,6 +690,14 @@ impl Config {
                 format!("server.api_keys[{i}]"),
             );
         }
+        if let Some(url) = &mut self.store.url {
+            let offset = url.span().start;
+            expand(&mut url.get_mut().0, offset, "store.url".to_owned());
+        }
+        if let Some(token) = &mut self.admin.token {
+            let offset = token.span().start;
+            expand(&mut token.get_mut().0, offset, "admin.token".to_owned());
+        }
         match failures.into_iter().next() {
             None => Ok(()),
             Some((offset, key, message)) => Err(ConfigError(format!(
@@ -608,6 +709,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_store()?;
         let mut provider_names = HashSet::new();
         for (i, provider) in self.providers.iter().enumerate() {
             let at = |key: &str| format!("providers[{i}].{key}");
@@ -912,5 +1014,29 @@ mod tests {
             "[[providers]]\nname = \"a\"\nkind = \"openai\"\napi_key = \"sk-very-secret\"\n";
         let config = Config::from_toml(source, "s.toml").unwrap();
         assert!(!format!("{config:?}").contains("sk-very-secret"));
+    }
+
+    #[test]
+    fn store_and_admin_sections_are_validated_with_locations() {
+        let config = Config::from_toml("", "c.toml").unwrap();
+        assert!(config.store.enabled());
+        assert_eq!(config.store.url(), DEFAULT_STORE_URL);
+        assert_eq!(config.store.retention_days(), 90);
+        let source = "[store]\nurl = \"postgres://u@h/db\"\nretention_days = 7\n[admin]\ntoken = \"0123456789abcdef\"\n";
+        let config = Config::from_toml(source, "c.toml").unwrap();
+        assert_eq!(config.store.url(), "postgres://u@h/db");
+        assert_eq!(config.store.retention_days(), 7);
+        let err = Config::from_toml("[store]\nurl = \"mysql://h\"\n", "c.toml")
+            .unwrap_err()
+            .0;
+        assert!(err.starts_with("c.toml:2: store.url: "), "{err}");
+        let err = Config::from_toml("[store]\n\nqueue_capacity = 0\n", "c.toml")
+            .unwrap_err()
+            .0;
+        assert_eq!(err, "c.toml:3: store.queue_capacity: must be at least 1");
+        let err = Config::from_toml("[admin]\ntoken = \"short\"\n", "c.toml")
+            .unwrap_err()
+            .0;
+        assert_eq!(err, "c.toml:2: admin.token: must be at least 16 characters");
     }
 }

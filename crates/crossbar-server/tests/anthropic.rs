@@ -21,6 +21,7 @@ name = "claude"
 deployments = [{ provider = "anthropic", target = "claude-sonnet-4-20250514" }]
 "#;
 
+#[expect(clippy::unwrap_used, reason = "test helper")]
 async fn messages(gw: &common::TestGateway, key: Option<&str>, body: &Value) -> (u16, Value) {
     let mut request = gw.client().post(format!("{}/v1/messages", gw.url)).header("anthropic-version", "2023-06-01").json(body);
     if let Some(key) = key {

@@ -341,8 +341,10 @@ async fn thought_signatures_round_trip_through_an_openai_client() {
     }
 }
 
+/// Remote image URLs are the gateway's to fetch (see `images.rs`); a URL that still reaches this
+/// dialect is a 400 (unit-tested in crossbar-core).
 #[tokio::test]
-async fn image_data_urls_go_inline_and_remote_urls_are_refused() {
+async fn image_data_urls_go_inline() {
     let gw = start(CONFIG).await;
     for (model, provider) in BOTH {
         let image = |url: &str| {
@@ -361,26 +363,6 @@ async fn image_data_urls_go_inline_and_remote_urls_are_refused() {
         assert_eq!(
             sent["contents"][0]["parts"][1],
             json!({"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}})
-        );
-
-        let before = gw.sim(provider).requests().len();
-        let (status, body) = error_of(
-            gw.post(
-                "/v1/chat/completions",
-                &image("https://example.com/cat.png"),
-            )
-            .await,
-        )
-        .await;
-        assert_eq!(status, 400);
-        assert_eq!(
-            body["error"]["param"],
-            "messages[0].content[1].image_url.url"
-        );
-        assert_eq!(
-            gw.sim(provider).requests().len(),
-            before,
-            "refused before any upstream call"
         );
     }
 }

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
 
 /// Serves a PNG, a text file and a large image on loopback.
+#[expect(clippy::unwrap_used, reason = "test helper")]
 async fn image_server() -> String {
     let png = base64::engine::general_purpose::STANDARD.decode(PNG).unwrap();
     let big = vec![0u8; 64 * 1024];

@@ -17,7 +17,8 @@ enum Backend {
     Postgres,
 }
 
-/// One migration: its version and its DDL for each engine. Applied in order, once each.
+/// One migration: its version and its DDL for each engine. Applied in order, once each; the
+/// DDL is idempotent so replicas (or test processes) starting together do not trip on each other.
 struct Migration {
     version: i64,
     sqlite: &'static [&'static str],
@@ -37,19 +38,19 @@ macro_rules! usage_columns {
     };
 }
 
-const KEY_TABLE: &str = "CREATE TABLE crossbar_keys (id TEXT PRIMARY KEY, name TEXT, \
+const KEY_TABLE: &str = "CREATE TABLE IF NOT EXISTS crossbar_keys (id TEXT PRIMARY KEY, name TEXT, \
      hash TEXT NOT NULL UNIQUE, prefix TEXT NOT NULL, created_ms BIGINT NOT NULL, \
      revoked_ms BIGINT, models TEXT NOT NULL, routes TEXT NOT NULL, rpm BIGINT, tpm BIGINT, \
      budget_day_pusd BIGINT, budget_month_pusd BIGINT, budget_total_pusd BIGINT)";
-const USAGE_TIME_INDEX: &str = "CREATE INDEX crossbar_usage_time ON crossbar_usage (time_ms)";
+const USAGE_TIME_INDEX: &str = "CREATE INDEX IF NOT EXISTS crossbar_usage_time ON crossbar_usage (time_ms)";
 const USAGE_KEY_INDEX: &str =
-    "CREATE INDEX crossbar_usage_key_time ON crossbar_usage (key_id, time_ms)";
+    "CREATE INDEX IF NOT EXISTS crossbar_usage_key_time ON crossbar_usage (key_id, time_ms)";
 
 const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
     sqlite: &[
         concat!(
-            "CREATE TABLE crossbar_usage (id INTEGER PRIMARY KEY AUTOINCREMENT, ",
+            "CREATE TABLE IF NOT EXISTS crossbar_usage (id INTEGER PRIMARY KEY AUTOINCREMENT, ",
             usage_columns!(),
             ")"
         ),
@@ -59,7 +60,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
     ],
     postgres: &[
         concat!(
-            "CREATE TABLE crossbar_usage (id BIGSERIAL PRIMARY KEY, ",
+            "CREATE TABLE IF NOT EXISTS crossbar_usage (id BIGSERIAL PRIMARY KEY, ",
             usage_columns!(),
             ")"
         ),
@@ -140,7 +141,8 @@ impl SqlStore {
             for statement in statements {
                 sqlx::query(statement).execute(&mut *tx).await?;
             }
-            sqlx::query("INSERT INTO crossbar_migrations (version, applied_ms) VALUES ($1, $2)")
+            sqlx::query("INSERT INTO crossbar_migrations (version, applied_ms) VALUES ($1, $2) \
+                 ON CONFLICT (version) DO NOTHING")
                 .bind(migration.version)
                 .bind(now_ms())
                 .execute(&mut *tx)

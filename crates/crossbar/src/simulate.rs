@@ -479,7 +479,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 async fn one_request(router: Arc<Router>, index: usize, arrival: Arrival) -> Outcome {
-    let text = "lorem ".repeat(usize::try_from(arrival.prompt_tokens).unwrap_or(0));
+    let text = "lorem ".repeat(usize::try_from(arrival.prompt_tokens).unwrap_or(0) / 100);
     let mut request = ChatRequest::new("m", vec![Message::text(Role::User, text)]);
     request.max_tokens = u32::try_from(arrival.output_tokens).ok();
     request.stream = arrival.stream;

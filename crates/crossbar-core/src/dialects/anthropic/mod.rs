@@ -572,7 +572,7 @@ pub fn encode_request(request: &ChatRequest) -> Result<wire::MessagesRequest> {
         let budget_tokens = budget.max(1024);
         // The budget must be below max_tokens: the answer needs room after the thinking.
         if max_tokens <= budget_tokens {
-            max_tokens = budget_tokens + max_tokens;
+            max_tokens += budget_tokens;
         }
         wire::Thinking::Enabled { budget_tokens }
     });

@@ -18,6 +18,8 @@
 //!   `properties: should be non-empty for OBJECT type`), which is how a no-argument function is
 //!   declared.
 
+use std::cell::Cell;
+
 use serde_json::{Map, Value, json};
 
 /// Keys Gemini's `Schema` accepts; we copy these (after conversion) and drop the rest.
@@ -41,10 +43,20 @@ const KEPT: &[&str] = &[
 
 /// How many `$ref`s deep we inline before cutting a recursive schema off.
 const MAX_REF_DEPTH: usize = 8;
+/// Inlining copies definitions, so a schema whose definitions reference each other several
+/// times grows exponentially with depth; past this many inlined bytes (or inlinings), further
+/// references become a plain object. Client input must not be able to tie the gateway up.
+const MAX_INLINED_BYTES: usize = 1 << 20;
+const MAX_INLININGS: usize = 256;
 
 /// The `parameters` for a tool's JSON Schema; `None` when the function takes no arguments.
 pub(super) fn function_parameters(schema: &Value) -> Option<Value> {
-    let converted = Converter { root: schema }.convert(schema, 0);
+    let converter = Converter {
+        root: schema,
+        inlined_bytes: Cell::new(0),
+        inlinings: Cell::new(0),
+    };
+    let converted = converter.convert(schema, 0);
     let has_properties = converted
         .get("properties")
         .and_then(Value::as_object)
@@ -61,47 +73,57 @@ pub(super) fn function_parameters(schema: &Value) -> Option<Value> {
 
 struct Converter<'a> {
     root: &'a Value,
+    inlined_bytes: Cell<usize>,
+    inlinings: Cell<usize>,
 }
 
 impl Converter<'_> {
-    fn resolve(&self, reference: &str) -> Option<&Value> {
+    fn resolve(&self, reference: &str) -> Option<&Map<String, Value>> {
         if reference == "#" {
-            return Some(self.root);
+            return self.root.as_object();
         }
         let pointer = reference.strip_prefix('#')?;
-        self.root.pointer(pointer)
+        self.root.pointer(pointer)?.as_object()
     }
 
+    /// Inlines `$ref` (within the budget), merges `allOf`, converts the rest.
     fn convert(&self, schema: &Value, refs: usize) -> Value {
         let Value::Object(source) = schema else {
             // `true` / `false` schemas: nothing Gemini can express.
             return Value::Object(Map::new());
         };
-        let mut merged = source.clone();
         if let Some(reference) = source.get("$ref").and_then(Value::as_str) {
-            if refs >= MAX_REF_DEPTH {
+            let Some(target) = self.resolve(reference) else {
+                let mut rest = source.clone();
+                rest.remove("$ref");
+                return self.convert(&Value::Object(rest), refs);
+            };
+            let size = serde_json::to_string(target).map_or(usize::MAX, |t| t.len());
+            let bytes = self.inlined_bytes.get().saturating_add(size);
+            let count = self.inlinings.get() + 1;
+            if refs >= MAX_REF_DEPTH || bytes > MAX_INLINED_BYTES || count > MAX_INLININGS {
                 return json!({"type": "object"});
             }
-            if let Some(Value::Object(target)) = self.resolve(reference) {
-                let mut resolved = target.clone();
-                // Sibling keywords (a description, say) refine the referenced schema.
-                for (key, value) in source {
-                    if key != "$ref" {
-                        resolved.insert(key.clone(), value.clone());
-                    }
+            self.inlined_bytes.set(bytes);
+            self.inlinings.set(count);
+            let mut resolved = target.clone();
+            // Sibling keywords (a description, say) refine the referenced schema.
+            for (key, value) in source {
+                if key != "$ref" {
+                    resolved.insert(key.clone(), value.clone());
                 }
-                return self.convert(&Value::Object(resolved), refs + 1);
             }
-            merged.remove("$ref");
+            return self.convert(&Value::Object(resolved), refs + 1);
         }
-        if let Some(Value::Array(parts)) = merged.remove("allOf") {
+        let mut out = self.convert_object(source, refs);
+        if let (Some(Value::Array(parts)), Value::Object(map)) = (source.get("allOf"), &mut out) {
             for part in parts {
-                if let Value::Object(part) = self.convert(&part, refs) {
-                    merge_into(&mut merged, part);
+                if let Value::Object(part) = self.convert(part, refs) {
+                    merge_into(map, part);
                 }
             }
         }
-        self.convert_object(&merged, refs)
+        out
     }
 
     fn convert_object(&self, source: &Map<String, Value>, refs: usize) -> Value {
@@ -331,6 +353,25 @@ mod tests {
             depth += 1;
         }
         assert!(depth <= MAX_REF_DEPTH, "{depth}");
+        assert!(!out.to_string().contains('$'));
+    }
+
+    #[test]
+    fn fanned_out_references_cannot_blow_up() {
+        // Each definition references the next twice: 2^30 copies if inlined naively.
+        let mut defs = Map::new();
+        for i in 0..30 {
+            let next = json!({"$ref": format!("#/$defs/D{}", i + 1)});
+            defs.insert(
+                format!("D{i}"),
+                json!({"type": "object", "description": "x".repeat(1000), "properties": {"a": next, "b": next}}),
+            );
+        }
+        defs.insert("D30".into(), json!({"type": "string"}));
+        let schema = json!({"type": "object", "$defs": defs, "properties": {"root": {"$ref": "#/$defs/D0"}}});
+        let out = function_parameters(&schema).unwrap();
+        let size = out.to_string().len();
+        assert!(size < 2 * MAX_INLINED_BYTES, "{size}");
         assert!(!out.to_string().contains('$'));
     }
 
