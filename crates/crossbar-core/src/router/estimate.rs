@@ -19,8 +19,9 @@ pub enum Tokenizer {
 }
 
 /// Text beyond this many bytes is not tokenized: its count is extrapolated from the sample,
-/// so estimating a huge prompt costs no more than a small one.
-const SAMPLE_BYTES: usize = 8 * 1024;
+/// so estimating a huge prompt costs no more than a small one (about 0.2 ms in a release
+/// build; 8 KiB took 0.9 ms). Reported usage corrects what the extrapolation misses.
+const SAMPLE_BYTES: usize = 2 * 1024;
 /// What an image usually costs (a 512×512 tile plus the base, OpenAI's high detail).
 const IMAGE_TOKENS: f64 = 765.0;
 /// Role and separator tokens around each message.

@@ -597,14 +597,20 @@ fn encode_message(message: &Message) -> Value {
         let calls: Vec<Value> = message
             .tool_calls
             .iter()
-            .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
+            .map(|c| json!({"id": upstream_tool_id(&c.id), "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
             .collect();
         obj.insert("tool_calls".into(), Value::Array(calls));
     }
     if let Some(id) = &message.tool_call_id {
-        obj.insert("tool_call_id".into(), json!(id));
+        obj.insert("tool_call_id".into(), json!(upstream_tool_id(id)));
     }
     Value::Object(obj)
+}
+
+/// OpenAI caps tool-call ids at 40 characters; ids minted by other providers (Gemini's carry
+/// their thought signature) can be longer when a conversation moves here.
+fn upstream_tool_id(id: &str) -> String {
+    super::rules::sanitize_tool_id(id, |b| b.is_ascii_graphic(), 40)
 }
 
 fn encode_tool(tool: &Tool) -> Value {

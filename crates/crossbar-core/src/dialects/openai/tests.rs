@@ -382,3 +382,17 @@ fn embeddings_both_directions() {
     let as_floats = encode_embedding_response(&response, false).unwrap();
     assert_eq!(decode_embedding_response(&as_floats).unwrap(), response);
 }
+
+#[test]
+fn long_foreign_tool_ids_are_shortened_consistently() {
+    let long = format!("call_gemini_{}__ts_{}", "a".repeat(20), "b".repeat(200));
+    let body = json!({"model": "m", "messages": [
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": long, "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": long, "content": "r"}]});
+    let request = decode(body).unwrap().request;
+    let sent: Value = serde_json::from_slice(&encode_chat_request(&request, "t", MaxTokensField::MaxCompletionTokens).unwrap()).unwrap();
+    let call_id = sent["messages"][1]["tool_calls"][0]["id"].as_str().unwrap();
+    assert!(call_id.len() <= 40);
+    assert_eq!(sent["messages"][2]["tool_call_id"], call_id);
+}
