@@ -113,7 +113,9 @@ impl StoreConfig {
     }
 
     pub fn queue_capacity(&self) -> usize {
-        self.queue_capacity.as_ref().map_or(10_000, |c| *c.get_ref())
+        self.queue_capacity
+            .as_ref()
+            .map_or(10_000, |c| *c.get_ref())
     }
 
     pub fn batch_size(&self) -> usize {
@@ -1038,5 +1040,76 @@ mod tests {
             .unwrap_err()
             .0;
         assert_eq!(err, "c.toml:2: admin.token: must be at least 16 characters");
+    }
+
+    #[test]
+    fn route_settings_are_validated_with_locations() {
+        let base = "[[providers]]\nname = \"a\"\nkind = \"openai\"\napi_key = \"k\"\n\n[[models]]\nname = \"m\"\ndeployments = [{ provider = \"a\", target = \"t\" }]\n\n";
+        let ok = format!(
+            "{base}[routes.default]\nobjective = \"round-robin\"\nattempts = 4\nhedge = {{ after = \"p95\", budget = 0.2 }}\nbreaker = {{ failures = 3, cooldown_s = 10 }}\naffinity = {{ ttl_s = 60 }}\n\n[routes.fast]\nmodels = [\"m\"]\nobjective = \"latency\"\ntimeouts = {{ ttft_ms = 2000 }}\n"
+        );
+        let config = Config::from_toml(&ok, "r.toml").unwrap();
+        assert_eq!(
+            config.routes["default"].get_ref().objective,
+            Some(Objective::RoundRobin)
+        );
+        let cases = [
+            (
+                "[routes.default]\nhedge = { after = \"soon\" }\n",
+                "r.toml:11: routes.default.hedge.after: ",
+            ),
+            (
+                "[routes.default]\nhedge = { after = \"p100\" }\n",
+                "r.toml:11: routes.default.hedge.after: ",
+            ),
+            (
+                "[routes.default]\n\nattempts = 0\n",
+                "r.toml:12: routes.default.attempts: must be 1 to 10",
+            ),
+            (
+                "[routes.default]\ncost_weight = 1.5\n",
+                "r.toml:11: routes.default.cost_weight: must be between 0 and 1",
+            ),
+            (
+                "[routes.default]\nfallbacks = [\"nope\"]\n",
+                "r.toml:11: routes.default.fallbacks: unknown model `nope`",
+            ),
+            (
+                "[routes.x]\nmodels = [\"m\", \"zz\"]\n",
+                "r.toml:11: routes.x.models: unknown model `zz`",
+            ),
+            (
+                "[routes.m]\nmodels = [\"m\"]\n",
+                "r.toml:11: routes.m.models: a route named after model `m`",
+            ),
+            (
+                "[routes.default]\nmodels = [\"m\"]\n",
+                "r.toml:11: routes.default.models: ",
+            ),
+            (
+                "[routes.x]\nbreaker = { failures = 2 }\n",
+                "r.toml:11: routes.x.breaker: only allowed in routes.default",
+            ),
+            (
+                "[routes.default]\nbreaker = { ratio = 0.0 }\n",
+                "r.toml:11: routes.default.breaker: ratio",
+            ),
+            (
+                "[routes.default]\ntimeouts = { ttft_ms = 0 }\n",
+                "r.toml:11: routes.default.timeouts: deadlines must be positive",
+            ),
+            ("[routes.default]\nobjective = \"fastest\"\n", "r.toml"),
+        ];
+        for (route, expected) in cases {
+            let err = Config::from_toml(&format!("{base}{route}"), "r.toml")
+                .unwrap_err()
+                .0;
+            assert!(err.starts_with(expected), "{route}: {err}");
+        }
+        assert_eq!(
+            HedgeAfter::parse("250ms"),
+            Ok(HedgeAfter::Fixed(std::time::Duration::from_millis(250)))
+        );
+        assert_eq!(HedgeAfter::parse("p90"), Ok(HedgeAfter::Percentile(90)));
     }
 }

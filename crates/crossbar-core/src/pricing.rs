@@ -79,8 +79,14 @@ pub fn cost(price: &Price, usage: &Usage) -> Cost {
     let times = |tokens: u64, rate: u64| tokens.saturating_mul(rate);
     Cost {
         input: times(fresh, input_rate),
-        cached_input: times(cached, price.cached_input.map_or(input_rate, pico_per_token)),
-        cache_write: times(written, price.cache_write.map_or(input_rate, pico_per_token)),
+        cached_input: times(
+            cached,
+            price.cached_input.map_or(input_rate, pico_per_token),
+        ),
+        cache_write: times(
+            written,
+            price.cache_write.map_or(input_rate, pico_per_token),
+        ),
         output: times(usage.output_tokens, pico_per_token(price.output)),
     }
 }
@@ -218,7 +224,10 @@ mod tests {
             output_tokens: 0,
             reasoning_tokens: 0,
         };
-        assert_eq!(cost(&price(2.0, 8.0, None, None), &usage).total(), 2_000_000_000);
+        assert_eq!(
+            cost(&price(2.0, 8.0, None, None), &usage).total(),
+            2_000_000_000
+        );
         let tiny = Usage {
             input_tokens: 7,
             ..Usage::default()

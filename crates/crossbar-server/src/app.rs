@@ -5,10 +5,12 @@ use std::sync::Arc;
 use axum::Router as HttpRouter;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use crossbar_core::router::Router;
 
-use crate::{auth, request_id, routes};
+use crate::keys::VirtualKeys;
+use crate::metering::Metering;
+use crate::{admin, auth, metering, metrics, request_id, routes};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -16,6 +18,12 @@ pub struct AppState {
     /// Gateway keys; empty means open.
     pub keys: Arc<Vec<String>>,
     pub max_body_bytes: usize,
+    /// Where usage records go.
+    pub metering: Arc<Metering>,
+    /// Keys from the store; `None` without a store.
+    pub virtual_keys: Option<Arc<VirtualKeys>>,
+    /// Guards `/admin/...`; `None` disables it.
+    pub admin_token: Option<Arc<str>>,
 }
 
 pub fn app(state: AppState) -> HttpRouter {
@@ -27,14 +35,25 @@ pub fn app(state: AppState) -> HttpRouter {
             "/v1/messages/count_tokens",
             post(routes::messages::count_tokens),
         )
-        .route("/v1/crossbar/deployments", get(routes::crossbar::deployments))
+        .route(
+            "/v1/crossbar/deployments",
+            get(routes::crossbar::deployments),
+        )
         .route("/v1/models", get(routes::models::list))
         .route("/v1/models/{id}", get(routes::models::retrieve))
         .route("/healthz", get(routes::health))
+        .route("/metrics", get(metrics::render))
+        .route("/admin/keys", post(admin::create_key).get(admin::list_keys))
+        .route("/admin/keys/{id}", delete(admin::revoke_key))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), auth::layer))
         .layer(middleware::from_fn(request_id::layer))
+        // Outermost: times the whole request and sees its `x-request-id`.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metering::layer,
+        ))
         .with_state(state)
 }

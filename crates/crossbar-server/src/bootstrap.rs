@@ -3,12 +3,20 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crossbar_core::config::{Config, ConfigError, ProviderKind};
 use crossbar_core::router::Router;
 use crossbar_sim::{SimConfig, SimDialect, SimServer};
+use crossbar_store::{SqlStore, Store, UsageWriter, WriterSettings, spawn_retention};
 
 use crate::app::AppState;
+use crate::keys::VirtualKeys;
+use crate::metering::{Background, Metering};
+
+/// Retention deletes this many records per statement, and looks for more this often.
+const RETENTION_BATCH: u32 = 1000;
+const RETENTION_INTERVAL: Duration = Duration::from_secs(600);
 
 /// A built gateway: the router, and the in-process simulators it talks to.
 pub struct Gateway {
@@ -16,6 +24,10 @@ pub struct Gateway {
     /// Simulators by provider name; they stop when the gateway is dropped.
     pub sims: HashMap<String, SimServer>,
     pub state: AppState,
+    /// The usage and key store; `None` with `store.enabled = false`.
+    pub store: Option<Arc<dyn Store>>,
+    /// Deletes old usage records while the gateway lives.
+    pub retention: Option<Background>,
 }
 
 impl Gateway {
@@ -61,6 +73,8 @@ impl Gateway {
             sims.insert(name, sim);
         }
         let router = Arc::new(Router::from_config(config, &endpoints)?);
+        crate::metrics::install();
+        let (store, writer, retention) = open_store(config).await?;
         let state = AppState {
             router: router.clone(),
             keys: Arc::new(
@@ -72,11 +86,65 @@ impl Gateway {
                     .collect(),
             ),
             max_body_bytes: config.server.max_body_bytes(),
+            metering: Arc::new(Metering::new(writer)),
+            virtual_keys: store
+                .as_ref()
+                .map(|s| Arc::new(VirtualKeys::new(Arc::clone(s)))),
+            admin_token: config
+                .admin
+                .token
+                .as_ref()
+                .map(|t| Arc::from(t.get_ref().0.as_str())),
         };
         Ok(Self {
             router,
             sims,
             state,
+            store,
+            retention,
         })
     }
+
+    /// Writes every queued usage record: call after the server's drain, before exit.
+    pub async fn flush(&self) {
+        self.state.metering.flush().await;
+    }
+}
+
+/// The store, its writer and its retention task, each absent without a store.
+type OpenedStore = (
+    Option<Arc<dyn Store>>,
+    Option<UsageWriter>,
+    Option<Background>,
+);
+
+/// Opens the store (migrating it), starts its writer and, with a retention age, the task that
+/// deletes old records.
+async fn open_store(config: &Config) -> Result<OpenedStore, ConfigError> {
+    if !config.store.enabled() {
+        return Ok((None, None, None));
+    }
+    let store: Arc<dyn Store> = Arc::new(
+        SqlStore::open(config.store.url())
+            .await
+            .map_err(|e| ConfigError(format!("{}: store: {e}", config.origin)))?,
+    );
+    tracing::info!(backend = store.backend(), "usage store open");
+    let writer = UsageWriter::spawn(
+        Arc::clone(&store),
+        WriterSettings {
+            capacity: config.store.queue_capacity(),
+            batch: config.store.batch_size(),
+        },
+    );
+    let days = config.store.retention_days();
+    let retention = (days > 0).then(|| {
+        Background(spawn_retention(
+            Arc::clone(&store),
+            Duration::from_secs(days.saturating_mul(86_400)),
+            RETENTION_BATCH,
+            RETENTION_INTERVAL,
+        ))
+    });
+    Ok((Some(store), Some(writer), retention))
 }

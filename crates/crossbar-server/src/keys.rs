@@ -64,13 +64,26 @@ pub async fn create(store: &dyn Store, new: NewKey) -> Result<(String, KeyRecord
             ));
         }
     }
-    if new.name.as_deref().is_some_and(|n| n.trim().is_empty() || n.len() > 128) {
-        return Err(Error::invalid_field("name", "`name` must be 1 to 128 characters."));
+    if new
+        .name
+        .as_deref()
+        .is_some_and(|n| n.trim().is_empty() || n.len() > 128)
+    {
+        return Err(Error::invalid_field(
+            "name",
+            "`name` must be 1 to 128 characters.",
+        ));
     }
-    let mut rng = rand::rng();
-    let secret = format!("cb-{}", hex::encode(rng.random::<[u8; 24]>()));
+    // The thread-local generator is not `Send`: draw everything before the first await.
+    let (secret, id) = {
+        let mut rng = rand::rng();
+        (
+            format!("cb-{}", hex::encode(rng.random::<[u8; 24]>())),
+            format!("key_{}", hex::encode(rng.random::<[u8; 8]>())),
+        )
+    };
     let record = KeyRecord {
-        id: format!("key_{}", hex::encode(rng.random::<[u8; 8]>())),
+        id,
         name: new.name,
         hash: hash_secret(&secret),
         prefix: secret.chars().take(9).collect(),
@@ -261,7 +274,12 @@ impl KeyState {
 
     /// Refuses when the last minute's tokens reached tokens-per-minute, then reserves
     /// `estimate` picodollars against every budget.
-    pub fn reserve(self: &Arc<Self>, estimate: u64, now: Instant, now_ms: i64) -> Result<Reservation> {
+    pub fn reserve(
+        self: &Arc<Self>,
+        estimate: u64,
+        now: Instant,
+        now_ms: i64,
+    ) -> Result<Reservation> {
         let limits = lock(&self.record).limits;
         let mut counters = lock(&self.counters);
         counters.expire(now);
@@ -279,14 +297,24 @@ impl KeyState {
         }
         counters.roll(now_ms);
         let windows = [
-            (limits.budget_day_pusd, counters.spent_day, "daily", Some(counters.day_start + DAY_MS)),
+            (
+                limits.budget_day_pusd,
+                counters.spent_day,
+                "daily",
+                Some(counters.day_start + DAY_MS),
+            ),
             (
                 limits.budget_month_pusd,
                 counters.spent_month,
                 "monthly",
                 Some(next_month_start(counters.month_start)),
             ),
-            (limits.budget_total_pusd, counters.spent_total, "total", None),
+            (
+                limits.budget_total_pusd,
+                counters.spent_total,
+                "total",
+                None,
+            ),
         ];
         for (budget, spent, label, resets_at) in windows {
             let Some(budget) = budget else { continue };
@@ -324,7 +352,9 @@ impl KeyState {
         counters.roll(now_ms);
         let committed = |spent: u64| spent.saturating_add(counters.reserved);
         [
-            limits.budget_day_pusd.map(|b| b.saturating_sub(committed(counters.spent_day))),
+            limits
+                .budget_day_pusd
+                .map(|b| b.saturating_sub(committed(counters.spent_day))),
             limits
                 .budget_month_pusd
                 .map(|b| b.saturating_sub(committed(counters.spent_month))),
@@ -340,7 +370,7 @@ impl KeyState {
     fn settle(&self, estimate: u64, cost: u64, tokens: u64) {
         let mut counters = lock(&self.counters);
         counters.reserved = counters.reserved.saturating_sub(estimate);
-        counters.roll(now_ms());
+        // No roll here: the cost counts in the windows the request was admitted in.
         counters.spent_day = counters.spent_day.saturating_add(cost);
         counters.spent_month = counters.spent_month.saturating_add(cost);
         counters.spent_total = counters.spent_total.saturating_add(cost);
@@ -369,7 +399,7 @@ pub struct VirtualKeys {
     /// By secret hash: which key id, or known-missing, and since when.
     by_hash: Mutex<HashMap<String, Cached>>,
     states: Mutex<HashMap<String, Arc<KeyState>>>,
-    any_live: AtomicBool,
+    any_keys: AtomicBool,
     any_checked: Mutex<Option<Instant>>,
 }
 
@@ -387,7 +417,7 @@ impl VirtualKeys {
             store,
             by_hash: Mutex::new(HashMap::new()),
             states: Mutex::new(HashMap::new()),
-            any_live: AtomicBool::new(false),
+            any_keys: AtomicBool::new(false),
             any_checked: Mutex::new(None),
         }
     }
@@ -403,17 +433,17 @@ impl VirtualKeys {
     }
 
     /// Whether any unrevoked key exists, so that anonymous calls must be refused.
-    pub async fn any_live(&self) -> Result<bool> {
+    pub async fn any_keys(&self) -> Result<bool> {
         let fresh = lock(&self.any_checked).is_some_and(|at| at.elapsed() < CACHE_TTL);
         if fresh {
-            return Ok(self.any_live.load(Ordering::Relaxed));
+            return Ok(self.any_keys.load(Ordering::Relaxed));
         }
         let live = self
             .store
-            .has_live_keys()
+            .has_keys()
             .await
             .map_err(|e| Error::internal(format!("The key store is unavailable: {e}")))?;
-        self.any_live.store(live, Ordering::Relaxed);
+        self.any_keys.store(live, Ordering::Relaxed);
         *lock(&self.any_checked) = Some(Instant::now());
         Ok(live)
     }
@@ -488,7 +518,8 @@ impl VirtualKeys {
                     .map_err(|e| Error::internal(format!("The key store is unavailable: {e}")))
             }
         };
-        let (spent_day, spent_month, spent_total) = (read(day).await?, read(month).await?, read(0).await?);
+        let (spent_day, spent_month, spent_total) =
+            (read(day).await?, read(month).await?, read(0).await?);
         let mut counters = lock(&state.counters);
         if !counters.loaded {
             counters.loaded = true;
@@ -544,7 +575,13 @@ mod tests {
 
     #[test]
     fn requests_per_minute_refuse_with_the_wait_until_a_slot_frees() {
-        let key = state(KeyLimits { rpm: Some(2), ..KeyLimits::default() }, &[]);
+        let key = state(
+            KeyLimits {
+                rpm: Some(2),
+                ..KeyLimits::default()
+            },
+            &[],
+        );
         let t0 = Instant::now();
         key.admit_request(t0).unwrap();
         key.admit_request(t0 + Duration::from_secs(20)).unwrap();
@@ -599,7 +636,13 @@ mod tests {
 
     #[test]
     fn tokens_per_minute_count_settled_tokens() {
-        let key = state(KeyLimits { tpm: Some(100), ..KeyLimits::default() }, &[]);
+        let key = state(
+            KeyLimits {
+                tpm: Some(100),
+                ..KeyLimits::default()
+            },
+            &[],
+        );
         let now = Instant::now();
         key.reserve(0, now, 0).unwrap().settle(0, 100);
         let err = key.reserve(0, now, 0).unwrap_err();
@@ -612,6 +655,8 @@ mod tests {
         let key = state(KeyLimits::default(), &["gpt-4o*"]);
         key.check_model("gpt-4o-mini").unwrap();
         assert_eq!(key.check_model("claude-sonnet").unwrap_err().status(), 403);
-        state(KeyLimits::default(), &[]).check_model("anything").unwrap();
+        state(KeyLimits::default(), &[])
+            .check_model("anything")
+            .unwrap();
     }
 }

@@ -15,6 +15,8 @@ pub async fn serve(
     grace: Duration,
 ) -> std::io::Result<()> {
     let (draining_tx, draining_rx) = oneshot::channel::<()>();
+    // Peer addresses let an open gateway (no keys) serve this machine's clients only.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         tracing::info!("shutting down: draining in-flight requests for up to {grace:?}");

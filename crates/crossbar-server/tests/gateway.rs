@@ -567,6 +567,9 @@ deployments = [
 [[models]]
 name = "good-first"
 deployments = [{ provider = "good", target = "gpt-4o" }, { provider = "busy", target = "x" }]
+
+[routes.default]
+objective = "order"
 "#;
 
 #[tokio::test]
@@ -582,7 +585,8 @@ async fn fails_over_in_config_order_on_connect_error_429_and_5xx() {
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["x-crossbar-provider"], "good");
     }
-    assert_eq!(gw.sim("busy").requests().len(), 2);
+    // Retry-After honoured: the second request skips `busy` instead of asking it again.
+    assert_eq!(gw.sim("busy").requests().len(), 1);
     assert_eq!(gw.sim("broken").requests().len(), 2);
     // A client error is not retried elsewhere.
     let bad = json!({"model": "good-first", "messages": [{"role": "tool", "tool_call_id": "nope", "content": "x"}]});
@@ -592,7 +596,7 @@ async fn fails_over_in_config_order_on_connect_error_429_and_5xx() {
     assert_eq!(gw.sim("good").requests().len(), before + 1);
     assert_eq!(
         gw.sim("busy").requests().len(),
-        2,
+        1,
         "a 400 is not retried on the next deployment"
     );
 }

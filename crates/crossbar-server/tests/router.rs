@@ -38,6 +38,7 @@ fn config(providers: &[(&str, &str, &str)], route: &str) -> String {
     out
 }
 
+#[expect(clippy::unwrap_used, reason = "test helper: a failure fails the test")]
 async fn chat(gw: &TestGateway, headers: &[(&str, &str)], stream: bool) -> reqwest::Response {
     let mut request = gw
         .client()
@@ -53,12 +54,19 @@ fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
     response.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
+#[expect(clippy::unwrap_used, reason = "test helper: a failure fails the test")]
 async fn deployments(gw: &TestGateway) -> Vec<Value> {
-    let body: Value = gw.get("/v1/crossbar/deployments").await.json().await.unwrap();
+    let body: Value = gw
+        .get("/v1/crossbar/deployments")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(body["object"], "list");
     body["data"].as_array().unwrap().clone()
 }
 
+#[expect(clippy::unwrap_used, reason = "test helper: a failure fails the test")]
 fn deployment<'a>(list: &'a [Value], provider: &str) -> &'a Value {
     list.iter()
         .find(|d| d["provider"] == provider && d["model"] == "m")
@@ -72,7 +80,11 @@ async fn one_deployment_failing_half_its_calls_is_invisible_over_1000_requests()
     let gw = start(&config(
         &[
             ("a", "r", ""),
-            ("flaky", "r", "error_rate = 0.5, error_status = 503, seed = 7"),
+            (
+                "flaky",
+                "r",
+                "error_rate = 0.5, error_status = 503, seed = 7",
+            ),
             ("c", "r", ""),
         ],
         "[routes.default]\nobjective = \"round-robin\"\nbreaker = { failures = 10000 }\n",
@@ -91,7 +103,9 @@ async fn one_deployment_failing_half_its_calls_is_invisible_over_1000_requests()
     let flaky = gw.sim("flaky").stats().requests;
     assert!(flaky > 250, "the flaky deployment kept its share: {flaky}");
     let list = deployments(&gw).await;
-    let failures = deployment(&list, "flaky")["stats"]["failures"].as_u64().unwrap();
+    let failures = deployment(&list, "flaky")["stats"]["failures"]
+        .as_u64()
+        .unwrap();
     assert!(failures > 100, "it really failed {failures} times");
 }
 
@@ -116,7 +130,11 @@ async fn retry_after_keeps_a_deployment_untouched_until_it_passes() {
     let pinned = chat(&gw, &[("x-crossbar-provider", "busy")], false).await;
     assert_eq!(pinned.status(), 429);
     assert_eq!(header(&pinned, "retry-after"), Some("1"));
-    assert_eq!(gw.sim("busy").requests().len(), 1, "untouched during Retry-After");
+    assert_eq!(
+        gw.sim("busy").requests().len(),
+        1,
+        "untouched during Retry-After"
+    );
     // Once the time has passed it is called again (and, still busy, says so).
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let again = chat(&gw, &[("x-crossbar-provider", "busy")], false).await;
@@ -144,7 +162,9 @@ async fn a_region_constraint_holds_under_failover() {
         let response = chat(&gw, &[], i % 2 == 0).await;
         if response.status() == 200 {
             served += 1;
-            let deployment = header(&response, "x-crossbar-deployment").unwrap().to_owned();
+            let deployment = header(&response, "x-crossbar-deployment")
+                .unwrap()
+                .to_owned();
             assert!(deployment.ends_with("@eu2"), "{deployment}");
         } else {
             assert_eq!(response.status(), 503);
@@ -161,7 +181,10 @@ async fn a_region_constraint_holds_under_failover() {
 #[tokio::test]
 async fn the_deployments_endpoint_shows_breakers_statistics_and_prices() {
     let gw = start(&config(
-        &[("bad", "r", "error_rate = 1.0"), ("good", "r", "ttft_ms = 5")],
+        &[
+            ("bad", "r", "error_rate = 1.0"),
+            ("good", "r", "ttft_ms = 5"),
+        ],
         "[routes.default]\nobjective = \"order\"\nbreaker = { failures = 3, cooldown_s = 60 }\n",
     ))
     .await;
@@ -173,7 +196,11 @@ async fn the_deployments_endpoint_shows_breakers_statistics_and_prices() {
     assert_eq!(bad["breaker"]["state"], "open");
     assert!(bad["breaker"]["reopens_in_ms"].as_u64().unwrap() > 0);
     assert_eq!(bad["stats"]["failures"], 3);
-    assert_eq!(gw.sim("bad").requests().len(), 3, "an open breaker is not called");
+    assert_eq!(
+        gw.sim("bad").requests().len(),
+        3,
+        "an open breaker is not called"
+    );
     let good = deployment(&list, "good");
     assert_eq!(good["breaker"]["state"], "closed");
     assert_eq!(good["id"], "m@good");
@@ -197,7 +224,10 @@ async fn decision_headers_and_caller_preferences() {
     assert_eq!(header(&response, "x-crossbar-provider"), Some("b"));
     assert_eq!(header(&response, "x-crossbar-attempts"), Some("2"));
     assert_eq!(header(&response, "x-crossbar-route"), Some("default"));
-    let cost: f64 = header(&response, "x-crossbar-cost-usd").unwrap().parse().unwrap();
+    let cost: f64 = header(&response, "x-crossbar-cost-usd")
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(cost > 0.0);
     // Streams: who answered is known up front, the cost only at the end.
     let stream = chat(&gw, &[], true).await;
@@ -211,11 +241,21 @@ async fn decision_headers_and_caller_preferences() {
     assert_eq!(header(&embedding, "x-crossbar-attempts"), Some("1"));
 
     let provider = |r: reqwest::Response| header(&r, "x-crossbar-provider").map(str::to_owned);
-    assert_eq!(provider(chat(&gw, &[("x-crossbar-provider", "c")], false).await).as_deref(), Some("c"));
-    assert_eq!(provider(chat(&gw, &[("x-crossbar-provider", "!b")], false).await).as_deref(), Some("c"));
+    assert_eq!(
+        provider(chat(&gw, &[("x-crossbar-provider", "c")], false).await).as_deref(),
+        Some("c")
+    );
+    assert_eq!(
+        provider(chat(&gw, &[("x-crossbar-provider", "!b")], false).await).as_deref(),
+        Some("c")
+    );
     let cheapest = chat(&gw, &[("x-crossbar-route", "cheapest")], false).await;
     assert_eq!(header(&cheapest, "x-crossbar-route"), Some("cheapest"));
-    assert_eq!(header(&cheapest, "x-crossbar-provider"), Some("b"), "a is cheapest but failing");
+    assert_eq!(
+        header(&cheapest, "x-crossbar-provider"),
+        Some("b"),
+        "a is cheapest but failing"
+    );
 
     let refused = chat(&gw, &[("x-crossbar-max-cost-usd", "0")], false).await;
     assert_eq!(refused.status(), 400);
@@ -279,7 +319,11 @@ async fn a_stream_cut_after_its_first_byte_is_not_failed_over_or_ended_cleanly()
     assert!(!frames.iter().any(|f| f == "[DONE]"));
     let last: Value = serde_json::from_str(frames.last().unwrap()).unwrap();
     assert!(last["error"]["message"].is_string(), "{last}");
-    assert_eq!(gw.sim("spare").requests().len(), 0, "content had been sent: no failover");
+    assert_eq!(
+        gw.sim("spare").requests().len(),
+        0,
+        "content had been sent: no failover"
+    );
 }
 
 #[tokio::test]
@@ -289,7 +333,8 @@ async fn prompt_cache_affinity_keeps_a_conversation_on_its_cache() {
         "[routes.default]\nobjective = \"round-robin\"\n",
     ))
     .await;
-    let system = "You are the archivist of a very large library; answer from the catalogue. ".repeat(120);
+    let system =
+        "You are the archivist of a very large library; answer from the catalogue. ".repeat(120);
     let mut served = Vec::new();
     for turn in 0..4 {
         let response = gw

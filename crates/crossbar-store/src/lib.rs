@@ -54,8 +54,9 @@ pub trait Store: Send + Sync {
     /// Marks a key revoked (by id or name); false when no live key matched.
     fn revoke_key<'a>(&'a self, id_or_name: &'a str, at_ms: i64) -> BoxFuture<'a, Result<bool>>;
 
-    /// Whether any live key exists (the gateway is closed to anonymous callers when one does).
-    fn has_live_keys(&self) -> BoxFuture<'_, Result<bool>>;
+    /// Whether any key was ever created, revoked or not: the gateway is closed to anonymous
+    /// callers from the first key on, so revoking the last key never opens it.
+    fn has_keys(&self) -> BoxFuture<'_, Result<bool>>;
 }
 
 /// Milliseconds since the Unix epoch, the store's time unit.

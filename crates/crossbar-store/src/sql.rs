@@ -42,7 +42,8 @@ const KEY_TABLE: &str = "CREATE TABLE IF NOT EXISTS crossbar_keys (id TEXT PRIMA
      hash TEXT NOT NULL UNIQUE, prefix TEXT NOT NULL, created_ms BIGINT NOT NULL, \
      revoked_ms BIGINT, models TEXT NOT NULL, routes TEXT NOT NULL, rpm BIGINT, tpm BIGINT, \
      budget_day_pusd BIGINT, budget_month_pusd BIGINT, budget_total_pusd BIGINT)";
-const USAGE_TIME_INDEX: &str = "CREATE INDEX IF NOT EXISTS crossbar_usage_time ON crossbar_usage (time_ms)";
+const USAGE_TIME_INDEX: &str =
+    "CREATE INDEX IF NOT EXISTS crossbar_usage_time ON crossbar_usage (time_ms)";
 const USAGE_KEY_INDEX: &str =
     "CREATE INDEX IF NOT EXISTS crossbar_usage_key_time ON crossbar_usage (key_id, time_ms)";
 
@@ -141,12 +142,14 @@ impl SqlStore {
             for statement in statements {
                 sqlx::query(statement).execute(&mut *tx).await?;
             }
-            sqlx::query("INSERT INTO crossbar_migrations (version, applied_ms) VALUES ($1, $2) \
-                 ON CONFLICT (version) DO NOTHING")
-                .bind(migration.version)
-                .bind(now_ms())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO crossbar_migrations (version, applied_ms) VALUES ($1, $2) \
+                 ON CONFLICT (version) DO NOTHING",
+            )
+            .bind(migration.version)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
             tracing::info!(
                 version = migration.version,
@@ -397,12 +400,11 @@ impl Store for SqlStore {
         })
     }
 
-    fn has_live_keys(&self) -> BoxFuture<'_, Result<bool>> {
+    fn has_keys(&self) -> BoxFuture<'_, Result<bool>> {
         Box::pin(async move {
-            let n: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM crossbar_keys WHERE revoked_ms IS NULL")
-                    .fetch_one(&self.pool)
-                    .await?;
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM crossbar_keys")
+                .fetch_one(&self.pool)
+                .await?;
             Ok(n > 0)
         })
     }

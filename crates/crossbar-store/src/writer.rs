@@ -29,13 +29,16 @@ impl Default for WriterSettings {
     }
 }
 
+/// The drain task and the signal that stops it.
+type Drain = (oneshot::Sender<()>, JoinHandle<()>);
+
 /// The sending side of the record queue; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct UsageWriter {
     tx: mpsc::Sender<UsageRecord>,
     capacity: usize,
     dropped: Arc<AtomicU64>,
-    task: Arc<Mutex<Option<(oneshot::Sender<()>, JoinHandle<()>)>>>,
+    task: Arc<Mutex<Option<Drain>>>,
 }
 
 impl UsageWriter {

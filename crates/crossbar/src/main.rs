@@ -1,7 +1,9 @@
 //! The `crossbar` command: the gateway (`serve`), standalone simulated providers (`sim`) and
 //! the routing-policy simulator (`simulate`).
 
+mod keys;
 mod simulate;
+mod usage;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -48,6 +50,11 @@ enum Command {
     },
     /// Replay a synthetic workload through the real router under each routing policy, on a
     /// virtual clock, and print latency percentiles, error rate and cost per policy.
+    /// Manage virtual keys in the store: create (shown once), list, revoke.
+    Keys(keys::KeysArgs),
+    /// Report recorded traffic: requests, tokens, cost, p50/p95 latency and error rate per
+    /// key, model, deployment, provider or cloud.
+    Usage(usage::UsageArgs),
     Simulate {
         /// Scenario file (see examples/outage.toml).
         #[arg(long)]
@@ -78,6 +85,8 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match command {
             Command::Serve { config, listen } => run_serve(config, listen).await,
+            Command::Keys(args) => keys::command(args).await,
+            Command::Usage(args) => usage::command(args).await,
             Command::Sim {
                 dialect,
                 listen,
@@ -106,11 +115,19 @@ async fn run_serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::R
         .await
         .with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
-    if config.server.api_keys.is_empty() && !addr.ip().is_loopback() {
+    let any_virtual = match &gateway.state.virtual_keys {
+        Some(keys) => keys
+            .any_keys()
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message))?,
+        None => false,
+    };
+    let open = config.server.api_keys.is_empty() && !any_virtual;
+    if open && !addr.ip().is_loopback() {
         tracing::warn!(
-            "no gateway keys are configured and {addr} is not loopback: anyone who can reach it can spend your provider credit"
+            "no gateway keys are configured and {addr} is not loopback: only clients on this machine are served until a key exists (`crossbar keys create` or `server.api_keys`)"
         );
-    } else if config.server.api_keys.is_empty() {
+    } else if open {
         tracing::info!("no gateway keys are configured: open to local clients only");
     }
     tracing::info!(
@@ -129,6 +146,8 @@ async fn run_serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::R
         grace,
     )
     .await?;
+    // Every finished request's record reaches the store before exit.
+    gateway.flush().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::Write as _;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -457,6 +458,7 @@ pub struct Row {
     pub p50_ms: f64,
     pub p95_ms: f64,
     pub p99_ms: f64,
+    /// Streamed requests' time to first token.
     pub ttft_p99_ms: f64,
     pub error_rate: f64,
     pub cost_usd: f64,
@@ -469,7 +471,8 @@ pub struct Row {
 struct Outcome {
     ok: bool,
     latency_ms: f64,
-    ttft_ms: f64,
+    /// Streams only: time to the first content event.
+    ttft_ms: Option<f64>,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -495,18 +498,15 @@ async fn one_request(router: Arc<Router>, index: usize, arrival: Arrival) -> Out
     let failed = Outcome {
         ok: false,
         latency_ms: 0.0,
-        ttft_ms: 0.0,
+        ttft_ms: None,
     };
     if !arrival.stream {
         return match router.chat(&request).await {
-            Ok(_) => {
-                let latency = millis(started);
-                Outcome {
-                    ok: true,
-                    latency_ms: latency,
-                    ttft_ms: latency,
-                }
-            }
+            Ok(_) => Outcome {
+                ok: true,
+                latency_ms: millis(started),
+                ttft_ms: None,
+            },
             Err(_) => failed,
         };
     }
@@ -525,7 +525,7 @@ async fn one_request(router: Arc<Router>, index: usize, arrival: Arrival) -> Out
     Outcome {
         ok: true,
         latency_ms: millis(started),
-        ttft_ms: ttft.unwrap_or_else(|| millis(started)),
+        ttft_ms: Some(ttft.unwrap_or_else(|| millis(started))),
     }
 }
 
@@ -580,7 +580,7 @@ fn run_policy(
         let mut ttfts: Vec<f64> = outcomes
             .iter()
             .filter(|o| o.ok)
-            .map(|o| o.ttft_ms)
+            .filter_map(|o| o.ttft_ms)
             .collect();
         ttfts.sort_by(f64::total_cmp);
         let snapshot = router.snapshot();
@@ -620,7 +620,9 @@ pub fn run(scenario: &Scenario) -> anyhow::Result<Vec<Row>> {
 }
 
 pub fn table(origin: &str, scenario: &Scenario, rows: &[Row]) -> String {
-    let span = workload(scenario).last().map_or(0.0, |a| a.at.as_secs_f64());
+    let span = workload(scenario)
+        .last()
+        .map_or(0.0, |a| a.at.as_secs_f64());
     let mut out = format!(
         "scenario {origin}: {} requests over {span:.0} s (virtual), {} deployments, seed {}\n",
         scenario.requests,
@@ -686,6 +688,7 @@ pub fn command(path: &Path, json: bool) -> anyhow::Result<()> {
         run(&scenario)?
     };
     let origin = path.display().to_string();
+    let mut out = std::io::stdout().lock();
     if json {
         let report = Report {
             scenario: &origin,
@@ -694,10 +697,12 @@ pub fn command(path: &Path, json: bool) -> anyhow::Result<()> {
             seed: scenario.seed,
             rows: &rows,
         };
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print!("{}", table(&origin, &scenario, &rows));
+        write!(out, "{}", table(&origin, &scenario, &rows))?;
     }
+    // A closed pipe (`| head`) is an error to report, not a panic as `println!` would make it.
+    out.flush()?;
     Ok(())
 }
 
@@ -717,7 +722,12 @@ mod tests {
             let plain = run_policy(&scenario, &arrivals, policy, false).unwrap();
             let hedged = run_policy(&scenario, &arrivals, policy, true).unwrap();
             let ratio = hedged.p99_ms / plain.p99_ms;
-            assert!(ratio < 0.6, "{policy:?}: p99 {} → {} ms", plain.p99_ms, hedged.p99_ms);
+            assert!(
+                ratio < 0.6,
+                "{policy:?}: p99 {} → {} ms",
+                plain.p99_ms,
+                hedged.p99_ms
+            );
             assert!(hedged.hedges > 0);
             // The budget holds: hedges stay within a tenth of the traffic (plus a burst).
             assert!(hedged.hedges <= 80 + 3, "{}", hedged.hedges);
@@ -735,7 +745,12 @@ mod tests {
         for r in [&cost, &order] {
             assert!(r.error_rate < 0.005, "{}: {}", r.policy, r.error_rate);
         }
-        assert!(cost.cost_usd < order.cost_usd, "{} vs {}", cost.cost_usd, order.cost_usd);
+        assert!(
+            cost.cost_usd < order.cost_usd,
+            "{} vs {}",
+            cost.cost_usd,
+            order.cost_usd
+        );
         // The same scenario replays exactly.
         let again = run_policy(&scenario, &arrivals, Objective::Cost, false).unwrap();
         assert_eq!(again.p99_ms, cost.p99_ms);

@@ -49,11 +49,12 @@ use crate::error::{Error, Result};
 use crate::provider::Provider;
 
 use attempt::{Plan, Won};
+use catalog::Route;
 use policy::Candidate;
 
 pub use breaker::{BreakerSettings, BreakerState};
 pub use catalog::{
-    KeyScope, MAX_COST_HEADER, PROVIDER_HEADER, Preferences, ROUTE_HEADER, Route, allowed, glob,
+    KeyScope, MAX_COST_HEADER, PROVIDER_HEADER, Preferences, ROUTE_HEADER, allowed, glob,
 };
 pub use estimate::Tokenizer;
 pub use stats::{Counters, SeriesView, StatsView};

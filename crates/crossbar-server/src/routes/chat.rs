@@ -12,18 +12,30 @@ use futures::StreamExt;
 use super::{body, preferences, routed_headers};
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::metering::Meter;
 
 pub async fn completions(
     State(state): State<AppState>,
+    meter: Meter,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let raw = body(raw, state.max_body_bytes)?;
     let ingress = openai::decode_chat_request(&raw)?;
     let request = ingress.request;
-    let preferences = preferences(&headers)?;
+    let mut preferences = preferences(&headers)?;
+    let max_tokens = request.max_tokens.map(u64::from);
+    meter.admit(
+        &state.router,
+        &request.model,
+        request.stream,
+        raw.len(),
+        max_tokens,
+        &mut preferences,
+    )?;
     if !request.stream {
         let routed = state.router.chat_with(&request, &preferences).await?;
+        meter.routed(&routed, routed.value.usage);
         let mut response = (
             [(
                 header::CONTENT_TYPE,
@@ -40,7 +52,9 @@ pub async fn completions(
         .chat_stream_with(&request, &preferences)
         .await?;
     // The events go into the body; the rest of `routed` still says who answered.
-    let mut events = std::mem::replace(&mut routed.value, Box::pin(futures::stream::empty()));
+    let events = std::mem::replace(&mut routed.value, Box::pin(futures::stream::empty()));
+    meter.routed(&routed, None);
+    let mut events = meter.observe(events);
     let mut encoder = StreamEncoder::new(ingress.include_usage);
     // Each upstream event is encoded and sent as it arrives: memory stays flat however long the
     // answer, and dropping this body (client gone) drops the upstream request with it.

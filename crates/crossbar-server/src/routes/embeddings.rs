@@ -10,19 +10,36 @@ use crossbar_core::dialects::openai;
 use super::{body, preferences, routed_headers};
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::metering::Meter;
 
 pub async fn create(
     State(state): State<AppState>,
+    meter: Meter,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let raw = body(raw, state.max_body_bytes)?;
     let ingress = openai::decode_embedding_request(&raw)?;
-    let preferences = preferences(&headers)?;
+    let mut preferences = preferences(&headers)?;
+    meter.admit(
+        &state.router,
+        &ingress.request.model,
+        false,
+        raw.len(),
+        Some(0),
+        &mut preferences,
+    )?;
     let routed = state
         .router
         .embed_with(&ingress.request, &preferences)
         .await?;
+    meter.routed(
+        &routed,
+        Some(crossbar_core::chat::Usage {
+            input_tokens: routed.value.input_tokens,
+            ..Default::default()
+        }),
+    );
     let expected = ingress.request.input.len();
     if routed.value.vectors.len() != expected {
         return Err(ApiError::from(crossbar_core::Error::bad_upstream(format!(

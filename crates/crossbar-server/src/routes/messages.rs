@@ -9,26 +9,43 @@ use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use crossbar_core::dialects::anthropic::{self, StreamEncoder};
 use crossbar_core::dialects::rules;
+use crossbar_core::router::Preferences;
 use futures::StreamExt;
 
 use super::{body, deployment_headers};
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::metering::Meter;
 
 pub async fn create(
     State(state): State<AppState>,
+    meter: Meter,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let raw = body(raw, state.max_body_bytes).map_err(ApiError::anthropic)?;
     let request = anthropic::decode_request(&raw)
         .map_err(ApiError::anthropic)?
         .request;
+    // The caller's virtual key narrows routing (its routes, its remaining budget).
+    let mut preferences = Preferences::default();
+    let max_tokens = request.max_tokens.map(u64::from);
+    meter
+        .admit(
+            &state.router,
+            &request.model,
+            request.stream,
+            raw.len(),
+            max_tokens,
+            &mut preferences,
+        )
+        .map_err(ApiError::anthropic)?;
     if !request.stream {
         let routed = state
             .router
-            .chat(&request)
+            .chat_with(&request, &preferences)
             .await
             .map_err(ApiError::anthropic)?;
+        meter.routed(&routed, routed.value.usage);
         let body = anthropic::encode_response(&routed.value).map_err(ApiError::anthropic)?;
         let mut response = (
             [(
@@ -42,12 +59,16 @@ pub async fn create(
         return Ok(response);
     }
     let estimate = rules::estimate_tokens(&request);
-    let routed = state
+    let mut routed = state
         .router
-        .chat_stream(&request)
+        .chat_stream_with(&request, &preferences)
         .await
         .map_err(ApiError::anthropic)?;
-    let mut events = routed.value;
+    meter.routed(&routed, None);
+    let mut events = meter.observe(std::mem::replace(
+        &mut routed.value,
+        Box::pin(futures::stream::empty()),
+    ));
     let mut encoder = StreamEncoder::new(&request.model, estimate);
     let frames = async_stream::stream! {
         let mut buffer = BytesMut::new();

@@ -94,7 +94,10 @@ pub(crate) fn preferences(headers: &HeaderMap) -> Result<Preferences, Error> {
 pub(crate) fn routed_headers<T>(response: &mut Response, routed: &Routed<T>) {
     deployment_headers(response, &routed.deployment);
     let headers = response.headers_mut();
-    headers.insert("x-crossbar-attempts", HeaderValue::from(routed.attempts.len()));
+    headers.insert(
+        "x-crossbar-attempts",
+        HeaderValue::from(routed.attempts.len()),
+    );
     if let Ok(value) = HeaderValue::from_str(&routed.route) {
         headers.insert("x-crossbar-route", value);
     }

@@ -1,0 +1,407 @@
+//! One usage record per API request: the outermost layer starts a [`Meter`] for the request,
+//! the auth layer attaches the caller's virtual key, the route admits the request against the
+//! key's limits and reports what the router did; the record is finished when the response
+//! body ends (or the client goes away), so a stream is recorded with the usage that arrived
+//! inside it. Finishing settles the key's budget reservation, updates the metrics and queues
+//! the record for the store without waiting.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::Response;
+use crossbar_core::chat::{StreamEvent, Usage};
+use crossbar_core::pricing::{self, pico_per_token, usd_to_pico};
+use crossbar_core::router::{Attempt, Deployment, KeyScope, Preferences, Routed, Router};
+use crossbar_core::{ChatStream, Error};
+use crossbar_store::{AttemptRecord, UsageRecord, UsageWriter, now_ms};
+use futures::StreamExt;
+use http_body_util::BodyExt;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::app::AppState;
+use crate::keys::{KeyState, Reservation};
+use crate::metrics;
+
+/// Output tokens assumed for a budget reservation when the request sets no `max_tokens`.
+const DEFAULT_RESERVED_OUTPUT_TOKENS: u64 = 1024;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Where finished records go.
+#[derive(Debug, Default)]
+pub struct Metering {
+    writer: Option<UsageWriter>,
+}
+
+impl Metering {
+    /// `None`: no store; records still feed the metrics.
+    pub fn new(writer: Option<UsageWriter>) -> Self {
+        Self { writer }
+    }
+
+    pub fn writer(&self) -> Option<&UsageWriter> {
+        self.writer.as_ref()
+    }
+
+    /// Writes every queued record; called after the server's drain.
+    pub async fn flush(&self) {
+        if let Some(writer) = &self.writer {
+            writer.flush_and_stop().await;
+        }
+    }
+}
+
+/// A background task stopped when its owner is dropped (retention).
+#[derive(Debug)]
+pub struct Background(pub JoinHandle<()>);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What is known about a request so far.
+#[derive(Debug)]
+struct Pending {
+    api: &'static str,
+    model: String,
+    stream: bool,
+    key: Option<Arc<KeyState>>,
+    reservation: Option<Reservation>,
+    route: Option<String>,
+    deployment: Option<Arc<Deployment>>,
+    attempts: Vec<AttemptRecord>,
+    /// Time spent waiting on upstream attempts before the answer started.
+    upstream_wait: Duration,
+    usage: Option<Usage>,
+    error: Option<String>,
+    /// The stream reached its end (not cut by the client going away).
+    stream_done: bool,
+}
+
+/// The request's meter, shared by the layers and the route that handle it. A default meter
+/// is detached: it records nothing (routes called outside the app's layers).
+#[derive(Clone, Debug, Default)]
+pub struct Meter(Option<Arc<Mutex<Pending>>>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Meter {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts.extensions.get::<Self>().cloned().unwrap_or_default())
+    }
+}
+
+impl Meter {
+    fn start(api: &'static str) -> Self {
+        Self(Some(Arc::new(Mutex::new(Pending {
+            api,
+            model: String::new(),
+            stream: false,
+            key: None,
+            reservation: None,
+            route: None,
+            deployment: None,
+            attempts: Vec::new(),
+            upstream_wait: Duration::ZERO,
+            usage: None,
+            error: None,
+            stream_done: false,
+        }))))
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Pending) -> R) -> Option<R> {
+        self.0.as_ref().map(|pending| f(&mut lock(pending)))
+    }
+
+    /// The caller's virtual key, set by the auth layer.
+    pub fn set_key(&self, key: Arc<KeyState>) {
+        self.with(|p| p.key = Some(key));
+    }
+
+    pub fn key(&self) -> Option<Arc<KeyState>> {
+        self.with(|p| p.key.clone()).flatten()
+    }
+
+    /// Checks the request against its key (allowed model, tokens per minute, budgets), reserves
+    /// its estimated cost, and narrows the router to the key's routes and remaining budget.
+    pub fn admit(
+        &self,
+        router: &Router,
+        model: &str,
+        stream: bool,
+        prompt_bytes: usize,
+        max_output_tokens: Option<u64>,
+        preferences: &mut Preferences,
+    ) -> Result<(), Error> {
+        let key = self
+            .with(|p| {
+                p.model = model.to_owned();
+                p.stream = stream;
+                p.key.clone()
+            })
+            .flatten();
+        let Some(key) = key else { return Ok(()) };
+        let refuse = |error: Error| {
+            metrics::limit_rejected(&key.id(), error.code.as_deref().unwrap_or("model"));
+            error
+        };
+        key.check_model(model).map_err(refuse)?;
+        let estimate = estimate_cost(
+            router,
+            model,
+            prompt_bytes,
+            max_output_tokens.unwrap_or(DEFAULT_RESERVED_OUTPUT_TOKENS),
+        );
+        let now = now_ms();
+        let remaining = key.remaining(now);
+        let reservation = key.reserve(estimate, Instant::now(), now).map_err(refuse)?;
+        self.with(|p| p.reservation = Some(reservation));
+        let record = key.record();
+        preferences.key = Some(KeyScope {
+            routes: (!record.routes.is_empty()).then_some(record.routes),
+            max_cost_usd: remaining.map(pricing::pico_to_usd),
+            ..preferences.key.take().unwrap_or_default()
+        });
+        Ok(())
+    }
+
+    /// What the router did: who answered, under which route, after which attempts. `usage` is
+    /// the answer's (non-streams); a stream's comes through [`Meter::observe`].
+    pub fn routed<T>(&self, routed: &Routed<T>, usage: Option<Usage>) {
+        self.with(|p| {
+            p.route = Some(routed.route.clone());
+            p.deployment = Some(Arc::clone(&routed.deployment));
+            p.attempts = routed.attempts.iter().map(attempt_record).collect();
+            p.upstream_wait = routed
+                .attempts
+                .iter()
+                .filter(|a| !a.hedge)
+                .map(|a| a.elapsed)
+                .sum();
+            if usage.is_some() {
+                p.usage = usage;
+            }
+        });
+    }
+
+    /// Passes a stream through, keeping its usage event and noting how it ended.
+    pub fn observe(&self, mut events: ChatStream) -> ChatStream {
+        if self.0.is_none() {
+            return events;
+        }
+        let meter = self.clone();
+        Box::pin(async_stream::stream! {
+            while let Some(event) = events.next().await {
+                match &event {
+                    Ok(StreamEvent::Usage(usage)) => {
+                        let usage = *usage;
+                        meter.with(|p| p.usage = Some(usage));
+                    }
+                    Err(error) => {
+                        let message = error.message.clone();
+                        meter.with(|p| p.error = Some(message));
+                    }
+                    Ok(_) => {}
+                }
+                yield event;
+            }
+            meter.with(|p| p.stream_done = true);
+        })
+    }
+}
+
+fn attempt_record(attempt: &Attempt) -> AttemptRecord {
+    let deployment = &attempt.deployment;
+    let outcome = match (&attempt.error, attempt.cancelled) {
+        (Some(_), _) => "error",
+        (None, true) => "cancelled",
+        (None, false) => "ok",
+    };
+    AttemptRecord {
+        deployment: deployment.id(),
+        provider: deployment.provider.name.clone(),
+        cloud: deployment.provider.cloud.clone(),
+        region: deployment.provider.region.clone(),
+        outcome: outcome.to_owned(),
+        status: attempt.error.as_ref().map(Error::status),
+        latency_ms: millis(attempt.elapsed),
+        hedge: attempt.hedge,
+        reason: attempt.error.as_ref().map(|e| e.message.clone()),
+        // A cancelled hedge is billed as the router estimated it; the answer's cost is set
+        // from its usage when the record is finished.
+        cost_pusd: if attempt.cancelled {
+            usd_to_pico(attempt.cost_usd)
+        } else {
+            0
+        },
+    }
+}
+
+/// The most this request can cost on any deployment of `model`: the prompt at a generous
+/// four bytes per token of the request body, plus `max_output` tokens.
+fn estimate_cost(router: &Router, model: &str, prompt_bytes: usize, max_output: u64) -> u64 {
+    let prompt = u64::try_from(prompt_bytes.div_ceil(4)).unwrap_or(u64::MAX);
+    let cost_on = |d: &Arc<Deployment>| {
+        prompt
+            .saturating_mul(pico_per_token(d.price.input))
+            .saturating_add(max_output.saturating_mul(pico_per_token(d.price.output)))
+    };
+    let of_model = router
+        .deployments()
+        .filter(|d| d.model == model)
+        .map(cost_on)
+        .max();
+    // A route name rather than a model: any deployment may serve it.
+    of_model.unwrap_or_else(|| router.deployments().map(cost_on).max().unwrap_or(0))
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Finishes the record when dropped: with the response body, at its end or when the client
+/// goes away.
+struct Finish {
+    meter: Meter,
+    state: AppState,
+    started: Instant,
+    time_ms: i64,
+    status: u16,
+    request_id: String,
+    first_byte: Option<Instant>,
+}
+
+impl Finish {
+    fn saw_frame(&mut self, data: bool) {
+        if data && self.first_byte.is_none() {
+            self.first_byte = Some(Instant::now());
+        }
+    }
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        let Some(pending) = self.meter.0.take() else {
+            return;
+        };
+        let mut p = lock(&pending);
+        let now = Instant::now();
+        let usage = p.usage.unwrap_or_default();
+        let answer_cost = p
+            .deployment
+            .as_ref()
+            .map_or(0, |d| pricing::cost(&d.price, &usage).total());
+        if let Some(winner) = p.attempts.iter_mut().find(|a| a.outcome == "ok") {
+            winner.cost_pusd = answer_cost;
+        }
+        let cost_pusd = if p.attempts.is_empty() {
+            answer_cost
+        } else {
+            p.attempts.iter().map(|a| a.cost_pusd).sum()
+        };
+        if p.stream && !p.stream_done && p.error.is_none() && p.deployment.is_some() {
+            p.error = Some("The client went away before the end of the stream.".to_owned());
+        }
+        let ttft = self.first_byte.map(|at| at - self.started);
+        let latency = now - self.started;
+        let overhead = ttft.unwrap_or(latency).saturating_sub(p.upstream_wait);
+        if let Some(reservation) = p.reservation.take() {
+            reservation.settle(cost_pusd, usage.total_tokens());
+        }
+        let deployment = p.deployment.clone();
+        let record = UsageRecord {
+            request_id: std::mem::take(&mut self.request_id),
+            time_ms: self.time_ms,
+            key_id: p.key.as_ref().map(|k| k.id()),
+            api: p.api.to_owned(),
+            model: std::mem::take(&mut p.model),
+            route: p.route.take(),
+            deployment: deployment.as_ref().map(|d| d.id()),
+            provider: deployment.as_ref().map(|d| d.provider.name.clone()),
+            cloud: deployment.as_ref().map(|d| d.provider.cloud.clone()),
+            region: deployment.as_ref().map(|d| d.provider.region.clone()),
+            stream: p.stream,
+            status: self.status,
+            error: p.error.take(),
+            input_tokens: usage.input_tokens,
+            cached_input_tokens: usage.cached_input_tokens,
+            cache_write_tokens: usage.cache_write_tokens,
+            output_tokens: usage.output_tokens,
+            reasoning_tokens: usage.reasoning_tokens,
+            cost_pusd,
+            latency_ms: millis(latency),
+            ttft_ms: ttft.map(millis),
+            overhead_ms: millis(overhead),
+            attempts: std::mem::take(&mut p.attempts),
+        };
+        drop(p);
+        // Label values come from the catalog, never from what a client typed: an unknown model
+        // name is `other`, so clients cannot grow the metrics without bound.
+        let router = &self.state.router;
+        let known = router.model_names().any(|m| m == record.model)
+            || router.route_names().any(|r| r == record.model);
+        let model_label = if known { record.model.as_str() } else { "other" };
+        metrics::request_finished(&record, model_label, latency, ttft, overhead);
+        // A caller that never authenticated does not get to write to the ledger.
+        if record.status == 401 && record.key_id.is_none() {
+            return;
+        }
+        if let Some(writer) = self.state.metering.writer() {
+            writer.submit(record);
+        }
+    }
+}
+
+/// Which metered API a path is, if any.
+fn api_of(path: &str) -> Option<&'static str> {
+    match path {
+        "/v1/chat/completions" => Some("chat"),
+        "/v1/messages" => Some("messages"),
+        "/v1/embeddings" => Some("embeddings"),
+        _ => None,
+    }
+}
+
+/// The outermost layer: starts the meter and finishes the record with the response body.
+pub async fn layer(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let Some(api) = api_of(request.uri().path()) else {
+        return next.run(request).await;
+    };
+    let started = Instant::now();
+    let time_ms = now_ms();
+    let meter = Meter::start(api);
+    request.extensions_mut().insert(meter.clone());
+    let response = next.run(request).await;
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let mut finish = Finish {
+        meter,
+        state,
+        started,
+        time_ms,
+        status: response.status().as_u16(),
+        request_id,
+        first_byte: None,
+    };
+    let (parts, body) = response.into_parts();
+    // The guard lives in the closure, so it drops with the body: at its end or on disconnect.
+    // (A method call, so the closure captures the whole guard, not just one field.)
+    let body = body.map_frame(move |frame| {
+        finish.saw_frame(frame.is_data());
+        frame
+    });
+    Response::from_parts(parts, Body::new(body))
+}

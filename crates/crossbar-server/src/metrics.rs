@@ -1,0 +1,163 @@
+//! Prometheus metrics on `GET /metrics`: requests, latency, time to first token and gateway
+//! overhead histograms, tokens and cost by deployment and key, attempts and hedges, breaker
+//! states, limit rejections, and the store queue's depth and drops.
+//!
+//! The `metrics` facade has one global recorder per process; it is installed on first use and
+//! shared by every gateway the process builds (tests build many).
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use crossbar_core::router::BreakerState;
+use crossbar_store::UsageRecord;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::app::AppState;
+
+/// Seconds: from a millisecond of gateway overhead to a ten-minute stream.
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    120.0, 300.0, 600.0,
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the Prometheus recorder once per process; `None` if another recorder got there
+/// first (then `/metrics` answers 503 and everything else works).
+pub fn install() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let built = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), BUCKETS)
+                .and_then(PrometheusBuilder::install_recorder);
+            match built {
+                Ok(handle) => Some(handle),
+                Err(error) => {
+                    tracing::warn!("metrics disabled: {error}");
+                    None
+                }
+            }
+        })
+        .clone()
+}
+
+fn label(value: Option<&str>) -> String {
+    value.unwrap_or("none").to_owned()
+}
+
+/// Counts a finished request.
+pub fn request_finished(
+    record: &UsageRecord,
+    model: &str,
+    latency: Duration,
+    ttft: Option<Duration>,
+    overhead: Duration,
+) {
+    let deployment = label(record.deployment.as_deref());
+    let key = label(record.key_id.as_deref());
+    let model = model.to_owned();
+    metrics::counter!(
+        "crossbar_requests_total",
+        "api" => record.api.clone(),
+        "model" => model.clone(),
+        "deployment" => deployment.clone(),
+        "status" => record.status.to_string(),
+    )
+    .increment(1);
+    metrics::histogram!(
+        "crossbar_request_duration_seconds",
+        "api" => record.api.clone(),
+        "model" => model.clone(),
+        "deployment" => deployment.clone(),
+    )
+    .record(latency.as_secs_f64());
+    if let Some(ttft) = ttft
+        && record.status < 400
+    {
+        metrics::histogram!(
+            "crossbar_ttft_seconds",
+            "model" => model,
+            "deployment" => deployment.clone(),
+        )
+        .record(ttft.as_secs_f64());
+    }
+    metrics::histogram!("crossbar_gateway_overhead_seconds", "api" => record.api.clone())
+        .record(overhead.as_secs_f64());
+    for (kind, tokens) in [
+        ("input", record.input_tokens),
+        ("cached_input", record.cached_input_tokens),
+        ("cache_write", record.cache_write_tokens),
+        ("output", record.output_tokens),
+        ("reasoning", record.reasoning_tokens),
+    ] {
+        if tokens > 0 {
+            metrics::counter!(
+                "crossbar_tokens_total",
+                "deployment" => deployment.clone(),
+                "key" => key.clone(),
+                "kind" => kind,
+            )
+            .increment(tokens);
+        }
+    }
+    for attempt in &record.attempts {
+        metrics::counter!(
+            "crossbar_attempts_total",
+            "deployment" => attempt.deployment.clone(),
+            "outcome" => attempt.outcome.clone(),
+        )
+        .increment(1);
+        if attempt.hedge {
+            metrics::counter!("crossbar_hedges_total", "deployment" => attempt.deployment.clone())
+                .increment(1);
+        }
+        if attempt.cost_pusd > 0 {
+            // Exact integer picodollars: float sums of USD drift.
+            metrics::counter!(
+                "crossbar_cost_picousd_total",
+                "deployment" => attempt.deployment.clone(),
+                "key" => key.clone(),
+            )
+            .increment(attempt.cost_pusd);
+        }
+    }
+}
+
+/// Counts a request refused by its key's limits (`limit`: the error code).
+pub fn limit_rejected(key_id: &str, limit: &str) {
+    metrics::counter!(
+        "crossbar_limit_rejections_total",
+        "key" => key_id.to_owned(),
+        "limit" => limit.to_owned(),
+    )
+    .increment(1);
+}
+
+/// `GET /metrics`, in the Prometheus text format. Open like `/healthz`: labels carry key ids
+/// and names of deployments, never secrets.
+pub async fn render(State(state): State<AppState>) -> Response {
+    let Some(handle) = install() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "metrics are disabled\n").into_response();
+    };
+    for deployment in state.router.deployments() {
+        let value = match deployment.breaker_state() {
+            BreakerState::Closed => 0.0,
+            BreakerState::HalfOpen => 1.0,
+            BreakerState::Open => 2.0,
+        };
+        metrics::gauge!("crossbar_breaker_state", "deployment" => deployment.id()).set(value);
+    }
+    if let Some(writer) = state.metering.writer() {
+        metrics::gauge!("crossbar_store_queue_depth").set(writer.depth() as f64);
+    }
+    handle.run_upkeep();
+    let mut response = handle.render().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}

@@ -1,0 +1,396 @@
+//! Black-box metering: every API request through the real gateway yields one usage record in
+//! the store, with its deployment, attempts, tokens and exact cost; `/metrics` counts them.
+
+#![expect(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers: a failure fails the test"
+)]
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use common::{TestGateway, sse_data, start, user};
+use crossbar_store::UsageRecord;
+use serde_json::{Value, json};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh SQLite file per gateway.
+fn store_section() -> String {
+    let path = std::env::temp_dir().join(format!(
+        "crossbar_metering_{}_{}.db",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    format!("[store]\nurl = \"{}\"\n", path.display())
+}
+
+/// Prices chosen so every token kind has a distinct rate: $2.50 in, $10 out per million.
+const PROVIDERS: &str = r#"
+[[providers]]
+name = "sim-openai"
+kind = "sim"
+dialect = "openai"
+cloud = "openai"
+region = "us"
+
+[[providers]]
+name = "sim-azure"
+kind = "sim"
+dialect = "azure"
+cloud = "azure"
+region = "eastus"
+
+[[providers]]
+name = "broken"
+kind = "sim"
+dialect = "openai"
+cloud = "aws"
+region = "us-east-1"
+sim = { error_rate = 1.0, error_status = 503 }
+
+[[providers]]
+name = "cutting"
+kind = "sim"
+dialect = "openai"
+cloud = "gcp"
+region = "europe-west4"
+sim = { stream_error_after_chunks = 2 }
+
+[[models]]
+name = "chat"
+deployments = [
+  { provider = "sim-openai", target = "gpt-4o", price = { input = 2.5, output = 10.0, cached_input = 1.25 } },
+]
+
+[[models]]
+name = "failover"
+deployments = [
+  { provider = "broken", target = "gpt-4o", price = { input = 1.0, output = 1.0 } },
+  { provider = "sim-azure", target = "gpt4o-prod", price = { input = 3.0, output = 12.0 } },
+]
+
+[[models]]
+name = "cut"
+deployments = [{ provider = "cutting", target = "gpt-4o", price = { input = 2.5, output = 10.0 } }]
+
+[[models]]
+name = "embed"
+deployments = [{ provider = "sim-openai", target = "text-embedding-3-small", price = { input = 0.02 } }]
+"#;
+
+async fn gateway() -> TestGateway {
+    start(&format!("{}{PROVIDERS}", store_section())).await
+}
+
+/// The store's records once `n` have been written (the writer works in the background).
+async fn records(gw: &TestGateway, n: usize) -> Vec<UsageRecord> {
+    let store = gw.gateway.store.clone().expect("store enabled");
+    for _ in 0..400 {
+        let found = store.usage_since(0, 1000).await.expect("store readable");
+        if found.len() >= n {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("fewer than {n} usage records were written");
+}
+
+/// Picodollars for `tokens` at `usd_per_million`, computed here independently.
+fn pico(tokens: u64, usd_per_million: u64) -> u64 {
+    tokens * usd_per_million * 1_000_000
+}
+
+#[tokio::test]
+async fn a_chat_call_is_recorded_with_its_deployment_tokens_and_exact_cost() {
+    let gw = gateway().await;
+    let response = gw
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "chat", "messages": [user("Tell me about otters")]}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: Value = response.json().await.unwrap();
+    let prompt = body["usage"]["prompt_tokens"].as_u64().unwrap();
+    let completion = body["usage"]["completion_tokens"].as_u64().unwrap();
+    assert!(prompt > 0 && completion > 0);
+
+    let record = records(&gw, 1).await.remove(0);
+    assert_eq!(record.request_id, request_id);
+    assert_eq!(record.api, "chat");
+    assert_eq!(record.model, "chat");
+    assert_eq!(record.route.as_deref(), Some("default"));
+    assert_eq!(record.deployment.as_deref(), Some("chat@sim-openai"));
+    assert_eq!(record.provider.as_deref(), Some("sim-openai"));
+    assert_eq!(record.cloud.as_deref(), Some("openai"));
+    assert_eq!(record.region.as_deref(), Some("us"));
+    assert_eq!(record.status, 200);
+    assert!(!record.stream);
+    assert_eq!(record.key_id, None);
+    assert_eq!(record.input_tokens, prompt);
+    assert_eq!(record.output_tokens, completion);
+    // $2.50 per million in, $10 out: 2,500,000 and 10,000,000 picodollars per token.
+    let cost = prompt * 2_500_000 + completion * 10_000_000;
+    assert_eq!(record.cost_pusd, cost);
+    assert_eq!(
+        record.cost_pusd,
+        pico(prompt, 2) + prompt * 500_000 + pico(completion, 10)
+    );
+    assert_eq!(record.attempts.len(), 1);
+    assert_eq!(record.attempts[0].outcome, "ok");
+    assert_eq!(record.attempts[0].cost_pusd, cost);
+    assert!(record.ttft_ms.is_some_and(|t| t <= record.latency_ms));
+    assert!(record.overhead_ms <= record.latency_ms);
+}
+
+#[tokio::test]
+async fn a_stream_is_recorded_with_the_usage_that_arrived_inside_it() {
+    let gw = gateway().await;
+    let response = gw
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "chat", "stream": true, "stream_options": {"include_usage": true},
+                    "messages": [user("Stream about rivers")]}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let (frames, end) = sse_data(response).await;
+    end.unwrap();
+    let usage = frames
+        .iter()
+        .filter(|f| f.as_str() != "[DONE]")
+        .map(|f| serde_json::from_str::<Value>(f).unwrap())
+        .find(|c| c["usage"].is_object())
+        .expect("a usage chunk")["usage"]
+        .clone();
+    let prompt = usage["prompt_tokens"].as_u64().unwrap();
+    let completion = usage["completion_tokens"].as_u64().unwrap();
+
+    let record = records(&gw, 1).await.remove(0);
+    assert!(record.stream);
+    assert_eq!(record.status, 200);
+    assert_eq!(record.error, None, "the stream ended normally");
+    assert_eq!(record.input_tokens, prompt);
+    assert_eq!(record.output_tokens, completion);
+    assert_eq!(
+        record.cost_pusd,
+        prompt * 2_500_000 + completion * 10_000_000
+    );
+    assert!(record.ttft_ms.is_some());
+}
+
+#[tokio::test]
+async fn failover_records_every_attempt_and_bills_only_the_answer() {
+    let gw = gateway().await;
+    let response = gw
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "failover", "messages": [user("hello")]}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let prompt = body["usage"]["prompt_tokens"].as_u64().unwrap();
+    let completion = body["usage"]["completion_tokens"].as_u64().unwrap();
+
+    let record = records(&gw, 1).await.remove(0);
+    assert_eq!(record.deployment.as_deref(), Some("failover@sim-azure"));
+    assert_eq!(record.cloud.as_deref(), Some("azure"));
+    let outcomes: Vec<_> = record
+        .attempts
+        .iter()
+        .map(|a| (a.deployment.as_str(), a.outcome.as_str(), a.status))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("failover@broken", "error", Some(503)),
+            ("failover@sim-azure", "ok", None),
+        ]
+    );
+    assert!(record.attempts[0].reason.is_some());
+    assert_eq!(record.attempts[0].cost_pusd, 0);
+    // Billed at the answering deployment's $3 / $12, not the first one's.
+    assert_eq!(record.cost_pusd, pico(prompt, 3) + pico(completion, 12));
+}
+
+#[tokio::test]
+async fn a_stream_broken_midway_is_recorded_with_its_error() {
+    let gw = gateway().await;
+    let response = gw
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "cut", "stream": true, "messages": [user("a long story please")]}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let _ = response.text().await;
+    let record = records(&gw, 1).await.remove(0);
+    assert!(record.stream);
+    assert_eq!(record.deployment.as_deref(), Some("cut@cutting"));
+    assert!(record.error.is_some(), "{record:?}");
+}
+
+#[tokio::test]
+async fn embeddings_and_failures_are_recorded_too() {
+    let gw = gateway().await;
+    let response = gw
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "embed", "input": ["one two three", "four"]}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let tokens = body["usage"]["prompt_tokens"].as_u64().unwrap();
+    let missing = gw
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "no-such-model", "messages": [user("x")]}),
+        )
+        .await;
+    assert_eq!(missing.status(), 404);
+    let _ = missing.text().await;
+
+    let mut found = records(&gw, 2).await;
+    found.sort_by_key(|r| r.status);
+    let (embed, failed) = (&found[0], &found[1]);
+    assert_eq!(embed.api, "embeddings");
+    assert_eq!(embed.input_tokens, tokens);
+    // $0.02 per million: 20,000 picodollars a token.
+    assert_eq!(embed.cost_pusd, tokens * 20_000);
+    assert_eq!(failed.status, 404);
+    assert_eq!(failed.model, "no-such-model");
+    assert_eq!(failed.deployment, None);
+    assert_eq!(failed.cost_pusd, 0);
+}
+
+#[tokio::test]
+async fn the_messages_api_is_recorded_as_messages() {
+    let gw = gateway().await;
+    let response = gw
+        .post(
+            "/v1/messages",
+            &json!({"model": "chat", "max_tokens": 50, "messages": [user("hi there")]}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let record = records(&gw, 1).await.remove(0);
+    assert_eq!(record.api, "messages");
+    assert_eq!(record.deployment.as_deref(), Some("chat@sim-openai"));
+    assert_eq!(
+        record.output_tokens,
+        body["usage"]["output_tokens"].as_u64().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn shutdown_flushes_every_queued_record() {
+    let mut gw = gateway().await;
+    for i in 0..12 {
+        let response = gw
+            .post(
+                "/v1/chat/completions",
+                &json!({"model": "chat", "messages": [user(&format!("message {i}"))]}),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        let _ = response.bytes().await;
+    }
+    gw.shutdown();
+    (&mut gw.task).await.unwrap().unwrap();
+    gw.gateway.flush().await;
+    let store = gw.gateway.store.clone().unwrap();
+    assert_eq!(store.usage_since(0, 100).await.unwrap().len(), 12);
+}
+
+#[tokio::test]
+async fn metrics_count_requests_tokens_cost_and_the_store_queue() {
+    let gw = gateway().await;
+    let response = gw
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "chat", "messages": [user("count me")]}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let _ = response.bytes().await;
+    // A made-up model name must not become a label value.
+    let unknown = gw
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "made-up-model-123", "messages": [user("x")]}),
+        )
+        .await;
+    assert_eq!(unknown.status(), 404);
+    let _ = unknown.bytes().await;
+    records(&gw, 2).await;
+    let metrics = gw.get("/metrics").await;
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.unwrap();
+    for expected in [
+        "crossbar_requests_total{",
+        "model=\"chat\"",
+        "deployment=\"chat@sim-openai\"",
+        "crossbar_request_duration_seconds_bucket{",
+        "crossbar_ttft_seconds_bucket{",
+        "crossbar_gateway_overhead_seconds_bucket{",
+        "crossbar_tokens_total{",
+        "crossbar_cost_picousd_total{",
+        "crossbar_attempts_total{",
+        "crossbar_breaker_state{deployment=\"failover@broken\"}",
+        "crossbar_store_queue_depth",
+    ] {
+        assert!(text.contains(expected), "missing {expected} in:\n{text}");
+    }
+    assert!(!text.contains("made-up-model-123"), "{text}");
+    assert!(text.contains("model=\"other\""), "{text}");
+}
+
+/// The same path on PostgreSQL, when the test script started one (records are told apart by
+/// request id, as the database is shared with other runs).
+#[tokio::test]
+async fn the_gateway_records_to_postgresql_when_configured() {
+    let Ok(url) = std::env::var("CROSSBAR_TEST_POSTGRES_URL") else {
+        eprintln!("CROSSBAR_TEST_POSTGRES_URL not set: skipping the PostgreSQL run");
+        return;
+    };
+    let gw = start(&format!("[store]\nurl = \"{url}\"\n{PROVIDERS}")).await;
+    let response = gw
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "failover", "messages": [user("to postgres")]}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: Value = response.json().await.unwrap();
+    let prompt = body["usage"]["prompt_tokens"].as_u64().unwrap();
+    let completion = body["usage"]["completion_tokens"].as_u64().unwrap();
+    let store = gw.gateway.store.clone().unwrap();
+    assert_eq!(store.backend(), "postgres");
+    let mut mine = Vec::new();
+    for _ in 0..400 {
+        mine = store.usage_since(0, 100_000).await.unwrap();
+        mine.retain(|r| r.request_id == request_id);
+        if !mine.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].attempts.len(), 2);
+    assert_eq!(mine[0].cost_pusd, pico(prompt, 3) + pico(completion, 12));
+}

@@ -1,0 +1,123 @@
+//! `crossbar keys` against the real binary, then `crossbar serve` honouring the key it made and
+//! flushing the request's usage record to the store on SIGTERM.
+
+#![expect(clippy::unwrap_used, reason = "test: a failure fails the test")]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+
+use crossbar_store::{SqlStore, Store};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_crossbar");
+
+fn run(dir: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("CROSSBAR_CONFIG")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("AZURE_OPENAI_API_KEY")
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn keys_are_created_listed_used_and_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let created = run(
+        dir.path(),
+        &[
+            "keys",
+            "create",
+            "--name",
+            "ci",
+            "--rpm",
+            "5",
+            "--budget-day",
+            "1.5",
+        ],
+    );
+    assert!(created.status.success(), "{created:?}");
+    let secret = stdout(&created).trim().to_owned();
+    assert!(secret.starts_with("cb-"), "{secret}");
+    // The default store is ./crossbar.db in the working directory.
+    assert!(dir.path().join("crossbar.db").exists());
+
+    let listed = run(dir.path(), &["keys", "list"]);
+    let table = stdout(&listed);
+    assert!(table.contains("ci") && table.contains("live"), "{table}");
+    assert!(table.contains(&secret[..9]), "{table}");
+    assert!(!table.contains(&secret), "the secret is never shown again");
+    let json: Value =
+        serde_json::from_str(&stdout(&run(dir.path(), &["keys", "list", "--json"]))).unwrap();
+    assert_eq!(json[0]["name"], "ci");
+    assert_eq!(json[0]["rpm"], 5);
+    assert_eq!(json[0]["budget_usd_day"], 1.5);
+
+    // The gateway in the same directory finds the key: closed to anonymous callers.
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env_remove("CROSSBAR_CONFIG")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("AZURE_OPENAI_API_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("crossbar listening on ")
+        .unwrap()
+        .to_owned();
+    let client = reqwest::Client::new();
+    let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]});
+    let anonymous = client
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let keyed = client
+        .post(format!("{url}/v1/chat/completions"))
+        .bearer_auth(&secret)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(keyed.status(), 200);
+    let request_id = keyed.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let _ = keyed.bytes().await.unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success());
+
+    // SIGTERM flushed the record before exit.
+    let store = SqlStore::open(dir.path().join("crossbar.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let records = store.usage_since(0, 100).await.unwrap();
+    let record = records.iter().find(|r| r.request_id == request_id).unwrap();
+    assert_eq!(record.key_id.as_deref(), json[0]["id"].as_str());
+    assert!(record.cost_pusd > 0);
+    store.close().await;
+
+    let revoked = run(dir.path(), &["keys", "revoke", "ci"]);
+    assert!(revoked.status.success(), "{revoked:?}");
+    let again = run(dir.path(), &["keys", "revoke", "ci"]);
+    assert!(!again.status.success(), "already revoked");
+    assert!(stdout(&run(dir.path(), &["keys", "list"])).contains("revoked"));
+}
