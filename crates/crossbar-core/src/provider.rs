@@ -352,19 +352,27 @@ impl Provider {
         }
     }
 
-    pub async fn chat(&self, request: &ChatRequest, target: &str) -> Result<ChatResponse> {
+    /// Sends a chat request; returns the response with its headers in, and the attempt's deadline.
+    async fn start_chat(
+        &self,
+        request: &ChatRequest,
+        target: &str,
+    ) -> Result<(reqwest::Response, Instant)> {
         let deadline = Instant::now() + self.total;
-        let body = self.egress.chat_body(&*self.prepared(request).await?, target)?;
-        let response = self
-            .send(
-                Operation::Chat {
-                    stream: request.stream,
-                },
-                target,
-                body,
-                deadline,
-            )
-            .await?;
+        let body = self
+            .egress
+            .chat_body(&*self.prepared(request).await?, target)?;
+        let operation = Operation::Chat {
+            stream: request.stream,
+        };
+        Ok((
+            self.send(operation, target, body, deadline).await?,
+            deadline,
+        ))
+    }
+
+    pub async fn chat(&self, request: &ChatRequest, target: &str) -> Result<ChatResponse> {
+        let (response, deadline) = self.start_chat(request, target).await?;
         let body = read_limited(response, deadline)
             .await
             .map_err(|e| self.classify_read(e))?;
@@ -419,18 +427,7 @@ impl Provider {
     /// Starts a streamed chat. The stream yields canonical events; it ends with an `Err` item
     /// when the upstream breaks off, times out or reports an error mid-stream.
     pub async fn chat_stream(&self, request: &ChatRequest, target: &str) -> Result<ChatStream> {
-        let deadline = Instant::now() + self.total;
-        let body = self.egress.chat_body(&*self.prepared(request).await?, target)?;
-        let response = self
-            .send(
-                Operation::Chat {
-                    stream: request.stream,
-                },
-                target,
-                body,
-                deadline,
-            )
-            .await?;
+        let (response, deadline) = self.start_chat(request, target).await?;
         let mut decoder = self.egress.stream_decoder();
         let idle = self.idle;
         let name = self.name.clone();

@@ -23,6 +23,8 @@ use tokio::time::Instant;
 /// asked again: a key revoked from another process stops working within this time.
 const CACHE_TTL: Duration = Duration::from_secs(5);
 const MINUTE: Duration = Duration::from_secs(60);
+/// Cached lookups beyond this many are dropped wholesale (they are only a cache).
+const MAX_CACHED_KEYS: usize = 100_000;
 const DAY_MS: i64 = 86_400_000;
 
 /// What `keys create` (CLI or admin API) asks for.
@@ -387,16 +389,17 @@ impl KeyState {
     }
 }
 
+/// A key id found for a hash, and when.
 #[derive(Clone, Debug)]
-enum Cached {
-    Key(String, Instant),
-    Missing(Instant),
+struct Cached {
+    id: String,
+    at: Instant,
 }
 
 /// The gateway's view of the virtual keys in the store.
 pub struct VirtualKeys {
     store: Arc<dyn Store>,
-    /// By secret hash: which key id, or known-missing, and since when.
+    /// By secret hash: which key id, and since when.
     by_hash: Mutex<HashMap<String, Cached>>,
     states: Mutex<HashMap<String, Arc<KeyState>>>,
     any_keys: AtomicBool,
@@ -453,8 +456,7 @@ impl VirtualKeys {
         let hash = hash_secret(secret);
         let cached = lock(&self.by_hash).get(&hash).cloned();
         let id = match cached {
-            Some(Cached::Key(id, at)) if at.elapsed() < CACHE_TTL => Some(id),
-            Some(Cached::Missing(at)) if at.elapsed() < CACHE_TTL => None,
+            Some(Cached { id, at }) if at.elapsed() < CACHE_TTL => Some(id),
             _ => self.refresh(&hash).await?,
         };
         let Some(id) = id else { return Ok(None) };
@@ -476,7 +478,7 @@ impl VirtualKeys {
             .map_err(|e| Error::internal(format!("The key store is unavailable: {e}")))?;
         let now = Instant::now();
         let Some(record) = found else {
-            lock(&self.by_hash).insert(hash.to_owned(), Cached::Missing(now));
+            // Misses are not cached: random keys must not grow the cache.
             return Ok(None);
         };
         let id = record.id.clone();
@@ -496,7 +498,17 @@ impl VirtualKeys {
                 }
             }
         }
-        lock(&self.by_hash).insert(hash.to_owned(), Cached::Key(id.clone(), now));
+        let mut by_hash = lock(&self.by_hash);
+        if by_hash.len() >= MAX_CACHED_KEYS {
+            by_hash.clear();
+        }
+        by_hash.insert(
+            hash.to_owned(),
+            Cached {
+                id: id.clone(),
+                at: now,
+            },
+        );
         Ok(Some(id))
     }
 

@@ -185,6 +185,25 @@ async fn a_stream_is_recorded_with_the_usage_that_arrived_inside_it() {
         prompt * 2_500_000 + completion * 10_000_000
     );
     assert!(record.ttft_ms.is_some());
+
+    // A client that did not ask for usage is metered all the same.
+    let response = gw
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "chat", "stream": true, "messages": [user("Stream about rivers")]}),
+        )
+        .await;
+    let (frames, _) = sse_data(response).await;
+    assert!(
+        frames.iter().all(|f| !f.contains("\"usage\":{")),
+        "not sent to the client"
+    );
+    let quiet = records(&gw, 2).await.remove(1);
+    assert_eq!(
+        (quiet.input_tokens, quiet.output_tokens),
+        (prompt, completion)
+    );
+    assert_eq!(quiet.cost_pusd, record.cost_pusd);
 }
 
 #[tokio::test]

@@ -115,6 +115,14 @@ async fn keys_are_created_listed_used_and_revoked() {
     assert!(record.cost_pusd > 0);
     store.close().await;
 
+    // The usage report reads the same ledger.
+    let report = run(dir.path(), &["usage", "--by", "key", "--format", "json"]);
+    assert!(report.status.success(), "{report:?}");
+    let rows: Value = serde_json::from_str(&stdout(&report)).unwrap();
+    assert_eq!(rows[0]["group"], json[0]["id"]);
+    assert_eq!(rows[0]["requests"], 1);
+    assert_eq!(rows[0]["error_rate_pct"], 0.0);
+
     let revoked = run(dir.path(), &["keys", "revoke", "ci"]);
     assert!(revoked.status.success(), "{revoked:?}");
     let again = run(dir.path(), &["keys", "revoke", "ci"]);
