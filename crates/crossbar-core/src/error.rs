@@ -40,6 +40,9 @@ pub enum ErrorKind {
     UpstreamConnect,
     /// The upstream stream ended without its terminator or reported an error mid-stream.
     StreamInterrupted,
+    /// The request is valid, but this deployment's dialect cannot express part of it (an
+    /// OpenAI-only field sent to Bedrock, an image it cannot take): another deployment may.
+    Unsupported,
     /// A bug or misconfiguration on our side.
     Internal,
 }
@@ -160,6 +163,15 @@ impl Error {
         err
     }
 
+    /// Marks a client-side refusal raised while translating for one deployment as specific to
+    /// that deployment, so the router may try another.
+    pub fn unsupported_here(mut self) -> Self {
+        if self.kind == ErrorKind::InvalidRequest {
+            self.kind = ErrorKind::Unsupported;
+        }
+        self
+    }
+
     /// Turns a rate-limit error into the non-retryable quota kind.
     pub fn quota_exceeded(mut self) -> Self {
         self.kind = ErrorKind::QuotaExceeded;
@@ -185,7 +197,7 @@ impl Error {
     /// The HTTP status a client of the gateway sees. The only place statuses are decided.
     pub fn status(&self) -> u16 {
         match self.kind {
-            ErrorKind::InvalidRequest => 400,
+            ErrorKind::InvalidRequest | ErrorKind::Unsupported => 400,
             ErrorKind::Authentication => match self.origin {
                 // The upstream refusing our configured key is our misconfiguration, not the
                 // client's: a 401 would make SDKs tell the user their own key is wrong.
@@ -219,6 +231,7 @@ impl Error {
     pub fn openai_type(&self) -> &'static str {
         match self.kind {
             ErrorKind::InvalidRequest
+            | ErrorKind::Unsupported
             | ErrorKind::NotFound
             | ErrorKind::PayloadTooLarge
             | ErrorKind::UpstreamRejected => "invalid_request_error",

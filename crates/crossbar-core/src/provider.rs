@@ -359,9 +359,8 @@ impl Provider {
         target: &str,
     ) -> Result<(reqwest::Response, Instant)> {
         let deadline = Instant::now() + self.total;
-        let body = self
-            .egress
-            .chat_body(&*self.prepared(request).await?, target)?;
+        let prepared = self.prepared(request).await.map_err(Error::unsupported_here)?;
+        let body = self.egress.chat_body(&prepared, target).map_err(Error::unsupported_here)?;
         let operation = Operation::Chat {
             stream: request.stream,
         };
@@ -394,7 +393,7 @@ impl Provider {
         target: &str,
     ) -> Result<EmbeddingResponse> {
         let deadline = Instant::now() + self.total;
-        let body = self.egress.embedding_body(request, target)?;
+        let body = self.egress.embedding_body(request, target).map_err(Error::unsupported_here)?;
         let response = self
             .send(Operation::Embeddings, target, body, deadline)
             .await?;

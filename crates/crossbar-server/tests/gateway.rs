@@ -684,3 +684,42 @@ async fn a_stream_that_stalls_mid_way_ends_with_a_timeout_error_event() {
     let last: Value = serde_json::from_str(frames.last().unwrap()).unwrap();
     assert_eq!(last["error"]["type"], "timeout_error", "{last}");
 }
+
+/// A request one deployment's dialect cannot express goes to one that can; when none can, the
+/// client gets the 400 naming the field.
+#[tokio::test]
+async fn a_request_bedrock_cannot_express_is_served_by_another_deployment() {
+    let config = r#"
+[[providers]]
+name = "bedrock"
+kind = "sim"
+dialect = "bedrock"
+region = "us-east-1"
+
+[[providers]]
+name = "openai"
+kind = "sim"
+dialect = "openai"
+
+[[models]]
+name = "m"
+deployments = [{ provider = "bedrock", target = "amazon.nova-pro-v1:0" }, { provider = "openai", target = "gpt-4o" }]
+
+[[models]]
+name = "bedrock-only"
+deployments = [{ provider = "bedrock", target = "amazon.nova-pro-v1:0" }]
+
+[routes.default]
+objective = "order"
+"#;
+    let gw = start(config).await;
+    let body = json!({"model": "m", "messages": [user("x")], "logprobs": true});
+    let response = gw.post("/v1/chat/completions", &body).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-crossbar-provider"], "openai");
+    assert!(gw.sim("bedrock").requests().is_empty(), "nothing untranslatable was sent to Bedrock");
+    let response = gw.post("/v1/chat/completions", &json!({"model": "bedrock-only", "messages": [user("x")], "logprobs": true})).await;
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["param"], "logprobs");
+}

@@ -13,8 +13,8 @@ pub enum Verdict {
     /// Connect errors, timeouts, 408/429/5xx/529, broken or garbled answers: another attempt,
     /// here or elsewhere, may succeed.
     Retry,
-    /// The deployment's account is at fault (its key refused, its quota spent): another
-    /// deployment may succeed, this one will not.
+    /// The deployment is at fault (its key refused, its quota spent, its dialect unable to
+    /// express the request): another deployment may succeed, this one will not.
     OtherDeployment,
     /// The request itself is at fault (400, 404, 422...): every deployment would refuse it.
     Stop,
@@ -23,11 +23,12 @@ pub enum Verdict {
 pub fn verdict(error: &Error) -> Verdict {
     if error.retryable {
         Verdict::Retry
-    } else if error.origin == Origin::Upstream
-        && matches!(
-            error.kind,
-            ErrorKind::Authentication | ErrorKind::PermissionDenied | ErrorKind::QuotaExceeded
-        )
+    } else if error.kind == ErrorKind::Unsupported
+        || error.origin == Origin::Upstream
+            && matches!(
+                error.kind,
+                ErrorKind::Authentication | ErrorKind::PermissionDenied | ErrorKind::QuotaExceeded
+            )
     {
         Verdict::OtherDeployment
     } else {
