@@ -349,7 +349,11 @@ impl Drop for Finish {
         let router = &self.state.router;
         let known = router.model_names().any(|m| m == record.model)
             || router.route_names().any(|r| r == record.model);
-        let model_label = if known { record.model.as_str() } else { "other" };
+        let model_label = if known {
+            record.model.as_str()
+        } else {
+            "other"
+        };
         metrics::request_finished(&record, model_label, latency, ttft, overhead);
         // A caller that never authenticated does not get to write to the ledger.
         if record.status == 401 && record.key_id.is_none() {

@@ -413,3 +413,66 @@ async fn the_gateway_records_to_postgresql_when_configured() {
     assert_eq!(mine[0].attempts.len(), 2);
     assert_eq!(mine[0].cost_pusd, pico(prompt, 3) + pico(completion, 12));
 }
+
+/// Prompt caching end to end: the simulated Anthropic provider writes a cache on the first call
+/// (a breakpoint on a long prompt) and reads it on the second; each kind of token is billed at
+/// its own price: $3 in, $3.75 cache write, $0.30 cache read, $15 out per million.
+#[tokio::test]
+async fn prompt_cache_writes_and_reads_are_billed_at_their_own_prices() {
+    let config = format!(
+        "{}{}",
+        store_section(),
+        r#"
+[[providers]]
+name = "sim-anthropic"
+kind = "sim"
+dialect = "anthropic"
+cloud = "anthropic"
+region = "global"
+api_key = "sk-ant-simulated"
+
+[[models]]
+name = "claude"
+deployments = [
+  { provider = "sim-anthropic", target = "claude-sonnet-4-5", price = { input = 3.0, output = 15.0, cached_input = 0.30, cache_write = 3.75 } },
+]
+"#
+    );
+    let gw = start(&config).await;
+    let long = "The river runs past the old mill and under the stone bridge. ".repeat(150);
+    let request = json!({
+        "model": "claude", "max_tokens": 50,
+        "system": [{"type": "text", "text": long, "cache_control": {"type": "ephemeral"}}],
+        "messages": [user("Where does the river run?")],
+    });
+    let mut usages = Vec::new();
+    for _ in 0..2 {
+        let response = gw.post("/v1/messages", &request).await;
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        usages.push(body["usage"].clone());
+    }
+    let found = records(&gw, 2).await;
+    let n = |u: &Value, field: &str| u[field].as_u64().unwrap_or(0);
+    let written = n(&usages[0], "cache_creation_input_tokens");
+    let read = n(&usages[1], "cache_read_input_tokens");
+    assert!(
+        written >= 1024,
+        "the first call wrote the cache: {}",
+        usages[0]
+    );
+    assert!(read > 0, "the second call read it: {}", usages[1]);
+    for (record, usage) in found.iter().zip(&usages) {
+        let fresh = n(usage, "input_tokens");
+        let write = n(usage, "cache_creation_input_tokens");
+        let cached = n(usage, "cache_read_input_tokens");
+        let output = n(usage, "output_tokens");
+        assert_eq!(record.input_tokens, fresh + write + cached);
+        assert_eq!(record.cache_write_tokens, write);
+        assert_eq!(record.cached_input_tokens, cached);
+        assert_eq!(
+            record.cost_pusd,
+            fresh * 3_000_000 + write * 3_750_000 + cached * 300_000 + output * 15_000_000
+        );
+    }
+}
