@@ -40,6 +40,9 @@ pub struct Config {
     /// The admin HTTP API (`/admin/...`), closed unless a token is set.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// OpenTelemetry traces; nothing is sent anywhere without an endpoint.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
     /// Where this configuration came from, for messages.
     #[serde(skip)]
     pub origin: String,
@@ -128,6 +131,16 @@ impl StoreConfig {
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     pub token: Option<Spanned<Secret>>,
+}
+
+/// `[telemetry]`: where to send traces (OTLP over HTTP, JSON encoding).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// The collector's base URL, e.g. `http://localhost:4318`; spans go to `/v1/traces`.
+    pub otlp_endpoint: Option<Spanned<String>>,
+    /// `service.name` of the spans; default `crossbar`.
+    pub service_name: Option<String>,
 }
 
 /// A string that is never printed: `Debug` shows `[redacted]`.
@@ -550,6 +563,17 @@ impl Config {
             {
                 return Err(self.error_at(v, key, "must be at least 1"));
             }
+        }
+        if let Some(endpoint) = &self.telemetry.otlp_endpoint
+            && !["http://", "https://"]
+                .iter()
+                .any(|scheme| endpoint.get_ref().starts_with(scheme))
+        {
+            return Err(self.error_at(
+                endpoint,
+                "telemetry.otlp_endpoint",
+                "must be an http:// or https:// URL",
+            ));
         }
         if let Some(token) = &self.admin.token
             && token.get_ref().0.len() < 16

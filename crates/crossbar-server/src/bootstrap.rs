@@ -13,6 +13,7 @@ use crossbar_store::{SqlStore, Store, UsageWriter, WriterSettings, spawn_retenti
 use crate::app::AppState;
 use crate::keys::VirtualKeys;
 use crate::metering::{Background, Metering};
+use crate::telemetry::Telemetry;
 
 /// Retention deletes this many records per statement, and looks for more this often.
 const RETENTION_BATCH: u32 = 1000;
@@ -86,7 +87,7 @@ impl Gateway {
                     .collect(),
             ),
             max_body_bytes: config.server.max_body_bytes(),
-            metering: Arc::new(Metering::new(writer)),
+            metering: Arc::new(Metering::new(writer, telemetry(config))),
             virtual_keys: store
                 .as_ref()
                 .map(|s| Arc::new(VirtualKeys::new(Arc::clone(s)))),
@@ -109,6 +110,16 @@ impl Gateway {
     pub async fn flush(&self) {
         self.state.metering.flush().await;
     }
+}
+
+/// The trace exporter, when `telemetry.otlp_endpoint` is set.
+fn telemetry(config: &Config) -> Option<Telemetry> {
+    let endpoint = config.telemetry.otlp_endpoint.as_ref()?;
+    let service = config.telemetry.service_name.as_deref();
+    Some(Telemetry::start(
+        endpoint.get_ref(),
+        service.unwrap_or("crossbar"),
+    ))
 }
 
 /// The store, its writer and its retention task, each absent without a store.

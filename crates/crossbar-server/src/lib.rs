@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod request_id;
 pub mod routes;
 pub mod serve;
+pub mod telemetry;
 
 pub use app::{AppState, app};
 pub use bootstrap::Gateway;

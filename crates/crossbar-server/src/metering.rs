@@ -6,7 +6,7 @@
 //! the record for the store without waiting.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Request, State};
@@ -26,6 +26,7 @@ use tokio::time::Instant;
 use crate::app::AppState;
 use crate::keys::{KeyState, Reservation};
 use crate::metrics;
+use crate::telemetry::{self, Telemetry, TraceContext};
 
 /// Output tokens assumed for a budget reservation when the request sets no `max_tokens`.
 const DEFAULT_RESERVED_OUTPUT_TOKENS: u64 = 1024;
@@ -38,12 +39,13 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug, Default)]
 pub struct Metering {
     writer: Option<UsageWriter>,
+    telemetry: Option<Telemetry>,
 }
 
 impl Metering {
-    /// `None`: no store; records still feed the metrics.
-    pub fn new(writer: Option<UsageWriter>) -> Self {
-        Self { writer }
+    /// `writer` `None`: no store; records still feed the metrics (and traces, if configured).
+    pub fn new(writer: Option<UsageWriter>, telemetry: Option<Telemetry>) -> Self {
+        Self { writer, telemetry }
     }
 
     pub fn writer(&self) -> Option<&UsageWriter> {
@@ -54,6 +56,9 @@ impl Metering {
     pub async fn flush(&self) {
         if let Some(writer) = &self.writer {
             writer.flush_and_stop().await;
+        }
+        if let Some(telemetry) = &self.telemetry {
+            telemetry.flush().await;
         }
     }
 }
@@ -274,6 +279,8 @@ struct Finish {
     meter: Meter,
     state: AppState,
     started: Instant,
+    /// Wall-clock start and trace, for the request's span (only with telemetry on).
+    trace: Option<(SystemTime, TraceContext)>,
     time_ms: i64,
     status: u16,
     request_id: String,
@@ -355,6 +362,21 @@ impl Drop for Finish {
             "other"
         };
         metrics::request_finished(&record, model_label, latency, ttft, overhead);
+        if let (Some(telemetry), Some((at, trace))) = (&self.state.metering.telemetry, self.trace) {
+            let lookup = |id: &str| {
+                router
+                    .deployments()
+                    .find(|d| d.id() == id)
+                    .map(|d| (d.provider.kind, d.target.clone()))
+            };
+            telemetry.submit(telemetry::spans(
+                &record,
+                deployment.as_deref(),
+                trace,
+                at,
+                lookup,
+            ));
+        }
         // A caller that never authenticated does not get to write to the ledger.
         if record.status == 401 && record.key_id.is_none() {
             return;
@@ -382,6 +404,12 @@ pub async fn layer(State(state): State<AppState>, mut request: Request, next: Ne
     };
     let started = Instant::now();
     let time_ms = now_ms();
+    let trace = state.metering.telemetry.is_some().then(|| {
+        (
+            SystemTime::now(),
+            TraceContext::from_headers(request.headers()),
+        )
+    });
     let meter = Meter::start(api);
     request.extensions_mut().insert(meter.clone());
     let response = next.run(request).await;
@@ -395,6 +423,7 @@ pub async fn layer(State(state): State<AppState>, mut request: Request, next: Ne
         meter,
         state,
         started,
+        trace,
         time_ms,
         status: response.status().as_u16(),
         request_id,

@@ -368,6 +368,7 @@ async fn metrics_count_requests_tokens_cost_and_the_store_queue() {
         "crossbar_attempts_total{",
         "crossbar_breaker_state{deployment=\"failover@broken\"}",
         "crossbar_store_queue_depth",
+        "crossbar_store_dropped_total",
     ] {
         assert!(text.contains(expected), "missing {expected} in:\n{text}");
     }
@@ -475,4 +476,107 @@ deployments = [
             fresh * 3_000_000 + write * 3_750_000 + cached * 300_000 + output * 15_000_000
         );
     }
+}
+
+/// Traces: with `telemetry.otlp_endpoint` set, each request becomes a server span continuing
+/// the client's `traceparent`, with one client span per attempt, sent as OTLP/HTTP JSON to an
+/// in-process collector.
+#[tokio::test]
+async fn traces_reach_the_collector_with_genai_attributes_and_the_clients_trace() {
+    use std::sync::{Arc, Mutex};
+
+    let received: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let sink = Arc::clone(&received);
+    let collector = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let sink = Arc::clone(&sink);
+            async move {
+                sink.lock().unwrap().push(body);
+                "{}"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, collector).await });
+
+    let config = format!(
+        "{}[telemetry]\notlp_endpoint = \"{endpoint}\"\n{PROVIDERS}",
+        store_section()
+    );
+    let gw = start(&config).await;
+    let response = gw
+        .client()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .json(&json!({"model": "failover", "messages": [user("trace me")]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    records(&gw, 1).await;
+    gw.gateway.flush().await;
+
+    let batches = received.lock().unwrap().clone();
+    assert_eq!(
+        batches[0]["resourceSpans"][0]["resource"]["attributes"][0]["value"]["stringValue"],
+        "crossbar"
+    );
+    let spans: Vec<Value> = batches
+        .iter()
+        .flat_map(|b| b["resourceSpans"].as_array().cloned().unwrap_or_default())
+        .flat_map(|r| r["scopeSpans"].as_array().cloned().unwrap_or_default())
+        .flat_map(|s| s["spans"].as_array().cloned().unwrap_or_default())
+        .collect();
+    let attrs = |span: &Value| -> std::collections::HashMap<String, Value> {
+        span["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                let value = a["value"]
+                    .as_object()
+                    .unwrap()
+                    .values()
+                    .next()
+                    .unwrap()
+                    .clone();
+                (a["key"].as_str().unwrap().to_owned(), value)
+            })
+            .collect()
+    };
+    let server: Vec<&Value> = spans.iter().filter(|s| s["kind"] == 2).collect();
+    assert_eq!(server.len(), 1);
+    let request = server[0];
+    assert_eq!(request["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(request["parentSpanId"], "00f067aa0ba902b7");
+    assert_eq!(request["name"], "chat failover");
+    let a = attrs(request);
+    assert_eq!(a["gen_ai.operation.name"], "chat");
+    assert_eq!(a["gen_ai.system"], "crossbar.sim");
+    assert_eq!(a["gen_ai.request.model"], "failover");
+    assert_eq!(a["gen_ai.response.model"], "gpt4o-prod");
+    assert_eq!(
+        a["gen_ai.usage.input_tokens"],
+        body["usage"]["prompt_tokens"].as_u64().unwrap().to_string()
+    );
+    assert_eq!(a["crossbar.deployment"], "failover@sim-azure");
+    let attempts: Vec<&Value> = spans.iter().filter(|s| s["kind"] == 3).collect();
+    assert_eq!(attempts.len(), 2);
+    for attempt in &attempts {
+        assert_eq!(attempt["traceId"], request["traceId"]);
+        assert_eq!(attempt["parentSpanId"], request["spanId"]);
+    }
+    let outcomes: Vec<Value> = attempts
+        .iter()
+        .map(|s| attrs(s)["crossbar.outcome"].clone())
+        .collect();
+    assert_eq!(outcomes, [json!("error"), json!("ok")]);
+    assert_eq!(attempts[0]["status"]["code"], 2);
+    assert_eq!(attrs(attempts[0])["error.type"], "503");
 }

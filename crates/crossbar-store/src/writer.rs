@@ -48,6 +48,9 @@ impl UsageWriter {
         let (tx, rx) = mpsc::channel(capacity);
         let (stop_tx, stop_rx) = oneshot::channel();
         let task = tokio::spawn(drain(store, rx, stop_rx, settings.batch.max(1)));
+        // Present from the start, so a dashboard can tell "no drops" from "no data".
+        metrics::counter!("crossbar_store_dropped_total").increment(0);
+        metrics::gauge!("crossbar_store_queue_depth").set(0.0);
         Self {
             tx,
             capacity,

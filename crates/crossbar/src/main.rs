@@ -4,6 +4,7 @@
 mod keys;
 mod simulate;
 mod usage;
+mod whatif;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -55,6 +56,9 @@ enum Command {
     /// Report recorded traffic: requests, tokens, cost, p50/p95 latency and error rate per
     /// key, model, deployment, provider or cloud.
     Usage(usage::UsageArgs),
+    /// Re-price the recorded traffic on every deployment of the same logical models (of this
+    /// configuration or another), next to what it really cost.
+    Whatif(whatif::WhatifArgs),
     Simulate {
         /// Scenario file (see examples/outage.toml).
         #[arg(long)]
@@ -87,6 +91,7 @@ fn main() -> anyhow::Result<()> {
             Command::Serve { config, listen } => run_serve(config, listen).await,
             Command::Keys(args) => keys::command(args).await,
             Command::Usage(args) => usage::command(args).await,
+            Command::Whatif(args) => whatif::command(args).await,
             Command::Sim {
                 dialect,
                 listen,

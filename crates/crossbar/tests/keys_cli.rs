@@ -123,6 +123,25 @@ async fn keys_are_created_listed_used_and_revoked() {
     assert_eq!(rows[0]["requests"], 1);
     assert_eq!(rows[0]["error_rate_pct"], 0.0);
 
+    // What-if re-prices that request on every gpt-4o deployment of the built-in catalog.
+    let whatif = run(dir.path(), &["whatif", "--format", "json"]);
+    assert!(whatif.status.success(), "{whatif:?}");
+    let rows: Value = serde_json::from_str(&stdout(&whatif)).unwrap();
+    let gpt: Vec<&Value> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["model"] == "gpt-4o")
+        .collect();
+    assert!(gpt.len() >= 2, "{rows}");
+    assert!(gpt.iter().all(|r| r["requests"] == 1));
+    assert_eq!(
+        gpt.iter()
+            .map(|r| r["served"].as_u64().unwrap())
+            .sum::<u64>(),
+        1
+    );
+
     let revoked = run(dir.path(), &["keys", "revoke", "ci"]);
     assert!(revoked.status.success(), "{revoked:?}");
     let again = run(dir.path(), &["keys", "revoke", "ci"]);
