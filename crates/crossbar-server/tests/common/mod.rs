@@ -63,7 +63,13 @@ pub async fn start(config: &str) -> TestGateway {
 }
 
 pub async fn start_with_grace(config: &str, grace: Duration) -> TestGateway {
-    let config = Config::from_toml(config, "test.toml").unwrap();
+    // Tests that do not ask for a store get none, rather than a `crossbar.db` in the crate.
+    let config = if config.contains("[store]") {
+        config.to_owned()
+    } else {
+        format!("{config}\n[store]\nenabled = false\n")
+    };
+    let config = Config::from_toml(&config, "test.toml").unwrap();
     let gateway = Gateway::build(&config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

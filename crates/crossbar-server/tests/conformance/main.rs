@@ -164,7 +164,7 @@ impl Harness {
             None => provider.toml.to_owned(),
         };
         let config = format!(
-            "[[providers]]\nname = \"p\"\n{toml}\n\n[[models]]\nname = \"m\"\ndeployments = [{{ provider = \"p\", target = \"{}\" }}]\n",
+            "[store]\nenabled = false\n\n[[providers]]\nname = \"p\"\n{toml}\n\n[[models]]\nname = \"m\"\ndeployments = [{{ provider = \"p\", target = \"{}\" }}]\n",
             provider.target
         );
         let config = Config::from_toml(&config, "conformance.toml")
