@@ -26,7 +26,11 @@ pub struct ImageFetch {
 
 impl Default for ImageFetch {
     fn default() -> Self {
-        Self { allow_private: false, max_bytes: 5 * 1024 * 1024, timeout_ms: 10_000 }
+        Self {
+            allow_private: false,
+            max_bytes: 5 * 1024 * 1024,
+            timeout_ms: 10_000,
+        }
     }
 }
 
@@ -59,18 +63,25 @@ pub fn is_private(ip: IpAddr) -> bool {
 impl ImageFetch {
     /// The request with every URL image replaced by its bytes; borrowed when there were none.
     pub async fn inline<'a>(&self, request: &'a ChatRequest) -> Result<Cow<'a, ChatRequest>> {
-        let has_urls = request
-            .messages
-            .iter()
-            .flat_map(|m| &m.content)
-            .any(|p| matches!(p, ContentPart::Image { source: ImageSource::Url(_), .. }));
+        let has_urls = request.messages.iter().flat_map(|m| &m.content).any(|p| {
+            matches!(
+                p,
+                ContentPart::Image {
+                    source: ImageSource::Url(_),
+                    ..
+                }
+            )
+        });
         if !has_urls {
             return Ok(Cow::Borrowed(request));
         }
         let mut owned = request.clone();
         for (i, message) in owned.messages.iter_mut().enumerate() {
             for (j, part) in message.content.iter_mut().enumerate() {
-                if let ContentPart::Image { source: source @ ImageSource::Url(_), .. } = part
+                if let ContentPart::Image {
+                    source: source @ ImageSource::Url(_),
+                    ..
+                } = part
                     && let ImageSource::Url(url) = &*source
                 {
                     let param = format!("messages[{i}].content[{j}].image_url.url");
@@ -82,21 +93,33 @@ impl ImageFetch {
     }
 
     async fn fetch(&self, url: &str, param: &str) -> Result<ImageSource> {
-        let refuse = |why: String| Error::invalid_field(param, format!("Could not fetch the image: {why}"));
+        let refuse =
+            |why: String| Error::invalid_field(param, format!("Could not fetch the image: {why}"));
         let parsed = reqwest::Url::parse(url).map_err(|e| refuse(format!("invalid URL ({e})")))?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(refuse("only http(s) URLs can be fetched".into()));
         }
-        let host = parsed.host_str().ok_or_else(|| refuse("the URL has no host".into()))?.to_owned();
+        let host = parsed
+            .host_str()
+            .ok_or_else(|| refuse("the URL has no host".into()))?
+            .to_owned();
         let port = parsed.port_or_known_default().unwrap_or(443);
-        let lookup_host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let lookup_host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((lookup_host.as_str(), port))
             .await
             .map_err(|e| refuse(format!("cannot resolve {host} ({e})")))?
             .collect();
-        let addr = addrs.first().copied().ok_or_else(|| refuse(format!("{host} has no address")))?;
+        let addr = addrs
+            .first()
+            .copied()
+            .ok_or_else(|| refuse(format!("{host} has no address")))?;
         if !self.allow_private && addrs.iter().any(|a| is_private(a.ip())) {
-            return Err(refuse(format!("{host} is a private, loopback or link-local address")));
+            return Err(refuse(format!(
+                "{host} is a private, loopback or link-local address"
+            )));
         }
         // Pin the checked address so a second lookup cannot point elsewhere.
         let client = reqwest::Client::builder()
@@ -105,25 +128,48 @@ impl ImageFetch {
             .timeout(Duration::from_millis(self.timeout_ms))
             .build()
             .map_err(|e| Error::internal(format!("image client: {e}")))?;
-        let mut response = client.get(parsed).send().await.map_err(|e| refuse(e.without_url().to_string()))?;
+        let mut response = client
+            .get(parsed)
+            .send()
+            .await
+            .map_err(|e| refuse(e.without_url().to_string()))?;
         if !response.status().is_success() {
-            return Err(refuse(format!("the server answered HTTP {}", response.status().as_u16())));
+            return Err(refuse(format!(
+                "the server answered HTTP {}",
+                response.status().as_u16()
+            )));
         }
         let media_type = response
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_ascii_lowercase()
+            })
             .filter(|v| v.starts_with("image/"))
             .ok_or_else(|| refuse("the response is not an image".into()))?;
         let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| refuse(e.without_url().to_string()))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| refuse(e.without_url().to_string()))?
+        {
             if bytes.len() + chunk.len() > self.max_bytes {
-                return Err(refuse(format!("the image is larger than {} bytes", self.max_bytes)));
+                return Err(refuse(format!(
+                    "the image is larger than {} bytes",
+                    self.max_bytes
+                )));
             }
             bytes.extend_from_slice(&chunk);
         }
-        Ok(ImageSource::Base64 { media_type, data: BASE64.encode(bytes) })
+        Ok(ImageSource::Base64 {
+            media_type,
+            data: BASE64.encode(bytes),
+        })
     }
 }
 
@@ -133,7 +179,19 @@ mod tests {
 
     #[test]
     fn private_addresses_are_recognized() {
-        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
             assert!(is_private(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
@@ -147,12 +205,18 @@ mod tests {
             "m",
             vec![crate::chat::Message::new(
                 crate::chat::Role::User,
-                vec![ContentPart::Image { source: ImageSource::Url("http://127.0.0.1:9/cat.png".into()), detail: None }],
+                vec![ContentPart::Image {
+                    source: ImageSource::Url("http://127.0.0.1:9/cat.png".into()),
+                    detail: None,
+                }],
             )],
         );
         let err = ImageFetch::default().inline(&request).await.unwrap_err();
         assert_eq!(err.status(), 400);
-        assert_eq!(err.param.as_deref(), Some("messages[0].content[0].image_url.url"));
+        assert_eq!(
+            err.param.as_deref(),
+            Some("messages[0].content[0].image_url.url")
+        );
         assert!(err.message.contains("private"), "{}", err.message);
     }
 }

@@ -359,8 +359,14 @@ impl Provider {
         target: &str,
     ) -> Result<(reqwest::Response, Instant)> {
         let deadline = Instant::now() + self.total;
-        let prepared = self.prepared(request).await.map_err(Error::unsupported_here)?;
-        let body = self.egress.chat_body(&prepared, target).map_err(Error::unsupported_here)?;
+        let prepared = self
+            .prepared(request)
+            .await
+            .map_err(Error::unsupported_here)?;
+        let body = self
+            .egress
+            .chat_body(&prepared, target)
+            .map_err(Error::unsupported_here)?;
         let operation = Operation::Chat {
             stream: request.stream,
         };
@@ -393,7 +399,10 @@ impl Provider {
         target: &str,
     ) -> Result<EmbeddingResponse> {
         let deadline = Instant::now() + self.total;
-        let body = self.egress.embedding_body(request, target).map_err(Error::unsupported_here)?;
+        let body = self
+            .egress
+            .embedding_body(request, target)
+            .map_err(Error::unsupported_here)?;
         let response = self
             .send(Operation::Embeddings, target, body, deadline)
             .await?;

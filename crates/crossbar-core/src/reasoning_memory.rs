@@ -33,7 +33,11 @@ pub fn remember(id: &str, reasoning: Vec<Reasoning>) {
         return;
     }
     with_memory(|memory| {
-        if memory.entries.insert(id.to_owned(), (Instant::now(), reasoning)).is_none() {
+        if memory
+            .entries
+            .insert(id.to_owned(), (Instant::now(), reasoning))
+            .is_none()
+        {
             memory.order.push_back(id.to_owned());
         }
         while memory.order.len() > CAPACITY {
@@ -53,7 +57,9 @@ pub fn remember_message(message: &Message) {
 
 /// Gives back remembered reasoning to assistant turns that arrive without theirs.
 pub fn restore(request: &ChatRequest) -> Option<ChatRequest> {
-    let missing = |m: &Message| m.role == Role::Assistant && m.reasoning.is_empty() && !m.tool_calls.is_empty();
+    let missing = |m: &Message| {
+        m.role == Role::Assistant && m.reasoning.is_empty() && !m.tool_calls.is_empty()
+    };
     if !request.messages.iter().any(missing) {
         return None;
     }
@@ -61,7 +67,9 @@ pub fn restore(request: &ChatRequest) -> Option<ChatRequest> {
     let mut changed = false;
     with_memory(|memory| {
         for message in restored.messages.iter_mut().filter(|m| missing(m)) {
-            let Some(id) = message.tool_calls.first().map(|c| c.id.clone()) else { continue };
+            let Some(id) = message.tool_calls.first().map(|c| c.id.clone()) else {
+                continue;
+            };
             if let Some((at, reasoning)) = memory.entries.get(&id)
                 && at.elapsed() < MAX_AGE
             {
@@ -85,7 +93,10 @@ pub struct StreamCollector {
 impl StreamCollector {
     pub fn observe(&mut self, event: &StreamEvent) {
         match event {
-            StreamEvent::ReasoningDelta(Reasoning { family: Family::Anthropic, data }) => {
+            StreamEvent::ReasoningDelta(Reasoning {
+                family: Family::Anthropic,
+                data,
+            }) => {
                 if let Some(text) = data.get("thinking").and_then(Value::as_str) {
                     self.thinking.push_str(text);
                 } else if let Some(signature) = data.get("signature").and_then(Value::as_str) {
@@ -95,12 +106,17 @@ impl StreamCollector {
                         data: json!({"type": "thinking", "thinking": thinking, "signature": signature}),
                     });
                 } else if data.get("type").and_then(Value::as_str) == Some("redacted_thinking") {
-                    self.blocks.push(Reasoning { family: Family::Anthropic, data: data.clone() });
+                    self.blocks.push(Reasoning {
+                        family: Family::Anthropic,
+                        data: data.clone(),
+                    });
                 }
             }
             // Other families carry whole blocks per event.
             StreamEvent::ReasoningDelta(reasoning) => self.blocks.push(reasoning.clone()),
-            StreamEvent::ToolCallStart { id, .. } if self.first_call.is_none() => self.first_call = Some(id.clone()),
+            StreamEvent::ToolCallStart { id, .. } if self.first_call.is_none() => {
+                self.first_call = Some(id.clone())
+            }
             _ => {}
         }
     }
@@ -120,21 +136,37 @@ mod tests {
     #[test]
     fn streamed_thinking_is_assembled_and_restored_by_call_id() {
         let mut collector = StreamCollector::default();
-        let thinking = |data: Value| StreamEvent::ReasoningDelta(Reasoning { family: Family::Anthropic, data });
+        let thinking = |data: Value| {
+            StreamEvent::ReasoningDelta(Reasoning {
+                family: Family::Anthropic,
+                data,
+            })
+        };
         for event in [
             thinking(json!({"thinking": "Need "})),
             thinking(json!({"thinking": "tools."})),
             thinking(json!({"signature": "sig-1"})),
-            StreamEvent::ToolCallStart { index: 0, id: "toolu_memory_test".into(), name: "f".into() },
+            StreamEvent::ToolCallStart {
+                index: 0,
+                id: "toolu_memory_test".into(),
+                name: "f".into(),
+            },
         ] {
             collector.observe(&event);
         }
         collector.finish();
         let mut assistant = Message::new(Role::Assistant, Vec::new());
-        assistant.tool_calls.push(ToolCall { id: "toolu_memory_test".into(), name: "f".into(), arguments: "{}".into() });
+        assistant.tool_calls.push(ToolCall {
+            id: "toolu_memory_test".into(),
+            name: "f".into(),
+            arguments: "{}".into(),
+        });
         let request = ChatRequest::new("m", vec![Message::text(Role::User, "x"), assistant]);
         let restored = restore(&request).unwrap();
-        assert_eq!(restored.messages[1].reasoning[0].data, json!({"type": "thinking", "thinking": "Need tools.", "signature": "sig-1"}));
+        assert_eq!(
+            restored.messages[1].reasoning[0].data,
+            json!({"type": "thinking", "thinking": "Need tools.", "signature": "sig-1"})
+        );
         let mut unknown = request.clone();
         unknown.messages[1].tool_calls[0].id = "toolu_never_seen".into();
         assert!(restore(&unknown).is_none());

@@ -23,7 +23,11 @@ deployments = [{ provider = "anthropic", target = "claude-sonnet-4-20250514" }]
 
 #[expect(clippy::unwrap_used, reason = "test helper")]
 async fn messages(gw: &common::TestGateway, key: Option<&str>, body: &Value) -> (u16, Value) {
-    let mut request = gw.client().post(format!("{}/v1/messages", gw.url)).header("anthropic-version", "2023-06-01").json(body);
+    let mut request = gw
+        .client()
+        .post(format!("{}/v1/messages", gw.url))
+        .header("anthropic-version", "2023-06-01")
+        .json(body);
     if let Some(key) = key {
         request = request.header("x-api-key", key);
     }
@@ -40,12 +44,36 @@ async fn messages_errors_are_anthropic_shaped() {
     let gw = start(CONFIG).await;
     let hello = json!({"model": "claude", "max_tokens": 10, "messages": [user("hi")]});
     let (status, body) = messages(&gw, None, &hello).await;
-    assert!(status == 401 && is_anthropic_error(&body, "authentication_error"), "{body}");
-    let (status, body) = messages(&gw, Some("sk-gw"), &json!({"model": "nope", "max_tokens": 10, "messages": [user("hi")]})).await;
-    assert!(status == 404 && is_anthropic_error(&body, "not_found_error"), "{body}");
-    let (status, body) = messages(&gw, Some("sk-gw"), &json!({"model": "claude", "messages": [user("hi")]})).await;
-    assert!(status == 400 && is_anthropic_error(&body, "invalid_request_error"), "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("max_tokens"));
+    assert!(
+        status == 401 && is_anthropic_error(&body, "authentication_error"),
+        "{body}"
+    );
+    let (status, body) = messages(
+        &gw,
+        Some("sk-gw"),
+        &json!({"model": "nope", "max_tokens": 10, "messages": [user("hi")]}),
+    )
+    .await;
+    assert!(
+        status == 404 && is_anthropic_error(&body, "not_found_error"),
+        "{body}"
+    );
+    let (status, body) = messages(
+        &gw,
+        Some("sk-gw"),
+        &json!({"model": "claude", "messages": [user("hi")]}),
+    )
+    .await;
+    assert!(
+        status == 400 && is_anthropic_error(&body, "invalid_request_error"),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_tokens")
+    );
     let (status, body) = messages(&gw, Some("sk-gw"), &hello).await;
     assert_eq!(status, 200, "{body}");
     let counted = gw
@@ -68,18 +96,34 @@ async fn openai_clients_can_continue_thinking_with_tools_on_anthropic() {
     for stream in [false, true] {
         let first = json!({"model": "claude", "messages": [user("Use get_weather for Lima")], "tools": weather_tools(),
             "reasoning_effort": "low", "parallel_tool_calls": false, "stream": stream});
-        let response = gw.client().post(format!("{}/v1/chat/completions", gw.url)).bearer_auth("sk-gw").json(&first).send().await.unwrap();
+        let response = gw
+            .client()
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .bearer_auth("sk-gw")
+            .json(&first)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200);
         let call = if stream {
             let (frames, _) = sse_data(response).await;
-            let chunks: Vec<Value> = frames.iter().filter(|f| *f != "[DONE]").map(|f| serde_json::from_str(f).unwrap()).collect();
-            let mut call = json!({"id": "", "type": "function", "function": {"name": "", "arguments": ""}});
-            for fragment in chunks.iter().filter_map(|c| c["choices"].get(0)?["delta"]["tool_calls"].get(0)) {
+            let chunks: Vec<Value> = frames
+                .iter()
+                .filter(|f| *f != "[DONE]")
+                .map(|f| serde_json::from_str(f).unwrap())
+                .collect();
+            let mut call =
+                json!({"id": "", "type": "function", "function": {"name": "", "arguments": ""}});
+            for fragment in chunks
+                .iter()
+                .filter_map(|c| c["choices"].get(0)?["delta"]["tool_calls"].get(0))
+            {
                 if let Some(id) = fragment["id"].as_str() {
                     call["id"] = json!(id);
                     call["function"]["name"] = fragment["function"]["name"].clone();
                 }
-                let args = call["function"]["arguments"].as_str().unwrap().to_owned() + fragment["function"]["arguments"].as_str().unwrap_or("");
+                let args = call["function"]["arguments"].as_str().unwrap().to_owned()
+                    + fragment["function"]["arguments"].as_str().unwrap_or("");
                 call["function"]["arguments"] = json!(args);
             }
             call
@@ -96,12 +140,37 @@ async fn openai_clients_can_continue_thinking_with_tools_on_anthropic() {
                 {"role": "assistant", "content": null, "tool_calls": [call]},
                 {"role": "tool", "tool_call_id": id, "content": "LIMA-19C"}]})
         };
-        let response = gw.client().post(format!("{}/v1/chat/completions", gw.url)).bearer_auth("sk-gw").json(&follow_up(&id)).send().await.unwrap();
-        assert_eq!(response.status(), 200, "stream={stream}: {}", response.text().await.unwrap());
+        let response = gw
+            .client()
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .bearer_auth("sk-gw")
+            .json(&follow_up(&id))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            200,
+            "stream={stream}: {}",
+            response.text().await.unwrap()
+        );
         // A call the gateway never saw has no thinking to give back: Anthropic's own 400 says so.
-        let response = gw.client().post(format!("{}/v1/chat/completions", gw.url)).bearer_auth("sk-gw").json(&follow_up("toolu_unknown")).send().await.unwrap();
+        let response = gw
+            .client()
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .bearer_auth("sk-gw")
+            .json(&follow_up("toolu_unknown"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 400);
         let body: Value = response.json().await.unwrap();
-        assert!(body["error"]["message"].as_str().unwrap().contains("thinking"), "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("thinking"),
+            "{body}"
+        );
     }
 }

@@ -717,8 +717,16 @@ objective = "order"
     let response = gw.post("/v1/chat/completions", &body).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-crossbar-provider"], "openai");
-    assert!(gw.sim("bedrock").requests().is_empty(), "nothing untranslatable was sent to Bedrock");
-    let response = gw.post("/v1/chat/completions", &json!({"model": "bedrock-only", "messages": [user("x")], "logprobs": true})).await;
+    assert!(
+        gw.sim("bedrock").requests().is_empty(),
+        "nothing untranslatable was sent to Bedrock"
+    );
+    let response = gw
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "bedrock-only", "messages": [user("x")], "logprobs": true}),
+        )
+        .await;
     assert_eq!(response.status(), 400);
     let error: Value = response.json().await.unwrap();
     assert_eq!(error["error"]["param"], "logprobs");

@@ -13,12 +13,27 @@ const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+
 /// Serves a PNG, a text file and a large image on loopback.
 #[expect(clippy::unwrap_used, reason = "test helper")]
 async fn image_server() -> String {
-    let png = base64::engine::general_purpose::STANDARD.decode(PNG).unwrap();
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(PNG)
+        .unwrap();
     let big = vec![0u8; 64 * 1024];
     let app = axum::Router::new()
-        .route("/cat.png", axum::routing::get(move || async move { ([(header::CONTENT_TYPE, "image/png")], png.clone()) }))
-        .route("/big.png", axum::routing::get(move || async move { ([(header::CONTENT_TYPE, "image/png")], big.clone()) }))
-        .route("/notes.txt", axum::routing::get(|| async { ([(header::CONTENT_TYPE, "text/plain")], "hello") }));
+        .route(
+            "/cat.png",
+            axum::routing::get(move || async move {
+                ([(header::CONTENT_TYPE, "image/png")], png.clone())
+            }),
+        )
+        .route(
+            "/big.png",
+            axum::routing::get(move || async move {
+                ([(header::CONTENT_TYPE, "image/png")], big.clone())
+            }),
+        )
+        .route(
+            "/notes.txt",
+            axum::routing::get(|| async { ([(header::CONTENT_TYPE, "text/plain")], "hello") }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -64,15 +79,43 @@ async fn image_urls_are_fetched_and_inlined_for_providers_that_need_bytes() {
     let images = image_server().await;
     let gw = start(&config(true)).await;
     for (model, sim) in [("on-bedrock", "bedrock"), ("on-gemini", "gemini")] {
-        let response = gw.post("/v1/chat/completions", &with_image(model, &format!("{images}/cat.png"))).await;
-        assert_eq!(response.status(), 200, "{model}: {}", response.text().await.unwrap());
-        let sent = gw.sim(sim).requests().pop().unwrap().body.unwrap().to_string();
-        assert!(sent.contains(PNG), "{model}: the image bytes reached the provider");
+        let response = gw
+            .post(
+                "/v1/chat/completions",
+                &with_image(model, &format!("{images}/cat.png")),
+            )
+            .await;
+        assert_eq!(
+            response.status(),
+            200,
+            "{model}: {}",
+            response.text().await.unwrap()
+        );
+        let sent = gw
+            .sim(sim)
+            .requests()
+            .pop()
+            .unwrap()
+            .body
+            .unwrap()
+            .to_string();
+        assert!(
+            sent.contains(PNG),
+            "{model}: the image bytes reached the provider"
+        );
         for (path, why) in [("notes.txt", "not an image"), ("big.png", "larger than")] {
-            let response = gw.post("/v1/chat/completions", &with_image(model, &format!("{images}/{path}"))).await;
+            let response = gw
+                .post(
+                    "/v1/chat/completions",
+                    &with_image(model, &format!("{images}/{path}")),
+                )
+                .await;
             assert_eq!(response.status(), 400);
             let body: Value = response.json().await.unwrap();
-            assert!(body["error"]["message"].as_str().unwrap().contains(why), "{body}");
+            assert!(
+                body["error"]["message"].as_str().unwrap().contains(why),
+                "{body}"
+            );
         }
     }
 }
@@ -82,10 +125,27 @@ async fn private_addresses_are_refused_unless_configured() {
     let images = image_server().await;
     let gw = start(&config(false)).await;
     let before = gw.sim("gemini").requests().len();
-    let response = gw.post("/v1/chat/completions", &with_image("on-gemini", &format!("{images}/cat.png"))).await;
+    let response = gw
+        .post(
+            "/v1/chat/completions",
+            &with_image("on-gemini", &format!("{images}/cat.png")),
+        )
+        .await;
     assert_eq!(response.status(), 400);
     let body: Value = response.json().await.unwrap();
-    assert_eq!(body["error"]["param"], "messages[0].content[1].image_url.url");
-    assert!(body["error"]["message"].as_str().unwrap().contains("private"));
-    assert_eq!(gw.sim("gemini").requests().len(), before, "nothing was sent upstream");
+    assert_eq!(
+        body["error"]["param"],
+        "messages[0].content[1].image_url.url"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("private")
+    );
+    assert_eq!(
+        gw.sim("gemini").requests().len(),
+        before,
+        "nothing was sent upstream"
+    );
 }

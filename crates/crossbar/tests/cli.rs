@@ -65,7 +65,16 @@ async fn serves_the_builtin_simulated_catalog_offline() {
         .iter()
         .map(|m| m["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, vec!["claude-sonnet", "gemini-2.5-flash", "gpt-4o", "gpt-4o-mini", "text-embedding-3-small"]);
+    assert_eq!(
+        ids,
+        vec![
+            "claude-sonnet",
+            "gemini-2.5-flash",
+            "gpt-4o",
+            "gpt-4o-mini",
+            "text-embedding-3-small"
+        ]
+    );
     let answer: Value = client
         .post(format!("{url}/v1/chat/completions"))
         .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello offline world"}]}))

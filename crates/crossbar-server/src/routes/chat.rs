@@ -1,15 +1,13 @@
 //! `POST /v1/chat/completions`, streamed and not.
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use bytes::BytesMut;
 use crossbar_core::dialects::openai::{self, StreamEncoder};
-use futures::StreamExt;
 
-use super::{body, preferences, routed_headers};
+use super::{body, preferences, routed_headers, stream};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::metering::Meter;
@@ -54,38 +52,8 @@ pub async fn completions(
     // The events go into the body; the rest of `routed` still says who answered.
     let events = std::mem::replace(&mut routed.value, Box::pin(futures::stream::empty()));
     meter.routed(&routed, None);
-    let mut events = meter.observe(events);
-    let mut encoder = StreamEncoder::new(ingress.include_usage);
-    // Each upstream event is encoded and sent as it arrives: memory stays flat however long the
-    // answer, and dropping this body (client gone) drops the upstream request with it.
-    let frames = async_stream::stream! {
-        let mut buffer = BytesMut::new();
-        while let Some(event) = events.next().await {
-            match event {
-                Ok(event) => encoder.event(event, &mut buffer),
-                Err(error) => {
-                    tracing::warn!(status = error.status(), "stream broke after the first byte: {}", error.message);
-                    encoder.error(&error, &mut buffer);
-                    yield Ok::<_, std::convert::Infallible>(buffer.split().freeze());
-                    return;
-                }
-            }
-            if !buffer.is_empty() {
-                yield Ok(buffer.split().freeze());
-            }
-        }
-        encoder.end(&mut buffer);
-        yield Ok(buffer.split().freeze());
-    };
-    let mut response = Response::new(Body::from_stream(frames));
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream; charset=utf-8"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    // Tell buffering proxies (nginx) to pass chunks through as they come.
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    let events = meter.observe(events);
+    let mut response = stream::response(events, StreamEncoder::new(ingress.include_usage));
     routed_headers(&mut response, &routed);
     Ok(response)
 }

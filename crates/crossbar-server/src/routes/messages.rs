@@ -1,18 +1,15 @@
 //! `POST /v1/messages` and `POST /v1/messages/count_tokens`: the Anthropic Messages API, served
 //! by any deployment of any provider, so Anthropic SDK clients (and Claude Code) work unchanged.
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use bytes::BytesMut;
 use crossbar_core::dialects::anthropic::{self, StreamEncoder};
 use crossbar_core::dialects::rules;
-use crossbar_core::router::Preferences;
-use futures::StreamExt;
 
-use super::{body, deployment_headers};
+use super::{body, preferences, routed_headers, stream};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::metering::Meter;
@@ -20,14 +17,15 @@ use crate::metering::Meter;
 pub async fn create(
     State(state): State<AppState>,
     meter: Meter,
+    headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let raw = body(raw, state.max_body_bytes).map_err(ApiError::anthropic)?;
     let request = anthropic::decode_request(&raw)
         .map_err(ApiError::anthropic)?
         .request;
-    // The caller's virtual key narrows routing (its routes, its remaining budget).
-    let mut preferences = Preferences::default();
+    // Routing headers narrow the route; the caller's virtual key narrows it further.
+    let mut preferences = preferences(&headers).map_err(ApiError::anthropic)?;
     let max_tokens = request.max_tokens.map(u64::from);
     meter
         .admit(
@@ -55,7 +53,7 @@ pub async fn create(
             body,
         )
             .into_response();
-        deployment_headers(&mut response, &routed.deployment);
+        routed_headers(&mut response, &routed);
         return Ok(response);
     }
     let estimate = rules::estimate_tokens(&request);
@@ -65,37 +63,12 @@ pub async fn create(
         .await
         .map_err(ApiError::anthropic)?;
     meter.routed(&routed, None);
-    let mut events = meter.observe(std::mem::replace(
+    let events = meter.observe(std::mem::replace(
         &mut routed.value,
         Box::pin(futures::stream::empty()),
     ));
-    let mut encoder = StreamEncoder::new(&request.model, estimate);
-    let frames = async_stream::stream! {
-        let mut buffer = BytesMut::new();
-        while let Some(event) = events.next().await {
-            let encoded = event.and_then(|event| encoder.event(event, &mut buffer));
-            if let Err(error) = encoded {
-                tracing::warn!(status = error.status(), "stream broke after the first byte: {}", error.message);
-                encoder.error(&error, &mut buffer);
-                yield Ok::<_, std::convert::Infallible>(buffer.split().freeze());
-                return;
-            }
-            if !buffer.is_empty() {
-                yield Ok(buffer.split().freeze());
-            }
-        }
-        encoder.end(&mut buffer);
-        yield Ok(buffer.split().freeze());
-    };
-    let mut response = Response::new(Body::from_stream(frames));
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream; charset=utf-8"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    deployment_headers(&mut response, &routed.deployment);
+    let mut response = stream::response(events, StreamEncoder::new(&request.model, estimate));
+    routed_headers(&mut response, &routed);
     Ok(response)
 }
 

@@ -5,6 +5,7 @@ pub mod crossbar;
 pub mod embeddings;
 pub mod messages;
 pub mod models;
+mod stream;
 
 use axum::Json;
 use axum::body::Bytes;

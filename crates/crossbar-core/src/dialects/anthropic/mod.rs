@@ -72,7 +72,8 @@ pub(crate) fn provider_parts(
         let mut parts = Parts::new(egress, endpoint, Some("authorization"));
         // A configured `api_key` is sent as a static bearer token; otherwise Google credentials.
         if config.api_key.is_none() {
-            let authorizer = crate::auth::google::GoogleAuthorizer::new(config.google_credentials.as_deref())?;
+            let authorizer =
+                crate::auth::google::GoogleAuthorizer::new(config.google_credentials.as_deref())?;
             parts.authorizer = Some(std::sync::Arc::new(authorizer));
         }
         return Ok(parts);

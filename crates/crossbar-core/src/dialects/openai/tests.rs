@@ -391,7 +391,10 @@ fn long_foreign_tool_ids_are_shortened_consistently() {
         {"role": "assistant", "content": null, "tool_calls": [{"id": long, "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
         {"role": "tool", "tool_call_id": long, "content": "r"}]});
     let request = decode(body).unwrap().request;
-    let sent: Value = serde_json::from_slice(&encode_chat_request(&request, "t", MaxTokensField::MaxCompletionTokens).unwrap()).unwrap();
+    let sent: Value = serde_json::from_slice(
+        &encode_chat_request(&request, "t", MaxTokensField::MaxCompletionTokens).unwrap(),
+    )
+    .unwrap();
     let call_id = sent["messages"][1]["tool_calls"][0]["id"].as_str().unwrap();
     assert!(call_id.len() <= 40);
     assert_eq!(sent["messages"][2]["tool_call_id"], call_id);

@@ -1,0 +1,78 @@
+//! Streamed answers, for every ingress dialect: each upstream event is encoded and sent as it
+//! arrives, so memory stays flat however long the answer, and dropping the body (client gone)
+//! drops the upstream request with it. A stream that breaks ends with the dialect's error event.
+
+use axum::body::Body;
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
+use bytes::BytesMut;
+use crossbar_core::chat::StreamEvent;
+use crossbar_core::dialects::{anthropic, openai};
+use crossbar_core::{ChatStream, Error};
+use futures::StreamExt;
+
+/// Writes canonical events as one client dialect's stream frames.
+pub(crate) trait ClientEncoder: Send + 'static {
+    fn event(&mut self, event: StreamEvent, out: &mut BytesMut) -> Result<(), Error>;
+    fn end(&mut self, out: &mut BytesMut);
+    fn error(&mut self, error: &Error, out: &mut BytesMut);
+}
+
+impl ClientEncoder for openai::StreamEncoder {
+    fn event(&mut self, event: StreamEvent, out: &mut BytesMut) -> Result<(), Error> {
+        openai::StreamEncoder::event(self, event, out);
+        Ok(())
+    }
+
+    fn end(&mut self, out: &mut BytesMut) {
+        openai::StreamEncoder::end(self, out);
+    }
+
+    fn error(&mut self, error: &Error, out: &mut BytesMut) {
+        openai::StreamEncoder::error(self, error, out);
+    }
+}
+
+impl ClientEncoder for anthropic::StreamEncoder {
+    fn event(&mut self, event: StreamEvent, out: &mut BytesMut) -> Result<(), Error> {
+        anthropic::StreamEncoder::event(self, event, out)
+    }
+
+    fn end(&mut self, out: &mut BytesMut) {
+        anthropic::StreamEncoder::end(self, out);
+    }
+
+    fn error(&mut self, error: &Error, out: &mut BytesMut) {
+        anthropic::StreamEncoder::error(self, error, out);
+    }
+}
+
+/// A `text/event-stream` response playing `events` through `encoder`.
+pub(crate) fn response(mut events: ChatStream, mut encoder: impl ClientEncoder) -> Response {
+    let frames = async_stream::stream! {
+        let mut buffer = BytesMut::new();
+        while let Some(event) = events.next().await {
+            if let Err(error) = event.and_then(|event| encoder.event(event, &mut buffer)) {
+                tracing::warn!(status = error.status(), "stream broke after the first byte: {}", error.message);
+                encoder.error(&error, &mut buffer);
+                yield Ok::<_, std::convert::Infallible>(buffer.split().freeze());
+                return;
+            }
+            if !buffer.is_empty() {
+                yield Ok(buffer.split().freeze());
+            }
+        }
+        encoder.end(&mut buffer);
+        yield Ok(buffer.split().freeze());
+    };
+    let mut response = Response::new(Body::from_stream(frames));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Tell buffering proxies (nginx) to pass chunks through as they come.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
