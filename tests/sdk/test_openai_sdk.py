@@ -170,7 +170,8 @@ def test_errors_raise_the_right_exceptions(client, gateway_url):
         openai.OpenAI(base_url=f"{gateway_url}/v1", api_key="sk-wrong", max_retries=0).models.list()
     with pytest.raises(openai.RateLimitError) as limited:
         client.chat.completions.create(model="throttled", messages=[{"role": "user", "content": "x"}])
-    assert limited.value.response.headers["retry-after"] == "30"
+    # The upstream asked for 30 s; once the gateway knows, it answers with what is left of it.
+    assert 1 <= int(limited.value.response.headers["retry-after"]) <= 30
 
 
 def test_base64_embeddings_are_decoded_by_the_sdk(client):
