@@ -3,25 +3,36 @@
 //! conventions (`gen_ai.operation.name`, `gen_ai.system`, `gen_ai.request.model`,
 //! `gen_ai.usage.input_tokens`, ...), continuing the client's W3C `traceparent`.
 //!
-//! Spans are made from the finished usage record and sent as OTLP/HTTP JSON by one background
-//! task in batches through a bounded queue (full: counted and dropped, never blocking). A
-//! hand-written exporter keeps the OpenTelemetry SDK and its dependency tree out of the
-//! gateway; OTLP's JSON encoding is a stable, documented protocol.
+//! Spans are made from the finished usage record (attempts are only known once the request is
+//! over, so ids and times are given explicitly) and recorded through the OpenTelemetry SDK: its
+//! batch processor, on the Tokio runtime, queues them boundedly (full: dropped, never blocking)
+//! and `opentelemetry-otlp` sends them as OTLP/HTTP JSON over the gateway's own reqwest client.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use axum::http::HeaderMap;
 use crossbar_core::config::ProviderKind;
 use crossbar_core::router::Deployment;
 use crossbar_store::UsageRecord;
+use opentelemetry::trace::{
+    SpanBuilder, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
+    TraceState, TracerProvider,
+};
+use opentelemetry::{Context, KeyValue, propagation::TextMapPropagator};
+use opentelemetry_http::HeaderExtractor;
+use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::runtime::Tokio;
+use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, Sampler, SdkTracer, SdkTracerProvider, SpanData, SpanExporter,
+};
 use rand::Rng;
-use serde_json::{Value, json};
-use tokio::sync::{Mutex, mpsc, oneshot};
-use tokio::task::JoinHandle;
 
 const QUEUE: usize = 4096;
 const BATCH: usize = 256;
-const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The trace a request belongs to: the client's (`traceparent`) or a new one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,34 +42,22 @@ pub struct TraceContext {
     pub parent: Option<[u8; 8]>,
 }
 
-fn hex_bytes<const N: usize>(text: &str) -> Option<[u8; N]> {
-    let bytes = hex::decode(text).ok()?;
-    let array: [u8; N] = bytes.try_into().ok()?;
-    // All-zero ids are invalid in W3C trace context.
-    array.iter().any(|b| *b != 0).then_some(array)
-}
-
 impl TraceContext {
-    /// From a `traceparent` header (`00-<trace id>-<parent id>-<flags>`), else a new trace.
+    /// From a `traceparent` header (parsed by the SDK's W3C propagator), else a new trace.
     pub fn from_headers(headers: &HeaderMap) -> Self {
-        let parsed = headers
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let mut parts = v.trim().split('-');
-                let (version, trace, parent) = (parts.next()?, parts.next()?, parts.next()?);
-                if version.len() != 2 || version == "ff" || parts.next()?.len() != 2 {
-                    return None;
-                }
-                Some(Self {
-                    trace_id: hex_bytes::<16>(trace)?,
-                    parent: Some(hex_bytes::<8>(parent)?),
-                })
-            });
-        parsed.unwrap_or_else(|| Self {
-            trace_id: rand::rng().random(),
-            parent: None,
-        })
+        let context = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+        let client = context.span().span_context().clone();
+        if client.is_valid() {
+            Self {
+                trace_id: client.trace_id().to_bytes(),
+                parent: Some(client.span_id().to_bytes()),
+            }
+        } else {
+            Self {
+                trace_id: rand::rng().random(),
+                parent: None,
+            }
+        }
     }
 }
 
@@ -75,22 +74,18 @@ fn system(kind: ProviderKind) -> &'static str {
     }
 }
 
-fn nanos(at: SystemTime) -> String {
-    at.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
-        .to_string()
+/// OTLP integers are signed; counts past `i64::MAX` saturate.
+fn int(value: impl TryInto<i64>) -> i64 {
+    value.try_into().unwrap_or(i64::MAX)
 }
 
-fn attr(key: &str, value: Value) -> Value {
-    let value = match value {
-        Value::String(s) => json!({ "stringValue": s }),
-        Value::Bool(b) => json!({ "boolValue": b }),
-        Value::Number(n) if n.is_f64() => json!({ "doubleValue": n }),
-        // OTLP JSON carries 64-bit integers as strings.
-        Value::Number(n) => json!({ "intValue": n.to_string() }),
-        other => json!({ "stringValue": other.to_string() }),
-    };
-    json!({ "key": key, "value": value })
+/// A span whose every field is known: recorded by [`Telemetry::submit`].
+#[derive(Debug)]
+pub struct FinishedSpan {
+    builder: SpanBuilder,
+    /// The parent: the client's span (remote) or our request span.
+    parent: Option<SpanContext>,
+    end: SystemTime,
 }
 
 /// Builds the request's span and its attempts' spans from the finished record.
@@ -100,58 +95,75 @@ pub fn spans(
     trace: TraceContext,
     started: SystemTime,
     lookup: impl Fn(&str) -> Option<(ProviderKind, String)>,
-) -> Vec<Value> {
-    let trace_id = hex::encode(trace.trace_id);
-    let span_id: [u8; 8] = rand::rng().random();
-    let span_id = hex::encode(span_id);
+) -> Vec<FinishedSpan> {
+    let trace_id = TraceId::from_bytes(trace.trace_id);
+    let span_id = SpanId::from_bytes(rand::rng().random());
     let operation = match record.api.as_str() {
         "embeddings" => "embeddings",
         _ => "chat",
     };
-    let end = started + Duration::from_millis(record.latency_ms);
     let mut attributes = vec![
-        attr("gen_ai.operation.name", json!(operation)),
-        attr("gen_ai.request.model", json!(record.model)),
-        attr("gen_ai.usage.input_tokens", json!(record.input_tokens)),
-        attr("gen_ai.usage.output_tokens", json!(record.output_tokens)),
-        attr("http.response.status_code", json!(record.status)),
-        attr("crossbar.request_id", json!(record.request_id)),
-        attr("crossbar.api", json!(record.api)),
-        attr(
+        KeyValue::new("gen_ai.operation.name", operation),
+        KeyValue::new("gen_ai.request.model", record.model.clone()),
+        KeyValue::new("gen_ai.usage.input_tokens", int(record.input_tokens)),
+        KeyValue::new("gen_ai.usage.output_tokens", int(record.output_tokens)),
+        KeyValue::new("http.response.status_code", i64::from(record.status)),
+        KeyValue::new("crossbar.request_id", record.request_id.clone()),
+        KeyValue::new("crossbar.api", record.api.clone()),
+        KeyValue::new(
             "crossbar.cost_usd",
-            json!(crossbar_core::pricing::pico_to_usd(record.cost_pusd)),
+            crossbar_core::pricing::pico_to_usd(record.cost_pusd),
         ),
-        attr("crossbar.attempts", json!(record.attempts.len())),
+        KeyValue::new("crossbar.attempts", int(record.attempts.len())),
     ];
     if let Some(d) = deployment {
-        attributes.push(attr("gen_ai.system", json!(system(d.provider.kind))));
-        attributes.push(attr("gen_ai.response.model", json!(d.target)));
-        attributes.push(attr("crossbar.deployment", json!(d.id())));
-        attributes.push(attr("cloud.provider", json!(d.provider.cloud)));
-        attributes.push(attr("cloud.region", json!(d.provider.region)));
+        attributes.extend([
+            KeyValue::new("gen_ai.system", system(d.provider.kind)),
+            KeyValue::new("gen_ai.response.model", d.target.clone()),
+            KeyValue::new("crossbar.deployment", d.id()),
+            KeyValue::new("cloud.provider", d.provider.cloud.clone()),
+            KeyValue::new("cloud.region", d.provider.region.clone()),
+        ]);
     }
     if let Some(key) = &record.key_id {
-        attributes.push(attr("crossbar.key_id", json!(key)));
+        attributes.push(KeyValue::new("crossbar.key_id", key.clone()));
     }
     if let Some(route) = &record.route {
-        attributes.push(attr("crossbar.route", json!(route)));
+        attributes.push(KeyValue::new("crossbar.route", route.clone()));
     }
     let failed = record.status >= 500 || record.error.is_some();
-    let mut out = vec![json!({
-        "traceId": trace_id,
-        "spanId": span_id,
-        "parentSpanId": trace.parent.map(hex::encode).unwrap_or_default(),
-        "name": format!("{operation} {}", record.model),
-        "kind": 2,
-        "startTimeUnixNano": nanos(started),
-        "endTimeUnixNano": nanos(end),
-        "attributes": attributes,
-        "status": if failed {
-            json!({"code": 2, "message": record.error.clone().unwrap_or_default()})
-        } else {
-            json!({"code": 0})
-        },
-    })];
+    let client = trace.parent.map(|parent| {
+        let parent = SpanId::from_bytes(parent);
+        SpanContext::new(
+            trace_id,
+            parent,
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::NONE,
+        )
+    });
+    let mut out = vec![FinishedSpan {
+        builder: SpanBuilder::from_name(format!("{operation} {}", record.model))
+            .with_trace_id(trace_id)
+            .with_span_id(span_id)
+            .with_kind(SpanKind::Server)
+            .with_start_time(started)
+            .with_attributes(attributes)
+            .with_status(if failed {
+                Status::error(record.error.clone().unwrap_or_default())
+            } else {
+                Status::Unset
+            }),
+        parent: client,
+        end: started + Duration::from_millis(record.latency_ms),
+    }];
+    let request = SpanContext::new(
+        trace_id,
+        span_id,
+        TraceFlags::SAMPLED,
+        false,
+        TraceState::NONE,
+    );
     // Attempts carry durations, not start times: sequential ones are laid end to end from the
     // request's start, and a hedge starts where the attempt it hedged started.
     let mut offset = Duration::ZERO;
@@ -167,123 +179,137 @@ pub fn spans(
             offset += elapsed;
         }
         previous_start = start;
-        let id: [u8; 8] = rand::rng().random();
         let (kind, target) =
             lookup(&attempt.deployment).unwrap_or((ProviderKind::Sim, String::new()));
         let mut attributes = vec![
-            attr("gen_ai.operation.name", json!(operation)),
-            attr("gen_ai.system", json!(system(kind))),
-            attr("gen_ai.request.model", json!(target)),
-            attr("crossbar.deployment", json!(attempt.deployment)),
-            attr("crossbar.outcome", json!(attempt.outcome)),
-            attr("crossbar.hedge", json!(attempt.hedge)),
-            attr("cloud.region", json!(attempt.region)),
+            KeyValue::new("gen_ai.operation.name", operation),
+            KeyValue::new("gen_ai.system", system(kind)),
+            KeyValue::new("gen_ai.request.model", target.clone()),
+            KeyValue::new("crossbar.deployment", attempt.deployment.clone()),
+            KeyValue::new("crossbar.outcome", attempt.outcome.clone()),
+            KeyValue::new("crossbar.hedge", attempt.hedge),
+            KeyValue::new("cloud.region", attempt.region.clone()),
         ];
         if let Some(status) = attempt.status {
-            attributes.push(attr("error.type", json!(status.to_string())));
+            attributes.push(KeyValue::new("error.type", status.to_string()));
         }
-        out.push(json!({
-            "traceId": trace_id,
-            "spanId": hex::encode(id),
-            "parentSpanId": span_id,
-            "name": format!("{operation} {target}"),
-            "kind": 3,
-            "startTimeUnixNano": nanos(started + start),
-            "endTimeUnixNano": nanos(started + start + elapsed),
-            "attributes": attributes,
-            "status": if attempt.outcome == "error" {
-                json!({"code": 2, "message": attempt.reason.clone().unwrap_or_default()})
-            } else {
-                json!({"code": 0})
-            },
-        }));
+        out.push(FinishedSpan {
+            builder: SpanBuilder::from_name(format!("{operation} {target}"))
+                .with_kind(SpanKind::Client)
+                .with_start_time(started + start)
+                .with_attributes(attributes)
+                .with_status(if attempt.outcome == "error" {
+                    Status::error(attempt.reason.clone().unwrap_or_default())
+                } else {
+                    Status::Unset
+                }),
+            parent: Some(request.clone()),
+            end: started + start + elapsed,
+        });
     }
     out
 }
 
-type Exporter = (oneshot::Sender<()>, JoinHandle<()>);
+/// The OTLP exporter, counting failed exports (the SDK would only log them, and only with its
+/// internal logs on).
+#[derive(Debug)]
+struct Counted(opentelemetry_otlp::SpanExporter);
 
-/// Sends spans to the collector in the background.
+impl SpanExporter for Counted {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let sent = self.0.export(batch).await;
+        if let Err(error) = &sent {
+            metrics::counter!("crossbar_trace_export_failures_total").increment(1);
+            tracing::warn!("sending traces failed: {error}");
+        }
+        sent
+    }
+
+    fn shutdown_with_timeout(&mut self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&mut self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.0.set_resource(resource);
+    }
+}
+
+/// Records spans and sends them to the collector in the background.
 #[derive(Debug)]
 pub struct Telemetry {
-    tx: mpsc::Sender<Value>,
-    task: Mutex<Option<Exporter>>,
+    provider: SdkTracerProvider,
+    tracer: SdkTracer,
 }
 
 impl Telemetry {
+    /// Starts the exporter on the current Tokio runtime. An endpoint the exporter rejects is
+    /// logged, and spans then go nowhere rather than failing the gateway's start.
     pub fn start(endpoint: &str, service_name: &str) -> Self {
         let url = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
-        let resource = json!({"attributes": [attr("service.name", json!(service_name))]});
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let (stop_tx, stop_rx) = oneshot::channel();
-        let task = tokio::spawn(export(url, resource, rx, stop_rx));
-        Self {
-            tx,
-            task: Mutex::new(Some((stop_tx, task))),
-        }
+        let resource = Resource::builder_empty()
+            .with_service_name(service_name.to_owned())
+            .build();
+        // Every request is traced, whatever the client's sampled flag says.
+        let builder = SdkTracerProvider::builder()
+            .with_resource(resource)
+            .with_sampler(Sampler::AlwaysOn);
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpJson)
+            .with_endpoint(url)
+            .with_http_client(reqwest::Client::new())
+            .build();
+        let provider = match exporter {
+            Ok(exporter) => {
+                let config = BatchConfigBuilder::default()
+                    .with_max_queue_size(QUEUE)
+                    .with_max_export_batch_size(BATCH)
+                    .build();
+                let batch = BatchSpanProcessor::builder(Counted(exporter), Tokio)
+                    .with_batch_config(config)
+                    .build();
+                builder.with_span_processor(batch).build()
+            }
+            Err(error) => {
+                tracing::warn!("traces disabled: {error}");
+                builder.build()
+            }
+        };
+        let tracer = provider.tracer("crossbar");
+        Self { provider, tracer }
     }
 
-    /// Queues spans without waiting; a full queue drops them (counted).
-    pub fn submit(&self, spans: Vec<Value>) {
+    /// Records finished spans without waiting; a full queue drops them.
+    pub fn submit(&self, spans: Vec<FinishedSpan>) {
         for span in spans {
-            if self.tx.try_send(span).is_err() {
-                metrics::counter!("crossbar_trace_spans_dropped_total").increment(1);
-            }
+            let parent = span
+                .parent
+                .map_or_else(Context::new, |p| Context::new().with_remote_span_context(p));
+            let mut recorded = span.builder.start_with_context(&self.tracer, &parent);
+            opentelemetry::trace::Span::end_with_timestamp(&mut recorded, span.end);
         }
     }
 
     /// Sends everything queued and stops.
     pub async fn flush(&self) {
-        if let Some((stop, task)) = self.task.lock().await.take() {
-            let _ = stop.send(());
-            let _ = task.await;
-        }
+        // The SDK's shutdown blocks until the batch task, on this runtime, has sent the rest.
+        let provider = self.provider.clone();
+        let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
     }
 }
 
-async fn export(
-    url: String,
-    resource: Value,
-    mut rx: mpsc::Receiver<Value>,
-    mut stop: oneshot::Receiver<()>,
-) {
-    let client = reqwest::Client::new();
-    let mut batch = Vec::with_capacity(BATCH);
-    loop {
-        tokio::select! {
-            received = rx.recv_many(&mut batch, BATCH) => {
-                if received == 0 {
-                    break;
-                }
-            }
-            _ = &mut stop => break,
-        }
-        send(&client, &url, &resource, &mut batch).await;
-    }
-    rx.close();
-    while rx.recv_many(&mut batch, BATCH).await > 0 {
-        send(&client, &url, &resource, &mut batch).await;
-    }
-}
-
-async fn send(client: &reqwest::Client, url: &str, resource: &Value, batch: &mut Vec<Value>) {
-    if batch.is_empty() {
-        return;
-    }
-    let body = json!({"resourceSpans": [{
-        "resource": resource,
-        "scopeSpans": [{"scope": {"name": "crossbar"}, "spans": std::mem::take(batch)}],
-    }]});
-    let sent = client
-        .post(url)
-        .timeout(EXPORT_TIMEOUT)
-        .json(&body)
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status);
-    if let Err(error) = sent {
-        metrics::counter!("crossbar_trace_export_failures_total").increment(1);
-        tracing::warn!("sending traces failed: {error}");
+impl Drop for Telemetry {
+    /// An unflushed provider shuts down on its last drop, blocking until the batch task answers:
+    /// done on a thread of its own, never on a runtime thread that task may be waiting for.
+    fn drop(&mut self) {
+        let provider = self.provider.clone();
+        let _ = std::thread::Builder::new()
+            .name("crossbar-traces".into())
+            .spawn(move || provider.shutdown());
     }
 }
 
@@ -317,5 +343,24 @@ mod tests {
             headers.insert("traceparent", bad.parse().unwrap());
             assert_eq!(TraceContext::from_headers(&headers).parent, None, "{bad}");
         }
+    }
+
+    /// The SDK's shutdown on drop waits for the batch task: on a single-threaded runtime that
+    /// must not happen on the runtime's own thread.
+    #[test]
+    fn dropping_an_unflushed_exporter_does_not_block_its_runtime() {
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                drop(Telemetry::start("http://127.0.0.1:9", "test"));
+                tokio::task::yield_now().await;
+            });
+            done.send(()).unwrap();
+        });
+        finished.recv_timeout(Duration::from_secs(10)).unwrap();
     }
 }
