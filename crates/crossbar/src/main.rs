@@ -2,6 +2,7 @@
 //! the routing-policy simulator (`simulate`).
 
 mod keys;
+mod report;
 mod simulate;
 mod usage;
 mod whatif;

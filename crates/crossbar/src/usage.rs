@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use crate::report;
+
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use crossbar_core::pricing::format_usd;
@@ -163,56 +165,12 @@ fn cells(row: &Row) -> [String; 9] {
     ]
 }
 
-/// A CSV field, quoted when it holds a separator, quote or newline.
-fn csv_field(field: &str) -> String {
-    if field.contains([',', '"', '\n']) {
-        format!("\"{}\"", field.replace('"', "\"\""))
-    } else {
-        field.to_owned()
-    }
-}
-
 pub fn render(rows: &[Row], format: Format) -> anyhow::Result<String> {
+    let cells: Vec<[String; 9]> = rows.iter().map(cells).collect();
     Ok(match format {
         Format::Json => serde_json::to_string_pretty(rows)?,
-        Format::Csv => {
-            let mut out = HEADERS.join(",");
-            for row in rows {
-                out.push('\n');
-                out.push_str(&cells(row).map(|c| csv_field(&c)).join(","));
-            }
-            out
-        }
-        Format::Table => {
-            let all: Vec<[String; 9]> = rows.iter().map(cells).collect();
-            let mut widths = HEADERS.map(str::len);
-            for row in &all {
-                for (width, cell) in widths.iter_mut().zip(row) {
-                    *width = (*width).max(cell.len());
-                }
-            }
-            let line = |cells: &[String]| {
-                cells
-                    .iter()
-                    .zip(widths)
-                    .enumerate()
-                    .map(|(i, (cell, width))| {
-                        if i == 0 {
-                            format!("{cell:<width$}")
-                        } else {
-                            format!("{cell:>width$}")
-                        }
-                    })
-                    .collect::<Vec<_>>()
-                    .join("  ")
-            };
-            let mut out = line(&HEADERS.map(str::to_owned));
-            for row in &all {
-                out.push('\n');
-                out.push_str(&line(row));
-            }
-            out
-        }
+        Format::Csv => report::csv(&HEADERS, &cells),
+        Format::Table => report::table(&HEADERS, &cells, 1),
     })
 }
 
