@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{TestGateway, sse_data, start, user, weather_tools};
+use common::{TestGateway, sse_data, start, streamed_text, user, weather_tools};
 use crossbar_sim::SimConfig;
 use crossbar_testkit::{openapi, smithy};
 use serde_json::{Value, json};
@@ -86,24 +86,13 @@ fn check_upstream(gw: &TestGateway) -> Vec<Value> {
     bodies
 }
 
-#[expect(clippy::unwrap_used, reason = "test helper")]
+/// The stream's chunks, each checked against OpenAI's schema.
 fn chunks(frames: &[String]) -> Vec<Value> {
-    let chunks: Vec<Value> = frames
-        .iter()
-        .filter(|f| f.as_str() != "[DONE]")
-        .map(|f| serde_json::from_str(f).unwrap())
-        .collect();
+    let chunks = common::chunks(frames);
     for chunk in chunks.iter().filter(|c| c.get("error").is_none()) {
         openapi::check("CreateChatCompletionStreamResponse", chunk);
     }
     chunks
-}
-
-fn streamed_text(chunks: &[Value]) -> String {
-    chunks
-        .iter()
-        .filter_map(|c| c["choices"].get(0)?["delta"]["content"].as_str())
-        .collect()
 }
 
 async fn chat(gw: &TestGateway, body: &Value) -> Value {

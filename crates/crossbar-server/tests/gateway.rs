@@ -4,28 +4,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TWO_CLOUDS, eventually, sse_data, start, user, weather_tools};
+use common::{
+    TWO_CLOUDS, chunks, error_of, eventually, sse_data, start, streamed_text, user, weather_tools,
+};
 use serde_json::{Value, json};
-
-#[expect(clippy::unwrap_used, reason = "test helper")]
-fn chunks(frames: &[String]) -> Vec<Value> {
-    frames
-        .iter()
-        .filter(|f| f.as_str() != "[DONE]")
-        .map(|f| serde_json::from_str(f).unwrap())
-        .collect()
-}
-
-fn streamed_text(chunks: &[Value]) -> String {
-    chunks
-        .iter()
-        .filter_map(|c| {
-            c["choices"].get(0)?["delta"]["content"]
-                .as_str()
-                .map(str::to_owned)
-        })
-        .collect()
-}
 
 #[tokio::test]
 async fn chat_on_each_dialect_answers_from_the_prompt() {
@@ -304,13 +286,6 @@ async fn models_and_health() {
     assert_eq!(missing.status(), 404);
     let health = gw.get("/healthz").await;
     assert_eq!(health.status(), 200);
-}
-
-#[expect(clippy::unwrap_used, reason = "test helper")]
-async fn error_of(response: reqwest::Response) -> (u16, Value) {
-    let status = response.status().as_u16();
-    assert_eq!(response.headers()["content-type"], "application/json");
-    (status, response.json().await.unwrap())
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{TestGateway, sse_data, start, user, weather_tools};
+use common::{TestGateway, chunks, error_of, sse_data, start, streamed_text, user, weather_tools};
 use serde_json::{Value, json};
 
 const CONFIG: &str = r#"
@@ -42,29 +42,6 @@ deployments = [{ provider = "sim-vertex", target = "text-embedding-005" }]
 /// `(logical model, provider)` for both APIs.
 const BOTH: [(&str, &str); 2] = [("gemini", "sim-gemini"), ("vertex", "sim-vertex")];
 
-#[expect(
-    clippy::unwrap_used,
-    reason = "test helper: a malformed answer fails the test"
-)]
-fn chunks(frames: &[String]) -> Vec<Value> {
-    frames
-        .iter()
-        .filter(|f| f.as_str() != "[DONE]")
-        .map(|f| serde_json::from_str(f).unwrap())
-        .collect()
-}
-
-fn streamed_text(chunks: &[Value]) -> String {
-    chunks
-        .iter()
-        .filter_map(|c| {
-            c["choices"].get(0)?["delta"]["content"]
-                .as_str()
-                .map(str::to_owned)
-        })
-        .collect()
-}
-
 /// Tool calls reassembled from stream chunks by index: (id, name, arguments).
 #[expect(
     clippy::unwrap_used,
@@ -95,15 +72,6 @@ fn streamed_calls(chunks: &[Value]) -> Vec<(String, String, String)> {
         }
     }
     calls
-}
-
-#[expect(
-    clippy::unwrap_used,
-    reason = "test helper: a malformed answer fails the test"
-)]
-async fn error_of(response: reqwest::Response) -> (u16, Value) {
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
 }
 
 /// The upstream request bodies a simulator received.

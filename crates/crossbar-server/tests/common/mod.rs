@@ -165,3 +165,27 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     }
     panic!("timed out waiting for: {what}");
 }
+
+/// The JSON chunks of an OpenAI stream's `data:` payloads, without `[DONE]`.
+pub fn chunks(frames: &[String]) -> Vec<Value> {
+    frames
+        .iter()
+        .filter(|f| f.as_str() != "[DONE]")
+        .map(|f| serde_json::from_str(f).unwrap())
+        .collect()
+}
+
+/// The text content of an OpenAI stream's chunks.
+pub fn streamed_text(chunks: &[Value]) -> String {
+    chunks
+        .iter()
+        .filter_map(|c| c["choices"].get(0)?["delta"]["content"].as_str())
+        .collect()
+}
+
+/// The status and JSON body of an error answer, which must be JSON.
+pub async fn error_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    assert_eq!(response.headers()["content-type"], "application/json");
+    (status, response.json().await.unwrap())
+}
