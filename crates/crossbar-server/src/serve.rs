@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -17,6 +18,13 @@ pub async fn serve(
     let (draining_tx, draining_rx) = oneshot::channel::<()>();
     // Peer addresses let an open gateway (no keys) serve this machine's clients only.
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    // Streams are many small writes: without TCP_NODELAY, Nagle's algorithm meets the client's
+    // delayed ACK and a chunk waits ~40 ms.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         tracing::info!("shutting down: draining in-flight requests for up to {grace:?}");

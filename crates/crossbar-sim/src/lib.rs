@@ -213,6 +213,10 @@ impl SimServer {
             SimDialect::Bedrock => bedrock::router(Arc::clone(&shared)),
             SimDialect::Gemini | SimDialect::Vertex => gemini::router(Arc::clone(&shared)),
         };
+        // Streamed frames are small writes: without TCP_NODELAY they can wait on delayed ACKs.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let task = tokio::spawn(async move { axum::serve(listener, router).await });
         tracing::debug!(%addr, %dialect, "simulated provider listening");
         Ok(SimServer {
