@@ -17,7 +17,7 @@ use crate::client::ChatStream;
 use crate::config::{AzureAuth, ConfigError, MaxTokensFieldConfig, ProviderConfig, ProviderKind};
 use crate::dialects::openai::MaxTokensField;
 use crate::dialects::{self, Egress, OpenAiEgress, Operation};
-use crate::embeddings::{EmbeddingRequest, EmbeddingResponse};
+use crate::embeddings::{EmbeddingInput, EmbeddingRequest, EmbeddingResponse};
 use crate::error::{Error, ErrorKind, Result};
 use crate::framing;
 use crate::images::ImageFetch;
@@ -409,9 +409,19 @@ impl Provider {
         let body = read_limited(response, deadline)
             .await
             .map_err(|e| self.classify_read(e))?;
-        self.egress
+        let mut response = self
+            .egress
             .embedding_response(&body)
-            .map_err(|e| attributed(&self.name, e))
+            .map_err(|e| attributed(&self.name, e))?;
+        // Gemini's batch embeddings name no model and report no usage: say which deployment
+        // answered, and estimate the input so metering does not bill it as free.
+        if response.model.is_empty() {
+            response.model = target.to_owned();
+        }
+        if response.input_tokens == 0 {
+            response.input_tokens = estimate_embedding_tokens(&request.input);
+        }
+        Ok(response)
     }
 
     fn classify_read(&self, error: ReadError) -> Error {
@@ -466,6 +476,17 @@ impl Provider {
             reasoning.finish();
         };
         Ok(Box::pin(stream))
+    }
+}
+
+/// About four characters a token for texts; token inputs count themselves.
+fn estimate_embedding_tokens(input: &EmbeddingInput) -> u64 {
+    match input {
+        EmbeddingInput::Texts(texts) => texts
+            .iter()
+            .map(|t| (t.len() as u64).div_ceil(4).max(1))
+            .sum(),
+        EmbeddingInput::Tokens(rows) => rows.iter().map(|r| r.len() as u64).sum(),
     }
 }
 

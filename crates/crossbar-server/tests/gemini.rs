@@ -511,6 +511,12 @@ async fn embeddings_on_the_gemini_api_and_a_clear_error_on_vertex() {
     let data = body["data"].as_array().unwrap();
     assert_eq!(data.len(), 2);
     assert_eq!(data[0]["embedding"].as_array().unwrap().len(), 8);
+    // Gemini names no model and reports no usage: the deployment's target, and an estimate.
+    assert_eq!(body["model"], "text-embedding-004");
+    assert!(
+        body["usage"]["prompt_tokens"].as_u64().unwrap() > 0,
+        "{body}"
+    );
     let request = &gw.sim("sim-gemini").requests()[0];
     assert_eq!(
         request.path,
