@@ -587,6 +587,27 @@ impl Router {
         }
     }
 
+    /// The plan for a chat request, streamed or not.
+    fn chat_plan(
+        &self,
+        request: &ChatRequest,
+        preferences: &Preferences,
+        stream: bool,
+    ) -> Result<Plan> {
+        let prompt = estimate::Prompt::of_chat(request);
+        let output = Output::Chat {
+            max_tokens: request.max_tokens,
+        };
+        self.plan(
+            &request.model,
+            preferences,
+            stream,
+            &prompt,
+            output,
+            Some(request),
+        )
+    }
+
     pub async fn chat(&self, request: &ChatRequest) -> Result<Routed<ChatResponse>> {
         self.chat_with(request, &Preferences::default()).await
     }
@@ -596,18 +617,7 @@ impl Router {
         request: &ChatRequest,
         preferences: &Preferences,
     ) -> Result<Routed<ChatResponse>> {
-        let prompt = estimate::Prompt::of_chat(request);
-        let output = Output::Chat {
-            max_tokens: request.max_tokens,
-        };
-        let plan = self.plan(
-            &request.model,
-            preferences,
-            false,
-            &prompt,
-            output,
-            Some(request),
-        )?;
+        let plan = self.chat_plan(request, preferences, false)?;
         let upstream = &self.upstream;
         let won = attempt::execute(&plan, &self.rng, |d| upstream.chat(d, request)).await?;
         let usage = won.value.usage;
@@ -626,18 +636,7 @@ impl Router {
         request: &ChatRequest,
         preferences: &Preferences,
     ) -> Result<Routed<ChatStream>> {
-        let prompt = estimate::Prompt::of_chat(request);
-        let output = Output::Chat {
-            max_tokens: request.max_tokens,
-        };
-        let plan = self.plan(
-            &request.model,
-            preferences,
-            true,
-            &prompt,
-            output,
-            Some(request),
-        )?;
+        let plan = self.chat_plan(request, preferences, true)?;
         let upstream = &self.upstream;
         let won = attempt::execute(&plan, &self.rng, |d| {
             Box::pin(async move {
