@@ -10,6 +10,13 @@
 //! - otherwise a sentence restating the last user text; `json_object` wraps it as
 //!   `{"answer": ...}` and `json_schema` replaces it with a document generated from the schema.
 //!
+//! Scripted agent steps (so agent loops can be driven over several rounds): when tools are
+//! offered and the choice is not `none`, lines `sim-step N: TOOL ARGS` in the last user text
+//! script round N, counted as 1 + the assistant tool-call turns after that user message. Every
+//! line of the round is one call of `TOOL` with `ARGS` verbatim (default `{}`; the tool need
+//! not be offered), all of them when parallel calls are allowed, else the first. A round with
+//! no line answers with text by the rules above, ending the script.
+//!
 //! Token accounting is a documented estimate: a text costs ceil(chars / 4); the prompt is 3 +
 //! the serialized tools and output schema + per message 4 + its text (+85 per image, audio or
 //! file part, + tool-call names and arguments); the completion is one token per streamed piece
@@ -287,11 +294,19 @@ pub(crate) fn answer(conversation: &Conversation) -> Answer {
     let budget = conversation
         .max_output_tokens
         .map(|max| usize::try_from(max.saturating_sub(reasoning_tokens)).unwrap_or(usize::MAX));
-    let tools = selected_tools(conversation);
-    let (output, finish) = if tools.is_empty() {
-        text_output(conversation, budget, &mut rng)
+    let (output, finish) = if let Some(script) = scripted_round(conversation) {
+        if script.is_empty() {
+            text_output(conversation, budget, &mut rng)
+        } else {
+            scripted_output(conversation, script, budget, &mut rng)
+        }
     } else {
-        tool_output(conversation, &tools, budget, &mut rng)
+        let tools = selected_tools(conversation);
+        if tools.is_empty() {
+            text_output(conversation, budget, &mut rng)
+        } else {
+            tool_output(conversation, &tools, budget, &mut rng)
+        }
     };
     let pieces = match &output {
         Output::Text(pieces) => pieces.len(),
@@ -314,6 +329,82 @@ pub(crate) fn answer(conversation: &Conversation) -> Answer {
             reasoning_tokens,
         },
     }
+}
+
+/// The `(tool, arguments)` calls scripted for this round by `sim-step N:` lines: `None` when
+/// the conversation has no script (or may not call tools), empty when the script has no line
+/// for this round.
+fn scripted_round(conversation: &Conversation) -> Option<Vec<(&str, &str)>> {
+    if conversation.tools.is_empty() || conversation.tool_choice == ToolChoice::None {
+        return None;
+    }
+    let last_user = conversation
+        .messages
+        .iter()
+        .rposition(|m| m.role == Role::User)?;
+    let steps: Vec<(u64, &str, &str)> = conversation.messages[last_user]
+        .text
+        .lines()
+        .filter_map(|line| {
+            let rest = line.trim().strip_prefix("sim-step ")?;
+            let (number, call) = rest.split_once(':')?;
+            let number = number.trim().parse::<u64>().ok()?;
+            let call = call.trim();
+            let (name, arguments) = call.split_once(char::is_whitespace).unwrap_or((call, ""));
+            let arguments = arguments.trim();
+            (!name.is_empty()).then_some((
+                number,
+                name,
+                if arguments.is_empty() {
+                    "{}"
+                } else {
+                    arguments
+                },
+            ))
+        })
+        .collect();
+    if steps.is_empty() {
+        return None;
+    }
+    let done = conversation.messages[last_user + 1..]
+        .iter()
+        .filter(|m| m.role == Role::Assistant && !m.tool_calls.is_empty())
+        .count();
+    let round = u64::try_from(done).unwrap_or(u64::MAX).saturating_add(1);
+    let mut calls: Vec<(&str, &str)> = steps
+        .into_iter()
+        .filter(|(number, _, _)| *number == round)
+        .map(|(_, name, arguments)| (name, arguments))
+        .collect();
+    if !conversation.parallel_tool_calls {
+        calls.truncate(1);
+    }
+    Some(calls)
+}
+
+fn scripted_output(
+    conversation: &Conversation,
+    script: Vec<(&str, &str)>,
+    mut budget: Option<usize>,
+    rng: &mut impl Rng,
+) -> (Output, Finish) {
+    let mut calls = Vec::new();
+    for (index, (name, arguments)) in script.into_iter().enumerate() {
+        let mut pieces = split_fragments(arguments, rng);
+        let truncated = truncate(&mut pieces, budget);
+        if let Some(left) = budget.as_mut() {
+            *left -= pieces.len();
+        }
+        calls.push(PlannedCall {
+            id: call_id(conversation.fingerprint, index),
+            name: name.to_owned(),
+            pieces,
+        });
+        if truncated {
+            return (Output::ToolCalls(calls), Finish::Length);
+        }
+    }
+    (Output::ToolCalls(calls), Finish::ToolCalls)
 }
 
 fn selected_tools(conversation: &Conversation) -> Vec<&Tool> {
@@ -711,6 +802,48 @@ mod tests {
             ..after_assistant
         };
         assert!(matches!(answer(&required).output, Output::ToolCalls(_)));
+    }
+
+    #[test]
+    fn scripted_steps_drive_several_rounds() {
+        let task = "do it\nsim-step 1: a_tool {\"city\": \"Oslo\"}\n\
+                    sim-step 2: b_tool\nsim-step 2: missing {\"x\": 1}";
+        let first = answer(&with_tools(vec![user(task)], &["a_tool", "b_tool"]));
+        let planned = calls(&first);
+        assert_eq!(planned.len(), 1);
+        assert_eq!(planned[0].name, "a_tool");
+        assert_eq!(planned[0].arguments(), r#"{"city": "Oslo"}"#);
+        let mut turn = Message::new(Role::Assistant, "");
+        turn.tool_calls = vec![ToolCall {
+            id: planned[0].id.clone(),
+            name: "a_tool".to_owned(),
+            arguments: planned[0].arguments(),
+        }];
+        let mut result = Message::new(Role::Tool, "sunny");
+        result.tool_call_id = Some(planned[0].id.clone());
+        let mut messages = vec![user(task), turn, result];
+        let second = answer(&with_tools(messages.clone(), &["a_tool", "b_tool"]));
+        let names: Vec<&str> = calls(&second).iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["b_tool", "missing"]);
+        assert_eq!(calls(&second)[0].arguments(), "{}");
+        let serial = Conversation {
+            parallel_tool_calls: false,
+            ..with_tools(messages.clone(), &["a_tool", "b_tool"])
+        };
+        assert_eq!(calls(&answer(&serial)).len(), 1);
+        let mut turn = Message::new(Role::Assistant, "");
+        turn.tool_calls = vec![ToolCall {
+            id: "call_b".to_owned(),
+            name: "b_tool".to_owned(),
+            arguments: "{}".to_owned(),
+        }];
+        let mut result = Message::new(Role::Tool, "done");
+        result.tool_call_id = Some("call_b".to_owned());
+        messages.extend([turn, result]);
+        let third = answer(&with_tools(messages, &["a_tool", "b_tool"]));
+        assert_eq!(text(&third), "Based on b_tool: done.");
+        let no_tools = conversation(vec![user(task)]);
+        assert!(matches!(answer(&no_tools).output, Output::Text(_)));
     }
 
     #[test]

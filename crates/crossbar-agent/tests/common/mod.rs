@@ -1,0 +1,110 @@
+//! Test helpers: a gateway on simulated providers built in-process, a SQLite journal in a
+//! temporary directory, and agents built from spec text.
+#![allow(dead_code, reason = "each test file uses part of the helpers")]
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use crossbar_agent::{Agent, AgentSpec, Event, InProcess, Observer, toolbox};
+use crossbar_core::config::Config;
+use crossbar_server::Gateway;
+use crossbar_store::{JournalStore, SqlStore};
+
+/// Two simulated providers on two clouds; `smart` and `cheap` each have one deployment, so
+/// which provider answers never depends on live statistics.
+pub const CONFIG: &str = r#"
+[[providers]]
+name = "sim-openai"
+kind = "sim"
+dialect = "openai"
+cloud = "openai"
+region = "us"
+
+[[providers]]
+name = "sim-anthropic"
+kind = "sim"
+dialect = "anthropic"
+cloud = "anthropic"
+region = "us"
+api_key = "sk-ant-simulated"
+
+[[models]]
+name = "smart"
+deployments = [{ provider = "sim-openai", target = "gpt-4o", price = { input = 2.5, output = 10.0 } }]
+
+[[models]]
+name = "cheap"
+deployments = [{ provider = "sim-anthropic", target = "claude-haiku", price = { input = 0.25, output = 1.25 } }]
+
+[store]
+enabled = false
+"#;
+
+pub struct Harness {
+    pub gateway: Gateway,
+    pub store: Arc<SqlStore>,
+    pub dir: tempfile::TempDir,
+}
+
+pub async fn harness(config: &str) -> Harness {
+    harness_with_store(config, None).await
+}
+
+/// As [`harness`], journaling to `store` (a URL) instead of a SQLite file in the temp dir.
+#[expect(clippy::unwrap_used, reason = "test helper")]
+pub async fn harness_with_store(config: &str, store: Option<&str>) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::from_toml(config, "test.toml").unwrap();
+    let gateway = Gateway::build(&config).await.unwrap();
+    let url = store.map_or_else(
+        || {
+            format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("journal.db").display()
+            )
+        },
+        str::to_owned,
+    );
+    let store = Arc::new(SqlStore::open(&url).await.unwrap());
+    Harness {
+        gateway,
+        store,
+        dir,
+    }
+}
+
+impl Harness {
+    /// Writes the spec beside the journal (so `workspace = "ws"` lands in the temp dir).
+    #[expect(clippy::unwrap_used, reason = "test helper")]
+    pub fn spec(&self, text: &str) -> AgentSpec {
+        let path = self.dir.path().join("agent.toml");
+        std::fs::write(&path, text).unwrap();
+        AgentSpec::load(&path).unwrap()
+    }
+
+    #[expect(clippy::unwrap_used, reason = "test helper")]
+    pub fn agent(&self, spec: AgentSpec) -> (Agent, Arc<Mutex<Vec<Event>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        let observer: Observer = Arc::new(move |event: &Event| {
+            sink.lock().unwrap().push(event.clone());
+        });
+        let tools = toolbox(&spec).unwrap();
+        let agent = Agent {
+            spec: Arc::new(spec),
+            model: Arc::new(InProcess::new(Arc::clone(&self.gateway.router))),
+            tools: Arc::new(tools),
+            journal: Arc::clone(&self.store) as Arc<dyn JournalStore>,
+            observer: Some(observer),
+        };
+        (agent, seen)
+    }
+
+    pub fn path(&self, relative: &str) -> std::path::PathBuf {
+        self.dir.path().join(relative)
+    }
+}
+
+pub fn exists(path: &Path) -> bool {
+    path.exists()
+}
