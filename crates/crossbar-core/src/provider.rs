@@ -14,7 +14,9 @@ use tokio::time::{Instant, timeout_at};
 use crate::auth::Authorize;
 use crate::chat::{ChatRequest, ChatResponse, StreamEvent};
 use crate::client::ChatStream;
-use crate::config::{AzureAuth, ConfigError, MaxTokensFieldConfig, ProviderConfig, ProviderKind};
+use crate::config::{
+    AzureAuth, ConfigError, MaxTokensFieldConfig, OpenAiApi, ProviderConfig, ProviderKind,
+};
 use crate::dialects::openai::MaxTokensField;
 use crate::dialects::{self, Egress, OpenAiEgress, Operation};
 use crate::embeddings::{EmbeddingInput, EmbeddingRequest, EmbeddingResponse};
@@ -120,6 +122,9 @@ fn parts(config: &ProviderConfig, endpoint: Option<String>) -> Result<Parts, Str
         None if kind == ProviderKind::OpenaiCompatible => MaxTokensField::MaxTokens,
         None => MaxTokensField::MaxCompletionTokens,
     };
+    if config.api == Some(OpenAiApi::Responses) {
+        return responses_parts(config, kind, endpoint);
+    }
     Ok(match kind {
         ProviderKind::Openai => Parts::new(
             OpenAiEgress {
@@ -164,6 +169,45 @@ fn parts(config: &ProviderConfig, endpoint: Option<String>) -> Result<Parts, Str
         ProviderKind::Vertex => dialects::gemini::provider_parts(config, endpoint, true)?,
         ProviderKind::Sim => return Err("a simulated provider needs a dialect".to_owned()),
     })
+}
+
+/// The row for OpenAI and Azure providers configured with `api = "responses"`.
+fn responses_parts(
+    config: &ProviderConfig,
+    kind: ProviderKind,
+    endpoint: Option<String>,
+) -> Result<Parts, String> {
+    let egress = |azure_api_version| dialects::responses::ResponsesEgress { azure_api_version };
+    match kind {
+        ProviderKind::Openai => Ok(Parts::new(
+            egress(None),
+            endpoint.unwrap_or_else(|| "https://api.openai.com/v1".to_owned()),
+            Some("authorization"),
+        )),
+        ProviderKind::OpenaiCompatible => Ok(Parts::new(
+            egress(None),
+            endpoint.ok_or("an endpoint is required")?,
+            Some("authorization"),
+        )),
+        ProviderKind::AzureOpenai => {
+            let version = config
+                .api_version
+                .clone()
+                .unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_owned());
+            let key_header = match config.auth {
+                Some(AzureAuth::Bearer) => "authorization",
+                Some(AzureAuth::ApiKey) | None => "api-key",
+            };
+            Ok(Parts::new(
+                egress(Some(version)),
+                endpoint.ok_or("an endpoint is required")?,
+                Some(key_header),
+            ))
+        }
+        _ => Err(
+            "`api = \"responses\"` applies to OpenAI and Azure OpenAI providers only".to_owned(),
+        ),
+    }
 }
 
 fn ms(value: Option<u64>, default: Duration) -> Duration {

@@ -5,6 +5,7 @@ pub mod anthropic;
 pub mod bedrock;
 pub mod gemini;
 pub mod openai;
+pub mod responses;
 pub mod rules;
 
 use crate::chat::{ChatRequest, ChatResponse, StreamEvent};

@@ -1,5 +1,6 @@
-//! Two wire clients with one neutral interface, so every conformance case is written once and
-//! runs through both ingress dialects: OpenAI Chat Completions and Anthropic Messages.
+//! Three wire clients with one neutral interface, so every conformance case is written once and
+//! runs through every ingress dialect: OpenAI Chat Completions, Anthropic Messages and the OpenAI
+//! Responses API.
 
 use serde_json::{Value, json};
 
@@ -7,6 +8,7 @@ use serde_json::{Value, json};
 pub enum Ingress {
     OpenAi,
     Anthropic,
+    Responses,
 }
 
 #[derive(Clone, Debug)]
@@ -191,6 +193,7 @@ pub async fn send(
     let (path, body) = match ingress {
         Ingress::OpenAi => ("/v1/chat/completions", openai_body(model, spec)),
         Ingress::Anthropic => ("/v1/messages", anthropic_body(model, spec)),
+        Ingress::Responses => ("/v1/responses", responses_body(model, spec)),
     };
     let response = match client
         .post(format!("{gateway}{path}"))
@@ -233,7 +236,7 @@ pub async fn send(
     let mut reply = if status != 200 {
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         let shaped = match ingress {
-            Ingress::OpenAi => {
+            Ingress::OpenAi | Ingress::Responses => {
                 value["error"]["type"].is_string() && value["error"]["message"].is_string()
             }
             Ingress::Anthropic => value["type"] == "error" && value["error"]["type"].is_string(),
@@ -254,12 +257,14 @@ pub async fn send(
         match ingress {
             Ingress::OpenAi => openai_stream(&text),
             Ingress::Anthropic => anthropic_stream(&text),
+            Ingress::Responses => responses_stream(&text),
         }
     } else {
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         match ingress {
             Ingress::OpenAi => openai_reply(&value),
             Ingress::Anthropic => anthropic_reply(&value),
+            Ingress::Responses => responses_reply(&value),
         }
     };
     reply.status = status;
@@ -453,5 +458,147 @@ fn anthropic_stream(text: &str) -> Reply {
         }
     }
     reply.usage = anthropic_usage(&usage);
+    reply
+}
+
+/// A Responses API request: the system prompt as `instructions`, turns as input items (tool
+/// calls and results tied by `call_id`), flat function tools, `text.format` for JSON schema.
+/// Nothing is stored, so every case stands alone. The API has no stop sequences.
+fn responses_body(model: &str, spec: &Spec) -> Value {
+    let mut input = Vec::new();
+    for turn in &spec.turns {
+        match turn {
+            Turn::User(text) => input.push(json!({"role": "user", "content": text})),
+            Turn::UserImage(text) => input.push(json!({"role": "user", "content": [
+                {"type": "input_text", "text": text},
+                {"type": "input_image", "image_url": format!("data:image/png;base64,{PNG}")}]})),
+            Turn::Assistant(text) => input.push(json!({"type": "message", "role": "assistant",
+                "content": [{"type": "output_text", "text": text, "annotations": []}]})),
+            Turn::Calls(calls) => input.extend(calls.iter().map(|c| {
+                json!({"type": "function_call",
+                "call_id": c.id, "name": c.name, "arguments": c.arguments})
+            })),
+            // No error flag on function outputs: the content says it.
+            Turn::Result { id, content, .. } => input.push(json!({"type": "function_call_output",
+                "call_id": id, "output": content})),
+        }
+    }
+    let mut body = json!({"model": model, "input": input, "store": false});
+    if let Some(system) = &spec.system {
+        body["instructions"] = json!(system);
+    }
+    if spec.tools {
+        body["tools"] = json!(tools().into_iter().map(|(name, description, parameters)| json!({"type": "function", "name": name, "description": description, "parameters": parameters, "strict": false})).collect::<Vec<_>>());
+    }
+    if let Some(parallel) = spec.parallel {
+        body["parallel_tool_calls"] = json!(parallel);
+    }
+    if let Some(schema) = &spec.json_schema {
+        body["text"] = json!({"format": {"type": "json_schema", "name": "out", "schema": schema}});
+    }
+    if let Some(max) = spec.max_tokens {
+        body["max_output_tokens"] = json!(max);
+    }
+    if spec.stream {
+        body["stream"] = json!(true);
+    }
+    body
+}
+
+fn responses_reply(value: &Value) -> Reply {
+    let mut reply = Reply {
+        complete: true,
+        ..Reply::default()
+    };
+    for item in value["output"].as_array().into_iter().flatten() {
+        match item["type"].as_str() {
+            Some("message") => {
+                for part in item["content"].as_array().into_iter().flatten() {
+                    reply
+                        .text
+                        .push_str(part["text"].as_str().unwrap_or_default());
+                }
+            }
+            Some("function_call") => reply.calls.push(Call {
+                id: item["call_id"].as_str().unwrap_or_default().to_owned(),
+                name: item["name"].as_str().unwrap_or_default().to_owned(),
+                arguments: item["arguments"].as_str().unwrap_or_default().to_owned(),
+            }),
+            _ => {}
+        }
+    }
+    reply.finish = match (
+        value["status"].as_str(),
+        value["incomplete_details"]["reason"].as_str(),
+    ) {
+        (Some("completed"), _) if !reply.calls.is_empty() => Some(Finish::ToolCalls),
+        (Some("completed"), _) => Some(Finish::Stop),
+        (Some("incomplete"), Some("max_output_tokens")) => Some(Finish::Length),
+        (status, reason) => Some(Finish::Other(format!("{status:?} {reason:?}"))),
+    };
+    let usage = &value["usage"];
+    reply.usage = (|| {
+        Some((
+            usage["input_tokens"].as_u64()?,
+            usage["input_tokens_details"]["cached_tokens"]
+                .as_u64()
+                .unwrap_or(0),
+            usage["output_tokens"].as_u64()?,
+        ))
+    })();
+    reply
+}
+
+/// Text from the `output_text` deltas, calls from the finished items, the rest from the
+/// terminal `response.completed`; `response.failed` or `error` is a broken stream.
+fn responses_stream(text: &str) -> Reply {
+    let mut reply = Reply::default();
+    let mut streamed = String::new();
+    let mut calls = Vec::new();
+    for block in text.split("\n\n") {
+        let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) else {
+            continue;
+        };
+        let Ok(event) = serde_json::from_str::<Value>(data) else {
+            reply.error = Some(format!("unparseable event: {data}"));
+            continue;
+        };
+        match event["type"].as_str() {
+            Some("response.output_text.delta") => {
+                streamed.push_str(event["delta"].as_str().unwrap_or_default());
+            }
+            Some("response.output_item.done") if event["item"]["type"] == "function_call" => {
+                let item = &event["item"];
+                calls.push(Call {
+                    id: item["call_id"].as_str().unwrap_or_default().to_owned(),
+                    name: item["name"].as_str().unwrap_or_default().to_owned(),
+                    arguments: item["arguments"].as_str().unwrap_or_default().to_owned(),
+                });
+            }
+            Some("response.completed" | "response.incomplete") => {
+                let error = reply.error.take();
+                reply = responses_reply(&event["response"]);
+                reply.error = error;
+            }
+            Some("response.failed") => {
+                reply.error = Some(
+                    event["response"]["error"]["message"]
+                        .as_str()
+                        .unwrap_or("failed")
+                        .to_owned(),
+                );
+            }
+            Some("error") => {
+                reply.error = Some(event["message"].as_str().unwrap_or("error").to_owned());
+            }
+            _ => {}
+        }
+    }
+    if reply.complete && (reply.text != streamed || reply.calls != calls) {
+        reply.error = Some(format!(
+            "streamed deltas ({streamed:?}, {calls:?}) disagree with the final response ({:?}, {:?})",
+            reply.text, reply.calls
+        ));
+    }
     reply
 }

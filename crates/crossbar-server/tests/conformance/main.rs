@@ -1,8 +1,8 @@
-//! The conformance matrix: every ingress dialect (OpenAI Chat Completions, Anthropic Messages) ×
-//! every provider kind × every case, through a real gateway in front of simulated providers that
-//! validate requests the way the real services do. Exclusions are listed with their reason in
-//! [`excluded`]; a case that passes while listed as excluded fails the matrix too, so the list
-//! stays true.
+//! The conformance matrix: every ingress dialect (OpenAI Chat Completions, Anthropic Messages,
+//! OpenAI Responses) × every provider kind × every case, through a real gateway in front of
+//! simulated providers that validate requests the way the real services do. Exclusions are
+//! listed with their reason in [`excluded`]; a case that passes while listed as excluded fails
+//! the matrix too, so the list stays true.
 
 #![expect(
     clippy::unwrap_used,
@@ -49,6 +49,11 @@ fn excluded(provider: &str, ingress: Ingress, case: &str) -> Option<&'static str
         ("anthropic" | "vertex-anthropic" | "bedrock", Ingress::OpenAi, "usage_cached") => Some(
             "these providers cache only at explicit breakpoints, which OpenAI Chat Completions cannot express",
         ),
+        (_, Ingress::Responses, "stop_sequence") => Some("the Responses API has no stop sequences"),
+        ("openai-responses", _, "stop_sequence") => Some("the Responses API has no stop sequences"),
+        ("anthropic" | "vertex-anthropic" | "bedrock", Ingress::Responses, "usage_cached") => Some(
+            "these providers cache only at explicit breakpoints, which the Responses API cannot express",
+        ),
         _ => None,
     }
 }
@@ -85,6 +90,15 @@ sim = { api_key = "azure-key" }"#,
 endpoint = "{endpoint}""#,
         standalone: Some(SimDialect::OpenAi),
         target: "meta-llama/Llama-3.1-8B-Instruct",
+    },
+    // OpenAI through the Responses API upstream (`api = "responses"`).
+    Provider {
+        name: "openai-responses",
+        toml: r#"kind = "sim"
+dialect = "openai"
+api = "responses""#,
+        standalone: None,
+        target: "o3",
     },
     Provider {
         name: "anthropic",
@@ -621,4 +635,15 @@ matrix_tests! {
     vertex_via_anthropic: "vertex", Anthropic;
     vertex_anthropic_via_openai: "vertex-anthropic", OpenAi;
     vertex_anthropic_via_anthropic: "vertex-anthropic", Anthropic;
+    openai_responses_via_openai: "openai-responses", OpenAi;
+    openai_responses_via_anthropic: "openai-responses", Anthropic;
+    openai_responses_via_responses: "openai-responses", Responses;
+    openai_via_responses: "openai", Responses;
+    azure_via_responses: "azure", Responses;
+    openai_compatible_via_responses: "openai-compatible", Responses;
+    anthropic_via_responses: "anthropic", Responses;
+    bedrock_via_responses: "bedrock", Responses;
+    gemini_via_responses: "gemini", Responses;
+    vertex_via_responses: "vertex", Responses;
+    vertex_anthropic_via_responses: "vertex-anthropic", Responses;
 }

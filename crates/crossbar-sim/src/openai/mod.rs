@@ -9,6 +9,7 @@ mod headers;
 mod params;
 mod request;
 mod response;
+mod responses;
 mod tools;
 
 use axum::Router;
@@ -84,6 +85,7 @@ pub(crate) fn router(app: App) -> Router {
         | SimDialect::Vertex => Router::new()
             .route("/v1/chat/completions", post(openai_chat))
             .route("/v1/embeddings", post(openai_embeddings))
+            .route("/v1/responses", post(openai_responses))
             .route("/v1/models", get(list_models)),
         SimDialect::Azure => Router::new()
             .route(
@@ -93,7 +95,8 @@ pub(crate) fn router(app: App) -> Router {
             .route(
                 "/openai/deployments/{deployment}/embeddings",
                 post(azure_embeddings),
-            ),
+            )
+            .route("/openai/v1/responses", post(azure_responses)),
     };
     routes
         .route_layer(middleware::from_fn_with_state(app.clone(), authenticate))
@@ -176,6 +179,21 @@ async fn azure_chat(
         Some(target) => chat(&app, &target, &body).await,
         None => resource_not_found(),
     }
+}
+
+async fn openai_responses(State(app): State<App>, body: Bytes) -> Response {
+    responses::handle(&app, &Target::openai(Operation::Chat), &body).await
+}
+
+/// Azure's v1 API: no `api-version`, the deployment named by the body's `model`.
+async fn azure_responses(State(app): State<App>, body: Bytes) -> Response {
+    let target = Target {
+        dialect: SimDialect::Azure,
+        operation: Operation::Chat,
+        deployment_model: None,
+        api_version: None,
+    };
+    responses::handle(&app, &target, &body).await
 }
 
 async fn openai_embeddings(State(app): State<App>, body: Bytes) -> Response {

@@ -1,0 +1,330 @@
+//! Responses dialect units: request decoding, `Response` encoding and the stream event sequence.
+
+use bytes::BytesMut;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::chat::StreamEvent;
+
+fn decode(body: Value) -> Result<IngressResponse> {
+    decode_request(body.to_string().as_bytes())
+}
+
+/// What the OpenAI Agents SDK sends on its second turn: the whole history as items.
+fn agent_turn() -> Value {
+    json!({
+        "model": "gpt-4o",
+        "instructions": "You are terse.",
+        "input": [
+            {"role": "user", "content": "weather and time in Paris?"},
+            {"id": "msg_1", "type": "message", "role": "assistant", "status": "completed",
+             "content": [{"type": "output_text", "text": "Checking.", "annotations": [], "logprobs": []}]},
+            {"type": "reasoning", "id": "rs_1", "summary": []},
+            {"type": "function_call", "id": "fc_1", "call_id": "call_a", "name": "get_weather",
+             "arguments": "{\"city\":\"Paris\"}", "status": "completed"},
+            {"type": "function_call", "id": "fc_2", "call_id": "call_b", "name": "get_time",
+             "arguments": "{}", "status": "completed"},
+            {"type": "function_call_output", "call_id": "call_a", "output": "sunny"},
+            {"type": "function_call_output", "call_id": "call_b",
+             "output": [{"type": "input_text", "text": "noon"}]}
+        ],
+        "include": [],
+        "tools": [
+            {"type": "function", "name": "get_weather", "description": "w",
+             "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                            "required": ["city"], "additionalProperties": false},
+             "strict": true},
+            {"type": "function", "name": "get_time", "parameters": {"type": "object", "properties": {}},
+             "strict": false}
+        ],
+        "tool_choice": "auto",
+        "parallel_tool_calls": true,
+        "max_output_tokens": 300,
+        "reasoning": {"effort": "low"},
+        "text": {"format": {"type": "json_schema", "name": "out", "strict": true,
+                            "schema": {"type": "object"}}},
+        "temperature": 0.2,
+        "store": false,
+        "prompt_cache_key": "ignored",
+        "stream": true
+    })
+}
+
+#[test]
+fn decodes_an_agent_turn_with_calls_joined_to_their_assistant_turn() {
+    let ingress = decode(agent_turn()).unwrap();
+    assert!(ingress.stream);
+    assert!(!ingress.params.store);
+    let request = ingress.chat_request(&[]).unwrap();
+    let roles: Vec<Role> = request.messages.iter().map(|m| m.role).collect();
+    assert_eq!(
+        roles,
+        [
+            Role::System,
+            Role::User,
+            Role::Assistant,
+            Role::Tool,
+            Role::Tool
+        ]
+    );
+    assert_eq!(request.messages[0].text_content(), "You are terse.");
+    let assistant = &request.messages[2];
+    assert_eq!(assistant.text_content(), "Checking.");
+    let ids: Vec<&str> = assistant.tool_calls.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["call_a", "call_b"],
+        "call_id, not the item id, ties calls"
+    );
+    assert_eq!(request.messages[3].tool_call_id.as_deref(), Some("call_a"));
+    assert_eq!(request.messages[4].text_content(), "noon");
+    assert_eq!(request.tools.len(), 2);
+    assert_eq!(request.tools[0].strict, Some(true));
+    assert_eq!(request.tool_choice, Some(ToolChoice::Auto));
+    assert_eq!(request.max_tokens, Some(300));
+    assert_eq!(request.reasoning_effort.as_deref(), Some("low"));
+    assert_eq!(request.sampling.temperature, Some(0.2));
+    assert!(matches!(
+        &request.response_format,
+        Some(ResponseFormat::JsonSchema { name, strict: Some(true), .. }) if name == "out"
+    ));
+}
+
+#[test]
+fn a_string_input_is_one_user_message_after_stored_history() {
+    let ingress =
+        decode(json!({"model": "m", "input": "hi", "previous_response_id": "resp_x"})).unwrap();
+    assert_eq!(ingress.previous_response_id(), Some("resp_x"));
+    assert!(ingress.params.store, "store defaults to true");
+    let history = vec![
+        Message::text(Role::User, "before"),
+        Message::text(Role::Assistant, "ok"),
+    ];
+    let request = ingress.chat_request(&history).unwrap();
+    let texts: Vec<String> = request.messages.iter().map(Message::text_content).collect();
+    assert_eq!(texts, ["before", "ok", "hi"]);
+}
+
+#[test]
+fn refuses_unknown_and_unsupported_fields_naming_them() {
+    let error = decode(json!({"model": "m", "input": "x", "frobnicate": 1})).unwrap_err();
+    assert_eq!(error.param.as_deref(), Some("frobnicate"));
+    assert_eq!(error.status(), 400);
+    let error = decode(json!({"model": "m", "input": "x", "conversation": "conv_1"})).unwrap_err();
+    assert_eq!(error.param.as_deref(), Some("conversation"));
+    let error = decode(json!({"model": "m", "input": "x", "background": true})).unwrap_err();
+    assert_eq!(error.param.as_deref(), Some("background"));
+    let error = decode(json!({"model": "m", "input": [{"type": "item_reference", "id": "x"}]}))
+        .unwrap_err();
+    assert_eq!(error.param.as_deref(), Some("input[0].type"));
+    let error =
+        decode(json!({"model": "m", "input": "x", "tools": [{"type": "web_search"}]})).unwrap_err();
+    assert_eq!(error.param.as_deref(), Some("tools[0].type"));
+    let error = decode(
+        json!({"model": "m", "input": [{"type": "function_call", "name": "f",
+                                                       "arguments": "{}"}]}),
+    )
+    .unwrap_err();
+    assert_eq!(error.param.as_deref(), Some("input[0].call_id"));
+    let error =
+        decode(json!({"model": "m", "input": "x", "text": {"format": {"type": "json_schema"}}}))
+            .unwrap_err();
+    assert_eq!(error.param.as_deref(), Some("text.format.name"));
+    let error = decode(json!({"model": "m"}))
+        .unwrap()
+        .chat_request(&[])
+        .unwrap_err();
+    assert_eq!(error.param.as_deref(), Some("input"));
+}
+
+fn params() -> Params {
+    let mut ingress = decode(json!({"model": "m", "input": "x", "max_output_tokens": 9})).unwrap();
+    ingress.params.id = "resp_abc".to_owned();
+    ingress.params
+}
+
+fn answer(text: &str, calls: &[(&str, &str, &str)], finish: FinishReason) -> ChatResponse {
+    let mut message = Message::new(Role::Assistant, Vec::new());
+    if !text.is_empty() {
+        message.content.push(ContentPart::text(text));
+    }
+    message.tool_calls = calls
+        .iter()
+        .map(|(id, name, arguments)| ToolCall {
+            id: (*id).to_owned(),
+            name: (*name).to_owned(),
+            arguments: (*arguments).to_owned(),
+        })
+        .collect();
+    ChatResponse {
+        id: "up".into(),
+        model: "claude-x".into(),
+        created: 1,
+        message,
+        finish_reason: finish,
+        raw_finish_reason: None,
+        usage: Some(Usage {
+            input_tokens: 10,
+            cached_input_tokens: 4,
+            cache_write_tokens: 0,
+            output_tokens: 7,
+            reasoning_tokens: 2,
+        }),
+        system_fingerprint: None,
+    }
+}
+
+#[test]
+fn encodes_a_response_with_text_calls_and_usage() {
+    let response = answer(
+        "Hi",
+        &[("toolu_1", "get_weather", "{\"city\":\"Paris\"}")],
+        FinishReason::ToolCalls,
+    );
+    let object = encode_response(&params(), &response);
+    assert_eq!(object["id"], "resp_abc");
+    assert_eq!(object["object"], "response");
+    assert_eq!(object["status"], "completed");
+    assert_eq!(object["model"], "claude-x");
+    assert_eq!(object["max_output_tokens"], 9);
+    assert_eq!(object["output"][0]["type"], "message");
+    assert_eq!(object["output"][0]["id"], "msg_abc");
+    assert_eq!(object["output"][0]["content"][0]["text"], "Hi");
+    assert_eq!(object["output"][1]["type"], "function_call");
+    assert_eq!(object["output"][1]["id"], "fc_abc_0");
+    assert_eq!(object["output"][1]["call_id"], "toolu_1");
+    assert_eq!(
+        object["usage"],
+        json!({"input_tokens": 10, "input_tokens_details": {"cached_tokens": 4, "cache_write_tokens": 0},
+               "output_tokens": 7, "output_tokens_details": {"reasoning_tokens": 2},
+               "total_tokens": 17})
+    );
+    // The stored object gives back the assistant turn for `previous_response_id`.
+    let message = response_message(&object);
+    assert_eq!(message.text_content(), "Hi");
+    assert_eq!(message.tool_calls[0].id, "toolu_1");
+}
+
+#[test]
+fn a_length_cut_answer_is_incomplete() {
+    let object = encode_response(&params(), &answer("Hi", &[], FinishReason::Length));
+    assert_eq!(object["status"], "incomplete");
+    assert_eq!(object["incomplete_details"]["reason"], "max_output_tokens");
+}
+
+fn frames(bytes: &[u8]) -> Vec<(String, Value)> {
+    let text = std::str::from_utf8(bytes).unwrap();
+    text.split("\n\n")
+        .filter(|f| !f.is_empty())
+        .map(|frame| {
+            let mut lines = frame.lines();
+            let event = lines.next().unwrap().strip_prefix("event: ").unwrap();
+            let data = lines.next().unwrap().strip_prefix("data: ").unwrap();
+            let data: Value = serde_json::from_str(data).unwrap();
+            assert_eq!(data["type"], event, "the event name and `type` agree");
+            (event.to_owned(), data)
+        })
+        .collect()
+}
+
+#[test]
+fn streams_the_event_sequence_with_sequence_numbers() {
+    let mut encoder = StreamEncoder::new(params(), "m");
+    let mut out = BytesMut::new();
+    for event in [
+        StreamEvent::Start {
+            id: "up".into(),
+            model: "claude-x".into(),
+            created: 1,
+        },
+        StreamEvent::TextDelta("Hel".into()),
+        StreamEvent::TextDelta("lo".into()),
+        StreamEvent::ToolCallStart {
+            index: 0,
+            id: "toolu_1".into(),
+            name: "f".into(),
+        },
+        StreamEvent::ToolCallDelta {
+            index: 0,
+            arguments: "{\"a\":".into(),
+        },
+        StreamEvent::ToolCallDelta {
+            index: 0,
+            arguments: "1}".into(),
+        },
+        StreamEvent::Finish {
+            reason: FinishReason::ToolCalls,
+            raw: None,
+        },
+        StreamEvent::Usage(Usage {
+            input_tokens: 3,
+            output_tokens: 4,
+            ..Usage::default()
+        }),
+    ] {
+        encoder.event(event, &mut out);
+    }
+    encoder.end(&mut out);
+    let frames = frames(&out);
+    let kinds: Vec<&str> = frames.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.delta",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.output_item.added",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.done",
+            "response.output_item.done",
+            "response.completed",
+        ]
+    );
+    for (i, (_, data)) in frames.iter().enumerate() {
+        assert_eq!(data["sequence_number"], i);
+    }
+    assert_eq!(frames[0].1["response"]["status"], "in_progress");
+    assert_eq!(frames[6].1["text"], "Hello");
+    assert_eq!(frames[9].1["item"]["call_id"], "toolu_1");
+    assert_eq!(frames[9].1["output_index"], 1);
+    assert_eq!(frames[12].1["arguments"], "{\"a\":1}");
+    assert_eq!(frames[12].1["item_id"], "fc_abc_0");
+    let completed = &frames[14].1["response"];
+    assert_eq!(completed["status"], "completed");
+    assert_eq!(completed["usage"]["total_tokens"], 7);
+    assert_eq!(completed["output"][0]["content"][0]["text"], "Hello");
+    assert_eq!(completed["output"][1]["arguments"], "{\"a\":1}");
+    // The items streamed and the final object agree.
+    assert_eq!(completed["output"][0], frames[8].1["item"]);
+    assert_eq!(completed["output"][1], frames[13].1["item"]);
+}
+
+#[test]
+fn a_broken_stream_ends_with_response_failed() {
+    let mut encoder = StreamEncoder::new(params(), "m");
+    let mut out = BytesMut::new();
+    encoder.event(
+        StreamEvent::Start {
+            id: "up".into(),
+            model: "x".into(),
+            created: 1,
+        },
+        &mut out,
+    );
+    encoder.event(StreamEvent::TextDelta("partial".into()), &mut out);
+    encoder.error(&Error::stream_interrupted("cut"), &mut out);
+    let frames = frames(&out);
+    let (kind, last) = frames.last().unwrap();
+    assert_eq!(kind, "response.failed");
+    assert_eq!(last["response"]["status"], "failed");
+    assert_eq!(last["response"]["error"]["code"], "server_error");
+    assert_eq!(last["response"]["error"]["message"], "cut");
+    assert!(!frames.iter().any(|(k, _)| k == "response.completed"));
+}

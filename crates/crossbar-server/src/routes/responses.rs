@@ -1,0 +1,241 @@
+//! `POST /v1/responses` (streamed and not), `GET /v1/responses/{id}` and
+//! `DELETE /v1/responses/{id}`: the OpenAI Responses API, served by any deployment of any
+//! provider, so clients built on it (the OpenAI Agents SDK) work unchanged.
+//!
+//! `store` (true unless the client says otherwise) keeps the `Response` and the conversation it
+//! ends, so `previous_response_id` can continue it. They go to the gateway's store when it has
+//! one, otherwise to a bounded in-process memory (lost on restart; not shared by replicas).
+//! Stored responses belong to the virtual key that created them: other keys get a 404.
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use crossbar_core::chat::{ChatResponse, Message};
+use crossbar_core::dialects::responses::{self, Accumulator, Params, StreamEncoder};
+use crossbar_core::{ChatStream, Error};
+use crossbar_store::{ResponseStore, stored_response};
+use futures::StreamExt;
+use serde_json::Value;
+
+use super::stream::ClientEncoder;
+use super::{body, preferences, routed_headers, stream};
+use crate::app::AppState;
+use crate::auth::CallerKey;
+use crate::error::ApiError;
+use crate::metering::Meter;
+
+impl ClientEncoder for StreamEncoder {
+    fn event(
+        &mut self,
+        event: crossbar_core::chat::StreamEvent,
+        out: &mut bytes::BytesMut,
+    ) -> Result<(), Error> {
+        StreamEncoder::event(self, event, out);
+        Ok(())
+    }
+
+    fn end(&mut self, out: &mut bytes::BytesMut) {
+        StreamEncoder::end(self, out);
+    }
+
+    fn error(&mut self, error: &Error, out: &mut bytes::BytesMut) {
+        StreamEncoder::error(self, error, out);
+    }
+}
+
+/// Whose responses a request sees: its virtual key's, or the keyless callers' (empty).
+fn owner(caller: Option<&Extension<CallerKey>>) -> String {
+    caller
+        .map(|Extension(CallerKey(id))| id.clone())
+        .unwrap_or_default()
+}
+
+fn not_found(id: &str) -> Error {
+    Error::not_found(format!("Response with id '{id}' not found.")).with_param("response_id")
+}
+
+fn store_error(e: crossbar_store::StoreError) -> Error {
+    Error::internal(format!("The response store failed: {e}"))
+}
+
+/// The conversation a stored response ended.
+async fn conversation(
+    store: &dyn ResponseStore,
+    id: &str,
+    owner: &str,
+) -> Result<Vec<Message>, Error> {
+    let stored = store
+        .get_response(id, owner)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| {
+            Error::invalid_field(
+                "previous_response_id",
+                format!("Previous response with id '{id}' not found."),
+            )
+            .with_code("previous_response_not_found")
+        })?;
+    serde_json::from_str(&stored.conversation)
+        .map_err(|e| Error::internal(format!("A stored conversation is unreadable: {e}")))
+}
+
+/// What storing an answer needs once it is complete.
+struct Save {
+    store: Arc<dyn ResponseStore>,
+    owner: String,
+    params: Params,
+    /// The conversation before the answer: stored history, then this request's input.
+    before: Vec<Message>,
+}
+
+impl Save {
+    async fn run(self, answer: &ChatResponse, object: &Value) -> Result<(), Error> {
+        let mut conversation = self.before;
+        conversation.push(answer.message.clone());
+        let conversation = serde_json::to_string(&conversation)
+            .map_err(|e| Error::internal(format!("encoding a conversation: {e}")))?;
+        let record = stored_response(
+            &self.params.id,
+            &self.owner,
+            object.to_string(),
+            conversation,
+        );
+        self.store.put_response(&record).await.map_err(store_error)
+    }
+}
+
+/// Passes a stream through, and stores its answer when it ends complete, before the encoder
+/// writes `response.completed`: a client that saw it can continue from it at once. A store
+/// failure then fails the stream instead.
+fn storing(mut events: ChatStream, save: Save, model: String) -> ChatStream {
+    Box::pin(async_stream::stream! {
+        let mut answer = Accumulator::default();
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(event) => {
+                    answer.observe(&event);
+                    yield Ok(event);
+                }
+                Err(error) => {
+                    yield Err(error);
+                    return;
+                }
+            }
+        }
+        let answer = answer.response(&model);
+        let object = responses::encode_response(&save.params, &answer);
+        if let Err(error) = save.run(&answer, &object).await {
+            yield Err(error);
+        }
+    })
+}
+
+fn json_response(body: Vec<u8>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    meter: Meter,
+    caller: Option<Extension<CallerKey>>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let raw = body(raw, state.max_body_bytes)?;
+    let ingress = responses::decode_request(&raw)?;
+    let owner = owner(caller.as_ref());
+    let history = match ingress.previous_response_id() {
+        Some(id) => conversation(state.responses.as_ref(), id, &owner).await?,
+        None => Vec::new(),
+    };
+    let request = ingress.chat_request(&history)?;
+    let mut preferences = preferences(&headers)?;
+    let max_tokens = request.max_tokens.map(u64::from);
+    meter
+        .admit(
+            &state.router,
+            &request.model,
+            request.stream,
+            raw.len(),
+            max_tokens,
+            &mut preferences,
+        )
+        .await?;
+    let mut before = history;
+    before.extend(ingress.input.iter().cloned());
+    let save = ingress.params.store.then(|| Save {
+        store: Arc::clone(&state.responses),
+        owner,
+        params: ingress.params.clone(),
+        before,
+    });
+    if !request.stream {
+        let routed = state.router.chat_with(&request, &preferences).await?;
+        meter.routed(&routed, routed.value.usage);
+        let object = responses::encode_response(&ingress.params, &routed.value);
+        if let Some(save) = save {
+            save.run(&routed.value, &object).await?;
+        }
+        let mut response = json_response(object.to_string().into_bytes());
+        routed_headers(&mut response, &routed);
+        return Ok(response);
+    }
+    let mut routed = state
+        .router
+        .chat_stream_with(&request, &preferences)
+        .await?;
+    let events = std::mem::replace(&mut routed.value, Box::pin(futures::stream::empty()));
+    meter.routed(&routed, None);
+    let mut events = meter.observe(events);
+    if let Some(save) = save {
+        events = storing(events, save, request.model.clone());
+    }
+    let encoder = StreamEncoder::new(ingress.params, &request.model);
+    let mut response = stream::response(events, encoder);
+    routed_headers(&mut response, &routed);
+    Ok(response)
+}
+
+pub async fn retrieve(
+    State(state): State<AppState>,
+    caller: Option<Extension<CallerKey>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let stored = state
+        .responses
+        .get_response(&id, &owner(caller.as_ref()))
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| not_found(&id))?;
+    Ok(json_response(stored.response.into_bytes()))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Option<Extension<CallerKey>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let deleted = state
+        .responses
+        .delete_response(&id, &owner(caller.as_ref()))
+        .await
+        .map_err(store_error)?;
+    if !deleted {
+        return Err(not_found(&id).into());
+    }
+    Ok(json_response(
+        responses::deleted_object(&id).to_string().into_bytes(),
+    ))
+}
