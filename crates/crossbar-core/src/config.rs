@@ -43,6 +43,9 @@ pub struct Config {
     /// OpenTelemetry traces; nothing is sent anywhere without an endpoint.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// State shared by replicas (limits, budgets, breakers, latency); in memory without it.
+    #[serde(default)]
+    pub redis: RedisConfig,
     /// Where this configuration came from, for messages.
     #[serde(skip)]
     pub origin: String,
@@ -133,6 +136,33 @@ pub struct AdminConfig {
     pub token: Option<Spanned<Secret>>,
 }
 
+/// `[redis]`: where replicas share rate-limit counters, budget spend, breaker states and
+/// latency statistics.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]`; may hold a password, so secret.
+    pub url: Option<Spanned<Secret>>,
+    /// Prefix of every key, so several gateways can share one Redis.
+    pub prefix: Option<String>,
+    /// How often a replica publishes its deployments' health and reads the others'.
+    pub sync_interval_ms: Option<Spanned<u64>>,
+}
+
+impl RedisConfig {
+    pub fn prefix(&self) -> &str {
+        self.prefix.as_deref().unwrap_or("crossbar")
+    }
+
+    pub fn sync_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(
+            self.sync_interval_ms
+                .as_ref()
+                .map_or(500, |ms| (*ms.get_ref()).max(10)),
+        )
+    }
+}
+
 /// `[telemetry]`: where to send traces (OTLP over HTTP, JSON encoding).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -177,6 +207,15 @@ pub enum AzureAuth {
     Bearer,
 }
 
+/// The OpenAI API a provider's chat goes through.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpenAiApi {
+    #[default]
+    Chat,
+    Responses,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MaxTokensFieldConfig {
@@ -202,6 +241,9 @@ pub struct ProviderConfig {
     /// For `kind = "sim"`: the simulator's latency and fault settings.
     pub sim: Option<Spanned<toml::Table>>,
     pub max_tokens_field: Option<MaxTokensFieldConfig>,
+    /// OpenAI and Azure OpenAI: which API chat goes through upstream (`chat` by default;
+    /// `responses` for reasoning models whose reasoning items must be carried between turns).
+    pub api: Option<OpenAiApi>,
     /// Vertex AI: the Google Cloud project.
     pub project: Option<String>,
     /// Vertex AI: the location (`us-central1`, `global`...).
@@ -554,6 +596,19 @@ impl Config {
                 ));
             }
         }
+        if let Some(url) = &self.redis.url {
+            let text = url.get_ref().0.as_str();
+            if !["redis://", "rediss://", "unix://", "redis+unix://"]
+                .iter()
+                .any(|scheme| text.starts_with(scheme))
+            {
+                return Err(self.error_at(
+                    url,
+                    "redis.url",
+                    "must be redis://host:port, rediss://... or unix://PATH",
+                ));
+            }
+        }
         for (value, key) in [
             (&store.queue_capacity, "store.queue_capacity"),
             (&store.batch_size, "store.batch_size"),
@@ -719,6 +774,10 @@ impl Config {
         if let Some(url) = &mut self.store.url {
             let offset = url.span().start;
             expand(&mut url.get_mut().0, offset, "store.url".to_owned());
+        }
+        if let Some(url) = &mut self.redis.url {
+            let offset = url.span().start;
+            expand(&mut url.get_mut().0, offset, "redis.url".to_owned());
         }
         if let Some(token) = &mut self.admin.token {
             let offset = token.span().start;

@@ -7,6 +7,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{delete, get, post};
 use crossbar_core::router::Router;
+use crossbar_store::DashboardStore;
 
 use crate::keys::VirtualKeys;
 use crate::metering::Metering;
@@ -24,6 +25,10 @@ pub struct AppState {
     pub virtual_keys: Option<Arc<VirtualKeys>>,
     /// Guards `/admin/...`; `None` disables it.
     pub admin_token: Option<Arc<str>>,
+    /// Stored Responses API answers: the store's table, or process memory without a store.
+    pub responses: Arc<dyn crossbar_store::ResponseStore>,
+    /// The dashboard's reads (the same store as `virtual_keys`); `None` without a store.
+    pub dashboard: Option<Arc<dyn DashboardStore>>,
 }
 
 pub fn app(state: AppState) -> HttpRouter {
@@ -38,6 +43,12 @@ pub fn app(state: AppState) -> HttpRouter {
         .route(
             "/v1/crossbar/deployments",
             get(routes::crossbar::deployments),
+        )
+        .merge(routes::dashboard::routes(&state))
+        .route("/v1/responses", post(routes::responses::create))
+        .route(
+            "/v1/responses/{id}",
+            get(routes::responses::retrieve).delete(routes::responses::delete),
         )
         .route("/v1/models", get(routes::models::list))
         .route("/v1/models/{id}", get(routes::models::retrieve))

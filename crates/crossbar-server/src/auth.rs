@@ -17,10 +17,14 @@ use crate::app::AppState;
 use crate::error::{ApiError, Ingress};
 use crate::metering::Meter;
 
-pub async fn layer(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn layer(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path();
     // Health and metrics stay open; the admin API checks its own token.
     if path == "/healthz" || path == "/metrics" || path.starts_with("/admin/") {
+        return next.run(request).await;
+    }
+    // The dashboard checks the admin token itself (see `routes::dashboard`).
+    if crate::routes::dashboard::skips_gateway_keys(&state, &request) {
         return next.run(request).await;
     }
     let ingress = Ingress::of_path(path);
@@ -78,9 +82,10 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
             };
             match found {
                 Ok(Some(key)) => {
+                    request.extensions_mut().insert(CallerKey(key.id()));
                     // Requests per minute count API calls only (the metered paths).
                     if let Some(meter) = request.extensions().get::<Meter>() {
-                        if let Err(error) = key.admit_request(Instant::now()) {
+                        if let Err(error) = key.admit_request(Instant::now()).await {
                             crate::metrics::limit_rejected(&key.id(), "rate_limit_requests");
                             meter.set_key(key);
                             return reject(error);
@@ -97,9 +102,14 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
     }
 }
 
+/// The id of the virtual key that authenticated a request, for routes that scope what they
+/// show to its owner (stored responses).
+#[derive(Clone, Debug)]
+pub struct CallerKey(pub String);
+
 /// Whether the client is on this machine (or unknown: the app served without peer addresses,
 /// as in-process tests do).
-fn is_local(request: &Request) -> bool {
+pub(crate) fn is_local(request: &Request) -> bool {
     request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()

@@ -8,16 +8,24 @@ use std::time::Duration;
 use crossbar_core::config::{Config, ConfigError, ProviderKind};
 use crossbar_core::router::Router;
 use crossbar_sim::{SimConfig, SimDialect, SimServer};
-use crossbar_store::{SqlStore, Store, UsageWriter, WriterSettings, spawn_retention};
+use crossbar_store::{
+    DashboardStore, MemoryResponses, ResponseStore, SqlStore, Store, UsageWriter, WriterSettings,
+    spawn_retention,
+};
 
 use crate::app::AppState;
 use crate::keys::VirtualKeys;
 use crate::metering::{Background, Metering};
+use crate::shared::Shared;
 use crate::telemetry::Telemetry;
 
 /// Retention deletes this many records per statement, and looks for more this often.
 const RETENTION_BATCH: u32 = 1000;
 const RETENTION_INTERVAL: Duration = Duration::from_secs(600);
+/// Stored responses kept in memory by a gateway without a store: at most this many, and this
+/// many bytes of JSON.
+const MEMORY_RESPONSES: usize = 10_000;
+const MEMORY_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 
 /// A built gateway: the router, and the in-process simulators it talks to.
 pub struct Gateway {
@@ -29,6 +37,10 @@ pub struct Gateway {
     pub store: Option<Arc<dyn Store>>,
     /// Deletes old usage records while the gateway lives.
     pub retention: Option<Background>,
+    /// State shared with other replicas through Redis; `None` without `[redis]`.
+    pub shared: Option<Arc<Shared>>,
+    /// Publishes and reads deployment health in Redis while the gateway lives.
+    pub health_sync: Option<Background>,
 }
 
 impl Gateway {
@@ -75,7 +87,22 @@ impl Gateway {
         }
         let router = Arc::new(Router::from_config(config, &endpoints)?);
         crate::metrics::install();
-        let (store, writer, retention) = open_store(config).await?;
+        let (store, dashboard, responses, writer, retention) = open_store(config).await?;
+        let shared = match &config.redis.url {
+            Some(url) => Some(Arc::new(
+                Shared::connect(&url.get_ref().0, config.redis.prefix())
+                    .await
+                    .map_err(|e| ConfigError(format!("{}: {e}", config.origin)))?,
+            )),
+            None => None,
+        };
+        let health_sync = shared.as_ref().map(|shared| {
+            tracing::info!(
+                replica = shared.replica(),
+                "sharing limits and deployment health through Redis"
+            );
+            shared.spawn_health_sync(Arc::clone(&router), config.redis.sync_interval())
+        });
         let state = AppState {
             router: router.clone(),
             keys: Arc::new(
@@ -88,14 +115,20 @@ impl Gateway {
             ),
             max_body_bytes: config.server.max_body_bytes(),
             metering: Arc::new(Metering::new(writer, telemetry(config))),
-            virtual_keys: store
-                .as_ref()
-                .map(|s| Arc::new(VirtualKeys::new(Arc::clone(s)))),
+            virtual_keys: store.as_ref().map(|s| {
+                let keys = VirtualKeys::new(Arc::clone(s));
+                Arc::new(match &shared {
+                    Some(shared) => keys.with_shared(Arc::clone(shared)),
+                    None => keys,
+                })
+            }),
             admin_token: config
                 .admin
                 .token
                 .as_ref()
                 .map(|t| Arc::from(t.get_ref().0.as_str())),
+            dashboard,
+            responses,
         };
         Ok(Self {
             router,
@@ -103,6 +136,8 @@ impl Gateway {
             state,
             store,
             retention,
+            shared,
+            health_sync,
         })
     }
 
@@ -122,9 +157,12 @@ fn telemetry(config: &Config) -> Option<Telemetry> {
     ))
 }
 
-/// The store, its writer and its retention task, each absent without a store.
+/// The store (also as the dashboard's reads), its writer and its retention task, each absent
+/// without a store.
 type OpenedStore = (
     Option<Arc<dyn Store>>,
+    Option<Arc<dyn DashboardStore>>,
+    Arc<dyn ResponseStore>,
     Option<UsageWriter>,
     Option<Background>,
 );
@@ -133,19 +171,28 @@ type OpenedStore = (
 /// deletes old records.
 async fn open_store(config: &Config) -> Result<OpenedStore, ConfigError> {
     if !config.store.enabled() {
-        return Ok((None, None, None));
+        // Without a store, `store: true` responses live in memory (bounded, this process only).
+        let responses = Arc::new(MemoryResponses::new(
+            MEMORY_RESPONSES,
+            MEMORY_RESPONSE_BYTES,
+        ));
+        return Ok((None, None, responses, None, None));
     }
-    let store: Arc<dyn Store> = Arc::new(
+    let sql = Arc::new(
         SqlStore::open(config.store.url())
             .await
             .map_err(|e| ConfigError(format!("{}: store: {e}", config.origin)))?,
     );
+    let dashboard: Arc<dyn DashboardStore> = Arc::clone(&sql) as _;
+    let responses: Arc<dyn ResponseStore> = Arc::clone(&sql) as _;
+    let store: Arc<dyn Store> = sql;
     tracing::info!(backend = store.backend(), "usage store open");
     let writer = UsageWriter::spawn(
         Arc::clone(&store),
         WriterSettings {
             capacity: config.store.queue_capacity(),
             batch: config.store.batch_size(),
+            ..WriterSettings::default()
         },
     );
     let days = config.store.retention_days();
@@ -157,5 +204,11 @@ async fn open_store(config: &Config) -> Result<OpenedStore, ConfigError> {
             RETENTION_INTERVAL,
         ))
     });
-    Ok((Some(store), Some(writer), retention))
+    Ok((
+        Some(store),
+        Some(dashboard),
+        responses,
+        Some(writer),
+        retention,
+    ))
 }

@@ -4,7 +4,8 @@
 //! and settle to its real cost when its record is made, so concurrent requests cannot together
 //! overspend by more than one request's estimate error.
 //!
-//! Limit state lives in this process (see the README: Redis-shared limits are not built yet).
+//! Limit state lives in this process, or with `[redis]` in Redis (see [`crate::shared`]) so
+//! that every replica counts against the same limits.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +16,8 @@ use crossbar_core::error::{ErrorKind, Origin};
 use crossbar_core::pricing::{format_usd, usd_to_pico};
 use crossbar_core::{Error, Result};
 use crossbar_store::{KeyLimits, KeyRecord, Store, now_ms};
+
+use crate::shared::{self, Reserved, Shared, Window, Windows};
 use rand::Rng;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
@@ -149,6 +152,8 @@ struct Counters {
     /// Estimated cost of requests admitted and not yet settled.
     reserved: u64,
     loaded: bool,
+    /// The UTC day for which Redis was last seeded from the ledger.
+    seeded_day: Option<i64>,
 }
 
 impl Counters {
@@ -179,6 +184,15 @@ impl Counters {
 pub struct KeyState {
     record: Mutex<KeyRecord>,
     counters: Mutex<Counters>,
+    /// Where the counters live when replicas share them; `counters` is then the fallback.
+    shared: Option<Arc<Shared>>,
+}
+
+/// Where a reservation is held.
+#[derive(Debug)]
+enum Held {
+    Local,
+    Shared { member: String, windows: Windows },
 }
 
 /// What an admitted request holds against its key's budget until it settles.
@@ -186,6 +200,7 @@ pub struct KeyState {
 pub struct Reservation {
     key: Arc<KeyState>,
     estimate: u64,
+    held: Held,
     settled: bool,
 }
 
@@ -193,14 +208,34 @@ impl Reservation {
     /// Replaces the estimate with the real cost and counts the request's tokens.
     pub fn settle(mut self, cost_pusd: u64, tokens: u64) {
         self.settled = true;
-        self.key.settle(self.estimate, cost_pusd, tokens);
+        self.finish(cost_pusd, tokens);
+    }
+
+    fn finish(&mut self, cost: u64, tokens: u64) {
+        match &self.held {
+            Held::Local => self.key.settle(self.estimate, cost, tokens),
+            Held::Shared { member, windows } => {
+                let (Some(shared), Ok(runtime)) = (
+                    self.key.shared.clone(),
+                    tokio::runtime::Handle::try_current(),
+                ) else {
+                    return;
+                };
+                let (id, member, windows) = (self.key.id(), member.clone(), *windows);
+                runtime.spawn(async move {
+                    if let Err(error) = shared.settle(&id, &member, windows, cost, tokens).await {
+                        shared::degraded("settle", &error);
+                    }
+                });
+            }
+        }
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
         if !self.settled {
-            self.key.settle(self.estimate, 0, 0);
+            self.finish(0, 0);
         }
     }
 }
@@ -220,6 +255,50 @@ fn limited(message: String, code: &str, retry_after: Duration, quota: bool) -> E
         upstream_status: None,
         retry_after: Some(retry_after.max(Duration::from_secs(1))),
     }
+}
+
+fn rpm_error(rpm: u64, wait: Duration) -> Error {
+    limited(
+        format!("Rate limit reached: this key allows {rpm} requests per minute."),
+        "rate_limit_requests",
+        wait,
+        false,
+    )
+}
+
+fn tpm_error(tpm: u64, wait: Duration) -> Error {
+    limited(
+        format!("Rate limit reached: this key allows {tpm} tokens per minute."),
+        "rate_limit_tokens",
+        wait,
+        false,
+    )
+}
+
+/// Over a budget: says which, how much is committed, and when it resets (never, for total).
+fn budget_error(
+    budget: u64,
+    committed: u64,
+    estimate: u64,
+    label: &str,
+    resets_at: Option<i64>,
+    now_ms: i64,
+) -> Error {
+    let message = format!(
+        "Budget exceeded: this key's {label} budget is ${}; ${} is spent or reserved and this request is estimated at ${}.",
+        format_usd(budget),
+        format_usd(committed),
+        format_usd(estimate),
+    );
+    let retry = resets_at.map_or(Duration::from_secs(86_400), |at| {
+        Duration::from_millis(u64::try_from(at - now_ms).unwrap_or(0))
+    });
+    let mut error = limited(message, "budget_exceeded", retry, true);
+    if resets_at.is_none() {
+        // A total budget never resets: waiting will not help.
+        error.retry_after = None;
+    }
+    error
 }
 
 impl KeyState {
@@ -255,7 +334,22 @@ impl KeyState {
     }
 
     /// Counts a request against requests-per-minute, refusing it when the minute is full.
-    pub fn admit_request(&self, now: Instant) -> Result<()> {
+    pub async fn admit_request(&self, now: Instant) -> Result<()> {
+        let Some(rpm) = lock(&self.record).limits.rpm else {
+            return Ok(());
+        };
+        if let Some(shared) = &self.shared {
+            match shared.admit_request(&self.id(), rpm).await {
+                Ok(None) => return Ok(()),
+                Ok(Some(wait)) => return Err(rpm_error(rpm, wait)),
+                Err(error) => shared::degraded("admit_request", &error),
+            }
+        }
+        self.admit_local(now)
+    }
+
+    /// [`KeyState::admit_request`] on this replica's own counters.
+    fn admit_local(&self, now: Instant) -> Result<()> {
         let Some(rpm) = lock(&self.record).limits.rpm else {
             return Ok(());
         };
@@ -263,25 +357,69 @@ impl KeyState {
         counters.expire(now);
         if counters.requests.len() as u64 >= rpm {
             let oldest = counters.requests.front().copied().unwrap_or(now);
-            return Err(limited(
-                format!("Rate limit reached: this key allows {rpm} requests per minute."),
-                "rate_limit_requests",
-                MINUTE.saturating_sub(now - oldest),
-                false,
-            ));
+            return Err(rpm_error(rpm, MINUTE.saturating_sub(now - oldest)));
         }
         counters.requests.push_back(now);
         Ok(())
     }
 
     /// Refuses when the last minute's tokens reached tokens-per-minute, then reserves
-    /// `estimate` picodollars against every budget.
-    pub fn reserve(
+    /// `estimate` picodollars against every budget. Also says what the budgets had left
+    /// before this request (the most it may cost), when the key has any.
+    pub async fn admit_cost(
         self: &Arc<Self>,
         estimate: u64,
         now: Instant,
         now_ms: i64,
-    ) -> Result<Reservation> {
+    ) -> Result<(Reservation, Option<u64>)> {
+        if let Some(shared) = &self.shared {
+            let limits = lock(&self.record).limits;
+            let (day_start, month_start) = day_and_month_start(now_ms);
+            let windows = Windows {
+                day_start,
+                month_start,
+            };
+            match shared.reserve(&self.id(), &limits, estimate, windows).await {
+                Ok(Reserved::Ok { member, remaining }) => {
+                    let reservation = Reservation {
+                        key: Arc::clone(self),
+                        estimate,
+                        held: Held::Shared { member, windows },
+                        settled: false,
+                    };
+                    return Ok((reservation, remaining));
+                }
+                Ok(Reserved::TokensPerMinute { wait }) => {
+                    return Err(tpm_error(limits.tpm.unwrap_or(0), wait));
+                }
+                Ok(Reserved::Budget { window, committed }) => {
+                    let (budget, label, resets_at) = match window {
+                        Window::Day => (limits.budget_day_pusd, "daily", Some(day_start + DAY_MS)),
+                        Window::Month => (
+                            limits.budget_month_pusd,
+                            "monthly",
+                            Some(next_month_start(month_start)),
+                        ),
+                        Window::Total => (limits.budget_total_pusd, "total", None),
+                    };
+                    return Err(budget_error(
+                        budget.unwrap_or(0),
+                        committed,
+                        estimate,
+                        label,
+                        resets_at,
+                        now_ms,
+                    ));
+                }
+                Err(error) => shared::degraded("reserve", &error),
+            }
+        }
+        let remaining = self.remaining(now_ms);
+        Ok((self.reserve(estimate, now, now_ms)?, remaining))
+    }
+
+    /// [`KeyState::admit_cost`]'s check and reservation on this replica's own counters.
+    fn reserve(self: &Arc<Self>, estimate: u64, now: Instant, now_ms: i64) -> Result<Reservation> {
         let limits = lock(&self.record).limits;
         let mut counters = lock(&self.counters);
         counters.expire(now);
@@ -289,12 +427,7 @@ impl KeyState {
             let used: u64 = counters.tokens.iter().map(|(_, n)| n).sum();
             if used >= tpm {
                 let oldest = counters.tokens.front().map_or(now, |(t, _)| *t);
-                return Err(limited(
-                    format!("Rate limit reached: this key allows {tpm} tokens per minute."),
-                    "rate_limit_tokens",
-                    MINUTE.saturating_sub(now - oldest),
-                    false,
-                ));
+                return Err(tpm_error(tpm, MINUTE.saturating_sub(now - oldest)));
             }
         }
         counters.roll(now_ms);
@@ -322,27 +455,16 @@ impl KeyState {
             let Some(budget) = budget else { continue };
             let committed = spent.saturating_add(counters.reserved);
             if committed.saturating_add(estimate) > budget {
-                let message = format!(
-                    "Budget exceeded: this key's {label} budget is ${}; ${} is spent or reserved and this request is estimated at ${}.",
-                    format_usd(budget),
-                    format_usd(committed),
-                    format_usd(estimate),
-                );
-                let retry = resets_at.map_or(Duration::from_secs(86_400), |at| {
-                    Duration::from_millis(u64::try_from(at - now_ms).unwrap_or(0))
-                });
-                let mut error = limited(message, "budget_exceeded", retry, true);
-                if resets_at.is_none() {
-                    // A total budget never resets: waiting will not help.
-                    error.retry_after = None;
-                }
-                return Err(error);
+                return Err(budget_error(
+                    budget, committed, estimate, label, resets_at, now_ms,
+                ));
             }
         }
         counters.reserved = counters.reserved.saturating_add(estimate);
         Ok(Reservation {
             key: Arc::clone(self),
             estimate,
+            held: Held::Local,
             settled: false,
         })
     }
@@ -404,6 +526,7 @@ pub struct VirtualKeys {
     states: Mutex<HashMap<String, Arc<KeyState>>>,
     any_keys: AtomicBool,
     any_checked: Mutex<Option<Instant>>,
+    shared: Option<Arc<Shared>>,
 }
 
 impl std::fmt::Debug for VirtualKeys {
@@ -422,7 +545,14 @@ impl VirtualKeys {
             states: Mutex::new(HashMap::new()),
             any_keys: AtomicBool::new(false),
             any_checked: Mutex::new(None),
+            shared: None,
         }
+    }
+
+    /// Counts limits and budgets in Redis, shared with the other replicas.
+    pub fn with_shared(mut self, shared: Arc<Shared>) -> Self {
+        self.shared = Some(shared);
+        self
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -493,6 +623,7 @@ impl VirtualKeys {
                         Arc::new(KeyState {
                             record: Mutex::new(record),
                             counters: Mutex::new(Counters::default()),
+                            shared: self.shared.clone(),
                         }),
                     );
                 }
@@ -515,11 +646,16 @@ impl VirtualKeys {
     /// On a key's first use in this process, its spend so far this day, this month and in
     /// total comes from the ledger, so budgets hold across restarts.
     async fn load_spend(&self, state: &Arc<KeyState>) -> Result<()> {
-        if lock(&state.counters).loaded || !state.has_budget() {
+        let (day, month) = day_and_month_start(now_ms());
+        let (loaded, seeded) = {
+            let counters = lock(&state.counters);
+            (counters.loaded, counters.seeded_day == Some(day))
+        };
+        let seed = state.shared.as_ref().filter(|_| !seeded);
+        if (loaded && seed.is_none()) || !state.has_budget() {
             return Ok(());
         }
         let id = state.id();
-        let (day, month) = day_and_month_start(now_ms());
         let read = |since: i64| {
             let store = Arc::clone(&self.store);
             let id = id.clone();
@@ -532,7 +668,20 @@ impl VirtualKeys {
         };
         let (spent_day, spent_month, spent_total) =
             (read(day).await?, read(month).await?, read(0).await?);
+        if let Some(shared) = seed {
+            let windows = Windows {
+                day_start: day,
+                month_start: month,
+            };
+            if let Err(error) = shared
+                .seed_spend(&id, windows, [spent_day, spent_month, spent_total])
+                .await
+            {
+                shared::degraded("seed_spend", &error);
+            }
+        }
         let mut counters = lock(&state.counters);
+        counters.seeded_day = Some(day);
         if !counters.loaded {
             counters.loaded = true;
             counters.day_start = day;
@@ -561,6 +710,7 @@ mod tests {
                 loaded: true,
                 ..Counters::default()
             }),
+            shared: None,
         })
     }
 
@@ -595,13 +745,13 @@ mod tests {
             &[],
         );
         let t0 = Instant::now();
-        key.admit_request(t0).unwrap();
-        key.admit_request(t0 + Duration::from_secs(20)).unwrap();
-        let err = key.admit_request(t0 + Duration::from_secs(30)).unwrap_err();
+        key.admit_local(t0).unwrap();
+        key.admit_local(t0 + Duration::from_secs(20)).unwrap();
+        let err = key.admit_local(t0 + Duration::from_secs(30)).unwrap_err();
         assert_eq!(err.status(), 429);
         assert_eq!(err.retry_after, Some(Duration::from_secs(30)));
         // A minute after the first, its slot is free again.
-        key.admit_request(t0 + Duration::from_secs(60)).unwrap();
+        key.admit_local(t0 + Duration::from_secs(60)).unwrap();
     }
 
     #[test]

@@ -12,7 +12,9 @@ pub mod metrics;
 pub mod request_id;
 pub mod routes;
 pub mod serve;
+pub mod shared;
 pub mod telemetry;
+pub mod whatif;
 
 pub use app::{AppState, app};
 pub use bootstrap::Gateway;

@@ -10,12 +10,15 @@ use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Request, State};
+use axum::http::HeaderValue;
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 use crossbar_core::chat::{StreamEvent, Usage};
 use crossbar_core::pricing::{self, pico_per_token, usd_to_pico};
-use crossbar_core::router::{Attempt, Deployment, KeyScope, Preferences, Routed, Router};
+use crossbar_core::router::{
+    Attempt, AttemptLog, Deployment, KeyScope, Preferences, Routed, Router,
+};
 use crossbar_core::{ChatStream, Error};
 use crossbar_store::{AttemptRecord, UsageRecord, UsageWriter, now_ms};
 use futures::StreamExt;
@@ -90,6 +93,8 @@ struct Pending {
     error: Option<String>,
     /// The stream reached its end (not cut by the client going away).
     stream_done: bool,
+    /// Where the router leaves the attempts of a request that failed outright.
+    attempt_log: AttemptLog,
 }
 
 /// The request's meter, shared by the layers and the route that handle it. A default meter
@@ -120,7 +125,24 @@ impl Meter {
             usage: None,
             error: None,
             stream_done: false,
+            attempt_log: AttemptLog::enabled(),
         }))))
+    }
+
+    /// A request that failed outright carries no `Routed`: its attempts come from the log.
+    fn absorb_failed_attempts(&self) {
+        self.with(|p| {
+            if !p.attempts.is_empty() {
+                return;
+            }
+            let attempts = p.attempt_log.take();
+            p.upstream_wait = attempts
+                .iter()
+                .filter(|a| !a.hedge)
+                .map(|a| a.elapsed)
+                .sum();
+            p.attempts = attempts.iter().map(attempt_record).collect();
+        });
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Pending) -> R) -> Option<R> {
@@ -136,9 +158,14 @@ impl Meter {
         self.with(|p| p.key.clone()).flatten()
     }
 
+    /// Time spent waiting on upstream calls so far (to the answer, or a stream's first token).
+    fn upstream_wait(&self) -> Duration {
+        self.with(|p| p.upstream_wait).unwrap_or_default()
+    }
+
     /// Checks the request against its key (allowed model, tokens per minute, budgets), reserves
     /// its estimated cost, and narrows the router to the key's routes and remaining budget.
-    pub fn admit(
+    pub async fn admit(
         &self,
         router: &Router,
         model: &str,
@@ -151,6 +178,7 @@ impl Meter {
             .with(|p| {
                 p.model = model.to_owned();
                 p.stream = stream;
+                preferences.attempt_log = p.attempt_log.clone();
                 p.key.clone()
             })
             .flatten();
@@ -166,9 +194,10 @@ impl Meter {
             prompt_bytes,
             max_output_tokens.unwrap_or(DEFAULT_RESERVED_OUTPUT_TOKENS),
         );
-        let now = now_ms();
-        let remaining = key.remaining(now);
-        let reservation = key.reserve(estimate, Instant::now(), now).map_err(refuse)?;
+        let (reservation, remaining) = key
+            .admit_cost(estimate, Instant::now(), now_ms())
+            .await
+            .map_err(refuse)?;
         self.with(|p| p.reservation = Some(reservation));
         let record = key.record();
         preferences.key = Some(KeyScope {
@@ -393,9 +422,13 @@ fn api_of(path: &str) -> Option<&'static str> {
         "/v1/chat/completions" => Some("chat"),
         "/v1/messages" => Some("messages"),
         "/v1/embeddings" => Some("embeddings"),
+        "/v1/responses" => Some("responses"),
         _ => None,
     }
 }
+
+/// Milliseconds the gateway added to this request, on every metered answer.
+pub const OVERHEAD_HEADER: &str = "x-crossbar-overhead-ms";
 
 /// The outermost layer: starts the meter and finishes the record with the response body.
 pub async fn layer(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
@@ -412,7 +445,14 @@ pub async fn layer(State(state): State<AppState>, mut request: Request, next: Ne
     });
     let meter = Meter::start(api);
     request.extensions_mut().insert(meter.clone());
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
+    meter.absorb_failed_attempts();
+    // What the gateway itself added before the answer (a stream's first byte) left: the
+    // same figure as the overhead histogram, but for this request, visible to the caller.
+    let overhead = started.elapsed().saturating_sub(meter.upstream_wait());
+    if let Ok(value) = HeaderValue::from_str(&format!("{:.3}", overhead.as_secs_f64() * 1000.0)) {
+        response.headers_mut().insert(OVERHEAD_HEADER, value);
+    }
     let request_id = response
         .headers()
         .get("x-request-id")

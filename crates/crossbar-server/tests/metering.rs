@@ -60,6 +60,16 @@ cloud = "gcp"
 region = "europe-west4"
 sim = { stream_error_after_chunks = 2 }
 
+[[providers]]
+name = "slow"
+kind = "sim"
+dialect = "openai"
+sim = { ttft_ms = 300 }
+
+[[models]]
+name = "slow"
+deployments = [{ provider = "slow", target = "gpt-4o", price = { input = 2.5, output = 10.0 } }]
+
 [[models]]
 name = "chat"
 deployments = [
@@ -72,6 +82,10 @@ deployments = [
   { provider = "broken", target = "gpt-4o", price = { input = 1.0, output = 1.0 } },
   { provider = "sim-azure", target = "gpt4o-prod", price = { input = 3.0, output = 12.0 } },
 ]
+
+[[models]]
+name = "down"
+deployments = [{ provider = "broken", target = "gpt-4o", price = { input = 1.0, output = 1.0 } }]
 
 [[models]]
 name = "cut"
@@ -579,4 +593,62 @@ async fn traces_reach_the_collector_with_genai_attributes_and_the_clients_trace(
     assert_eq!(outcomes, [json!("error"), json!("ok")]);
     assert_eq!(attempts[0]["status"]["code"], 2);
     assert_eq!(attrs(attempts[0])["error.type"], "503");
+}
+
+#[tokio::test]
+async fn answers_say_what_the_gateway_added_without_the_upstreams_time() {
+    let gw = gateway().await;
+    for stream in [false, true] {
+        let started = std::time::Instant::now();
+        let response = gw
+            .post(
+                "/v1/chat/completions",
+                &json!({"model": "slow", "stream": stream, "messages": [user("hi")]}),
+            )
+            .await;
+        let elapsed = started.elapsed();
+        assert_eq!(response.status(), 200);
+        let overhead: f64 = response.headers()["x-crossbar-overhead-ms"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        // The upstream took 300 ms of the whole; the header counts only the rest.
+        assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
+        assert!(
+            (0.0..100.0).contains(&overhead),
+            "stream={stream}: overhead {overhead} ms of {elapsed:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_request_whose_every_attempt_failed_is_recorded_with_them() {
+    let gw = gateway().await;
+    for stream in [false, true] {
+        let response = gw
+            .post(
+                "/v1/chat/completions",
+                &json!({"model": "down", "stream": stream, "messages": [user("hello")]}),
+            )
+            .await;
+        assert_eq!(response.status(), 503);
+    }
+    let records = records(&gw, 2).await;
+    for record in &records {
+        assert_eq!(record.status, 503);
+        assert_eq!(record.cost_pusd, 0);
+        assert!(!record.attempts.is_empty(), "{record:?}");
+        for attempt in &record.attempts {
+            assert_eq!(
+                (
+                    attempt.deployment.as_str(),
+                    attempt.outcome.as_str(),
+                    attempt.status
+                ),
+                ("down@broken", "error", Some(503))
+            );
+            assert!(attempt.reason.is_some());
+        }
+    }
 }

@@ -5,13 +5,19 @@
 //! are written in batches; retention ([`spawn_retention`]) deletes old records in small batches
 //! in the background so the table does not grow without bound. All SQL is parameterized.
 
+mod dashboard;
+mod journal;
 mod model;
+mod responses;
 mod sql;
 mod writer;
 
 use futures::future::BoxFuture;
 
+pub use dashboard::{DashboardStore, KeySpend, RequestFilter, StatusFilter, UsagePoint};
+pub use journal::{EventRecord, JournalStore, MemoryRecord, RunRecord, RunTotals};
 pub use model::{AttemptRecord, KeyLimits, KeyRecord, UsageRecord};
+pub use responses::{MemoryResponses, ResponseStore, StoredResponse, stored_response};
 pub use sql::{DEFAULT_URL, SqlStore};
 pub use writer::{UsageWriter, WriterSettings, spawn_retention};
 

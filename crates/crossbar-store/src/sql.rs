@@ -5,7 +5,9 @@ use futures::future::BoxFuture;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+use crate::journal;
 use crate::model::{AttemptRecord, KeyLimits, KeyRecord, UsageRecord};
+use crate::responses;
 use crate::{Result, Store, StoreError, now_ms};
 
 /// Without `store.url`: a SQLite file in the working directory, created when missing.
@@ -47,34 +49,58 @@ const USAGE_TIME_INDEX: &str =
 const USAGE_KEY_INDEX: &str =
     "CREATE INDEX IF NOT EXISTS crossbar_usage_key_time ON crossbar_usage (key_id, time_ms)";
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sqlite: &[
-        concat!(
-            "CREATE TABLE IF NOT EXISTS crossbar_usage (id INTEGER PRIMARY KEY AUTOINCREMENT, ",
-            usage_columns!(),
-            ")"
-        ),
-        KEY_TABLE,
-        USAGE_TIME_INDEX,
-        USAGE_KEY_INDEX,
-    ],
-    postgres: &[
-        concat!(
-            "CREATE TABLE IF NOT EXISTS crossbar_usage (id BIGSERIAL PRIMARY KEY, ",
-            usage_columns!(),
-            ")"
-        ),
-        KEY_TABLE,
-        USAGE_TIME_INDEX,
-        USAGE_KEY_INDEX,
-    ],
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sqlite: &[
+            concat!(
+                "CREATE TABLE IF NOT EXISTS crossbar_usage (id INTEGER PRIMARY KEY AUTOINCREMENT, ",
+                usage_columns!(),
+                ")"
+            ),
+            KEY_TABLE,
+            USAGE_TIME_INDEX,
+            USAGE_KEY_INDEX,
+        ],
+        postgres: &[
+            concat!(
+                "CREATE TABLE IF NOT EXISTS crossbar_usage (id BIGSERIAL PRIMARY KEY, ",
+                usage_columns!(),
+                ")"
+            ),
+            KEY_TABLE,
+            USAGE_TIME_INDEX,
+            USAGE_KEY_INDEX,
+        ],
+    },
+    // Stored Responses API answers (crate::responses): the same DDL on both engines.
+    Migration {
+        version: 2,
+        sqlite: &[responses::RESPONSE_TABLE, responses::RESPONSE_TIME_INDEX],
+        postgres: &[responses::RESPONSE_TABLE, responses::RESPONSE_TIME_INDEX],
+    },
+    // Agent-run journals (crate::journal): the same DDL on both engines.
+    Migration {
+        version: 3,
+        sqlite: &[
+            journal::RUN_TABLE,
+            journal::EVENT_TABLE,
+            journal::RUN_TIME_INDEX,
+            journal::MEMORY_TABLE,
+        ],
+        postgres: &[
+            journal::RUN_TABLE,
+            journal::EVENT_TABLE,
+            journal::RUN_TIME_INDEX,
+            journal::MEMORY_TABLE,
+        ],
+    },
+];
 
 /// A SQLite or PostgreSQL store.
 #[derive(Clone, Debug)]
 pub struct SqlStore {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
     backend: Backend,
 }
 
@@ -171,7 +197,7 @@ fn int(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-fn uint(value: i64) -> u64 {
+pub(crate) fn uint(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
 
@@ -179,12 +205,12 @@ fn json_list(values: &[String]) -> Result<String> {
     serde_json::to_string(values).map_err(|e| StoreError::Invalid(e.to_string()))
 }
 
-const USAGE_SELECT: &str = "SELECT request_id, time_ms, key_id, api, model, route, deployment, \
+pub(crate) const USAGE_SELECT: &str = "SELECT request_id, time_ms, key_id, api, model, route, deployment, \
      provider, cloud, region, stream, status, error, input_tokens, cached_input_tokens, \
      cache_write_tokens, output_tokens, reasoning_tokens, cost_pusd, latency_ms, ttft_ms, \
      overhead_ms, attempts FROM crossbar_usage";
 
-fn usage_from_row(row: &AnyRow) -> Result<UsageRecord> {
+pub(crate) fn usage_from_row(row: &AnyRow) -> Result<UsageRecord> {
     let attempts: String = row.try_get("attempts")?;
     let get = |name: &str| -> Result<u64> { Ok(uint(row.try_get::<i64, _>(name)?)) };
     Ok(UsageRecord {

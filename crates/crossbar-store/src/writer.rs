@@ -18,6 +18,9 @@ pub struct WriterSettings {
     pub capacity: usize,
     /// Records written per transaction at most.
     pub batch: usize,
+    /// How long a batch waits for more records before it is written: one transaction (and
+    /// one wake-up of the database's thread) per interval rather than per request.
+    pub linger: Duration,
 }
 
 impl Default for WriterSettings {
@@ -25,6 +28,7 @@ impl Default for WriterSettings {
         Self {
             capacity: 10_000,
             batch: 256,
+            linger: Duration::from_millis(50),
         }
     }
 }
@@ -47,7 +51,13 @@ impl UsageWriter {
         let capacity = settings.capacity.max(1);
         let (tx, rx) = mpsc::channel(capacity);
         let (stop_tx, stop_rx) = oneshot::channel();
-        let task = tokio::spawn(drain(store, rx, stop_rx, settings.batch.max(1)));
+        let task = tokio::spawn(drain(
+            store,
+            rx,
+            stop_rx,
+            settings.batch.max(1),
+            settings.linger,
+        ));
         // Present from the start, so a dashboard can tell "no drops" from "no data".
         metrics::counter!("crossbar_store_dropped_total").increment(0);
         metrics::gauge!("crossbar_store_queue_depth").set(0.0);
@@ -111,6 +121,7 @@ async fn drain(
     mut rx: mpsc::Receiver<UsageRecord>,
     mut stop: oneshot::Receiver<()>,
     batch: usize,
+    linger: Duration,
 ) {
     let mut buffer = Vec::with_capacity(batch);
     loop {
@@ -119,6 +130,16 @@ async fn drain(
             received = rx.recv_many(&mut buffer, batch) => {
                 if received == 0 {
                     break;
+                }
+                let deadline = tokio::time::sleep(linger);
+                tokio::pin!(deadline);
+                while buffer.len() < batch {
+                    let room = batch - buffer.len();
+                    tokio::select! {
+                        biased;
+                        more = rx.recv_many(&mut buffer, room) => if more == 0 { break },
+                        () = &mut deadline => break,
+                    }
                 }
                 write(&*store, &mut buffer).await;
             }

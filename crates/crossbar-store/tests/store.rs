@@ -254,6 +254,7 @@ async fn writer_flushes_everything_queued_on_stop(store: SqlStore) {
         WriterSettings {
             capacity: 1000,
             batch: 16,
+            ..WriterSettings::default()
         },
     );
     for i in 0..100 {
@@ -334,6 +335,7 @@ async fn a_full_queue_refuses_and_counts_without_blocking() {
         WriterSettings {
             capacity: 4,
             batch: 1,
+            ..WriterSettings::default()
         },
     );
     let mut accepted: u64 = 0;

@@ -1,6 +1,7 @@
 //! The `crossbar` command: the gateway (`serve`), standalone simulated providers (`sim`) and
 //! the routing-policy simulator (`simulate`).
 
+mod agent;
 mod keys;
 mod report;
 mod simulate;
@@ -50,6 +51,14 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Run agents from a TOML spec, resume killed runs, list runs.
+    Agent(agent::AgentArgs),
+    /// Run the shipped example agent offline on three simulated clouds, one failing mid-run.
+    Demo {
+        /// Print JSON events instead of the live view.
+        #[arg(long)]
+        json: bool,
+    },
     /// Replay a synthetic workload through the real router under each routing policy, on a
     /// virtual clock, and print latency percentiles, error rate and cost per policy.
     /// Manage virtual keys in the store: create (shown once), list, revoke.
@@ -90,6 +99,8 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match command {
             Command::Serve { config, listen } => run_serve(config, listen).await,
+            Command::Agent(args) => agent::command(args).await,
+            Command::Demo { json } => agent::demo(json).await,
             Command::Keys(args) => keys::command(args).await,
             Command::Usage(args) => usage::command(args).await,
             Command::Whatif(args) => whatif::command(args).await,

@@ -43,6 +43,21 @@ impl Plan {
     }
 }
 
+/// Every attempt failed (or none could start): the error to answer with, and the attempts,
+/// so that the failed request's record still shows where it went.
+pub struct Failed {
+    pub error: Error,
+    pub attempts: Vec<Attempt>,
+}
+
+impl Failed {
+    /// Hands the attempts to the caller's log, if it keeps one, and returns the error.
+    pub fn report(self, preferences: &super::Preferences) -> Error {
+        preferences.attempt_log.extend(self.attempts);
+        self.error
+    }
+}
+
 /// The first answer and how it came about.
 pub struct Won<T> {
     pub value: T,
@@ -347,7 +362,11 @@ impl<'a, T: Send + 'a> Run<'_, 'a, T> {
 
 /// Runs the attempts of one request. `call` makes one upstream call and resolves at its first
 /// token (streams) or answer.
-pub async fn execute<'a, T, F>(plan: &Plan, rng: &Mutex<StdRng>, call: F) -> Result<Won<T>>
+pub async fn execute<'a, T, F>(
+    plan: &Plan,
+    rng: &Mutex<StdRng>,
+    call: F,
+) -> std::result::Result<Won<T>, Failed>
 where
     T: Send + 'a,
     F: Fn(Arc<Deployment>) -> BoxFuture<'a, Result<T>>,
@@ -373,13 +392,19 @@ where
         hedging.credit();
     }
     let Some((first, lease)) = run.pick(Instant::now()) else {
-        return Err(unavailable(plan));
+        return Err(Failed {
+            error: unavailable(plan),
+            attempts: Vec::new(),
+        });
     };
     run.launch(first, lease, false, &call);
     let mut last_error: Option<Error> = None;
     loop {
         if run.running.is_empty() {
-            return Err(last_error.unwrap_or_else(|| Error::internal("no attempt was made")));
+            return Err(Failed {
+                error: last_error.unwrap_or_else(|| Error::internal("no attempt was made")),
+                attempts: run.attempts,
+            });
         }
         let event = {
             let Run {
@@ -442,7 +467,10 @@ where
                         match retry::verdict(&error) {
                             Verdict::Stop => {
                                 run.cancel_rest();
-                                return Err(error);
+                                return Err(Failed {
+                                    error,
+                                    attempts: run.attempts,
+                                });
                             }
                             Verdict::OtherDeployment => run.excluded[flight.candidate] = true,
                             Verdict::Retry => {}
@@ -453,8 +481,11 @@ where
                             run.hedge_timer = None;
                         }
                         if run.running.is_empty() && !run.fail_over(&call).await {
-                            return Err(last_error
-                                .unwrap_or_else(|| Error::internal("no attempt was made")));
+                            return Err(Failed {
+                                error: last_error
+                                    .unwrap_or_else(|| Error::internal("no attempt was made")),
+                                attempts: run.attempts,
+                            });
                         }
                     }
                 }

@@ -167,6 +167,31 @@ impl Breaker {
         }
     }
 
+    /// Another replica's breaker for this deployment is open until `until`: stop calling it
+    /// here too, unless a probe of ours is already deciding.
+    pub fn adopt_open(&mut self, until: Instant, now: Instant) {
+        if until <= now {
+            return;
+        }
+        let adopt = match self.state {
+            State::Closed | State::HalfOpen { probing: false } => true,
+            State::Open { until: ours } => ours < until,
+            State::HalfOpen { probing: true } => false,
+        };
+        if adopt {
+            self.state = State::Open { until };
+            self.recent.clear();
+        }
+    }
+
+    /// Until when calls are refused, when open.
+    pub fn open_until(&self) -> Option<Instant> {
+        match self.state {
+            State::Open { until } => Some(until),
+            _ => None,
+        }
+    }
+
     fn open(&mut self, now: Instant) {
         self.state = State::Open {
             until: now + self.settings.cooldown,

@@ -2,6 +2,7 @@
 //! constraints, then what the caller narrowed with headers and (with virtual keys) its key.
 
 use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::config::{Constraints, Objective, RouteConfig};
@@ -104,6 +105,32 @@ pub struct Preferences {
     /// `x-crossbar-max-cost-usd`: skip deployments whose estimated cost of this call is higher.
     pub max_cost_usd: Option<f64>,
     pub key: Option<KeyScope>,
+    /// Where a request that fails outright leaves its attempts (a success carries them).
+    pub attempt_log: AttemptLog,
+}
+
+/// A caller's collection of a failed request's attempts; off unless [`AttemptLog::enabled`].
+#[derive(Clone, Debug, Default)]
+pub struct AttemptLog(Option<Arc<Mutex<Vec<super::Attempt>>>>);
+
+impl AttemptLog {
+    pub fn enabled() -> Self {
+        Self(Some(Arc::default()))
+    }
+
+    pub(crate) fn extend(&self, attempts: Vec<super::Attempt>) {
+        if let Some(log) = &self.0 {
+            super::lock(log).extend(attempts);
+        }
+    }
+
+    /// The attempts logged so far, leaving the log empty.
+    pub fn take(&self) -> Vec<super::Attempt> {
+        self.0
+            .as_ref()
+            .map(|log| std::mem::take(&mut *super::lock(log)))
+            .unwrap_or_default()
+    }
 }
 
 impl Preferences {

@@ -43,6 +43,19 @@ fn bpe() -> Option<&'static CoreBPE> {
     .as_ref()
 }
 
+/// Loads the BPE on a background thread, so the first request does not wait about a second
+/// for it (a request that needs it meanwhile waits only for the rest of the load).
+pub fn warm_up() {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    STARTED.get_or_init(|| {
+        let _ = std::thread::Builder::new()
+            .name("tiktoken-load".to_owned())
+            .spawn(|| {
+                bpe();
+            });
+    });
+}
+
 /// A request's prompt, reduced to what an estimate needs.
 #[derive(Clone, Debug, Default)]
 pub struct Prompt {

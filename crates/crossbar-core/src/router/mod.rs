@@ -20,6 +20,7 @@ mod breaker;
 mod catalog;
 mod estimate;
 mod hedge;
+mod peers;
 mod policy;
 mod retry;
 mod stats;
@@ -54,9 +55,11 @@ use policy::Candidate;
 
 pub use breaker::{BreakerSettings, BreakerState};
 pub use catalog::{
-    KeyScope, MAX_COST_HEADER, PROVIDER_HEADER, Preferences, ROUTE_HEADER, allowed, glob,
+    AttemptLog, KeyScope, MAX_COST_HEADER, PROVIDER_HEADER, Preferences, ROUTE_HEADER, allowed,
+    glob,
 };
 pub use estimate::Tokenizer;
+pub use peers::{HealthReport, PeerHealth};
 pub use stats::{Counters, SeriesView, StatsView};
 pub use upstream::{HttpUpstream, Upstream};
 
@@ -86,6 +89,8 @@ pub(crate) struct Live {
     pub breaker: breaker::Breaker,
     /// Honouring `Retry-After`: no call before then.
     pub cooldown_until: Option<Instant>,
+    /// Other replicas' reports, merged; `None` without shared state.
+    pub peers: Option<PeerHealth>,
 }
 
 impl Deployment {
@@ -134,8 +139,30 @@ impl Deployment {
                 .filter(|until| *until > now)
                 .map(|until| millis(until - now)),
             stats: live.stats.view(),
+            peers: live.peers,
         }
     }
+}
+
+/// Expected time to the first token (streams) or answer, and the share of failing calls, from
+/// this replica's statistics and, with shared state, the other replicas' weighted by samples.
+fn expectations(live: &Live, stream: bool) -> (Option<f64>, f64) {
+    let local_failure = live.stats.error_rate + live.stats.rate_limit_rate;
+    let Some(peers) = live.peers else {
+        return (live.stats.expected_ms(stream), local_failure);
+    };
+    let (ours, theirs) = if stream {
+        (&live.stats.ttft, (peers.ttft_ms, peers.ttft_samples))
+    } else {
+        (
+            &live.stats.latency,
+            (peers.latency_ms, peers.latency_samples),
+        )
+    };
+    let expected = peers::blend(ours, Some(theirs)).or_else(|| live.stats.expected_ms(stream));
+    let peer_failure = peers.error_rate + peers.rate_limit_rate;
+    let n = peers.replicas as f64;
+    (expected, (local_failure + peer_failure * n) / (n + 1.0))
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -157,6 +184,9 @@ pub struct DeploymentView {
     /// Time left before the deployment is called again after a `Retry-After`.
     pub retry_after_ms: Option<u64>,
     pub stats: StatsView,
+    /// What the other replicas measured, when they share state through Redis.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peers: Option<PeerHealth>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -254,7 +284,15 @@ impl Router {
         config: &Config,
         endpoints: &HashMap<String, String>,
     ) -> Result<Self, ConfigError> {
-        Self::with_upstream(config, endpoints, Arc::new(HttpUpstream))
+        let router = Self::with_upstream(config, endpoints, Arc::new(HttpUpstream))?;
+        if router
+            .deployments
+            .iter()
+            .any(|d| d.tokenizer == Tokenizer::OpenAi)
+        {
+            estimate::warm_up();
+        }
+        Ok(router)
     }
 
     /// As [`Router::from_config`], with every upstream call made by `upstream`.
@@ -301,6 +339,7 @@ impl Router {
                         stats: stats::Stats::default(),
                         breaker: breaker::Breaker::new(breaker_settings),
                         cooldown_until: None,
+                        peers: None,
                     }),
                 });
                 deployments.push(Arc::clone(&deployment));
@@ -449,8 +488,7 @@ impl Router {
                         max_tokens.map_or(expected, |max| expected.min(f64::from(max)))
                     }
                 };
-                let expected_ms = live.stats.expected_ms(stream);
-                let failure = live.stats.error_rate + live.stats.rate_limit_rate;
+                let (expected_ms, failure) = expectations(&live, stream);
                 drop(live);
                 Candidate {
                     estimated_cost: estimate::estimated_cost(
@@ -608,6 +646,15 @@ impl Router {
         )
     }
 
+    /// One routing decision for `request` (prompt estimated, candidates priced and ranked,
+    /// nothing called), returning the catalog index of the deployment ranked first: what
+    /// `crossbar-bench` times. Not an API.
+    #[doc(hidden)]
+    pub fn plan_for_bench(&self, request: &ChatRequest) -> Result<usize> {
+        let plan = self.chat_plan(request, &Preferences::default(), request.stream)?;
+        Ok(plan.candidates.first().map_or(0, |c| c.deployment.index))
+    }
+
     pub async fn chat(&self, request: &ChatRequest) -> Result<Routed<ChatResponse>> {
         self.chat_with(request, &Preferences::default()).await
     }
@@ -619,7 +666,9 @@ impl Router {
     ) -> Result<Routed<ChatResponse>> {
         let plan = self.chat_plan(request, preferences, false)?;
         let upstream = &self.upstream;
-        let won = attempt::execute(&plan, &self.rng, |d| upstream.chat(d, request)).await?;
+        let won = attempt::execute(&plan, &self.rng, |d| upstream.chat(d, request))
+            .await
+            .map_err(|failed| failed.report(preferences))?;
         let usage = won.value.usage;
         Ok(self.finish(&plan, won, usage))
     }
@@ -645,7 +694,8 @@ impl Router {
                 until_first_content(stream, &name).await
             })
         })
-        .await?;
+        .await
+        .map_err(|failed| failed.report(preferences))?;
         let candidate = &plan.candidates[won.candidate];
         self.remember_affinity(&plan, candidate);
         let (prefix, rest) = won.value;
@@ -681,7 +731,9 @@ impl Router {
             None,
         )?;
         let upstream = &self.upstream;
-        let won = attempt::execute(&plan, &self.rng, |d| upstream.embed(d, request)).await?;
+        let won = attempt::execute(&plan, &self.rng, |d| upstream.embed(d, request))
+            .await
+            .map_err(|failed| failed.report(preferences))?;
         let usage = Usage {
             input_tokens: won.value.input_tokens,
             ..Usage::default()

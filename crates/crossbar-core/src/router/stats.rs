@@ -38,6 +38,11 @@ impl Series {
         self.recent.push_back(ms);
     }
 
+    /// Samples in the recent window: how much weight this series deserves against a peer's.
+    pub fn samples(&self) -> usize {
+        self.recent.len()
+    }
+
     pub fn ewma(&self) -> Option<f64> {
         self.ewma
     }

@@ -812,3 +812,60 @@ async fn embeddings_are_routed_and_costed() {
     // 50 input tokens at $1 per million.
     assert!((routed.cost_usd.unwrap() - 50e-6).abs() < 1e-12);
 }
+
+/// Moves every deployment's report from one router (replica) to another, as Redis would.
+fn share(from: &Router, to: &Router) {
+    let now = Instant::now();
+    for (theirs, ours) in from.deployments().zip(to.deployments()) {
+        assert_eq!(theirs.id(), ours.id());
+        ours.apply_peers(&[theirs.health_report(now, 1_000_000)], now, 1_000_000);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn replicas_share_breakers_and_latency_through_reports() {
+    let breaker = "breaker = { failures = 3, cooldown_s = 30 }\n";
+    let config = three(&format!(
+        "[routes.default]\nobjective = \"latency\"\nexplore = 0.0\n{breaker}"
+    ));
+    let fake_a = Arc::new(Fake::default());
+    fake_a.set("a", |s| s.error_rate = 1.0);
+    fake_a.set("b", |s| s.ttft = Duration::from_millis(900));
+    fake_a.set("c", |s| s.ttft = Duration::from_millis(50));
+    // A's traffic goes in order, so `a` is called until its breaker opens.
+    let replica_a = build(
+        &three(&format!(
+            "[routes.default]\nobjective = \"order\"\n{breaker}"
+        )),
+        &fake_a,
+    );
+    for _ in 0..3 {
+        let pinned = Preferences::from_headers(None, Some("c"), None).unwrap();
+        replica_a.chat_with(&ask("hi"), &pinned).await.unwrap();
+    }
+    // Replica A learns that `a` fails (its breaker opens) and that `c` is fast.
+    for _ in 0..10 {
+        replica_a.chat(&ask("hi")).await.unwrap();
+    }
+    assert_eq!(view(&replica_a, "a").breaker.state, BreakerState::Open);
+
+    // Replica B has seen nothing: without reports it would try `a` first.
+    let fake_b = Arc::new(Fake::default());
+    fake_b.set("a", |s| s.error_rate = 1.0);
+    let replica_b = build(&config, &fake_b);
+    share(&replica_a, &replica_b);
+    assert_eq!(view(&replica_b, "a").breaker.state, BreakerState::Open);
+    let peers = view(&replica_b, "c").peers.unwrap();
+    assert_eq!(peers.replicas, 1);
+    assert!(peers.latency_samples >= 1);
+    let routed = replica_b.chat(&ask("hi")).await.unwrap();
+    assert_eq!(
+        routed.deployment.provider.name, "c",
+        "ranked on A's latencies"
+    );
+    assert_eq!(fake_b.calls_to("a"), 0, "the shared breaker kept B away");
+
+    // The adopted breaker ends when A's does: B then probes `a` itself.
+    tokio::time::advance(Duration::from_secs(31)).await;
+    assert_eq!(view(&replica_b, "a").breaker.state, BreakerState::HalfOpen);
+}

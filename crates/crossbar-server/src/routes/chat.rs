@@ -23,14 +23,16 @@ pub async fn completions(
     let request = ingress.request;
     let mut preferences = preferences(&headers)?;
     let max_tokens = request.max_tokens.map(u64::from);
-    meter.admit(
-        &state.router,
-        &request.model,
-        request.stream,
-        raw.len(),
-        max_tokens,
-        &mut preferences,
-    )?;
+    meter
+        .admit(
+            &state.router,
+            &request.model,
+            request.stream,
+            raw.len(),
+            max_tokens,
+            &mut preferences,
+        )
+        .await?;
     if !request.stream {
         let routed = state.router.chat_with(&request, &preferences).await?;
         meter.routed(&routed, routed.value.usage);

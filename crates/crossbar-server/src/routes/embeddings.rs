@@ -21,14 +21,16 @@ pub async fn create(
     let raw = body(raw, state.max_body_bytes)?;
     let ingress = openai::decode_embedding_request(&raw)?;
     let mut preferences = preferences(&headers)?;
-    meter.admit(
-        &state.router,
-        &ingress.request.model,
-        false,
-        raw.len(),
-        Some(0),
-        &mut preferences,
-    )?;
+    meter
+        .admit(
+            &state.router,
+            &ingress.request.model,
+            false,
+            raw.len(),
+            Some(0),
+            &mut preferences,
+        )
+        .await?;
     let routed = state
         .router
         .embed_with(&ingress.request, &preferences)

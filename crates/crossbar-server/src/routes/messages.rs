@@ -36,6 +36,7 @@ pub async fn create(
             max_tokens,
             &mut preferences,
         )
+        .await
         .map_err(ApiError::anthropic)?;
     if !request.stream {
         let routed = state

@@ -2,9 +2,11 @@
 
 pub mod chat;
 pub mod crossbar;
+pub mod dashboard;
 pub mod embeddings;
 pub mod messages;
 pub mod models;
+pub mod responses;
 mod stream;
 
 use axum::Json;

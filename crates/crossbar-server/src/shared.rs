@@ -1,0 +1,389 @@
+//! State that several `crossbar serve` replicas behind one load balancer share through Redis
+//! (`[redis] url`), so they behave as one gateway: each key's requests-per-minute window,
+//! tokens per minute, budget spend and in-flight reservations (changed only by Lua scripts,
+//! which Redis runs atomically), and each deployment's health (latency, error rates, breaker
+//! and `Retry-After` deadlines), which every replica publishes and reads back on a short tick.
+//!
+//! Limits use Redis's clock (`TIME`), so replicas with skewed clocks still share one window.
+//! When Redis cannot be reached, a replica falls back to its own counters (logged and counted
+//! in `crossbar_shared_state_errors_total`) rather than refusing traffic.
+//!
+//! Keys are `{prefix}:{<key id>}:...`: the braces are a Redis Cluster hash tag, so one key's
+//! counters sit in one slot and a script may touch them together.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbar_core::router::{HealthReport, Router};
+use crossbar_store::{KeyLimits, now_ms};
+use rand::Rng;
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+
+use crate::metering::Background;
+
+/// A reservation not settled within this long (its replica died) stops counting.
+const RESERVATION_TTL_MS: u64 = 15 * 60 * 1000;
+/// A peer whose last report is older than this many sync intervals is taken for gone.
+const STALE_INTERVALS: u32 = 6;
+
+/// `ZSET` of the last minute's admitted requests, scored by admission time. Returns -1 when
+/// admitted, else the milliseconds until the oldest leaves the window.
+const ADMIT_REQUEST: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 60000)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return math.max(1, 60000 - (now - tonumber(oldest[2])))
+end
+redis.call('ZADD', KEYS[1], now, ARGV[2])
+redis.call('PEXPIRE', KEYS[1], 60000)
+return -1
+";
+
+/// Checks tokens per minute (a `HASH` of tokens by second) and every budget (spent plus
+/// reserved plus this estimate), then reserves the estimate (a `ZSET` member `id:estimate`
+/// scored by its expiry). Returns `{0, remaining or -1}`, `{1, wait ms}` for tokens per
+/// minute, or `{2, window (0 day, 1 month, 2 total), committed}` for a budget.
+const RESERVE: &str = r"
+local t = redis.call('TIME')
+local now_s = tonumber(t[1])
+local now = now_s * 1000 + math.floor(tonumber(t[2]) / 1000)
+local tpm = tonumber(ARGV[1])
+if tpm >= 0 then
+  local buckets = redis.call('HGETALL', KEYS[1])
+  local used, oldest = 0, nil
+  for i = 1, #buckets, 2 do
+    local second = tonumber(buckets[i])
+    if second <= now_s - 60 then
+      redis.call('HDEL', KEYS[1], buckets[i])
+    else
+      used = used + tonumber(buckets[i + 1])
+      if oldest == nil or second < oldest then oldest = second end
+    end
+  end
+  if used >= tpm then
+    return {1, math.max(1, (oldest + 60) * 1000 - now)}
+  end
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local reserved = 0
+for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  reserved = reserved + tonumber(string.match(member, ':(%d+)$'))
+end
+local estimate = tonumber(ARGV[5])
+local remaining = -1
+for i = 0, 2 do
+  local budget = tonumber(ARGV[2 + i])
+  if budget >= 0 then
+    local committed = tonumber(redis.call('GET', KEYS[3 + i]) or '0') + reserved
+    if committed + estimate > budget then
+      return {2, i, committed}
+    end
+    local left = math.max(0, budget - committed)
+    if remaining < 0 or left < remaining then remaining = left end
+  end
+end
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[7]), ARGV[6] .. ':' .. ARGV[5])
+redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[7]))
+return {0, remaining}
+";
+
+/// Drops a reservation and adds the real cost to the day, month and total spend, and the
+/// tokens to this second's bucket.
+const SETTLE: &str = r"
+redis.call('ZREM', KEYS[1], ARGV[1])
+if ARGV[2] ~= '0' then
+  redis.call('INCRBY', KEYS[2], ARGV[2])
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  redis.call('INCRBY', KEYS[3], ARGV[2])
+  redis.call('PEXPIRE', KEYS[3], ARGV[5])
+  redis.call('INCRBY', KEYS[4], ARGV[2])
+end
+if ARGV[3] ~= '0' then
+  local t = redis.call('TIME')
+  redis.call('HINCRBY', KEYS[5], t[1], ARGV[3])
+  redis.call('EXPIRE', KEYS[5], 120)
+end
+return 1
+";
+
+/// Which budget window refused a reservation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Window {
+    Day,
+    Month,
+    Total,
+}
+
+/// A budget check's answer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reserved {
+    /// Reserved under `member`; what was left before this request, with any budget.
+    Ok {
+        member: String,
+        remaining: Option<u64>,
+    },
+    TokensPerMinute {
+        wait: Duration,
+    },
+    Budget {
+        window: Window,
+        committed: u64,
+    },
+}
+
+/// The UTC windows a request's spend counts in, fixed when it is admitted.
+#[derive(Clone, Copy, Debug)]
+pub struct Windows {
+    pub day_start: i64,
+    pub month_start: i64,
+}
+
+/// Budgets in the script's terms: -1 for none.
+fn budget_arg(budget: Option<u64>) -> i64 {
+    budget.map_or(-1, |b| i64::try_from(b).unwrap_or(i64::MAX))
+}
+
+/// One replica's handle on the shared state.
+pub struct Shared {
+    conn: ConnectionManager,
+    prefix: String,
+    /// Random per process: whose health report is whose.
+    replica: String,
+    admit_request: redis::Script,
+    reserve: redis::Script,
+    settle: redis::Script,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The connection's address may carry a password: never print it.
+        f.debug_struct("Shared")
+            .field("prefix", &self.prefix)
+            .field("replica", &self.replica)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One replica's report of one deployment, stamped so stale ones can be told apart.
+#[derive(Debug, Serialize, Deserialize)]
+struct Stamped {
+    at_ms: i64,
+    #[serde(flatten)]
+    report: HealthReport,
+}
+
+/// Logs and counts a Redis failure; the caller falls back to local state.
+pub fn degraded(what: &str, error: &redis::RedisError) {
+    metrics::counter!("crossbar_shared_state_errors_total", "op" => what.to_owned()).increment(1);
+    tracing::warn!(op = what, error = %error, "shared state unavailable: using this replica's own");
+}
+
+impl Shared {
+    /// Connects (the connection reconnects by itself later). The error never shows the URL,
+    /// which may hold a password.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("redis.url: {:?}", e.kind()))?;
+        let conn = tokio::time::timeout(Duration::from_secs(10), client.get_connection_manager())
+            .await
+            .map_err(|_| "redis: no answer within 10 s".to_owned())?
+            .map_err(|e| format!("redis: {e}"))?;
+        let replica = hex::encode(rand::rng().random::<[u8; 6]>());
+        Ok(Self {
+            conn,
+            prefix: prefix.to_owned(),
+            replica,
+            admit_request: redis::Script::new(ADMIT_REQUEST),
+            reserve: redis::Script::new(RESERVE),
+            settle: redis::Script::new(SETTLE),
+        })
+    }
+
+    pub fn replica(&self) -> &str {
+        &self.replica
+    }
+
+    fn key(&self, id: &str, what: &str) -> String {
+        format!("{}:{{{id}}}:{what}", self.prefix)
+    }
+
+    fn spend_keys(&self, id: &str, windows: Windows) -> [String; 3] {
+        [
+            self.key(id, &format!("spent:day:{}", windows.day_start)),
+            self.key(id, &format!("spent:month:{}", windows.month_start)),
+            self.key(id, "spent:total"),
+        ]
+    }
+
+    /// Counts a request in the key's minute; `Some(wait)` when the minute is full.
+    pub async fn admit_request(&self, id: &str, rpm: u64) -> redis::RedisResult<Option<Duration>> {
+        let member = hex::encode(rand::rng().random::<[u8; 8]>());
+        let wait: i64 = self
+            .admit_request
+            .key(self.key(id, "requests"))
+            .arg(rpm)
+            .arg(member)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok((wait >= 0).then(|| Duration::from_millis(wait.unsigned_abs())))
+    }
+
+    /// Checks tokens per minute and budgets, and reserves `estimate` picodollars.
+    pub async fn reserve(
+        &self,
+        id: &str,
+        limits: &KeyLimits,
+        estimate: u64,
+        windows: Windows,
+    ) -> redis::RedisResult<Reserved> {
+        let member = hex::encode(rand::rng().random::<[u8; 8]>());
+        let [day, month, total] = self.spend_keys(id, windows);
+        let answer: Vec<i64> = self
+            .reserve
+            .key(self.key(id, "tokens"))
+            .key(self.key(id, "reserved"))
+            .key(day)
+            .key(month)
+            .key(total)
+            .arg(
+                limits
+                    .tpm
+                    .map_or(-1, |t| i64::try_from(t).unwrap_or(i64::MAX)),
+            )
+            .arg(budget_arg(limits.budget_day_pusd))
+            .arg(budget_arg(limits.budget_month_pusd))
+            .arg(budget_arg(limits.budget_total_pusd))
+            .arg(estimate)
+            .arg(&member)
+            .arg(RESERVATION_TTL_MS)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        let number = |i: usize| answer.get(i).copied().unwrap_or(0);
+        Ok(match number(0) {
+            0 => Reserved::Ok {
+                member: format!("{member}:{estimate}"),
+                remaining: u64::try_from(number(1)).ok(),
+            },
+            1 => Reserved::TokensPerMinute {
+                wait: Duration::from_millis(number(1).unsigned_abs()),
+            },
+            _ => Reserved::Budget {
+                window: match number(1) {
+                    0 => Window::Day,
+                    1 => Window::Month,
+                    _ => Window::Total,
+                },
+                committed: number(2).unsigned_abs(),
+            },
+        })
+    }
+
+    /// Replaces a reservation with the real cost, in the windows it was admitted in.
+    pub async fn settle(
+        &self,
+        id: &str,
+        member: &str,
+        windows: Windows,
+        cost: u64,
+        tokens: u64,
+    ) -> redis::RedisResult<()> {
+        let [day, month, total] = self.spend_keys(id, windows);
+        // Spend keys outlive their window by a day, so late settlements still land.
+        let day_ttl = 2 * 86_400_000_u64;
+        let month_ttl = 33 * 86_400_000_u64;
+        let _: i64 = self
+            .settle
+            .key(self.key(id, "reserved"))
+            .key(day)
+            .key(month)
+            .key(total)
+            .key(self.key(id, "tokens"))
+            .arg(member)
+            .arg(cost)
+            .arg(tokens)
+            .arg(day_ttl)
+            .arg(month_ttl)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Seeds the key's spend from the ledger where Redis has none yet (a new Redis, or the
+    /// first request of a window), never overwriting what replicas already counted.
+    pub async fn seed_spend(
+        &self,
+        id: &str,
+        windows: Windows,
+        spent: [u64; 3],
+    ) -> redis::RedisResult<()> {
+        let keys = self.spend_keys(id, windows);
+        let mut pipe = redis::pipe();
+        for (key, (value, ttl_days)) in keys.iter().zip(spent.into_iter().zip([2_u64, 33, 0])) {
+            let cmd = pipe.cmd("SET").arg(key).arg(value).arg("NX");
+            if ttl_days > 0 {
+                cmd.arg("PX").arg(ttl_days * 86_400_000);
+            }
+            cmd.ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn.clone()).await
+    }
+
+    /// Publishes this replica's view of every deployment and takes in the other replicas'.
+    pub async fn sync_health(&self, router: &Router, interval: Duration) -> redis::RedisResult<()> {
+        let now = tokio::time::Instant::now();
+        let now_ms = now_ms();
+        let deployments: Vec<_> = router.deployments().cloned().collect();
+        let mut pipe = redis::pipe();
+        let ttl = u64::try_from(interval.as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_mul(u64::from(STALE_INTERVALS))
+            .max(1000);
+        for deployment in &deployments {
+            let key = format!("{}:health:{}", self.prefix, deployment.id());
+            let stamped = Stamped {
+                at_ms: now_ms,
+                report: deployment.health_report(now, now_ms),
+            };
+            let json = serde_json::to_string(&stamped).unwrap_or_default();
+            pipe.hset(&key, &self.replica, json)
+                .ignore()
+                .pexpire(&key, i64::try_from(ttl).unwrap_or(i64::MAX))
+                .ignore()
+                .hgetall(&key);
+        }
+        let answers: Vec<Vec<(String, String)>> = pipe.query_async(&mut self.conn.clone()).await?;
+        let stale_before = now_ms.saturating_sub(i64::try_from(ttl).unwrap_or(i64::MAX));
+        for (deployment, entries) in deployments.iter().zip(answers) {
+            let peers: Vec<HealthReport> = entries
+                .into_iter()
+                .filter(|(replica, _)| *replica != self.replica)
+                .filter_map(|(_, json)| serde_json::from_str::<Stamped>(&json).ok())
+                .filter(|s| s.at_ms >= stale_before)
+                .map(|s| s.report)
+                .collect();
+            deployment.apply_peers(&peers, now, now_ms);
+        }
+        Ok(())
+    }
+
+    /// Runs [`Shared::sync_health`] every `interval` while the returned task lives.
+    pub fn spawn_health_sync(
+        self: &Arc<Self>,
+        router: Arc<Router>,
+        interval: Duration,
+    ) -> Background {
+        let shared = Arc::clone(self);
+        Background(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(error) = shared.sync_health(&router, interval).await {
+                    degraded("health_sync", &error);
+                }
+            }
+        }))
+    }
+}
