@@ -211,7 +211,7 @@ def start_litellm(work, sim_addr):
     venv = os.path.join(ROOT, "bench", ".litellm-venv")
     if not os.path.exists(os.path.join(venv, "bin", "litellm")):
         subprocess.run([sys.executable, "-m", "venv", venv], check=True)
-        subprocess.run([f"{venv}/bin/pip", "install", "--quiet", "litellm[proxy]==1.80.0"], check=True)
+        subprocess.run([f"{venv}/bin/pip", "install", "--quiet", "litellm[proxy]==1.108.14"], check=True)
     conf = f"""
 model_list:
   - model_name: gpt-4o
@@ -308,7 +308,14 @@ def sizes(direct, crossbar, work, duration):
 
 def long_streams(crossbar, work):
     """10,000-chunk streams: the gateway's memory must not grow with a stream's length."""
-    path = write(f"{work}/long.json", chat_body(10_000, True))
+    # The simulator echoes at most 256 words of a prompt, but cites a tool result whole.
+    words = " ".join(f"w{i}" for i in range(10_000))
+    body = {"model": "gpt-4o", "max_tokens": 20_000, "stream": True, "messages": [
+        {"role": "user", "content": "Read the file."},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function",
+         "function": {"name": "read", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": words}]}
+    path = write(f"{work}/long.json", json.dumps(body))
     before = rss_mb(crossbar.pid)
     peak = before
     proc = subprocess.Popen([LOADGEN, "--url", crossbar.url, "--body", path, "--concurrency", "4",
@@ -321,7 +328,7 @@ def long_streams(crossbar, work):
     lines = ["\n### 10,000-chunk streams (4 at a time for 10 s)\n",
              "| streams done | errors | p50 s per stream | RSS before MB | peak MB | after MB |",
              "|---|---|---|---|---|---|",
-             f"| {result['requests']} | {result['errors']} | {fmt(result['p50_ms'] / 1000, 2)} | "
+             f"| {result['requests']} | {result['errors']} | {fmt(result['p50_ms'] / 1000, 3)} | "
              f"{fmt(before, 1)} | {fmt(peak, 1)} | {fmt(after, 1)} |"]
     print("\n".join(lines), flush=True)
     return lines
@@ -335,8 +342,10 @@ def open_streams(work, n):
     gateway = start_crossbar(work, addr, name="crossbar-streams")
     idle = rss_mb(gateway.pid)
     path = write(f"{work}/open.json", chat_body(30, True))
+    # Each worker's first stream ends within the run; its second starts inside it and is
+    # waited for, so `n` streams stay open for most of the run.
     proc = subprocess.Popen([LOADGEN, "--url", gateway.url, "--body", path, "--concurrency", str(n),
-                             "--duration", "6", "--warmup", "0"], stdout=subprocess.PIPE, text=True)
+                             "--duration", "9", "--warmup", "0"], stdout=subprocess.PIPE, text=True)
     peak = idle
     while proc.poll() is None:
         peak = max(peak, rss_mb(gateway.pid))
@@ -400,6 +409,8 @@ def main():
     parser.add_argument("--soak-rate", type=float, default=500.0)
     parser.add_argument("--open-streams", type=int, default=1000)
     parser.add_argument("--quick", action="store_true", help="side-by-side table only")
+    parser.add_argument("--sections", default="table,openloop,sizes,long,open,soak",
+                        help="which parts to run (comma-separated)")
     args = parser.parse_args()
 
     work = tempfile.mkdtemp(prefix="crossbar-bench-")
@@ -416,14 +427,19 @@ def main():
              f"Upstream: the OpenAI simulator with zero latency; {args.duration:g} s per run after a "
              "1 s warm-up; Crossbar with its default SQLite usage store on."]
     levels = [int(c) for c in args.levels.split(",")]
-    lines += side_by_side(targets, sim.pid, work, levels, args.duration)
-    if not args.quick:
+    sections = {"table"} if args.quick else set(args.sections.split(","))
+    if "table" in sections:
+        lines += side_by_side(targets, sim.pid, work, levels, args.duration)
+    if "openloop" in sections:
         lines += open_loop(targets, sim.pid, work, args.rate, 10.0)
+    if "sizes" in sections:
         lines += sizes(targets[0], crossbar, work, args.duration)
+    if "long" in sections:
         lines += long_streams(crossbar, work)
+    if "open" in sections:
         lines += open_streams(work, args.open_streams)
-        if args.soak > 0:
-            lines += soak(crossbar, work, args.soak, args.soak_rate)
+    if "soak" in sections and args.soak > 0:
+        lines += soak(crossbar, work, args.soak, args.soak_rate)
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
     out = os.path.join(ROOT, "bench", "results", f"{stamp:%Y-%m-%d-%H%M}.md")
     write(out, "\n".join(lines) + "\n")
