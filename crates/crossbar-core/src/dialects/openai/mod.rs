@@ -342,7 +342,8 @@ fn decode_part(message: &mut Message, part: Value, at: &str) -> Result<()> {
     Ok(())
 }
 
-fn decode_image_url(url: &str, param: &str) -> Result<ImageSource> {
+/// Shared with the Responses dialect, which takes the same image URLs.
+pub(crate) fn decode_image_url(url: &str, param: &str) -> Result<ImageSource> {
     if let Some(rest) = url.strip_prefix("data:") {
         let (media_type, data) = rest
             .split_once(";base64,")
@@ -377,7 +378,8 @@ fn role_name(role: Role) -> &'static str {
     }
 }
 
-fn valid_function_name(name: &str) -> bool {
+/// OpenAI's rule for function names, in both of its APIs.
+pub(crate) fn valid_function_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name

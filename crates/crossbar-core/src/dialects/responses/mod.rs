@@ -19,10 +19,11 @@ use serde_json::{Map, Value, json};
 pub use egress::{ResponsesEgress, ResponsesStreamDecoder, decode_response, encode_request};
 pub use stream::{Accumulator, StreamEncoder};
 
+use super::openai::{decode_image_url, valid_function_name};
 use super::{parse_json_object, typed};
 use crate::chat::{
-    ChatRequest, ChatResponse, ContentPart, FinishReason, ImageSource, Message, ResponseFormat,
-    Role, Sampling, Tool, ToolCall, ToolChoice, Usage,
+    ChatRequest, ChatResponse, ContentPart, FinishReason, Message, ResponseFormat, Role, Sampling,
+    Tool, ToolCall, ToolChoice, Usage,
 };
 use crate::error::{Error, ErrorKind, Result};
 
@@ -485,39 +486,6 @@ fn decode_part(message: &mut Message, part: &Value, at: &str) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn decode_image_url(url: &str, param: &str) -> Result<ImageSource> {
-    if let Some(rest) = url.strip_prefix("data:") {
-        let (media_type, data) = rest
-            .split_once(";base64,")
-            .filter(|(media, data)| media.starts_with("image/") && !data.is_empty())
-            .ok_or_else(|| {
-                Error::invalid_field(
-                    param,
-                    "Invalid image data URL: expected 'data:image/<type>;base64,<data>'.",
-                )
-            })?;
-        return Ok(ImageSource::Base64 {
-            media_type: media_type.to_owned(),
-            data: data.to_owned(),
-        });
-    }
-    if url.starts_with("https://") || url.starts_with("http://") {
-        return Ok(ImageSource::Url(url.to_owned()));
-    }
-    Err(Error::invalid_field(
-        param,
-        "Invalid image URL: expected an http(s) URL or a base64 data URL.",
-    ))
-}
-
-fn valid_function_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// A function tool is flat in this API: `{type, name, description, parameters, strict}`.
