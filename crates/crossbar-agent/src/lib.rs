@@ -15,9 +15,10 @@ use std::time::Duration;
 pub use model::{AgentModel, InProcess, ModelAnswer, Remote, TokenPrice};
 pub use run::{Agent, Entry, Event, Observer, RunError, RunOutcome, RunStatus, Totals};
 pub use spec::{AgentSpec, SpecError};
+pub use spec::{RetrievalMode, RetrievalSpec};
 pub use tools::{Tool, ToolOutput, Toolbox};
 
-use crossbar_store::JournalStore;
+use crossbar_store::{JournalStore, VectorStore};
 use tools::builtin::{Calculator, HttpFetch, Now, ReadFile, WriteFile};
 use tools::http::HttpTool;
 pub use tools::mcp::McpServer;
@@ -48,26 +49,42 @@ impl Tool for Idempotent {
     }
 }
 
+/// What tools need beyond the spec.
+#[derive(Clone)]
+pub struct ToolContext {
+    /// Keeps the agent's memory when `[memory]` is enabled.
+    pub journal: Arc<dyn JournalStore>,
+    /// The model layer: `search_docs` embeds queries through it for vector retrieval.
+    pub model: Arc<dyn AgentModel>,
+    /// pgvector in the store, when the store is PostgreSQL (indexes ingested there need it).
+    pub vectors: Option<Arc<dyn VectorStore>>,
+}
+
 /// Every tool a spec declares, MCP servers started (keep the servers: dropping them ends
-/// stdio processes). `store` keeps the agent's memory when `[memory]` is enabled.
+/// stdio processes).
 pub async fn tools_for(
     spec: &AgentSpec,
-    store: Arc<dyn JournalStore>,
+    context: &ToolContext,
 ) -> Result<(Toolbox, Vec<Arc<McpServer>>), String> {
     let mut toolbox = toolbox(spec)?;
     if spec.memory {
         toolbox.add(Arc::new(Remember {
             agent: spec.name.clone(),
-            store: Arc::clone(&store),
+            store: Arc::clone(&context.journal),
         }))?;
         toolbox.add(Arc::new(Recall {
             agent: spec.name.clone(),
-            store,
+            store: Arc::clone(&context.journal),
         }))?;
     }
-    if let Some(dir) = &spec.retrieval {
-        let index =
-            DocIndex::open(dir).map_err(|e| format!("{}: retrieval.index: {e}", spec.origin))?;
+    if let Some(retrieval) = &spec.retrieval {
+        let index = DocIndex::open(
+            &retrieval.index,
+            retrieval.mode,
+            Some(Arc::clone(&context.model)),
+            context.vectors.as_ref(),
+        )
+        .map_err(|e| format!("{}: retrieval.index: {e}", spec.origin))?;
         toolbox.add(Arc::new(SearchDocs { index }))?;
     }
     let servers = tools::mcp::add_servers(&mut toolbox, &spec.mcp).await?;

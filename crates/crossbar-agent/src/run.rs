@@ -7,12 +7,23 @@
 //! The transcript is kept in canonical form with the provider of each turn, so a run continues
 //! on another provider (after a failover, a resume elsewhere or a budget switch) with the
 //! history translated by the dialects' cross-provider rules.
+//!
+//! With `[context]`, a transcript grown past its token limit has its older turns replaced by a
+//! summary the `summarizer` role writes, journaled like a step so a resume replays it.
+//!
+//! With a [`SpanSink`], a run is traced (OpenTelemetry GenAI conventions): an `invoke_agent`
+//! span for the run, a `chat MODEL` client span per model call — its id is the one the call's
+//! `traceparent` carried, so a gateway's server span is its child — and an `execute_tool NAME`
+//! span per tool call. Tool spans are children of the run span, not of the step that asked
+//! for them: a step's span ends when the model has answered, before its tools run. Every id is
+//! derived from the run id, so a resumed run's spans join the same trace and the same run span.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbar_core::chat::{ChatRequest, FinishReason, Message, Role, ToolCall, Usage};
+use crossbar_core::trace::{SpanKind, SpanRecord, SpanSink};
 use crossbar_store::{EventRecord, JournalStore, RunRecord, RunTotals, now_ms};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -101,6 +112,20 @@ pub enum Entry {
         to: String,
         reason: String,
     },
+    /// `[context]`: the transcript grew past `max_tokens`, and the older turns were replaced
+    /// by a summary the `summarizer` role wrote (replayed from here on resume, not re-asked).
+    Summarized {
+        /// The step whose model call comes next.
+        step: u32,
+        model: String,
+        provider: Option<String>,
+        deployment: Option<String>,
+        /// Assistant turns (each with its tool results) the summary replaced.
+        turns: u32,
+        summary: String,
+        usage: Usage,
+        cost_usd: f64,
+    },
     ToolStarted {
         step: u32,
         call_id: String,
@@ -132,6 +157,7 @@ impl Entry {
             Self::ModelCall { .. } => "model_call",
             Self::ModelFailed { .. } => "model_failed",
             Self::ModelSwitched { .. } => "model_switched",
+            Self::Summarized { .. } => "summarized",
             Self::ToolStarted { .. } => "tool_started",
             Self::ToolResult { .. } => "tool_result",
             Self::Finished { .. } => "finished",
@@ -187,6 +213,8 @@ pub struct Agent {
     pub tools: Arc<Toolbox>,
     pub journal: Arc<dyn JournalStore>,
     pub observer: Option<Observer>,
+    /// Where the run's spans go (an OTLP exporter); none: not traced.
+    pub spans: Option<Arc<dyn SpanSink>>,
 }
 
 /// A run in progress.
@@ -201,6 +229,14 @@ struct State {
     /// Wall time of earlier processes on this run.
     elapsed_before_ms: u64,
     started: Instant,
+    /// The task as given: the first user message, to which a summary is appended.
+    task: String,
+    /// The latest summary of the older turns (`[context]`), part of the first user message.
+    summary: Option<String>,
+    /// When the run was created (by whichever process), the start of its span.
+    created: SystemTime,
+    /// Failed calls of the next step so far (each resume retries it with a span of its own).
+    attempt: u32,
     /// The model every role uses after `on_budget_low` switched.
     switched_to: Option<String>,
     status: RunStatus,
@@ -215,6 +251,29 @@ impl State {
             cost_usd: self.cost_usd,
             elapsed_ms: self.elapsed_ms(),
         }
+    }
+
+    /// Replaces the first `turns` assistant turns (each with its tool results) by `summary`,
+    /// appended to the task: the system prompt, the task and the later turns stay as they are.
+    fn compact(&mut self, turns: u32, summary: String) {
+        let starts = turn_starts(&self.messages);
+        let end = usize::try_from(turns)
+            .ok()
+            .and_then(|t| starts.get(t).copied())
+            .unwrap_or(self.messages.len());
+        if end > 2 {
+            self.messages.drain(2..end);
+        }
+        if let Some(first) = self.messages.get_mut(1) {
+            *first = Message::text(
+                Role::User,
+                format!(
+                    "{}\n\n[Summary of this run's earlier steps]\n{summary}",
+                    self.task
+                ),
+            );
+        }
+        self.summary = Some(summary);
     }
 
     fn elapsed_ms(&self) -> u64 {
@@ -232,6 +291,60 @@ impl State {
     }
 }
 
+/// Where each assistant turn starts, after the system prompt and the task: a turn is the
+/// assistant message and the tool results after it, never split.
+fn turn_starts(messages: &[Message]) -> Vec<usize> {
+    messages
+        .iter()
+        .enumerate()
+        .skip(2)
+        .filter(|(_, m)| m.role == Role::Assistant)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// What the summarizer is asked to do.
+const SUMMARIZER_INSTRUCTIONS: &str = "You condense the earlier part of an AI agent's work so \
+the agent can continue without it. Keep every fact, number, file name, tool result and \
+decision the agent may still need, and what remains to be done; drop pleasantries and \
+repetition. Answer with the summary only.";
+
+/// The older part of a transcript as plain text for the summarizer (tool calls as text, so
+/// any model can read it, whatever its tool-calling dialect).
+fn render_for_summary(previous: Option<&str>, messages: &[Message]) -> String {
+    let mut out = String::new();
+    if let Some(previous) = previous {
+        out.push_str("Summary of the steps before these:\n");
+        out.push_str(previous);
+        out.push_str("\n\n");
+    }
+    out.push_str("Steps to summarize:\n");
+    for message in messages {
+        let text = message.text_content();
+        match message.role {
+            Role::Assistant => {
+                if !text.is_empty() {
+                    out.push_str(&format!("Agent: {text}\n"));
+                }
+                for call in &message.tool_calls {
+                    out.push_str(&format!("Agent called {}({})\n", call.name, call.arguments));
+                }
+            }
+            Role::Tool => {
+                let name = message.name.as_deref().unwrap_or("tool");
+                let how = if message.tool_error {
+                    "failed with"
+                } else {
+                    "returned"
+                };
+                out.push_str(&format!("{name} {how}: {text}\n"));
+            }
+            Role::User | Role::System | Role::Developer => out.push_str(&format!("{text}\n")),
+        }
+    }
+    out
+}
+
 fn tool_message(call_id: &str, name: &str, output: &ToolOutput) -> Message {
     let mut message = Message::text(Role::Tool, output.content.clone());
     message.tool_call_id = Some(call_id.to_owned());
@@ -246,19 +359,63 @@ fn fnv(text: &str) -> u64 {
     })
 }
 
-/// The run's W3C trace id: derived from the run id, so a resumed run stays in its trace.
-pub fn trace_id(run_id: &str) -> String {
-    format!(
-        "{:016x}{:016x}",
-        fnv(run_id),
-        fnv(&format!("{run_id}/trace"))
-    )
+/// A span id from a seed: never zero (invalid in W3C and OTLP).
+fn span_id(seed: &str) -> [u8; 8] {
+    fnv(seed).max(1).to_be_bytes()
 }
 
-/// `traceparent` for a step's model call: the run's trace, a span id per step.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The run's trace id: derived from the run id, so a resumed run stays in its trace.
+pub fn trace_id_bytes(run_id: &str) -> [u8; 16] {
+    let mut id = [0; 16];
+    id[..8].copy_from_slice(&fnv(run_id).to_be_bytes());
+    id[8..].copy_from_slice(&fnv(&format!("{run_id}/trace")).to_be_bytes());
+    id
+}
+
+/// The run's W3C trace id, as hex.
+pub fn trace_id(run_id: &str) -> String {
+    hex(&trace_id_bytes(run_id))
+}
+
+/// The run's `invoke_agent` span: every process working on the run records under it.
+pub fn run_span_id(run_id: &str) -> [u8; 8] {
+    span_id(&format!("{run_id}/run"))
+}
+
+/// The `chat` span of a step's model call; `attempt` counts earlier failed calls of that step
+/// (retried by a resume), so each call has a span of its own.
+pub fn step_span_id(run_id: &str, step: u32, attempt: u32) -> [u8; 8] {
+    if attempt == 0 {
+        span_id(&format!("{run_id}/step/{step}"))
+    } else {
+        span_id(&format!("{run_id}/step/{step}/attempt/{attempt}"))
+    }
+}
+
+/// The `chat` span of the summarizer call made before `step` (after `attempt` failed calls).
+fn summary_span_id(run_id: &str, step: u32, attempt: u32) -> [u8; 8] {
+    span_id(&format!("{run_id}/summary/{step}/{attempt}"))
+}
+
+fn tool_span_id(run_id: &str, step: u32, call_id: &str) -> [u8; 8] {
+    span_id(&format!("{run_id}/step/{step}/tool/{call_id}"))
+}
+
+/// `traceparent` for a step's (first) model call: the run's trace, the step's span.
 pub fn traceparent(run_id: &str, step: u32) -> String {
-    let span = fnv(&format!("{run_id}/step/{step}")).max(1);
-    format!("00-{}-{span:016x}-01", trace_id(run_id))
+    traceparent_at(run_id, step, 0)
+}
+
+fn traceparent_at(run_id: &str, step: u32, attempt: u32) -> String {
+    traceparent_of(run_id, step_span_id(run_id, step, attempt))
+}
+
+fn traceparent_of(run_id: &str, span: [u8; 8]) -> String {
+    format!("00-{}-{}-01", trace_id(run_id), hex(&span))
 }
 
 fn new_run_id() -> String {
@@ -283,6 +440,56 @@ fn estimate_prompt_tokens(request: &ChatRequest) -> u64 {
             + tool.parameters.as_ref().map_or(0, |p| p.to_string().len());
     }
     u64::try_from(chars / 4).unwrap_or(u64::MAX)
+}
+
+/// What a run has used of its budgets so far.
+#[derive(Clone, Copy, Debug)]
+struct Used {
+    usd: f64,
+    tokens: u64,
+    steps: u32,
+    elapsed_ms: u64,
+}
+
+/// `on_budget_low`: each budget set (USD, tokens, `max_steps`, wall time) with less than
+/// `remaining` of it left, said for the journal; empty when none is low. USD also counts as
+/// low when what is left would not cover `reserved_usd`, the next call's reservation.
+fn low_budgets(spec: &AgentSpec, remaining: f64, used: Used, reserved_usd: f64) -> Vec<String> {
+    let share = |left: f64, total: f64| total > 0.0 && left / total < remaining;
+    let budget = &spec.budget;
+    let mut low = Vec::new();
+    if let Some(usd) = budget.usd {
+        let left = usd - used.usd;
+        if share(left, usd) {
+            low.push(format!("USD: ${left:.6} of ${usd} left"));
+        } else if left < reserved_usd {
+            low.push(format!(
+                "USD: ${left:.6} of ${usd} left, less than the ${reserved_usd:.6} the next call may cost"
+            ));
+        }
+    }
+    if let Some(tokens) = budget.tokens {
+        let left = tokens.saturating_sub(used.tokens);
+        if share(left as f64, tokens as f64) {
+            low.push(format!("tokens: {left} of {tokens} left"));
+        }
+    }
+    let steps = spec.max_steps;
+    let left = steps.saturating_sub(used.steps);
+    if share(f64::from(left), f64::from(steps)) {
+        low.push(format!("steps: {left} of max_steps {steps} left"));
+    }
+    if let Some(wall) = budget.wall_time_s {
+        let total = wall.saturating_mul(1000);
+        let left = total.saturating_sub(used.elapsed_ms);
+        if share(left as f64, total as f64) {
+            low.push(format!(
+                "wall time: {:.1} s of {wall} s left",
+                left as f64 / 1000.0
+            ));
+        }
+    }
+    low
 }
 
 enum Admission {
@@ -321,6 +528,11 @@ impl Agent {
             cost_usd: 0.0,
             elapsed_before_ms: 0,
             started: Instant::now(),
+            task: task.to_owned(),
+            summary: None,
+            created: SystemTime::UNIX_EPOCH
+                + Duration::from_millis(u64::try_from(now).unwrap_or_default()),
+            attempt: 0,
             switched_to: None,
             status: RunStatus::Running,
             providers: Vec::new(),
@@ -374,6 +586,11 @@ impl Agent {
             cost_usd: 0.0,
             elapsed_before_ms: run.totals.elapsed_ms,
             started: Instant::now(),
+            task: run.task.clone(),
+            summary: None,
+            created: SystemTime::UNIX_EPOCH
+                + Duration::from_millis(u64::try_from(run.created_ms).unwrap_or_default()),
+            attempt: 0,
             switched_to: None,
             status: RunStatus::Running,
             providers: Vec::new(),
@@ -381,6 +598,9 @@ impl Agent {
         let mut results: HashMap<String, ToolOutput> = HashMap::new();
         let mut started: HashSet<String> = HashSet::new();
         let mut turns: Vec<(u32, Message)> = Vec::new();
+        let mut failed: Vec<u32> = Vec::new();
+        // Summaries by the step they came before: (turns replaced, summary).
+        let mut summaries: HashMap<u32, (u32, String)> = HashMap::new();
         for entry in entries {
             match entry {
                 Entry::ModelCall {
@@ -407,13 +627,25 @@ impl Agent {
                 } => {
                     results.insert(call_id, ToolOutput { content, is_error });
                 }
-                Entry::Started { .. }
-                | Entry::Resumed { .. }
-                | Entry::ModelFailed { .. }
-                | Entry::Finished { .. } => {}
+                Entry::ModelFailed { step, .. } => failed.push(step),
+                Entry::Summarized {
+                    step,
+                    turns,
+                    summary,
+                    usage,
+                    cost_usd,
+                    ..
+                } => {
+                    state.tokens += usage.total_tokens();
+                    state.cost_usd += cost_usd;
+                    summaries.insert(step, (turns, summary));
+                }
+                Entry::Started { .. } | Entry::Resumed { .. } | Entry::Finished { .. } => {}
             }
         }
         let after_step = state.steps;
+        state.attempt = u32::try_from(failed.iter().filter(|s| **s == after_step + 1).count())
+            .unwrap_or(u32::MAX);
         self.record(&mut state, Entry::Resumed { after_step })
             .await?;
         let last = turns.len();
@@ -430,6 +662,9 @@ impl Agent {
                     state
                         .messages
                         .push(tool_message(&call.id, &call.name, &output));
+                }
+                if let Some((turns, summary)) = summaries.remove(&(step + 1)) {
+                    state.compact(turns, summary);
                 }
                 continue;
             }
@@ -490,6 +725,9 @@ impl Agent {
                         .push(tool_message(&call.id, &call.name, output));
                 }
             }
+            if let Some((turns, summary)) = summaries.remove(&(step + 1)) {
+                state.compact(turns, summary);
+            }
         }
         self.drive(state).await
     }
@@ -528,6 +766,7 @@ impl Agent {
         reason: String,
     ) -> Result<RunOutcome, RunError> {
         state.status = status;
+        self.trace_run(state, &reason);
         self.record(
             state,
             Entry::Finished {
@@ -553,6 +792,68 @@ impl Agent {
             totals: state.totals(),
             providers: std::mem::take(&mut state.providers),
         })
+    }
+
+    /// A span of this run, ending now: under the run span unless it is the run span.
+    fn span(
+        &self,
+        state: &State,
+        name: String,
+        kind: SpanKind,
+        id: [u8; 8],
+        start: SystemTime,
+    ) -> SpanRecord {
+        let run = run_span_id(&state.run_id);
+        SpanRecord {
+            name,
+            kind,
+            trace_id: trace_id_bytes(&state.run_id),
+            span_id: id,
+            parent_span_id: (id != run).then_some(run),
+            start,
+            end: SystemTime::now(),
+            attributes: vec![
+                (
+                    "gen_ai.agent.name".to_owned(),
+                    self.spec.name.as_str().into(),
+                ),
+                ("crossbar.run.id".to_owned(), state.run_id.as_str().into()),
+            ],
+            error: None,
+        }
+    }
+
+    fn emit(&self, span: SpanRecord) {
+        if let Some(sink) = &self.spans {
+            sink.record(vec![span]);
+        }
+    }
+
+    /// The run's span, from its creation to now. Each process that ends its part of the run
+    /// records it (same id, later end): a failed run resumed later is recorded again, and the
+    /// last record covers the whole run.
+    fn trace_run(&self, state: &State, reason: &str) {
+        if self.spans.is_none() {
+            return;
+        }
+        let mut span = self
+            .span(
+                state,
+                format!("invoke_agent {}", self.spec.name),
+                SpanKind::Internal,
+                run_span_id(&state.run_id),
+                state.created,
+            )
+            .attribute("gen_ai.operation.name", "invoke_agent")
+            .attribute("crossbar.run.status", state.status.as_str())
+            .attribute("crossbar.run.reason", reason)
+            .attribute("crossbar.steps", state.steps)
+            .attribute("crossbar.tokens", state.tokens)
+            .attribute("crossbar.cost_usd", state.cost_usd);
+        if state.status == RunStatus::Failed {
+            span.error = Some(reason.to_owned());
+        }
+        self.emit(span);
     }
 
     /// The model for the next step and what is reserved for it, or why the run must stop.
@@ -601,21 +902,24 @@ impl Agent {
             });
         }
         let mut reserved = self.reserve(&model, prompt_tokens, output_tokens).await;
-        if let Some(usd) = budget.usd {
-            let left = usd - state.cost_usd;
-            let low = budget
-                .on_budget_low
-                .as_ref()
-                .filter(|rule| left / usd < rule.remaining || left < reserved);
-            if let Some(rule) = low
-                && state.switched_to.is_none()
-            {
+        if let Some(rule) = &budget.on_budget_low
+            && state.switched_to.is_none()
+        {
+            let used = Used {
+                usd: state.cost_usd,
+                tokens: state.tokens,
+                steps: state.steps,
+                elapsed_ms: state.elapsed_ms(),
+            };
+            let low = low_budgets(spec, rule.remaining, used, reserved);
+            if !low.is_empty() {
+                let which = format!(
+                    "{} (below {:.0}% left)",
+                    low.join("; "),
+                    rule.remaining * 100.0
+                );
                 match &rule.switch_to {
                     Some(cheaper) if *cheaper != model => {
-                        let reason = format!(
-                            "${left:.6} of ${usd} left (below {:.0}%, or less than the ${reserved:.6} the next call may cost)",
-                            rule.remaining * 100.0
-                        );
                         state.switched_to = Some(cheaper.clone());
                         self.record(
                             state,
@@ -623,7 +927,7 @@ impl Agent {
                                 step: state.steps + 1,
                                 from: model.clone(),
                                 to: cheaper.clone(),
-                                reason,
+                                reason: which,
                             },
                         )
                         .await?;
@@ -634,23 +938,22 @@ impl Agent {
                     None => {
                         return Ok(Admission::Stop {
                             status: RunStatus::BudgetLow,
-                            reason: format!(
-                                "on_budget_low: ${left:.6} of ${usd} left, below {:.0}%",
-                                rule.remaining * 100.0
-                            ),
+                            reason: format!("on_budget_low: {which}"),
                         });
                     }
                 }
             }
-            if state.cost_usd + reserved > usd {
-                return Ok(Admission::Stop {
-                    status: RunStatus::BudgetExhausted,
-                    reason: format!(
-                        "USD budget: ${:.6} spent, the next call may cost ${reserved:.6} of the ${usd} allowed",
-                        state.cost_usd
-                    ),
-                });
-            }
+        }
+        if let Some(usd) = budget.usd
+            && state.cost_usd + reserved > usd
+        {
+            return Ok(Admission::Stop {
+                status: RunStatus::BudgetExhausted,
+                reason: format!(
+                    "USD budget: ${:.6} spent, the next call may cost ${reserved:.6} of the ${usd} allowed",
+                    state.cost_usd
+                ),
+            });
         }
         request.model.clone_from(&model);
         Ok(Admission::Go {
@@ -680,8 +983,159 @@ impl Agent {
         request
     }
 
+    /// `[context]`: when the next request would be over `max_tokens` (estimated), has the
+    /// `summarizer` role (else `default`) summarize the turns before the last `keep_turns`, and
+    /// journals the summary; the call's cost counts in the budget, not as a step. Returns why
+    /// the run must stop instead, if it must.
+    async fn summarize_if_needed(
+        &self,
+        state: &mut State,
+    ) -> Result<Option<(RunStatus, String)>, RunError> {
+        let Some(context) = self.spec.context else {
+            return Ok(None);
+        };
+        if state.steps >= self.spec.max_steps
+            || estimate_prompt_tokens(&self.request(state)) <= context.max_tokens
+        {
+            return Ok(None);
+        }
+        let starts = turn_starts(&state.messages);
+        let keep = usize::try_from(context.keep_turns).unwrap_or(usize::MAX);
+        let older = starts.len().saturating_sub(keep);
+        let Some(end) = starts.get(older).copied().filter(|_| older > 0) else {
+            // Everything past the task is in the turns to keep.
+            return Ok(None);
+        };
+        let step = state.steps + 1;
+        let model = state
+            .switched_to
+            .clone()
+            .unwrap_or_else(|| self.spec.model_for("summarizer").to_owned());
+        let mut request = ChatRequest::new(
+            model.clone(),
+            vec![
+                Message::text(
+                    Role::System,
+                    format!(
+                        "{SUMMARIZER_INSTRUCTIONS}\n\nThe agent's task:\n{}",
+                        state.task
+                    ),
+                ),
+                Message::text(
+                    Role::User,
+                    render_for_summary(
+                        state.summary.as_deref(),
+                        state.messages.get(2..end).unwrap_or_default(),
+                    ),
+                ),
+            ],
+        );
+        request.max_tokens = Some(context.summary_max_tokens);
+        let prompt_tokens = estimate_prompt_tokens(&request);
+        let output_tokens = u64::from(context.summary_max_tokens);
+        let reserved = self.reserve(&model, prompt_tokens, output_tokens).await;
+        if let Some(limit) = self.spec.budget.tokens
+            && state.tokens + prompt_tokens + output_tokens > limit
+        {
+            return Ok(Some((
+                RunStatus::BudgetExhausted,
+                format!(
+                    "token budget: {} used, summarizing the context may need {} of the {limit} allowed",
+                    state.tokens,
+                    prompt_tokens + output_tokens
+                ),
+            )));
+        }
+        if let Some(usd) = self.spec.budget.usd
+            && state.cost_usd + reserved > usd
+        {
+            return Ok(Some((
+                RunStatus::BudgetExhausted,
+                format!(
+                    "USD budget: ${:.6} spent, summarizing the context may cost ${reserved:.6} of the ${usd} allowed",
+                    state.cost_usd
+                ),
+            )));
+        }
+        let span_id = summary_span_id(&state.run_id, step, state.attempt);
+        let started = SystemTime::now();
+        let answer = crate::model::TRACEPARENT
+            .scope(
+                traceparent_of(&state.run_id, span_id),
+                self.model.complete(request),
+            )
+            .await;
+        let span = self
+            .span(
+                state,
+                format!("chat {model}"),
+                SpanKind::Client,
+                span_id,
+                started,
+            )
+            .attribute("gen_ai.operation.name", "chat")
+            .attribute("gen_ai.request.model", model.as_str())
+            .attribute("crossbar.step", step)
+            .attribute("crossbar.agent.role", "summarizer");
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(error) => {
+                let mut span = span.attribute("error.type", format!("{:?}", error.kind));
+                span.error = Some(error.message.clone());
+                self.emit(span);
+                self.record(
+                    state,
+                    Entry::ModelFailed {
+                        step,
+                        model,
+                        error: error.message.clone(),
+                    },
+                )
+                .await?;
+                return Ok(Some((
+                    RunStatus::Failed,
+                    format!("the summarizer call failed: {}", error.message),
+                )));
+            }
+        };
+        let usage = answer.response.usage.unwrap_or_default();
+        self.emit(
+            span.attribute("gen_ai.response.model", answer.response.model.as_str())
+                .attribute("gen_ai.usage.input_tokens", usage.input_tokens)
+                .attribute("gen_ai.usage.output_tokens", usage.output_tokens)
+                .attribute("crossbar.cost_usd", answer.cost_usd)
+                .attribute(
+                    "crossbar.provider",
+                    answer.provider.as_deref().unwrap_or_default(),
+                ),
+        );
+        state.tokens += usage.total_tokens();
+        state.cost_usd += answer.cost_usd;
+        let summary = answer.response.message.text_content();
+        let turns = u32::try_from(older).unwrap_or(u32::MAX);
+        state.compact(turns, summary.clone());
+        self.record(
+            state,
+            Entry::Summarized {
+                step,
+                model,
+                provider: answer.provider,
+                deployment: answer.deployment,
+                turns,
+                summary,
+                usage,
+                cost_usd: answer.cost_usd,
+            },
+        )
+        .await?;
+        Ok(None)
+    }
+
     async fn drive(&self, mut state: State) -> Result<RunOutcome, RunError> {
         loop {
+            if let Some((status, reason)) = self.summarize_if_needed(&mut state).await? {
+                return self.finish(&mut state, status, None, reason).await;
+            }
             let mut request = self.request(&state);
             let (model, reserved_usd) = match self.admit(&mut state, &mut request).await? {
                 Admission::Go {
@@ -698,7 +1152,8 @@ impl Agent {
             } else {
                 "default"
             };
-            let traceparent = traceparent(&state.run_id, step);
+            let traceparent = traceparent_at(&state.run_id, step, state.attempt);
+            let call_started = SystemTime::now();
             let span = tracing::info_span!(
                 "agent.step",
                 run_id = %state.run_id,
@@ -712,9 +1167,24 @@ impl Agent {
                     tracing::Instrument::instrument(self.model.complete(request), span),
                 )
                 .await;
+            let mut call_span = self
+                .span(
+                    &state,
+                    format!("chat {model}"),
+                    SpanKind::Client,
+                    step_span_id(&state.run_id, step, state.attempt),
+                    call_started,
+                )
+                .attribute("gen_ai.operation.name", "chat")
+                .attribute("gen_ai.request.model", model.as_str())
+                .attribute("crossbar.step", step)
+                .attribute("crossbar.agent.role", role);
             let answer = match answer {
                 Ok(answer) => answer,
                 Err(error) => {
+                    state.attempt += 1;
+                    call_span.error = Some(error.message.clone());
+                    self.emit(call_span.attribute("error.type", format!("{:?}", error.kind)));
                     self.record(
                         &mut state,
                         Entry::ModelFailed {
@@ -735,6 +1205,21 @@ impl Agent {
                 }
             };
             let usage = answer.response.usage.unwrap_or_default();
+            call_span = call_span
+                .attribute("gen_ai.response.model", answer.response.model.as_str())
+                .attribute("gen_ai.response.id", answer.response.id.as_str())
+                .attribute("gen_ai.usage.input_tokens", usage.input_tokens)
+                .attribute("gen_ai.usage.output_tokens", usage.output_tokens)
+                .attribute("crossbar.cost_usd", answer.cost_usd)
+                .attribute("crossbar.reserved_usd", reserved_usd);
+            if let Some(provider) = &answer.provider {
+                call_span = call_span.attribute("crossbar.provider", provider.as_str());
+            }
+            if let Some(deployment) = &answer.deployment {
+                call_span = call_span.attribute("crossbar.deployment", deployment.as_str());
+            }
+            self.emit(call_span);
+            state.attempt = 0;
             state.steps = step;
             state.tokens += usage.total_tokens();
             state.cost_usd += answer.cost_usd;
@@ -812,11 +1297,32 @@ impl Agent {
             .iter()
             .map(|call| {
                 let tools = Arc::clone(&self.tools);
-                async move { (call, tools.run(call).await) }
+                async move {
+                    let started = SystemTime::now();
+                    (call, tools.run(call).await, started)
+                }
             })
             .collect();
         let mut outputs = HashMap::new();
-        while let Some((call, output)) = running.next().await {
+        while let Some((call, output, started)) = running.next().await {
+            let mut span = self
+                .span(
+                    state,
+                    format!("execute_tool {}", call.name),
+                    SpanKind::Internal,
+                    tool_span_id(&state.run_id, step, &call.id),
+                    started,
+                )
+                .attribute("gen_ai.operation.name", "execute_tool")
+                .attribute("gen_ai.tool.name", call.name.as_str())
+                .attribute("gen_ai.tool.call.id", call.id.as_str())
+                .attribute("crossbar.step", step);
+            if output.is_error {
+                // The tool's message goes to the model, not to the trace: it may quote data.
+                span.error = Some("the tool returned an error".to_owned());
+                span = span.attribute("error.type", "tool_error");
+            }
+            self.emit(span);
             self.record(
                 state,
                 Entry::ToolResult {
@@ -832,5 +1338,126 @@ impl Agent {
             outputs.insert(call.id.clone(), output);
         }
         Ok(outputs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ten steps, and every other budget set: $1, 1000 tokens, 100 s.
+    fn spec(remaining: f64) -> AgentSpec {
+        let text = format!(
+            "name = \"a\"\ninstructions = \"Help.\"\nmax_steps = 10\n[models]\ndefault = \"m\"\n\
+             [budget]\nusd = 1.0\ntokens = 1000\nwall_time_s = 100\n\
+             on_budget_low = {{ remaining = {remaining} }}\n"
+        );
+        AgentSpec::from_toml(&text, "agent.toml").unwrap_or_else(|e| panic!("{}", e.0))
+    }
+
+    const FRESH: Used = Used {
+        usd: 0.0,
+        tokens: 0,
+        steps: 0,
+        elapsed_ms: 0,
+    };
+
+    #[test]
+    fn nothing_is_low_at_the_start_or_at_exactly_the_share() {
+        let spec = spec(0.25);
+        assert!(low_budgets(&spec, 0.25, FRESH, 0.01).is_empty());
+        let at_the_share = Used {
+            usd: 0.75,
+            tokens: 750,
+            steps: 7,
+            elapsed_ms: 75_000,
+        };
+        // 30% of the steps left, 25% of the rest: not below.
+        assert!(low_budgets(&spec, 0.25, at_the_share, 0.01).is_empty());
+    }
+
+    #[test]
+    fn each_budget_is_low_on_its_own() {
+        let spec = spec(0.25);
+        let cases = [
+            (Used { usd: 0.8, ..FRESH }, "USD: $0.200000 of $1 left"),
+            (
+                Used {
+                    tokens: 800,
+                    ..FRESH
+                },
+                "tokens: 200 of 1000 left",
+            ),
+            (Used { steps: 8, ..FRESH }, "steps: 2 of max_steps 10 left"),
+            (
+                Used {
+                    elapsed_ms: 80_000,
+                    ..FRESH
+                },
+                "wall time: 20.0 s of 100 s left",
+            ),
+        ];
+        for (used, expected) in cases {
+            assert_eq!(low_budgets(&spec, 0.25, used, 0.01), [expected], "{used:?}");
+        }
+        let all = Used {
+            usd: 0.9,
+            tokens: 900,
+            steps: 9,
+            elapsed_ms: 90_000,
+        };
+        assert_eq!(low_budgets(&spec, 0.25, all, 0.01).len(), 4);
+    }
+
+    #[test]
+    fn usd_is_low_when_the_next_reservation_would_not_fit() {
+        let spec = spec(0.25);
+        let used = Used { usd: 0.5, ..FRESH };
+        assert!(low_budgets(&spec, 0.25, used, 0.4).is_empty());
+        assert_eq!(
+            low_budgets(&spec, 0.25, used, 0.6),
+            ["USD: $0.500000 of $1 left, less than the $0.600000 the next call may cost"]
+        );
+    }
+
+    #[test]
+    fn unset_budgets_are_never_low() {
+        let text = "name = \"a\"\ninstructions = \"Help.\"\nmax_steps = 4\n[models]\ndefault = \"m\"\n\
+                    [budget]\non_budget_low = { remaining = 0.5 }\n";
+        let spec = AgentSpec::from_toml(text, "agent.toml").unwrap_or_else(|e| panic!("{}", e.0));
+        let used = Used {
+            usd: 100.0,
+            tokens: u64::MAX,
+            steps: 1,
+            elapsed_ms: u64::MAX,
+        };
+        assert!(low_budgets(&spec, 0.5, used, 1.0).is_empty());
+        assert_eq!(
+            low_budgets(&spec, 0.5, Used { steps: 3, ..used }, 1.0),
+            ["steps: 1 of max_steps 4 left"]
+        );
+    }
+
+    #[test]
+    fn a_steps_span_id_is_the_one_its_traceparent_carries() {
+        let trace = trace_id("run_1");
+        assert_eq!(trace, hex(&trace_id_bytes("run_1")));
+        assert_eq!(
+            traceparent("run_1", 3),
+            format!("00-{trace}-{}-01", hex(&step_span_id("run_1", 3, 0)))
+        );
+        let ids = [
+            run_span_id("run_1"),
+            step_span_id("run_1", 3, 0),
+            step_span_id("run_1", 3, 1),
+            step_span_id("run_1", 4, 0),
+            step_span_id("run_2", 3, 0),
+        ];
+        for (i, a) in ids.iter().enumerate() {
+            assert_ne!(*a, [0; 8]);
+            for b in &ids[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
     }
 }

@@ -31,7 +31,8 @@ struct SpecFile {
     #[serde(default)]
     description: Option<String>,
     instructions: Spanned<String>,
-    /// Role → logical model or route. `default` is required; `planner` (first step) optional.
+    /// Role → logical model or route. `default` is required; `planner` (first step) and
+    /// `summarizer` (`[context]` summaries) are optional.
     models: Spanned<BTreeMap<String, Spanned<String>>>,
     #[serde(default)]
     max_steps: Option<Spanned<u32>>,
@@ -45,6 +46,7 @@ struct SpecFile {
     parallel_tool_calls: Option<bool>,
     #[serde(default)]
     budget: BudgetFile,
+    context: Option<Spanned<ContextFile>>,
     #[serde(default)]
     tools: ToolsFile,
     #[serde(default)]
@@ -60,6 +62,9 @@ struct RetrievalFile {
     /// The index `crossbar agent ingest DIR --index PATH` made (relative to the spec); offers
     /// `search_docs`.
     index: Spanned<String>,
+    /// `hybrid` (BM25 and vectors fused), `bm25` or `vector`; default: hybrid when the index
+    /// has vectors, else bm25.
+    mode: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -82,10 +87,23 @@ struct BudgetFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct OnBudgetLowFile {
-    /// Share of the USD budget left below which the rule applies.
+    /// Share left of any budget (usd, tokens, max_steps, wall_time_s) below which the rule
+    /// applies.
     remaining: Spanned<f64>,
     /// The cheaper model or route to continue on; without it the run stops.
     switch_to: Option<Spanned<String>>,
+}
+
+/// `[context]`: keeps the transcript under a size by summarizing its older part.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContextFile {
+    /// Estimated prompt tokens above which older turns are summarized.
+    max_tokens: Spanned<u64>,
+    /// The latest assistant turns (each with its tool results) always kept verbatim.
+    keep_turns: Option<Spanned<u32>>,
+    /// The summary's length limit (the summarizer call's `max_tokens`).
+    summary_max_tokens: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -169,16 +187,59 @@ pub struct AgentSpec {
     pub temperature: Option<f64>,
     pub parallel_tool_calls: bool,
     pub budget: Budget,
+    /// Transcript compaction by the `summarizer` role; none: the transcript only grows.
+    pub context: Option<ContextSpec>,
     pub tools: ToolsSpec,
     pub mcp: Vec<McpSpec>,
     /// `remember` / `recall` are offered.
     pub memory: bool,
     /// The document index `search_docs` searches.
-    pub retrieval: Option<PathBuf>,
+    pub retrieval: Option<RetrievalSpec>,
     /// Where the spec came from, for messages.
     pub origin: String,
     /// The spec's text, journaled with a run so a resume runs the same agent.
     pub source: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContextSpec {
+    pub max_tokens: u64,
+    pub keep_turns: u32,
+    pub summary_max_tokens: u32,
+}
+
+pub const DEFAULT_KEEP_TURNS: u32 = 2;
+pub const DEFAULT_SUMMARY_MAX_TOKENS: u32 = 512;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetrievalSpec {
+    pub index: PathBuf,
+    /// None: decided by the index (hybrid when it has vectors).
+    pub mode: Option<RetrievalMode>,
+}
+
+/// How `search_docs` ranks passages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetrievalMode {
+    Hybrid,
+    Bm25,
+    Vector,
+}
+
+impl RetrievalMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hybrid => "hybrid",
+            Self::Bm25 => "bm25",
+            Self::Vector => "vector",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        [Self::Hybrid, Self::Bm25, Self::Vector]
+            .into_iter()
+            .find(|mode| mode.as_str() == text)
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -362,6 +423,10 @@ impl AgentSpec {
             return Err(here.at(t, "temperature", "must be between 0 and 2"));
         }
         let budget = Self::budget(&here, &file.budget)?;
+        let context = match &file.context {
+            Some(context) => Some(Self::context(&here, context.get_ref())?),
+            None => None,
+        };
         let tools = Self::tools(&here, &file.tools, &base)?;
         let mut names: Vec<&str> = tools.builtin.iter().map(String::as_str).collect();
         for (i, tool) in file.tools.http.iter().enumerate() {
@@ -397,6 +462,7 @@ impl AgentSpec {
             temperature: file.temperature.map(Spanned::into_inner),
             parallel_tool_calls: file.parallel_tool_calls.unwrap_or(true),
             budget,
+            context,
             tools,
             mcp,
             memory: file.memory.enabled,
@@ -404,11 +470,50 @@ impl AgentSpec {
                 Some(r) if r.index.get_ref().trim().is_empty() => {
                     return Err(here.at(&r.index, "retrieval.index", "must not be empty"));
                 }
-                Some(r) => Some(base.join(r.index.get_ref())),
+                Some(r) => Some(RetrievalSpec {
+                    index: base.join(r.index.get_ref()),
+                    mode: match &r.mode {
+                        None => None,
+                        Some(mode) => {
+                            Some(RetrievalMode::parse(mode.get_ref()).ok_or_else(|| {
+                                here.at(mode, "retrieval.mode", "must be hybrid, bm25 or vector")
+                            })?)
+                        }
+                    },
+                }),
                 None => None,
             },
             origin: origin.to_owned(),
             source: source.to_owned(),
+        })
+    }
+
+    fn context(here: &Located<'_>, file: &ContextFile) -> Result<ContextSpec, SpecError> {
+        if *file.max_tokens.get_ref() < 100 {
+            return Err(here.at(
+                &file.max_tokens,
+                "context.max_tokens",
+                "must be at least 100 (estimated prompt tokens)",
+            ));
+        }
+        let keep_turns = match &file.keep_turns {
+            Some(keep) if !(1..=100).contains(keep.get_ref()) => {
+                return Err(here.at(keep, "context.keep_turns", "must be 1 to 100"));
+            }
+            Some(keep) => *keep.get_ref(),
+            None => DEFAULT_KEEP_TURNS,
+        };
+        let summary_max_tokens = match &file.summary_max_tokens {
+            Some(max) if *max.get_ref() == 0 => {
+                return Err(here.at(max, "context.summary_max_tokens", "must be at least 1"));
+            }
+            Some(max) => *max.get_ref(),
+            None => DEFAULT_SUMMARY_MAX_TOKENS,
+        };
+        Ok(ContextSpec {
+            max_tokens: *file.max_tokens.get_ref(),
+            keep_turns,
+            summary_max_tokens,
         })
     }
 
@@ -430,19 +535,13 @@ impl AgentSpec {
         }
         let on_budget_low = match &file.on_budget_low {
             Some(rule) => {
+                // No budget needed besides: `max_steps` always has a value.
                 let r = rule.get_ref();
-                if file.usd.is_none() {
-                    return Err(here.at(
-                        rule,
-                        "budget.on_budget_low",
-                        "needs budget.usd: the rule applies to the share of it left",
-                    ));
-                }
                 if !(*r.remaining.get_ref() > 0.0 && *r.remaining.get_ref() < 1.0) {
                     return Err(here.at(
                         &r.remaining,
                         "budget.on_budget_low.remaining",
-                        "must be between 0 and 1 (a share of budget.usd)",
+                        "must be between 0 and 1 (the share left of each budget: usd, tokens, max_steps, wall_time_s)",
                     ));
                 }
                 if let Some(to) = &r.switch_to
@@ -797,7 +896,7 @@ mod tests {
             error(&format!(
                 "{MINIMAL}[budget]\nusd = 1.0\non_budget_low = {{ remaining = 1.5 }}\n"
             )),
-            "agent.toml:7: budget.on_budget_low.remaining: must be between 0 and 1 (a share of budget.usd)"
+            "agent.toml:7: budget.on_budget_low.remaining: must be between 0 and 1 (the share left of each budget: usd, tokens, max_steps, wall_time_s)"
         );
         assert_eq!(
             error(&format!(
@@ -808,6 +907,30 @@ mod tests {
         assert_eq!(
             error(&format!("{MINIMAL}[[mcp]]\nname = \"fs\"\n")),
             "agent.toml:5: mcp[0]: needs exactly one of `command` (stdio) or `url` (streamable HTTP)"
+        );
+        assert_eq!(
+            error(&format!("{MINIMAL}[context]\nmax_tokens = 10\n")),
+            "agent.toml:6: context.max_tokens: must be at least 100 (estimated prompt tokens)"
+        );
+        assert_eq!(
+            error(&format!(
+                "{MINIMAL}[context]\nmax_tokens = 1000\nkeep_turns = 0\n"
+            )),
+            "agent.toml:7: context.keep_turns: must be 1 to 100"
+        );
+        let context = AgentSpec::from_toml(
+            &format!("{MINIMAL}[context]\nmax_tokens = 1000\n"),
+            "agent.toml",
+        )
+        .unwrap_or_else(|e| panic!("{}", e.0))
+        .context;
+        assert_eq!(
+            context,
+            Some(ContextSpec {
+                max_tokens: 1000,
+                keep_turns: DEFAULT_KEEP_TURNS,
+                summary_max_tokens: DEFAULT_SUMMARY_MAX_TOKENS,
+            })
         );
         let unknown = error(&MINIMAL.replace("[models]", "max_step = 3\n[models]"));
         assert!(
@@ -821,6 +944,28 @@ mod tests {
         assert!(
             schema.starts_with("agent.toml:8: tools.http[0].parameters: not a valid JSON Schema"),
             "{schema}"
+        );
+    }
+
+    #[test]
+    fn retrieval_mode_is_checked() {
+        assert_eq!(
+            error(&format!(
+                "{MINIMAL}[retrieval]\nindex = \"idx\"\nmode = \"semantic\"\n"
+            )),
+            "agent.toml:7: retrieval.mode: must be hybrid, bm25 or vector"
+        );
+        let spec = AgentSpec::from_toml(
+            &format!("{MINIMAL}[retrieval]\nindex = \"idx\"\nmode = \"vector\"\n"),
+            "dir/agent.toml",
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(
+            spec.retrieval,
+            Some(RetrievalSpec {
+                index: PathBuf::from("dir/idx"),
+                mode: Some(RetrievalMode::Vector)
+            })
         );
     }
 

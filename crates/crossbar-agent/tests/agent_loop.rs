@@ -258,6 +258,42 @@ async fn on_budget_low_switches_to_a_cheaper_route_mid_run() {
     assert_eq!(outcome.totals.steps, 1);
 }
 
+/// `on_budget_low` watches every budget, `max_steps` included, and says which one ran low.
+#[tokio::test]
+async fn on_budget_low_switches_when_the_steps_run_low() {
+    let h = harness(CONFIG).await;
+    let spec = format!(
+        "{}\n[budget]\non_budget_low = {{ remaining = 0.6, switch_to = \"cheap\" }}\n",
+        SPEC.replace("max_steps = 6", "max_steps = 4")
+    );
+    let (agent, events) = h.agent(h.spec(&spec));
+    let outcome = agent.run(TASK).await.unwrap();
+    assert_eq!(outcome.status, RunStatus::Completed, "{outcome:?}");
+    let providers: Vec<&str> = outcome
+        .providers
+        .iter()
+        .map(|p| p.as_deref().unwrap())
+        .collect();
+    // Steps 1 and 2 start with 4 and 3 of 4 steps left; step 3 with 2 (50%, below 60%).
+    assert_eq!(providers, ["sim-openai", "sim-openai", "sim-anthropic"]);
+    let reasons: Vec<(u32, String)> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match &e.entry {
+            Entry::ModelSwitched { step, reason, .. } => Some((*step, reason.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [(
+            3,
+            "steps: 2 of max_steps 4 left (below 60% left)".to_owned()
+        )]
+    );
+}
+
 #[tokio::test]
 async fn slow_and_private_http_tools_come_back_as_tool_errors() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -381,7 +417,7 @@ async fn what_one_run_remembers_a_later_run_recalls() {
     let mut answers = Vec::new();
     for task in [remember, recall] {
         let spec = h.spec(&spec_text);
-        let (tools, _) = crossbar_agent::tools_for(&spec, h.store.clone())
+        let (tools, _) = crossbar_agent::tools_for(&spec, &h.tool_context())
             .await
             .unwrap();
         let (mut agent, _) = h.agent(spec);

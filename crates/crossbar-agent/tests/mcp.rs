@@ -91,7 +91,7 @@ tools = ["write_file", "read_text_file", "list_directory"]
         json!({"path": outside}),
     );
     let spec = h.spec(&spec);
-    let (toolbox, servers) = crossbar_agent::tools_for(&spec, h.store.clone())
+    let (toolbox, servers) = crossbar_agent::tools_for(&spec, &h.tool_context())
         .await
         .unwrap();
     assert_eq!(
@@ -239,7 +239,7 @@ url = "http://127.0.0.1:{port}/mcp"
 tools = ["echo", "get-sum"]
 "#
     ));
-    let (toolbox, servers) = crossbar_agent::tools_for(&spec, h.store.clone())
+    let (toolbox, servers) = crossbar_agent::tools_for(&spec, &h.tool_context())
         .await
         .unwrap();
     let (mut agent, _) = h.agent(spec);

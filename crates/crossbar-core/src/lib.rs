@@ -15,6 +15,7 @@ pub mod pricing;
 pub mod provider;
 pub mod reasoning_memory;
 pub mod router;
+pub mod trace;
 
 pub use client::{ChatStream, ModelClient};
 pub use error::{Error, ErrorKind, Origin, Result};

@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 use axum::http::HeaderMap;
 use crossbar_core::config::ProviderKind;
 use crossbar_core::router::Deployment;
+use crossbar_core::trace::{AttributeValue, SpanRecord, SpanSink};
 use crossbar_store::UsageRecord;
 use opentelemetry::trace::{
     SpanBuilder, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
@@ -210,6 +211,45 @@ pub fn spans(
     out
 }
 
+impl From<SpanRecord> for FinishedSpan {
+    fn from(record: SpanRecord) -> Self {
+        let trace_id = TraceId::from_bytes(record.trace_id);
+        let attributes = record
+            .attributes
+            .into_iter()
+            .map(|(key, value)| match value {
+                AttributeValue::String(v) => KeyValue::new(key, v),
+                AttributeValue::Int(v) => KeyValue::new(key, v),
+                AttributeValue::Float(v) => KeyValue::new(key, v),
+                AttributeValue::Bool(v) => KeyValue::new(key, v),
+            });
+        Self {
+            builder: SpanBuilder::from_name(record.name)
+                .with_trace_id(trace_id)
+                .with_span_id(SpanId::from_bytes(record.span_id))
+                .with_kind(match record.kind {
+                    crossbar_core::trace::SpanKind::Internal => SpanKind::Internal,
+                    crossbar_core::trace::SpanKind::Client => SpanKind::Client,
+                    crossbar_core::trace::SpanKind::Server => SpanKind::Server,
+                })
+                .with_start_time(record.start)
+                .with_attributes(attributes)
+                .with_status(record.error.map_or(Status::Unset, Status::error)),
+            // Recorded by whoever made the record, maybe another process: remote to this one.
+            parent: record.parent_span_id.map(|parent| {
+                SpanContext::new(
+                    trace_id,
+                    SpanId::from_bytes(parent),
+                    TraceFlags::SAMPLED,
+                    true,
+                    TraceState::NONE,
+                )
+            }),
+            end: record.end,
+        }
+    }
+}
+
 /// The OTLP exporter, counting failed exports (the SDK would only log them, and only with its
 /// internal logs on).
 #[derive(Debug)]
@@ -299,6 +339,13 @@ impl Telemetry {
         // The SDK's shutdown blocks until the batch task, on this runtime, has sent the rest.
         let provider = self.provider.clone();
         let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+    }
+}
+
+/// Spans recorded elsewhere (the agent runtime's) go out through the same exporter.
+impl SpanSink for Telemetry {
+    fn record(&self, spans: Vec<SpanRecord>) {
+        self.submit(spans.into_iter().map(FinishedSpan::from).collect());
     }
 }
 

@@ -1,6 +1,8 @@
-//! Deterministic embedding vectors by bag-of-words feature hashing: every word adds ±1 to a
-//! few hashed dimensions, then the vector is L2-normalized. Texts sharing words therefore have
-//! a higher cosine similarity, which is enough for retrieval tests to be meaningful.
+//! Deterministic embedding vectors by feature hashing: every word, and every character
+//! trigram of it, adds ±1 to a few hashed dimensions, then the vector is L2-normalized. Texts
+//! sharing words therefore have a higher cosine similarity, and so do inflections of a word
+//! ("refund", "refunding"), which a real embedding model also places near each other and a
+//! word index does not: enough for hybrid-retrieval tests to be meaningful.
 
 use crate::behaviour::text_tokens;
 use crate::ids;
@@ -23,11 +25,23 @@ impl EmbedInput {
 
     fn features(&self) -> Vec<String> {
         match self {
-            Self::Text(text) => text
-                .split(|c: char| !c.is_alphanumeric())
-                .filter(|w| !w.is_empty())
-                .map(str::to_lowercase)
-                .collect(),
+            Self::Text(text) => {
+                let mut features = Vec::new();
+                for word in text
+                    .split(|c: char| !c.is_alphanumeric())
+                    .filter(|w| !w.is_empty())
+                {
+                    let word = word.to_lowercase();
+                    let padded: Vec<char> = format!("<{word}>").chars().collect();
+                    features.extend(
+                        padded
+                            .windows(3)
+                            .map(|w| format!("~{}", w.iter().collect::<String>())),
+                    );
+                    features.push(word);
+                }
+                features
+            }
             Self::Tokens(tokens) => tokens.iter().map(|t| format!("#{t}")).collect(),
         }
     }
@@ -106,6 +120,19 @@ mod tests {
         assert_eq!(
             embed(&text("Hello, WORLD"), 32),
             embed(&text("hello world"), 32)
+        );
+    }
+
+    #[test]
+    fn inflections_of_a_word_are_near() {
+        let query = embed(&text("refunding"), 512);
+        let inflected = embed(&text("refunds"), 512);
+        let unrelated = embed(&text("shipping"), 512);
+        assert!(
+            cosine(&query, &inflected) > cosine(&query, &unrelated) + 0.3,
+            "{} vs {}",
+            cosine(&query, &inflected),
+            cosine(&query, &unrelated)
         );
     }
 }

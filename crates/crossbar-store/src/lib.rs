@@ -10,6 +10,7 @@ mod journal;
 mod model;
 mod responses;
 mod sql;
+mod vectors;
 mod writer;
 
 use futures::future::BoxFuture;
@@ -19,6 +20,7 @@ pub use journal::{EventRecord, JournalStore, MemoryRecord, RunRecord, RunTotals}
 pub use model::{AttemptRecord, KeyLimits, KeyRecord, UsageRecord};
 pub use responses::{MemoryResponses, ResponseStore, StoredResponse, stored_response};
 pub use sql::{DEFAULT_URL, SqlStore};
+pub use vectors::{VectorHit, VectorStore};
 pub use writer::{UsageWriter, WriterSettings, spawn_retention};
 
 /// A store failure: the driver's message, never a query's parameters.

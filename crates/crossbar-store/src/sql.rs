@@ -14,7 +14,7 @@ use crate::{Result, Store, StoreError, now_ms};
 pub const DEFAULT_URL: &str = "sqlite://crossbar.db?mode=rwc";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Backend {
+pub(crate) enum Backend {
     Sqlite,
     Postgres,
 }
@@ -101,7 +101,7 @@ const MIGRATIONS: &[Migration] = &[
 #[derive(Clone, Debug)]
 pub struct SqlStore {
     pub(crate) pool: AnyPool,
-    backend: Backend,
+    pub(crate) backend: Backend,
 }
 
 impl SqlStore {

@@ -9,13 +9,17 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
+use crossbar_agent::tools::retrieval::Embedding;
+use crossbar_agent::tools::retrieval::vectors::{Backend, Embedder};
 use crossbar_agent::{
     Agent, AgentModel, AgentSpec, Entry, Event, InProcess, McpServer, Observer, Remote, RunOutcome,
-    RunStatus, tools_for,
+    RunStatus, ToolContext, tools_for,
 };
 use crossbar_core::config::Config;
+use crossbar_core::trace::SpanSink;
 use crossbar_server::Gateway;
-use crossbar_store::{DEFAULT_URL, JournalStore, SqlStore};
+use crossbar_server::telemetry::Telemetry;
+use crossbar_store::{DEFAULT_URL, JournalStore, SqlStore, Store as _, VectorStore};
 use secrecy::SecretString;
 
 #[derive(Args)]
@@ -44,6 +48,11 @@ pub struct Connection {
     /// Print one JSON event per line instead of the live view.
     #[arg(long)]
     json: bool,
+    /// Send the run's spans (the run, each model call, each tool call) to this OpenTelemetry
+    /// collector over OTLP/HTTP, e.g. http://localhost:4318; in-process, the configuration's
+    /// `telemetry.otlp_endpoint` is the default.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -78,6 +87,16 @@ enum AgentCommand {
         /// The index directory (created when missing; files indexed again are replaced).
         #[arg(long, default_value = "crossbar-index")]
         index: PathBuf,
+        /// Also embed every passage with this embeddings model (a logical model or route), so
+        /// `search_docs` ranks hybrid. The vectors go to pgvector when the store is
+        /// PostgreSQL, else beside the index.
+        #[arg(long)]
+        embeddings: Option<String>,
+        /// Keep the vectors beside the index even when the store is PostgreSQL.
+        #[arg(long, requires = "embeddings")]
+        embedded_vectors: bool,
+        #[command(flatten)]
+        connection: Connection,
     },
     /// Print a run's journal, one JSON entry per line.
     Journal {
@@ -99,6 +118,7 @@ pub async fn command(args: AgentArgs) -> anyhow::Result<()> {
             let (agent, servers) = session.agent(spec, &connection).await?;
             let outcome = agent.run(&task).await;
             shutdown(&servers).await;
+            session.flush().await;
             let outcome = outcome?;
             summary(&outcome, connection.json)
         }
@@ -113,6 +133,7 @@ pub async fn command(args: AgentArgs) -> anyhow::Result<()> {
             let (agent, servers) = session.agent(spec, &connection).await?;
             let outcome = agent.resume(&run_id).await;
             shutdown(&servers).await;
+            session.flush().await;
             let outcome = outcome?;
             summary(&outcome, connection.json)
         }
@@ -156,24 +177,13 @@ pub async fn command(args: AgentArgs) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        AgentCommand::Ingest { dir, index } => {
-            let done = tokio::task::spawn_blocking(move || {
-                crossbar_agent::tools::retrieval::ingest(&dir, &index, progress)
-                    .map(|done| (done, index))
-            })
-            .await?
-            .map_err(anyhow::Error::msg)?;
-            let (done, index) = done;
-            eprintln!();
-            println!(
-                "indexed {} file(s) as {} passage(s) into {} ({} skipped: not UTF-8 text)",
-                done.files,
-                done.passages,
-                index.display(),
-                done.skipped
-            );
-            Ok(())
-        }
+        AgentCommand::Ingest {
+            dir,
+            index,
+            embeddings,
+            embedded_vectors,
+            connection,
+        } => ingest(&dir, &index, embeddings, embedded_vectors, &connection).await,
         AgentCommand::Journal { run_id, store } => {
             let journal = open_store(store.as_deref(), None).await?;
             for event in journal.events(&run_id).await? {
@@ -207,6 +217,8 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
 struct Session {
     model: Arc<dyn AgentModel>,
     journal: Arc<SqlStore>,
+    /// The exporter of the run's spans, when a collector is configured.
+    telemetry: Option<Arc<Telemetry>>,
     _gateway: Option<Gateway>,
 }
 
@@ -219,17 +231,41 @@ impl Session {
             return Ok(Self {
                 model: Arc::new(model),
                 journal,
+                telemetry: telemetry(connection.otlp_endpoint.as_deref())?,
                 _gateway: None,
             });
         }
         let config = load_config(connection.config.as_deref())?;
         let journal = open_store(connection.store.as_deref(), Some(&config)).await?;
         let gateway = Gateway::build(&config).await?;
+        let endpoint = connection.otlp_endpoint.as_deref().or_else(|| {
+            config
+                .telemetry
+                .otlp_endpoint
+                .as_ref()
+                .map(|e| e.get_ref().as_str())
+        });
         Ok(Self {
             model: Arc::new(InProcess::new(Arc::clone(&gateway.router))),
             journal,
+            telemetry: telemetry(endpoint)?,
             _gateway: Some(gateway),
         })
+    }
+
+    /// Sends the spans still queued: before the command exits, or they are lost.
+    async fn flush(&self) {
+        if let Some(telemetry) = &self.telemetry {
+            telemetry.flush().await;
+        }
+    }
+
+    fn tool_context(&self) -> ToolContext {
+        ToolContext {
+            journal: Arc::clone(&self.journal) as Arc<dyn JournalStore>,
+            model: Arc::clone(&self.model),
+            vectors: pgvector(&self.journal),
+        }
     }
 
     async fn agent(
@@ -237,8 +273,9 @@ impl Session {
         spec: AgentSpec,
         connection: &Connection,
     ) -> anyhow::Result<(Agent, Vec<Arc<McpServer>>)> {
-        let store = Arc::clone(&self.journal) as Arc<dyn JournalStore>;
-        let (tools, servers) = tools_for(&spec, store).await.map_err(anyhow::Error::msg)?;
+        let (tools, servers) = tools_for(&spec, &self.tool_context())
+            .await
+            .map_err(anyhow::Error::msg)?;
         let observer: Observer = if connection.json {
             Arc::new(|event: &Event| {
                 if let Ok(line) = serde_json::to_string(event) {
@@ -257,9 +294,94 @@ impl Session {
             tools: Arc::new(tools),
             journal: Arc::clone(&self.journal) as Arc<dyn JournalStore>,
             observer: Some(observer),
+            spans: self.telemetry.clone().map(|t| t as Arc<dyn SpanSink>),
         };
         Ok((agent, servers))
     }
+}
+
+/// The store's pgvector when the store is PostgreSQL.
+fn pgvector(store: &Arc<SqlStore>) -> Option<Arc<dyn VectorStore>> {
+    (store.backend() == "postgres").then(|| Arc::clone(store) as Arc<dyn VectorStore>)
+}
+
+/// `crossbar agent ingest`: the text index always; vectors through the model layer with
+/// `--embeddings`.
+async fn ingest(
+    dir: &Path,
+    index: &Path,
+    embeddings: Option<String>,
+    embedded_vectors: bool,
+    connection: &Connection,
+) -> anyhow::Result<()> {
+    let session = match &embeddings {
+        Some(_) => Some(Session::open(connection).await?),
+        None => None,
+    };
+    let embedding = match (embeddings, &session) {
+        (Some(name), Some(session)) => Some(Embedding {
+            embedder: Embedder {
+                model: Arc::clone(&session.model),
+                name,
+            },
+            store: if embedded_vectors {
+                None
+            } else {
+                pgvector(&session.journal)
+            },
+        }),
+        _ => None,
+    };
+    let done = crossbar_agent::tools::retrieval::ingest(dir, index, embedding, progress)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    eprintln!();
+    if connection.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "index": index.display().to_string(), "files": done.files,
+                "passages": done.passages, "skipped": done.skipped, "embedded": done.embedded,
+                "embedding_tokens": done.embedding_tokens,
+                "vectors": done.vectors.map(|b| format!("{b:?}").to_lowercase()),
+            })
+        );
+        return Ok(());
+    }
+    println!(
+        "indexed {} file(s) as {} passage(s) into {} ({} skipped: not UTF-8 text)",
+        done.files,
+        done.passages,
+        index.display(),
+        done.skipped
+    );
+    if let Some(backend) = done.vectors {
+        let place = match backend {
+            Backend::Embedded => "beside the index",
+            Backend::Pgvector => "in PostgreSQL (pgvector)",
+        };
+        println!(
+            "embedded {} passage(s) ({} input tokens); vectors kept {place}",
+            done.embedded, done.embedding_tokens
+        );
+    }
+    Ok(())
+}
+
+/// The span exporter for `endpoint` (service `crossbar-agent`, or `OTEL_SERVICE_NAME`).
+fn telemetry(endpoint: Option<&str>) -> anyhow::Result<Option<Arc<Telemetry>>> {
+    let Some(endpoint) = endpoint.filter(|e| !e.is_empty()) else {
+        return Ok(None);
+    };
+    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+        // Not echoed: a collector URL may carry credentials.
+        bail!("--otlp-endpoint (OTEL_EXPORTER_OTLP_ENDPOINT) must be an http:// or https:// URL");
+    }
+    let service = std::env::var("OTEL_SERVICE_NAME")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "crossbar-agent".to_owned());
+    Ok(Some(Arc::new(Telemetry::start(endpoint, &service))))
 }
 
 /// Ends MCP connections (stdio servers exit) before the command does.
@@ -323,6 +445,22 @@ fn live(event: &Event, target: &str) {
             to, from, reason, ..
         } => {
             format!("budget low: switching {from} → {to} ({reason})")
+        }
+        Entry::Summarized {
+            model,
+            provider,
+            turns,
+            usage,
+            cost_usd,
+            ..
+        } => {
+            format!(
+                "context: {turns} earlier turn(s) summarized by {model} → {}  {} in / {} out tokens  ${cost_usd:.6}  (total ${:.6})",
+                provider.as_deref().unwrap_or("?"),
+                usage.input_tokens,
+                usage.output_tokens,
+                totals.cost_usd
+            )
         }
         Entry::ToolStarted {
             name, arguments, ..
@@ -534,14 +672,21 @@ async fn run_demo(dir: &Path, json: bool) -> anyhow::Result<()> {
             }
         }
     });
-    let store = Arc::clone(&journal) as Arc<dyn JournalStore>;
-    let (tools, _servers) = tools_for(&spec, store).await.map_err(anyhow::Error::msg)?;
+    let context = ToolContext {
+        journal: Arc::clone(&journal) as Arc<dyn JournalStore>,
+        model: Arc::new(InProcess::new(Arc::clone(&gateway.router))),
+        vectors: None,
+    };
+    let (tools, _servers) = tools_for(&spec, &context)
+        .await
+        .map_err(anyhow::Error::msg)?;
     let agent = Agent {
         spec: Arc::new(spec),
         model: Arc::new(InProcess::new(Arc::clone(&gateway.router))),
         tools: Arc::new(tools),
         journal: Arc::clone(&journal) as Arc<dyn JournalStore>,
         observer: Some(observer),
+        spans: None,
     };
     let outcome = agent.run(DEMO_TASK).await?;
     if json {

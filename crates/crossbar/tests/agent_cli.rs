@@ -49,6 +49,10 @@ deployments = [{ provider = "sim-openai", target = "gpt-4o", price = { input = 2
 name = "cheap"
 deployments = [{ provider = "sim-anthropic", target = "claude-haiku", price = { input = 0.25, output = 1.25 } }]
 
+[[models]]
+name = "embed"
+deployments = [{ provider = "sim-openai", target = "text-embedding-3-small", price = { input = 0.02, output = 0.0 } }]
+
 [store]
 enabled = false
 "#;
@@ -585,5 +589,76 @@ async fn ingested_documents_are_searched_by_the_search_docs_tool() {
     assert_eq!(
         summary["answer"],
         "Based on search_docs: [guides/refunds.md #1] # Refunds\n\nRefunds are paid within 14 days of the return.\n\nShipping is free.."
+    );
+}
+
+#[tokio::test]
+async fn ingest_with_embeddings_makes_search_docs_hybrid() {
+    let setup = Setup::new(&format!("{SPEC}\n[retrieval]\nindex = \"idx\"\n"));
+    let docs = setup.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(
+        docs.join("refunds.md"),
+        "Refunds are issued within 14 days.",
+    )
+    .unwrap();
+    std::fs::write(
+        docs.join("hours.txt"),
+        "The shop opens at 9 and closes at 18.",
+    )
+    .unwrap();
+    let store = setup.store("j.db");
+    let ingest = [
+        "agent",
+        "ingest",
+        "docs",
+        "--index",
+        "idx",
+        "--embeddings",
+        "embed",
+        "--config",
+        "crossbar.toml",
+        "--store",
+        &store,
+    ];
+    let lines = output(setup.path(), &ingest).await;
+    assert_eq!(
+        lines[0],
+        "indexed 2 file(s) as 2 passage(s) into idx (0 skipped: not UTF-8 text)"
+    );
+    assert!(
+        lines[1].starts_with("embedded 2 passage(s) (")
+            && lines[1].ends_with("input tokens); vectors kept beside the index"),
+        "{lines:?}"
+    );
+    // Re-ingesting without the model would leave the vectors stale: refused.
+    let out = command(setup.path())
+        .args(["agent", "ingest", "docs", "--index", "idx"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("--embeddings embed"), "{stderr}");
+
+    // "refunding" is no word of the documents: only the vectors find the passage.
+    let task = "How long do refunds take?\nsim-step 1: search_docs {\"query\": \"refunding\", \"limit\": 1}";
+    let run = [
+        "agent",
+        "run",
+        "agent.toml",
+        task,
+        "--config",
+        "crossbar.toml",
+        "--store",
+        &store,
+        "--json",
+    ];
+    let lines = output(setup.path(), &run).await;
+    assert_eq!(
+        summary(&lines)["answer"],
+        "Based on search_docs: [refunds.md #1] Refunds are issued within 14 days.."
     );
 }

@@ -122,22 +122,11 @@ pub struct Recall {
 
 impl Tool for Recall {
     fn definition(&self) -> chat::Tool {
-        chat::Tool {
-            name: "recall".to_owned(),
-            description: Some(
-                "Searches your long-term memory; returns the best-matching facts.".to_owned(),
-            ),
-            parameters: Some(json!({
-                "type": "object",
-                "properties": {
-                    "query": {"type": "string", "minLength": 1},
-                    "limit": {"type": "integer", "minimum": 1, "maximum": 20}
-                },
-                "required": ["query"],
-                "additionalProperties": false
-            })),
-            strict: None,
-        }
+        super::search_tool(
+            "recall",
+            "Searches your long-term memory; returns the best-matching facts.",
+            20,
+        )
     }
 
     fn idempotent(&self) -> bool {
@@ -146,14 +135,8 @@ impl Tool for Recall {
 
     fn call(&self, arguments: Value) -> BoxFuture<'_, Result<String, String>> {
         Box::pin(async move {
-            let query = arguments
-                .get("query")
-                .and_then(Value::as_str)
-                .ok_or("`query` must be a string")?;
-            let limit = arguments
-                .get("limit")
-                .and_then(Value::as_u64)
-                .map_or(5, |l| usize::try_from(l).unwrap_or(5));
+            let (query, limit) = super::search_arguments(&arguments, 5)?;
+            let query = query.as_str();
             let memories = self
                 .store
                 .memories(&self.agent, RECALL_WINDOW)

@@ -176,3 +176,38 @@ fn truncate(mut text: String) -> String {
     }
     text
 }
+
+/// A search tool's definition: a `query` and an optional `limit` of at most `max_limit`.
+pub(crate) fn search_tool(name: &str, description: &str, max_limit: u32) -> chat::Tool {
+    chat::Tool {
+        name: name.to_owned(),
+        description: Some(description.to_owned()),
+        parameters: Some(serde_json::json!({
+            "type": "object",
+            "properties": {
+                "query": {"type": "string", "minLength": 1},
+                "limit": {"type": "integer", "minimum": 1, "maximum": max_limit}
+            },
+            "required": ["query"],
+            "additionalProperties": false
+        })),
+        strict: None,
+    }
+}
+
+/// A search tool's `query` and `limit` (`default` when absent).
+pub(crate) fn search_arguments(
+    arguments: &Value,
+    default: usize,
+) -> Result<(String, usize), String> {
+    let query = arguments
+        .get("query")
+        .and_then(Value::as_str)
+        .ok_or("`query` must be a string")?
+        .to_owned();
+    let limit = arguments
+        .get("limit")
+        .and_then(Value::as_u64)
+        .map_or(default, |l| usize::try_from(l).unwrap_or(default));
+    Ok((query, limit))
+}

@@ -5,13 +5,13 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use crossbar_agent::{Agent, AgentSpec, Event, InProcess, Observer, toolbox};
+use crossbar_agent::{Agent, AgentSpec, Event, InProcess, Observer, ToolContext, toolbox};
 use crossbar_core::config::Config;
 use crossbar_server::Gateway;
 use crossbar_store::{JournalStore, SqlStore};
 
-/// Two simulated providers on two clouds; `smart` and `cheap` each have one deployment, so
-/// which provider answers never depends on live statistics.
+/// Two simulated providers on two clouds; `smart`, `cheap` and `embed` (embeddings) each have
+/// one deployment, so which provider answers never depends on live statistics.
 pub const CONFIG: &str = r#"
 [[providers]]
 name = "sim-openai"
@@ -35,6 +35,10 @@ deployments = [{ provider = "sim-openai", target = "gpt-4o", price = { input = 2
 [[models]]
 name = "cheap"
 deployments = [{ provider = "sim-anthropic", target = "claude-haiku", price = { input = 0.25, output = 1.25 } }]
+
+[[models]]
+name = "embed"
+deployments = [{ provider = "sim-openai", target = "text-embedding-3-small", price = { input = 0.02, output = 0.0 } }]
 
 [store]
 enabled = false
@@ -96,8 +100,18 @@ impl Harness {
             tools: Arc::new(tools),
             journal: Arc::clone(&self.store) as Arc<dyn JournalStore>,
             observer: Some(observer),
+            spans: None,
         };
         (agent, seen)
+    }
+
+    /// The journal and the in-process model layer, for `tools_for`.
+    pub fn tool_context(&self) -> ToolContext {
+        ToolContext {
+            journal: Arc::clone(&self.store) as Arc<dyn JournalStore>,
+            model: Arc::new(InProcess::new(Arc::clone(&self.gateway.router))),
+            vectors: None,
+        }
     }
 
     pub fn path(&self, relative: &str) -> std::path::PathBuf {
