@@ -1112,6 +1112,21 @@ impl Agent {
         state.tokens += usage.total_tokens();
         state.cost_usd += answer.cost_usd;
         let summary = answer.response.message.text_content();
+        if summary.trim().is_empty() {
+            // Compacting would lose the older turns with nothing in their place, and not
+            // compacting would ask again before every step: stop (resumable) instead.
+            let error = "the summarizer returned an empty summary".to_owned();
+            self.record(
+                state,
+                Entry::ModelFailed {
+                    step,
+                    model,
+                    error: error.clone(),
+                },
+            )
+            .await?;
+            return Ok(Some((RunStatus::Failed, error)));
+        }
         let turns = u32::try_from(older).unwrap_or(u32::MAX);
         state.compact(turns, summary.clone());
         self.record(

@@ -59,8 +59,6 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Replay a synthetic workload through the real router under each routing policy, on a
-    /// virtual clock, and print latency percentiles, error rate and cost per policy.
     /// Manage virtual keys in the store: create (shown once), list, revoke.
     Keys(keys::KeysArgs),
     /// Report recorded traffic: requests, tokens, cost, p50/p95 latency and error rate per
@@ -69,6 +67,8 @@ enum Command {
     /// Re-price the recorded traffic on every deployment of the same logical models (of this
     /// configuration or another), next to what it really cost.
     Whatif(whatif::WhatifArgs),
+    /// Replay a synthetic workload through the real router under each routing policy, on a
+    /// virtual clock, and print latency percentiles, error rate and cost per policy.
     Simulate {
         /// Scenario file (see examples/outage.toml).
         #[arg(long)]

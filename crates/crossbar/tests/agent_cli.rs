@@ -608,6 +608,9 @@ async fn ingest_with_embeddings_makes_search_docs_hybrid() {
     )
     .unwrap();
     let store = setup.store("j.db");
+    // Embedded through a gateway on another "host" (its own process); searched in-process
+    // below: the vectors depend on the model, not on the path to it.
+    let (mut gateway, url) = serve(setup.path()).await;
     let ingest = [
         "agent",
         "ingest",
@@ -616,12 +619,15 @@ async fn ingest_with_embeddings_makes_search_docs_hybrid() {
         "idx",
         "--embeddings",
         "embed",
-        "--config",
-        "crossbar.toml",
+        "--gateway",
+        &url,
+        "--key",
+        "sk-agent-test-key",
         "--store",
         &store,
     ];
     let lines = output(setup.path(), &ingest).await;
+    gateway.kill().await.unwrap();
     assert_eq!(
         lines[0],
         "indexed 2 file(s) as 2 passage(s) into idx (0 skipped: not UTF-8 text)"

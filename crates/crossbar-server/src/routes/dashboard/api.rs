@@ -461,6 +461,12 @@ fn steps(entries: &[Value]) -> Vec<Step> {
                 current.model = text(entry, "model");
                 current.error = text(entry, "error");
             }
+            // The summary written before this step: its tokens and cost belong to the step.
+            Some("summarized") => {
+                current.input_tokens += number(entry, &["usage", "input_tokens"]);
+                current.output_tokens += number(entry, &["usage", "output_tokens"]);
+                current.cost_usd += entry.get("cost_usd").and_then(Value::as_f64).unwrap_or(0.0);
+            }
             Some("tool_result") => current.tools.push(json!({
                 "name": text(entry, "name"),
                 "call_id": text(entry, "call_id"),
@@ -537,11 +543,19 @@ mod tests {
                 "usage": {"input_tokens": 10, "output_tokens": 4}, "cost_usd": 0.5}),
             json!({"kind": "tool_started", "step": 1, "call_id": "c1", "name": "calc"}),
             json!({"kind": "tool_result", "step": 1, "call_id": "c1", "name": "calc", "is_error": true}),
+            json!({"kind": "summarized", "step": 2, "model": "cheap",
+                "usage": {"input_tokens": 7, "output_tokens": 3}, "cost_usd": 0.25}),
             json!({"kind": "model_failed", "step": 2, "model": "chat", "error": "503"}),
             json!({"kind": "finished", "status": "failed"}),
         ];
         let steps = steps(&entries);
         assert_eq!(steps.len(), 2);
+        assert_eq!(
+            (steps[1].input_tokens, steps[1].cost_usd),
+            (7, 0.25),
+            "the summary's share"
+        );
+        assert_eq!(steps[1].model.as_deref(), Some("chat"));
         assert_eq!(steps[0].deployment.as_deref(), Some("chat@x"));
         assert_eq!((steps[0].input_tokens, steps[0].output_tokens), (10, 4));
         assert_eq!(steps[0].cost_usd, 0.5);
