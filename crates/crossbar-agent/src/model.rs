@@ -23,6 +23,30 @@ tokio::task_local! {
     /// The W3C `traceparent` of the agent step making a call: a remote gateway continues it,
     /// so the gateway's spans for a run's calls sit in the run's trace.
     pub static TRACEPARENT: String;
+    /// What the tool running in this task spent on models (e.g. `search_docs` embedding its
+    /// query), so the run counts it in its cost and budget.
+    pub static TOOL_SPEND: Arc<ToolSpend>;
+}
+
+/// Model spend of one tool call, in picodollars (atomic: a tool may embed concurrently).
+#[derive(Debug, Default)]
+pub struct ToolSpend(std::sync::atomic::AtomicU64);
+
+impl ToolSpend {
+    pub fn usd(&self) -> f64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e12
+    }
+}
+
+/// Charges `cost_usd` to the tool call running in this task; outside a run (ingestion), a
+/// no-op.
+pub fn charge_tool(cost_usd: f64) {
+    let pusd = (cost_usd.max(0.0) * 1e12) as u64;
+    let _ = TOOL_SPEND.try_with(|spend| {
+        spend
+            .0
+            .fetch_add(pusd, std::sync::atomic::Ordering::Relaxed);
+    });
 }
 
 /// A model's answer with what the journal keeps about it.
@@ -51,6 +75,12 @@ pub trait AgentModel: ModelClient {
     /// The dearest price among the deployments that may serve `model` (a logical model or a
     /// route), so a reservation made with it is never short; `None` when unknown.
     fn price(&self, model: &str) -> BoxFuture<'_, Result<Option<TokenPrice>>>;
+
+    /// Embeddings with what they cost.
+    fn embed_priced(
+        &self,
+        request: EmbeddingRequest,
+    ) -> BoxFuture<'_, Result<(EmbeddingResponse, f64)>>;
 
     /// Where calls go, for messages: `in-process` or the gateway's URL.
     fn describe(&self) -> String;
@@ -120,6 +150,17 @@ impl AgentModel for InProcess {
             })
             .collect();
         Box::pin(async move { Ok(dearest(if prices.is_empty() { &all } else { &prices })) })
+    }
+
+    fn embed_priced(
+        &self,
+        request: EmbeddingRequest,
+    ) -> BoxFuture<'_, Result<(EmbeddingResponse, f64)>> {
+        Box::pin(async move {
+            let routed = self.router.embed(&request).await?;
+            let cost = routed.cost_usd.unwrap_or(routed.estimated_cost_usd);
+            Ok((routed.value, cost))
+        })
     }
 
     fn describe(&self) -> String {
@@ -304,15 +345,7 @@ impl ModelClient for Remote {
     }
 
     fn embed(&self, request: EmbeddingRequest) -> BoxFuture<'_, Result<EmbeddingResponse>> {
-        Box::pin(async move {
-            let body = openai::encode_embedding_request(&request, &request.model)?;
-            let response = self.send("/v1/embeddings", body).await?;
-            let bytes = response
-                .bytes()
-                .await
-                .map_err(|e| connect_error(&self.base, &e))?;
-            openai::decode_embedding_response(&bytes)
-        })
+        Box::pin(async move { self.embed_priced(request).await.map(|(r, _)| r) })
     }
 }
 
@@ -363,6 +396,31 @@ impl AgentModel for Remote {
                 deployment,
                 cost_usd,
             })
+        })
+    }
+
+    fn embed_priced(
+        &self,
+        request: EmbeddingRequest,
+    ) -> BoxFuture<'_, Result<(EmbeddingResponse, f64)>> {
+        Box::pin(async move {
+            let body = openai::encode_embedding_request(&request, &request.model)?;
+            let response = self.send("/v1/embeddings", body).await?;
+            let cost = header(&response, "x-crossbar-cost-usd").and_then(|c| c.parse().ok());
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|e| connect_error(&self.base, &e))?;
+            let response = openai::decode_embedding_response(&bytes)?;
+            let cost = match cost {
+                Some(cost) => cost,
+                // Not a Crossbar gateway: price the input at the dearest known price.
+                None => self
+                    .price(&request.model)
+                    .await?
+                    .map_or(0.0, |p| response.input_tokens as f64 * p.input / 1e6),
+            };
+            Ok((response, cost))
         })
     }
 

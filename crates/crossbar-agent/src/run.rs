@@ -29,7 +29,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use serde::{Deserialize, Serialize};
 
-use crate::model::AgentModel;
+use crate::model::{AgentModel, TOOL_SPEND, ToolSpend};
 use crate::spec::{AgentSpec, DEFAULT_RESERVED_OUTPUT_TOKENS};
 use crate::tools::{ToolOutput, Toolbox};
 
@@ -141,6 +141,9 @@ pub enum Entry {
         /// The run died while the tool ran and the tool was not re-run.
         #[serde(default)]
         interrupted: bool,
+        /// What the tool spent on models (e.g. embedding a query), counted in the run's cost.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        cost_usd: f64,
     },
     Finished {
         status: RunStatus,
@@ -351,6 +354,14 @@ fn tool_message(call_id: &str, name: &str, output: &ToolOutput) -> Message {
     message.name = Some(name.to_owned());
     message.tool_error = output.is_error;
     message
+}
+
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if signature"
+)]
+fn is_zero(value: &f64) -> bool {
+    *value == 0.0
 }
 
 fn fnv(text: &str) -> u64 {
@@ -623,8 +634,10 @@ impl Agent {
                     call_id,
                     content,
                     is_error,
+                    cost_usd,
                     ..
                 } => {
+                    state.cost_usd += cost_usd;
                     results.insert(call_id, ToolOutput { content, is_error });
                 }
                 Entry::ModelFailed { step, .. } => failed.push(step),
@@ -699,6 +712,7 @@ impl Agent {
                             content: output.content.clone(),
                             is_error: true,
                             interrupted: true,
+                            cost_usd: 0.0,
                         },
                     )
                     .await?;
@@ -1314,12 +1328,14 @@ impl Agent {
                 let tools = Arc::clone(&self.tools);
                 async move {
                     let started = SystemTime::now();
-                    (call, tools.run(call).await, started)
+                    let spend = Arc::new(ToolSpend::default());
+                    let output = TOOL_SPEND.scope(Arc::clone(&spend), tools.run(call)).await;
+                    (call, output, started, spend.usd())
                 }
             })
             .collect();
         let mut outputs = HashMap::new();
-        while let Some((call, output, started)) = running.next().await {
+        while let Some((call, output, started, cost_usd)) = running.next().await {
             let mut span = self
                 .span(
                     state,
@@ -1332,6 +1348,10 @@ impl Agent {
                 .attribute("gen_ai.tool.name", call.name.as_str())
                 .attribute("gen_ai.tool.call.id", call.id.as_str())
                 .attribute("crossbar.step", step);
+            if cost_usd > 0.0 {
+                span = span.attribute("crossbar.cost_usd", cost_usd);
+            }
+            state.cost_usd += cost_usd;
             if output.is_error {
                 // The tool's message goes to the model, not to the trace: it may quote data.
                 span.error = Some("the tool returned an error".to_owned());
@@ -1347,6 +1367,7 @@ impl Agent {
                     content: output.content.clone(),
                     is_error: output.is_error,
                     interrupted: false,
+                    cost_usd,
                 },
             )
             .await?;

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use crossbar_agent::tools::retrieval::vectors::{Backend, Embedder};
 use crossbar_agent::tools::retrieval::{DocIndex, Embedding, Ingested, ingest};
-use crossbar_agent::{AgentModel, InProcess, RetrievalMode};
-use crossbar_store::{SqlStore, VectorStore};
+use crossbar_agent::{AgentModel, Entry, InProcess, RetrievalMode};
+use crossbar_store::{JournalStore, SqlStore, VectorStore};
 
 fn write_docs(docs: &Path) {
     std::fs::create_dir_all(docs).unwrap();
@@ -177,4 +177,65 @@ async fn pgvector_keeps_the_vectors_when_the_store_is_postgres() {
     assert!(refused.contains("--store postgres://"), "{refused}");
     let index = DocIndex::open(&index, None, Some(model), Some(&vectors)).unwrap();
     hybrid_finds_what_bm25_misses(&index).await;
+}
+
+#[tokio::test]
+async fn what_search_docs_spends_on_embeddings_counts_in_the_run_and_survives_resume() {
+    let h = common::harness(common::CONFIG).await;
+    let docs = h.path("docs");
+    write_docs(&docs);
+    ingest(&docs, &h.path("index"), embedded(&h, "embed"), |_, _| {})
+        .await
+        .unwrap();
+    let spec = h.spec(
+        "name = \"reader\"\ninstructions = \"Search, then answer.\"\n[models]\ndefault = \"smart\"\n\
+         [retrieval]\nindex = \"index\"\n",
+    );
+    let (tools, _) = crossbar_agent::tools_for(&spec, &h.tool_context())
+        .await
+        .unwrap();
+    let (mut agent, events) = h.agent(spec);
+    agent.tools = Arc::new(tools);
+    let task = "How long do refunds take?\nsim-step 1: search_docs {\"query\": \"refunding\"}";
+    let outcome = agent.run(task).await.unwrap();
+    assert_eq!(outcome.status, crossbar_agent::RunStatus::Completed);
+    let entries: Vec<Entry> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| e.entry.clone())
+        .collect();
+    let tool_cost: f64 = entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::ToolResult { cost_usd, .. } => Some(*cost_usd),
+            _ => None,
+        })
+        .sum();
+    let model_cost: f64 = entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::ModelCall { cost_usd, .. } => Some(*cost_usd),
+            _ => None,
+        })
+        .sum();
+    // One query of a few tokens at $0.02 per million: tiny, but counted.
+    assert!(tool_cost > 0.0 && tool_cost < 1e-6, "{tool_cost}");
+    assert!((outcome.totals.cost_usd - (model_cost + tool_cost)).abs() < 1e-12);
+    let run = h.store.run(&outcome.run_id).await.unwrap().unwrap();
+    assert_eq!(
+        run.totals.cost_pusd,
+        (outcome.totals.cost_usd * 1e12).round() as u64,
+        "the store's totals include the tool's spend"
+    );
+    // A resume rebuilds its totals from the journal: the tool's spend is still there.
+    let copy = h.copy_run_until(&outcome.run_id, "tool_result").await;
+    let resumed = agent.resume(&copy).await.unwrap();
+    assert_eq!(resumed.answer, outcome.answer);
+    assert!(
+        (resumed.totals.cost_usd - outcome.totals.cost_usd).abs() < 1e-12,
+        "{} vs {}",
+        resumed.totals.cost_usd,
+        outcome.totals.cost_usd
+    );
 }

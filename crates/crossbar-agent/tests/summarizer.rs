@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use common::{CONFIG, harness};
 use crossbar_agent::{Entry, RunStatus};
 use crossbar_core::trace::{AttributeValue, SpanRecord, SpanSink};
-use crossbar_store::{EventRecord, JournalStore, RunRecord};
+use crossbar_store::{EventRecord, JournalStore};
 
 const SPEC: &str = r#"
 name = "reader"
@@ -148,29 +148,7 @@ async fn older_turns_are_summarized_by_the_summarizer_and_resume_replays_the_sum
     // A copy of the journal cut right after the summary, as if the process died there: the
     // resume rebuilds the summarized transcript from the journal and never asks again.
     let original = h.store.events(&outcome.run_id).await.unwrap();
-    let cut = original
-        .iter()
-        .position(|e| e.kind == "summarized")
-        .unwrap();
-    let mut run = h.store.run(&outcome.run_id).await.unwrap().unwrap();
-    let copy = format!("{}_copy", outcome.run_id);
-    run.id.clone_from(&copy);
-    run.status = "running".to_owned();
-    run.answer = None;
-    h.store
-        .create_run(&RunRecord { ..run.clone() })
-        .await
-        .unwrap();
-    for event in &original[..=cut] {
-        let event = EventRecord {
-            run_id: copy.clone(),
-            ..event.clone()
-        };
-        h.store
-            .append_event(&event, "running", run.totals)
-            .await
-            .unwrap();
-    }
+    let copy = h.copy_run_until(&outcome.run_id, "summarized").await;
     let resumed = agent.resume(&copy).await.unwrap();
     assert_eq!(resumed.status, RunStatus::Completed);
     assert_eq!(resumed.answer, outcome.answer);

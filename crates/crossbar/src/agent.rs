@@ -342,7 +342,7 @@ async fn ingest(
             serde_json::json!({
                 "index": index.display().to_string(), "files": done.files,
                 "passages": done.passages, "skipped": done.skipped, "embedded": done.embedded,
-                "embedding_tokens": done.embedding_tokens,
+                "embedding_tokens": done.embedding_tokens, "embedding_usd": done.embedding_usd,
                 "vectors": done.vectors.map(|b| format!("{b:?}").to_lowercase()),
             })
         );
@@ -361,8 +361,8 @@ async fn ingest(
             Backend::Pgvector => "in PostgreSQL (pgvector)",
         };
         println!(
-            "embedded {} passage(s) ({} input tokens); vectors kept {place}",
-            done.embedded, done.embedding_tokens
+            "embedded {} passage(s) ({} input tokens, ${:.6}); vectors kept {place}",
+            done.embedded, done.embedding_tokens, done.embedding_usd
         );
     }
     Ok(())

@@ -634,7 +634,8 @@ async fn ingest_with_embeddings_makes_search_docs_hybrid() {
     );
     assert!(
         lines[1].starts_with("embedded 2 passage(s) (")
-            && lines[1].ends_with("input tokens); vectors kept beside the index"),
+            && lines[1].ends_with("); vectors kept beside the index")
+            && lines[1].contains(" input tokens, $0.0000"),
         "{lines:?}"
     );
     // Re-ingesting without the model would leave the vectors stale: refused.

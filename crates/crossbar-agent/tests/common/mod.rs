@@ -114,6 +114,31 @@ impl Harness {
         }
     }
 
+    /// A copy of run `run_id` whose journal ends at its first `kind` entry, as if the process
+    /// had died right after journaling it; returns the copy's id, ready to resume.
+    #[expect(clippy::unwrap_used, reason = "test helper")]
+    pub async fn copy_run_until(&self, run_id: &str, kind: &str) -> String {
+        let original = self.store.events(run_id).await.unwrap();
+        let cut = original.iter().position(|e| e.kind == kind).unwrap();
+        let mut run = self.store.run(run_id).await.unwrap().unwrap();
+        let copy = format!("{run_id}_copy");
+        run.id.clone_from(&copy);
+        run.status = "running".to_owned();
+        run.answer = None;
+        self.store.create_run(&run).await.unwrap();
+        for event in &original[..=cut] {
+            let event = crossbar_store::EventRecord {
+                run_id: copy.clone(),
+                ..event.clone()
+            };
+            self.store
+                .append_event(&event, "running", run.totals)
+                .await
+                .unwrap();
+        }
+        copy
+    }
+
     pub fn path(&self, relative: &str) -> std::path::PathBuf {
         self.dir.path().join(relative)
     }

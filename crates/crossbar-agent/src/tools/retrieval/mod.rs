@@ -83,7 +83,7 @@ pub fn passages(text: &str) -> Vec<String> {
 }
 
 /// What an ingestion did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Ingested {
     pub files: usize,
     pub passages: usize,
@@ -93,6 +93,8 @@ pub struct Ingested {
     pub embedded: usize,
     /// Input tokens the embeddings provider counted.
     pub embedding_tokens: u64,
+    /// What embedding cost.
+    pub embedding_usd: f64,
     /// Where the index keeps its vectors, when it has any.
     pub vectors: Option<Backend>,
 }
@@ -158,7 +160,10 @@ pub async fn ingest(
             Ok(Ok(text)) => {
                 let passages = passages(&text);
                 if let Some(embedding) = &embedding {
-                    let (vectors, tokens) = embedding.embedder.embed(&passages).await?;
+                    let (vectors, tokens) = embedding
+                        .embedder
+                        .embed(&passages, &mut done.embedding_usd)
+                        .await?;
                     done.embedding_tokens += tokens;
                     done.embedded += vectors.len();
                     if sink.is_none()
@@ -316,7 +321,7 @@ impl DocIndex {
             None => Vec::new(),
             Some((vectors, embedder)) => {
                 let found = async {
-                    let (mut vector, _) = embedder.embed(&[query.to_owned()]).await?;
+                    let (mut vector, _) = embedder.embed(&[query.to_owned()], &mut 0.0).await?;
                     let vector = vector
                         .pop()
                         .ok_or("the embeddings model returned no vector")?;

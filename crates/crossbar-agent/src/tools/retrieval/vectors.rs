@@ -293,14 +293,19 @@ pub struct Embedder {
 }
 
 impl Embedder {
-    /// One vector per text, in order, and the input tokens the provider counted.
-    pub async fn embed(&self, texts: &[String]) -> Result<(Vec<Vec<f32>>, u64), String> {
+    /// One vector per text, in order, and the input tokens the provider counted. The cost is
+    /// charged to the tool call running (a run's `search_docs`) and added to `spent`.
+    pub async fn embed(
+        &self,
+        texts: &[String],
+        spent: &mut f64,
+    ) -> Result<(Vec<Vec<f32>>, u64), String> {
         let mut vectors = Vec::with_capacity(texts.len());
         let mut tokens = 0;
         for batch in texts.chunks(BATCH) {
-            let response = self
+            let (response, cost) = self
                 .model
-                .embed(EmbeddingRequest {
+                .embed_priced(EmbeddingRequest {
                     model: self.name.clone(),
                     input: EmbeddingInput::Texts(batch.to_vec()),
                     dimensions: None,
@@ -308,6 +313,8 @@ impl Embedder {
                 })
                 .await
                 .map_err(|e| format!("embeddings model `{}`: {}", self.name, e.message))?;
+            crate::model::charge_tool(cost);
+            *spent += cost;
             if response.vectors.len() != batch.len() {
                 return Err(format!(
                     "embeddings model `{}` returned {} vectors for {} inputs",

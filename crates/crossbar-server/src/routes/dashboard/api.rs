@@ -467,11 +467,15 @@ fn steps(entries: &[Value]) -> Vec<Step> {
                 current.output_tokens += number(entry, &["usage", "output_tokens"]);
                 current.cost_usd += entry.get("cost_usd").and_then(Value::as_f64).unwrap_or(0.0);
             }
-            Some("tool_result") => current.tools.push(json!({
-                "name": text(entry, "name"),
-                "call_id": text(entry, "call_id"),
-                "is_error": entry.get("is_error").and_then(Value::as_bool).unwrap_or(false),
-            })),
+            Some("tool_result") => {
+                // A tool's own model spend (embedding a query) is part of its step's cost.
+                current.cost_usd += entry.get("cost_usd").and_then(Value::as_f64).unwrap_or(0.0);
+                current.tools.push(json!({
+                    "name": text(entry, "name"),
+                    "call_id": text(entry, "call_id"),
+                    "is_error": entry.get("is_error").and_then(Value::as_bool).unwrap_or(false),
+                }));
+            }
             _ => {}
         }
     }
@@ -542,7 +546,8 @@ mod tests {
             json!({"kind": "model_call", "step": 1, "model": "chat", "deployment": "chat@x",
                 "usage": {"input_tokens": 10, "output_tokens": 4}, "cost_usd": 0.5}),
             json!({"kind": "tool_started", "step": 1, "call_id": "c1", "name": "calc"}),
-            json!({"kind": "tool_result", "step": 1, "call_id": "c1", "name": "calc", "is_error": true}),
+            json!({"kind": "tool_result", "step": 1, "call_id": "c1", "name": "calc", "is_error": true,
+                "cost_usd": 0.125}),
             json!({"kind": "summarized", "step": 2, "model": "cheap",
                 "usage": {"input_tokens": 7, "output_tokens": 3}, "cost_usd": 0.25}),
             json!({"kind": "model_failed", "step": 2, "model": "chat", "error": "503"}),
@@ -558,7 +563,10 @@ mod tests {
         assert_eq!(steps[1].model.as_deref(), Some("chat"));
         assert_eq!(steps[0].deployment.as_deref(), Some("chat@x"));
         assert_eq!((steps[0].input_tokens, steps[0].output_tokens), (10, 4));
-        assert_eq!(steps[0].cost_usd, 0.5);
+        assert_eq!(
+            steps[0].cost_usd, 0.625,
+            "the model call and the tool's spend"
+        );
         assert_eq!(
             steps[0].tools,
             [json!({"name": "calc", "call_id": "c1", "is_error": true})]
