@@ -4,79 +4,17 @@
 //! is the `traceparent` the gateway continued (so the gateway's server span is its child), and
 //! an `execute_tool` span per tool call under the run span.
 
-#![expect(
-    clippy::unwrap_used,
-    clippy::panic,
-    reason = "test helpers: a failure fails the test"
-)]
+#![expect(clippy::unwrap_used, reason = "test code: a failure fails the test")]
+
+mod common;
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::{CONFIG, SPEC, Setup, TASK, command, serve};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-const BIN: &str = env!("CARGO_BIN_EXE_crossbar");
-
-const PROVIDERS: &str = r#"
-[server]
-api_keys = ["sk-agent-test-key"]
-
-[[providers]]
-name = "sim-openai"
-kind = "sim"
-dialect = "openai"
-cloud = "openai"
-region = "us"
-
-[[models]]
-name = "smart"
-deployments = [{ provider = "sim-openai", target = "gpt-4o", price = { input = 2.5, output = 10.0 } }]
-
-[store]
-enabled = false
-"#;
-
-const SPEC: &str = r#"
-name = "gatherer"
-instructions = "Gather facts with your tools, then answer."
-max_steps = 5
-
-[models]
-default = "smart"
-
-[tools]
-builtin = ["calculator"]
-"#;
-
-/// Three model calls; step 2 asks for two tools at once, one of which fails.
-const TASK: &str = "Gather.
-sim-step 1: calculator {\"expression\": \"6 * 7\"}
-sim-step 2: calculator {\"expression\": \"(1 + 2) ^ 2\"}
-sim-step 2: calculator {\"expression\": \"oops\"}";
-
-fn command(dir: &Path) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .current_dir(dir)
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("AZURE_OPENAI_API_KEY")
-        .env_remove("CROSSBAR_CONFIG")
-        .env_remove("CROSSBAR_GATEWAY")
-        .env_remove("CROSSBAR_GATEWAY_KEY")
-        .env_remove("CROSSBAR_AGENT_STORE")
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .env_remove("OTEL_SERVICE_NAME")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
-    command
-}
 
 /// An OTLP/HTTP JSON collector on an ephemeral port, keeping every batch.
 async fn collector() -> (String, Arc<Mutex<Vec<Value>>>) {
@@ -96,28 +34,6 @@ async fn collector() -> (String, Arc<Mutex<Vec<Value>>>) {
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, received)
-}
-
-/// `crossbar serve` on an ephemeral port.
-async fn serve(dir: &Path) -> (Child, String) {
-    let mut child = command(dir)
-        .args([
-            "serve",
-            "--config",
-            "crossbar.toml",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines.next_line().await.unwrap().unwrap();
-    let url = line
-        .strip_prefix("crossbar listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .to_owned();
-    (child, url)
 }
 
 /// A span as received, with its service and its attributes as plain JSON values.
@@ -199,18 +115,13 @@ fn hex(bytes: &[u8]) -> String {
 #[tokio::test]
 async fn the_agents_spans_and_the_gateways_form_one_trace() {
     let (otlp, received) = collector().await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("crossbar.toml"),
-        format!("[telemetry]\notlp_endpoint = \"{otlp}\"\n{PROVIDERS}"),
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("agent.toml"), SPEC).unwrap();
-    let (mut gateway, url) = serve(dir.path()).await;
-    let store = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("journal.db").display()
+    let setup = Setup::with_config(
+        &format!("[telemetry]\notlp_endpoint = \"{otlp}\"\n{CONFIG}"),
+        SPEC,
     );
+    let dir = &setup.dir;
+    let (mut gateway, url) = serve(dir.path()).await;
+    let store = setup.store("journal.db");
     let out = command(dir.path())
         .args([
             "agent",
@@ -356,17 +267,12 @@ async fn the_agents_spans_and_the_gateways_form_one_trace() {
 #[tokio::test]
 async fn in_process_the_configurations_collector_gets_the_agents_spans() {
     let (otlp, received) = collector().await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("crossbar.toml"),
-        format!("[telemetry]\notlp_endpoint = \"{otlp}\"\n{PROVIDERS}"),
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("agent.toml"), SPEC).unwrap();
-    let store = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("journal.db").display()
+    let setup = Setup::with_config(
+        &format!("[telemetry]\notlp_endpoint = \"{otlp}\"\n{CONFIG}"),
+        SPEC,
     );
+    let dir = &setup.dir;
+    let store = setup.store("journal.db");
     let out = command(dir.path())
         .args([
             "agent",
