@@ -181,3 +181,29 @@ def test_base64_embeddings_are_decoded_by_the_sdk(client):
     payload = json.loads(raw.http_response.text)
     decoded = base64.b64decode(payload["data"][0]["embedding"])
     assert len(decoded) == 1536 * 4
+
+
+def test_responses_input_items_list(client):
+    """`client.responses.input_items.list` pages through a stored response's own input items,
+    and the SDK's auto-pagination follows `after` to the end."""
+    created = client.responses.create(
+        model="gpt-4o",
+        input=[
+            {"role": "developer", "content": "Be brief."},
+            {"role": "user", "content": "Say hello."},
+            {"role": "user", "content": [{"type": "input_text", "text": "Then say goodbye."}]},
+        ],
+    )
+    first = client.responses.input_items.list(created.id, order="asc", limit=2)
+    assert [item.type for item in first.data] == ["message", "message"]
+    assert first.data[0].role == "developer"
+    assert first.data[1].content[0].text == "Say hello."
+    assert first.has_more and first.first_id == first.data[0].id
+    # Iterating the page fetches the next one with `after`.
+    everything = list(client.responses.input_items.list(created.id, order="asc", limit=2))
+    assert [item.content[0].text for item in everything] == ["Be brief.", "Say hello.", "Then say goodbye."]
+    assert len({item.id for item in everything}) == 3
+    newest_first = client.responses.input_items.list(created.id)
+    assert [item.id for item in newest_first.data] == [item.id for item in reversed(everything)]
+    with pytest.raises(openai.NotFoundError):
+        client.responses.input_items.list("resp_missing")

@@ -97,6 +97,9 @@ pub struct StoreConfig {
     pub enabled: Option<bool>,
     /// Records older than this many days are deleted in the background; 0 keeps them forever.
     pub retention_days: Option<Spanned<u64>>,
+    /// Stored Responses API answers (`store: true`) older than this many days are deleted in
+    /// the background, as OpenAI keeps them 30 days; 0 keeps them forever.
+    pub responses_retention_days: Option<Spanned<u64>>,
     /// Records waiting to be written beyond this many are dropped (counted and logged).
     pub queue_capacity: Option<Spanned<usize>>,
     /// Records written per transaction at most.
@@ -116,6 +119,12 @@ impl StoreConfig {
 
     pub fn retention_days(&self) -> u64 {
         self.retention_days.as_ref().map_or(90, |d| *d.get_ref())
+    }
+
+    pub fn responses_retention_days(&self) -> u64 {
+        self.responses_retention_days
+            .as_ref()
+            .map_or(30, |d| *d.get_ref())
     }
 
     pub fn queue_capacity(&self) -> usize {
@@ -1111,6 +1120,17 @@ mod tests {
         let config = Config::from_toml(source, "c.toml").unwrap();
         assert_eq!(config.store.url(), "postgres://u@h/db");
         assert_eq!(config.store.retention_days(), 7);
+        assert_eq!(config.store.responses_retention_days(), 30);
+        let config =
+            Config::from_toml("[store]\nresponses_retention_days = 0\n", "c.toml").unwrap();
+        assert_eq!(config.store.responses_retention_days(), 0);
+        assert_eq!(config.store.retention_days(), 90);
+        for bad in ["-1", "\"30\"", "1.5"] {
+            let source = format!("[store]\n\nresponses_retention_days = {bad}\n");
+            let err = Config::from_toml(&source, "c.toml").unwrap_err().0;
+            assert!(err.contains("at line 3"), "{bad}: {err}");
+            assert!(err.contains("responses_retention_days"), "{bad}: {err}");
+        }
         let err = Config::from_toml("[store]\nurl = \"mysql://h\"\n", "c.toml")
             .unwrap_err()
             .0;

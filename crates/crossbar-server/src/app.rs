@@ -50,6 +50,10 @@ pub fn app(state: AppState) -> HttpRouter {
             "/v1/responses/{id}",
             get(routes::responses::retrieve).delete(routes::responses::delete),
         )
+        .route(
+            "/v1/responses/{id}/input_items",
+            get(routes::responses::input_items),
+        )
         .route("/v1/models", get(routes::models::list))
         .route("/v1/models/{id}", get(routes::models::retrieve))
         .route("/healthz", get(routes::health))

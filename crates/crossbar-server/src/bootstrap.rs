@@ -9,8 +9,8 @@ use crossbar_core::config::{Config, ConfigError, ProviderKind};
 use crossbar_core::router::Router;
 use crossbar_sim::{SimConfig, SimDialect, SimServer};
 use crossbar_store::{
-    DashboardStore, MemoryResponses, ResponseStore, SqlStore, Store, UsageWriter, WriterSettings,
-    spawn_retention,
+    DashboardStore, MemoryResponses, ResponseStore, RetentionJob, SqlStore, Store, UsageWriter,
+    WriterSettings, spawn_retention,
 };
 
 use crate::app::AppState;
@@ -168,7 +168,7 @@ type OpenedStore = (
 );
 
 /// Opens the store (migrating it), starts its writer and, with a retention age, the task that
-/// deletes old records.
+/// deletes old records and old stored responses.
 async fn open_store(config: &Config) -> Result<OpenedStore, ConfigError> {
     if !config.store.enabled() {
         // Without a store, `store: true` responses live in memory (bounded, this process only).
@@ -195,15 +195,22 @@ async fn open_store(config: &Config) -> Result<OpenedStore, ConfigError> {
             ..WriterSettings::default()
         },
     );
-    let days = config.store.retention_days();
-    let retention = (days > 0).then(|| {
-        Background(spawn_retention(
+    let days = |n: u64| Duration::from_secs(n.saturating_mul(86_400));
+    let mut jobs = Vec::new();
+    if config.store.retention_days() > 0 {
+        jobs.push(RetentionJob::usage(
             Arc::clone(&store),
-            Duration::from_secs(days.saturating_mul(86_400)),
-            RETENTION_BATCH,
-            RETENTION_INTERVAL,
-        ))
-    });
+            days(config.store.retention_days()),
+        ));
+    }
+    if config.store.responses_retention_days() > 0 {
+        jobs.push(RetentionJob::responses(
+            Arc::clone(&responses),
+            days(config.store.responses_retention_days()),
+        ));
+    }
+    let retention = (!jobs.is_empty())
+        .then(|| Background(spawn_retention(jobs, RETENTION_BATCH, RETENTION_INTERVAL)));
     Ok((
         Some(store),
         Some(dashboard),

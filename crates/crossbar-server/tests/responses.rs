@@ -477,6 +477,169 @@ async fn stored_responses_live_in_the_store_and_each_key_sees_only_its_own() {
     let _ = std::fs::remove_file(&store_path);
 }
 
+/// `GET /v1/responses/{id}/input_items`: a response's own input items (not those of the
+/// response it continues), with ids stable across calls, paged with `limit`/`after` in either
+/// `order`, scoped to the key that made it, valid against OpenAI's `ResponseItemList`.
+#[tokio::test]
+async fn input_items_are_listed_paged_and_scoped() {
+    use crossbar_testkit::openapi::check;
+    let store_path = std::env::temp_dir().join(format!(
+        "crossbar_responses_{}_{}.db",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let config = format!(
+        "[store]\nurl = \"{}\"\n\n[admin]\ntoken = \"{ADMIN}\"\n{CONFIG}",
+        store_path.display()
+    );
+    let gw = start(&config).await;
+    let alice = create_key(&gw, "alice").await;
+    let bob = create_key(&gw, "bob").await;
+    let input = json!([
+        {"role": "developer", "content": "Answer in one line."},
+        {"role": "user", "content": "weather in Rome?"},
+        {"type": "function_call", "id": "fc_client", "call_id": "call_1", "name": "get_weather", "arguments": "{\"city\":\"Rome\"}"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "25 C"},
+        {"role": "user", "content": [{"type": "input_text", "text": "and in one word?"}]}
+    ]);
+    let (status, first) = create(
+        &gw,
+        Some(&alice),
+        &json!({"model": "gpt", "input": input, "tools": tools()}),
+    )
+    .await;
+    assert_eq!(status, 200, "{first}");
+    let id = first["id"].as_str().unwrap().to_owned();
+    let list = |query: &str, key: &str| {
+        let path = format!("/v1/responses/{id}/input_items{query}");
+        let gw = &gw;
+        let key = key.to_owned();
+        async move { call(gw, reqwest::Method::GET, Some(&key), &path).await }
+    };
+
+    // Everything, oldest first: the request's items, in order, with their fields.
+    let (status, all) = list("?order=asc", &alice).await;
+    assert_eq!(status, 200, "{all}");
+    check("ResponseItemList", &all);
+    let items = all["data"].as_array().unwrap().clone();
+    let kinds: Vec<&str> = items.iter().map(|i| i["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "message",
+            "message",
+            "function_call",
+            "function_call_output",
+            "message"
+        ]
+    );
+    assert_eq!(items[0]["role"], "developer");
+    assert_eq!(
+        items[1]["content"],
+        json!([{"type": "input_text", "text": "weather in Rome?"}])
+    );
+    assert_eq!(items[2]["id"], "fc_client", "a client's id is kept");
+    assert_eq!(items[3]["output"], "25 C");
+    assert_eq!(items[4]["content"][0]["text"], "and in one word?");
+    let ids: Vec<String> = items
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        ids[0].starts_with("msg_") && ids[3].starts_with("fco_"),
+        "{ids:?}"
+    );
+    let unique: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!(unique.len(), 5, "{ids:?}");
+    assert_eq!(all["first_id"], ids[0].as_str());
+    assert_eq!(all["last_id"], ids[4].as_str());
+    assert_eq!(all["has_more"], false);
+
+    // Default order is newest first; ids are the same on every call.
+    let (_, newest) = list("", &alice).await;
+    let mut reversed = items.clone();
+    reversed.reverse();
+    assert_eq!(newest["data"], json!(reversed));
+
+    // Pages of two, chained with `after`, in both orders.
+    for (order, expected) in [
+        ("asc", ids.clone()),
+        ("desc", ids.iter().rev().cloned().collect()),
+    ] {
+        let mut seen = Vec::new();
+        let mut after = String::new();
+        let mut pages = 0;
+        loop {
+            let (status, page) = list(&format!("?limit=2&order={order}{after}"), &alice).await;
+            assert_eq!(status, 200, "{page}");
+            check("ResponseItemList", &page);
+            pages += 1;
+            let data = page["data"].as_array().unwrap();
+            assert!(data.len() <= 2);
+            seen.extend(data.iter().map(|i| i["id"].as_str().unwrap().to_owned()));
+            if page["has_more"] == false {
+                break;
+            }
+            after = format!("&after={}", page["last_id"].as_str().unwrap());
+        }
+        assert_eq!(pages, 3, "{order}");
+        assert_eq!(seen, expected, "{order}");
+    }
+
+    // A continued response lists only its own input (here the tool results the first one
+    // asked for, or a plain message), not the earlier response's.
+    let mut outputs: Vec<Value> = function_calls(&first)
+        .iter()
+        .map(|call| json!({"type": "function_call_output", "call_id": call["call_id"], "output": "25 C"}))
+        .collect();
+    if outputs.is_empty() {
+        outputs.push(json!({"role": "user", "content": "Thanks!"}));
+    }
+    let (status, second) = create(
+        &gw,
+        Some(&alice),
+        &json!({"model": "gpt", "input": outputs, "previous_response_id": id, "tools": tools()}),
+    )
+    .await;
+    assert_eq!(status, 200, "{second}");
+    let path = format!(
+        "/v1/responses/{}/input_items?order=asc",
+        second["id"].as_str().unwrap()
+    );
+    let (status, own) = call(&gw, reqwest::Method::GET, Some(&alice), &path).await;
+    assert_eq!(status, 200, "{own}");
+    check("ResponseItemList", &own);
+    let own = own["data"].as_array().unwrap();
+    assert_eq!(own.len(), outputs.len(), "{own:?}");
+    for (listed, sent) in own.iter().zip(&outputs) {
+        assert_eq!(
+            listed["type"],
+            sent.get("type").unwrap_or(&json!("message")).clone()
+        );
+        assert!(!ids.contains(&listed["id"].as_str().unwrap().to_owned()));
+    }
+
+    // Another key sees nothing; bad parameters are a 400 naming them.
+    let (status, error) = list("", &bob).await;
+    assert_eq!(status, 404, "{error}");
+    assert_eq!(error["error"]["type"], "invalid_request_error");
+    for (query, param) in [
+        ("?limit=0", "limit"),
+        ("?limit=101", "limit"),
+        ("?order=up", "order"),
+        ("?after=nope", "after"),
+        ("?page=2", "page"),
+    ] {
+        let (status, error) = list(query, &alice).await;
+        assert_eq!(status, 400, "{query}: {error}");
+        assert_eq!(error["error"]["param"], param, "{query}: {error}");
+        check("ErrorResponse", &error);
+    }
+    let (status, _) = list("?include[]=message.input_image.image_url", &alice).await;
+    assert_eq!(status, 200, "include is accepted");
+    let _ = std::fs::remove_file(&store_path);
+}
+
 /// Every request sent here, and every `Response` object and stream event that comes back,
 /// validates against OpenAI's published schemas (`CreateResponse`, `Response`,
 /// `ResponseStreamEvent`).

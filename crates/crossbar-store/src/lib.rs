@@ -2,8 +2,8 @@
 //! the [`Store`] trait, in SQLite (the embedded default) or PostgreSQL (shared by replicas).
 //!
 //! Requests never wait on the store: records go through a bounded queue ([`UsageWriter`]) and
-//! are written in batches; retention ([`spawn_retention`]) deletes old records in small batches
-//! in the background so the table does not grow without bound. All SQL is parameterized.
+//! are written in batches; retention ([`spawn_retention`]) deletes old records (usage, stored
+//! responses) in small batches in the background so tables do not grow without bound. All SQL is parameterized.
 
 mod dashboard;
 mod journal;
@@ -21,7 +21,7 @@ pub use model::{AttemptRecord, KeyLimits, KeyRecord, UsageRecord};
 pub use responses::{MemoryResponses, ResponseStore, StoredResponse, stored_response};
 pub use sql::{DEFAULT_URL, SqlStore};
 pub use vectors::{VectorHit, VectorStore};
-pub use writer::{UsageWriter, WriterSettings, spawn_retention};
+pub use writer::{RetentionJob, UsageWriter, WriterSettings, spawn_retention};
 
 /// A store failure: the driver's message, never a query's parameters.
 #[derive(Debug, thiserror::Error)]

@@ -21,6 +21,11 @@ pub(crate) const RESPONSE_TABLE: &str = "CREATE TABLE IF NOT EXISTS crossbar_res
 pub(crate) const RESPONSE_TIME_INDEX: &str =
     "CREATE INDEX IF NOT EXISTS crossbar_responses_time ON crossbar_responses (created_ms)";
 
+/// Added by migration 4: the request's own input items, for `GET /v1/responses/{id}/input_items`.
+/// Rows stored before it list no items.
+pub(crate) const RESPONSE_INPUT_COLUMN: &str =
+    "ALTER TABLE crossbar_responses ADD COLUMN input TEXT NOT NULL DEFAULT '[]'";
+
 /// One stored response. `owner` is the virtual key id, or empty for callers without one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredResponse {
@@ -31,6 +36,8 @@ pub struct StoredResponse {
     pub response: String,
     /// The conversation up to and including this answer, as JSON text of canonical messages.
     pub conversation: String,
+    /// The request's own input items (not earlier responses'), with ids, as a JSON array.
+    pub input: String,
 }
 
 /// Where stored responses live. Object-safe so the gateway holds an `Arc<dyn ResponseStore>`.
@@ -46,20 +53,25 @@ pub trait ResponseStore: Send + Sync {
 
     /// Deletes the response `id` if `owner` created it; false when there was none.
     fn delete_response<'a>(&'a self, id: &'a str, owner: &'a str) -> BoxFuture<'a, Result<bool>>;
+
+    /// Deletes at most `limit` responses created before `before_ms`, whoever owns them;
+    /// returns how many went. What retention calls, a small batch at a time.
+    fn delete_responses_before(&self, before_ms: i64, limit: u32) -> BoxFuture<'_, Result<u64>>;
 }
 
 impl ResponseStore for SqlStore {
     fn put_response<'a>(&'a self, response: &'a StoredResponse) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             sqlx::query(
-                "INSERT INTO crossbar_responses (id, owner, created_ms, response, conversation) \
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO crossbar_responses (id, owner, created_ms, response, conversation, \
+                 input) VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(&response.id)
             .bind(&response.owner)
             .bind(response.created_ms)
             .bind(&response.response)
             .bind(&response.conversation)
+            .bind(&response.input)
             .execute(&self.pool)
             .await?;
             Ok(())
@@ -73,8 +85,8 @@ impl ResponseStore for SqlStore {
     ) -> BoxFuture<'a, Result<Option<StoredResponse>>> {
         Box::pin(async move {
             let row = sqlx::query(
-                "SELECT id, owner, created_ms, response, conversation FROM crossbar_responses \
-                 WHERE id = $1 AND owner = $2",
+                "SELECT id, owner, created_ms, response, conversation, input \
+                 FROM crossbar_responses WHERE id = $1 AND owner = $2",
             )
             .bind(id)
             .bind(owner)
@@ -87,6 +99,7 @@ impl ResponseStore for SqlStore {
                     created_ms: row.try_get("created_ms")?,
                     response: row.try_get("response")?,
                     conversation: row.try_get("conversation")?,
+                    input: row.try_get("input")?,
                 })
             })
             .transpose()
@@ -101,6 +114,22 @@ impl ResponseStore for SqlStore {
                 .execute(&self.pool)
                 .await?;
             Ok(done.rows_affected() > 0)
+        })
+    }
+
+    fn delete_responses_before(&self, before_ms: i64, limit: u32) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(async move {
+            // A bounded batch (found through the created_ms index) keeps each delete short.
+            let done = sqlx::query(
+                "DELETE FROM crossbar_responses WHERE id IN \
+                 (SELECT id FROM crossbar_responses WHERE created_ms < $1 \
+                 ORDER BY created_ms LIMIT $2)",
+            )
+            .bind(before_ms)
+            .bind(i64::from(limit))
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected())
         })
     }
 }
@@ -123,7 +152,7 @@ struct Memory {
 }
 
 fn size(response: &StoredResponse) -> usize {
-    response.response.len() + response.conversation.len()
+    response.response.len() + response.conversation.len() + response.input.len()
 }
 
 impl Memory {
@@ -185,6 +214,28 @@ impl ResponseStore for MemoryResponses {
         });
         Box::pin(async move { Ok(deleted) })
     }
+
+    fn delete_responses_before(&self, before_ms: i64, limit: u32) -> BoxFuture<'_, Result<u64>> {
+        let deleted = self.with(|memory| {
+            let old: Vec<String> = memory
+                .order
+                .iter()
+                .filter(|id| {
+                    memory
+                        .map
+                        .get(*id)
+                        .is_some_and(|r| r.created_ms < before_ms)
+                })
+                .take(limit as usize)
+                .cloned()
+                .collect();
+            for id in &old {
+                memory.remove(id);
+            }
+            old.len() as u64
+        });
+        Box::pin(async move { Ok(deleted) })
+    }
 }
 
 /// A record for `id` created now.
@@ -193,6 +244,7 @@ pub fn stored_response(
     owner: &str,
     response: String,
     conversation: String,
+    input: String,
 ) -> StoredResponse {
     StoredResponse {
         id: id.to_owned(),
@@ -200,6 +252,7 @@ pub fn stored_response(
         created_ms: now_ms(),
         response,
         conversation,
+        input,
     }
 }
 
@@ -217,7 +270,13 @@ mod tests {
     }
 
     async fn exercise(store: &dyn ResponseStore) {
-        let a = stored_response("resp_1", "key_a", "{\"id\":1}".into(), "[]".into());
+        let a = stored_response(
+            "resp_1",
+            "key_a",
+            "{\"id\":1}".into(),
+            "[]".into(),
+            "[{\"id\":\"msg_1\"}]".into(),
+        );
         store.put_response(&a).await.unwrap();
         let got = store
             .get_response("resp_1", "key_a")
@@ -226,6 +285,7 @@ mod tests {
             .unwrap();
         assert_eq!(got.response, "{\"id\":1}");
         assert_eq!(got.conversation, "[]");
+        assert_eq!(got.input, "[{\"id\":\"msg_1\"}]");
         assert!(
             store
                 .get_response("resp_1", "key_b")
@@ -244,20 +304,54 @@ mod tests {
                 .is_none()
         );
         assert!(!store.delete_response("resp_1", "key_a").await.unwrap());
+        expire(store).await;
+    }
+
+    /// Retention deletes responses older than the cutoff, whoever owns them, at most `limit`
+    /// per call, and leaves the newer ones.
+    async fn expire(store: &dyn ResponseStore) {
+        let now = now_ms();
+        for (id, owner, created_ms) in [
+            ("old_1", "key_a", 1_000),
+            ("old_2", "key_b", 2_000),
+            ("old_3", "", 3_000),
+            ("new_1", "key_a", now),
+        ] {
+            let mut r = stored_response(id, owner, "{}".into(), "[]".into(), "[]".into());
+            r.created_ms = created_ms;
+            store.put_response(&r).await.unwrap();
+        }
+        let cutoff = now - 60_000;
+        assert_eq!(store.delete_responses_before(cutoff, 2).await.unwrap(), 2);
+        assert_eq!(store.delete_responses_before(cutoff, 2).await.unwrap(), 1);
+        assert_eq!(store.delete_responses_before(cutoff, 2).await.unwrap(), 0);
+        for (id, owner) in [("old_1", "key_a"), ("old_2", "key_b"), ("old_3", "")] {
+            assert!(
+                store.get_response(id, owner).await.unwrap().is_none(),
+                "{id}"
+            );
+        }
+        assert!(
+            store
+                .get_response("new_1", "key_a")
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[tokio::test]
     async fn memory_store_scopes_by_owner_and_stays_bounded() {
+        exercise(&MemoryResponses::new(10, 10_000)).await;
         let memory = MemoryResponses::new(2, 1000);
-        exercise(&memory).await;
         for i in 0..3 {
-            let r = stored_response(&format!("r{i}"), "", "{}".into(), "[]".into());
+            let r = stored_response(&format!("r{i}"), "", "{}".into(), "[]".into(), "".into());
             memory.put_response(&r).await.unwrap();
         }
         assert!(memory.get_response("r0", "").await.unwrap().is_none());
         assert!(memory.get_response("r2", "").await.unwrap().is_some());
         // Bounded in bytes too: a big one pushes the older ones out.
-        let big = stored_response("big", "", "x".repeat(995), "[]".into());
+        let big = stored_response("big", "", "x".repeat(995), "[]".into(), "".into());
         memory.put_response(&big).await.unwrap();
         assert!(memory.get_response("r2", "").await.unwrap().is_none());
         assert!(memory.get_response("big", "").await.unwrap().is_some());

@@ -95,6 +95,12 @@ const MIGRATIONS: &[Migration] = &[
             journal::MEMORY_TABLE,
         ],
     },
+    // Stored responses keep their own input items (`GET /v1/responses/{id}/input_items`).
+    Migration {
+        version: 4,
+        sqlite: &[responses::RESPONSE_INPUT_COLUMN],
+        postgres: &[responses::RESPONSE_INPUT_COLUMN],
+    },
 ];
 
 /// A SQLite or PostgreSQL store.

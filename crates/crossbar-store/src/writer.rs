@@ -8,8 +8,10 @@ use std::time::Duration;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use futures::future::BoxFuture;
+
 use crate::model::UsageRecord;
-use crate::{Store, now_ms};
+use crate::{ResponseStore, Result, Store, now_ms};
 
 /// Queue and batch sizes.
 #[derive(Clone, Copy, Debug)]
@@ -175,36 +177,74 @@ async fn write(store: &dyn Store, buffer: &mut Vec<UsageRecord>) {
     buffer.clear();
 }
 
-/// Deletes records older than `max_age`, `batch` rows per statement with a pause between
-/// statements, checking again every `interval`. Runs until the returned task is aborted.
-pub fn spawn_retention(
-    store: Arc<dyn Store>,
+/// One kind of record retention deletes once it is older than `max_age`.
+pub struct RetentionJob {
+    /// The `kind` label of `crossbar_store_retention_deleted_total`, and the name in logs.
+    kind: &'static str,
     max_age: Duration,
-    batch: u32,
-    interval: Duration,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let age_ms = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
+    /// Deletes at most `limit` records older than a cutoff (ms); returns how many went.
+    delete: Box<dyn Fn(i64, u32) -> BoxFuture<'static, Result<u64>> + Send + Sync>,
+}
+
+impl RetentionJob {
+    /// Usage records (`kind="usage"`).
+    pub fn usage(store: Arc<dyn Store>, max_age: Duration) -> Self {
+        Self {
+            kind: "usage",
+            max_age,
+            delete: Box::new(move |before, limit| {
+                let store = Arc::clone(&store);
+                Box::pin(async move { store.delete_usage_before(before, limit).await })
+            }),
+        }
+    }
+
+    /// Stored Responses API answers (`kind="responses"`).
+    pub fn responses(store: Arc<dyn ResponseStore>, max_age: Duration) -> Self {
+        Self {
+            kind: "responses",
+            max_age,
+            delete: Box::new(move |before, limit| {
+                let store = Arc::clone(&store);
+                Box::pin(async move { store.delete_responses_before(before, limit).await })
+            }),
+        }
+    }
+
+    /// Deletes everything past its age, `batch` rows per statement with a pause between
+    /// statements so request-path writes get in.
+    async fn run(&self, batch: u32) {
+        let age_ms = i64::try_from(self.max_age.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = now_ms().saturating_sub(age_ms);
         loop {
-            let cutoff = now_ms().saturating_sub(age_ms);
-            loop {
-                match store.delete_usage_before(cutoff, batch.max(1)).await {
-                    Ok(n) => {
-                        if n > 0 {
-                            metrics::counter!("crossbar_store_retention_deleted_total")
-                                .increment(n);
-                        }
-                        if n < u64::from(batch.max(1)) {
-                            break;
-                        }
-                        // Let request-path writes in between two batches.
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+            match (self.delete)(cutoff, batch).await {
+                Ok(n) => {
+                    if n > 0 {
+                        metrics::counter!("crossbar_store_retention_deleted_total", "kind" => self.kind)
+                            .increment(n);
                     }
-                    Err(error) => {
-                        tracing::warn!("retention delete failed: {error}");
+                    if n < u64::from(batch) {
                         break;
                     }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
+                Err(error) => {
+                    tracing::warn!(kind = self.kind, "retention delete failed: {error}");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Runs each job (records older than its age deleted, `batch` rows per statement), checking
+/// again every `interval`. Runs until the returned task is aborted.
+pub fn spawn_retention(jobs: Vec<RetentionJob>, batch: u32, interval: Duration) -> JoinHandle<()> {
+    let batch = batch.max(1);
+    tokio::spawn(async move {
+        loop {
+            for job in &jobs {
+                job.run(batch).await;
             }
             tokio::time::sleep(interval).await;
         }

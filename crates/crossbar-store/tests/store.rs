@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use crossbar_store::{
-    AttemptRecord, KeyLimits, KeyRecord, SqlStore, Store, UsageRecord, UsageWriter, WriterSettings,
-    now_ms, spawn_retention,
+    AttemptRecord, KeyLimits, KeyRecord, ResponseStore as _, RetentionJob, SqlStore, Store,
+    UsageRecord, UsageWriter, WriterSettings, now_ms, spawn_retention, stored_response,
 };
 use futures::future::BoxFuture;
 use sqlx::Connection;
@@ -143,6 +143,7 @@ suite!(
     spend_is_summed_exactly_per_key_and_window,
     keys_are_found_by_hash_listed_and_revoked,
     retention_deletes_only_old_records_in_batches,
+    retention_expires_old_stored_responses_with_usage,
     writer_flushes_everything_queued_on_stop,
 );
 
@@ -232,8 +233,10 @@ async fn retention_deletes_only_old_records_in_batches(store: SqlStore) {
     // The background task finishes the rest and leaves the fresh record.
     let store: Arc<dyn Store> = Arc::new(store);
     let task = spawn_retention(
-        store.clone(),
-        Duration::from_secs(3600),
+        vec![RetentionJob::usage(
+            store.clone(),
+            Duration::from_secs(3600),
+        )],
         2,
         Duration::from_secs(3600),
     );
@@ -245,6 +248,64 @@ async fn retention_deletes_only_old_records_in_batches(store: SqlStore) {
     }
     task.abort();
     assert_eq!(store.usage_since(0, 100).await.unwrap(), vec![fresh]);
+}
+
+/// One retention task runs both jobs, each with its own age: responses past theirs go (in
+/// batches), newer ones and usage records younger than theirs stay.
+async fn retention_expires_old_stored_responses_with_usage(store: SqlStore) {
+    let now = now_ms();
+    let day_ms = 86_400_000;
+    for (i, created_ms) in [1_000, 2_000, 3_000, now - 2 * day_ms, now]
+        .into_iter()
+        .enumerate()
+    {
+        let mut response = stored_response(
+            &format!("resp_{i}"),
+            "key_a",
+            "{}".into(),
+            "[]".into(),
+            "[]".into(),
+        );
+        response.created_ms = created_ms;
+        store.put_response(&response).await.unwrap();
+    }
+    // Two days old: past the responses' one-day age, within the usage records' three.
+    let usage = record("recent", now - 2 * day_ms, None, 1);
+    store
+        .insert_usage(std::slice::from_ref(&usage))
+        .await
+        .unwrap();
+    let store = Arc::new(store);
+    let task = spawn_retention(
+        vec![
+            RetentionJob::usage(store.clone(), Duration::from_secs(3 * 86_400)),
+            RetentionJob::responses(store.clone(), Duration::from_secs(86_400)),
+        ],
+        2,
+        Duration::from_secs(3600),
+    );
+    let gone = |i: usize| {
+        let store = store.clone();
+        async move {
+            store
+                .get_response(&format!("resp_{i}"), "key_a")
+                .await
+                .unwrap()
+                .is_none()
+        }
+    };
+    for _ in 0..200 {
+        if gone(3).await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    task.abort();
+    for i in 0..4 {
+        assert!(gone(i).await, "resp_{i} is past its age");
+    }
+    assert!(!gone(4).await, "the new response stays");
+    assert_eq!(store.usage_since(0, 100).await.unwrap(), vec![usage]);
 }
 
 async fn writer_flushes_everything_queued_on_stop(store: SqlStore) {

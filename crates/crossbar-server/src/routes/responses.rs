@@ -1,5 +1,5 @@
-//! `POST /v1/responses` (streamed and not), `GET /v1/responses/{id}` and
-//! `DELETE /v1/responses/{id}`: the OpenAI Responses API, served by any deployment of any
+//! `POST /v1/responses` (streamed and not), `GET /v1/responses/{id}`,
+//! `GET /v1/responses/{id}/input_items` and `DELETE /v1/responses/{id}`: the OpenAI Responses API, served by any deployment of any
 //! provider, so clients built on it (the OpenAI Agents SDK) work unchanged.
 //!
 //! `store` (true unless the client says otherwise) keeps the `Response` and the conversation it
@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use crossbar_core::chat::{ChatResponse, Message};
@@ -20,7 +20,7 @@ use crossbar_core::dialects::responses::{self, Accumulator, Params, StreamEncode
 use crossbar_core::{ChatStream, Error};
 use crossbar_store::{ResponseStore, stored_response};
 use futures::StreamExt;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::stream::ClientEncoder;
 use super::{body, preferences, routed_headers, stream};
@@ -91,6 +91,8 @@ struct Save {
     params: Params,
     /// The conversation before the answer: stored history, then this request's input.
     before: Vec<Message>,
+    /// This request's own input items, listed by `GET /v1/responses/{id}/input_items`.
+    input_items: Vec<Value>,
 }
 
 impl Save {
@@ -99,11 +101,13 @@ impl Save {
         conversation.push(answer.message.clone());
         let conversation = serde_json::to_string(&conversation)
             .map_err(|e| Error::internal(format!("encoding a conversation: {e}")))?;
+        let input = Value::Array(self.input_items).to_string();
         let record = stored_response(
             &self.params.id,
             &self.owner,
             object.to_string(),
             conversation,
+            input,
         );
         self.store.put_response(&record).await.map_err(store_error)
     }
@@ -180,6 +184,7 @@ pub async fn create(
         owner,
         params: ingress.params.clone(),
         before,
+        input_items: ingress.input_items.clone(),
     });
     if !request.stream {
         let routed = state.router.chat_with(&request, &preferences).await?;
@@ -238,4 +243,114 @@ pub async fn delete(
     Ok(json_response(
         responses::deleted_object(&id).to_string().into_bytes(),
     ))
+}
+
+/// One page of `GET /v1/responses/{id}/input_items`, as OpenAI's `listInputItems` takes it.
+#[derive(Debug, PartialEq)]
+struct ItemsPage {
+    limit: usize,
+    ascending: bool,
+    after: Option<String>,
+}
+
+impl ItemsPage {
+    /// Unknown parameters and bad values are a 400 naming the parameter, as OpenAI does.
+    /// `include` is accepted and ignored: input items carry nothing extra to include.
+    fn parse(pairs: Vec<(String, String)>) -> Result<Self, Error> {
+        let mut page = Self {
+            limit: 20,
+            ascending: false,
+            after: None,
+        };
+        for (key, value) in pairs {
+            match key.as_str() {
+                "limit" => {
+                    page.limit = value
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=100).contains(n))
+                        .ok_or_else(|| {
+                            Error::invalid_field(
+                                "limit",
+                                "Invalid 'limit': expected an integer between 1 and 100.",
+                            )
+                        })?;
+                }
+                "order" => {
+                    page.ascending = match value.as_str() {
+                        "asc" => true,
+                        "desc" => false,
+                        _ => {
+                            return Err(Error::invalid_field(
+                                "order",
+                                "Invalid 'order': expected 'asc' or 'desc'.",
+                            ));
+                        }
+                    };
+                }
+                "after" => page.after = Some(value),
+                "include" | "include[]" => {}
+                _ => {
+                    return Err(Error::invalid_field(
+                        &key,
+                        format!("Unrecognized request argument supplied: {key}"),
+                    )
+                    .with_code("unknown_parameter"));
+                }
+            }
+        }
+        Ok(page)
+    }
+
+    /// The `ResponseItemList` of `items` (stored oldest first) this page selects.
+    fn list(&self, mut items: Vec<Value>) -> Result<Value, Error> {
+        if !self.ascending {
+            items.reverse();
+        }
+        let start = match &self.after {
+            None => 0,
+            Some(after) => {
+                items
+                    .iter()
+                    .position(|item| item["id"] == after.as_str())
+                    .ok_or_else(|| {
+                        Error::invalid_field(
+                            "after",
+                            format!("No input item with id '{after}' in this response."),
+                        )
+                    })?
+                    + 1
+            }
+        };
+        let rest = items.split_off(start.min(items.len()));
+        let has_more = rest.len() > self.limit;
+        let data: Vec<Value> = rest.into_iter().take(self.limit).collect();
+        let id = |item: Option<&Value>| item.map_or(Value::Null, |i| i["id"].clone());
+        Ok(json!({
+            "object": "list",
+            "first_id": id(data.first()),
+            "last_id": id(data.last()),
+            "has_more": has_more,
+            "data": data,
+        }))
+    }
+}
+
+pub async fn input_items(
+    State(state): State<AppState>,
+    caller: Option<Extension<CallerKey>>,
+    Path(id): Path<String>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(pairs) = query.map_err(|e| Error::invalid_request(format!("Invalid query: {e}")))?;
+    let page = ItemsPage::parse(pairs)?;
+    let stored = state
+        .responses
+        .get_response(&id, &owner(caller.as_ref()))
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| not_found(&id))?;
+    let items: Vec<Value> = serde_json::from_str(&stored.input)
+        .map_err(|e| Error::internal(format!("Stored input items are unreadable: {e}")))?;
+    Ok(json_response(page.list(items)?.to_string().into_bytes()))
 }

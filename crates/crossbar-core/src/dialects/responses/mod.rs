@@ -97,6 +97,9 @@ pub struct IngressResponse {
     pub params: Params,
     /// The messages this request adds to the conversation.
     pub input: Vec<Message>,
+    /// The same input as Responses items, each with an id: what
+    /// `GET /v1/responses/{id}/input_items` lists (see [`input_items`]).
+    pub input_items: Vec<Value>,
     pub stream: bool,
     template: ChatRequest,
 }
@@ -195,6 +198,7 @@ pub fn decode_request(body: &[u8]) -> Result<IngressResponse> {
             "Invalid value for 'truncation': expected 'auto' or 'disabled'.",
         ));
     }
+    let raw_input = wire.input.clone();
     let input = match wire.input {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::String(text)) => vec![Message::text(Role::User, text)],
@@ -275,12 +279,81 @@ pub fn decode_request(body: &[u8]) -> Result<IngressResponse> {
         metadata: wire.metadata.unwrap_or_default(),
         user: wire.user,
     };
+    let input_items = input_items(&params.id, raw_input);
     Ok(IngressResponse {
         params,
         input,
+        input_items,
         stream,
         template,
     })
+}
+
+/// A request's (already validated) `input` as the items OpenAI lists for it: a string becomes one
+/// user message; messages get their `type`, content as parts and a status. Items without an id
+/// get one made of the response's id and their index, so listing them twice gives the same ids
+/// (pages chain with `after`).
+pub fn input_items(response_id: &str, input: Option<Value>) -> Vec<Value> {
+    let items = match input {
+        Some(Value::String(text)) => vec![json!({"role": "user", "content": text})],
+        Some(Value::Array(items)) => items,
+        _ => Vec::new(),
+    };
+    let stem = response_id.strip_prefix("resp_").unwrap_or(response_id);
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| input_item(stem, index, item))
+        .collect()
+}
+
+fn input_item(stem: &str, index: usize, item: Value) -> Value {
+    let Value::Object(mut item) = item else {
+        return item;
+    };
+    let kind = match item.get("type") {
+        Some(Value::String(kind)) => kind.clone(),
+        _ => "message".to_owned(),
+    };
+    let prefix = match kind.as_str() {
+        "message" => "msg",
+        "function_call" => "fc",
+        "function_call_output" => "fco",
+        "reasoning" => "rs",
+        _ => "item",
+    };
+    if kind == "message" {
+        item.insert("type".to_owned(), json!("message"));
+        let assistant = item.get("role").and_then(Value::as_str) == Some("assistant");
+        if let Some(Value::String(text)) = item.get("content") {
+            let part = if assistant {
+                json!({"type": "output_text", "text": text, "annotations": []})
+            } else {
+                json!({"type": "input_text", "text": text})
+            };
+            item.insert("content".to_owned(), json!([part]));
+        }
+        if let Some(Value::Array(parts)) = item.get_mut("content") {
+            for part in parts.iter_mut().filter_map(Value::as_object_mut) {
+                if part.get("type").and_then(Value::as_str) == Some("output_text") {
+                    part.entry("annotations").or_insert_with(|| json!([]));
+                }
+            }
+        }
+    }
+    if matches!(
+        kind.as_str(),
+        "message" | "function_call" | "function_call_output"
+    ) {
+        item.entry("status").or_insert_with(|| json!("completed"));
+    }
+    if !matches!(item.get("id"), Some(Value::String(id)) if !id.is_empty()) {
+        item.insert(
+            "id".to_owned(),
+            json!(format!("{prefix}_{stem}{index:04x}")),
+        );
+    }
+    Value::Object(item)
 }
 
 fn decode_role(value: Option<&Value>, param: &str) -> Result<Role> {

@@ -328,3 +328,46 @@ fn a_broken_stream_ends_with_response_failed() {
     assert_eq!(last["response"]["error"]["message"], "cut");
     assert!(!frames.iter().any(|(k, _)| k == "response.completed"));
 }
+
+#[test]
+fn input_items_keep_the_request_items_with_stable_ids() {
+    let ingress = decode(agent_turn()).unwrap();
+    let items = &ingress.input_items;
+    assert_eq!(items.len(), 7, "one per input item, reasoning included");
+    let stem = ingress.params.id.strip_prefix("resp_").unwrap();
+    // An easy message gets its type, parts, status and an id made of response id and index.
+    assert_eq!(
+        items[0],
+        json!({"id": format!("msg_{stem}0000"), "type": "message", "role": "user", "status": "completed",
+               "content": [{"type": "input_text", "text": "weather and time in Paris?"}]})
+    );
+    // Items that came with ids keep them, and their fields.
+    assert_eq!(items[1]["id"], "msg_1");
+    assert_eq!(items[1]["content"][0]["logprobs"], json!([]));
+    assert_eq!(items[2]["id"], "rs_1");
+    assert_eq!(items[3]["id"], "fc_1");
+    assert_eq!(items[5]["id"], format!("fco_{stem}0005"));
+    assert_eq!(items[5]["status"], "completed");
+    assert_eq!(items[6]["output"][0]["text"], "noon");
+    // Deterministic: the same response and input give the same ids.
+    assert_eq!(
+        &input_items(&ingress.params.id, agent_turn().get("input").cloned()),
+        items
+    );
+    // A string input is one user message; an assistant string becomes output_text.
+    let one = input_items("resp_x", Some(json!("hi")));
+    assert_eq!(one[0]["id"], "msg_x0000");
+    assert_eq!(
+        one[0]["content"],
+        json!([{"type": "input_text", "text": "hi"}])
+    );
+    let assistant = input_items(
+        "resp_x",
+        Some(json!([{"role": "assistant", "content": "ok"}])),
+    );
+    assert_eq!(
+        assistant[0]["content"],
+        json!([{"type": "output_text", "text": "ok", "annotations": []}])
+    );
+    assert!(input_items("resp_x", None).is_empty());
+}
