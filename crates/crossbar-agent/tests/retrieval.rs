@@ -115,6 +115,37 @@ async fn embedded_vectors_make_search_hybrid_and_stay_in_step_with_the_text() {
 }
 
 #[tokio::test]
+async fn an_ingestion_that_fails_part_way_is_completed_by_the_next() {
+    let h = common::harness(common::CONFIG).await;
+    let docs = h.path("docs");
+    let index = h.path("index");
+    write_docs(&docs);
+    let sim = &h.gateway.sims["sim-openai"];
+    let healthy = sim.config();
+    // The embeddings provider fails from the second file on.
+    let failed = ingest(&docs, &index, embedded(&h, "embed"), |done, _| {
+        if done == 1 {
+            sim.set_config(crossbar_sim::SimConfig {
+                error_rate: 1.0,
+                error_status: 400,
+                ..healthy.clone()
+            });
+        }
+    })
+    .await
+    .unwrap_err();
+    assert!(failed.contains("embeddings model `embed`"), "{failed}");
+    sim.set_config(healthy);
+    let done = ingest(&docs, &index, embedded(&h, "embed"), |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!((done.files, done.embedded), (3, 3));
+    let model = Arc::new(InProcess::new(Arc::clone(&h.gateway.router))) as Arc<dyn AgentModel>;
+    let index = DocIndex::open(&index, None, Some(model), None).unwrap();
+    hybrid_finds_what_bm25_misses(&index).await;
+}
+
+#[tokio::test]
 async fn hybrid_falls_back_to_bm25_when_the_embeddings_provider_fails() {
     let h = common::harness(common::CONFIG).await;
     let docs = h.path("docs");
@@ -167,7 +198,7 @@ async fn pgvector_keeps_the_vectors_when_the_store_is_postgres() {
     let done = ingest(&docs, &index, embedding, |_, _| {}).await.unwrap();
     assert_eq!(done.vectors, Some(Backend::Pgvector));
     assert!(
-        !index.join("vectors/vectors.f32").exists(),
+        !index.join("vectors/vectors.bin").exists(),
         "nothing embedded beside the index"
     );
     let model = Arc::new(InProcess::new(Arc::clone(&h.gateway.router))) as Arc<dyn AgentModel>;

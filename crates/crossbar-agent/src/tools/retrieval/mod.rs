@@ -179,10 +179,12 @@ pub async fn ingest(
                             },
                             index_id: hex::encode(rand::rng().random::<[u8; 12]>()),
                         };
-                        sink = Some((
-                            Sink::open(index_dir, &meta, embedding.store.as_ref()).await?,
-                            meta,
-                        ));
+                        let opened = Sink::open(index_dir, &meta, embedding.store.as_ref()).await?;
+                        // Recorded now, not at the end: an ingestion that dies part-way leaves
+                        // an index with vectors that the next ingestion completes, rather than
+                        // one that looks built without them.
+                        meta.save(index_dir)?;
+                        sink = Some((opened, meta));
                     }
                     if let Some((sink, _)) = &mut sink {
                         let rows = (0_u64..).zip(vectors).collect();

@@ -21,8 +21,10 @@ use crate::model::AgentModel;
 /// Passages per embeddings request: well under every provider's input limit.
 const BATCH: usize = 64;
 const META: &str = "meta.json";
-const KEYS: &str = "keys.json";
-const DATA: &str = "vectors.f32";
+/// One file, replaced whole by a rename: the byte length of the keys (u64, little-endian),
+/// the keys as JSON (`[[path, passage], ...]`), then the rows as little-endian f32. Keys and
+/// rows can never disagree after a crash.
+const DATA: &str = "vectors.bin";
 
 /// Where an index's vectors are kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,7 +61,7 @@ impl VectorMeta {
         }
     }
 
-    fn save(&self, index: &Path) -> Result<(), String> {
+    pub(super) fn save(&self, index: &Path) -> Result<(), String> {
         let bytes = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
         write_atomic(&dir(index).join(META), &bytes)
     }
@@ -133,29 +135,36 @@ impl FlatVectors {
     }
 
     pub fn load(index: &Path, dimensions: usize) -> Result<Self, String> {
-        let at = |p: &Path, e: &dyn std::fmt::Display| format!("{}: {e}", p.display());
-        let keys_path = dir(index).join(KEYS);
-        let data_path = dir(index).join(DATA);
-        let keys: Vec<(String, u64)> = match std::fs::read(&keys_path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| at(&keys_path, &e))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(at(&keys_path, &e)),
-        };
-        let bytes = match std::fs::read(&data_path) {
+        let path = dir(index).join(DATA);
+        let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(at(&data_path, &e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::new(dimensions)),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
         };
-        if bytes.len() != keys.len() * dimensions * 4 {
-            return Err(format!(
-                "{}: {} bytes for {} vectors of {dimensions} dimensions: the index is damaged \
-                 (ingest again)",
-                data_path.display(),
-                bytes.len(),
+        let damaged = |why: &str| {
+            format!(
+                "{}: {why}: the index is damaged (ingest again into a new directory)",
+                path.display()
+            )
+        };
+        let (length, rest) = bytes
+            .split_first_chunk::<8>()
+            .ok_or_else(|| damaged("too short"))?;
+        let length = usize::try_from(u64::from_le_bytes(*length))
+            .ok()
+            .filter(|l| *l <= rest.len())
+            .ok_or_else(|| damaged("bad key length"))?;
+        let (keys, rows) = rest.split_at(length);
+        let keys: Vec<(String, u64)> =
+            serde_json::from_slice(keys).map_err(|e| damaged(&e.to_string()))?;
+        if rows.len() != keys.len() * dimensions * 4 {
+            return Err(damaged(&format!(
+                "{} bytes for {} vectors of {dimensions} dimensions",
+                rows.len(),
                 keys.len()
-            ));
+            )));
         }
-        let data = bytes
+        let data = rows
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
@@ -173,10 +182,11 @@ impl FlatVectors {
 
     pub fn save(&self, index: &Path) -> Result<(), String> {
         let keys = serde_json::to_vec(&self.keys).map_err(|e| e.to_string())?;
-        let data: Vec<u8> = self.data.iter().flat_map(|x| x.to_le_bytes()).collect();
-        // Data first: a crash between the two leaves a size mismatch that load reports.
-        write_atomic(&dir(index).join(DATA), &data)?;
-        write_atomic(&dir(index).join(KEYS), &keys)
+        let mut bytes = Vec::with_capacity(8 + keys.len() + self.data.len() * 4);
+        bytes.extend_from_slice(&(keys.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&keys);
+        bytes.extend(self.data.iter().flat_map(|x| x.to_le_bytes()));
+        write_atomic(&dir(index).join(DATA), &bytes)
     }
 
     /// Replaces every vector of `path`.
@@ -347,11 +357,7 @@ impl Sink {
         store: Option<&Arc<dyn VectorStore>>,
     ) -> Result<Self, String> {
         match meta.backend {
-            Backend::Embedded => Ok(Self::Embedded(if dir(index).join(KEYS).exists() {
-                FlatVectors::load(index, meta.dimensions)?
-            } else {
-                FlatVectors::new(meta.dimensions)
-            })),
+            Backend::Embedded => Ok(Self::Embedded(FlatVectors::load(index, meta.dimensions)?)),
             Backend::Pgvector => {
                 let store = store.ok_or_else(|| pgvector_needs_store(index))?;
                 store
@@ -478,7 +484,10 @@ mod tests {
         let back = FlatVectors::load(&index, 2).unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(back.keys, flat.keys);
         assert_eq!(back.data, flat.data);
-        std::fs::write(dir(&index).join(DATA), [0_u8; 5]).unwrap_or_else(|e| unreachable!("{e}"));
+        let mut bytes =
+            std::fs::read(dir(&index).join(DATA)).unwrap_or_else(|e| unreachable!("{e}"));
+        bytes.truncate(bytes.len() - 3);
+        std::fs::write(dir(&index).join(DATA), &bytes).unwrap_or_else(|e| unreachable!("{e}"));
         let error = FlatVectors::load(&index, 2).err().unwrap_or_default();
         assert!(error.contains("damaged"), "{error}");
         let _ = std::fs::remove_dir_all(&index);
