@@ -309,37 +309,38 @@ impl DocIndex {
         } else {
             limit
         };
-        let bm25 = if self.mode == RetrievalMode::Vector {
-            Vec::new()
-        } else {
+        // BM25 runs on a blocking thread while the query's embedding is in flight.
+        let text = async {
+            if self.mode == RetrievalMode::Vector {
+                return Ok(Vec::new());
+            }
             let text = Arc::clone(&self.text);
             let query = query.to_owned();
             tokio::task::spawn_blocking(move || text.search(&query, depth))
                 .await
-                .map_err(|e| format!("search failed: {e}"))??
+                .map_err(|e| format!("search failed: {e}"))?
         };
+        let vector = async {
+            let Some((vectors, embedder)) = &self.vectors else {
+                return Ok(Vec::new());
+            };
+            let (mut vector, _) = embedder.embed(&[query.to_owned()], &mut 0.0).await?;
+            let vector = vector
+                .pop()
+                .ok_or("the embeddings model returned no vector")?;
+            vectors.search(&vector, depth).await
+        };
+        let (bm25, near) = tokio::join!(text, vector);
+        let bm25 = bm25?;
         let mut notice = None;
-        let near = match &self.vectors {
-            None => Vec::new(),
-            Some((vectors, embedder)) => {
-                let found = async {
-                    let (mut vector, _) = embedder.embed(&[query.to_owned()], &mut 0.0).await?;
-                    let vector = vector
-                        .pop()
-                        .ok_or("the embeddings model returned no vector")?;
-                    vectors.search(&vector, depth).await
-                }
-                .await;
-                match found {
-                    Ok(near) => near,
-                    Err(e) if self.mode == RetrievalMode::Hybrid => {
-                        tracing::warn!(error = %e, "vector search failed; BM25 only");
-                        notice = Some(format!("vector search unavailable ({e}); BM25 only"));
-                        Vec::new()
-                    }
-                    Err(e) => return Err(e),
-                }
+        let near = match near {
+            Ok(near) => near,
+            Err(e) if self.mode == RetrievalMode::Hybrid => {
+                tracing::warn!(error = %e, "vector search failed; BM25 only");
+                notice = Some(format!("vector search unavailable ({e}); BM25 only"));
+                Vec::new()
             }
+            Err(e) => return Err(e),
         };
         let mut texts: HashMap<(String, u64), String> = HashMap::new();
         let bm25_keys: Vec<(String, u64)> = bm25
