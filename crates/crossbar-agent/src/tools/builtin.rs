@@ -11,24 +11,8 @@ use crossbar_core::images::is_private;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
-use super::Tool;
+use super::{Tool, definition, text_arg};
 use crate::spec::HttpFetchSpec;
-
-fn definition(name: &str, description: &str, parameters: Value) -> chat::Tool {
-    chat::Tool {
-        name: name.to_owned(),
-        description: Some(description.to_owned()),
-        parameters: Some(parameters),
-        strict: None,
-    }
-}
-
-fn text_arg<'a>(arguments: &'a Value, name: &str) -> Result<&'a str, String> {
-    arguments
-        .get(name)
-        .and_then(Value::as_str)
-        .ok_or_else(|| format!("`{name}` must be a string"))
-}
 
 /// Arithmetic on numbers: `+ - * / % ^`, parentheses, unary minus.
 pub struct Calculator;

@@ -72,19 +72,16 @@ pub struct Remember {
 
 impl Tool for Remember {
     fn definition(&self) -> chat::Tool {
-        chat::Tool {
-            name: "remember".to_owned(),
-            description: Some(
-                "Keeps a fact in your long-term memory, available to later runs.".to_owned(),
-            ),
-            parameters: Some(json!({
+        super::definition(
+            "remember",
+            "Keeps a fact in your long-term memory, available to later runs.",
+            json!({
                 "type": "object",
                 "properties": {"text": {"type": "string", "minLength": 1, "maxLength": MAX_MEMORY_CHARS}},
                 "required": ["text"],
                 "additionalProperties": false
-            })),
-            strict: None,
-        }
+            }),
+        )
     }
 
     fn idempotent(&self) -> bool {
@@ -93,12 +90,7 @@ impl Tool for Remember {
 
     fn call(&self, arguments: Value) -> BoxFuture<'_, Result<String, String>> {
         Box::pin(async move {
-            let text = arguments
-                .get("text")
-                .and_then(Value::as_str)
-                .ok_or("`text` must be a string")?
-                .trim()
-                .to_owned();
+            let text = super::text_arg(&arguments, "text")?.trim().to_owned();
             let record = MemoryRecord {
                 agent: self.agent.clone(),
                 id: memory_id(&text),

@@ -177,12 +177,30 @@ fn truncate(mut text: String) -> String {
     text
 }
 
-/// A search tool's definition: a `query` and an optional `limit` of at most `max_limit`.
-pub(crate) fn search_tool(name: &str, description: &str, max_limit: u32) -> chat::Tool {
+/// A tool's definition from its name, description and JSON Schema.
+pub(crate) fn definition(name: &str, description: &str, parameters: Value) -> chat::Tool {
     chat::Tool {
         name: name.to_owned(),
         description: Some(description.to_owned()),
-        parameters: Some(serde_json::json!({
+        parameters: Some(parameters),
+        strict: None,
+    }
+}
+
+/// A string argument, or the error the model gets back.
+pub(crate) fn text_arg<'a>(arguments: &'a Value, name: &str) -> Result<&'a str, String> {
+    arguments
+        .get(name)
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("`{name}` must be a string"))
+}
+
+/// A search tool's definition: a `query` and an optional `limit` of at most `max_limit`.
+pub(crate) fn search_tool(name: &str, description: &str, max_limit: u32) -> chat::Tool {
+    definition(
+        name,
+        description,
+        serde_json::json!({
             "type": "object",
             "properties": {
                 "query": {"type": "string", "minLength": 1},
@@ -190,9 +208,8 @@ pub(crate) fn search_tool(name: &str, description: &str, max_limit: u32) -> chat
             },
             "required": ["query"],
             "additionalProperties": false
-        })),
-        strict: None,
-    }
+        }),
+    )
 }
 
 /// A search tool's `query` and `limit` (`default` when absent).
@@ -200,11 +217,7 @@ pub(crate) fn search_arguments(
     arguments: &Value,
     default: usize,
 ) -> Result<(String, usize), String> {
-    let query = arguments
-        .get("query")
-        .and_then(Value::as_str)
-        .ok_or("`query` must be a string")?
-        .to_owned();
+    let query = text_arg(arguments, "query")?.to_owned();
     let limit = arguments
         .get("limit")
         .and_then(Value::as_u64)
