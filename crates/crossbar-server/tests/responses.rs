@@ -365,6 +365,38 @@ const ADMIN: &str = "admin-token-0123456789";
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// A gateway storing responses in a fresh SQLite file, with the virtual keys `alice` and `bob`.
+struct Stored {
+    gw: TestGateway,
+    /// The configuration, to start another gateway on the same store.
+    config: String,
+    path: std::path::PathBuf,
+    alice: String,
+    bob: String,
+}
+
+async fn with_store_and_two_keys() -> Stored {
+    let path = std::env::temp_dir().join(format!(
+        "crossbar_responses_{}_{}.db",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let config = format!(
+        "[store]\nurl = \"{}\"\n\n[admin]\ntoken = \"{ADMIN}\"\n{CONFIG}",
+        path.display()
+    );
+    let gw = start(&config).await;
+    let alice = create_key(&gw, "alice").await;
+    let bob = create_key(&gw, "bob").await;
+    Stored {
+        gw,
+        config,
+        path,
+        alice,
+        bob,
+    }
+}
+
 async fn create_key(gw: &TestGateway, name: &str) -> String {
     let response = gw
         .client()
@@ -381,18 +413,13 @@ async fn create_key(gw: &TestGateway, name: &str) -> String {
 
 #[tokio::test]
 async fn stored_responses_live_in_the_store_and_each_key_sees_only_its_own() {
-    let store_path = std::env::temp_dir().join(format!(
-        "crossbar_responses_{}_{}.db",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let config = format!(
-        "[store]\nurl = \"{}\"\n\n[admin]\ntoken = \"{ADMIN}\"\n{CONFIG}",
-        store_path.display()
-    );
-    let gw = start(&config).await;
-    let alice = create_key(&gw, "alice").await;
-    let bob = create_key(&gw, "bob").await;
+    let Stored {
+        gw,
+        config,
+        path: store_path,
+        alice,
+        bob,
+    } = with_store_and_two_keys().await;
     let (status, made) = create(
         &gw,
         Some(&alice),
@@ -483,18 +510,13 @@ async fn stored_responses_live_in_the_store_and_each_key_sees_only_its_own() {
 #[tokio::test]
 async fn input_items_are_listed_paged_and_scoped() {
     use crossbar_testkit::openapi::check;
-    let store_path = std::env::temp_dir().join(format!(
-        "crossbar_responses_{}_{}.db",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let config = format!(
-        "[store]\nurl = \"{}\"\n\n[admin]\ntoken = \"{ADMIN}\"\n{CONFIG}",
-        store_path.display()
-    );
-    let gw = start(&config).await;
-    let alice = create_key(&gw, "alice").await;
-    let bob = create_key(&gw, "bob").await;
+    let Stored {
+        gw,
+        path: store_path,
+        alice,
+        bob,
+        ..
+    } = with_store_and_two_keys().await;
     let input = json!([
         {"role": "developer", "content": "Answer in one line."},
         {"role": "user", "content": "weather in Rome?"},
