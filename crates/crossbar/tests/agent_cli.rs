@@ -20,21 +20,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 async fn the_same_agent_in_process_and_through_a_remote_gateway_gives_the_same_transcript() {
     let setup = Setup::new(SPEC);
     let local_store = setup.store("local.db");
-    let local = output(
-        setup.path(),
-        &[
-            "agent",
-            "run",
-            "agent.toml",
-            TASK,
-            "--config",
-            "crossbar.toml",
-            "--store",
-            &local_store,
-            "--json",
-        ],
-    )
-    .await;
+    let local = setup
+        .agent_json(&["run", "agent.toml", TASK], &local_store)
+        .await;
     let local_summary = summary(&local);
     assert_eq!(local_summary["status"], "completed", "{local:?}");
 
@@ -201,21 +189,9 @@ async fn a_run_killed_mid_tool_resumes_to_the_journal_of_an_uninterrupted_run() 
     let setup = Setup::new(&slow_spec(&url, true));
 
     let whole_store = setup.store("whole.db");
-    let whole = output(
-        setup.path(),
-        &[
-            "agent",
-            "run",
-            "agent.toml",
-            SLOW_TASK,
-            "--config",
-            "crossbar.toml",
-            "--store",
-            &whole_store,
-            "--json",
-        ],
-    )
-    .await;
+    let whole = setup
+        .agent_json(&["run", "agent.toml", SLOW_TASK], &whole_store)
+        .await;
     let whole_summary = summary(&whole);
     assert_eq!(whole_summary["status"], "completed");
     assert_eq!(hits.load(Ordering::SeqCst), 1);
@@ -240,20 +216,7 @@ async fn a_run_killed_mid_tool_resumes_to_the_journal_of_an_uninterrupted_run() 
     tokio::time::sleep(Duration::from_millis(200)).await;
     let before = hits.load(Ordering::SeqCst);
     // Resume in another process (any host sharing the store would do).
-    let resumed = output(
-        setup.path(),
-        &[
-            "agent",
-            "resume",
-            &run_id,
-            "--config",
-            "crossbar.toml",
-            "--store",
-            &store,
-            "--json",
-        ],
-    )
-    .await;
+    let resumed = setup.agent_json(&["resume", &run_id], &store).await;
     let resumed_summary = summary(&resumed);
     assert_eq!(resumed_summary["status"], "completed", "{resumed:?}");
     assert_eq!(resumed_summary["run_id"], run_id.as_str());
@@ -312,20 +275,7 @@ async fn a_non_idempotent_tool_interrupted_by_a_kill_is_not_run_again() {
     // The call may or may not have reached the server before the kill; it is never repeated.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let before = hits.load(Ordering::SeqCst);
-    let resumed = output(
-        setup.path(),
-        &[
-            "agent",
-            "resume",
-            &run_id,
-            "--config",
-            "crossbar.toml",
-            "--store",
-            &store,
-            "--json",
-        ],
-    )
-    .await;
+    let resumed = setup.agent_json(&["resume", &run_id], &store).await;
     assert_eq!(hits.load(Ordering::SeqCst), before);
     let events = json_lines(&resumed);
     let interrupted: Vec<&Value> = events
@@ -400,21 +350,9 @@ async fn ingested_documents_are_searched_by_the_search_docs_tool() {
     assert!(stderr.contains("] 2/2 files"), "progress bar: {stderr}");
 
     let task = "When are refunds paid?\nsim-step 1: search_docs {\"query\": \"refunds paid days\", \"limit\": 1}";
-    let lines = output(
-        setup.path(),
-        &[
-            "agent",
-            "run",
-            "agent.toml",
-            task,
-            "--config",
-            "crossbar.toml",
-            "--store",
-            &setup.store("j.db"),
-            "--json",
-        ],
-    )
-    .await;
+    let lines = setup
+        .agent_json(&["run", "agent.toml", task], &setup.store("j.db"))
+        .await;
     let summary = summary(&lines);
     assert_eq!(
         summary["answer"],
@@ -482,18 +420,7 @@ async fn ingest_with_embeddings_makes_search_docs_hybrid() {
 
     // "refunding" is no word of the documents: only the vectors find the passage.
     let task = "How long do refunds take?\nsim-step 1: search_docs {\"query\": \"refunding\", \"limit\": 1}";
-    let run = [
-        "agent",
-        "run",
-        "agent.toml",
-        task,
-        "--config",
-        "crossbar.toml",
-        "--store",
-        &store,
-        "--json",
-    ];
-    let lines = output(setup.path(), &run).await;
+    let lines = setup.agent_json(&["run", "agent.toml", task], &store).await;
     assert_eq!(
         summary(&lines)["answer"],
         "Based on search_docs: [refunds.md #1] Refunds are issued within 14 days.."

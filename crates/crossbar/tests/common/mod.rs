@@ -113,6 +113,14 @@ impl Setup {
         self.dir.path()
     }
 
+    /// `crossbar agent ARGS --config crossbar.toml --store STORE --json`, run to its end.
+    pub async fn agent_json(&self, args: &[&str], store: &str) -> Vec<String> {
+        let mut all = vec!["agent"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--config", "crossbar.toml", "--store", store, "--json"]);
+        output(self.path(), &all).await
+    }
+
     pub fn store(&self, name: &str) -> String {
         format!("sqlite://{}?mode=rwc", self.path().join(name).display())
     }
