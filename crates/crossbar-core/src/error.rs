@@ -45,6 +45,8 @@ pub enum ErrorKind {
     Unsupported,
     /// A bug or misconfiguration on our side.
     Internal,
+    /// The gateway itself is at capacity (connections, in-flight work): come back shortly.
+    Overloaded,
 }
 
 /// An error with everything needed to answer a client and to decide on a retry.
@@ -146,6 +148,12 @@ impl Error {
         Self::new(ErrorKind::Internal, Origin::Internal, false, message)
     }
 
+    /// The gateway sheds load: a 503 the client may retry.
+    pub fn overloaded(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Overloaded, Origin::Internal, true, message)
+            .with_retry_after(Some(Duration::from_secs(1)))
+    }
+
     /// Classifies an upstream HTTP error status. Quota/billing 429s are not retryable; the
     /// dialect decides that from the body and overrides `kind` with [`Error::quota_exceeded`].
     pub fn from_upstream_status(status: u16, message: impl Into<String>) -> Self {
@@ -224,6 +232,7 @@ impl Error {
             | ErrorKind::StreamInterrupted => 502,
             ErrorKind::UpstreamTimeout => 504,
             ErrorKind::Internal => 500,
+            ErrorKind::Overloaded => 503,
         }
     }
 
@@ -244,7 +253,7 @@ impl Error {
             | ErrorKind::BadUpstreamResponse
             | ErrorKind::UpstreamConnect
             | ErrorKind::StreamInterrupted => "upstream_error",
-            ErrorKind::Internal => "server_error",
+            ErrorKind::Internal | ErrorKind::Overloaded => "server_error",
         }
     }
 }
@@ -292,5 +301,6 @@ mod tests {
         assert_eq!(Error::bad_upstream("garbage").status(), 502);
         assert_eq!(Error::upstream_timeout("slow").status(), 504);
         assert_eq!(Error::internal("bug").status(), 500);
+        assert_eq!(Error::overloaded("busy").status(), 503);
     }
 }

@@ -18,4 +18,4 @@ pub mod whatif;
 
 pub use app::{AppState, app};
 pub use bootstrap::Gateway;
-pub use serve::serve;
+pub use serve::{ServeLimits, serve};

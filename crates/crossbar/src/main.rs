@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use crossbar_core::config::Config;
-use crossbar_server::{Gateway, app, serve};
+use crossbar_server::{Gateway, ServeLimits, app, serve};
 use crossbar_sim::{SimConfig, SimDialect, SimServer};
 use tokio::net::TcpListener;
 
@@ -96,7 +96,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         match command {
             Command::Serve { config, listen } => run_serve(config, listen).await,
             Command::Agent(args) => agent::command(args).await,
@@ -111,7 +111,10 @@ fn main() -> anyhow::Result<()> {
             } => run_sim(dialect, &listen, config).await,
             Command::Simulate { .. } => anyhow::bail!("simulate runs on its own virtual clock"),
         }
-    })
+    });
+    // A task stuck in CPU work must not hold the process after its work is done.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    result
 }
 
 fn load_config(path: Option<PathBuf>) -> anyhow::Result<Config> {
@@ -155,12 +158,12 @@ async fn run_serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::R
     );
     // The first line of stdout is the URL, so scripts and tests can find an ephemeral port.
     println!("crossbar listening on http://{addr}");
-    let grace = Duration::from_secs(config.server.shutdown_grace_s());
+    let limits = ServeLimits::of(&config.server);
     serve(
         listener,
         app(gateway.state.clone()),
-        shutdown_signal(),
-        grace,
+        watchdog(limits.grace),
+        limits,
     )
     .await?;
     // Every finished request's record reaches the store before exit.
@@ -189,6 +192,48 @@ async fn run_sim(dialect: SimDialect, listen: &str, config: Option<PathBuf>) -> 
         () = shutdown_signal() => {}
     }
     Ok(())
+}
+
+/// Extra time after the grace period for the last usage records to reach the store.
+const FLUSH_ALLOWANCE: Duration = Duration::from_secs(10);
+
+/// Resolves when SIGTERM or Ctrl-C arrives, watched from a thread of its own: if every worker
+/// thread were busy with a request, the runtime could not even notice the signal. The same
+/// thread ends the process if the drain and the flush overrun `grace` (plus an allowance), so a
+/// stuck request can never keep the gateway alive past its grace period.
+fn watchdog(grace: Duration) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("crossbar-shutdown".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    tracing::error!(%error, "no runtime for the shutdown watchdog");
+                    return;
+                }
+            };
+            runtime.block_on(shutdown_signal());
+            let _ = tx.send(());
+            std::thread::sleep(grace + FLUSH_ALLOWANCE);
+            tracing::error!(
+                "still running {:?} after the shutdown signal: exiting now",
+                grace + FLUSH_ALLOWANCE
+            );
+            std::process::exit(1);
+        });
+    if let Err(error) = spawned {
+        tracing::error!(%error, "could not start the shutdown watchdog");
+    }
+    async move {
+        if rx.await.is_err() {
+            // The watchdog could not start: fall back to watching signals here.
+            shutdown_signal().await;
+        }
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

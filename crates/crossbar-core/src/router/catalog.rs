@@ -147,7 +147,15 @@ impl Preferences {
                 .map(str::to_owned),
             ..Self::default()
         };
-        for entry in provider.unwrap_or("").split(',').map(str::trim) {
+        let entries = provider.unwrap_or("").split(',').map(str::trim);
+        if entries.clone().count() > MAX_PROVIDER_PATTERNS {
+            return Err(Error::invalid_field(
+                PROVIDER_HEADER,
+                format!("`{PROVIDER_HEADER}` may name at most {MAX_PROVIDER_PATTERNS} providers."),
+            ));
+        }
+        for entry in entries {
+            check_provider_pattern(entry)?;
             match entry.strip_prefix('!') {
                 Some(excluded) if !excluded.trim().is_empty() => {
                     preferences
@@ -230,16 +238,55 @@ pub fn allowed(constraints: &Constraints, deployment: &Deployment) -> bool {
 }
 
 /// `*` matches any run of characters; everything else matches itself.
+///
+/// Linear in `pattern.len() + value.len()`: the literal pieces between stars are found left to
+/// right, each at its first occurrence after the previous one (taking the earliest match never
+/// loses a match when `*` is the only wildcard), so no input backtracks. Patterns come from
+/// clients (`x-crossbar-provider`), so a recursive matcher here was a denial of service.
 pub fn glob(pattern: &str, value: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == value,
-        Some((prefix, rest)) => {
-            let Some(tail) = value.strip_prefix(prefix) else {
-                return false;
-            };
-            (0..=tail.len()).any(|i| tail.is_char_boundary(i) && glob(rest, &tail[i..]))
+    let mut pieces = pattern.split('*');
+    // `split` always yields at least one piece.
+    let first = pieces.next().unwrap_or_default();
+    let Some(mut rest) = value.strip_prefix(first) else {
+        return false;
+    };
+    let Some(last) = pieces.next_back() else {
+        // No star: the pattern is a literal.
+        return rest.is_empty();
+    };
+    for middle in pieces.filter(|p| !p.is_empty()) {
+        match rest.find(middle) {
+            Some(at) => rest = &rest[at + middle.len()..],
+            None => return false,
         }
     }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+/// The longest `x-crossbar-provider` entry accepted; provider names are short.
+pub const MAX_PROVIDER_PATTERN_BYTES: usize = 128;
+/// The most `*` an entry may hold; more says nothing a few cannot.
+pub const MAX_PROVIDER_PATTERN_STARS: usize = 4;
+/// The most comma-separated entries in `x-crossbar-provider`.
+pub const MAX_PROVIDER_PATTERNS: usize = 32;
+
+/// Refuses a client's provider pattern that is too long or too starry to be a real selection.
+fn check_provider_pattern(pattern: &str) -> Result<()> {
+    if pattern.len() > MAX_PROVIDER_PATTERN_BYTES {
+        return Err(Error::invalid_field(
+            PROVIDER_HEADER,
+            format!(
+                "A provider pattern may be at most {MAX_PROVIDER_PATTERN_BYTES} bytes long."
+            ),
+        ));
+    }
+    if pattern.matches('*').count() > MAX_PROVIDER_PATTERN_STARS {
+        return Err(Error::invalid_field(
+            PROVIDER_HEADER,
+            format!("A provider pattern may hold at most {MAX_PROVIDER_PATTERN_STARS} `*`."),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -254,6 +301,55 @@ mod tests {
         assert!(glob("*-east-*", "us-east-1"));
         assert!(glob("us-east-1", "us-east-1"));
         assert!(!glob("us-east-1", "us-east-2"));
+        assert!(glob("a*b*c", "abc"));
+        assert!(glob("a*b*c", "axxbyybzc"));
+        assert!(!glob("a*b*c", "axxbyyb"));
+        assert!(glob("*a*", "banana"));
+        assert!(!glob("ab*ba", "aba"));
+        assert!(glob("ab*ba", "abba"));
+        assert!(glob("**", ""));
+        assert!(!glob("", "x"));
+        assert!(glob("é*ü", "éxü"));
+        assert!(!glob("a*", ""));
+    }
+
+    /// The recursive matcher took exponential time on a pattern of stars against a name that
+    /// does not match; this one answers at once whatever the pattern.
+    #[test]
+    fn globs_of_many_stars_are_linear() {
+        let pattern = format!("{}x", "*".repeat(10_000));
+        let value = "a".repeat(10_000);
+        assert!(!glob(&pattern, &value));
+        let pattern = "a*".repeat(5_000);
+        assert!(glob(&pattern, &"a".repeat(5_000)));
+        assert!(!glob(&format!("{pattern}b"), &"a".repeat(5_000)));
+    }
+
+    #[test]
+    fn absurd_provider_patterns_are_refused() {
+        let stars = "*".repeat(19);
+        let err = Preferences::from_headers(None, Some(&stars), None).unwrap_err();
+        assert_eq!(err.status(), 400);
+        assert_eq!(err.param.as_deref(), Some(PROVIDER_HEADER));
+        assert_eq!(
+            err.message,
+            "A provider pattern may hold at most 4 `*`."
+        );
+        let long = "a".repeat(MAX_PROVIDER_PATTERN_BYTES + 1);
+        let err = Preferences::from_headers(None, Some(&long), None).unwrap_err();
+        assert_eq!(
+            err.message,
+            "A provider pattern may be at most 128 bytes long."
+        );
+        let many = vec!["a"; MAX_PROVIDER_PATTERNS + 1].join(",");
+        let err = Preferences::from_headers(None, Some(&many), None).unwrap_err();
+        assert_eq!(
+            err.message,
+            "`x-crossbar-provider` may name at most 32 providers."
+        );
+        let fine = Preferences::from_headers(None, Some("sim-*-east-*,!*azure*"), None).unwrap();
+        assert_eq!(fine.providers, ["sim-*-east-*"]);
+        assert_eq!(fine.exclude_providers, ["*azure*"]);
     }
 
     #[test]

@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use crossbar_core::config::Config;
-use crossbar_server::{Gateway, app, serve};
+use crossbar_server::{Gateway, ServeLimits, app, serve};
 use crossbar_sim::SimServer;
 use serde_json::{Value, json};
 
@@ -80,7 +80,10 @@ pub async fn start_with_grace(config: &str, grace: Duration) -> TestGateway {
         async move {
             let _ = rx.await;
         },
-        grace,
+        ServeLimits {
+            grace,
+            ..ServeLimits::of(&config.server)
+        },
     ));
     TestGateway {
         url,
