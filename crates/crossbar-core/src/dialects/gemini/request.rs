@@ -79,19 +79,21 @@ pub(super) fn encode(request: &ChatRequest, vertex: bool) -> Result<GenerateCont
     let tools = if request.tools.is_empty() {
         Vec::new()
     } else {
+        let budget = schema::Budget::new();
+        let mut declarations = Vec::with_capacity(request.tools.len());
+        for (i, tool) in request.tools.iter().enumerate() {
+            let parameters = match &tool.parameters {
+                Some(parameters) => schema::function_parameters(parameters, i, &budget)?,
+                None => None,
+            };
+            declarations.push(FunctionDeclaration {
+                name: tool.name.clone(),
+                description: tool.description.clone(),
+                parameters,
+            });
+        }
         vec![Tool {
-            function_declarations: request
-                .tools
-                .iter()
-                .map(|tool| FunctionDeclaration {
-                    name: tool.name.clone(),
-                    description: tool.description.clone(),
-                    parameters: tool
-                        .parameters
-                        .as_ref()
-                        .and_then(schema::function_parameters),
-                })
-                .collect(),
+            function_declarations: declarations,
         }]
     };
     // `parallel_tool_calls` has no Gemini equivalent and is not sent.

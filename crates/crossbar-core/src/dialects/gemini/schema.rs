@@ -5,7 +5,8 @@
 //! field is newer and not accepted everywhere. Gemini answers any keyword outside the subset
 //! with 400 `Unknown name "additionalProperties" ... Cannot find field.`, so:
 //! - `$ref` into `$defs` / `definitions` (or `#`) is inlined; recursion stops after a few levels
-//!   with a plain `{"type": "object"}`;
+//!   with a plain `{"type": "object"}`; what inlining adds to a request is bounded (a 400 past
+//!   [`MAX_INLINED_BYTES`]), since a few references to references expand exponentially;
 //! - `allOf` is merged, `oneOf` becomes `anyOf`, a string `const` becomes a one-value `enum`;
 //! - `type: [T, "null"]` becomes `type: T` + `nullable: true` (a list is a 400 "Proto field is
 //!   not repeating"), several non-null types become an `anyOf`;
@@ -21,6 +22,8 @@
 use std::cell::Cell;
 
 use serde_json::{Map, Value, json};
+
+use crate::error::{Error, Result};
 
 /// Keys Gemini's `Schema` accepts; we copy these (after conversion) and drop the rest.
 const KEPT: &[&str] = &[
@@ -43,20 +46,50 @@ const KEPT: &[&str] = &[
 
 /// How many `$ref`s deep we inline before cutting a recursive schema off.
 const MAX_REF_DEPTH: usize = 8;
-/// Inlining copies definitions, so a schema whose definitions reference each other several
-/// times grows exponentially with depth; past this many inlined bytes (or inlinings), further
-/// references become a plain object. Client input must not be able to tie the gateway up.
-const MAX_INLINED_BYTES: usize = 1 << 20;
-const MAX_INLININGS: usize = 256;
+/// What inlining `$ref`s may add to one request's tools, all together, in bytes of converted
+/// schema. Each reference's expansion is built once and charged as it is built, so the work is
+/// linear in this bound however the references fan out, and the request is refused past it.
+const MAX_INLINED_BYTES: usize = 512 * 1024;
+/// What each inlined reference costs beyond the schema it yields, so that references to empty
+/// definitions cannot be multiplied for free.
+const REF_COST: usize = 16;
 
-/// The `parameters` for a tool's JSON Schema; `None` when the function takes no arguments.
-pub(super) fn function_parameters(schema: &Value) -> Option<Value> {
+/// Bytes that inlining may still add to the request being encoded.
+pub(super) struct Budget {
+    left: Cell<usize>,
+}
+
+impl Budget {
+    pub(super) fn new() -> Self {
+        Self {
+            left: Cell::new(MAX_INLINED_BYTES),
+        }
+    }
+}
+
+/// The budget ran out: the request is refused.
+struct Exceeded;
+
+/// The `parameters` for the JSON Schema of tool `index`; `None` when the function takes no
+/// arguments. A 400 naming the tool when its references expand past what `budget` has left.
+pub(super) fn function_parameters(
+    schema: &Value,
+    index: usize,
+    budget: &Budget,
+) -> Result<Option<Value>> {
     let converter = Converter {
         root: schema,
-        inlined_bytes: Cell::new(0),
-        inlinings: Cell::new(0),
+        budget,
     };
-    let converted = converter.convert(schema, 0);
+    let converted = converter.convert(schema, 0).map_err(|Exceeded| {
+        Error::invalid_field(
+            format!("tools[{index}].function.parameters"),
+            format!(
+                "Tool parameter schemas expand beyond {MAX_INLINED_BYTES} bytes once their \
+                 `$ref`s are inlined, which Gemini requires."
+            ),
+        )
+    })?;
     let has_properties = converted
         .get("properties")
         .and_then(Value::as_object)
@@ -66,15 +99,43 @@ pub(super) fn function_parameters(schema: &Value) -> Option<Value> {
         .and_then(Value::as_str)
         .is_none_or(|t| t.eq_ignore_ascii_case("object"));
     if is_object && !has_properties && converted.get("anyOf").is_none() {
-        return None;
+        return Ok(None);
     }
-    Some(converted)
+    Ok(Some(converted))
+}
+
+/// A schema object as the converter reads it: the sibling keywords of the `$ref`s that led to
+/// it refine it (the outermost first), without copying either the target or the siblings.
+#[derive(Clone, Copy)]
+struct View<'a> {
+    map: &'a Map<String, Value>,
+    /// Whether this object's own `$ref` is still to be followed (not when it does not resolve).
+    follow: bool,
+    /// The object whose `$ref` led here.
+    outer: Option<&'a View<'a>>,
+}
+
+impl<'a> View<'a> {
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        if key == "$ref" {
+            return if self.follow { self.map.get(key) } else { None };
+        }
+        self.outer
+            .and_then(|outer| outer.sibling(key))
+            .or_else(|| self.map.get(key))
+    }
+
+    /// A keyword beside a `$ref` already followed.
+    fn sibling(&self, key: &str) -> Option<&'a Value> {
+        self.outer
+            .and_then(|outer| outer.sibling(key))
+            .or_else(|| self.map.get(key))
+    }
 }
 
 struct Converter<'a> {
     root: &'a Value,
-    inlined_bytes: Cell<usize>,
-    inlinings: Cell<usize>,
+    budget: &'a Budget,
 }
 
 impl Converter<'_> {
@@ -86,51 +147,78 @@ impl Converter<'_> {
         self.root.pointer(pointer)?.as_object()
     }
 
-    /// Inlines `$ref` (within the budget), merges `allOf`, converts the rest.
-    fn convert(&self, schema: &Value, refs: usize) -> Value {
-        let Value::Object(source) = schema else {
+    /// Charges what is built `refs` references deep: only inlining can grow a schema beyond the
+    /// request that carried it.
+    fn spend(&self, refs: usize, bytes: usize) -> Result<(), Exceeded> {
+        if refs == 0 {
+            return Ok(());
+        }
+        let left = self.budget.left.get().checked_sub(bytes).ok_or(Exceeded)?;
+        self.budget.left.set(left);
+        Ok(())
+    }
+
+    /// Copies a value into the output, paying for it first.
+    fn copy(&self, value: &Value, refs: usize) -> Result<Value, Exceeded> {
+        self.spend(refs, json_size(value))?;
+        Ok(value.clone())
+    }
+
+    /// Inlines `$ref` (up to a depth), merges `allOf`, converts the rest.
+    fn convert(&self, schema: &Value, refs: usize) -> Result<Value, Exceeded> {
+        let Value::Object(map) = schema else {
             // `true` / `false` schemas: nothing Gemini can express.
-            return Value::Object(Map::new());
+            return Ok(Value::Object(Map::new()));
         };
+        self.convert_view(
+            View {
+                map,
+                follow: true,
+                outer: None,
+            },
+            refs,
+        )
+    }
+
+    fn convert_view(&self, source: View<'_>, refs: usize) -> Result<Value, Exceeded> {
         if let Some(reference) = source.get("$ref").and_then(Value::as_str) {
             let Some(target) = self.resolve(reference) else {
-                let mut rest = source.clone();
-                rest.remove("$ref");
-                return self.convert(&Value::Object(rest), refs);
+                let rest = View {
+                    follow: false,
+                    ..source
+                };
+                return self.convert_view(rest, refs);
             };
-            let size = serde_json::to_string(target).map_or(usize::MAX, |t| t.len());
-            let bytes = self.inlined_bytes.get().saturating_add(size);
-            let count = self.inlinings.get() + 1;
-            if refs >= MAX_REF_DEPTH || bytes > MAX_INLINED_BYTES || count > MAX_INLININGS {
-                return json!({"type": "object"});
+            self.spend(refs + 1, REF_COST)?;
+            if refs >= MAX_REF_DEPTH {
+                return Ok(json!({"type": "object"}));
             }
-            self.inlined_bytes.set(bytes);
-            self.inlinings.set(count);
-            let mut resolved = target.clone();
             // Sibling keywords (a description, say) refine the referenced schema.
-            for (key, value) in source {
-                if key != "$ref" {
-                    resolved.insert(key.clone(), value.clone());
-                }
-            }
-            return self.convert(&Value::Object(resolved), refs + 1);
+            let resolved = View {
+                map: target,
+                follow: true,
+                outer: Some(&source),
+            };
+            return self.convert_view(resolved, refs + 1);
         }
-        let mut out = self.convert_object(source, refs);
+        let mut out = self.convert_object(source, refs)?;
         if let (Some(Value::Array(parts)), Value::Object(map)) = (source.get("allOf"), &mut out) {
             for part in parts {
-                if let Value::Object(part) = self.convert(part, refs) {
+                if let Value::Object(part) = self.convert(part, refs)? {
                     merge_into(map, part);
                 }
             }
         }
-        out
+        Ok(out)
     }
 
-    fn convert_object(&self, source: &Map<String, Value>, refs: usize) -> Value {
+    fn convert_object(&self, source: View<'_>, refs: usize) -> Result<Value, Exceeded> {
+        self.spend(refs, 2)?;
         let mut out = Map::new();
         for key in KEPT {
-            if let Some(value) = source.get(*key) {
-                out.insert((*key).to_owned(), value.clone());
+            if let Some(value) = source.get(key) {
+                self.spend(refs, key.len() + 4)?;
+                out.insert((*key).to_owned(), self.copy(value, refs)?);
             }
         }
         let mut nullable = source.get("nullable").and_then(Value::as_bool) == Some(true);
@@ -153,16 +241,23 @@ impl Converter<'_> {
             }
             let strings: Vec<Value> = values.iter().filter(|v| !v.is_null()).cloned().collect();
             if !strings.is_empty() && strings.iter().all(Value::is_string) {
-                out.insert("enum".to_owned(), Value::Array(strings));
+                let strings = Value::Array(strings);
+                self.spend(refs, json_size(&strings) + 8)?;
+                out.insert("enum".to_owned(), strings);
             }
         } else if let Some(value @ Value::String(_)) = source.get("const") {
-            out.insert("enum".to_owned(), Value::Array(vec![value.clone()]));
+            self.spend(refs, 8)?;
+            out.insert(
+                "enum".to_owned(),
+                Value::Array(vec![self.copy(value, refs)?]),
+            );
         }
         if let Some(Value::Object(properties)) = source.get("properties") {
-            let converted: Map<String, Value> = properties
-                .iter()
-                .map(|(name, schema)| (name.clone(), self.convert(schema, refs)))
-                .collect();
+            let mut converted = Map::new();
+            for (name, schema) in properties {
+                self.spend(refs, name.len() + 4)?;
+                converted.insert(name.clone(), self.convert(schema, refs)?);
+            }
             if let Some(Value::Array(required)) = source.get("required") {
                 let declared: Vec<Value> = required
                     .iter()
@@ -170,9 +265,12 @@ impl Converter<'_> {
                     .cloned()
                     .collect();
                 if !declared.is_empty() {
-                    out.insert("required".to_owned(), Value::Array(declared));
+                    let declared = Value::Array(declared);
+                    self.spend(refs, json_size(&declared) + 12)?;
+                    out.insert("required".to_owned(), declared);
                 }
             }
+            self.spend(refs, 14)?;
             out.insert("properties".to_owned(), Value::Object(converted));
             if types.is_empty() {
                 types.push("object".to_owned());
@@ -180,12 +278,14 @@ impl Converter<'_> {
         }
         match source.get("items") {
             Some(items @ Value::Object(_)) => {
-                out.insert("items".to_owned(), self.convert(items, refs));
+                self.spend(refs, 9)?;
+                out.insert("items".to_owned(), self.convert(items, refs)?);
             }
             // Tuple form (draft 4-7): the first item's schema is the closest single one.
             Some(Value::Array(items)) => {
                 if let Some(first) = items.first() {
-                    out.insert("items".to_owned(), self.convert(first, refs));
+                    self.spend(refs, 9)?;
+                    out.insert("items".to_owned(), self.convert(first, refs)?);
                 }
             }
             _ => {}
@@ -200,7 +300,8 @@ impl Converter<'_> {
                 if branch.get("type").and_then(Value::as_str) == Some("null") {
                     nullable = true;
                 } else {
-                    converted.push(self.convert(branch, refs));
+                    self.spend(refs, 1)?;
+                    converted.push(self.convert(branch, refs)?);
                 }
             }
             match converted.len() {
@@ -211,6 +312,7 @@ impl Converter<'_> {
                     }
                 }
                 _ => {
+                    self.spend(refs, 9)?;
                     out.insert("anyOf".to_owned(), Value::Array(converted));
                 }
             }
@@ -218,23 +320,46 @@ impl Converter<'_> {
         match types.as_slice() {
             [] => {}
             [single] => {
+                self.spend(refs, single.len() + 10)?;
                 out.insert("type".to_owned(), Value::String(single.clone()));
             }
             several => {
-                let branches = several.iter().map(|t| json!({"type": t})).collect();
+                let branches: Vec<Value> = several.iter().map(|t| json!({"type": t})).collect();
+                self.spend(
+                    refs,
+                    several.iter().map(|t| t.len() + 12).sum::<usize>() + 9,
+                )?;
                 out.insert("anyOf".to_owned(), Value::Array(branches));
             }
         }
         if let Some(format) = source.get("format").and_then(Value::as_str) {
             let kind = out.get("type").and_then(Value::as_str).unwrap_or_default();
             if supported_format(kind, format) {
+                self.spend(refs, format.len() + 12)?;
                 out.insert("format".to_owned(), Value::String(format.to_owned()));
             }
         }
         if nullable {
+            self.spend(refs, 16)?;
             out.insert("nullable".to_owned(), Value::Bool(true));
         }
-        Value::Object(out)
+        Ok(Value::Object(out))
+    }
+}
+
+/// About the length of `value` serialized: what copying it adds to a request.
+fn json_size(value: &Value) -> usize {
+    match value {
+        Value::Null | Value::Bool(_) => 5,
+        Value::Number(_) => 8,
+        Value::String(s) => s.len() + 2,
+        Value::Array(items) => items.iter().map(|v| json_size(v) + 1).sum::<usize>() + 2,
+        Value::Object(map) => {
+            map.iter()
+                .map(|(k, v)| k.len() + 4 + json_size(v))
+                .sum::<usize>()
+                + 2
+        }
     }
 }
 
@@ -277,6 +402,10 @@ fn merge_into(target: &mut Map<String, Value>, part: Map<String, Value>) {
 mod tests {
     use super::*;
 
+    fn parameters(schema: &Value) -> Option<Value> {
+        function_parameters(schema, 0, &Budget::new()).unwrap()
+    }
+
     #[test]
     fn strips_what_gemini_rejects_and_keeps_what_it_knows() {
         let schema = json!({
@@ -293,7 +422,7 @@ mod tests {
             },
             "required": ["city", "ghost"]
         });
-        let out = function_parameters(&schema).unwrap();
+        let out = parameters(&schema).unwrap();
         assert_eq!(
             out,
             json!({
@@ -327,7 +456,7 @@ mod tests {
                 "list": {"$ref": "#/$defs/Node"}
             }
         });
-        let out = function_parameters(&schema).unwrap();
+        let out = parameters(&schema).unwrap();
         let properties = &out["properties"];
         assert_eq!(
             properties["at"],
@@ -357,31 +486,59 @@ mod tests {
     }
 
     #[test]
-    fn fanned_out_references_cannot_blow_up() {
-        // Each definition references the next twice: 2^30 copies if inlined naively.
+    fn fanned_out_references_are_refused_not_truncated() {
+        // Each definition references the next four times: 4^8 copies of 1 KB down to the depth
+        // where recursion is cut off (the previous budget silently cut them to `object`s).
         let mut defs = Map::new();
         for i in 0..30 {
             let next = json!({"$ref": format!("#/$defs/D{}", i + 1)});
             defs.insert(
                 format!("D{i}"),
-                json!({"type": "object", "description": "x".repeat(1000), "properties": {"a": next, "b": next}}),
+                json!({"type": "object", "description": "x".repeat(1000), "properties": {"a": next, "b": next, "c": next, "d": next}}),
             );
         }
         defs.insert("D30".into(), json!({"type": "string"}));
         let schema = json!({"type": "object", "$defs": defs, "properties": {"root": {"$ref": "#/$defs/D0"}}});
-        let out = function_parameters(&schema).unwrap();
-        let size = out.to_string().len();
-        assert!(size < 2 * MAX_INLINED_BYTES, "{size}");
-        assert!(!out.to_string().contains('$'));
+        let budget = Budget::new();
+        let err = function_parameters(&schema, 3, &budget).unwrap_err();
+        assert_eq!(err.status(), 400);
+        assert_eq!(err.param.as_deref(), Some("tools[3].function.parameters"));
+        assert_eq!(
+            err.message,
+            "Tool parameter schemas expand beyond 524288 bytes once their `$ref`s are inlined, which Gemini requires."
+        );
+    }
+
+    #[test]
+    fn siblings_of_chained_references_refine_them_outermost_first() {
+        let schema = json!({
+            "$defs": {
+                "A": {"$ref": "#/$defs/B", "description": "a", "title": "A"},
+                "B": {"type": "string", "description": "b", "title": "B", "maxLength": 3},
+                "Missing": {"$ref": "#/$defs/Nowhere", "type": "integer"}
+            },
+            "properties": {
+                "x": {"$ref": "#/$defs/A", "description": "x"},
+                "y": {"$ref": "#/$defs/Missing", "description": "y"}
+            }
+        });
+        let out = parameters(&schema).unwrap();
+        assert_eq!(
+            out["properties"],
+            json!({
+                "x": {"type": "string", "description": "x", "title": "A", "maxLength": 3},
+                "y": {"type": "integer", "description": "y"}
+            })
+        );
     }
 
     #[test]
     fn functions_without_arguments_have_no_parameters() {
         assert_eq!(
-            function_parameters(&json!({"type": "object", "properties": {}})),
+            parameters(&json!({"type": "object", "properties": {}})),
             None
         );
-        assert_eq!(function_parameters(&json!({"type": "object"})), None);
-        assert_eq!(function_parameters(&json!({})), None);
+        assert_eq!(parameters(&json!({"type": "object"})), None);
+        assert_eq!(parameters(&json!({})), None);
     }
 }

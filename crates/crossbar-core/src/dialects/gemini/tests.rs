@@ -3,7 +3,7 @@
 use bytes::{Bytes, BytesMut};
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::*;
 use crate::chat::{
@@ -569,4 +569,129 @@ fn embeddings_batch_text_inputs() {
             .status(),
         400
     );
+}
+
+/// A tool whose parameters are `schema`, in an OpenAI request.
+fn with_tool_parameters(schema: &Value) -> ChatRequest {
+    openai_request(
+        json!({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+        "tools": [
+            {"type": "function", "function": {"name": "plain", "parameters": {"type": "object", "properties": {"a": {"type": "string"}}}}},
+            {"type": "function", "function": {"name": "f", "parameters": schema}}
+        ]}),
+    )
+}
+
+#[test]
+fn many_references_to_a_large_definition_are_refused_fast() {
+    // ~400 KB: 10,000 references to one 100 KB definition. Serializing the target for every
+    // reference took minutes of CPU; expanding them would make a 1 GB upstream body.
+    let properties: Map<String, Value> = (0..10_000)
+        .map(|i| (format!("p{i}"), json!({"$ref": "#/$defs/Big"})))
+        .collect();
+    let schema = json!({
+        "type": "object",
+        "$defs": {"Big": {"type": "object", "description": "x".repeat(100_000), "properties": {"a": {"type": "string"}}}},
+        "properties": properties
+    });
+    let request = with_tool_parameters(&schema);
+    let started = std::time::Instant::now();
+    let err = request::encode(&request, false).unwrap_err();
+    let elapsed = started.elapsed();
+    assert_eq!(err.status(), 400);
+    assert_eq!(err.param.as_deref(), Some("tools[1].function.parameters"));
+    assert_eq!(
+        err.message,
+        "Tool parameter schemas expand beyond 524288 bytes once their `$ref`s are inlined, which Gemini requires."
+    );
+    assert!(elapsed < std::time::Duration::from_secs(2), "{elapsed:?}");
+}
+
+#[test]
+fn exponentially_expanding_references_are_refused_fast() {
+    // Each definition refers to the next six times: 6^8 (1.7 million) copies down to the
+    // depth where recursion is cut off, from 1 KB of schema.
+    let mut defs = Map::new();
+    for i in 0..10 {
+        let next = json!({"$ref": format!("#/$defs/D{}", i + 1)});
+        let properties: Map<String, Value> =
+            (0..6).map(|p| (format!("p{p}"), next.clone())).collect();
+        defs.insert(
+            format!("D{i}"),
+            json!({"type": "object", "properties": properties}),
+        );
+    }
+    defs.insert("D10".into(), json!({"type": "string"}));
+    let schema =
+        json!({"type": "object", "$defs": defs, "properties": {"root": {"$ref": "#/$defs/D0"}}});
+    let started = std::time::Instant::now();
+    let err = request::encode(&with_tool_parameters(&schema), false).unwrap_err();
+    assert_eq!(err.status(), 400);
+    assert_eq!(err.param.as_deref(), Some("tools[1].function.parameters"));
+    assert_eq!(
+        err.message,
+        "Tool parameter schemas expand beyond 524288 bytes once their `$ref`s are inlined, which Gemini requires."
+    );
+    let elapsed = started.elapsed();
+    assert!(elapsed < std::time::Duration::from_secs(2), "{elapsed:?}");
+}
+
+#[test]
+fn the_expansion_bound_counts_every_tool_of_the_request() {
+    // Each tool inlines about 150 KB: three fit, the fourth passes the bound and is named.
+    let properties: Map<String, Value> = (0..1_000)
+        .map(|i| (format!("p{i}"), json!({"$ref": "#/$defs/Mid"})))
+        .collect();
+    let schema = json!({
+        "type": "object",
+        "$defs": {"Mid": {"type": "string", "description": "y".repeat(100)}},
+        "properties": properties
+    });
+    let tool =
+        |name: &str| json!({"type": "function", "function": {"name": name, "parameters": schema}});
+    let one = openai_request(
+        json!({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+        "tools": [tool("a")]}),
+    );
+    assert!(request::encode(&one, false).is_ok());
+    let tools: Vec<Value> = (0..8).map(|i| tool(&format!("t{i}"))).collect();
+    let many = openai_request(
+        json!({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+        "tools": tools}),
+    );
+    let err = request::encode(&many, false).unwrap_err();
+    assert_eq!(err.param.as_deref(), Some("tools[3].function.parameters"));
+}
+
+#[test]
+fn a_large_schema_with_many_small_references_resolves_whole_and_quickly() {
+    // ~250 KB of schema, 5,000 references to 50 small definitions: all of them are inlined.
+    let mut defs = Map::new();
+    for d in 0..50 {
+        defs.insert(
+            format!("Def{d}"),
+            json!({"type": "string", "description": format!("definition {d}")}),
+        );
+    }
+    let properties: Map<String, Value> = (0..5_000)
+        .map(|i| {
+            (
+                format!("field_number_{i}_with_a_longer_name"),
+                json!({"$ref": format!("#/$defs/Def{}", i % 50), "title": "t"}),
+            )
+        })
+        .collect();
+    let schema = json!({"type": "object", "$defs": defs, "properties": properties});
+    assert!(schema.to_string().len() > 200_000);
+    let started = std::time::Instant::now();
+    let encoded = request::value(&with_tool_parameters(&schema), false);
+    let elapsed = started.elapsed();
+    let parameters = &encoded["tools"][0]["functionDeclarations"][1]["parameters"]["properties"];
+    assert_eq!(parameters.as_object().unwrap().len(), 5_000);
+    assert_eq!(
+        parameters["field_number_4999_with_a_longer_name"],
+        json!({"type": "string", "description": "definition 49", "title": "t"})
+    );
+    assert!(!encoded.to_string().contains("$ref"));
+    assert!(elapsed < std::time::Duration::from_secs(2), "{elapsed:?}");
 }
