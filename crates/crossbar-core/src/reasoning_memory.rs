@@ -1,7 +1,7 @@
 //! Remembers signed reasoning by tool-call id, so clients whose API has no place for it (OpenAI
 //! Chat Completions) can still continue a thinking + tools conversation with a provider that
 //! insists on getting its thinking blocks back (Anthropic: "a final assistant message must start
-//! with a thinking block"). Process-wide, bounded in size and age; a miss just means the
+//! with a thinking block"). Process-wide, bounded in entries, bytes and age; a miss just means the
 //! provider sees the history as the client sent it.
 
 use std::collections::{HashMap, VecDeque};
@@ -13,12 +13,82 @@ use serde_json::{Value, json};
 use crate::chat::{ChatRequest, Family, Message, Reasoning, Role, StreamEvent};
 
 const CAPACITY: usize = 10_000;
+/// Bytes kept in all (reasoning as JSON, plus ids). Signed thinking can run to megabytes a
+/// turn, so a count of entries alone does not bound memory; the oldest entries go first.
+const BUDGET_BYTES: usize = 64 * 1024 * 1024;
 const MAX_AGE: Duration = Duration::from_secs(3600);
+/// What an entry costs besides its JSON: its key in the queue, the map's slot, a block's header.
+const ENTRY_OVERHEAD: usize = 64;
 
-#[derive(Default)]
+struct Entry {
+    at: Instant,
+    reasoning: Vec<Reasoning>,
+    bytes: usize,
+}
+
 struct Memory {
-    entries: HashMap<String, (Instant, Vec<Reasoning>)>,
+    entries: HashMap<String, Entry>,
+    /// Ids, oldest first.
     order: VecDeque<String>,
+    /// Sum of the entries' `bytes`.
+    bytes: usize,
+    capacity: usize,
+    budget: usize,
+}
+
+impl Default for Memory {
+    fn default() -> Self {
+        Self::with_limits(CAPACITY, BUDGET_BYTES)
+    }
+}
+
+impl Memory {
+    fn with_limits(capacity: usize, budget: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            bytes: 0,
+            capacity,
+            budget,
+        }
+    }
+
+    /// Keeps `reasoning` (costing `bytes`) under `id`, then evicts the oldest entries while
+    /// over the count or the byte budget, and expired ones at the front. An entry larger than
+    /// the whole budget is refused: it would evict everything and still not fit.
+    fn insert(&mut self, id: &str, reasoning: Vec<Reasoning>, bytes: usize, now: Instant) {
+        if bytes > self.budget {
+            return;
+        }
+        let entry = Entry {
+            at: now,
+            reasoning,
+            bytes,
+        };
+        match self.entries.insert(id.to_owned(), entry) {
+            Some(old) => self.bytes -= old.bytes,
+            None => self.order.push_back(id.to_owned()),
+        }
+        self.bytes += bytes;
+        while self.order.len() > self.capacity
+            || self.bytes > self.budget
+            || self.front_expired(now)
+        {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(entry) = self.entries.remove(&oldest) {
+                self.bytes -= entry.bytes;
+            }
+        }
+    }
+
+    fn front_expired(&self, now: Instant) -> bool {
+        self.order
+            .front()
+            .and_then(|id| self.entries.get(id))
+            .is_some_and(|entry| now.saturating_duration_since(entry.at) >= MAX_AGE)
+    }
 }
 
 static MEMORY: LazyLock<Mutex<Memory>> = LazyLock::new(Mutex::default);
@@ -27,25 +97,40 @@ fn with_memory<T>(f: impl FnOnce(&mut Memory) -> T) -> T {
     f(&mut MEMORY.lock().unwrap_or_else(PoisonError::into_inner))
 }
 
+/// What an entry counts against the byte budget: its id, each block's JSON and overhead.
+fn entry_bytes(id: &str, reasoning: &[Reasoning]) -> usize {
+    reasoning
+        .iter()
+        .fold(id.len() + ENTRY_OVERHEAD, |sum, block| {
+            sum.saturating_add(json_bytes(&block.data))
+                .saturating_add(ENTRY_OVERHEAD)
+        })
+}
+
+/// The length of `value` as compact JSON, without building the text.
+fn json_bytes(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 = self.0.saturating_add(buf.len());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // A `Value` always serializes; were it not to, the entry is refused as too large.
+    serde_json::to_writer(&mut count, value).map_or(usize::MAX, |()| count.0)
+}
+
 /// Keeps the reasoning that produced the tool call `id`.
 pub fn remember(id: &str, reasoning: Vec<Reasoning>) {
     if id.is_empty() || reasoning.is_empty() {
         return;
     }
-    with_memory(|memory| {
-        if memory
-            .entries
-            .insert(id.to_owned(), (Instant::now(), reasoning))
-            .is_none()
-        {
-            memory.order.push_back(id.to_owned());
-        }
-        while memory.order.len() > CAPACITY {
-            if let Some(oldest) = memory.order.pop_front() {
-                memory.entries.remove(&oldest);
-            }
-        }
-    });
+    let bytes = entry_bytes(id, &reasoning);
+    with_memory(|memory| memory.insert(id, reasoning, bytes, Instant::now()));
 }
 
 /// Keeps what an answer's assistant message needs to be replayed.
@@ -70,10 +155,10 @@ pub fn restore(request: &ChatRequest) -> Option<ChatRequest> {
             let Some(id) = message.tool_calls.first().map(|c| c.id.clone()) else {
                 continue;
             };
-            if let Some((at, reasoning)) = memory.entries.get(&id)
-                && at.elapsed() < MAX_AGE
+            if let Some(entry) = memory.entries.get(&id)
+                && entry.at.elapsed() < MAX_AGE
             {
-                message.reasoning = reasoning.clone();
+                message.reasoning = entry.reasoning.clone();
                 changed = true;
             }
         }
@@ -82,38 +167,29 @@ pub fn restore(request: &ChatRequest) -> Option<ChatRequest> {
 }
 
 /// Assembles streamed reasoning deltas into replayable blocks and remembers them against the
-/// answer's first tool call.
+/// answer's first tool call. Gives up on (and frees) reasoning larger than the memory's whole
+/// budget, which could not be kept anyway.
 #[derive(Debug, Default)]
 pub struct StreamCollector {
     blocks: Vec<Reasoning>,
     thinking: String,
     first_call: Option<String>,
+    /// Bytes collected so far, counted as `entry_bytes` would.
+    bytes: usize,
+    overflowed: bool,
 }
 
 impl StreamCollector {
     pub fn observe(&mut self, event: &StreamEvent) {
         match event {
-            StreamEvent::ReasoningDelta(Reasoning {
-                family: Family::Anthropic,
-                data,
-            }) => {
-                if let Some(text) = data.get("thinking").and_then(Value::as_str) {
-                    self.thinking.push_str(text);
-                } else if let Some(signature) = data.get("signature").and_then(Value::as_str) {
-                    let thinking = std::mem::take(&mut self.thinking);
-                    self.blocks.push(Reasoning {
-                        family: Family::Anthropic,
-                        data: json!({"type": "thinking", "thinking": thinking, "signature": signature}),
-                    });
-                } else if data.get("type").and_then(Value::as_str) == Some("redacted_thinking") {
-                    self.blocks.push(Reasoning {
-                        family: Family::Anthropic,
-                        data: data.clone(),
-                    });
+            StreamEvent::ReasoningDelta(reasoning) if !self.overflowed => {
+                self.collect(reasoning);
+                if self.bytes > BUDGET_BYTES {
+                    self.overflowed = true;
+                    self.blocks = Vec::new();
+                    self.thinking = String::new();
                 }
             }
-            // Other families carry whole blocks per event.
-            StreamEvent::ReasoningDelta(reasoning) => self.blocks.push(reasoning.clone()),
             StreamEvent::ToolCallStart { id, .. } if self.first_call.is_none() => {
                 self.first_call = Some(id.clone())
             }
@@ -121,8 +197,44 @@ impl StreamCollector {
         }
     }
 
+    fn collect(&mut self, reasoning: &Reasoning) {
+        let Reasoning {
+            family: Family::Anthropic,
+            data,
+        } = reasoning
+        else {
+            // Other families carry whole blocks per event.
+            self.push(reasoning.clone());
+            return;
+        };
+        if let Some(text) = data.get("thinking").and_then(Value::as_str) {
+            self.thinking.push_str(text);
+            self.bytes = self.bytes.saturating_add(text.len());
+        } else if let Some(signature) = data.get("signature").and_then(Value::as_str) {
+            let thinking = std::mem::take(&mut self.thinking);
+            // The thinking text was counted as it came.
+            self.bytes = self.bytes.saturating_sub(thinking.len());
+            self.push(Reasoning {
+                family: Family::Anthropic,
+                data: json!({"type": "thinking", "thinking": thinking, "signature": signature}),
+            });
+        } else if data.get("type").and_then(Value::as_str) == Some("redacted_thinking") {
+            self.push(reasoning.clone());
+        }
+    }
+
+    fn push(&mut self, block: Reasoning) {
+        self.bytes = self
+            .bytes
+            .saturating_add(json_bytes(&block.data))
+            .saturating_add(ENTRY_OVERHEAD);
+        self.blocks.push(block);
+    }
+
     pub fn finish(self) {
-        if let Some(id) = self.first_call {
+        if let Some(id) = self.first_call
+            && !self.overflowed
+        {
             remember(&id, self.blocks);
         }
     }
@@ -170,5 +282,83 @@ mod tests {
         let mut unknown = request.clone();
         unknown.messages[1].tool_calls[0].id = "toolu_never_seen".into();
         assert!(restore(&unknown).is_none());
+    }
+
+    fn block(text: &str) -> Vec<Reasoning> {
+        vec![Reasoning {
+            family: Family::Anthropic,
+            data: json!({"t": text}),
+        }]
+    }
+
+    fn keys(memory: &Memory) -> Vec<&str> {
+        memory.order.iter().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn over_its_byte_budget_the_oldest_entries_go() {
+        // `{"t":"…"}` is 8 bytes around the text; id, entry and block overheads come on top.
+        let big = "x".repeat(300);
+        assert_eq!(entry_bytes("a", &block(&big)), 1 + 64 + 308 + 64);
+        let now = Instant::now();
+        let mut memory = Memory::with_limits(100, 1000);
+        for id in ["a", "b"] {
+            memory.insert(id, block(&big), entry_bytes(id, &block(&big)), now);
+        }
+        assert_eq!((keys(&memory), memory.bytes), (vec!["a", "b"], 874));
+        memory.insert("c", block(&big), entry_bytes("c", &block(&big)), now);
+        assert_eq!((keys(&memory), memory.bytes), (vec!["b", "c"], 874));
+        assert!(!memory.entries.contains_key("a"));
+        // One entry over the whole budget is refused and evicts nothing.
+        let huge = block(&"y".repeat(1000));
+        memory.insert("d", huge.clone(), entry_bytes("d", &huge), now);
+        assert_eq!((keys(&memory), memory.bytes), (vec!["b", "c"], 874));
+        // Even a small entry evicts the oldest when the sum would pass the budget.
+        memory.insert("e", block("s"), entry_bytes("e", &block("s")), now);
+        assert_eq!(entry_bytes("e", &block("s")), 138);
+        assert_eq!((keys(&memory), memory.bytes), (vec!["c", "e"], 437 + 138));
+    }
+
+    #[test]
+    fn the_count_and_age_bound_it_too() {
+        let now = Instant::now();
+        let mut memory = Memory::with_limits(2, 1 << 20);
+        for id in ["a", "b", "c"] {
+            memory.insert(id, block("t"), 100, now);
+        }
+        assert_eq!((keys(&memory), memory.bytes), (vec!["b", "c"], 200));
+        // Rewriting an id replaces its bytes rather than adding them.
+        memory.insert("b", block("t"), 300, now);
+        assert_eq!((keys(&memory), memory.bytes), (vec!["b", "c"], 400));
+        // Expired entries at the front go at the next insert.
+        let later = now + MAX_AGE;
+        memory.insert("d", block("t"), 100, later);
+        assert_eq!((keys(&memory), memory.bytes), (vec!["d"], 100));
+    }
+
+    #[test]
+    fn a_stream_collector_gives_up_past_the_budget() {
+        let mut collector = StreamCollector::default();
+        collector.observe(&StreamEvent::ToolCallStart {
+            index: 0,
+            id: "toolu_overflow_test".into(),
+            name: "f".into(),
+        });
+        let chunk = "z".repeat(1024 * 1024);
+        for _ in 0..=BUDGET_BYTES / chunk.len() {
+            collector.observe(&StreamEvent::ReasoningDelta(Reasoning {
+                family: Family::Anthropic,
+                data: json!({"thinking": chunk}),
+            }));
+        }
+        assert!(collector.overflowed);
+        assert_eq!(
+            (collector.thinking.capacity(), collector.blocks.len()),
+            (0, 0)
+        );
+        collector.finish();
+        assert!(with_memory(|m| !m
+            .entries
+            .contains_key("toolu_overflow_test")));
     }
 }
