@@ -4,7 +4,7 @@
 //! size and time.
 
 use std::borrow::Cow;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -34,28 +34,181 @@ impl Default for ImageFetch {
     }
 }
 
-/// Whether an address is one a gateway must not fetch from on a client's behalf.
+/// An IPv4 range in CIDR form.
+struct V4Range {
+    net: Ipv4Addr,
+    prefix: u32,
+}
+
+impl V4Range {
+    const fn new(a: u8, b: u8, c: u8, d: u8, prefix: u32) -> Self {
+        Self {
+            net: Ipv4Addr::new(a, b, c, d),
+            prefix,
+        }
+    }
+
+    fn contains(&self, ip: Ipv4Addr) -> bool {
+        let mask = u32::MAX.checked_shl(32 - self.prefix).unwrap_or(0);
+        u32::from(ip) & mask == u32::from(self.net) & mask
+    }
+}
+
+/// Every IPv4 range that is not globally reachable, all refused: the IANA IPv4 Special-Purpose
+/// Address Registry's entries marked so (`192.0.0.0/24` whole: its two anycast exceptions
+/// answer from nearby, often on-premises, servers), and multicast.
+const V4_REFUSED: &[V4Range] = &[
+    // "This network" (RFC 791), 0.0.0.0 included.
+    V4Range::new(0, 0, 0, 0, 8),
+    // Private-Use (RFC 1918).
+    V4Range::new(10, 0, 0, 0, 8),
+    // Shared Address Space, carrier-grade NAT (RFC 6598).
+    V4Range::new(100, 64, 0, 0, 10),
+    // Loopback (RFC 1122).
+    V4Range::new(127, 0, 0, 0, 8),
+    // Link Local, where cloud metadata services live (RFC 3927).
+    V4Range::new(169, 254, 0, 0, 16),
+    // Private-Use (RFC 1918).
+    V4Range::new(172, 16, 0, 0, 12),
+    // IETF Protocol Assignments (RFC 6890).
+    V4Range::new(192, 0, 0, 0, 24),
+    // Documentation, TEST-NET-1 (RFC 5737).
+    V4Range::new(192, 0, 2, 0, 24),
+    // Deprecated 6to4 Relay Anycast (RFC 7526).
+    V4Range::new(192, 88, 99, 0, 24),
+    // Private-Use (RFC 1918).
+    V4Range::new(192, 168, 0, 0, 16),
+    // Benchmarking (RFC 2544).
+    V4Range::new(198, 18, 0, 0, 15),
+    // Documentation, TEST-NET-2 (RFC 5737).
+    V4Range::new(198, 51, 100, 0, 24),
+    // Documentation, TEST-NET-3 (RFC 5737).
+    V4Range::new(203, 0, 113, 0, 24),
+    // Multicast (RFC 5771, IANA IPv4 Multicast Address Space Registry).
+    V4Range::new(224, 0, 0, 0, 4),
+    // Reserved (RFC 1112), the limited broadcast 255.255.255.255 included.
+    V4Range::new(240, 0, 0, 0, 4),
+];
+
+/// What an IPv6 range means for a fetch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum V6Verdict {
+    Refused,
+    Allowed,
+    /// Reaches the IPv4 address embedded at this bit offset: decided by that address.
+    Embeds(u32),
+}
+
+/// An IPv6 range in CIDR form, with its verdict.
+struct V6Range {
+    net: u128,
+    prefix: u32,
+    verdict: V6Verdict,
+}
+
+impl V6Range {
+    const fn new(net: u128, prefix: u32, verdict: V6Verdict) -> Self {
+        Self {
+            net,
+            prefix,
+            verdict,
+        }
+    }
+
+    fn contains(&self, ip: u128) -> bool {
+        let mask = u128::MAX.checked_shl(128 - self.prefix).unwrap_or(0);
+        ip & mask == self.net & mask
+    }
+}
+
+/// The IPv6 table; the longest matching prefix decides. The IANA IPv6 Address Space Registry
+/// allocates only `2000::/3` to global unicast, so everything else is refused; within it and
+/// around it, the IANA IPv6 Special-Purpose Address Registry's ranges that are not globally
+/// reachable are refused, its globally reachable exceptions inside `2001::/23` allowed (but not
+/// the PCP, TURN and DNS-SD anycast addresses `2001:1::1-3`, as for IPv4), and the ranges
+/// that carry an IPv4 address are judged by it.
+const V6_TABLE: &[V6Range] = {
+    use V6Verdict::{Allowed, Embeds, Refused};
+    &[
+        // Reserved by the IETF (IPv6 Address Space Registry): all but global unicast.
+        V6Range::new(0, 0, Refused),
+        // Global Unicast (IPv6 Address Space Registry).
+        V6Range::new(0x2000 << 112, 3, Allowed),
+        // Unspecified (RFC 4291).
+        V6Range::new(0, 128, Refused),
+        // Loopback (RFC 4291).
+        V6Range::new(1, 128, Refused),
+        // IPv4-compatible, deprecated (RFC 4291): refused whatever it carries.
+        V6Range::new(0, 96, Refused),
+        // IPv4-mapped (RFC 4291).
+        V6Range::new(0xffff << 32, 96, Embeds(96)),
+        // IPv4-IPv6 Translation, NAT64's well-known prefix (RFC 6052): DNS64 networks reach
+        // every IPv4 host through it, so it is judged by the IPv4 address it carries.
+        V6Range::new(0x0064_ff9b << 96, 96, Embeds(96)),
+        // Local-Use IPv4/IPv6 Translation (RFC 8215).
+        V6Range::new(0x0064_ff9b_0001 << 80, 48, Refused),
+        // Discard-Only (RFC 6666).
+        V6Range::new(0x0100 << 112, 64, Refused),
+        // Dummy IPv6 Prefix (RFC 9780).
+        V6Range::new(0x0100_0000_0000_0001 << 64, 64, Refused),
+        // IETF Protocol Assignments (RFC 2928), with the PCP, TURN and DNS-SD anycasts.
+        V6Range::new(0x2001 << 112, 23, Refused),
+        // TEREDO (RFC 4380): carries an obfuscated IPv4 address.
+        V6Range::new(0x2001_0000 << 96, 32, Refused),
+        // Benchmarking (RFC 5180).
+        V6Range::new(0x2001_0002_0000 << 80, 48, Refused),
+        // AMT (RFC 7450), globally reachable.
+        V6Range::new(0x2001_0003 << 96, 32, Allowed),
+        // AS112-v6 (RFC 7535), globally reachable.
+        V6Range::new(0x2001_0004_0112 << 80, 48, Allowed),
+        // Deprecated ORCHID (RFC 4843).
+        V6Range::new(0x2001_0010 << 96, 28, Refused),
+        // ORCHIDv2 (RFC 7343), globally reachable.
+        V6Range::new(0x2001_0020 << 96, 28, Allowed),
+        // Drone Remote ID Protocol Entity Tags (RFC 9374), globally reachable.
+        V6Range::new(0x2001_0030 << 96, 28, Allowed),
+        // Documentation (RFC 3849).
+        V6Range::new(0x2001_0db8 << 96, 32, Refused),
+        // 6to4 (RFC 3056): the IPv4 address of the site follows the prefix.
+        V6Range::new(0x2002 << 112, 16, Embeds(16)),
+        // Documentation (RFC 9637).
+        V6Range::new(0x3fff << 112, 20, Refused),
+        // Segment Routing SIDs (RFC 9602).
+        V6Range::new(0x5f00 << 112, 16, Refused),
+        // Unique-Local (RFC 4193).
+        V6Range::new(0xfc00 << 112, 7, Refused),
+        // Link-Local Unicast (RFC 4291).
+        V6Range::new(0xfe80 << 112, 10, Refused),
+        // Site-Local, deprecated (RFC 3879).
+        V6Range::new(0xfec0 << 112, 10, Refused),
+        // Multicast (RFC 4291).
+        V6Range::new(0xff00 << 112, 8, Refused),
+    ]
+};
+
+/// Whether an address is one a gateway must not fetch from on a client's behalf: anything not
+/// globally reachable (private, loopback, link-local, reserved, documentation, multicast...),
+/// also when dressed as an IPv6 address that carries it. Used for image URLs and the agent's
+/// `http_fetch`.
 pub fn is_private(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_documentation()
-                // Carrier-grade NAT, 100.64.0.0/10.
-                || (a == 100 && (64..128).contains(&b))
-        }
+        IpAddr::V4(v4) => V4_REFUSED.iter().any(|range| range.contains(v4)),
         IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                // Unique local fc00::/7 and link-local fe80::/10.
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || v6.to_ipv4_mapped().is_some_and(|v4| is_private(IpAddr::V4(v4)))
+            let bits = u128::from(v6);
+            let verdict = V6_TABLE
+                .iter()
+                .filter(|range| range.contains(bits))
+                .max_by_key(|range| range.prefix)
+                .map_or(V6Verdict::Refused, |range| range.verdict);
+            match verdict {
+                V6Verdict::Refused => true,
+                V6Verdict::Allowed => false,
+                V6Verdict::Embeds(offset) => {
+                    // The 32 bits at `offset`: truncating is the point.
+                    let v4 = (bits >> (128 - 32 - offset)) as u32;
+                    is_private(IpAddr::V4(Ipv4Addr::from(v4)))
+                }
+            }
         }
     }
 }
@@ -118,7 +271,7 @@ impl ImageFetch {
             .ok_or_else(|| refuse(format!("{host} has no address")))?;
         if !self.allow_private && addrs.iter().any(|a| is_private(a.ip())) {
             return Err(refuse(format!(
-                "{host} is a private, loopback or link-local address"
+                "{host} is a private, loopback, link-local or otherwise reserved address"
             )));
         }
         // Pin the checked address so a second lookup cannot point elsewhere.
@@ -177,24 +330,97 @@ impl ImageFetch {
 mod tests {
     use super::*;
 
+    /// The first and last address of every range that is not globally reachable.
+    const REFUSED: &[(&str, &str)] = &[
+        ("0.0.0.0", "0.255.255.255"),
+        ("10.0.0.0", "10.255.255.255"),
+        ("100.64.0.0", "100.127.255.255"),
+        ("127.0.0.0", "127.255.255.255"),
+        ("169.254.0.0", "169.254.255.255"),
+        ("172.16.0.0", "172.31.255.255"),
+        ("192.0.0.0", "192.0.0.255"),
+        ("192.0.2.0", "192.0.2.255"),
+        ("192.88.99.0", "192.88.99.255"),
+        ("192.168.0.0", "192.168.255.255"),
+        ("198.18.0.0", "198.19.255.255"),
+        ("198.51.100.0", "198.51.100.255"),
+        ("203.0.113.0", "203.0.113.255"),
+        ("224.0.0.0", "239.255.255.255"),
+        ("240.0.0.0", "255.255.255.255"),
+        ("::", "::"),
+        ("::1", "::1"),
+        ("::", "::ffff:ffff"),
+        ("::ffff:0.0.0.0", "::ffff:255.255.255.255"),
+        ("64:ff9b::", "64:ff9b::ffff:ffff"),
+        ("64:ff9b:1::", "64:ff9b:1:ffff:ffff:ffff:ffff:ffff"),
+        ("100::", "100::ffff:ffff:ffff:ffff"),
+        ("100:0:0:1::", "100::1:ffff:ffff:ffff:ffff"),
+        ("2001::", "2001:1ff:ffff:ffff:ffff:ffff:ffff:ffff"),
+        ("2001::", "2001:0:ffff:ffff:ffff:ffff:ffff:ffff"),
+        ("2001:2::", "2001:2:0:ffff:ffff:ffff:ffff:ffff"),
+        ("2001:10::", "2001:1f:ffff:ffff:ffff:ffff:ffff:ffff"),
+        ("2001:db8::", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"),
+        ("2002::", "2002:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+        ("3fff::", "3fff:fff:ffff:ffff:ffff:ffff:ffff:ffff"),
+        ("5f00::", "5f00:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+        ("fc00::", "fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+        ("fe80::", "febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+        ("fec0::", "feff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+        ("ff00::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+        // Outside 2000::/3, global unicast.
+        ("4000::", "5eff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+        ("e000::", "fbff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+    ];
+
     #[test]
-    fn private_addresses_are_recognized() {
+    fn every_special_purpose_range_is_refused_from_first_to_last_address() {
+        for (first, last) in REFUSED {
+            for ip in [first, last] {
+                assert!(is_private(ip.parse().unwrap()), "{ip}");
+            }
+        }
+        // Addresses that carry an IPv4 one are judged by it.
         for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.0.0.0",
-            "::1",
-            "fd00::1",
-            "fe80::1",
             "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "64:ff9b::10.0.0.1",
+            "64:ff9b::127.0.0.1",
+            "2002:7f00:1::1",
+            "2002:a9fe:a9fe::",
+            "::127.0.0.1",
+            "::8.8.8.8",
+            "2001:1::1",
+            "2001:1::3",
+            "192.0.0.9",
         ] {
             assert!(is_private(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
+    }
+
+    #[test]
+    fn globally_reachable_addresses_are_allowed() {
+        for ip in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "100.63.255.255",
+            "100.128.0.0",
+            "172.32.0.0",
+            "198.17.255.255",
+            "198.20.0.0",
+            "223.255.255.255",
+            "2606:4700::1111",
+            "2000::",
+            "3ffe:ffff::1",
+            "2001:200::",
+            "2001:3::1",
+            "2001:4:112::1",
+            "2001:20::1",
+            "2001:3f:ffff::1",
+            "2001:db9::1",
+            "::ffff:8.8.8.8",
+            "64:ff9b::8.8.8.8",
+            "2002:808:808::1",
+        ] {
             assert!(!is_private(ip.parse().unwrap()), "{ip}");
         }
     }
