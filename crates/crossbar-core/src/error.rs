@@ -24,6 +24,8 @@ pub enum ErrorKind {
     /// Unknown model or route.
     NotFound,
     PayloadTooLarge,
+    /// A body in a format the endpoint does not take (`content-type` not JSON).
+    UnsupportedMediaType,
     /// 429 from us or from the upstream; `retry_after` tells when.
     RateLimited,
     /// A quota or billing limit: a 429 that waiting will not fix.
@@ -148,6 +150,22 @@ impl Error {
         Self::new(ErrorKind::Internal, Origin::Internal, false, message)
     }
 
+    /// A body whose `content-type` the endpoint does not take.
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(
+            ErrorKind::UnsupportedMediaType,
+            Origin::Client,
+            false,
+            message,
+        )
+        .with_param("content-type")
+    }
+
+    /// Refused by policy: the caller may not do this (no retry will help).
+    pub fn permission_denied(message: impl Into<String>, code: impl Into<String>) -> Self {
+        Self::new(ErrorKind::PermissionDenied, Origin::Client, false, message).with_code(code)
+    }
+
     /// The gateway sheds load: a 503 the client may retry.
     pub fn overloaded(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Overloaded, Origin::Internal, true, message)
@@ -218,6 +236,7 @@ impl Error {
             },
             ErrorKind::NotFound => 404,
             ErrorKind::PayloadTooLarge => 413,
+            ErrorKind::UnsupportedMediaType => 415,
             ErrorKind::RateLimited | ErrorKind::QuotaExceeded => 429,
             ErrorKind::UpstreamRejected => self
                 .upstream_status
@@ -243,6 +262,7 @@ impl Error {
             | ErrorKind::Unsupported
             | ErrorKind::NotFound
             | ErrorKind::PayloadTooLarge
+            | ErrorKind::UnsupportedMediaType
             | ErrorKind::UpstreamRejected => "invalid_request_error",
             ErrorKind::Authentication => "authentication_error",
             ErrorKind::PermissionDenied => "permission_error",
@@ -302,5 +322,7 @@ mod tests {
         assert_eq!(Error::upstream_timeout("slow").status(), 504);
         assert_eq!(Error::internal("bug").status(), 500);
         assert_eq!(Error::overloaded("busy").status(), 503);
+        assert_eq!(Error::unsupported_media_type("form").status(), 415);
+        assert_eq!(Error::permission_denied("no", "x").status(), 403);
     }
 }

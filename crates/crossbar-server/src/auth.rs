@@ -9,7 +9,6 @@ use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use crossbar_core::Error;
-use crossbar_core::error::{ErrorKind, Origin};
 
 use tokio::time::Instant;
 
@@ -19,39 +18,55 @@ use crate::metering::Meter;
 
 pub async fn layer(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    // Health and metrics stay open; the admin API checks its own token.
-    if path == "/healthz" || path == "/metrics" || path.starts_with("/admin/") {
+    // Health checks stay open, to load balancers too.
+    if path == "/healthz" {
+        return next.run(request).await;
+    }
+    let ingress = Ingress::of_path(path);
+    let meter = request.extensions().get::<Meter>().cloned();
+    let refuse = |error: Error, reason: &'static str| {
+        if let Some(meter) = &meter {
+            meter.refuse_unauthenticated(reason);
+        }
+        ApiError { error, ingress }.into_response()
+    };
+    // Virtual keys close the gateway as soon as one live key exists.
+    let virtual_keys = match &state.virtual_keys {
+        Some(keys) => match keys.any_keys().await {
+            Ok(live) => live.then_some(keys),
+            Err(error) => return ApiError { error, ingress }.into_response(),
+        },
+        None => None,
+    };
+    if state.keys.is_empty() && virtual_keys.is_none() {
+        // Open: this machine's clients only, and not a web page one of them has open.
+        return match open_gateway_admits(&request) {
+            Ok(()) => next.run(request).await,
+            Err((error, reason)) => refuse(error, reason),
+        };
+    }
+    // Keyed: the metrics (per-key spend) are the admin's, like the admin API.
+    if path == "/metrics" {
+        return if crate::routes::dashboard::admin_presented(&state, request.headers()) {
+            next.run(request).await
+        } else {
+            refuse(
+                Error::authentication(
+                    "`/metrics` needs the admin token (`Authorization: Bearer <admin.token>`) once the gateway has keys.",
+                ),
+                "metrics",
+            )
+        };
+    }
+    // The admin API checks its own token.
+    if path.starts_with("/admin/") {
         return next.run(request).await;
     }
     // The dashboard checks the admin token itself (see `routes::dashboard`).
     if crate::routes::dashboard::skips_gateway_keys(&state, &request) {
         return next.run(request).await;
     }
-    let ingress = Ingress::of_path(path);
     let reject = |error: Error| ApiError { error, ingress }.into_response();
-    // Virtual keys close the gateway as soon as one live key exists.
-    let virtual_keys = match &state.virtual_keys {
-        Some(keys) => match keys.any_keys().await {
-            Ok(live) => live.then_some(keys),
-            Err(error) => return reject(error),
-        },
-        None => None,
-    };
-    if state.keys.is_empty() && virtual_keys.is_none() {
-        if !is_local(&request) {
-            return reject(Error {
-                kind: ErrorKind::PermissionDenied,
-                origin: Origin::Client,
-                retryable: false,
-                message: "This gateway has no keys, so it serves clients on its own machine only. Create one with `crossbar keys create` or set `server.api_keys`.".to_owned(),
-                param: None,
-                code: Some("open_gateway_loopback_only".to_owned()),
-                upstream_status: None,
-                retry_after: None,
-            });
-        }
-        return next.run(request).await;
-    }
     let headers = request.headers();
     let presented = headers
         .get(header::AUTHORIZATION)
@@ -64,9 +79,12 @@ pub async fn layer(State(state): State<AppState>, mut request: Request, next: Ne
         .or_else(|| headers.get("api-key").and_then(|v| v.to_str().ok()))
         .map(|v| v.trim().to_owned());
     match presented.as_deref() {
-        None | Some("") => reject(Error::authentication(
-            "You didn't provide an API key. Provide it as 'Authorization: Bearer YOUR_KEY' or 'x-api-key: YOUR_KEY'.",
-        )),
+        None | Some("") => refuse(
+            Error::authentication(
+                "You didn't provide an API key. Provide it as 'Authorization: Bearer YOUR_KEY' or 'x-api-key: YOUR_KEY'.",
+            ),
+            "no_key",
+        ),
         Some(key)
             if state
                 .keys
@@ -95,7 +113,10 @@ pub async fn layer(State(state): State<AppState>, mut request: Request, next: Ne
                     next.run(request).await
                 }
                 // Never echo the presented key: it may be a real key sent to the wrong place.
-                Ok(None) => reject(Error::authentication("Incorrect API key provided.")),
+                Ok(None) => refuse(
+                    Error::authentication("Incorrect API key provided."),
+                    "incorrect_key",
+                ),
                 Err(error) => reject(error),
             }
         }
@@ -106,6 +127,107 @@ pub async fn layer(State(state): State<AppState>, mut request: Request, next: Ne
 /// show to its owner (stored responses).
 #[derive(Clone, Debug)]
 pub struct CallerKey(pub String);
+
+/// What an open gateway (no keys) serves: clients on this machine, addressing it by a loopback
+/// name, not on behalf of a foreign web page. Without these checks any page in the user's browser
+/// could spend provider money (a `text/plain` POST needs no CORS preflight), and a DNS-rebinding
+/// page (`Host: rebind.evil.example`) could read the dashboard and stored responses.
+fn open_gateway_admits(request: &Request) -> Result<(), (Error, &'static str)> {
+    if !is_local(request) {
+        return Err((
+            Error::permission_denied(
+                "This gateway has no keys, so it serves clients on its own machine only. Create one with `crossbar keys create` or set `server.api_keys`.",
+                "open_gateway_loopback_only",
+            ),
+            "remote_client",
+        ));
+    }
+    let headers = request.headers();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()));
+    if let Some(host) = host
+        && !is_loopback_authority(host)
+    {
+        return Err((
+            Error::permission_denied(
+                "This gateway has no keys, so it answers only to loopback host names (localhost, 127.0.0.1, [::1]).",
+                "open_gateway_foreign_host",
+            ),
+            "foreign_host",
+        ));
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let loopback = origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.split_once("://"))
+            .is_some_and(|(scheme, authority)| {
+                matches!(scheme, "http" | "https") && is_loopback_authority(authority)
+            });
+        if !loopback {
+            return Err((
+                Error::permission_denied(
+                    "This gateway has no keys, so it refuses requests sent by web pages of other origins.",
+                    "open_gateway_foreign_origin",
+                ),
+                "foreign_origin",
+            ));
+        }
+    }
+    let has_body = !matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    ) && headers
+        .get(header::CONTENT_LENGTH)
+        .is_none_or(|length| length.as_bytes() != b"0");
+    if has_body && !is_json(headers.get(header::CONTENT_TYPE)) {
+        return Err((
+            Error::unsupported_media_type(
+                "Request bodies must be JSON, sent with `content-type: application/json`.",
+            ),
+            "not_json",
+        ));
+    }
+    Ok(())
+}
+
+/// `application/json`, or any `+json` type, parameters allowed.
+fn is_json(content_type: Option<&axum::http::HeaderValue>) -> bool {
+    let Some(essence) = content_type
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+    else {
+        return false;
+    };
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|subtype| subtype.ends_with("+json"))
+}
+
+/// Whether a `Host` (or an origin's authority) names this machine: `localhost` and its
+/// subdomains, 127.0.0.0/8, `[::1]`, with any port.
+fn is_loopback_authority(authority: &str) -> bool {
+    let host = if let Some(rest) = authority.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((host, _)) => host,
+            None => return false,
+        }
+    } else {
+        authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _port)| host)
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback())
+}
 
 /// Whether the client is on this machine (or unknown: the app served without peer addresses,
 /// as in-process tests do).
@@ -123,7 +245,48 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::constant_time_eq;
+    use super::{constant_time_eq, is_json, is_loopback_authority};
+
+    #[test]
+    fn loopback_authorities_only() {
+        for ok in [
+            "localhost",
+            "localhost:4000",
+            "LOCALHOST.:4000",
+            "app.localhost:80",
+            "127.0.0.1",
+            "127.8.9.10:4000",
+            "[::1]:4000",
+            "[::ffff:127.0.0.1]:1",
+        ] {
+            assert!(is_loopback_authority(ok), "{ok}");
+        }
+        for bad in [
+            "rebind.evil.example",
+            "rebind.evil.example:4000",
+            "localhost.evil.example",
+            "10.0.0.1:4000",
+            "0.0.0.0:4000",
+            "[::]:4000",
+            "[::1",
+            "",
+            "127.0.0.1.evil.example",
+        ] {
+            assert!(!is_loopback_authority(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn json_content_types() {
+        let of = |v: &'static str| Some(axum::http::HeaderValue::from_static(v));
+        assert!(is_json(of("application/json").as_ref()));
+        assert!(is_json(of("Application/JSON; charset=utf-8").as_ref()));
+        assert!(is_json(of("application/merge-patch+json").as_ref()));
+        assert!(!is_json(of("text/plain").as_ref()));
+        assert!(!is_json(of("application/x-www-form-urlencoded").as_ref()));
+        assert!(!is_json(of("multipart/form-data; boundary=x").as_ref()));
+        assert!(!is_json(None));
+    }
 
     #[test]
     fn compares_exactly() {

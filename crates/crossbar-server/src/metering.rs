@@ -15,9 +15,9 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 use crossbar_core::chat::{StreamEvent, Usage};
-use crossbar_core::pricing::{self, pico_per_token, usd_to_pico};
+use crossbar_core::pricing::{self, usd_to_pico};
 use crossbar_core::router::{
-    Attempt, AttemptLog, Deployment, KeyScope, Preferences, Routed, Router,
+    Attempt, AttemptLog, Deployment, KeyScope, Preferences, Prompt, Routed, Router,
 };
 use crossbar_core::{ChatStream, Error};
 use crossbar_store::{AttemptRecord, UsageRecord, UsageWriter, now_ms};
@@ -95,6 +95,9 @@ struct Pending {
     stream_done: bool,
     /// Where the router leaves the attempts of a request that failed outright.
     attempt_log: AttemptLog,
+    /// Refused before any key was known (no key, a wrong key, a remote client of an open
+    /// gateway): counted in a metric, but no usage record, so strangers cannot fill the ledger.
+    refused_unauthenticated: Option<&'static str>,
 }
 
 /// The request's meter, shared by the layers and the route that handle it. A default meter
@@ -126,7 +129,14 @@ impl Meter {
             error: None,
             stream_done: false,
             attempt_log: AttemptLog::enabled(),
+            refused_unauthenticated: None,
         }))))
+    }
+
+    /// Marks a request the auth layer refused before knowing its key; `reason` labels the
+    /// `crossbar_unauthenticated_rejections_total` counter.
+    pub fn refuse_unauthenticated(&self, reason: &'static str) {
+        self.with(|p| p.refused_unauthenticated = Some(reason));
     }
 
     /// A request that failed outright carries no `Routed`: its attempts come from the log.
@@ -163,14 +173,16 @@ impl Meter {
         self.with(|p| p.upstream_wait).unwrap_or_default()
     }
 
-    /// Checks the request against its key (allowed model, tokens per minute, budgets), reserves
-    /// its estimated cost, and narrows the router to the key's routes and remaining budget.
+    /// Checks the request against its key (allowed model, tokens per minute, budgets), narrows
+    /// the router to the key's models and routes, reserves the most the request can cost on
+    /// any deployment it may then use, and caps the router at the key's remaining budget.
+    /// `prompt` is the request as it goes upstream (a stored conversation included).
     pub async fn admit(
         &self,
         router: &Router,
         model: &str,
         stream: bool,
-        prompt_bytes: usize,
+        prompt: &Prompt,
         max_output_tokens: Option<u64>,
         preferences: &mut Preferences,
     ) -> Result<(), Error> {
@@ -188,23 +200,26 @@ impl Meter {
             error
         };
         key.check_model(model).map_err(refuse)?;
-        let estimate = estimate_cost(
-            router,
+        let record = key.record();
+        preferences.key = Some(KeyScope {
+            routes: (!record.routes.is_empty()).then_some(record.routes),
+            models: (!record.models.is_empty()).then_some(record.models),
+            ..preferences.key.take().unwrap_or_default()
+        });
+        let estimate = router.reservation_pico(
             model,
-            prompt_bytes,
+            preferences,
+            prompt,
             max_output_tokens.unwrap_or(DEFAULT_RESERVED_OUTPUT_TOKENS),
-        );
+        )?;
         let (reservation, remaining) = key
             .admit_cost(estimate, Instant::now(), now_ms())
             .await
             .map_err(refuse)?;
         self.with(|p| p.reservation = Some(reservation));
-        let record = key.record();
-        preferences.key = Some(KeyScope {
-            routes: (!record.routes.is_empty()).then_some(record.routes),
-            max_cost_usd: remaining.map(pricing::pico_to_usd),
-            ..preferences.key.take().unwrap_or_default()
-        });
+        if let Some(scope) = preferences.key.as_mut() {
+            scope.max_cost_usd = remaining.map(pricing::pico_to_usd);
+        }
         Ok(())
     }
 
@@ -282,22 +297,6 @@ fn attempt_record(attempt: &Attempt) -> AttemptRecord {
 
 /// The most this request can cost on any deployment of `model`: the prompt at a generous
 /// four bytes per token of the request body, plus `max_output` tokens.
-fn estimate_cost(router: &Router, model: &str, prompt_bytes: usize, max_output: u64) -> u64 {
-    let prompt = u64::try_from(prompt_bytes.div_ceil(4)).unwrap_or(u64::MAX);
-    let cost_on = |d: &Arc<Deployment>| {
-        prompt
-            .saturating_mul(pico_per_token(d.price.input))
-            .saturating_add(max_output.saturating_mul(pico_per_token(d.price.output)))
-    };
-    let of_model = router
-        .deployments()
-        .filter(|d| d.model == model)
-        .map(cost_on)
-        .max();
-    // A route name rather than a model: any deployment may serve it.
-    of_model.unwrap_or_else(|| router.deployments().map(cost_on).max().unwrap_or(0))
-}
-
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
@@ -330,6 +329,10 @@ impl Drop for Finish {
             return;
         };
         let mut p = lock(&pending);
+        if let Some(reason) = p.refused_unauthenticated {
+            metrics::unauthenticated_rejected(reason);
+            return;
+        }
         let now = Instant::now();
         let usage = p.usage.unwrap_or_default();
         let answer_cost = p

@@ -44,6 +44,11 @@ pub fn install() -> Option<PrometheusHandle> {
         .clone()
 }
 
+/// Counts a request refused before a key was known (it leaves no usage record).
+pub fn unauthenticated_rejected(reason: &'static str) {
+    metrics::counter!("crossbar_unauthenticated_rejections_total", "reason" => reason).increment(1);
+}
+
 fn label(value: Option<&str>) -> String {
     value.unwrap_or("none").to_owned()
 }

@@ -176,3 +176,321 @@ async fn stalled_bodies_time_out() {
         "{answer}"
     );
 }
+
+fn store_path(name: &str) -> String {
+    let dir = std::env::temp_dir().join(format!(
+        "crossbar_hardening_{}_{name}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("usage.db").display().to_string()
+}
+
+/// The store's usage records once at least `n` have been written.
+async fn records(gw: &common::TestGateway, n: usize) -> Vec<crossbar_store::UsageRecord> {
+    let store = gw.gateway.store.clone().unwrap();
+    for _ in 0..400 {
+        let found = store.usage_since(0, 1000).await.unwrap();
+        if found.len() >= n {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("fewer than {n} usage records were written");
+}
+
+async fn error_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    (status, response.json::<Value>().await.unwrap()["error"].clone())
+}
+
+/// An open gateway (no keys) was reachable from any web page the user had open: a `text/plain`
+/// POST needs no CORS preflight, and a DNS-rebinding page (`Host: rebind.evil.example`) could
+/// read the dashboard. Each is refused, and none of them leaves a usage row.
+#[tokio::test]
+async fn an_open_gateway_refuses_web_pages_and_rebinding() {
+    let store = store_path("open");
+    let gw = start(&format!("[store]\nurl = \"{store}\"\n{TWO_CLOUDS}")).await;
+    let chat = || {
+        gw.client()
+            .post(format!("{}/v1/chat/completions", gw.url))
+    };
+    let body = json!({"model": "chat", "messages": [user("spend my money")]}).to_string();
+    let (status, error) = error_of(
+        chat()
+            .header("content-type", "text/plain")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 415);
+    assert_eq!(error["param"], "content-type");
+    assert_eq!(
+        error["message"],
+        "Request bodies must be JSON, sent with `content-type: application/json`."
+    );
+    let (status, error) = error_of(
+        chat()
+            .header("content-type", "application/json")
+            .header("origin", "https://evil.example")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(error["code"], "open_gateway_foreign_origin");
+    for path in ["/v1/crossbar/overview", "/v1/responses/resp_1", "/metrics"] {
+        let response = gw
+            .client()
+            .get(format!("{}{path}", gw.url))
+            .header("host", "rebind.evil.example:4000")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 403, "{path}");
+    }
+    let (status, error) = error_of(
+        chat()
+            .header("host", "rebind.evil.example")
+            .json(&json!({"model": "chat", "messages": [user("hi")]}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(error["code"], "open_gateway_foreign_host");
+    // The gateway's own pages and local tools still work.
+    let ok = chat()
+        .header("origin", "http://localhost:4000")
+        .json(&json!({"model": "chat", "messages": [user("hi")]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    // Records are written in order: the refused requests would have come first.
+    let written = records(&gw, 1).await;
+    assert_eq!(written.len(), 1, "{written:?}");
+    assert_eq!(written[0].status, 200);
+}
+
+const ADMIN: &str = "admin-token-0123456789";
+
+/// On a keyed gateway `/metrics` (per-key spend) was open to anyone who could reach the port;
+/// it now needs the admin token. Requests without a valid key are counted, not recorded.
+#[tokio::test]
+async fn keyed_metrics_need_the_admin_token_and_strangers_leave_no_rows() {
+    let store = store_path("keyed");
+    let gw = start(&format!(
+        "[store]\nurl = \"{store}\"\n[admin]\ntoken = \"{ADMIN}\"\n{TWO_CLOUDS}"
+    ))
+    .await;
+    let created: Value = gw
+        .client()
+        .post(format!("{}/admin/keys", gw.url))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "team"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["key"].as_str().unwrap().to_owned();
+    let metrics = |token: Option<&str>| {
+        let request = gw.client().get(format!("{}/metrics", gw.url));
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+        .send()
+    };
+    assert_eq!(metrics(None).await.unwrap().status(), 401);
+    let (status, error) = error_of(metrics(Some(&key)).await.unwrap()).await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        error["message"],
+        "`/metrics` needs the admin token (`Authorization: Bearer <admin.token>`) once the gateway has keys."
+    );
+    let chat = |key: Option<&str>| {
+        let request = gw
+            .client()
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .json(&json!({"model": "chat", "messages": [user("hi")]}));
+        match key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        }
+        .send()
+    };
+    assert_eq!(chat(None).await.unwrap().status(), 401);
+    assert_eq!(chat(Some("cb-not-a-key")).await.unwrap().status(), 401);
+    assert_eq!(chat(Some(&key)).await.unwrap().status(), 200);
+    let written = records(&gw, 1).await;
+    assert_eq!(written.len(), 1, "{written:?}");
+    assert_eq!(written[0].key_id.as_deref(), created["id"].as_str());
+    let scraped = metrics(Some(ADMIN)).await.unwrap();
+    assert_eq!(scraped.status(), 200);
+    let text = scraped.text().await.unwrap();
+    assert!(
+        text.contains("crossbar_unauthenticated_rejections_total{reason=\"incorrect_key\"}"),
+        "{text}"
+    );
+}
+
+/// Creates a virtual key through the admin API: (secret, id).
+async fn create_key(gw: &common::TestGateway, spec: Value) -> (String, String) {
+    let created: Value = gw
+        .client()
+        .post(format!("{}/admin/keys", gw.url))
+        .bearer_auth(ADMIN)
+        .json(&spec)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        created["key"].as_str().unwrap().to_owned(),
+        created["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// What the ledger says a key spent, in picodollars.
+async fn spent_by(gw: &common::TestGateway, id: &str) -> u64 {
+    gw.gateway.flush().await;
+    gw.gateway
+        .store
+        .clone()
+        .unwrap()
+        .usage_since(0, 10_000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.key_id.as_deref() == Some(id))
+        .map(|r| r.cost_pusd)
+        .sum()
+}
+
+/// A continuation (`previous_response_id`) was reserved from its own small body, not from the
+/// stored history replayed upstream: with a $1 budget, concurrent continuations of a large
+/// stored response were all admitted and the key spent several dollars. The reservation now
+/// prices the assembled request, so the ledger stays within the budget.
+#[tokio::test]
+async fn continuations_reserve_their_history_and_keep_to_the_budget() {
+    let store = store_path("continuations");
+    let gw = start(&format!(
+        r#"[store]
+url = "{store}"
+[admin]
+token = "{ADMIN}"
+[[providers]]
+name = "sim-slow"
+kind = "sim"
+dialect = "openai"
+sim = {{ ttft_ms = 300 }}
+[[models]]
+name = "chat"
+deployments = [{{ provider = "sim-slow", target = "gpt-4o", price = {{ input = 2.5, output = 10.0 }} }}]
+"#
+    ))
+    .await;
+    let (key, id) = create_key(&gw, json!({"name": "capped", "budget_usd_total": 1.0})).await;
+    let big = "lorem ".repeat(52_000);
+    let first: Value = gw
+        .client()
+        .post(format!("{}/v1/responses", gw.url))
+        .bearer_auth(&key)
+        .json(&json!({"model": "chat", "input": big, "max_output_tokens": 16}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let previous = first["id"].as_str().unwrap().to_owned();
+    let one_call = spent_by(&gw, &id).await;
+    assert!(
+        one_call > 100_000_000_000,
+        "the stored conversation costs over $0.10 a turn: {one_call}"
+    );
+    let calls = (0..20).map(|_| {
+        gw.client()
+            .post(format!("{}/v1/responses", gw.url))
+            .bearer_auth(&key)
+            .json(&json!({"model": "chat", "input": "and?", "previous_response_id": previous, "max_output_tokens": 16}))
+            .send()
+    });
+    let statuses: Vec<u16> = futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status().as_u16())
+        .collect();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert!(refused >= 10, "{statuses:?}");
+    let spent = spent_by(&gw, &id).await;
+    assert!(
+        spent <= 1_000_000_000_000,
+        "the key spent ${} of its $1",
+        spent as f64 / 1e12
+    );
+}
+
+/// A key limited to one model was served by another through the route's fallbacks. Fallbacks
+/// the key may not use are now dropped: the request fails over nowhere, and the other model's
+/// provider never sees it. A key without limits still gets the fallback.
+#[tokio::test]
+async fn a_keys_model_list_holds_through_fallbacks() {
+    let store = store_path("fallbacks");
+    let gw = start(&format!(
+        r#"[store]
+url = "{store}"
+[admin]
+token = "{ADMIN}"
+[[providers]]
+name = "sim-mini"
+kind = "sim"
+dialect = "openai"
+sim = {{ error_rate = 1.0, error_status = 503 }}
+[[providers]]
+name = "sim-big"
+kind = "sim"
+dialect = "openai"
+[[models]]
+name = "mini"
+deployments = [{{ provider = "sim-mini", target = "gpt-4o-mini", price = {{ input = 0.15, output = 0.6 }} }}]
+[[models]]
+name = "big"
+deployments = [{{ provider = "sim-big", target = "gpt-4o", price = {{ input = 3.0, output = 15.0 }} }}]
+[routes.default]
+fallbacks = ["big"]
+"#
+    ))
+    .await;
+    let (limited, _) = create_key(&gw, json!({"name": "mini-only", "models": ["mini"]})).await;
+    let (open, _) = create_key(&gw, json!({"name": "any"})).await;
+    let chat = |key: &str| {
+        gw.client()
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .bearer_auth(key.to_owned())
+            .json(&json!({"model": "mini", "messages": [user("hi")]}))
+            .send()
+    };
+    let served = chat(&open).await.unwrap();
+    assert_eq!(served.status(), 200);
+    assert_eq!(served.headers()["x-crossbar-provider"], "sim-big");
+    let before = gw.sim("sim-big").requests().len();
+    let refused = chat(&limited).await.unwrap();
+    assert_eq!(refused.status(), 503);
+    assert_eq!(
+        gw.sim("sim-big").requests().len(),
+        before,
+        "the fallback the key may not use was not called"
+    );
+}

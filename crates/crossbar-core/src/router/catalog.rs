@@ -90,6 +90,9 @@ pub struct KeyScope {
     pub constraints: Constraints,
     /// Routes the key may pick; `None` allows all.
     pub routes: Option<Vec<String>>,
+    /// Models (or route names, globs allowed) the key may use; `None` allows all. Applies to
+    /// fallbacks too, so a route cannot serve a key a model it may not call.
+    pub models: Option<Vec<String>>,
     pub max_cost_usd: Option<f64>,
 }
 
@@ -195,6 +198,14 @@ impl Preferences {
         match (self.max_cost_usd, key) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether the key (if any) may use this logical model.
+    pub fn key_allows_model(&self, model: &str) -> bool {
+        match self.key.as_ref().and_then(|k| k.models.as_ref()) {
+            Some(patterns) => patterns.iter().any(|p| glob(p, model)),
+            None => true,
         }
     }
 

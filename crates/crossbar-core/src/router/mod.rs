@@ -58,7 +58,7 @@ pub use catalog::{
     AttemptLog, KeyScope, MAX_COST_HEADER, PROVIDER_HEADER, Preferences, ROUTE_HEADER, allowed,
     glob,
 };
-pub use estimate::Tokenizer;
+pub use estimate::{Prompt, Tokenizer};
 pub use peers::{HealthReport, PeerHealth};
 pub use stats::{Counters, SeriesView, StatsView};
 pub use upstream::{HttpUpstream, Upstream};
@@ -428,10 +428,14 @@ impl Router {
             }
         };
         let mut names: Vec<&str> = Vec::new();
-        for name in own
-            .into_iter()
-            .chain(route.fallbacks.iter().map(String::as_str))
-        {
+        // The key was checked against the name asked for; a fallback is another model, which
+        // the key must allow in its own right.
+        let fallbacks = route
+            .fallbacks
+            .iter()
+            .map(String::as_str)
+            .filter(|name| preferences.key_allows_model(name));
+        for name in own.into_iter().chain(fallbacks) {
             if !names.contains(&name) {
                 names.push(name);
             }
@@ -451,6 +455,44 @@ impl Router {
             .with_code("no_eligible_deployment"));
         }
         Ok(eligible)
+    }
+
+    /// The most a request can cost, in picodollars, on any deployment it may use (its
+    /// fallbacks included, narrowed by the headers and the key): its prompt as the router
+    /// estimates it plus `max_output` tokens. What a budget reserves before the call.
+    pub fn reservation_pico(
+        &self,
+        model: &str,
+        preferences: &Preferences,
+        prompt: &Prompt,
+        max_output: u64,
+    ) -> Result<u64> {
+        let route = self.route_for(model, preferences)?;
+        let deployments = self.eligible(&route, model, preferences)?;
+        let approximate = prompt.tokens(Tokenizer::Approximate);
+        let openai = deployments
+            .iter()
+            .any(|d| d.tokenizer == Tokenizer::OpenAi)
+            .then(|| prompt.tokens(Tokenizer::OpenAi));
+        Ok(deployments
+            .iter()
+            .map(|deployment| {
+                let raw = match deployment.tokenizer {
+                    Tokenizer::OpenAi => openai.unwrap_or(approximate),
+                    Tokenizer::Approximate => approximate,
+                };
+                let calibration = deployment.live().stats.calibration.unwrap_or(1.0);
+                // Saturating float-to-int conversion: an absurd estimate caps, never wraps.
+                let prompt_tokens = (raw * calibration.max(1.0)).ceil() as u64;
+                prompt_tokens
+                    .saturating_mul(crate::pricing::pico_per_token(deployment.price.input))
+                    .saturating_add(
+                        max_output
+                            .saturating_mul(crate::pricing::pico_per_token(deployment.price.output)),
+                    )
+            })
+            .max()
+            .unwrap_or(0))
     }
 
     fn plan(

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use crossbar_core::router::Prompt;
 use crossbar_core::dialects::openai::{self, StreamEncoder};
 
 use super::{body, preferences, routed_headers, stream};
@@ -28,7 +29,7 @@ pub async fn completions(
             &state.router,
             &request.model,
             request.stream,
-            raw.len(),
+            &Prompt::of_chat(&request),
             max_tokens,
             &mut preferences,
         )

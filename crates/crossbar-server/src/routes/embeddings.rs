@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use crossbar_core::router::Prompt;
 use crossbar_core::dialects::openai;
 
 use super::{body, preferences, routed_headers};
@@ -26,7 +27,7 @@ pub async fn create(
             &state.router,
             &ingress.request.model,
             false,
-            raw.len(),
+            &Prompt::of_embedding(&ingress.request),
             Some(0),
             &mut preferences,
         )

@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use crossbar_core::router::Prompt;
 use crossbar_core::dialects::anthropic::{self, StreamEncoder};
 use crossbar_core::dialects::rules;
 
@@ -32,7 +33,7 @@ pub async fn create(
             &state.router,
             &request.model,
             request.stream,
-            raw.len(),
+            &Prompt::of_chat(&request),
             max_tokens,
             &mut preferences,
         )

@@ -15,6 +15,7 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use crossbar_core::router::Prompt;
 use crossbar_core::chat::{ChatResponse, Message};
 use crossbar_core::dialects::responses::{self, Accumulator, Params, StreamEncoder};
 use crossbar_core::{ChatStream, Error};
@@ -172,7 +173,7 @@ pub async fn create(
             &state.router,
             &request.model,
             request.stream,
-            raw.len(),
+            &Prompt::of_chat(&request),
             max_tokens,
             &mut preferences,
         )

@@ -70,7 +70,7 @@ pub(crate) fn skips_gateway_keys(state: &AppState, request: &Request) -> bool {
 }
 
 /// The admin token, as a bearer token or a Basic-auth password.
-fn admin_presented(state: &AppState, headers: &HeaderMap) -> bool {
+pub(crate) fn admin_presented(state: &AppState, headers: &HeaderMap) -> bool {
     let Some(token) = state.admin_token.as_deref() else {
         return false;
     };
