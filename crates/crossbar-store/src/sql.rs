@@ -13,6 +13,37 @@ use crate::{Result, Store, StoreError, now_ms};
 /// Without `store.url`: a SQLite file in the working directory, created when missing.
 pub const DEFAULT_URL: &str = "sqlite://crossbar.db?mode=rwc";
 
+/// The URL the `Any` driver opens for a `sqlite:` URL or a bare path: the file is created when
+/// missing, as with the default (sqlx opens an explicit `sqlite://crossbar.db` read-write only,
+/// and fails on a fresh directory with "unable to open database file"), unless the URL names a
+/// `mode` itself. A relative path is taken from the working directory, like the default's.
+fn sqlite_url(url: &str) -> Result<String> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    // sqlx's own parser refuses unknown parameters and modes here, before anything is opened.
+    <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&format!(
+        "sqlite://{rest}"
+    ))?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let names_mode = query
+        .split('&')
+        .any(|pair| pair == "mode" || pair.starts_with("mode="));
+    if names_mode || path.is_empty() || path == ":memory:" {
+        return Ok(format!("sqlite:{rest}"));
+    }
+    let query = if query.is_empty() {
+        "mode=rwc".to_owned()
+    } else {
+        format!("{query}&mode=rwc")
+    };
+    // `sqlite:PATH`, not `sqlite://PATH`: the driver parses it as a URL first, and after `//`
+    // the first segment is a host and `..` segments are folded away (`sqlite://../x.db` became
+    // `x.db`'s sibling of the wrong directory).
+    Ok(format!("sqlite:{path}?{query}"))
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Backend {
     Sqlite,
@@ -117,10 +148,8 @@ impl SqlStore {
         sqlx::any::install_default_drivers();
         let (backend, url) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Backend::Postgres, url.to_owned())
-        } else if url.starts_with("sqlite:") {
-            (Backend::Sqlite, url.to_owned())
         } else {
-            (Backend::Sqlite, format!("sqlite://{url}?mode=rwc"))
+            (Backend::Sqlite, sqlite_url(url)?)
         };
         let options = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
