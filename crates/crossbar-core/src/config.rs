@@ -22,6 +22,12 @@ pub const BUILTIN_SIM: &str = include_str!("../config/builtin-sim.toml");
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
 const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 const DEFAULT_SHUTDOWN_GRACE_S: u64 = 30;
+/// `server.header_read_timeout_s` unless set.
+pub const DEFAULT_HEADER_READ_TIMEOUT_S: u64 = 10;
+/// `server.body_read_timeout_s` unless set.
+pub const DEFAULT_BODY_READ_TIMEOUT_S: u64 = 30;
+/// `server.max_connections` unless set.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -72,6 +78,14 @@ pub struct ServerConfig {
     pub api_keys: Vec<Spanned<Secret>>,
     pub max_body_bytes: Option<usize>,
     pub shutdown_grace_s: Option<u64>,
+    /// Seconds a client has to send a request's headers (and an idle keep-alive connection
+    /// lives): slow-header clients must not hold connections forever.
+    pub header_read_timeout_s: Option<u64>,
+    /// Longest wait, in seconds, for the next piece of a request body.
+    pub body_read_timeout_s: Option<u64>,
+    /// Connections served at once; new ones past it get a 503. Keep it under the process's
+    /// file-descriptor limit (each connection may also hold an upstream one).
+    pub max_connections: Option<usize>,
 }
 
 impl ServerConfig {
@@ -81,6 +95,24 @@ impl ServerConfig {
 
     pub fn shutdown_grace_s(&self) -> u64 {
         self.shutdown_grace_s.unwrap_or(DEFAULT_SHUTDOWN_GRACE_S)
+    }
+
+    pub fn header_read_timeout_s(&self) -> u64 {
+        self.header_read_timeout_s
+            .unwrap_or(DEFAULT_HEADER_READ_TIMEOUT_S)
+            .max(1)
+    }
+
+    pub fn body_read_timeout_s(&self) -> u64 {
+        self.body_read_timeout_s
+            .unwrap_or(DEFAULT_BODY_READ_TIMEOUT_S)
+            .max(1)
+    }
+
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS)
+            .max(1)
     }
 }
 
