@@ -186,3 +186,49 @@ async fn sigterm_drains_in_flight_streams_then_exits() {
         .await;
     assert!(refused.is_err());
 }
+
+/// Shutdown ends within its grace period whatever requests are doing: here one waits on an
+/// upstream that never answers. (Before, a request that kept the workers busy could keep the
+/// process alive long past SIGTERM; the signal is now watched from a thread of its own.)
+#[tokio::test]
+async fn sigterm_ends_within_grace_while_a_request_hangs() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hang.toml");
+    std::fs::write(
+        &config,
+        "[server]\nshutdown_grace_s = 1\n\n[[providers]]\nname = \"stuck\"\nkind = \"sim\"\ndialect = \"openai\"\nsim = { hang_rate = 1.0 }\n\n[[models]]\nname = \"m\"\ndeployments = [{ provider = \"stuck\", target = \"gpt-4o\" }]\n\n[routes.default]\ntimeouts = { total_ms = 600000 }\n",
+    )
+    .unwrap();
+    let (mut child, line) = spawn(
+        &[
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        dir.path(),
+    );
+    let url = url_of(&line);
+    let pending = tokio::spawn(
+        reqwest::Client::new()
+            .post(format!("{url}/v1/chat/completions"))
+            .json(&json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}))
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    terminate(&child);
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let took = started.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        took < Duration::from_secs(8),
+        "exited {took:?} after SIGTERM with a 1 s grace"
+    );
+    // The hung request was cut, not answered.
+    assert!(pending.await.unwrap().is_err());
+}
