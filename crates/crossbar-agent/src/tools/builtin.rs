@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
 use crossbar_core::chat;
 use crossbar_core::images::is_private;
 use futures::future::BoxFuture;
@@ -213,9 +215,9 @@ pub fn rfc3339(ms: i64) -> String {
     )
 }
 
-/// A path inside the workspace: relative, without `..`, and (after resolving symlinks) still
-/// inside, so neither `../x` nor a symlink pointing out escapes.
-fn confined(workspace: &Path, relative: &str) -> Result<PathBuf, String> {
+/// `relative` as a path if it is one a model may name: relative and without `..`. This only
+/// makes the message clear; containment itself is [`workspace_dir`]'s.
+fn relative_path(relative: &str) -> Result<&Path, String> {
     let path = Path::new(relative);
     if path.is_absolute()
         || path
@@ -226,22 +228,65 @@ fn confined(workspace: &Path, relative: &str) -> Result<PathBuf, String> {
             "`{relative}` must be a relative path inside the workspace, without `..`"
         ));
     }
-    let root = workspace
-        .canonicalize()
-        .map_err(|e| format!("the workspace is not available: {e}"))?;
-    let joined = root.join(path);
-    // The deepest existing ancestor must resolve inside the workspace.
-    let mut existing = joined.as_path();
-    while !existing.exists() {
-        existing = existing.parent().unwrap_or(&root);
+    Ok(path)
+}
+
+/// The workspace as a directory handle. Every path is then resolved beneath it by the kernel
+/// (`openat2` with `RESOLVE_BENEATH` on Linux, a component-by-component `O_NOFOLLOW` walk
+/// where that is missing): a symlink or `..` leading out, dangling or not, fails the open
+/// itself, so there is no check-then-use window for another process to swap a folder in.
+fn workspace_dir(workspace: &Path) -> Result<Dir, String> {
+    Dir::open_ambient_dir(workspace, ambient_authority())
+        .map_err(|e| format!("the workspace is not available: {e}"))
+}
+
+/// Whether cap-std refused a path for leading out: its own PermissionDenied, without an OS
+/// error code.
+fn is_escape(error: &std::io::Error) -> bool {
+    error.kind() == std::io::ErrorKind::PermissionDenied && error.raw_os_error().is_none()
+}
+
+/// An I/O error as the model reads it; an escape is named as such.
+fn file_error(relative: &str, action: &str, error: &std::io::Error) -> String {
+    if is_escape(error) {
+        format!("`{relative}` leads outside the workspace")
+    } else {
+        format!("cannot {action} `{relative}`: {error}")
     }
-    let resolved = existing
-        .canonicalize()
-        .map_err(|e| format!("cannot resolve `{relative}`: {e}"))?;
-    if !resolved.starts_with(&root) {
-        return Err(format!("`{relative}` leads outside the workspace"));
+}
+
+/// Runs blocking file work off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| format!("the file operation did not finish: {e}"))?
+}
+
+/// Reads `relative` beneath `workspace`.
+fn read_confined(workspace: &Path, relative: &str) -> Result<String, String> {
+    let path = relative_path(relative)?;
+    workspace_dir(workspace)?
+        .read_to_string(path)
+        .map_err(|e| file_error(relative, "read", &e))
+}
+
+/// Writes `relative` beneath `workspace`, creating its folders (each also beneath).
+fn write_confined(workspace: &Path, relative: &str, content: &str) -> Result<(), String> {
+    let path = relative_path(relative)?;
+    let dir = workspace_dir(workspace)?;
+    if let Some(parent) = path.parent() {
+        dir.create_dir_all(parent).map_err(|e| {
+            // A folder link leading out shows as "exists but is not a folder": say why.
+            match dir.metadata(parent) {
+                Err(probe) if is_escape(&probe) => file_error(relative, "", &probe),
+                _ => file_error(relative, "create folders for", &e),
+            }
+        })?;
     }
-    Ok(joined)
+    dir.write(path, content)
+        .map_err(|e| file_error(relative, "write", &e))
 }
 
 pub struct ReadFile {
@@ -268,11 +313,9 @@ impl Tool for ReadFile {
 
     fn call(&self, arguments: Value) -> BoxFuture<'_, Result<String, String>> {
         Box::pin(async move {
-            let relative = text_arg(&arguments, "path")?;
-            let path = confined(&self.workspace, relative)?;
-            tokio::fs::read_to_string(&path)
-                .await
-                .map_err(|e| format!("cannot read `{relative}`: {e}"))
+            let relative = text_arg(&arguments, "path")?.to_owned();
+            let workspace = self.workspace.clone();
+            blocking(move || read_confined(&workspace, &relative)).await
         })
     }
 }
@@ -305,20 +348,12 @@ impl Tool for WriteFile {
 
     fn call(&self, arguments: Value) -> BoxFuture<'_, Result<String, String>> {
         Box::pin(async move {
-            let relative = text_arg(&arguments, "path")?;
-            let content = text_arg(&arguments, "content")?;
-            let path = confined(&self.workspace, relative)?;
-            if let Some(parent) = path.parent() {
-                tokio::fs::create_dir_all(parent)
-                    .await
-                    .map_err(|e| format!("cannot create folders for `{relative}`: {e}"))?;
-            }
-            // Re-check: a folder just created cannot be a symlink, but one already there could.
-            confined(&self.workspace, relative)?;
-            tokio::fs::write(&path, content)
-                .await
-                .map_err(|e| format!("cannot write `{relative}`: {e}"))?;
-            Ok(format!("wrote {} bytes to {relative}", content.len()))
+            let relative = text_arg(&arguments, "path")?.to_owned();
+            let content = text_arg(&arguments, "content")?.to_owned();
+            let workspace = self.workspace.clone();
+            let done = format!("wrote {} bytes to {relative}", content.len());
+            blocking(move || write_confined(&workspace, &relative, &content)).await?;
+            Ok(done)
         })
     }
 }
