@@ -1,6 +1,6 @@
 //! What a hostile model (or a hostile page it read) can make the agent's built-in tools do:
 //! the file tools must never read or write outside the workspace, whatever symlinks, `..` or
-//! races it sets up.
+//! races it sets up; `http_fetch` must not reach private addresses by default.
 
 #![expect(clippy::unwrap_used, reason = "test helpers: a failure fails the test")]
 
@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crossbar_agent::Tool;
-use crossbar_agent::tools::builtin::{ReadFile, WriteFile};
+use crossbar_agent::spec::HttpFetchSpec;
+use crossbar_agent::tools::builtin::{HttpFetch, ReadFile, WriteFile};
 use serde_json::json;
 
 /// A workspace and, beside it, a folder the agent must never touch.
@@ -249,5 +250,70 @@ async fn swapping_a_folder_for_a_symlink_during_writes_never_escapes() {
     assert!(
         written >= 50 && refused >= 50,
         "the race did not run: {written} written, {refused} refused"
+    );
+}
+
+fn fetch_tool() -> HttpFetch {
+    HttpFetch {
+        settings: HttpFetchSpec {
+            allow: Vec::new(),
+            allow_private: false,
+            max_bytes: 1024,
+        },
+    }
+}
+
+/// With no allow-list, `http_fetch` still refuses private, loopback, link-local and other
+/// special-purpose addresses, before connecting anywhere.
+#[tokio::test]
+async fn http_fetch_without_an_allowlist_refuses_private_addresses() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let tool = fetch_tool();
+    let cases = [
+        (format!("http://127.0.0.1:{port}/"), "127.0.0.1"),
+        ("http://10.0.0.1/".to_owned(), "10.0.0.1"),
+        ("http://192.168.1.1:8080/admin".to_owned(), "192.168.1.1"),
+        ("http://172.16.0.1/".to_owned(), "172.16.0.1"),
+        (
+            "http://169.254.169.254/latest/meta-data/".to_owned(),
+            "169.254.169.254",
+        ),
+        ("http://100.64.0.1/".to_owned(), "100.64.0.1"),
+        (format!("http://[::1]:{port}/"), "[::1]"),
+        (
+            format!("http://[::ffff:127.0.0.1]:{port}/"),
+            "[::ffff:7f00:1]",
+        ),
+        ("http://[fd00::1]/".to_owned(), "[fd00::1]"),
+        ("http://[fe80::1]/".to_owned(), "[fe80::1]"),
+        (format!("http://localhost:{port}/"), "localhost"),
+        // The IANA special-purpose ranges the guard missed (item 11), none globally reachable.
+        ("http://0.1.2.3/".to_owned(), "0.1.2.3"),
+        ("http://192.0.0.8/".to_owned(), "192.0.0.8"),
+        ("http://198.18.0.1/".to_owned(), "198.18.0.1"),
+        ("http://240.0.0.1/".to_owned(), "240.0.0.1"),
+        (format!("http://[::127.0.0.1]:{port}/"), "[::7f00:1]"),
+        (
+            format!("http://[64:ff9b::127.0.0.1]:{port}/"),
+            "[64:ff9b::7f00:1]",
+        ),
+        ("http://[fec0::1]/".to_owned(), "[fec0::1]"),
+        (format!("http://0x7f.1:{port}/"), "127.0.0.1"),
+    ];
+    for (url, host) in cases {
+        assert_eq!(
+            tool.call(json!({"url": url})).await,
+            Err(format!(
+                "{host} is a private, loopback or link-local address, which this agent may not reach"
+            )),
+            "{url}"
+        );
+    }
+    // Nothing connected to the loopback listener: the refusal came before any connection.
+    assert_eq!(
+        listener.accept().map_err(|e| e.kind()).err(),
+        Some(std::io::ErrorKind::WouldBlock)
     );
 }
