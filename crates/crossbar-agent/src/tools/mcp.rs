@@ -26,6 +26,40 @@ use crate::spec::{McpSpec, McpTransport};
 
 type Connection = RunningService<RoleClient, ()>;
 
+/// The variables of the agent's own environment that a stdio server gets (when set): what a
+/// node or python server needs to start, as the MCP SDKs' default list, plus locale and the
+/// temporary folder. Nothing else is inherited (cloud credentials, API keys): the spec names
+/// whatever else the server needs in its `env`.
+#[cfg(not(windows))]
+pub const INHERITED_ENV: &[&str] = &[
+    "HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR",
+    "TZ",
+];
+
+/// The variables of the agent's own environment that a stdio server gets (when set): what a
+/// node or python server needs to start, as the MCP SDKs' default list, plus the temporary
+/// folder. Nothing else is inherited (cloud credentials, API keys): the spec names whatever
+/// else the server needs in its `env`.
+#[cfg(windows)]
+pub const INHERITED_ENV: &[&str] = &[
+    "APPDATA",
+    "COMSPEC",
+    "HOMEDRIVE",
+    "HOMEPATH",
+    "LOCALAPPDATA",
+    "PATH",
+    "PATHEXT",
+    "PROCESSOR_ARCHITECTURE",
+    "PROGRAMFILES",
+    "SYSTEMDRIVE",
+    "SYSTEMROOT",
+    "TEMP",
+    "TMP",
+    "USERNAME",
+    "USERPROFILE",
+    "WINDIR",
+];
+
 /// A connection and, for stdio, its process id.
 struct Connected {
     service: Connection,
@@ -48,13 +82,24 @@ impl std::fmt::Debug for McpServer {
     }
 }
 
+/// The agent's values of [`INHERITED_ENV`] that are set.
+fn inherited_env() -> impl Iterator<Item = (&'static str, std::ffi::OsString)> {
+    INHERITED_ENV
+        .iter()
+        .filter_map(|name| std::env::var_os(name).map(|value| (*name, value)))
+}
+
 async fn connect(spec: &McpSpec) -> Result<Connected, String> {
     let name = &spec.name;
     let mut pid = None;
     let connected = match &spec.transport {
         McpTransport::Stdio { command, args, env } => {
             let mut process = tokio::process::Command::new(command);
-            process.args(args).envs(env);
+            process
+                .args(args)
+                .env_clear()
+                .envs(inherited_env())
+                .envs(env);
             let (transport, _stderr) = TokioChildProcess::builder(process)
                 .stderr(std::process::Stdio::null())
                 .spawn()
