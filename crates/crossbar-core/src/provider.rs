@@ -261,6 +261,10 @@ impl Provider {
             .connect_timeout(ms(timeouts.connect_ms, DEFAULT_CONNECT))
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
+            // Model APIs do not redirect, and a redirect would carry our key headers (reqwest
+            // drops only `authorization` across hosts) wherever the upstream points: a 3xx is
+            // the upstream's error.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| fail(format!("building the HTTP client: {e}")))?;
         Ok(Self {
@@ -312,7 +316,7 @@ impl Provider {
             self.client
                 .execute(request)
                 .await
-                .map_err(|e| self.transport_error(&e))
+                .map_err(|e| self.transport_error(e))
         };
         let response = match timeout_at(first_byte, sent).await {
             Err(_) => {
@@ -327,24 +331,34 @@ impl Provider {
         if (200..300).contains(&status) {
             return Ok(response);
         }
+        if (300..400).contains(&status) {
+            // Not followed (see the client): the upstream misbehaved, not the caller.
+            return Err(Error::bad_upstream(format!(
+                "Provider `{}` answered with a redirect (HTTP {status}), which the gateway does not follow.",
+                self.name
+            )));
+        }
         let headers = response.headers().clone();
         let body = read_limited(response, deadline).await.unwrap_or_default();
         let mut error = self.upstream_error(status, &headers, &body);
-        // A header beats what the dialect found in the body (Gemini's RetryInfo, say).
-        if let Some(after) = retry_after(&headers) {
-            error.retry_after = Some(after);
-        }
+        // A header beats what the dialect found in the body (Gemini's RetryInfo, say); both
+        // are the upstream's word, so both are clamped.
+        error.retry_after = retry_after(&headers)
+            .or(error.retry_after)
+            .map(|after| after.min(MAX_RETRY_AFTER));
         Err(error)
     }
 
-    fn transport_error(&self, error: &reqwest::Error) -> Error {
+    fn transport_error(&self, error: reqwest::Error) -> Error {
+        // Without the URL: some endpoints carry keys in their query string, and this text
+        // reaches the client, the usage records and the logs.
+        let error = error.without_url();
         if error.is_timeout() {
             Error::upstream_timeout(format!("Provider `{}` timed out.", self.name))
         } else if error.is_connect() {
             Error::upstream_connect(format!("Could not connect to provider `{}`.", self.name))
         } else {
-            // `without_url`: some providers carry keys in the query string.
-            let detail = self.redact(&error_chain(error));
+            let detail = self.redact(&error_chain(&error));
             Error::upstream_connect(format!(
                 "Transport error talking to provider `{}`: {detail}",
                 self.name
@@ -579,18 +593,26 @@ async fn read_limited(
     }
 }
 
-/// When the upstream says to come back: `retry-after-ms`, then `retry-after` in seconds.
+/// The longest an upstream may make a deployment wait. `Retry-After` is the upstream's word:
+/// `1e19` seconds would overflow `Duration` and `Instant` arithmetic (a panic), and even a
+/// representable year would take a deployment out of rotation for good.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// When the upstream says to come back: `retry-after-ms`, then `retry-after` in seconds, at
+/// most [`MAX_RETRY_AFTER`]. Negative, NaN, infinite and unparsable values are ignored (an
+/// HTTP date too: no model API sends one).
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let number = |name: &str| {
+    let seconds = |name: &str, scale: f64| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(|v| v / scale)
             .filter(|v| v.is_finite() && *v >= 0.0)
     };
-    number("retry-after-ms")
-        .map(|ms| Duration::from_secs_f64(ms / 1000.0))
-        .or_else(|| number("retry-after").map(Duration::from_secs_f64))
+    let seconds = seconds("retry-after-ms", 1000.0).or_else(|| seconds("retry-after", 1.0))?;
+    // Clamped as a float first: the conversion cannot overflow then.
+    Duration::try_from_secs_f64(seconds.min(MAX_RETRY_AFTER.as_secs_f64())).ok()
 }
 
 #[cfg(test)]
@@ -606,5 +628,79 @@ mod tests {
         assert_eq!(retry_after(&headers), Some(Duration::from_millis(1500)));
         headers.insert("retry-after-ms", HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&headers), Some(Duration::from_secs(3)));
+    }
+
+    /// `retry-after: 1e19` panicked the request once added to an `Instant`, `1e20` already
+    /// in `Duration::from_secs_f64`; both now mean the longest wait we accept.
+    #[test]
+    fn an_absurd_retry_after_is_clamped() {
+        let of = |name: &'static str, value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(name, HeaderValue::from_static(value));
+            retry_after(&headers)
+        };
+        for value in ["1e19", "1e20", "1e308", "3601"] {
+            assert_eq!(of("retry-after", value), Some(MAX_RETRY_AFTER), "{value}");
+        }
+        assert_eq!(of("retry-after-ms", "1e22"), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            of("retry-after", "3599.5"),
+            Some(Duration::from_millis(3_599_500))
+        );
+        for value in [
+            "-1",
+            "NaN",
+            "inf",
+            "-inf",
+            "1e400",
+            "Wed, 21 Oct 2015 07:28:00 GMT",
+        ] {
+            assert_eq!(of("retry-after", value), None, "{value}");
+        }
+        assert_eq!(MAX_RETRY_AFTER, Duration::from_secs(3600));
+    }
+
+    fn header_value() -> impl proptest::strategy::Strategy<Value = HeaderValue> {
+        use proptest::prelude::*;
+        // Numbers as upstreams write them, number-like text, and any bytes a header may hold.
+        prop_oneof![
+            any::<f64>().prop_map(|v| v.to_string()),
+            any::<f64>().prop_map(|v| format!("{v:e}")),
+            any::<u64>().prop_map(|v| format!("{v}{v}")),
+            "[ \\t]*[-+]?[0-9]{0,30}(\\.[0-9]{0,30})?([eE][-+]?[0-9]{1,4})?[ \\t]*",
+            "[-+0-9.eEinfaINFA ]{0,24}",
+        ]
+        .prop_map(|text| HeaderValue::from_str(&text).unwrap())
+        .boxed()
+        .prop_union(
+            proptest::collection::vec(any::<u8>(), 0..64)
+                .prop_filter_map("not a header value", |bytes| {
+                    HeaderValue::from_bytes(&bytes).ok()
+                })
+                .boxed(),
+        )
+    }
+
+    proptest::proptest! {
+        /// No value an upstream can put in either header panics, and none makes us wait more
+        /// than the clamp.
+        #[test]
+        fn no_retry_after_header_panics_or_exceeds_the_clamp(
+            seconds in proptest::option::of(header_value()),
+            millis in proptest::option::of(header_value()),
+        ) {
+            let mut headers = HeaderMap::new();
+            if let Some(value) = seconds {
+                headers.insert("retry-after", value);
+            }
+            if let Some(value) = millis {
+                headers.insert("retry-after-ms", value);
+            }
+            if let Some(after) = retry_after(&headers) {
+                proptest::prop_assert!(after <= MAX_RETRY_AFTER);
+                // What the router then does with it: a cooldown from now.
+                proptest::prop_assert!(tokio::time::Instant::now().checked_add(after).is_some());
+            }
+        }
     }
 }

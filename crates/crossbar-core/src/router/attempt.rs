@@ -12,6 +12,7 @@ use rand::rngs::StdRng;
 use tokio::time::{Instant, Sleep};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::provider::MAX_RETRY_AFTER;
 use crate::router::breaker::Permit;
 use crate::router::catalog::Route;
 use crate::router::policy::Candidate;
@@ -117,8 +118,12 @@ impl Lease {
         let blamed = retry::blames_deployment(error);
         if rate_limited {
             live.stats.counters.rate_limited += 1;
-            if let Some(after) = error.retry_after {
-                let until = now + after;
+            // The upstream's word, clamped however the error was built: `now + 1e19 s`
+            // would overflow and panic.
+            if let Some(until) = error
+                .retry_after
+                .and_then(|after| now.checked_add(after.min(MAX_RETRY_AFTER)))
+            {
                 live.cooldown_until = Some(live.cooldown_until.map_or(until, |u| u.max(until)));
             }
         } else if blamed {
@@ -288,7 +293,9 @@ impl<'a, T: Send + 'a> Run<'_, 'a, T> {
             .route
             .backoff
             .delay(self.round, &mut *lock(self.rng));
-        let wake = Instant::now() + delay;
+        let Some(wake) = Instant::now().checked_add(delay) else {
+            return false;
+        };
         if self.past_deadline(wake) {
             return false;
         }
