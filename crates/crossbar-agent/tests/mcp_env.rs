@@ -3,8 +3,6 @@
 //! `@modelcontextprotocol/server-everything` (tests/mcp, installed by scripts/test with
 //! `npm ci`), whose `get-env` tool returns the server's whole environment.
 
-#![expect(clippy::unwrap_used, reason = "test helpers: a failure fails the test")]
-
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
