@@ -162,8 +162,10 @@ struct McpFile {
     command: Option<Spanned<String>>,
     #[serde(default)]
     args: Vec<String>,
+    /// The stdio server's whole environment beyond a minimal base (`${VAR}` expanded): it does
+    /// not inherit the agent's.
     #[serde(default)]
-    env: BTreeMap<String, String>,
+    env: BTreeMap<String, Spanned<String>>,
     url: Option<Spanned<String>>,
     #[serde(default)]
     headers: BTreeMap<String, Spanned<String>>,
@@ -782,10 +784,16 @@ impl AgentSpec {
                 if command.get_ref().trim().is_empty() {
                     return Err(here.at(command, &key("command"), "must not be empty"));
                 }
+                let mut env = BTreeMap::new();
+                for (name, value) in &file.env {
+                    let expanded = expand_env(value.get_ref())
+                        .map_err(|e| here.at(value, &key(&format!("env.{name}")), e))?;
+                    env.insert(name.clone(), expanded);
+                }
                 McpTransport::Stdio {
                     command: command.get_ref().clone(),
                     args: file.args.clone(),
-                    env: file.env.clone(),
+                    env,
                 }
             }
             (None, Some(url)) => {
@@ -994,5 +1002,18 @@ mod tests {
             "agent.toml:8: tools.http[0].headers.Authorization: environment variable `CROSSBAR_AGENT_TEST_UNSET_VAR` is not set"
         );
         assert_eq!(placeholders("https://h/{a}/x?q={b}"), ["a", "b"]);
+    }
+
+    /// MCP stdio servers no longer inherit the agent's environment, so what they need is named
+    /// in `env`, from the agent's environment without writing the secret into the spec.
+    #[test]
+    fn mcp_env_values_expand_environment_variables_without_echoing_them() {
+        let missing = error(&format!(
+            "{MINIMAL}[[mcp]]\nname = \"gh\"\ncommand = \"server\"\nenv = {{ GITHUB_TOKEN = \"${{CROSSBAR_AGENT_TEST_UNSET_VAR}}\" }}\n"
+        ));
+        assert_eq!(
+            missing,
+            "agent.toml:8: mcp[0].env.GITHUB_TOKEN: environment variable `CROSSBAR_AGENT_TEST_UNSET_VAR` is not set"
+        );
     }
 }

@@ -5,10 +5,10 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use crossbar_core::router::Prompt;
 use crossbar_core::dialects::openai::{self, StreamEncoder};
+use crossbar_core::router::Prompt;
 
-use super::{body, preferences, routed_headers, stream};
+use super::{body, decode, preferences, routed_headers, stream};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::metering::Meter;
@@ -20,7 +20,7 @@ pub async fn completions(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let raw = body(raw, state.max_body_bytes)?;
-    let ingress = openai::decode_chat_request(&raw)?;
+    let ingress = decode(raw, openai::decode_chat_request).await?;
     let request = ingress.request;
     let mut preferences = preferences(&headers)?;
     let max_tokens = request.max_tokens.map(u64::from);

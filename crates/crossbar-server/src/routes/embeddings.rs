@@ -5,10 +5,10 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use crossbar_core::router::Prompt;
 use crossbar_core::dialects::openai;
+use crossbar_core::router::Prompt;
 
-use super::{body, preferences, routed_headers};
+use super::{body, decode, preferences, routed_headers};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::metering::Meter;
@@ -20,7 +20,7 @@ pub async fn create(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let raw = body(raw, state.max_body_bytes)?;
-    let ingress = openai::decode_embedding_request(&raw)?;
+    let ingress = decode(raw, openai::decode_embedding_request).await?;
     let mut preferences = preferences(&headers)?;
     meter
         .admit(

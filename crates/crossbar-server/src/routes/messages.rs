@@ -6,11 +6,11 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use crossbar_core::router::Prompt;
 use crossbar_core::dialects::anthropic::{self, StreamEncoder};
 use crossbar_core::dialects::rules;
+use crossbar_core::router::Prompt;
 
-use super::{body, preferences, routed_headers, stream};
+use super::{body, decode, preferences, routed_headers, stream};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::metering::Meter;
@@ -22,7 +22,8 @@ pub async fn create(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let raw = body(raw, state.max_body_bytes).map_err(ApiError::anthropic)?;
-    let request = anthropic::decode_request(&raw)
+    let request = decode(raw, anthropic::decode_request)
+        .await
         .map_err(ApiError::anthropic)?
         .request;
     // Routing headers narrow the route; the caller's virtual key narrows it further.

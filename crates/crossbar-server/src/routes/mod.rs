@@ -59,6 +59,23 @@ pub(crate) fn body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<
     })
 }
 
+/// Bodies at least this large are decoded on the blocking pool.
+const OFFLOAD_DECODE_BYTES: usize = 256 * 1024;
+
+/// Decodes a request body; a large one on the blocking pool, so that parsing megabytes of JSON
+/// never holds a runtime worker thread (health checks and other clients keep being served).
+pub(crate) async fn decode<T: Send + 'static>(
+    raw: Bytes,
+    decode: fn(&[u8]) -> Result<T, Error>,
+) -> Result<T, Error> {
+    if raw.len() < OFFLOAD_DECODE_BYTES {
+        return decode(&raw);
+    }
+    tokio::task::spawn_blocking(move || decode(&raw))
+        .await
+        .map_err(|e| Error::internal(format!("decoding the request failed: {e}")))?
+}
+
 /// Tells the client which deployment answered (useful when debugging failover).
 pub(crate) fn deployment_headers(response: &mut Response, deployment: &Deployment) {
     let headers = response.headers_mut();

@@ -15,16 +15,16 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use crossbar_core::router::Prompt;
 use crossbar_core::chat::{ChatResponse, Message};
 use crossbar_core::dialects::responses::{self, Accumulator, Params, StreamEncoder};
+use crossbar_core::router::Prompt;
 use crossbar_core::{ChatStream, Error};
 use crossbar_store::{ResponseStore, stored_response};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
 use super::stream::ClientEncoder;
-use super::{body, preferences, routed_headers, stream};
+use super::{body, decode, preferences, routed_headers, stream};
 use crate::app::AppState;
 use crate::auth::CallerKey;
 use crate::error::ApiError;
@@ -159,7 +159,7 @@ pub async fn create(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let raw = body(raw, state.max_body_bytes)?;
-    let ingress = responses::decode_request(&raw)?;
+    let ingress = decode(raw.clone(), responses::decode_request).await?;
     let owner = owner(caller.as_ref());
     let history = match ingress.previous_response_id() {
         Some(id) => conversation(state.responses.as_ref(), id, &owner).await?,

@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 
 use client::{Call, Finish, Ingress, Reply, Spec, Turn};
 use crossbar_core::config::Config;
-use crossbar_server::{Gateway, app, serve};
+use crossbar_server::{Gateway, ServeLimits, app, serve};
 use crossbar_sim::{SimConfig, SimDialect, SimServer};
 use serde_json::{Value, json};
 
@@ -192,7 +192,7 @@ impl Harness {
             listener,
             app(gateway.state.clone()),
             std::future::pending(),
-            std::time::Duration::from_secs(1),
+            ServeLimits::with_grace(std::time::Duration::from_secs(1)),
         ));
         Self {
             provider: provider.name,
