@@ -1,27 +1,38 @@
 //! Fetching image URLs for providers that only take inline bytes (Bedrock, Gemini). The gateway
 //! fetches on a client's behalf, so it refuses private, loopback and link-local addresses unless
 //! configured, pins the address it checked (no DNS rebinding), follows no redirects, and caps
-//! size and time.
+//! size and time. A request's images are capped in number and in bytes together, fetched a few
+//! at a time, and fetched once for all the attempts of the request (see [`fetched_once`]).
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use futures::{StreamExt as _, TryStreamExt as _};
 use serde::Deserialize;
+use tokio::sync::OnceCell;
 
 use crate::chat::{ChatRequest, ContentPart, ImageSource};
 use crate::error::{Error, Result};
 
 /// How a provider fetches image URLs it cannot pass on (`image_fetch` in a provider's config).
-#[derive(Clone, Copy, Debug, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ImageFetch {
     /// Allow private, loopback and link-local addresses (for images on an internal network).
     pub allow_private: bool,
+    /// Bytes one image may have.
     pub max_bytes: usize,
     pub timeout_ms: u64,
+    /// Image URLs one request may name: each becomes bytes in the upstream body.
+    pub max_images: usize,
+    /// Bytes fetched for one request's images together.
+    pub max_total_bytes: usize,
 }
 
 impl Default for ImageFetch {
@@ -30,9 +41,56 @@ impl Default for ImageFetch {
             allow_private: false,
             max_bytes: 5 * 1024 * 1024,
             timeout_ms: 10_000,
+            max_images: 20,
+            max_total_bytes: 20 * 1024 * 1024,
         }
     }
 }
+
+/// Images fetched at once for one request, at most.
+const FETCH_CONCURRENCY: usize = 4;
+
+/// One fetched image, base64-encoded.
+#[derive(Debug)]
+struct Image {
+    media_type: String,
+    data: String,
+    /// Its size as fetched.
+    bytes: usize,
+}
+
+/// What fetching one URL under one policy gave: an image, or why not (refusals are kept too, so
+/// that another attempt does not try the URL again).
+type Outcome = std::result::Result<Arc<Image>, Error>;
+
+/// One URL's outcome, filled by whichever attempt asks first while the others wait for it.
+type Slot = Arc<OnceCell<Outcome>>;
+
+/// The images fetched for one request, by policy and URL, shared by its attempts.
+#[derive(Clone, Default)]
+struct Fetched(Arc<Mutex<HashMap<(ImageFetch, String), Slot>>>);
+
+impl Fetched {
+    fn cell(&self, policy: ImageFetch, url: &str) -> Slot {
+        let mut cells = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(cells.entry((policy, url.to_owned())).or_default())
+    }
+}
+
+tokio::task_local! {
+    static FETCHED: Fetched;
+}
+
+/// Runs the attempts of one request so that they share what they fetch: an image URL is
+/// fetched once per request, not again for each retry, fallback or hedge. The images are
+/// dropped when `attempts` ends.
+pub async fn fetched_once<F: Future>(attempts: F) -> F::Output {
+    FETCHED.scope(Fetched::default(), attempts).await
+}
+
+/// The request's images together passed `max_total_bytes`; not kept, since it depends on the
+/// other images.
+struct TotalExceeded;
 
 /// An IPv4 range in CIDR form.
 struct V4Range {
@@ -215,39 +273,143 @@ pub fn is_private(ip: IpAddr) -> bool {
 
 impl ImageFetch {
     /// The request with every URL image replaced by its bytes; borrowed when there were none.
+    /// Within [`fetched_once`], what an earlier attempt of the request fetched is reused.
     pub async fn inline<'a>(&self, request: &'a ChatRequest) -> Result<Cow<'a, ChatRequest>> {
-        let has_urls = request.messages.iter().flat_map(|m| &m.content).any(|p| {
-            matches!(
-                p,
-                ContentPart::Image {
-                    source: ImageSource::Url(_),
-                    ..
-                }
-            )
-        });
-        if !has_urls {
+        let urls: Vec<(usize, usize, &str)> = request
+            .messages
+            .iter()
+            .enumerate()
+            .flat_map(|(i, message)| {
+                message
+                    .content
+                    .iter()
+                    .enumerate()
+                    .filter_map(move |(j, part)| match part {
+                        ContentPart::Image {
+                            source: ImageSource::Url(url),
+                            ..
+                        } => Some((i, j, url.as_str())),
+                        _ => None,
+                    })
+            })
+            .collect();
+        if urls.is_empty() {
             return Ok(Cow::Borrowed(request));
         }
-        let mut owned = request.clone();
-        for (i, message) in owned.messages.iter_mut().enumerate() {
-            for (j, part) in message.content.iter_mut().enumerate() {
-                if let ContentPart::Image {
-                    source: source @ ImageSource::Url(_),
-                    ..
-                } = part
-                    && let ImageSource::Url(url) = &*source
-                {
-                    let param = format!("messages[{i}].content[{j}].image_url.url");
-                    *source = self.fetch(url, &param).await?;
+        if let Some(&(i, j, _)) = urls.get(self.max_images) {
+            return Err(Error::invalid_field(
+                image_param(i, j),
+                format!(
+                    "The request names {} image URLs; at most {} are fetched per request.",
+                    urls.len(),
+                    self.max_images
+                ),
+            ));
+        }
+        let fetched = FETCHED.try_with(Clone::clone).unwrap_or_default();
+        let spent = AtomicUsize::new(0);
+        // Made before they run, so that no closure is held across the awaits.
+        let jobs: Vec<_> = urls
+            .into_iter()
+            .map(|(i, j, url)| {
+                let (fetched, spent) = (&fetched, &spent);
+                async move {
+                    let image = self.fetch_once(fetched, url, i, j, spent).await?;
+                    Ok::<_, Error>((i, j, image))
                 }
+            })
+            .collect();
+        let images: Vec<(usize, usize, Arc<Image>)> = futures::stream::iter(jobs)
+            .buffer_unordered(FETCH_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut owned = request.clone();
+        for (i, j, image) in images {
+            if let Some(ContentPart::Image { source, .. }) = owned
+                .messages
+                .get_mut(i)
+                .and_then(|message| message.content.get_mut(j))
+            {
+                *source = ImageSource::Base64 {
+                    media_type: image.media_type.clone(),
+                    data: image.data.clone(),
+                };
             }
         }
         Ok(Cow::Owned(owned))
     }
 
-    async fn fetch(&self, url: &str, param: &str) -> Result<ImageSource> {
-        let refuse =
-            |why: String| Error::invalid_field(param, format!("Could not fetch the image: {why}"));
+    /// The image at `url`, fetched unless this request already did, and counted in `spent`.
+    async fn fetch_once(
+        &self,
+        fetched: &Fetched,
+        url: &str,
+        i: usize,
+        j: usize,
+        spent: &AtomicUsize,
+    ) -> Result<Arc<Image>> {
+        let cell = fetched.cell(*self, url);
+        let fresh = AtomicBool::new(false);
+        let outcome = cell
+            .get_or_try_init(|| async {
+                fresh.store(true, Ordering::Relaxed);
+                match self.fetch(url, &image_param(i, j), spent).await {
+                    Err(Fetch::TotalExceeded) => Err(TotalExceeded),
+                    Err(Fetch::Refused(error)) => Ok(Err(error)),
+                    Ok(image) => Ok(Ok(Arc::new(image))),
+                }
+            })
+            .await;
+        match outcome {
+            Err(TotalExceeded) => Err(self.total_exceeded()),
+            Ok(Err(error)) => Err(error.clone()),
+            Ok(Ok(image)) => {
+                // Fetched just now, it was counted as it came; by an earlier attempt, not yet.
+                if !fresh.load(Ordering::Relaxed) {
+                    self.charge(spent, image.bytes)
+                        .map_err(|TotalExceeded| self.total_exceeded())?;
+                }
+                Ok(Arc::clone(image))
+            }
+        }
+    }
+
+    /// Counts `bytes` more fetched for the request.
+    fn charge(&self, spent: &AtomicUsize, bytes: usize) -> Result<(), TotalExceeded> {
+        let total = spent
+            .fetch_add(bytes, Ordering::Relaxed)
+            .saturating_add(bytes);
+        if total > self.max_total_bytes {
+            Err(TotalExceeded)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn total_exceeded(&self) -> Error {
+        Error::invalid_field(
+            "messages",
+            format!(
+                "The request's images add up to more than {} bytes; at most that much is fetched \
+                 per request.",
+                self.max_total_bytes
+            ),
+        )
+    }
+
+    /// Fetches one image, counting its bytes in `spent` as they come.
+    async fn fetch(
+        &self,
+        url: &str,
+        param: &str,
+        spent: &AtomicUsize,
+    ) -> std::result::Result<Image, Fetch> {
+        let refuse = |why: String| {
+            Fetch::Refused(Error::invalid_field(
+                param,
+                format!("Could not fetch the image: {why}"),
+            ))
+        };
         let parsed = reqwest::Url::parse(url).map_err(|e| refuse(format!("invalid URL ({e})")))?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(refuse("only http(s) URLs can be fetched".into()));
@@ -280,7 +442,7 @@ impl ImageFetch {
             .resolve(&host, addr)
             .timeout(Duration::from_millis(self.timeout_ms))
             .build()
-            .map_err(|e| Error::internal(format!("image client: {e}")))?;
+            .map_err(|e| Fetch::Refused(Error::internal(format!("image client: {e}"))))?;
         let mut response = client
             .get(parsed)
             .send()
@@ -317,13 +479,27 @@ impl ImageFetch {
                     self.max_bytes
                 )));
             }
+            self.charge(spent, chunk.len())
+                .map_err(|TotalExceeded| Fetch::TotalExceeded)?;
             bytes.extend_from_slice(&chunk);
         }
-        Ok(ImageSource::Base64 {
+        Ok(Image {
             media_type,
-            data: BASE64.encode(bytes),
+            data: BASE64.encode(&bytes),
+            bytes: bytes.len(),
         })
     }
+}
+
+/// Why an image was not fetched.
+enum Fetch {
+    /// Because of the URL or what it answered: the same for every attempt.
+    Refused(Error),
+    TotalExceeded,
+}
+
+fn image_param(i: usize, j: usize) -> String {
+    format!("messages[{i}].content[{j}].image_url.url")
 }
 
 #[cfg(test)]
@@ -444,5 +620,197 @@ mod tests {
             Some("messages[0].content[0].image_url.url")
         );
         assert!(err.message.contains("private"), "{}", err.message);
+    }
+
+    /// A loopback image server: `/N.png` answers N bytes of image; the first `gather` requests
+    /// are held until all of them arrived (2 s at most). Counts hits per path and the most
+    /// requests it saw in flight at once.
+    #[derive(Clone, Default)]
+    struct Server {
+        hits: Arc<Mutex<HashMap<String, usize>>>,
+        arrivals: Arc<AtomicUsize>,
+        in_flight: Arc<AtomicUsize>,
+        most_in_flight: Arc<AtomicUsize>,
+    }
+
+    impl Server {
+        async fn start(gather: usize) -> (Self, String) {
+            use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+            let server = Self::default();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let base = format!("http://{}", listener.local_addr().unwrap());
+            let state = server.clone();
+            tokio::spawn(async move {
+                loop {
+                    let (mut socket, _) = listener.accept().await.unwrap();
+                    let state = state.clone();
+                    tokio::spawn(async move {
+                        let mut head = Vec::new();
+                        let mut byte = [0u8; 1];
+                        while !head.ends_with(b"\r\n\r\n") {
+                            if socket.read(&mut byte).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            head.push(byte[0]);
+                        }
+                        let head = String::from_utf8_lossy(&head).into_owned();
+                        let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
+                        *lock(&state.hits).entry(path.clone()).or_default() += 1;
+                        let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                        state.most_in_flight.fetch_max(now, Ordering::SeqCst);
+                        if state.arrivals.fetch_add(1, Ordering::SeqCst) < gather {
+                            for _ in 0..200 {
+                                if state.arrivals.load(Ordering::SeqCst) >= gather {
+                                    break;
+                                }
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                            }
+                        }
+                        let size: usize = path
+                            .trim_start_matches('/')
+                            .trim_end_matches(".png")
+                            .parse()
+                            .unwrap_or(1);
+                        let body = vec![7u8; size];
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: image/png\r\ncontent-length: {size}\r\nconnection: close\r\n\r\n"
+                        );
+                        let _ = socket.write_all(answer.as_bytes()).await;
+                        let _ = socket.write_all(&body).await;
+                        state.in_flight.fetch_sub(1, Ordering::SeqCst);
+                    });
+                }
+            });
+            (server, base)
+        }
+
+        fn hits(&self) -> HashMap<String, usize> {
+            lock(&self.hits).clone()
+        }
+    }
+
+    fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        mutex.lock().unwrap()
+    }
+
+    fn with_images(urls: &[String]) -> ChatRequest {
+        let parts = urls
+            .iter()
+            .map(|url| ContentPart::Image {
+                source: ImageSource::Url(url.clone()),
+                detail: None,
+            })
+            .collect();
+        ChatRequest::new(
+            "m",
+            vec![crate::chat::Message::new(crate::chat::Role::User, parts)],
+        )
+    }
+
+    fn loopback() -> ImageFetch {
+        ImageFetch {
+            allow_private: true,
+            ..ImageFetch::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn more_images_than_the_cap_are_refused_before_any_fetch() {
+        let (server, base) = Server::start(1).await;
+        let urls: Vec<String> = (0..21).map(|i| format!("{base}/{}.png", 100 + i)).collect();
+        let err = loopback().inline(&with_images(&urls)).await.unwrap_err();
+        assert_eq!(err.status(), 400);
+        assert_eq!(
+            err.param.as_deref(),
+            Some("messages[0].content[20].image_url.url")
+        );
+        assert_eq!(
+            err.message,
+            "The request names 21 image URLs; at most 20 are fetched per request."
+        );
+        assert!(server.hits().is_empty());
+        let twenty = with_images(&urls[..20]);
+        let inlined = loopback().inline(&twenty).await.unwrap();
+        assert_eq!(server.hits().len(), 20);
+        assert!(matches!(
+            &inlined.messages[0].content[19],
+            ContentPart::Image { source: ImageSource::Base64 { data, .. }, .. } if data.len() == 160
+        ));
+    }
+
+    #[tokio::test]
+    async fn each_url_is_fetched_once_per_request_whatever_the_attempts() {
+        let (server, base) = Server::start(1).await;
+        let urls = [
+            format!("{base}/10.png"),
+            format!("{base}/20.png"),
+            format!("{base}/10.png"),
+        ];
+        let request = with_images(&urls);
+        let policy = loopback();
+        // Two attempts of one request (a retry, a fallback to another provider).
+        let (first, second) = fetched_once(async {
+            let first = policy.inline(&request).await.unwrap().into_owned();
+            let second = policy.inline(&request).await.unwrap().into_owned();
+            (first, second)
+        })
+        .await;
+        assert_eq!(first, second);
+        assert_eq!(
+            server.hits(),
+            HashMap::from([("/10.png".to_owned(), 1), ("/20.png".to_owned(), 1)])
+        );
+        // Another request fetches again.
+        fetched_once(policy.inline(&request)).await.unwrap();
+        assert_eq!(server.hits()["/10.png"], 2);
+    }
+
+    #[tokio::test]
+    async fn the_images_of_a_request_are_capped_in_bytes_together() {
+        let (server, base) = Server::start(1).await;
+        let policy = ImageFetch {
+            max_total_bytes: 2500,
+            ..loopback()
+        };
+        let two = [format!("{base}/1000.png"), format!("{base}/1001.png")];
+        assert!(policy.inline(&with_images(&two)).await.is_ok());
+        let three = [
+            format!("{base}/1000.png"),
+            format!("{base}/1001.png"),
+            format!("{base}/1002.png"),
+        ];
+        for attempt in 0..2 {
+            let err = fetched_once(policy.inline(&with_images(&three)))
+                .await
+                .unwrap_err();
+            assert_eq!(err.status(), 400, "{attempt}");
+            assert_eq!(err.param.as_deref(), Some("messages"));
+            assert_eq!(
+                err.message,
+                "The request's images add up to more than 2500 bytes; at most that much is fetched per request."
+            );
+        }
+        // The same URL named three times counts three times: each copy goes upstream.
+        let same = [
+            format!("{base}/1000.png"),
+            format!("{base}/1000.png"),
+            format!("{base}/1000.png"),
+        ];
+        let err = policy.inline(&with_images(&same)).await.unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("messages"));
+        assert!(server.hits()["/1000.png"] >= 2);
+    }
+
+    #[tokio::test]
+    async fn images_are_fetched_a_few_at_a_time() {
+        // The server holds the first answers until four requests arrived: never more.
+        let (server, base) = Server::start(FETCH_CONCURRENCY).await;
+        let urls: Vec<String> = (0..12).map(|i| format!("{base}/{}.png", 10 + i)).collect();
+        loopback().inline(&with_images(&urls)).await.unwrap();
+        assert_eq!(server.hits().len(), 12);
+        assert_eq!(
+            server.most_in_flight.load(Ordering::SeqCst),
+            FETCH_CONCURRENCY
+        );
     }
 }

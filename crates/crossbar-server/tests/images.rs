@@ -3,9 +3,13 @@
 
 mod common;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::Path;
 use axum::http::header;
 use base64::Engine as _;
-use common::start;
+use common::{error_of, start};
 use serde_json::{Value, json};
 
 const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
@@ -147,5 +151,157 @@ async fn private_addresses_are_refused_unless_configured() {
         gw.sim("gemini").requests().len(),
         before,
         "nothing was sent upstream"
+    );
+}
+
+/// A loopback image server whose `/img/{n}` answers `n` bytes of PNG, counting hits per path.
+#[expect(clippy::unwrap_used, reason = "test helper")]
+async fn counting_image_server() -> (String, Arc<Mutex<HashMap<String, usize>>>) {
+    let hits: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let counted = Arc::clone(&hits);
+    let app = axum::Router::new().route(
+        "/img/{size}",
+        axum::routing::get(move |Path(size): Path<usize>| {
+            let counted = Arc::clone(&counted);
+            async move {
+                *counted
+                    .lock()
+                    .unwrap()
+                    .entry(format!("/img/{size}"))
+                    .or_default() += 1;
+                ([(header::CONTENT_TYPE, "image/png")], vec![7u8; size])
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, hits)
+}
+
+/// Two Gemini deployments of `twice`, the first always failing with 503; `once` on the second.
+fn failover_config(image_fetch: &str) -> String {
+    format!(
+        r#"
+[[providers]]
+name = "gemini-down"
+kind = "sim"
+dialect = "gemini"
+api_key = "k"
+image_fetch = {image_fetch}
+sim = {{ error_rate = 1.0, error_status = 503 }}
+
+[[providers]]
+name = "gemini"
+kind = "sim"
+dialect = "gemini"
+api_key = "k"
+image_fetch = {image_fetch}
+
+[[models]]
+name = "twice"
+deployments = [
+  {{ provider = "gemini-down", target = "gemini-2.5-flash" }},
+  {{ provider = "gemini", target = "gemini-2.5-flash" }},
+]
+
+[[models]]
+name = "once"
+deployments = [{{ provider = "gemini", target = "gemini-2.5-flash" }}]
+
+[routes.default]
+objective = "order"
+"#
+    )
+}
+
+fn with_images(model: &str, urls: &[String]) -> Value {
+    let mut content = vec![json!({"type": "text", "text": "What are these?"})];
+    content.extend(
+        urls.iter()
+            .map(|url| json!({"type": "image_url", "image_url": {"url": url}})),
+    );
+    json!({"model": model, "messages": [{"role": "user", "content": content}]})
+}
+
+#[tokio::test]
+async fn images_are_fetched_once_for_all_the_attempts_of_a_request() {
+    let (images, hits) = counting_image_server().await;
+    let gw = start(&failover_config("{ allow_private = true }")).await;
+    let urls = [format!("{images}/img/100"), format!("{images}/img/200")];
+    let response = gw
+        .post("/v1/chat/completions", &with_images("twice", &urls))
+        .await;
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    assert_eq!(gw.sim("gemini-down").requests().len(), 1, "first attempt");
+    assert_eq!(gw.sim("gemini").requests().len(), 1, "second attempt");
+    assert_eq!(
+        *hits.lock().unwrap(),
+        HashMap::from([("/img/100".to_owned(), 1), ("/img/200".to_owned(), 1)]),
+        "one fetch per image for both attempts"
+    );
+    let sent = gw.sim("gemini").requests().pop().unwrap().body.unwrap();
+    let expected = base64::engine::general_purpose::STANDARD.encode(vec![7u8; 200]);
+    assert!(
+        sent.to_string().contains(&expected),
+        "the bytes reached the provider"
+    );
+}
+
+#[tokio::test]
+async fn too_many_images_are_refused_before_any_fetch() {
+    let (images, hits) = counting_image_server().await;
+    let gw = start(&failover_config("{ allow_private = true }")).await;
+    let urls: Vec<String> = (0..21)
+        .map(|i| format!("{images}/img/{}", 10 + i))
+        .collect();
+    let response = gw
+        .post("/v1/chat/completions", &with_images("once", &urls))
+        .await;
+    let (status, body) = error_of(response).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["error"]["param"],
+        "messages[0].content[21].image_url.url"
+    );
+    assert_eq!(
+        body["error"]["message"],
+        "The request names 21 image URLs; at most 20 are fetched per request."
+    );
+    assert!(hits.lock().unwrap().is_empty(), "nothing was fetched");
+    assert!(gw.sim("gemini").requests().is_empty(), "nothing was sent");
+}
+
+#[tokio::test]
+async fn the_images_of_a_request_are_capped_in_bytes_together() {
+    let (images, _hits) = counting_image_server().await;
+    let gw = start(&failover_config(
+        "{ allow_private = true, max_total_bytes = 100000 }",
+    ))
+    .await;
+    let fits = [format!("{images}/img/40000"), format!("{images}/img/50000")];
+    let response = gw
+        .post("/v1/chat/completions", &with_images("once", &fits))
+        .await;
+    assert_eq!(response.status(), 200);
+    let over = [
+        format!("{images}/img/40000"),
+        format!("{images}/img/50000"),
+        format!("{images}/img/20000"),
+    ];
+    let response = gw
+        .post("/v1/chat/completions", &with_images("once", &over))
+        .await;
+    let (status, body) = error_of(response).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["param"], "messages");
+    assert_eq!(
+        body["error"]["message"],
+        "The request's images add up to more than 100000 bytes; at most that much is fetched per request."
+    );
+    assert_eq!(
+        gw.sim("gemini").requests().len(),
+        1,
+        "only the first was sent"
     );
 }
