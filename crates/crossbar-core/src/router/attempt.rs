@@ -368,8 +368,20 @@ impl<'a, T: Send + 'a> Run<'_, 'a, T> {
 }
 
 /// Runs the attempts of one request. `call` makes one upstream call and resolves at its first
-/// token (streams) or answer.
+/// token (streams) or answer. The attempts share the image URLs they fetch.
 pub async fn execute<'a, T, F>(
+    plan: &Plan,
+    rng: &Mutex<StdRng>,
+    call: F,
+) -> std::result::Result<Won<T>, Failed>
+where
+    T: Send + 'a,
+    F: Fn(Arc<Deployment>) -> BoxFuture<'a, Result<T>>,
+{
+    crate::images::fetched_once(attempts(plan, rng, call)).await
+}
+
+async fn attempts<'a, T, F>(
     plan: &Plan,
     rng: &Mutex<StdRng>,
     call: F,
