@@ -176,12 +176,10 @@ fn open_gateway_admits(request: &Request) -> Result<(), (Error, &'static str)> {
             ));
         }
     }
-    let has_body = !matches!(
-        *request.method(),
-        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
-    ) && headers
-        .get(header::CONTENT_LENGTH)
-        .is_none_or(|length| length.as_bytes() != b"0");
+    let has_body = headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|length| length.as_bytes() != b"0");
     if has_body && !is_json(headers.get(header::CONTENT_TYPE)) {
         return Err((
             Error::unsupported_media_type(

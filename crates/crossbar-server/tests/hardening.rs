@@ -1,6 +1,12 @@
 //! Attacks from issue 18 against the real handler on port 0: each test reproduces one and
 //! asserts the gateway's answer (and that it stays available).
 
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers: a failure fails the test"
+)]
+
 mod common;
 
 use std::time::{Duration, Instant};
@@ -178,10 +184,8 @@ async fn stalled_bodies_time_out() {
 }
 
 fn store_path(name: &str) -> String {
-    let dir = std::env::temp_dir().join(format!(
-        "crossbar_hardening_{}_{name}",
-        std::process::id()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("crossbar_hardening_{}_{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir.join("usage.db").display().to_string()
@@ -202,7 +206,10 @@ async fn records(gw: &common::TestGateway, n: usize) -> Vec<crossbar_store::Usag
 
 async fn error_of(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
-    (status, response.json::<Value>().await.unwrap()["error"].clone())
+    (
+        status,
+        response.json::<Value>().await.unwrap()["error"].clone(),
+    )
 }
 
 /// An open gateway (no keys) was reachable from any web page the user had open: a `text/plain`
@@ -212,10 +219,7 @@ async fn error_of(response: reqwest::Response) -> (u16, Value) {
 async fn an_open_gateway_refuses_web_pages_and_rebinding() {
     let store = store_path("open");
     let gw = start(&format!("[store]\nurl = \"{store}\"\n{TWO_CLOUDS}")).await;
-    let chat = || {
-        gw.client()
-            .post(format!("{}/v1/chat/completions", gw.url))
-    };
+    let chat = || gw.client().post(format!("{}/v1/chat/completions", gw.url));
     let body = json!({"model": "chat", "messages": [user("spend my money")]}).to_string();
     let (status, error) = error_of(
         chat()

@@ -265,6 +265,12 @@ struct Arrival {
     stream: bool,
 }
 
+/// Seconds from a scenario's numbers: negative or NaN is zero, and an absurd value caps at a
+/// year rather than panicking.
+fn seconds(value: f64) -> Duration {
+    Duration::try_from_secs_f64(value.clamp(0.0, 365.0 * 86_400.0)).unwrap_or_default()
+}
+
 fn workload(scenario: &Scenario) -> Vec<Arrival> {
     let mut rng = StdRng::seed_from_u64(scenario.seed);
     let mut at = 0.0f64;
@@ -272,7 +278,7 @@ fn workload(scenario: &Scenario) -> Vec<Arrival> {
         .map(|_| {
             at += -(1.0 - rng.random::<f64>()).ln() / scenario.rate_per_s;
             Arrival {
-                at: Duration::from_secs_f64(at),
+                at: seconds(at),
                 prompt_tokens: scenario.prompt_tokens.draw(&mut rng),
                 output_tokens: scenario.output_tokens.draw(&mut rng),
                 stream: rng.random::<f64>() < scenario.stream_share,
@@ -333,7 +339,7 @@ impl Modelled {
             return Fate::Fail {
                 after: ERROR_AFTER,
                 error: Error::from_upstream_status(429, format!("{name}: rate limited"))
-                    .with_retry_after(Some(Duration::from_secs_f64(model.retry_after_s))),
+                    .with_retry_after(Some(seconds(model.retry_after_s))),
             };
         }
         if draws[1] < model.error_rate {
@@ -350,7 +356,7 @@ impl Modelled {
         }
         Fate::Answer {
             ttft: model.ttft_ms.draw(&mut rng),
-            per_token: Duration::from_secs_f64(1.0 / model.tokens_per_s.max(0.001)),
+            per_token: seconds(1.0 / model.tokens_per_s.max(0.001)),
         }
     }
 }
