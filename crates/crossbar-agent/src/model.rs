@@ -309,7 +309,13 @@ impl ModelClient for Remote {
                 MaxTokensField::MaxCompletionTokens,
             )?;
             let response = self.send("/v1/chat/completions", body).await?;
-            let mut events = eventsource_stream::Eventsource::eventsource(response.bytes_stream());
+            // Byte-bounded framing: a gateway (or something posing as one) cannot make the
+            // agent buffer an endless line.
+            let mut events = crossbar_core::framing::sse_frames(
+                response
+                    .bytes_stream()
+                    .map(|chunk| chunk.map_err(reqwest::Error::without_url)),
+            );
             let stream = async_stream(move |tx| async move {
                 let mut decoder = StreamDecoder::new();
                 let mut out = Vec::new();
@@ -318,7 +324,8 @@ impl ModelClient for Remote {
                         Ok(event) => event,
                         Err(e) => {
                             let _ = tx.send(Err(Error::stream_interrupted(format!(
-                                "The gateway's stream broke: {e}"
+                                "The gateway's stream broke: {}",
+                                e.message
                             ))));
                             return;
                         }
