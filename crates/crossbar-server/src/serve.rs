@@ -46,7 +46,9 @@ impl ServeLimits {
             header_read_timeout: Duration::from_secs(
                 crossbar_core::config::DEFAULT_HEADER_READ_TIMEOUT_S,
             ),
-            body_read_timeout: Duration::from_secs(crossbar_core::config::DEFAULT_BODY_READ_TIMEOUT_S),
+            body_read_timeout: Duration::from_secs(
+                crossbar_core::config::DEFAULT_BODY_READ_TIMEOUT_S,
+            ),
             max_connections: crossbar_core::config::DEFAULT_MAX_CONNECTIONS,
         }
     }
@@ -157,7 +159,10 @@ pub async fn serve(
                 _ => return,
             }
             let connection = builder
-                .serve_connection_with_upgrades(TokioIo::new(tcp), TowerToHyperService::new(service))
+                .serve_connection_with_upgrades(
+                    TokioIo::new(tcp),
+                    TowerToHyperService::new(service),
+                )
                 .into_owned();
             if let Err(error) = watcher.watch(connection).await {
                 tracing::trace!(%error, "connection ended with an error");
@@ -215,10 +220,7 @@ fn shed(tcp: TcpStream, shedding: &Arc<AtomicUsize>) {
         let service = hyper::service::service_fn(|_: axum::http::Request<Incoming>| async {
             Ok::<_, Infallible>(overloaded())
         });
-        if let Err(error) = builder
-            .serve_connection(TokioIo::new(tcp), service)
-            .await
-        {
+        if let Err(error) = builder.serve_connection(TokioIo::new(tcp), service).await {
             tracing::trace!(%error, "shed connection ended with an error");
         }
         drop(slot);
