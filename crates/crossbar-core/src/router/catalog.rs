@@ -286,9 +286,7 @@ fn check_provider_pattern(pattern: &str) -> Result<()> {
     if pattern.len() > MAX_PROVIDER_PATTERN_BYTES {
         return Err(Error::invalid_field(
             PROVIDER_HEADER,
-            format!(
-                "A provider pattern may be at most {MAX_PROVIDER_PATTERN_BYTES} bytes long."
-            ),
+            format!("A provider pattern may be at most {MAX_PROVIDER_PATTERN_BYTES} bytes long."),
         ));
     }
     if pattern.matches('*').count() > MAX_PROVIDER_PATTERN_STARS {
@@ -342,10 +340,7 @@ mod tests {
         let err = Preferences::from_headers(None, Some(&stars), None).unwrap_err();
         assert_eq!(err.status(), 400);
         assert_eq!(err.param.as_deref(), Some(PROVIDER_HEADER));
-        assert_eq!(
-            err.message,
-            "A provider pattern may hold at most 4 `*`."
-        );
+        assert_eq!(err.message, "A provider pattern may hold at most 4 `*`.");
         let long = "a".repeat(MAX_PROVIDER_PATTERN_BYTES + 1);
         let err = Preferences::from_headers(None, Some(&long), None).unwrap_err();
         assert_eq!(

@@ -487,8 +487,9 @@ impl Router {
                 prompt_tokens
                     .saturating_mul(crate::pricing::pico_per_token(deployment.price.input))
                     .saturating_add(
-                        max_output
-                            .saturating_mul(crate::pricing::pico_per_token(deployment.price.output)),
+                        max_output.saturating_mul(crate::pricing::pico_per_token(
+                            deployment.price.output,
+                        )),
                     )
             })
             .max()
