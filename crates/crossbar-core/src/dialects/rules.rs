@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::chat::{ChatRequest, ContentPart, Message, Role};
+use crate::chat::{ChatRequest, ContentPart, Message, Role, ToolChoice};
 use crate::error::{Error, Result};
 
 /// Maps a tool-call id onto a provider's allowed charset, deterministically: the assistant's
@@ -70,6 +70,72 @@ pub fn reasoning_budget(request: &ChatRequest) -> Option<u32> {
             .as_deref()
             .and_then(budget_for_effort)
     })
+}
+
+/// Claude (Anthropic, Vertex, Bedrock) and the rest of Bedrock take a temperature between 0
+/// and 1, OpenAI up to 2. A value above 1 has no equivalent there, and clamping would change
+/// what the caller asked for, so the deployment refuses it (the router tries another).
+pub fn temperature_within_one(temperature: Option<f64>, service: &str) -> Result<()> {
+    match temperature {
+        Some(t) if !(0.0..=1.0).contains(&t) => Err(Error::invalid_field(
+            "temperature",
+            format!("Invalid 'temperature': {t}. {service} accepts a temperature between 0 and 1."),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The smallest `top_p` Claude accepts while thinking.
+pub const CLAUDE_THINKING_MIN_TOP_P: f64 = 0.95;
+
+/// Claude's extended thinking refuses a forced tool choice, any temperature but 1, any
+/// `top_k`, and a `top_p` below 0.95 (each a 400 from the API). Dropping the thinking or the
+/// parameter would change the request's meaning, so the deployment refuses it instead.
+pub fn claude_thinking_compatible(request: &ChatRequest) -> Result<()> {
+    if reasoning_budget(request).is_none() {
+        return Ok(());
+    }
+    let forced = !request.tools.is_empty()
+        && matches!(
+            request.tool_choice,
+            Some(ToolChoice::Required | ToolChoice::Function(_))
+        );
+    if forced {
+        return Err(Error::invalid_field(
+            "tool_choice",
+            "Claude cannot think while `tool_choice` forces a tool call: with reasoning on, use a tool_choice of `auto` or `none`, or turn reasoning off.",
+        ));
+    }
+    let sampling = &request.sampling;
+    if let Some(t) = sampling.temperature
+        && t != 1.0
+    {
+        return Err(Error::invalid_field(
+            "temperature",
+            format!(
+                "Invalid 'temperature': {t}. Claude takes no temperature other than 1 while reasoning is on; omit it or turn reasoning off."
+            ),
+        ));
+    }
+    if let Some(k) = sampling.top_k {
+        return Err(Error::invalid_field(
+            "top_k",
+            format!(
+                "Invalid 'top_k': {k}. Claude takes no top_k while reasoning is on; omit it or turn reasoning off."
+            ),
+        ));
+    }
+    if let Some(p) = sampling.top_p
+        && p < CLAUDE_THINKING_MIN_TOP_P
+    {
+        return Err(Error::invalid_field(
+            "top_p",
+            format!(
+                "Invalid 'top_p': {p}. Claude takes a top_p of at least 0.95 while reasoning is on; omit it or turn reasoning off."
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A provider-neutral token estimate (about four characters a token), for providers or

@@ -409,32 +409,46 @@ fn tool_result_parts(content: Option<wire::Content>, at: &str) -> Result<Vec<Con
     })
 }
 
-fn encode_parts(parts: &[ContentPart], cache: bool) -> Vec<wire::Block> {
-    let mut blocks: Vec<wire::Block> = parts
-        .iter()
-        .filter_map(|part| match part {
+/// The image types Claude reads; anything else is a 400 from the API.
+const IMAGE_MEDIA_TYPES: &[&str] = &["image/jpeg", "image/png", "image/gif", "image/webp"];
+
+/// `at` names the message for errors (`messages[i]`), in the canonical request's terms.
+fn encode_parts(parts: &[ContentPart], cache: bool, at: &str) -> Result<Vec<wire::Block>> {
+    let mut blocks = Vec::new();
+    for (k, part) in parts.iter().enumerate() {
+        match part {
             // Anthropic rejects empty text blocks.
-            ContentPart::Text { text } if text.is_empty() => None,
-            ContentPart::Text { text } => Some(wire::Block::Text {
+            ContentPart::Text { text } if text.is_empty() => {}
+            ContentPart::Text { text } => blocks.push(wire::Block::Text {
                 text: text.clone(),
                 cache_control: None,
             }),
-            ContentPart::Image { source, .. } => Some(wire::Block::Image {
+            ContentPart::Image { source, .. } => blocks.push(wire::Block::Image {
                 source: match source {
-                    ImageSource::Base64 { media_type, data } => wire::ImageSource::Base64 {
-                        media_type: media_type.clone(),
-                        data: data.clone(),
-                    },
+                    ImageSource::Base64 { media_type, data } => {
+                        if !IMAGE_MEDIA_TYPES.contains(&media_type.as_str()) {
+                            return Err(Error::invalid_field(
+                                format!("{at}.content[{k}]"),
+                                format!(
+                                    "Claude reads images of type image/jpeg, image/png, image/gif or image/webp, not '{media_type}'."
+                                ),
+                            ));
+                        }
+                        wire::ImageSource::Base64 {
+                            media_type: media_type.clone(),
+                            data: data.clone(),
+                        }
+                    }
                     ImageSource::Url(url) => wire::ImageSource::Url { url: url.clone() },
                 },
                 cache_control: None,
             }),
-        })
-        .collect();
+        }
+    }
     if cache {
         mark_cache(&mut blocks);
     }
-    blocks
+    Ok(blocks)
 }
 
 /// Puts a cache breakpoint on the last block that can carry one.
@@ -457,9 +471,46 @@ fn mark_cache(blocks: &mut [wire::Block]) {
     }
 }
 
+/// The API takes at most this many `cache_control` breakpoints in one request.
+const MAX_CACHE_BREAKPOINTS: usize = 4;
+
+/// More breakpoints than Claude takes is a 400 there; dropping some would silently change what
+/// gets cached, so the deployment refuses the request.
+fn refuse_excess_cache_breakpoints(
+    system: &[wire::Block],
+    messages: &[wire::InputMessage],
+) -> Result<()> {
+    let marked = |b: &&wire::Block| match b {
+        wire::Block::Text { cache_control, .. }
+        | wire::Block::Image { cache_control, .. }
+        | wire::Block::ToolUse { cache_control, .. }
+        | wire::Block::ToolResult { cache_control, .. } => cache_control.is_some(),
+        wire::Block::Thinking { .. } | wire::Block::RedactedThinking { .. } => false,
+    };
+    let in_messages = messages
+        .iter()
+        .filter_map(|m| match &m.content {
+            wire::Content::Blocks(blocks) => Some(blocks.iter().filter(marked).count()),
+            wire::Content::Text(_) => None,
+        })
+        .sum::<usize>();
+    let count = system.iter().filter(marked).count() + in_messages;
+    if count > MAX_CACHE_BREAKPOINTS {
+        return Err(Error::invalid_field(
+            "messages",
+            format!(
+                "Claude takes at most {MAX_CACHE_BREAKPOINTS} cache breakpoints in one request; this one marks {count}."
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Encodes a canonical request as a Messages body (without `model`; the egress adds it).
 pub fn encode_request(request: &ChatRequest) -> Result<wire::MessagesRequest> {
     rules::refuse_openai_passthrough(request, "anthropic")?;
+    rules::temperature_within_one(request.sampling.temperature, "Claude")?;
+    rules::claude_thinking_compatible(request)?;
     let system: Vec<wire::Block> = rules::system_texts(&request.messages)
         .into_iter()
         .map(|(text, cache)| wire::Block::Text {
@@ -473,11 +524,15 @@ pub fn encode_request(request: &ChatRequest) -> Result<wire::MessagesRequest> {
             Role::System | Role::Developer => continue,
             Role::User => (
                 "user",
-                encode_parts(&message.content, message.cache_breakpoint),
+                encode_parts(
+                    &message.content,
+                    message.cache_breakpoint,
+                    &format!("messages[{i}]"),
+                )?,
             ),
             Role::Tool => {
                 let id = message.tool_call_id.as_deref().unwrap_or_default();
-                let content = encode_parts(&message.content, false);
+                let content = encode_parts(&message.content, false, &format!("messages[{i}]"))?;
                 let mut blocks = vec![wire::Block::ToolResult {
                     tool_use_id: tool_id(id),
                     content: (!content.is_empty()).then_some(wire::Content::Blocks(content)),
@@ -497,7 +552,11 @@ pub fn encode_request(request: &ChatRequest) -> Result<wire::MessagesRequest> {
                     .filter(|r| r.family == Family::Anthropic)
                     .filter_map(|r| serde_json::from_value(r.data.clone()).ok())
                     .collect();
-                blocks.extend(encode_parts(&message.content, false));
+                blocks.extend(encode_parts(
+                    &message.content,
+                    false,
+                    &format!("messages[{i}]"),
+                )?);
                 for (j, call) in message.tool_calls.iter().enumerate() {
                     let input = parse_tool_arguments(
                         &call.arguments,
@@ -549,6 +608,7 @@ pub fn encode_request(request: &ChatRequest) -> Result<wire::MessagesRequest> {
             })
             .collect::<Vec<_>>()
     });
+    refuse_excess_cache_breakpoints(&system, &messages)?;
     let disable_parallel = request.parallel_tool_calls.map(|p| !p).filter(|d| *d);
     let tool_choice = if tools.is_none() {
         None

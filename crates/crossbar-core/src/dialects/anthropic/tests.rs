@@ -22,7 +22,8 @@ fn decodes_a_client_request_with_tools_images_thinking_and_cache() {
     assert_eq!(request.model, "claude-sonnet");
     assert_eq!(request.max_tokens, Some(2048));
     assert_eq!(request.reasoning_budget, Some(1024));
-    assert_eq!(request.sampling.top_k, Some(5));
+    assert_eq!(request.sampling.temperature, Some(1.0));
+    assert_eq!(request.sampling.top_p, Some(0.97));
     let roles: Vec<Role> = request.messages.iter().map(|m| m.role).collect();
     assert_eq!(
         roles,
@@ -394,4 +395,169 @@ fn count_tokens_estimates_locally() {
     let value: Value =
         serde_json::from_slice(&count_tokens(body.to_string().as_bytes()).unwrap()).unwrap();
     assert!(value["input_tokens"].as_u64().unwrap() >= 10);
+}
+
+fn openai_request(body: Value) -> ChatRequest {
+    crate::dialects::openai::decode_chat_request(body.to_string().as_bytes())
+        .unwrap()
+        .request
+}
+
+/// A refusal that names the field and tells this deployment apart from others that may serve it.
+fn refused(body: Value) -> (String, String) {
+    let error = AnthropicEgress { vertex: None }
+        .chat_body(&openai_request(body), "claude-sonnet-4-20250514")
+        .unwrap_err();
+    assert_eq!(error.status(), 400);
+    assert_eq!(error.kind, ErrorKind::InvalidRequest);
+    assert_eq!(
+        error.clone().unsupported_here().kind,
+        ErrorKind::Unsupported
+    );
+    (
+        error.param.clone().unwrap_or_default(),
+        error.message.clone(),
+    )
+}
+
+#[test]
+fn temperature_above_one_is_refused_not_clamped() {
+    let mut body =
+        json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": 1.5});
+    assert_eq!(
+        refused(body.clone()),
+        (
+            "temperature".to_owned(),
+            "Invalid 'temperature': 1.5. Claude accepts a temperature between 0 and 1.".to_owned()
+        )
+    );
+    // Vertex-hosted Claude refuses it the same way.
+    let vertex = AnthropicEgress {
+        vertex: Some(("p".to_owned(), "us-east5".to_owned())),
+    };
+    let error = vertex
+        .chat_body(&openai_request(body.clone()), "claude-sonnet-4@20250514")
+        .unwrap_err();
+    assert_eq!(error.param.as_deref(), Some("temperature"));
+    body["temperature"] = json!(1.0);
+    let wire: Value = serde_json::from_slice(
+        &AnthropicEgress { vertex: None }
+            .chat_body(&openai_request(body), "claude")
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(wire["temperature"], 1.0);
+}
+
+#[test]
+fn thinking_refuses_a_forced_tool_choice() {
+    let tools =
+        json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]);
+    for choice in [
+        json!("required"),
+        json!({"type": "function", "function": {"name": "f"}}),
+    ] {
+        let body = json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
+            "tools": tools, "tool_choice": choice, "reasoning_effort": "low"});
+        assert_eq!(
+            refused(body),
+            (
+                "tool_choice".to_owned(),
+                "Claude cannot think while `tool_choice` forces a tool call: with reasoning on, use a tool_choice of `auto` or `none`, or turn reasoning off.".to_owned()
+            )
+        );
+    }
+    // `auto` is fine with thinking, and a forced choice is fine without it.
+    for (choice, effort) in [
+        (json!("auto"), json!("low")),
+        (json!("required"), Value::Null),
+    ] {
+        let body = json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
+            "tools": tools, "tool_choice": choice, "reasoning_effort": effort});
+        assert!(encode_request(&openai_request(body)).is_ok());
+    }
+}
+
+#[test]
+fn thinking_refuses_non_default_sampling() {
+    let with = |field: &str, value: Value| {
+        let mut body = json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": "medium"});
+        body[field] = value;
+        body
+    };
+    assert_eq!(
+        refused(with("temperature", json!(0.2))),
+        (
+            "temperature".to_owned(),
+            "Invalid 'temperature': 0.2. Claude takes no temperature other than 1 while reasoning is on; omit it or turn reasoning off.".to_owned()
+        )
+    );
+    assert_eq!(
+        refused(with("top_p", json!(0.5))),
+        (
+            "top_p".to_owned(),
+            "Invalid 'top_p': 0.5. Claude takes a top_p of at least 0.95 while reasoning is on; omit it or turn reasoning off.".to_owned()
+        )
+    );
+    // top_k only arrives from Anthropic-dialect clients.
+    let mut request = openai_request(with("temperature", json!(1)));
+    request.sampling.top_k = Some(5);
+    let error = encode_request(&request).unwrap_err();
+    assert_eq!(error.param.as_deref(), Some("top_k"));
+    assert_eq!(
+        error.message,
+        "Invalid 'top_k': 5. Claude takes no top_k while reasoning is on; omit it or turn reasoning off."
+    );
+    request.sampling.top_k = None;
+    request.sampling.top_p = Some(0.95);
+    let wire = serde_json::to_value(encode_request(&request).unwrap()).unwrap();
+    assert_eq!(wire["temperature"], 1.0);
+    assert_eq!(wire["top_p"], 0.95);
+    assert_eq!(wire["thinking"]["type"], "enabled");
+    // Without reasoning, the same sampling passes through unchanged.
+    let wire = serde_json::to_value(
+        encode_request(&openai_request(
+            json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": 0.2, "top_p": 0.5}),
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (wire["temperature"].clone(), wire["top_p"].clone()),
+        (json!(0.2), json!(0.5))
+    );
+}
+
+#[test]
+fn images_claude_cannot_read_are_refused() {
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "what is this"},
+        {"type": "image_url", "image_url": {"url": "data:image/bmp;base64,Qk0="}}]}]});
+    assert_eq!(
+        refused(body),
+        (
+            "messages[0].content[1]".to_owned(),
+            "Claude reads images of type image/jpeg, image/png, image/gif or image/webp, not 'image/bmp'.".to_owned()
+        )
+    );
+}
+
+#[test]
+fn more_than_four_cache_breakpoints_are_refused() {
+    let mut request = openai_request(json!({"model": "m", "messages": [
+        {"role": "system", "content": "s"},
+        {"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
+        {"role": "user", "content": "c"}, {"role": "assistant", "content": "d"},
+        {"role": "user", "content": "e"}]}));
+    for message in request.messages.iter_mut().take(4) {
+        message.cache_breakpoint = true;
+    }
+    assert!(encode_request(&request).is_ok());
+    request.messages[4].cache_breakpoint = true;
+    let error = encode_request(&request).unwrap_err();
+    assert_eq!(error.param.as_deref(), Some("messages"));
+    assert_eq!(
+        error.message,
+        "Claude takes at most 4 cache breakpoints in one request; this one marks 5."
+    );
 }

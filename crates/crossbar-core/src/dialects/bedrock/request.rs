@@ -102,16 +102,7 @@ fn refuse_untranslatable(request: &ChatRequest) -> Result<()> {
             .with_code("unsupported_parameter"));
         }
     }
-    if let Some(temperature) = sampling.temperature
-        && !(0.0..=1.0).contains(&temperature)
-    {
-        return Err(Error::invalid_field(
-            "temperature",
-            format!(
-                "Invalid 'temperature': {temperature}. Bedrock accepts a temperature between 0 and 1."
-            ),
-        ));
-    }
+    crate::dialects::rules::temperature_within_one(sampling.temperature, "Bedrock")?;
     if sampling.seed.is_some() {
         tracing::debug!("dropping `seed`: Bedrock Converse has no seed");
     }
