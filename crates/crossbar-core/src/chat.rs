@@ -229,8 +229,9 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// Saturating: the counts come from upstreams, which may send anything up to `u64::MAX`.
     pub fn total_tokens(&self) -> u64 {
-        self.input_tokens + self.output_tokens
+        self.input_tokens.saturating_add(self.output_tokens)
     }
 }
 

@@ -633,7 +633,8 @@ pub fn encode_request(request: &ChatRequest) -> Result<wire::MessagesRequest> {
         let budget_tokens = budget.max(1024);
         // The budget must be below max_tokens: the answer needs room after the thinking.
         if max_tokens <= budget_tokens {
-            max_tokens += budget_tokens;
+            // Saturating: both come from the client, up to `u32::MAX` each.
+            max_tokens = max_tokens.saturating_add(budget_tokens);
         }
         wire::Thinking::Enabled { budget_tokens }
     });
@@ -712,7 +713,11 @@ pub(crate) fn decode_usage(usage: &wire::Usage) -> Usage {
     let read = usage.cache_read_input_tokens.unwrap_or(0);
     let write = usage.cache_creation_input_tokens.unwrap_or(0);
     Usage {
-        input_tokens: usage.input_tokens + read + write,
+        // Saturating: an upstream may send counts up to `u64::MAX`.
+        input_tokens: usage
+            .input_tokens
+            .saturating_add(read)
+            .saturating_add(write),
         cached_input_tokens: read,
         cache_write_tokens: write,
         output_tokens: usage.output_tokens,
@@ -722,9 +727,11 @@ pub(crate) fn decode_usage(usage: &wire::Usage) -> Usage {
 
 pub(crate) fn encode_usage(usage: &Usage) -> wire::Usage {
     wire::Usage {
-        input_tokens: usage
-            .input_tokens
-            .saturating_sub(usage.cached_input_tokens + usage.cache_write_tokens),
+        input_tokens: usage.input_tokens.saturating_sub(
+            usage
+                .cached_input_tokens
+                .saturating_add(usage.cache_write_tokens),
+        ),
         output_tokens: usage.output_tokens,
         cache_creation_input_tokens: Some(usage.cache_write_tokens),
         cache_read_input_tokens: Some(usage.cached_input_tokens),
