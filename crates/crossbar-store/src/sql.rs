@@ -38,9 +38,9 @@ fn sqlite_url(url: &str) -> Result<String> {
     } else {
         format!("{query}&mode=rwc")
     };
-    // `sqlite:PATH`, not `sqlite://PATH`: the driver parses it as a URL first, and after `//`
-    // the first segment is a host and `..` segments are folded away (`sqlite://../x.db` became
-    // `x.db`'s sibling of the wrong directory).
+    // `sqlite:PATH`, not `sqlite://PATH`: the driver parses it as a URL first, where after `//`
+    // the first segment is a host and the `..` after it are folded away
+    // (`sqlite://../../x.db` opened `../x.db`).
     Ok(format!("sqlite:{path}?{query}"))
 }
 
