@@ -430,3 +430,175 @@ async fn requests_are_recorded_in_order() {
         (2, 2, 0)
     );
 }
+
+/// The exact 400 body OpenAI sends for an invalid request.
+fn openai_error(message: &str, param: &str, code: &str) -> Value {
+    json!({"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}})
+}
+
+#[tokio::test]
+async fn attachment_parts_need_their_payload() {
+    let server = openai().await;
+    let url = chat_url(&server);
+    let with_part = |part: Value| json!({"model": "gpt-4o", "messages": [{"role": "user", "content": [{"type": "text", "text": "look"}, part]}]});
+    let missing = |param: &str| {
+        openai_error(
+            &format!("Missing required parameter: '{param}'."),
+            param,
+            "missing_required_parameter",
+        )
+    };
+    let cases = [
+        (
+            json!({"type": "image_url"}),
+            missing("messages[0].content[1].image_url"),
+        ),
+        (
+            json!({"type": "image_url", "image_url": {"detail": "low"}}),
+            missing("messages[0].content[1].image_url.url"),
+        ),
+        (
+            json!({"type": "input_audio"}),
+            missing("messages[0].content[1].input_audio"),
+        ),
+        (
+            json!({"type": "input_audio", "input_audio": {"format": "wav"}}),
+            missing("messages[0].content[1].input_audio.data"),
+        ),
+        (
+            json!({"type": "input_audio", "input_audio": {"data": "AAAA"}}),
+            missing("messages[0].content[1].input_audio.format"),
+        ),
+        (
+            json!({"type": "input_audio", "input_audio": {"data": "AAAA", "format": "ogg"}}),
+            openai_error(
+                "Invalid value: 'ogg'. Supported values are: 'wav' and 'mp3'.",
+                "messages[0].content[1].input_audio.format",
+                "invalid_value",
+            ),
+        ),
+        (
+            json!({"type": "file"}),
+            missing("messages[0].content[1].file"),
+        ),
+        (
+            json!({"type": "file", "file": {"filename": "a.pdf"}}),
+            missing("messages[0].content[1].file.file_id"),
+        ),
+        (
+            json!({"type": "file", "file": {"file_data": "data:application/pdf;base64,AAAA"}}),
+            missing("messages[0].content[1].file.file_id"),
+        ),
+    ];
+    for (part, expected) in cases {
+        let (status, body) = post_json(&url, &with_part(part.clone())).await;
+        assert_eq!((status, body), (400, expected), "part {part}");
+    }
+    for part in [
+        json!({"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}),
+        json!({"type": "input_audio", "input_audio": {"data": "AAAA", "format": "mp3"}}),
+        json!({"type": "file", "file": {"file_id": "file-abc"}}),
+        json!({"type": "file", "file": {"file_data": "data:application/pdf;base64,AAAA", "filename": "a.pdf"}}),
+    ] {
+        let (status, body) = post_json(&url, &with_part(part.clone())).await;
+        assert_eq!(status, 200, "part {part}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn reasoning_models_refuse_max_tokens_and_sampling() {
+    let server = openai().await;
+    let url = chat_url(&server);
+    let ask = |model: &str, extra: Value| {
+        let mut body = json!({"model": model, "messages": [user("think")]});
+        for (key, value) in extra.as_object().unwrap() {
+            body[key] = value.clone();
+        }
+        body
+    };
+    let unsupported = |param: &str| {
+        openai_error(
+            &format!("Unsupported parameter: '{param}' is not supported with this model."),
+            param,
+            "unsupported_parameter",
+        )
+    };
+    let max_tokens = openai_error(
+        "Unsupported parameter: 'max_tokens' is not supported with this model. Use \
+         'max_completion_tokens' instead.",
+        "max_tokens",
+        "unsupported_parameter",
+    );
+    let cases = [
+        ("o1", json!({"max_tokens": 10}), max_tokens.clone()),
+        ("o3-mini", json!({"max_tokens": 10}), max_tokens.clone()),
+        (
+            "o4-mini-2025-04-16",
+            json!({"max_tokens": 10}),
+            max_tokens.clone(),
+        ),
+        ("gpt-5", json!({"max_tokens": 10}), max_tokens.clone()),
+        ("gpt-5.2", json!({"max_tokens": 10}), max_tokens),
+        (
+            "o3",
+            json!({"temperature": 0.2}),
+            openai_error(
+                "Unsupported value: 'temperature' does not support 0.2 with this model. Only \
+                 the default (1) value is supported.",
+                "temperature",
+                "unsupported_value",
+            ),
+        ),
+        ("gpt-5-mini", json!({"top_p": 0.9}), unsupported("top_p")),
+        (
+            "o3",
+            json!({"presence_penalty": 0.5}),
+            unsupported("presence_penalty"),
+        ),
+        (
+            "o1",
+            json!({"frequency_penalty": 0.5}),
+            unsupported("frequency_penalty"),
+        ),
+        (
+            "o4-mini",
+            json!({"logprobs": true}),
+            unsupported("logprobs"),
+        ),
+        (
+            "gpt-5.1",
+            json!({"reasoning_effort": "low", "top_p": 0.5}),
+            unsupported("top_p"),
+        ),
+    ];
+    for (model, extra, expected) in cases {
+        let (status, body) = post_json(&url, &ask(model, extra.clone())).await;
+        assert_eq!((status, body), (400, expected), "{model} {extra}");
+    }
+    // What the newest SDKs and Crossbar send: max_completion_tokens, the default temperature,
+    // effort; and other models keep every sampling parameter.
+    let accepted = [
+        (
+            "o3",
+            json!({"max_completion_tokens": 100, "temperature": 1, "reasoning_effort": "high"}),
+        ),
+        (
+            "gpt-5",
+            json!({"max_completion_tokens": 100, "logprobs": false}),
+        ),
+        ("gpt-5.1", json!({"temperature": 0.2, "top_p": 0.5})),
+        (
+            "gpt-5-chat-latest",
+            json!({"max_tokens": 10, "temperature": 0.2}),
+        ),
+        (
+            "gpt-4o",
+            json!({"max_tokens": 10, "temperature": 0.2, "top_p": 0.9, "logprobs": true}),
+        ),
+        ("gpt-4.1", json!({"max_tokens": 10, "temperature": 0.2})),
+    ];
+    for (model, extra) in accepted {
+        let (status, body) = post_json(&url, &ask(model, extra.clone())).await;
+        assert_eq!(status, 200, "{model} {extra}: {body}");
+    }
+}

@@ -105,11 +105,24 @@ enum WireMessage {
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum WirePart {
-    Text { text: String },
-    Refusal { refusal: String },
-    ImageUrl {},
-    InputAudio {},
-    File {},
+    Text {
+        text: String,
+    },
+    Refusal {
+        refusal: String,
+    },
+    ImageUrl {
+        #[serde(default)]
+        image_url: Option<Value>,
+    },
+    InputAudio {
+        #[serde(default)]
+        input_audio: Option<Value>,
+    },
+    File {
+        #[serde(default)]
+        file: Option<Value>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -168,6 +181,10 @@ pub(crate) fn parse_chat(body: &[u8], target: &Target) -> Result<ChatRequest, Si
     reject_unknown(&object, CHAT_FIELDS)?;
     let model = model(&object, target)?;
     let messages = messages(&object)?;
+    reasoning_model_rules(
+        &object,
+        target.deployment_model.as_deref().unwrap_or(&model),
+    )?;
     let offered = tools(&object)?;
     let (tool_choice, allowed) = tool_choice(&object, offered.as_deref())?;
     let parallel = field::<bool>(&object, "parallel_tool_calls")?;
@@ -325,9 +342,37 @@ fn with_content(role: Role, content: &Value, param: &str) -> Result<Message, Sim
             SimError::invalid(format!("Invalid '{param}[{index}]': {error}."))
                 .param(format!("{param}[{index}]"))
         })?;
+        let at = format!("{param}[{index}]");
         match part {
             WirePart::Text { text } | WirePart::Refusal { refusal: text } => texts.push(text),
-            WirePart::ImageUrl {} | WirePart::InputAudio {} | WirePart::File {} => {
+            WirePart::ImageUrl { image_url } => {
+                let image = payload(image_url.as_ref(), &format!("{at}.image_url"))?;
+                required_string(image, "url", &format!("{at}.image_url"))?;
+                attachments += 1;
+            }
+            WirePart::InputAudio { input_audio } => {
+                let audio_at = format!("{at}.input_audio");
+                let audio = payload(input_audio.as_ref(), &audio_at)?;
+                required_string(audio, "data", &audio_at)?;
+                let format = required_string(audio, "format", &audio_at)?;
+                if !["wav", "mp3"].contains(&format) {
+                    return Err(invalid_value(
+                        &format!("{audio_at}.format"),
+                        format,
+                        &["wav", "mp3"],
+                    ));
+                }
+                attachments += 1;
+            }
+            WirePart::File { file } => {
+                let file_at = format!("{at}.file");
+                let file = payload(file.as_ref(), &file_at)?;
+                // Inline data needs its filename; without either form the API names file_id
+                // (seen from the real API in openai/openai-agents-python#1513).
+                let has = |key: &str| file.get(key).is_some_and(Value::is_string);
+                if !(has("file_id") || (has("file_data") && has("filename"))) {
+                    return Err(missing(&format!("{file_at}.file_id")));
+                }
                 attachments += 1;
             }
         }
@@ -335,6 +380,96 @@ fn with_content(role: Role, content: &Value, param: &str) -> Result<Message, Sim
     let mut message = Message::new(role, texts.join("\n"));
     message.attachments = attachments;
     Ok(message)
+}
+
+/// A content part's payload object (`image_url`, `input_audio`, `file`), required by the API.
+fn payload<'v>(value: Option<&'v Value>, param: &str) -> Result<&'v Map<String, Value>, SimError> {
+    match value {
+        None | Some(Value::Null) => Err(missing(param)),
+        Some(Value::Object(object)) => Ok(object),
+        Some(other) => Err(SimError::invalid(format!(
+            "Invalid type for '{param}': expected an object, but got {} instead.",
+            json_type(other)
+        ))
+        .param(param)
+        .code("invalid_type")),
+    }
+}
+
+fn required_string<'v>(
+    object: &'v Map<String, Value>,
+    key: &str,
+    at: &str,
+) -> Result<&'v str, SimError> {
+    let param = format!("{at}.{key}");
+    match object.get(key) {
+        None | Some(Value::Null) => Err(missing(&param)),
+        Some(Value::String(text)) => Ok(text),
+        Some(other) => Err(SimError::invalid(format!(
+            "Invalid type for '{param}': expected a string, but got {} instead.",
+            json_type(other)
+        ))
+        .param(&param)
+        .code("invalid_type")),
+    }
+}
+
+/// OpenAI's reasoning models (o-series, gpt-5 except the chat snapshots) refuse `max_tokens`
+/// and sampling parameters. gpt-5.1 and later default to no reasoning and then accept sampling,
+/// so only an explicit effort other than "none" makes them refuse it. On Azure the deployment's
+/// model decides. The answer itself never depends on the model name.
+fn reasoning_model_rules(object: &Map<String, Value>, model: &str) -> Result<(), SimError> {
+    let family = |prefix: &str| {
+        model == prefix
+            || model
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('-'))
+    };
+    let gpt5 = family("gpt-5") && !model.starts_with("gpt-5-chat");
+    let gpt5_later = model.starts_with("gpt-5.");
+    if !(family("o1") || family("o3") || family("o4-mini") || gpt5 || gpt5_later) {
+        return Ok(());
+    }
+    let present = |key: &str| object.get(key).is_some_and(|v| !v.is_null());
+    if present("max_tokens") {
+        return Err(SimError::invalid(
+            "Unsupported parameter: 'max_tokens' is not supported with this model. Use \
+             'max_completion_tokens' instead.",
+        )
+        .param("max_tokens")
+        .code("unsupported_parameter"));
+    }
+    let effort = object.get("reasoning_effort").and_then(Value::as_str);
+    if gpt5_later && matches!(effort, None | Some("none")) {
+        return Ok(());
+    }
+    if let Some(temperature) = object.get("temperature").filter(|v| !v.is_null())
+        && temperature.as_f64() != Some(1.0)
+    {
+        return Err(SimError::invalid(format!(
+            "Unsupported value: 'temperature' does not support {temperature} with this model. \
+             Only the default (1) value is supported."
+        ))
+        .param("temperature")
+        .code("unsupported_value"));
+    }
+    let unsupported = [
+        "top_p",
+        "presence_penalty",
+        "frequency_penalty",
+        "top_logprobs",
+    ]
+    .into_iter()
+    .find(|key| present(key))
+    .or_else(|| (object.get("logprobs") == Some(&Value::Bool(true))).then_some("logprobs"));
+    match unsupported {
+        Some(key) => Err(SimError::invalid(format!(
+            "Unsupported parameter: '{key}' is not supported with this model."
+        ))
+        .param(key)
+        .code("unsupported_parameter")),
+        None => Ok(()),
+    }
 }
 
 fn output_format(

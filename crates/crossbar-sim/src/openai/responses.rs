@@ -124,6 +124,8 @@ fn parse_items(
 ) -> Result<(), SimError> {
     // Whether the current assistant turn has carried its reasoning item back.
     let mut reasoning_in_turn = false;
+    // Call ids of the `function_call` items so far, and whether each has its output.
+    let mut calls: Vec<(String, bool)> = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let at = format!("input[{i}]");
         match item["type"].as_str().unwrap_or("message") {
@@ -175,6 +177,7 @@ fn parse_items(
                         ),
                     ));
                 }
+                calls.push((call.id.clone(), false));
                 match messages.last_mut() {
                     Some(last) if last.role == Role::Assistant => last.tool_calls.push(call),
                     _ => {
@@ -190,8 +193,21 @@ fn parse_items(
                     Value::String(text) => text.clone(),
                     other => text_of(other, &at)?.0,
                 };
+                let call_id = required_str(item, "call_id", &at)?;
+                match calls.iter_mut().find(|(id, _)| id == call_id) {
+                    Some((_, answered)) => *answered = true,
+                    None => {
+                        return Err(invalid(
+                            "input",
+                            format!(
+                                "No tool call found for function call output with call_id \
+                                 {call_id}."
+                            ),
+                        ));
+                    }
+                }
                 let mut message = Message::new(Role::Tool, output);
-                message.tool_call_id = Some(required_str(item, "call_id", &at)?.to_owned());
+                message.tool_call_id = Some(call_id.to_owned());
                 messages.push(message);
             }
             other => {
@@ -202,7 +218,14 @@ fn parse_items(
             }
         }
     }
-    Ok(())
+    // Like Chat Completions, every call in the history needs its output.
+    match calls.iter().find(|(_, answered)| !answered) {
+        Some((id, _)) => Err(invalid(
+            "input",
+            format!("No tool output found for function call {id}."),
+        )),
+        None => Ok(()),
+    }
 }
 
 fn parse(body: &[u8]) -> Result<Request, SimError> {

@@ -1,0 +1,110 @@
+//! OpenAI Responses API over HTTP: the tool-call pairing rules of the real API.
+
+mod common;
+
+use common::*;
+use crossbar_sim::{SimConfig, SimDialect};
+use serde_json::{Value, json};
+
+fn responses_url(server: &crossbar_sim::SimServer) -> String {
+    format!("{}/responses", server.base_url())
+}
+
+fn call(id: &str) -> Value {
+    json!({"type": "function_call", "call_id": id, "name": "get_weather", "arguments": "{\"city\":\"Rome\"}"})
+}
+
+fn output(id: &str) -> Value {
+    json!({"type": "function_call_output", "call_id": id, "output": "{\"temp_c\": 25}"})
+}
+
+fn request(input: Vec<Value>) -> Value {
+    json!({"model": "gpt-4o", "store": false, "input": input,
+           "tools": [{"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]})
+}
+
+/// OpenAI's body for both pairing errors: `param` "input" and no code.
+fn input_error(message: &str) -> Value {
+    json!({"error": {"message": message, "type": "invalid_request_error", "param": "input", "code": null}})
+}
+
+#[tokio::test]
+async fn function_call_output_needs_its_call() {
+    let server = start(SimDialect::OpenAi, SimConfig::default()).await;
+    let url = responses_url(&server);
+    let question = json!({"role": "user", "content": "weather in Rome?"});
+    let (status, body) = post_json(&url, &request(vec![question.clone(), output("call_9")])).await;
+    assert_eq!(
+        (status, body),
+        (
+            400,
+            input_error("No tool call found for function call output with call_id call_9.")
+        )
+    );
+    // An output that names a call of the history, but comes before it, has no call either.
+    let (status, body) = post_json(
+        &url,
+        &request(vec![question.clone(), output("call_1"), call("call_1")]),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            400,
+            input_error("No tool call found for function call output with call_id call_1.")
+        )
+    );
+    let (status, body) = post_json(
+        &url,
+        &request(vec![question, call("call_1"), output("call_1")]),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn every_function_call_needs_its_output() {
+    let server = start(SimDialect::OpenAi, SimConfig::default()).await;
+    let url = responses_url(&server);
+    let question = json!({"role": "user", "content": "weather in Rome and Paris?"});
+    let follow_up = json!({"role": "user", "content": "and now?"});
+    let (status, body) = post_json(
+        &url,
+        &request(vec![
+            question.clone(),
+            call("call_1"),
+            call("call_2"),
+            output("call_2"),
+            follow_up.clone(),
+        ]),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            400,
+            input_error("No tool output found for function call call_1.")
+        )
+    );
+    let (status, body) = post_json(&url, &request(vec![question.clone(), call("call_1")])).await;
+    assert_eq!(
+        (status, body),
+        (
+            400,
+            input_error("No tool output found for function call call_1.")
+        )
+    );
+    let (status, body) = post_json(
+        &url,
+        &request(vec![
+            question,
+            call("call_1"),
+            call("call_2"),
+            output("call_2"),
+            output("call_1"),
+            follow_up,
+        ]),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
