@@ -67,25 +67,65 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// `x-api-key` and `anthropic-version` are both required, as on the real API.
+/// `anthropic-version` values the API is known to accept: the two published ones, and the one
+/// the newest official SDK (anthropic 2.16) sends.
+const KNOWN_VERSIONS: &[&str] = &["2023-01-01", "2023-06-01", "2026-10-21"];
+
+/// Whether the API takes this `anthropic-version`. It refuses dates it never published (e.g.
+/// `2023-10-01`) and anything not a date. A well-formed date after the newest known version is
+/// accepted: a newer SDK may send it, and the simulator must not be stricter than the service.
+fn version_accepted(version: &str) -> bool {
+    if KNOWN_VERSIONS.contains(&version) {
+        return true;
+    }
+    let parts: Vec<&str> = version.split('-').collect();
+    let date_shaped = matches!(parts.as_slice(), [y, m, d]
+        if y.len() == 4 && m.len() == 2 && d.len() == 2
+            && [y, m, d].iter().all(|p| p.bytes().all(|b| b.is_ascii_digit())))
+        && matches!(parts[1].parse::<u8>(), Ok(1..=12))
+        && matches!(parts[2].parse::<u8>(), Ok(1..=31));
+    let newest = KNOWN_VERSIONS.iter().max().copied().unwrap_or_default();
+    date_shaped && version > newest
+}
+
+/// A key in `x-api-key` or, as the newest SDKs send it, `Authorization: Bearer`; and an
+/// `anthropic-version` the API accepts.
 async fn authenticate(State(app): State<App>, request: Request, next: Next) -> Response {
     let headers = request.headers();
-    let key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let bearer = header("authorization").and_then(|v| {
+        v.strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+    });
     let denied = |message: &str| ApiError {
         status: StatusCode::UNAUTHORIZED,
         kind: "authentication_error",
         message: message.to_owned(),
         retry_after_s: None,
     };
-    match (key, app.config().api_key) {
-        (None, _) => return denied("x-api-key header is required").into_response(),
-        (Some(key), Some(expected)) if key != expected => {
+    let expected = app.config().api_key;
+    match (header("x-api-key"), bearer) {
+        (None, None) => return denied("x-api-key header is required").into_response(),
+        (Some(key), _) if expected.as_deref().is_some_and(|e| e != key) => {
             return denied("invalid x-api-key").into_response();
+        }
+        (None, Some(token)) if expected.as_deref().is_some_and(|e| e != token) => {
+            return denied("Invalid bearer token").into_response();
         }
         _ => {}
     }
-    if headers.get("anthropic-version").is_none() {
-        return ApiError::invalid("anthropic-version: header is required").into_response();
+    match header("anthropic-version") {
+        None if headers.get("anthropic-version").is_none() => {
+            return ApiError::invalid("anthropic-version: header is required").into_response();
+        }
+        Some(version) if version_accepted(version) => {}
+        version => {
+            return ApiError::invalid(format!(
+                "anthropic-version: {} is not a valid version",
+                serde_json::Value::from(version.unwrap_or_default())
+            ))
+            .into_response();
+        }
     }
     next.run(request).await
 }

@@ -127,13 +127,9 @@ pub(crate) fn parse(
     };
     let max_tokens = match flavor {
         Flavor::CountTokens => None,
-        _ => Some(
-            object
-                .get("max_tokens")
-                .and_then(Value::as_u64)
-                .ok_or_else(|| field_required("max_tokens"))?,
-        ),
+        _ => Some(max_tokens(&object)?),
     };
+    let sampling = Sampling::parse(&object)?;
     let thinking = match object.get("thinking") {
         Some(t) if t.get("type").and_then(Value::as_str) == Some("enabled") => {
             let budget = t
@@ -175,6 +171,16 @@ pub(crate) fn parse(
         let content = message
             .get("content")
             .ok_or_else(|| field_required(&format!("{at}.content")))?;
+        if content.is_null() {
+            return Err(ApiError::invalid(format!(
+                "{at}.content: Input should be a valid list"
+            )));
+        }
+        if let Value::Array(blocks) = content {
+            for (j, block) in blocks.iter().enumerate() {
+                check_block(block, &format!("{at}.content.{j}"))?;
+            }
+        }
         cache_breakpoint |= has_cache_control(content);
         match message.get("role").and_then(Value::as_str) {
             Some("user") => user_message(content, &at, &mut pending, &mut messages)?,
@@ -206,6 +212,15 @@ pub(crate) fn parse(
     }
     let tools = parse_tools(&object)?;
     let (tool_choice, parallel) = parse_tool_choice(&object, &tools)?;
+    if thinking.is_some() {
+        thinking_compatible(&sampling, &tool_choice)?;
+    }
+    let breakpoints = count_cache_control(&object);
+    if breakpoints > MAX_CACHE_BREAKPOINTS {
+        return Err(ApiError::invalid(format!(
+            "A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. Found {breakpoints}."
+        )));
+    }
     let format = match object.get("output_config").and_then(|c| c.get("format")) {
         Some(format) => OutputFormat::JsonSchema(
             format
@@ -255,6 +270,209 @@ pub(crate) fn parse(
     })
 }
 
+/// The API's limit on `cache_control` breakpoints in one request.
+const MAX_CACHE_BREAKPOINTS: usize = 4;
+
+/// The link the API's thinking errors point to.
+const THINKING_DOCS: &str = "Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking#important-considerations-when-using-extended-thinking";
+
+/// The image types the API reads.
+const IMAGE_MEDIA_TYPES: &[&str] = &["image/jpeg", "image/png", "image/gif", "image/webp"];
+
+/// `max_tokens`: required, an integer, at least 1.
+fn max_tokens(object: &Map<String, Value>) -> Result<u64, ApiError> {
+    let value = object
+        .get("max_tokens")
+        .ok_or_else(|| field_required("max_tokens"))?;
+    match value.as_i64() {
+        Some(n) if n >= 1 => Ok(n.unsigned_abs()),
+        Some(_) => Err(ApiError::invalid(
+            "max_tokens: Input should be greater than or equal to 1",
+        )),
+        None => Err(ApiError::invalid(
+            "max_tokens: Input should be a valid integer",
+        )),
+    }
+}
+
+/// The sampling parameters, range-checked as the API does (`temperature` and `top_p` in 0..1,
+/// `top_k` a non-negative integer).
+pub(crate) struct Sampling {
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    top_k: Option<i64>,
+}
+
+impl Sampling {
+    fn parse(object: &Map<String, Value>) -> Result<Self, ApiError> {
+        let unit = |name: &str| -> Result<Option<f64>, ApiError> {
+            match object.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(value) => match value.as_f64() {
+                    Some(v) if (0.0..=1.0).contains(&v) => Ok(Some(v)),
+                    Some(_) => Err(ApiError::invalid(format!("{name}: range: 0..1"))),
+                    None => Err(ApiError::invalid(format!(
+                        "{name}: Input should be a valid number"
+                    ))),
+                },
+            }
+        };
+        let top_k = match object.get("top_k") {
+            None | Some(Value::Null) => None,
+            Some(value) => match value.as_i64() {
+                Some(k) if k >= 0 => Some(k),
+                Some(_) => {
+                    return Err(ApiError::invalid(
+                        "top_k: Input should be greater than or equal to 0",
+                    ));
+                }
+                None => {
+                    return Err(ApiError::invalid("top_k: Input should be a valid integer"));
+                }
+            },
+        };
+        Ok(Self {
+            temperature: unit("temperature")?,
+            top_p: unit("top_p")?,
+            top_k,
+        })
+    }
+}
+
+/// Extended thinking refuses a forced tool choice, a temperature other than 1, any `top_k`
+/// and a `top_p` below 0.95, with the API's messages.
+fn thinking_compatible(sampling: &Sampling, choice: &ToolChoice) -> Result<(), ApiError> {
+    if matches!(choice, ToolChoice::Required | ToolChoice::Named(_)) {
+        return Err(ApiError::invalid(
+            "Thinking may not be enabled when tool_choice forces tool use.",
+        ));
+    }
+    if sampling.temperature.is_some_and(|t| t != 1.0) {
+        return Err(ApiError::invalid(format!(
+            "`temperature` may only be set to 1 when thinking is enabled. {THINKING_DOCS}"
+        )));
+    }
+    if sampling.top_k.is_some() {
+        return Err(ApiError::invalid(format!(
+            "`top_k` must be unset when thinking is enabled. {THINKING_DOCS}"
+        )));
+    }
+    if sampling.top_p.is_some_and(|p| p < 0.95) {
+        return Err(ApiError::invalid(format!(
+            "`top_p` must be greater than or equal to 0.95 or unset when thinking is enabled. {THINKING_DOCS}"
+        )));
+    }
+    Ok(())
+}
+
+/// The fields each content block type takes; anything else is "Extra inputs are not permitted".
+fn block_fields(kind: &str) -> Option<&'static [&'static str]> {
+    Some(match kind {
+        "text" => &["type", "text", "cache_control", "citations"],
+        "image" => &["type", "source", "cache_control"],
+        "document" => &[
+            "type",
+            "source",
+            "title",
+            "context",
+            "citations",
+            "cache_control",
+        ],
+        "tool_use" => &["type", "id", "name", "input", "cache_control", "caller"],
+        "tool_result" => &[
+            "type",
+            "tool_use_id",
+            "content",
+            "is_error",
+            "cache_control",
+        ],
+        "thinking" => &["type", "thinking", "signature"],
+        "redacted_thinking" => &["type", "data"],
+        _ => return None,
+    })
+}
+
+/// Checks one content block's fields, `tool_use` input and name, and image type, with the
+/// API's error paths (`messages.0.content.1.tool_use.input`). Unknown block types are left to
+/// the role-specific checks.
+fn check_block(block: &Value, at: &str) -> Result<(), ApiError> {
+    let Some(kind) = block.get("type").and_then(Value::as_str) else {
+        return Ok(());
+    };
+    let Some(fields) = block_fields(kind) else {
+        return Ok(());
+    };
+    if let Some(object) = block.as_object()
+        && let Some(extra) = object.keys().find(|k| !fields.contains(&k.as_str()))
+    {
+        return Err(ApiError::invalid(format!(
+            "{at}.{kind}.{extra}: Extra inputs are not permitted"
+        )));
+    }
+    match kind {
+        "tool_use" => {
+            if block.get("name").and_then(Value::as_str).is_none() {
+                return Err(field_required(&format!("{at}.tool_use.name")));
+            }
+            match block.get("input") {
+                Some(Value::Object(_)) => {}
+                Some(_) => {
+                    return Err(ApiError::invalid(format!(
+                        "{at}.tool_use.input: Input should be a valid dictionary"
+                    )));
+                }
+                None => return Err(field_required(&format!("{at}.tool_use.input"))),
+            }
+        }
+        "image" => {
+            let source = block.get("source");
+            if source.and_then(|s| s.get("type")).and_then(Value::as_str) == Some("base64") {
+                let media_type = source
+                    .and_then(|s| s.get("media_type"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                if !IMAGE_MEDIA_TYPES.contains(&media_type) {
+                    return Err(ApiError::invalid(format!(
+                        "{at}.image.source.base64.media_type: Input should be 'image/jpeg', 'image/png', 'image/gif' or 'image/webp'"
+                    )));
+                }
+            }
+        }
+        "tool_result" => {
+            if let Some(Value::Array(inner)) = block.get("content") {
+                for (k, item) in inner.iter().enumerate() {
+                    check_block(item, &format!("{at}.tool_result.content.{k}"))?;
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Every `cache_control` breakpoint: on tools, system blocks, message blocks and the blocks
+/// inside tool results.
+fn count_cache_control(object: &Map<String, Value>) -> usize {
+    fn in_blocks(value: Option<&Value>) -> usize {
+        value.and_then(Value::as_array).map_or(0, |blocks| {
+            blocks
+                .iter()
+                .map(|b| {
+                    usize::from(b.get("cache_control").is_some_and(|c| !c.is_null()))
+                        + in_blocks(b.get("content"))
+                })
+                .sum()
+        })
+    }
+    let messages = object
+        .get("messages")
+        .and_then(Value::as_array)
+        .map_or(0, |messages| {
+            messages.iter().map(|m| in_blocks(m.get("content"))).sum()
+        });
+    in_blocks(object.get("tools")) + in_blocks(object.get("system")) + messages
+}
+
 fn has_cache_control(value: &Value) -> bool {
     value
         .as_array()
@@ -284,6 +502,14 @@ fn user_message(
         ));
         return Ok(());
     };
+    let is_result = |b: &Value| b.get("type").and_then(Value::as_str) == Some("tool_result");
+    let leading = blocks.iter().take_while(|b| is_result(b)).count();
+    if !pending.is_empty() && blocks.iter().filter(|b| is_result(b)).count() > leading {
+        return Err(ApiError::invalid(format!(
+            "{at}: Did not find {} `tool_result` block(s) at the beginning of this message. Messages following `tool_use` blocks must begin with a matching number of `tool_result` blocks.",
+            pending.len()
+        )));
+    }
     let mut text = Vec::new();
     let mut attachments = 0;
     let mut answered = Vec::new();
@@ -446,6 +672,21 @@ fn parse_tools(object: &Map<String, Value>) -> Result<Vec<Tool>, ApiError> {
                 .get("input_schema")
                 .cloned()
                 .ok_or_else(|| field_required(&format!("tools.{i}.input_schema")))?;
+            let at = format!("tools.{i}.custom.input_schema");
+            match parameters.as_object().map(|schema| schema.get("type")) {
+                None => {
+                    return Err(ApiError::invalid(format!(
+                        "{at}: Input should be a valid dictionary"
+                    )));
+                }
+                Some(None) => return Err(field_required(&format!("{at}.type"))),
+                Some(Some(kind)) if kind != "object" => {
+                    return Err(ApiError::invalid(format!(
+                        "{at}.type: Input should be 'object'"
+                    )));
+                }
+                Some(Some(_)) => {}
+            }
             Ok(Tool {
                 name: name.to_owned(),
                 description: tool

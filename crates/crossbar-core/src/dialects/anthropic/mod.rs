@@ -471,6 +471,36 @@ fn mark_cache(blocks: &mut [wire::Block]) {
     }
 }
 
+/// Claude wants `input_schema` to say `"type": "object"`; OpenAI takes a function's parameters
+/// without it (`{}`, or just `properties`). Tool arguments are always an object, so saying so
+/// changes nothing; a schema of another type cannot describe them and is refused.
+fn input_schema(parameters: Option<&Value>, index: usize) -> Result<Value> {
+    let schema = match parameters {
+        None => return Ok(json!({"type": "object"})),
+        Some(Value::Object(schema)) => schema,
+        Some(other) => {
+            return Err(Error::invalid_field(
+                format!("tools[{index}].function.parameters"),
+                format!("Claude takes tool parameters only as an object schema, not {other}."),
+            ));
+        }
+    };
+    match schema.get("type") {
+        None => {
+            let mut schema = schema.clone();
+            schema.insert("type".to_owned(), json!("object"));
+            Ok(Value::Object(schema))
+        }
+        Some(kind) if kind == "object" => Ok(Value::Object(schema.clone())),
+        Some(kind) => Err(Error::invalid_field(
+            format!("tools[{index}].function.parameters"),
+            format!(
+                "Claude takes tool parameters only as an object schema (\"type\": \"object\"), not {kind}."
+            ),
+        )),
+    }
+}
+
 /// The API takes at most this many `cache_control` breakpoints in one request.
 const MAX_CACHE_BREAKPOINTS: usize = 4;
 
@@ -593,21 +623,20 @@ pub fn encode_request(request: &ChatRequest) -> Result<wire::MessagesRequest> {
             }),
         }
     }
-    let tools = (!request.tools.is_empty()).then(|| {
-        request
-            .tools
-            .iter()
-            .map(|t| wire::ToolDef {
+    let tools = request
+        .tools
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            Ok(wire::ToolDef {
                 name: t.name.clone(),
                 description: t.description.clone(),
-                input_schema: t
-                    .parameters
-                    .clone()
-                    .unwrap_or_else(|| json!({"type": "object"})),
+                input_schema: input_schema(t.parameters.as_ref(), i)?,
                 cache_control: None,
             })
-            .collect::<Vec<_>>()
-    });
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let tools = (!tools.is_empty()).then_some(tools);
     refuse_excess_cache_breakpoints(&system, &messages)?;
     let disable_parallel = request.parallel_tool_calls.map(|p| !p).filter(|d| *d);
     let tool_choice = if tools.is_none() {

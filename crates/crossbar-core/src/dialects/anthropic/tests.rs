@@ -561,3 +561,27 @@ fn more_than_four_cache_breakpoints_are_refused() {
         "Claude takes at most 4 cache breakpoints in one request; this one marks 5."
     );
 }
+
+#[test]
+fn tool_schemas_always_say_object() {
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [
+        {"type": "function", "function": {"name": "a", "parameters": {}}},
+        {"type": "function", "function": {"name": "b", "parameters": {"properties": {"q": {"type": "string"}}}}},
+        {"type": "function", "function": {"name": "c"}}]});
+    let wire = serde_json::to_value(encode_request(&openai_request(body)).unwrap()).unwrap();
+    assert_eq!(wire["tools"][0]["input_schema"], json!({"type": "object"}));
+    assert_eq!(
+        wire["tools"][1]["input_schema"],
+        json!({"type": "object", "properties": {"q": {"type": "string"}}})
+    );
+    assert_eq!(wire["tools"][2]["input_schema"], json!({"type": "object"}));
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [
+        {"type": "function", "function": {"name": "a", "parameters": {"type": "string"}}}]});
+    assert_eq!(
+        refused(body),
+        (
+            "tools[0].function.parameters".to_owned(),
+            "Claude takes tool parameters only as an object schema (\"type\": \"object\"), not \"string\".".to_owned()
+        )
+    );
+}
