@@ -313,6 +313,9 @@ impl StreamEncoder {
                         index,
                         json!({"type": "signature_delta", "signature": signature}),
                     );
+                    // The signature ends its block: thinking after it is a new block (two
+                    // Bedrock reasoning blocks in a row must not merge into one).
+                    self.close(out);
                 } else if data.get("type").and_then(Value::as_str) == Some("redacted_thinking") {
                     self.close(out);
                     let index = self.next_block;

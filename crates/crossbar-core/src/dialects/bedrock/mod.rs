@@ -134,8 +134,10 @@ impl Egress for BedrockEgress {
         Framing::AwsEventStream
     }
 
-    fn chat_body(&self, request: &ChatRequest, _target: &str) -> Result<Vec<u8>> {
-        encode_chat_request(request)
+    fn chat_body(&self, request: &ChatRequest, target: &str) -> Result<Vec<u8>> {
+        let wire = request::encode_for(request, target)?;
+        serde_json::to_vec(&wire)
+            .map_err(|e| Error::internal(format!("encoding a Converse request: {e}")))
     }
 
     fn chat_response(&self, body: &[u8]) -> Result<ChatResponse> {

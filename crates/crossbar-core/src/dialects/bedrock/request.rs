@@ -42,9 +42,15 @@ const MAX_TOOL_USE_ID: usize = 64;
 
 /// Encodes a canonical request as a Converse body (the model id goes in the URL).
 pub(crate) fn encode(request: &ChatRequest) -> Result<wire::ConverseRequest> {
-    refuse_untranslatable(request)?;
+    encode_for(request, "")
+}
+
+/// As [`encode`], for the model `target`: Claude models get only signed reasoning back.
+pub(crate) fn encode_for(request: &ChatRequest, target: &str) -> Result<wire::ConverseRequest> {
+    let claude = is_claude(target);
     let mut system = SystemBuilder::default();
     let mut turns = Turns::default();
+    refuse_untranslatable(request)?;
     for (i, message) in request.messages.iter().enumerate() {
         match message.role {
             ChatRole::System | ChatRole::Developer => {
@@ -55,7 +61,7 @@ pub(crate) fn encode(request: &ChatRequest) -> Result<wire::ConverseRequest> {
                 turns.push(Role::User, blocks, message.cache_breakpoint);
             }
             ChatRole::Assistant => {
-                let blocks = assistant_blocks(i, message)?;
+                let blocks = assistant_blocks(i, message, claude)?;
                 turns.push(Role::Assistant, blocks, message.cache_breakpoint);
             }
             ChatRole::Tool => {
@@ -226,14 +232,20 @@ fn user_blocks(i: usize, message: &Message) -> Result<Vec<ContentBlock>> {
     Ok(blocks)
 }
 
-fn assistant_blocks(i: usize, message: &Message) -> Result<Vec<ContentBlock>> {
+/// Whether a model id (base, inference profile or ARN naming it) is one of Anthropic's.
+fn is_claude(target: &str) -> bool {
+    let target = target.to_ascii_lowercase();
+    target.contains("anthropic.") || target.contains("claude")
+}
+
+fn assistant_blocks(i: usize, message: &Message, claude: bool) -> Result<Vec<ContentBlock>> {
     // Reasoning comes first, as the model produced it; other families' blocks are signed for
     // their own provider and would be rejected (or worse, misread) here.
     let mut blocks: Vec<ContentBlock> = message
         .reasoning
         .iter()
-        .filter(|r| r.family == Family::Bedrock)
-        .map(|r| ContentBlock::ReasoningContent(r.data.clone()))
+        .filter_map(|r| reasoning_content(r, claude))
+        .map(ContentBlock::ReasoningContent)
         .collect();
     let text = message.text_content();
     if !text.trim().is_empty() {
@@ -249,6 +261,42 @@ fn assistant_blocks(i: usize, message: &Message) -> Result<Vec<ContentBlock>> {
         }));
     }
     Ok(blocks)
+}
+
+/// A reasoning block as Converse's `reasoningContent`. Claude's thinking (from any platform:
+/// the signature is the same token) goes back as `reasoningText` with its signature, or as
+/// `redactedContent`. Unsigned thinking is dropped for Claude, which refuses it
+/// ("thinking.signature: Field required"), and sent without the member to other models, which
+/// refuse an empty one.
+fn reasoning_content(reasoning: &crate::chat::Reasoning, claude: bool) -> Option<Value> {
+    match reasoning.family {
+        Family::Bedrock => Some(reasoning.data.clone()),
+        Family::Anthropic => {
+            let data = &reasoning.data;
+            match data.get("type").and_then(Value::as_str) {
+                Some("thinking") => {
+                    let text = data.get("thinking").and_then(Value::as_str)?;
+                    let signature = data
+                        .get("signature")
+                        .and_then(Value::as_str)
+                        .filter(|s| !s.is_empty());
+                    match signature {
+                        Some(signature) => {
+                            Some(json!({"reasoningText": {"text": text, "signature": signature}}))
+                        }
+                        None if claude => None,
+                        None => Some(json!({"reasoningText": {"text": text}})),
+                    }
+                }
+                Some("redacted_thinking") => data
+                    .get("data")
+                    .and_then(Value::as_str)
+                    .map(|d| json!({"redactedContent": d})),
+                _ => None,
+            }
+        }
+        Family::OpenAi | Family::Gemini => None,
+    }
 }
 
 fn tool_result(i: usize, message: &Message) -> Result<ContentBlock> {

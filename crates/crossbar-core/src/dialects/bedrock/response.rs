@@ -4,7 +4,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::Rng;
 use rand::distr::Alphanumeric;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use super::wire;
 use crate::chat::{
@@ -55,13 +55,57 @@ fn decode_block(mut block: Map<String, Value>, message: &mut Message) -> Result<
             arguments: call.input.to_string(),
         });
     } else if let Some(reasoning) = block.remove("reasoningContent") {
-        message.reasoning.push(Reasoning {
-            family: Family::Bedrock,
-            data: reasoning,
-        });
+        message.reasoning.push(reasoning_block(reasoning));
     }
     // Other members (citations, guard content, images...) have no canonical place.
     Ok(())
+}
+
+/// Converse's `reasoningContent` is Claude's thinking block in Bedrock's spelling, and its
+/// signature is the same token the Anthropic API issues and checks: it becomes canonical
+/// Anthropic reasoning, so Anthropic clients see it and any Claude deployment can take it back.
+/// A reasoning text without a signature (models other than Claude) keeps an empty one.
+pub(crate) fn reasoning_block(value: Value) -> Reasoning {
+    let data = match (value.get("reasoningText"), value.get("redactedContent")) {
+        (Some(Value::Object(text)), _) => json!({
+            "type": "thinking",
+            "thinking": text.get("text").and_then(Value::as_str).unwrap_or_default(),
+            "signature": text.get("signature").and_then(Value::as_str).unwrap_or_default(),
+        }),
+        (_, Some(Value::String(data))) => json!({"type": "redacted_thinking", "data": data}),
+        // A member newer than this code: only Bedrock can make sense of it.
+        _ => {
+            return Reasoning {
+                family: Family::Bedrock,
+                data: value,
+            };
+        }
+    };
+    Reasoning {
+        family: Family::Anthropic,
+        data,
+    }
+}
+
+/// One streamed `reasoningContent` fragment as the Anthropic stream decoder emits it: the
+/// thinking text, the signature that closes the block, or a whole redacted block.
+pub(crate) fn reasoning_fragment(value: Value) -> Reasoning {
+    let data = if let Some(Value::String(text)) = value.get("text") {
+        json!({"thinking": text})
+    } else if let Some(Value::String(signature)) = value.get("signature") {
+        json!({"signature": signature})
+    } else if let Some(Value::String(data)) = value.get("redactedContent") {
+        json!({"type": "redacted_thinking", "data": data})
+    } else {
+        return Reasoning {
+            family: Family::Bedrock,
+            data: value,
+        };
+    };
+    Reasoning {
+        family: Family::Anthropic,
+        data,
+    }
 }
 
 /// Bedrock's `stopReason` (providers.md §7.1); the raw value travels alongside.

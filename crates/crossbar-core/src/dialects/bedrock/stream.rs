@@ -11,9 +11,11 @@ use std::collections::HashMap;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::response::{finish_reason, now, response_id, stream_exception, usage};
+use super::response::{
+    finish_reason, now, reasoning_fragment, response_id, stream_exception, usage,
+};
 use super::wire;
-use crate::chat::{Family, Reasoning, StreamEvent};
+use crate::chat::StreamEvent;
 use crate::dialects::{Frame, FrameKind, StreamDecode};
 use crate::error::{Error, Result};
 
@@ -85,10 +87,7 @@ impl StreamDecoder {
                     }
                 } else if let Some(reasoning) = event.delta.remove("reasoningContent") {
                     // One fragment (`text`, `signature` or `redactedContent`) per event.
-                    out.push(StreamEvent::ReasoningDelta(Reasoning {
-                        family: Family::Bedrock,
-                        data: reasoning,
-                    }));
+                    out.push(StreamEvent::ReasoningDelta(reasoning_fragment(reasoning)));
                 }
             }
             "messageStop" => {

@@ -285,7 +285,7 @@ fn untranslatable_requests_are_400s_naming_the_field() {
 }
 
 #[test]
-fn reasoning_goes_to_claude_thinking_and_replays_only_to_bedrock() {
+fn reasoning_goes_to_claude_thinking_and_replays_as_reasoning_content() {
     let mut request = ChatRequest::new("m", vec![user("think")]);
     request.reasoning_effort = Some("medium".into());
     let body = encode(&request).unwrap();
@@ -318,9 +318,96 @@ fn reasoning_goes_to_claude_thinking_and_replays_only_to_bedrock() {
     ];
     let history = ChatRequest::new("m", vec![user("q"), answer, user("again")]);
     let body = encode(&history).unwrap();
+    // Claude's thinking from any platform replays: the signature is the same token.
     assert_eq!(
         body["messages"][1]["content"],
-        json!([{"reasoningContent": {"reasoningText": {"text": "hmm", "signature": "sig"}}}, {"text": "42"}])
+        json!([
+            {"reasoningContent": {"reasoningText": {"text": "hmm", "signature": "sig"}}},
+            {"reasoningContent": {"reasoningText": {"text": "other", "signature": "x"}}},
+            {"text": "42"}
+        ])
+    );
+}
+
+#[test]
+fn unsigned_thinking_is_dropped_for_claude_and_sent_without_signature_to_others() {
+    let mut answer = Message::text(Role::Assistant, "42");
+    answer.reasoning = vec![
+        Reasoning {
+            family: Family::Anthropic,
+            data: json!({"type": "thinking", "thinking": "unsigned", "signature": ""}),
+        },
+        Reasoning {
+            family: Family::Anthropic,
+            data: json!({"type": "redacted_thinking", "data": "b3BhcXVl"}),
+        },
+        Reasoning {
+            family: Family::Gemini,
+            data: json!({"thought": "x"}),
+        },
+    ];
+    let history = ChatRequest::new("m", vec![user("q"), answer, user("again")]);
+    let egress = BedrockEgress;
+    let claude: Value = serde_json::from_slice(
+        &egress
+            .chat_body(&history, "us.anthropic.claude-sonnet-4-5-20250929-v1:0")
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        claude["messages"][1]["content"],
+        json!([{"reasoningContent": {"redactedContent": "b3BhcXVl"}}, {"text": "42"}])
+    );
+    let nova: Value =
+        serde_json::from_slice(&egress.chat_body(&history, "amazon.nova-pro-v1:0").unwrap())
+            .unwrap();
+    assert_eq!(
+        nova["messages"][1]["content"],
+        json!([
+            {"reasoningContent": {"reasoningText": {"text": "unsigned"}}},
+            {"reasoningContent": {"redactedContent": "b3BhcXVl"}},
+            {"text": "42"}
+        ])
+    );
+}
+
+#[test]
+fn streamed_reasoning_becomes_anthropic_thinking_fragments() {
+    let mut decoder = StreamDecoder::new();
+    let mut out = Vec::new();
+    for data in [
+        json!({"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": "Two "}}}),
+        json!({"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": "lookups."}}}),
+        json!({"contentBlockIndex": 0, "delta": {"reasoningContent": {"signature": "c2ln"}}}),
+        json!({"contentBlockIndex": 1, "delta": {"reasoningContent": {"redactedContent": "cmVk"}}}),
+    ] {
+        let data = data.to_string();
+        let frame = Frame {
+            kind: FrameKind::Event,
+            event: "contentBlockDelta",
+            data: &data,
+        };
+        decoder.decode(&frame, &mut out).unwrap();
+    }
+    let reasoning: Vec<Reasoning> = out
+        .into_iter()
+        .filter_map(|e| match e {
+            StreamEvent::ReasoningDelta(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    let anthropic = |data: Value| Reasoning {
+        family: Family::Anthropic,
+        data,
+    };
+    assert_eq!(
+        reasoning,
+        vec![
+            anthropic(json!({"thinking": "Two "})),
+            anthropic(json!({"thinking": "lookups."})),
+            anthropic(json!({"signature": "c2ln"})),
+            anthropic(json!({"type": "redacted_thinking", "data": "cmVk"})),
+        ]
     );
 }
 
@@ -360,8 +447,8 @@ fn decodes_a_converse_response() {
     assert_eq!(
         response.message.reasoning,
         vec![Reasoning {
-            family: Family::Bedrock,
-            data: json!({"reasoningText": {"text": "Two lookups.", "signature": "c2lnbmF0dXJl"}}),
+            family: Family::Anthropic,
+            data: json!({"type": "thinking", "thinking": "Two lookups.", "signature": "c2lnbmF0dXJl"}),
         }]
     );
     let usage = response.usage.unwrap();
@@ -705,4 +792,70 @@ fn provider_table_picks_endpoint_and_auth() {
     assert!(parts("kind = \"bedrock\"\nregion = \"us-west-2/../x\"").is_err());
     let sim = parts("kind = \"sim\"\ndialect = \"bedrock\"").unwrap();
     assert!(sim.authorizer.is_some());
+}
+
+#[test]
+fn claude_reasoning_from_bedrock_reaches_anthropic_clients() {
+    let body = json!({
+        "output": {"message": {"role": "assistant", "content": [
+            {"reasoningContent": {"reasoningText": {"text": "Think.", "signature": "c2ln"}}},
+            {"reasoningContent": {"redactedContent": "cmVk"}},
+            {"text": "Done."}
+        ]}},
+        "stopReason": "end_turn",
+        "usage": {"inputTokens": 3, "outputTokens": 4, "totalTokens": 7}
+    });
+    let response = decode_chat_response(body.to_string().as_bytes()).unwrap();
+    let encoded: Value =
+        serde_json::from_slice(&crate::dialects::anthropic::encode_response(&response).unwrap())
+            .unwrap();
+    assert_eq!(
+        encoded["content"],
+        json!([
+            {"type": "thinking", "thinking": "Think.", "signature": "c2ln"},
+            {"type": "redacted_thinking", "data": "cmVk"},
+            {"type": "text", "text": "Done."}
+        ])
+    );
+
+    // Streamed: each signature closes its thinking block, as Anthropic streams them.
+    let mut encoder = crate::dialects::anthropic::StreamEncoder::new("m", 3);
+    let mut out = BytesMut::new();
+    let fragment = |data: Value| {
+        StreamEvent::ReasoningDelta(Reasoning {
+            family: Family::Anthropic,
+            data,
+        })
+    };
+    for event in [
+        fragment(json!({"thinking": "A"})),
+        fragment(json!({"signature": "s1"})),
+        fragment(json!({"thinking": "B"})),
+        fragment(json!({"signature": "s2"})),
+        StreamEvent::TextDelta("Done.".into()),
+    ] {
+        encoder.event(event, &mut out).unwrap();
+    }
+    let text = String::from_utf8(out.to_vec()).unwrap();
+    let events: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .filter(|e: &Value| e["type"] != "message_start" && e["type"] != "ping")
+        .collect();
+    assert_eq!(
+        events,
+        vec![
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "A"}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "s1"}}),
+            json!({"type": "content_block_stop", "index": 0}),
+            json!({"type": "content_block_start", "index": 1, "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "thinking_delta", "thinking": "B"}}),
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "signature_delta", "signature": "s2"}}),
+            json!({"type": "content_block_stop", "index": 1}),
+            json!({"type": "content_block_start", "index": 2, "content_block": {"type": "text", "text": ""}}),
+            json!({"type": "content_block_delta", "index": 2, "delta": {"type": "text_delta", "text": "Done."}}),
+        ]
+    );
 }
