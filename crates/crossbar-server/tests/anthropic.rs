@@ -174,3 +174,126 @@ async fn openai_clients_can_continue_thinking_with_tools_on_anthropic() {
         );
     }
 }
+
+/// Claude ranks first, an OpenAI deployment second; `claude-only` has no other deployment.
+const MIXED: &str = r#"
+[server]
+api_keys = ["sk-gw"]
+
+[[providers]]
+name = "anthropic"
+kind = "sim"
+dialect = "anthropic"
+api_key = "sk-ant"
+
+[[providers]]
+name = "openai"
+kind = "sim"
+dialect = "openai"
+
+[[models]]
+name = "mixed"
+deployments = [
+  { provider = "anthropic", target = "claude-sonnet-4-20250514" },
+  { provider = "openai", target = "gpt-4o-2024-08-06" },
+]
+
+[[models]]
+name = "claude-only"
+deployments = [{ provider = "anthropic", target = "claude-sonnet-4-20250514" }]
+
+[routes.default]
+objective = "order"
+"#;
+
+#[expect(clippy::unwrap_used, reason = "test helper")]
+async fn chat(gw: &common::TestGateway, body: &Value) -> reqwest::Response {
+    gw.client()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .bearer_auth("sk-gw")
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A temperature Claude cannot take fails over to a deployment that can, without reaching
+/// Claude; with no such deployment the client gets a 400 naming the field.
+#[tokio::test]
+async fn temperature_above_one_fails_over_from_claude() {
+    let gw = start(MIXED).await;
+    let hot = json!({"model": "mixed", "messages": [user("hi")], "temperature": 1.5});
+    let response = chat(&gw, &hot).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["x-crossbar-provider"].to_str().unwrap(),
+        "openai"
+    );
+    assert_eq!(gw.sim("anthropic").requests().len(), 0);
+    assert_eq!(gw.sim("openai").requests().len(), 1);
+    assert_eq!(
+        gw.sim("openai").requests()[0].body.as_ref().unwrap()["temperature"],
+        json!(1.5)
+    );
+    // A temperature Claude takes stays on Claude.
+    let warm = json!({"model": "mixed", "messages": [user("hi")], "temperature": 0.7});
+    let response = chat(&gw, &warm).await;
+    assert_eq!(
+        response.headers()["x-crossbar-provider"].to_str().unwrap(),
+        "anthropic"
+    );
+
+    let only = json!({"model": "claude-only", "messages": [user("hi")], "temperature": 1.5});
+    let response = chat(&gw, &only).await;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["param"], "temperature", "{body}");
+    assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        "Invalid 'temperature': 1.5. Claude accepts a temperature between 0 and 1.",
+        "{body}"
+    );
+    assert_eq!(gw.sim("anthropic").requests().len(), 1, "only the 0.7 call");
+}
+
+/// Thinking with a forced tool choice, from an Anthropic client with only Claude behind the
+/// model: the gateway's own 400 in Anthropic's shape, and Claude is never called.
+#[tokio::test]
+async fn thinking_with_a_forced_tool_is_refused_before_claude() {
+    let gw = start(MIXED).await;
+    let body = json!({"model": "claude-only", "max_tokens": 2048,
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}],
+        "tool_choice": {"type": "any"},
+        "messages": [user("weather in Lima?")]});
+    let (status, answer) = messages(&gw, Some("sk-gw"), &body).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        is_anthropic_error(&answer, "invalid_request_error"),
+        "{answer}"
+    );
+    assert_eq!(
+        answer["error"]["message"],
+        "Claude cannot think while `tool_choice` forces a tool call: with reasoning on, use a tool_choice of `auto` or `none`, or turn reasoning off.",
+    );
+    assert_eq!(gw.sim("anthropic").requests().len(), 0);
+}
+
+/// anthropic (Python) 2.16 sends its key as a bearer token with `anthropic-version: 2026-10-21`.
+#[tokio::test]
+async fn the_newest_sdks_bearer_key_and_version_are_accepted() {
+    let gw = start(CONFIG).await;
+    let response = gw
+        .client()
+        .post(format!("{}/v1/messages", gw.url))
+        .header("authorization", "Bearer sk-gw")
+        .header("anthropic-version", "2026-10-21")
+        .json(&json!({"model": "claude", "max_tokens": 10, "messages": [user("hi")]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["type"], "message", "{body}");
+}
