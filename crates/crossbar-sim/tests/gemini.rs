@@ -433,6 +433,127 @@ async fn thought_signatures_are_issued_with_thinking_and_required_back() {
     }
 }
 
+/// `generateContent` on `model` with `thinkingBudget = budget`: the status and, for a refusal,
+/// the error's status and message.
+async fn budget(server: &SimServer, model: &str, budget: i64) -> (u16, String, String) {
+    let url = match server.dialect() {
+        SimDialect::Vertex => format!(
+            "{}/projects/p1/locations/us-central1/publishers/google/models/{model}:generateContent",
+            server.base_url()
+        ),
+        _ => format!("{}/models/{model}:generateContent", server.base_url()),
+    };
+    let body = json!({"contents": [user("hi")],
+        "generationConfig": {"thinkingConfig": {"thinkingBudget": budget}}});
+    let (status, body) = post_json(&url, &body).await;
+    let (kind, message) = error_of(&body);
+    (status, kind.to_owned(), message.to_owned())
+}
+
+fn accepted() -> (u16, String, String) {
+    (200, String::new(), String::new())
+}
+
+fn refused(message: &str) -> (u16, String, String) {
+    (400, "INVALID_ARGUMENT".to_owned(), message.to_owned())
+}
+
+#[tokio::test]
+async fn gemini_2_5_pro_cannot_turn_thinking_off() {
+    let [gemini, vertex] = both().await;
+    assert_eq!(
+        budget(&gemini, "gemini-2.5-pro", 0).await,
+        refused("Budget 0 is invalid. This model only works in thinking mode.")
+    );
+    assert_eq!(
+        budget(&vertex, "gemini-2.5-pro", 0).await,
+        refused("The model does not support setting thinking_budget to 0.")
+    );
+    for server in [&gemini, &vertex] {
+        assert_eq!(budget(server, "gemini-2.5-pro", -1).await, accepted());
+        assert_eq!(budget(server, "gemini-2.5-pro", 128).await, accepted());
+    }
+}
+
+#[tokio::test]
+async fn gemini_2_5_pro_budgets_run_from_128_to_32768() {
+    let [gemini, vertex] = both().await;
+    for (value, gemini_message) in [
+        (
+            127,
+            "The thinking budget 127 is invalid. Please choose a value between 128 and 32768.",
+        ),
+        (
+            32_769,
+            "The thinking budget 32769 is invalid. Please choose a value between 128 and 32768.",
+        ),
+    ] {
+        assert_eq!(
+            budget(&gemini, "gemini-2.5-pro", value).await,
+            refused(gemini_message)
+        );
+        assert_eq!(
+            budget(&vertex, "gemini-2.5-pro", value).await,
+            refused(
+                "thinking_budget is out of range; supported values are integers from 128 to 32768"
+            )
+        );
+    }
+    for server in [&gemini, &vertex] {
+        assert_eq!(budget(server, "gemini-2.5-pro", 32_768).await, accepted());
+    }
+}
+
+#[tokio::test]
+async fn gemini_2_5_flash_budgets_run_from_0_to_24576() {
+    let [gemini, vertex] = both().await;
+    assert_eq!(
+        budget(&gemini, "gemini-2.5-flash", 24_577).await,
+        refused("The thinking budget 24577 is invalid. Please choose a value between 0 and 24576.")
+    );
+    assert_eq!(
+        budget(&vertex, "gemini-2.5-flash", 24_577).await,
+        refused("thinking_budget is out of range; supported values are integers from 1 to 24576")
+    );
+    for server in [&gemini, &vertex] {
+        for value in [-1, 0, 1, 24_576] {
+            assert_eq!(
+                budget(server, "gemini-2.5-flash", value).await,
+                accepted(),
+                "{value}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn gemini_2_5_flash_lite_budgets_are_0_or_512_to_24576() {
+    let [gemini, vertex] = both().await;
+    for value in [128, 24_577] {
+        assert_eq!(
+            budget(&gemini, "gemini-2.5-flash-lite", value).await,
+            refused(&format!(
+                "The thinking budget {value} is invalid. Please choose a value between 512 and 24576."
+            ))
+        );
+        assert_eq!(
+            budget(&vertex, "gemini-2.5-flash-lite", value).await,
+            refused(
+                "thinking_budget is out of range; supported values are integers from 512 to 24576"
+            )
+        );
+    }
+    for server in [&gemini, &vertex] {
+        for value in [-1, 0, 512, 24_576] {
+            assert_eq!(
+                budget(server, "gemini-2.5-flash-lite", value).await,
+                accepted(),
+                "{value}"
+            );
+        }
+    }
+}
+
 #[expect(
     clippy::unwrap_used,
     reason = "test helper: an unexpected answer fails the test"

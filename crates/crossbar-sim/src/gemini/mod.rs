@@ -168,7 +168,7 @@ async fn generate(app: &App, model: &str, stream: Option<Framing>, body: &[u8]) 
     if let Some(response) = early_fault(app, fault, model).await {
         return response;
     }
-    let request = match request::parse(body, app.dialect) {
+    let request = match request::parse(body, app.dialect, model) {
         Ok(request) => request,
         Err(error) => return error.render(),
     };

@@ -52,8 +52,12 @@ fn integer(object: &Map<String, Value>, name: &str) -> Option<i64> {
     })
 }
 
-/// Parses and validates a `generateContent` body.
-pub(crate) fn parse(body: &[u8], dialect: SimDialect) -> Result<GenerateRequest, GoogleError> {
+/// Parses and validates a `generateContent` body for `model`.
+pub(crate) fn parse(
+    body: &[u8],
+    dialect: SimDialect,
+    model: &str,
+) -> Result<GenerateRequest, GoogleError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         GoogleError::violations(vec![(
             String::new(),
@@ -77,6 +81,9 @@ pub(crate) fn parse(body: &[u8], dialect: SimDialect) -> Result<GenerateRequest,
     }
     let generation = object(get(&root, "generationConfig"));
     let thinking_config = generation.and_then(|g| object(get(g, "thinkingConfig")));
+    if let Some(budget) = thinking_config.and_then(|t| integer(t, "thinkingBudget")) {
+        check_thinking_budget(model, dialect, budget)?;
+    }
     let thinking = thinking_config.is_some_and(|t| integer(t, "thinkingBudget") != Some(0));
     let turns = turns(contents, dialect)?;
     check_function_turns(&turns)?;
@@ -212,6 +219,78 @@ fn check_function_turns(turns: &[Turn<'_>]) -> Result<(), GoogleError> {
         }
     }
     Ok(())
+}
+
+/// The `thinkingBudget`s a Gemini 2.5 model takes besides -1 (dynamic).
+struct BudgetRange {
+    min: i64,
+    max: i64,
+    /// Whether 0 turns thinking off (2.5 Pro cannot stop thinking).
+    can_disable: bool,
+}
+
+/// Gemini 2.5's documented ranges (ai.google.dev/gemini-api/docs/thinking): Pro 128..=32768
+/// and never 0, Flash 0..=24576, Flash-Lite 512..=24576 or 0; -1 (dynamic) everywhere. Other
+/// models are not checked.
+fn budget_range(model: &str) -> Option<BudgetRange> {
+    let range = |min, max, can_disable| {
+        Some(BudgetRange {
+            min,
+            max,
+            can_disable,
+        })
+    };
+    if model.starts_with("gemini-2.5-flash-lite") {
+        range(512, 24_576, true)
+    } else if model.starts_with("gemini-2.5-flash") {
+        range(1, 24_576, true)
+    } else if model.starts_with("gemini-2.5-pro") {
+        range(128, 32_768, false)
+    } else {
+        None
+    }
+}
+
+/// A budget the model refuses is a 400 INVALID_ARGUMENT, worded per API as the services word
+/// it (reported verbatim in client issues): the Gemini API's "Budget 0 is invalid. This model
+/// only works in thinking mode." / "The thinking budget 128 is invalid. Please choose a value
+/// between 512 and 24576.", Vertex's "The model does not support setting thinking_budget to
+/// 0." / "thinking_budget is out of range; supported values are integers from 128 to 32768".
+/// The Gemini API states Flash's range from 0, Vertex from 1.
+fn check_thinking_budget(model: &str, dialect: SimDialect, budget: i64) -> Result<(), GoogleError> {
+    let Some(range) = budget_range(model) else {
+        return Ok(());
+    };
+    let vertex = dialect == SimDialect::Vertex;
+    if budget == -1
+        || (budget == 0 && range.can_disable)
+        || (range.min..=range.max).contains(&budget)
+    {
+        return Ok(());
+    }
+    if budget == 0 {
+        return Err(GoogleError::invalid(if vertex {
+            "The model does not support setting thinking_budget to 0."
+        } else {
+            "Budget 0 is invalid. This model only works in thinking mode."
+        }));
+    }
+    let min = if range.can_disable && range.min == 1 && !vertex {
+        0
+    } else {
+        range.min
+    };
+    Err(GoogleError::invalid(if vertex {
+        format!(
+            "thinking_budget is out of range; supported values are integers from {min} to {}",
+            range.max
+        )
+    } else {
+        format!(
+            "The thinking budget {budget} is invalid. Please choose a value between {min} and {}.",
+            range.max
+        )
+    }))
 }
 
 /// Thinking models check the current turn (everything after the last user turn that is not
@@ -557,7 +636,7 @@ mod tests {
     use super::*;
 
     fn parse_json(body: Value, dialect: SimDialect) -> Result<GenerateRequest, GoogleError> {
-        parse(body.to_string().as_bytes(), dialect)
+        parse(body.to_string().as_bytes(), dialect, "gemini-2.5-flash")
     }
 
     fn message(result: Result<GenerateRequest, GoogleError>) -> String {

@@ -1,14 +1,19 @@
-//! Tool-call ids for a provider that often sends none, and thought signatures that must come
-//! back on the call they were issued with.
+//! Tool-call ids for a provider that often sends none, and what stands in for a thought
+//! signature that was lost.
 //!
-//! - A `functionCall` without `id` gets `call_gemini_<16 hex>`, a hash of the response id and
-//!   the call's position, so one response always maps to the same ids (a retried decode, a
-//!   replayed log). Such ids are ours and never sent back to Gemini.
-//! - A call's `thoughtSignature` rides in its id: `<id>__ts_<signature as unpadded base64url>`.
-//!   Clients that speak a dialect without reasoning blocks (OpenAI Chat Completions) echo tool
-//!   call ids verbatim, so the signature returns with the call and Gemini 3's check passes; the
-//!   id keeps to `[A-Za-z0-9_-]`, the strictest tool-id charset of the other dialects
-//!   (Anthropic). The signature is also kept as a `Reasoning` block for dialects that carry them.
+//! - A `functionCall` without a usable `id` gets `call_gemini_<16 hex>` (28 characters), a
+//!   hash of the response id and the call's position, so one response always maps to the same
+//!   ids (a retried decode, a replayed log). Such ids are ours and never sent back to Gemini.
+//!   Gemini's own ids are kept when they fit every ingress dialect: at most 40 characters
+//!   (OpenAI rejects longer `tool_calls[].id`) of `[A-Za-z0-9_-]` (Anthropic's tool-id charset).
+//! - Signatures never ride in ids: they are `Reasoning` blocks keyed by the call's id, which
+//!   `reasoning_memory` keeps for clients whose dialect has no place for them (OpenAI Chat
+//!   Completions, Responses) and gives back on their next turn. Ids of the older form
+//!   `<id>__ts_<signature as unpadded base64url>` are still understood when clients replay them.
+//! - When a call's signature is gone (memory expired, another replica, a call from another
+//!   model), the first call of the turn carries [`DUMMY_SIGNATURE`], the value Google documents
+//!   for replaying calls it did not sign; without one, Gemini 3 answers 400 "Function call is
+//!   missing a thought_signature".
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -16,6 +21,11 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 /// Marks ids we made up, which Gemini never saw.
 pub(super) const SYNTHETIC_PREFIX: &str = "call_gemini_";
 const SIGNATURE_SEPARATOR: &str = "__ts_";
+/// The longest tool-call id OpenAI accepts (`tool_calls[].id`, `call_id`).
+pub(super) const MAX_ID_LEN: usize = 40;
+/// Google's documented stand-in signature ("skip_thought_signature_validator"; the other
+/// documented value is "context_engineering_is_the_way_to_go").
+pub(super) const DUMMY_SIGNATURE: &str = "skip_thought_signature_validator";
 
 /// FNV-1a: specified and stable, so ids do not change with the toolchain.
 pub(super) fn fnv1a(bytes: &[u8]) -> u64 {
@@ -30,24 +40,24 @@ pub(super) fn synthetic_call_id(response_id: &str, index: usize, name: &str) -> 
     format!("{SYNTHETIC_PREFIX}{:016x}", fnv1a(key.as_bytes()))
 }
 
-/// The canonical id of a call: its own (or synthetic) id, with its signature appended when the
-/// signature is canonical base64 (else it only travels as a reasoning block).
-pub(super) fn with_signature(id: String, signature: Option<&str>) -> String {
-    let Some(signature) = signature else {
-        return id;
-    };
-    if id.contains(SIGNATURE_SEPARATOR) {
-        return id;
-    }
-    match STANDARD.decode(signature) {
-        Ok(bytes) if STANDARD.encode(&bytes) == signature => {
-            format!("{id}{SIGNATURE_SEPARATOR}{}", URL_SAFE_NO_PAD.encode(bytes))
+/// The canonical id of a call: Gemini's own when every client can take it back, else ours.
+pub(super) fn call_id(given: Option<&str>, response_id: &str, index: usize, name: &str) -> String {
+    match given {
+        Some(id)
+            if !id.is_empty()
+                && id.len() <= MAX_ID_LEN
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
+        {
+            id.to_owned()
         }
-        _ => id,
+        _ => synthetic_call_id(response_id, index, name),
     }
 }
 
-/// Splits a canonical id into the id Gemini knows (if any) and the signature it carried.
+/// Splits an id of the older `<id>__ts_<signature>` form into the id Gemini knows (if any) and
+/// the signature it carried; other ids come back whole, without a signature.
 pub(super) fn split(id: &str) -> (&str, Option<String>) {
     let Some((base, encoded)) = id.split_once(SIGNATURE_SEPARATOR) else {
         return (id, None);
@@ -69,23 +79,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn signatures_ride_in_ids_and_come_back_exactly() {
-        let signature = "CiQB0e2Kb+/x9w==";
-        let id = with_signature(synthetic_call_id("resp", 0, "f"), Some(signature));
-        assert!(id.starts_with(SYNTHETIC_PREFIX), "{id}");
-        assert!(
-            id.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
-            "{id}"
+    fn ids_fit_every_client_and_older_signed_ids_still_split() {
+        let ours = call_id(None, "resp", 0, "f");
+        assert_eq!(ours, synthetic_call_id("resp", 0, "f"));
+        assert_eq!(ours.len(), 28);
+        assert_eq!(wire_id(&ours, false), None);
+        // Gemini's own ids are kept when short and plain, replaced otherwise.
+        assert_eq!(call_id(Some("fc-1_a"), "resp", 0, "f"), "fc-1_a");
+        let long = "x".repeat(MAX_ID_LEN + 1);
+        assert_eq!(call_id(Some(&long), "resp", 0, "f"), ours);
+        assert_eq!(call_id(Some("a.b"), "resp", 0, "f"), ours);
+        assert_eq!(call_id(Some(""), "resp", 0, "f"), ours);
+        // The older form carried the signature as unpadded base64url.
+        let (base, back) = split("call_gemini_00000000000000aa__ts_CiQB0e2Kb-_x9w");
+        assert_eq!(
+            (base, back.as_deref()),
+            ("call_gemini_00000000000000aa", Some("CiQB0e2Kb+/x9w=="))
         );
-        let (base, back) = split(&id);
-        assert_eq!(back.as_deref(), Some(signature));
-        assert_eq!(base, synthetic_call_id("resp", 0, "f"));
-        assert_eq!(wire_id(base, false), None);
-        // A signature that is not canonical base64 is not embedded (it stays in reasoning).
-        assert_eq!(with_signature("x".into(), Some("not base64!")), "x");
         // Ids that merely look similar are left alone.
         assert_eq!(split("a__ts_!!"), ("a__ts_!!", None));
+        assert_eq!(split("call_abc"), ("call_abc", None));
         assert_eq!(wire_id("call_abc", false).as_deref(), Some("call_abc"));
         assert_eq!(wire_id("call_abc", true), None);
     }

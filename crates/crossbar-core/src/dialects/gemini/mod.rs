@@ -12,12 +12,16 @@
 //!   order; tool results become `functionResponse` parts, all results of one parallel call in
 //!   one user turn, with the function name looked up from the assistant call they answer; a
 //!   string result is wrapped as `{"output": ...}` (`{"error": ...}` for a failed tool).
-//! - Reasoning: `reasoning_effort` / an explicit budget becomes `thinkingConfig.thinkingBudget`.
+//! - Reasoning: `reasoning_effort` / an explicit budget becomes `thinkingConfig.thinkingBudget`,
+//!   fitted to the range a Gemini 2.5 model accepts (`request::fit_budget`: Pro cannot turn
+//!   thinking off, so `none` is its least budget, 128).
 //!   `thought` parts and `thoughtSignature`s come back as `Reasoning { family: Gemini, data }`
-//!   with `data = {"thoughtSignature"?, "thought"?, "part_index", "tool_call_id"?}`; a call's
-//!   signature also rides in its tool-call id, so clients without reasoning blocks return it.
-//!   On the way back, signatures go on the part they came with; thought text is not replayed,
-//!   and reasoning of other families is dropped.
+//!   with `data = {"thoughtSignature"?, "thought"?, "part_index", "tool_call_id"?}`. Tool-call
+//!   ids stay short (at most 40 characters, OpenAI's limit): clients without reasoning blocks
+//!   get their signatures back from `reasoning_memory`, keyed by the call id (see `ids`). On
+//!   the way back, signatures go on the part they came with, a lost one on a step's first call
+//!   becomes Google's documented dummy; thought text is not replayed, and reasoning of other
+//!   families is dropped.
 //! - Images must be inline (base64): remote URLs are a 400, since the gateway does not fetch.
 //! - Usage: input = prompt + tool-use prompt tokens, output = candidates + thoughts.
 
@@ -99,8 +103,8 @@ impl Egress for GeminiEgress {
         Ok(format!("{endpoint}/{}:{method}", self.model_path(target)))
     }
 
-    fn chat_body(&self, request: &ChatRequest, _target: &str) -> Result<Vec<u8>> {
-        request::body(request, self.vertex())
+    fn chat_body(&self, request: &ChatRequest, target: &str) -> Result<Vec<u8>> {
+        request::body(request, self.vertex(), target)
     }
 
     fn chat_response(&self, body: &[u8]) -> Result<ChatResponse> {

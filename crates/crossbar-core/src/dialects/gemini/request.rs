@@ -166,7 +166,8 @@ fn user_parts(message: &Message, index: usize) -> Result<Vec<Part>> {
     Ok(parts)
 }
 
-/// The signature for `call`: from its reasoning block if the client kept one, else from its id.
+/// The signature for `call`: from its reasoning block (kept by the client, or given back by
+/// `reasoning_memory`), else from an id of the older signed form.
 fn call_signature(message: &Message, call_id: &str, embedded: Option<String>) -> Option<String> {
     message
         .reasoning
@@ -209,8 +210,14 @@ fn model_parts(message: &Message, index: usize, vertex: bool) -> Result<Vec<Part
             &format!("messages[{index}].tool_calls[{j}].function.arguments"),
         )?;
         let (base, embedded) = ids::split(&call.id);
+        let mut signature = call_signature(message, &call.id, embedded);
+        // Gemini 3 checks the first call of each step: a lost signature (memory expired, another
+        // replica, a call made by another model) gets Google's documented stand-in, not a 400.
+        if j == 0 && signature.is_none() {
+            signature = Some(ids::DUMMY_SIGNATURE.to_owned());
+        }
         parts.push(Part {
-            thought_signature: call_signature(message, &call.id, embedded),
+            thought_signature: signature,
             function_call: Some(FunctionCall {
                 id: ids::wire_id(base, vertex),
                 name: call.name.clone(),
@@ -317,8 +324,8 @@ fn generation_config(request: &ChatRequest) -> Result<GenerationConfig> {
 }
 
 /// Reasoning effort as a thinking budget (Gemini 2.5's `thinkingBudget`, still honoured by
-/// Gemini 3): `none` is 0 (thinking off, which Pro models refuse with a 400), other levels use
-/// the budgets shared by every dialect (`rules::budget_for_effort`); an explicit budget wins.
+/// Gemini 3): `none` is 0 (thinking off), other levels use the budgets shared by every dialect
+/// (`rules::budget_for_effort`); an explicit budget wins. `body` then fits it to the model.
 fn thinking(request: &ChatRequest) -> Option<ThinkingConfig> {
     if request.reasoning_budget.is_none() && request.reasoning_effort.as_deref() == Some("none") {
         return Some(ThinkingConfig { thinking_budget: 0 });
@@ -326,9 +333,43 @@ fn thinking(request: &ChatRequest) -> Option<ThinkingConfig> {
     rules::reasoning_budget(request).map(|thinking_budget| ThinkingConfig { thinking_budget })
 }
 
-/// Serializes the request body.
-pub(super) fn body(request: &ChatRequest, vertex: bool) -> Result<Vec<u8>> {
-    let wire = encode(request, vertex)?;
+/// What a Gemini 2.5 model takes as `thinkingBudget` (Google's thinking guide; the API answers
+/// 400 INVALID_ARGUMENT otherwise): the smallest budget that thinks, the largest, and whether 0
+/// turns thinking off (2.5 Pro cannot stop thinking). Other models (Gemini 3, tuned or unknown
+/// names) get the budget as asked: their limits are not documented per budget.
+fn budget_limits(target: &str) -> Option<(u32, u32, bool)> {
+    let model = target.rsplit('/').next().unwrap_or(target);
+    if model.starts_with("gemini-2.5-flash-lite") {
+        Some((512, 24_576, true))
+    } else if model.starts_with("gemini-2.5-flash") {
+        Some((1, 24_576, true))
+    } else if model.starts_with("gemini-2.5-pro") {
+        Some((128, 32_768, false))
+    } else {
+        None
+    }
+}
+
+/// A budget `target` accepts: clamped into its range, and 0 (effort `none`) becomes the least
+/// thinking where thinking cannot be turned off. A budget is a ceiling, so this keeps the intent.
+pub(super) fn fit_budget(budget: u32, target: &str) -> u32 {
+    match budget_limits(target) {
+        None => budget,
+        Some((_, _, true)) if budget == 0 => 0,
+        Some((min, max, _)) => budget.clamp(min, max),
+    }
+}
+
+/// Serializes the request body for the model `target`.
+pub(super) fn body(request: &ChatRequest, vertex: bool, target: &str) -> Result<Vec<u8>> {
+    let mut wire = encode(request, vertex)?;
+    if let Some(config) = wire
+        .generation_config
+        .as_mut()
+        .and_then(|g| g.thinking_config.as_mut())
+    {
+        config.thinking_budget = fit_budget(config.thinking_budget, target);
+    }
     serde_json::to_vec(&wire)
         .map_err(|e| Error::internal(format!("encoding a Gemini request: {e}")))
 }

@@ -38,12 +38,8 @@ pub(super) fn pieces(parts: &[Part], response_id: &str, at: &mut Position, out: 
         at.parts += 1;
         let signature = part.thought_signature.as_deref().filter(|s| !s.is_empty());
         if let Some(call) = &part.function_call {
-            let id = match call.id.as_deref().filter(|id| !id.is_empty()) {
-                Some(id) => id.to_owned(),
-                None => ids::synthetic_call_id(response_id, at.calls, &call.name),
-            };
+            let id = ids::call_id(call.id.as_deref(), response_id, at.calls, &call.name);
             at.calls += 1;
-            let id = ids::with_signature(id, signature);
             if let Some(signature) = signature {
                 out.push(Piece::Reasoning(Reasoning {
                     family: Family::Gemini,

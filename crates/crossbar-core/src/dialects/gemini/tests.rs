@@ -310,10 +310,10 @@ fn decodes_a_golden_response_with_thoughts_and_parallel_calls() {
     // Ids are stable: the same response always maps to the same ids.
     let again = response::decode(golden("response_parallel_calls.json").as_bytes()).unwrap();
     assert_eq!(again.message.tool_calls, response.message.tool_calls);
-    // The signature stays with its call, in the id and as a reasoning block.
-    let (_, signature) = ids::split(&calls[0].id);
-    assert_eq!(signature.as_deref(), Some(SIGNATURE));
-    assert_eq!(ids::split(&calls[1].id).1, None);
+    // Ids stay short (OpenAI takes at most 40 characters); the signature is a reasoning block
+    // keyed by its call's id.
+    assert!(calls.iter().all(|c| c.id.len() <= 40), "{calls:?}");
+    assert_eq!(ids::split(&calls[0].id), (calls[0].id.as_str(), None));
     assert_eq!(
         response.message.reasoning,
         vec![
@@ -342,16 +342,17 @@ fn decodes_a_golden_response_with_thoughts_and_parallel_calls() {
 #[test]
 fn an_answer_replayed_as_history_returns_its_signature_on_its_call() {
     let response = response::decode(golden("response_parallel_calls.json").as_bytes()).unwrap();
-    // Through an OpenAI client: reasoning blocks are lost, ids survive.
-    let mut assistant = response.message.clone();
-    assistant.reasoning.clear();
-    let mut messages = vec![Message::text(Role::User, "weather?"), assistant];
-    for call in &response.message.tool_calls {
-        let mut result = Message::text(Role::Tool, "ok");
-        result.tool_call_id = Some(call.id.clone());
-        messages.push(result);
-    }
-    let encoded = request::value(&ChatRequest::new("m", messages), false);
+    let replay = |assistant: Message| {
+        let mut messages = vec![Message::text(Role::User, "weather?"), assistant];
+        for call in &response.message.tool_calls {
+            let mut result = Message::text(Role::Tool, "ok");
+            result.tool_call_id = Some(call.id.clone());
+            messages.push(result);
+        }
+        request::value(&ChatRequest::new("m", messages), false)
+    };
+    // With its reasoning (kept by the client, or given back by the reasoning memory).
+    let encoded = replay(response.message.clone());
     let parts = &encoded["contents"][1]["parts"];
     assert_eq!(parts[1]["thoughtSignature"], SIGNATURE);
     assert_eq!(
@@ -360,6 +361,52 @@ fn an_answer_replayed_as_history_returns_its_signature_on_its_call() {
     );
     assert!(parts[2].get("thoughtSignature").is_none());
     assert_eq!(encoded["contents"][2]["parts"].as_array().unwrap().len(), 2);
+    // Without it: the step's first call carries Google's documented stand-in, the others none.
+    let mut lost = response.message.clone();
+    lost.reasoning.clear();
+    let encoded = replay(lost);
+    let parts = &encoded["contents"][1]["parts"];
+    assert_eq!(
+        parts[1]["thoughtSignature"],
+        "skip_thought_signature_validator"
+    );
+    assert!(parts[2].get("thoughtSignature").is_none());
+}
+
+#[test]
+fn thinking_budgets_fit_the_gemini_2_5_model() {
+    let cases = [
+        // (target, asked, sent)
+        ("gemini-2.5-pro", 0, 128),
+        ("gemini-2.5-pro", 64, 128),
+        ("gemini-2.5-pro", 50_000, 32_768),
+        ("gemini-2.5-pro-preview-06-05", 1024, 1024),
+        ("gemini-2.5-flash", 0, 0),
+        ("gemini-2.5-flash", 32_768, 24_576),
+        ("models/gemini-2.5-flash", 16_384, 16_384),
+        ("gemini-2.5-flash-lite", 0, 0),
+        ("gemini-2.5-flash-lite", 100, 512),
+        ("gemini-2.5-flash-lite", 30_000, 24_576),
+        ("gemini-3-pro-preview", 50_000, 50_000),
+        ("tunedModels/mine", 0, 0),
+    ];
+    for (target, asked, sent) in cases {
+        assert_eq!(request::fit_budget(asked, target), sent, "{target} {asked}");
+    }
+    let mut none = ChatRequest::new("m", vec![Message::text(Role::User, "hi")]);
+    none.reasoning_effort = Some("none".into());
+    let body = |target: &str| -> Value {
+        serde_json::from_slice(&gemini().chat_body(&none, target).unwrap()).unwrap()
+    };
+    assert_eq!(
+        body("gemini-2.5-pro")["generationConfig"]["thinkingConfig"],
+        json!({"thinkingBudget": 128}),
+        "2.5 Pro cannot stop thinking: its least budget"
+    );
+    assert_eq!(
+        body("gemini-2.5-flash")["generationConfig"]["thinkingConfig"],
+        json!({"thinkingBudget": 0})
+    );
 }
 
 #[test]
@@ -435,7 +482,11 @@ async fn tool_call_stream_translates_to_the_golden_openai_stream() {
         .collect();
     assert_eq!(starts.len(), 2);
     assert_eq!((starts[0].0, starts[1].0), (0, 1));
-    assert_eq!(ids::split(&starts[0].1).1.as_deref(), Some("c2ln"));
+    assert!(starts.iter().all(|s| s.1.len() <= 40), "{starts:?}");
+    assert!(events.contains(&StreamEvent::ReasoningDelta(Reasoning {
+        family: Family::Gemini,
+        data: json!({"thoughtSignature": "c2ln", "part_index": 0, "tool_call_id": starts[0].1}),
+    })));
     let mut encoder = StreamEncoder::new(true);
     let mut out = BytesMut::new();
     for event in events {
