@@ -240,13 +240,44 @@ async fn parallel_tool_calls_and_results_round_trip_with_names_recovered() {
     }
 }
 
+/// What the simulator signs an answer with: `sim-thought:<responseId>:` and the response id
+/// repeated, 300 bytes in all (see crossbar-sim's Gemini `Render::signature`).
+fn sim_signature(response_id: &str) -> String {
+    use base64::Engine as _;
+    let mut bytes = format!("sim-thought:{response_id}:").into_bytes();
+    while bytes.len() < 300 {
+        bytes.extend_from_slice(response_id.as_bytes());
+    }
+    bytes.truncate(300);
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A follow-up turn answering `call` (an OpenAI tool call) with "sunny".
+fn follow_up(model: &str, question: &Value, call: &Value) -> Value {
+    json!({"model": model, "tools": weather_tools(), "reasoning_effort": "low", "messages": [question,
+        {"role": "assistant", "content": null, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call["id"], "content": "sunny"}]})
+}
+
+/// Sends `body` and checks the answer uses the tool result.
+#[expect(
+    clippy::unwrap_used,
+    reason = "test helper: an unexpected answer fails the test"
+)]
+async fn answers_with_the_result(gw: &TestGateway, body: &Value) {
+    let response = gw.post("/v1/chat/completions", body).await;
+    assert_eq!(response.status(), 200, "{body}");
+    let answer: Value = response.json().await.unwrap();
+    let content = answer["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(content.contains("sunny"), "{content}");
+}
+
 #[tokio::test]
-async fn thought_signatures_round_trip_through_an_openai_client() {
+async fn thinking_tool_call_ids_fit_openai_and_their_signatures_come_back() {
     let gw = start(CONFIG).await;
     for (model, provider) in BOTH {
         let question = user("What is the weather in Paris? use get_weather");
-        let tools = weather_tools();
-        let body = json!({"model": model, "messages": [question], "tools": tools, "reasoning_effort": "low"});
+        let body = json!({"model": model, "messages": [question], "tools": weather_tools(), "reasoning_effort": "low"});
         let response: Value = gw
             .post("/v1/chat/completions", &body)
             .await
@@ -254,9 +285,11 @@ async fn thought_signatures_round_trip_through_an_openai_client() {
             .await
             .unwrap();
         let call = response["choices"][0]["message"]["tool_calls"][0].clone();
+        let id = call["id"].as_str().unwrap();
+        // OpenAI rejects `tool_calls[].id` over 40 characters: the signature is not in the id.
         assert!(
-            call["id"].as_str().unwrap().contains("__ts_"),
-            "the signature rides in the id: {call}"
+            id.starts_with("call_gemini_") && id.len() == 28,
+            "{model}: {id}"
         );
         assert!(
             response["usage"]["completion_tokens_details"]["reasoning_tokens"]
@@ -269,44 +302,98 @@ async fn thought_signatures_round_trip_through_an_openai_client() {
             json!({"thinkingBudget": 1024}),
             "reasoning_effort low → the shared 1024-token budget"
         );
+        let signature = sim_signature(response["id"].as_str().unwrap());
 
-        let follow_up = |call: &Value| {
-            json!({"model": model, "tools": tools, "reasoning_effort": "low", "messages": [question,
-                {"role": "assistant", "content": null, "tool_calls": [call]},
-                {"role": "tool", "tool_call_id": call["id"], "content": "sunny"}]})
-        };
-        let response = gw.post("/v1/chat/completions", &follow_up(&call)).await;
-        assert_eq!(response.status(), 200, "{model}");
-        let body: Value = response.json().await.unwrap();
-        assert!(
-            body["choices"][0]["message"]["content"]
-                .as_str()
-                .unwrap()
-                .contains("sunny")
-        );
+        // The next turn, with nothing but the short id, reaches Gemini with the exact signature.
+        answers_with_the_result(&gw, &follow_up(model, &question, &call)).await;
         let sent = upstream(&gw, provider).pop().unwrap();
-        assert!(
-            sent["contents"][1]["parts"][0]["thoughtSignature"].is_string(),
-            "{sent}"
+        assert_eq!(
+            sent["contents"][1]["parts"][0]["thoughtSignature"],
+            json!(signature),
+            "{model}"
         );
 
-        // A client that mangles the id loses the signature: Gemini's own 400 reaches it.
-        let mut mangled = call.clone();
-        let id = call["id"].as_str().unwrap();
-        mangled["id"] = json!(id.split("__ts_").next().unwrap());
-        let (status, body) =
-            error_of(gw.post("/v1/chat/completions", &follow_up(&mangled)).await).await;
-        assert_eq!(status, 400);
-        let message = body["error"]["message"].as_str().unwrap();
-        assert!(
-            message.contains("Function call is missing a thought_signature"),
-            "{message}"
-        );
-        assert!(
-            message.contains(provider),
-            "the provider is named: {message}"
+        // Streamed, the same: short ids, and the signature kept for the next turn.
+        let streamed = json!({"model": model, "messages": [question], "tools": weather_tools(),
+            "reasoning_effort": "low", "stream": true});
+        let (frames, end) = sse_data(gw.post("/v1/chat/completions", &streamed).await).await;
+        end.unwrap();
+        let chunks = chunks(&frames);
+        let calls = streamed_calls(&chunks);
+        assert!(calls.iter().all(|c| c.0.len() <= 40), "{calls:?}");
+        let call = json!({"id": calls[0].0, "type": "function",
+            "function": {"name": calls[0].1, "arguments": calls[0].2}});
+        answers_with_the_result(&gw, &follow_up(model, &question, &call)).await;
+        let sent = upstream(&gw, provider).pop().unwrap();
+        assert_eq!(
+            sent["contents"][1]["parts"][0]["thoughtSignature"],
+            json!(sim_signature(chunks[0]["id"].as_str().unwrap())),
+            "{model}: streamed"
         );
     }
+}
+
+#[tokio::test]
+async fn a_lost_signature_becomes_googles_documented_dummy_not_an_error() {
+    let gw = start(CONFIG).await;
+    for (model, provider) in BOTH {
+        let question = user("What is the weather in Paris? use get_weather");
+        let body = json!({"model": model, "messages": [question], "tools": weather_tools(), "reasoning_effort": "low"});
+        let response: Value = gw
+            .post("/v1/chat/completions", &body)
+            .await
+            .json()
+            .await
+            .unwrap();
+        // An id the gateway's memory never saw (expired, or kept by another replica).
+        let mut call = response["choices"][0]["message"]["tool_calls"][0].clone();
+        call["id"] = json!("call_gemini_0000000000000000");
+        answers_with_the_result(&gw, &follow_up(model, &question, &call)).await;
+        let sent = upstream(&gw, provider).pop().unwrap();
+        assert_eq!(
+            sent["contents"][1]["parts"][0]["thoughtSignature"], "skip_thought_signature_validator",
+            "{model}"
+        );
+        assert_eq!(
+            sent["contents"][1]["parts"][0]["functionCall"]["name"],
+            "get_weather"
+        );
+    }
+}
+
+#[tokio::test]
+async fn responses_clients_get_short_call_ids_too() {
+    let gw = start(CONFIG).await;
+    let tools = json!([{"type": "function", "name": "get_weather", "description": "Current weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]);
+    let body = json!({"model": "gemini", "input": "What is the weather in Paris? use get_weather",
+        "tools": tools, "reasoning": {"effort": "low"}});
+    let response = gw.post("/v1/responses", &body).await;
+    assert_eq!(response.status(), 200);
+    let response: Value = response.json().await.unwrap();
+    let call = response["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|item| item["type"] == "function_call")
+        .unwrap()
+        .clone();
+    let call_id = call["call_id"].as_str().unwrap();
+    assert!(call_id.len() <= 40, "{call_id}");
+    let next = json!({"model": "gemini", "tools": tools, "reasoning": {"effort": "low"}, "input": [
+        {"role": "user", "content": "What is the weather in Paris? use get_weather"},
+        {"type": "function_call", "call_id": call_id, "name": "get_weather", "arguments": call["arguments"]},
+        {"type": "function_call_output", "call_id": call_id, "output": "sunny"}]});
+    let answer = gw.post("/v1/responses", &next).await;
+    assert_eq!(answer.status(), 200);
+    let sent = upstream(&gw, "sim-gemini").pop().unwrap();
+    let signature = sent["contents"][1]["parts"][0]["thoughtSignature"]
+        .as_str()
+        .unwrap();
+    assert!(
+        signature.len() > 100,
+        "the real signature, not the dummy: {signature}"
+    );
 }
 
 /// Remote image URLs are the gateway's to fetch (see `images.rs`); a URL that still reaches this
@@ -540,4 +627,21 @@ async fn embeddings_on_the_gemini_api_and_a_clear_error_on_vertex() {
         "{body}"
     );
     assert!(gw.sim("sim-vertex").requests().is_empty());
+}
+
+/// 2.5 Pro cannot stop thinking (its API answers a zero budget with a 400): effort `none` gets
+/// its least budget there, and still turns thinking off on Flash.
+#[tokio::test]
+async fn reasoning_effort_none_fits_what_each_model_accepts() {
+    let gw = start(CONFIG).await;
+    for (model, provider, budget) in [("gemini", "sim-gemini", 0), ("vertex", "sim-vertex", 128)] {
+        let body = json!({"model": model, "messages": [user("hi")], "reasoning_effort": "none"});
+        let response = gw.post("/v1/chat/completions", &body).await;
+        assert_eq!(response.status(), 200, "{model}");
+        assert_eq!(
+            upstream(&gw, provider).pop().unwrap()["generationConfig"]["thinkingConfig"],
+            json!({"thinkingBudget": budget}),
+            "{model}"
+        );
+    }
 }
