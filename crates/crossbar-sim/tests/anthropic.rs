@@ -106,10 +106,18 @@ async fn bearer_keys_and_the_newest_sdk_version_are_accepted() {
     }
 }
 
+/// Headers sent, then the status, error type and message expected.
+type Case = (
+    &'static [(&'static str, &'static str)],
+    u16,
+    &'static str,
+    &'static str,
+);
+
 #[tokio::test]
 async fn missing_or_wrong_credentials_and_versions_get_the_apis_errors() {
     let server = anthropic().await;
-    let cases: [(&[(&str, &str)], u16, &str, &str); 7] = [
+    let cases: [Case; 7] = [
         (
             &[("anthropic-version", "2023-06-01")],
             401,
