@@ -37,16 +37,21 @@ pub(crate) async fn observe(State(app): State<App>, request: Request, next: Next
         );
         return crate::openai::render_error(app.dialect, &error);
     };
-    app.record(recorded(&parts, &bytes));
+    let index = app.record(recorded(&parts, &bytes));
     let response = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
-    if response.extensions().get::<Streamed>().is_none() {
-        guard.finish();
-        return response;
-    }
     let (parts, body) = response.into_parts();
-    Response::from_parts(parts, Body::from_stream(guarded(body, guard)))
+    if parts.extensions.get::<Streamed>().is_none() {
+        // Answers are built in memory, so buffering them to record costs nothing observable.
+        let body = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .unwrap_or_default();
+        app.record_response(index, &body);
+        guard.finish();
+        return Response::from_parts(parts, Body::from(body));
+    }
+    Response::from_parts(parts, Body::from_stream(guarded(body, guard, app, index)))
 }
 
 fn recorded(parts: &request::Parts, body: &Bytes) -> RecordedRequest {
@@ -63,6 +68,7 @@ fn recorded(parts: &request::Parts, body: &Bytes) -> RecordedRequest {
             })
             .collect(),
         body: serde_json::from_slice(body).ok(),
+        response: None,
     }
 }
 
@@ -71,15 +77,20 @@ fn recorded(parts: &request::Parts, body: &Bytes) -> RecordedRequest {
 fn guarded(
     body: Body,
     guard: RequestGuard,
+    app: App,
+    index: usize,
 ) -> impl Stream<Item = Result<Bytes, axum::Error>> + Send + 'static {
     async_stream::stream! {
         let mut data = body.into_data_stream();
         while let Some(item) = data.next().await {
-            if let Err(error) = item {
-                // A scripted cut: the server is done even though the client gets an error.
-                guard.finish();
-                yield Err(error);
-                return;
+            match &item {
+                Ok(bytes) => app.record_response(index, bytes),
+                Err(_) => {
+                    // A scripted cut: the server is done even though the client gets an error.
+                    guard.finish();
+                    yield item;
+                    return;
+                }
             }
             yield item;
         }

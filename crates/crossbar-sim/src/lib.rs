@@ -168,6 +168,9 @@ pub struct RecordedRequest {
     pub headers: Vec<(String, String)>,
     /// The body when it was JSON.
     pub body: Option<serde_json::Value>,
+    /// The response body as sent so far (a stream's bytes as they went out), so tests can hold
+    /// the gateway's answer to exactly what the simulator said.
+    pub response: Option<Vec<u8>>,
 }
 
 impl RecordedRequest {

@@ -67,8 +67,21 @@ impl Shared {
         self.sequence.fetch_add(1, Ordering::Relaxed)
     }
 
-    pub fn record(&self, request: RecordedRequest) {
-        lock(&self.requests).push(request);
+    /// Records a request; its response is added under the returned index.
+    pub fn record(&self, request: RecordedRequest) -> usize {
+        let mut requests = lock(&self.requests);
+        requests.push(request);
+        requests.len() - 1
+    }
+
+    /// Appends what the server sent for the request recorded at `index`.
+    pub fn record_response(&self, index: usize, bytes: &[u8]) {
+        if let Some(request) = lock(&self.requests).get_mut(index) {
+            request
+                .response
+                .get_or_insert_with(Vec::new)
+                .extend_from_slice(bytes);
+        }
     }
 
     pub fn requests(&self) -> Vec<RecordedRequest> {

@@ -401,17 +401,35 @@ async fn models_are_listed() {
 #[tokio::test]
 async fn requests_are_recorded_in_order() {
     let server = openai().await;
-    reqwest::Client::new()
+    let answered = reqwest::Client::new()
         .post(chat_url(&server))
         .header("Authorization", "Bearer sk-test")
         .json(&json!({"model": "m", "messages": [user("one")]}))
         .send()
         .await
+        .unwrap()
+        .bytes()
+        .await
         .unwrap();
     reqwest::get(format!("{}/models?limit=1", server.base_url()))
         .await
         .unwrap();
+    let streamed = stream_chunks(
+        &chat_url(&server),
+        &json!({"model": "m", "stream": true, "messages": [user("two")]}),
+    )
+    .await;
     let requests = server.requests();
+    // Each response is recorded as sent, streams included.
+    assert_eq!(requests[0].response.as_deref(), Some(&answered[..]));
+    let recorded = String::from_utf8(requests[2].response.clone().unwrap()).unwrap();
+    let recorded: Vec<Value> = sse_payloads(&recorded)
+        .iter()
+        .filter(|p| *p != "[DONE]")
+        .map(|p| serde_json::from_str(p).unwrap())
+        .collect();
+    assert_eq!(recorded, streamed);
+    let requests = &requests[..2];
     assert_eq!(requests.len(), 2);
     assert_eq!(
         (requests[0].method.as_str(), requests[0].path.as_str()),
@@ -427,7 +445,7 @@ async fn requests_are_recorded_in_order() {
     let stats = server.stats();
     assert_eq!(
         (stats.requests, stats.completed, stats.in_flight),
-        (2, 2, 0)
+        (3, 3, 0)
     );
 }
 
