@@ -108,3 +108,21 @@ async fn every_function_call_needs_its_output() {
     .await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test]
+async fn max_output_tokens_has_a_floor_of_16() {
+    let server = start(SimDialect::OpenAi, SimConfig::default()).await;
+    let url = responses_url(&server);
+    let ask = |max: u64| json!({"model": "gpt-4o", "store": false, "input": "a long story please", "max_output_tokens": max});
+    let (status, body) = post_json(&url, &ask(15)).await;
+    assert_eq!(
+        (status, body),
+        (
+            400,
+            json!({"error": {"message": "Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16, but got 15 instead.",
+                "type": "invalid_request_error", "param": "max_output_tokens", "code": "integer_below_min_value"}})
+        )
+    );
+    let (status, body) = post_json(&url, &ask(16)).await;
+    assert_eq!(status, 200, "{body}");
+}

@@ -54,16 +54,28 @@ pub enum Finish {
     Other(String),
 }
 
+/// Token counts normalised across dialects: `input` counts every prompt token (cache reads and
+/// writes included), `output` every generated token (reasoning included).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub input: u64,
+    pub cached: u64,
+    pub cache_write: u64,
+    pub output: u64,
+    pub reasoning: u64,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Reply {
     pub status: u16,
     pub text: String,
     pub calls: Vec<Call>,
     pub finish: Option<Finish>,
-    /// (input, cached input, output)
-    pub usage: Option<(u64, u64, u64)>,
+    pub usage: Option<Usage>,
     /// The error message, from an error body or an in-stream error event.
     pub error: Option<String>,
+    /// The error body's `param` (OpenAI and Responses error bodies carry one).
+    pub param: Option<String>,
     /// The stream ended with its terminator (`[DONE]` / `message_stop`).
     pub complete: bool,
     pub retry_after: Option<String>,
@@ -251,6 +263,7 @@ pub async fn send(
             } else {
                 format!("badly shaped error body: {text}")
             }),
+            param: value["error"]["param"].as_str().map(str::to_owned),
             ..Reply::default()
         }
     } else if streamed {
@@ -272,14 +285,19 @@ pub async fn send(
     reply
 }
 
-fn openai_usage(usage: &Value) -> Option<(u64, u64, u64)> {
-    Some((
-        usage["prompt_tokens"].as_u64()?,
-        usage["prompt_tokens_details"]["cached_tokens"]
-            .as_u64()
-            .unwrap_or(0),
-        usage["completion_tokens"].as_u64()?,
-    ))
+pub fn openai_usage(usage: &Value) -> Option<Usage> {
+    Some(Usage {
+        input: usage["prompt_tokens"].as_u64()?,
+        cached: count(&usage["prompt_tokens_details"]["cached_tokens"]),
+        cache_write: count(&usage["prompt_tokens_details"]["cache_write_tokens"]),
+        output: usage["completion_tokens"].as_u64()?,
+        reasoning: count(&usage["completion_tokens_details"]["reasoning_tokens"]),
+    })
+}
+
+/// An optional count, 0 when absent.
+pub fn count(value: &Value) -> u64 {
+    value.as_u64().unwrap_or(0)
 }
 
 fn openai_reply(value: &Value) -> Reply {
@@ -368,14 +386,17 @@ fn openai_stream(text: &str) -> Reply {
     reply
 }
 
-fn anthropic_usage(usage: &Value) -> Option<(u64, u64, u64)> {
-    let read = usage["cache_read_input_tokens"].as_u64().unwrap_or(0);
-    let write = usage["cache_creation_input_tokens"].as_u64().unwrap_or(0);
-    Some((
-        usage["input_tokens"].as_u64()? + read + write,
-        read,
-        usage["output_tokens"].as_u64()?,
-    ))
+/// Anthropic has no reasoning count: `reasoning` stays 0.
+pub fn anthropic_usage(usage: &Value) -> Option<Usage> {
+    let read = count(&usage["cache_read_input_tokens"]);
+    let write = count(&usage["cache_creation_input_tokens"]);
+    Some(Usage {
+        input: usage["input_tokens"].as_u64()? + read + write,
+        cached: read,
+        cache_write: write,
+        output: usage["output_tokens"].as_u64()?,
+        reasoning: 0,
+    })
 }
 
 fn anthropic_reply(value: &Value) -> Reply {
@@ -536,17 +557,18 @@ fn responses_reply(value: &Value) -> Reply {
         (Some("incomplete"), Some("max_output_tokens")) => Some(Finish::Length),
         (status, reason) => Some(Finish::Other(format!("{status:?} {reason:?}"))),
     };
-    let usage = &value["usage"];
-    reply.usage = (|| {
-        Some((
-            usage["input_tokens"].as_u64()?,
-            usage["input_tokens_details"]["cached_tokens"]
-                .as_u64()
-                .unwrap_or(0),
-            usage["output_tokens"].as_u64()?,
-        ))
-    })();
+    reply.usage = responses_usage(&value["usage"]);
     reply
+}
+
+pub fn responses_usage(usage: &Value) -> Option<Usage> {
+    Some(Usage {
+        input: usage["input_tokens"].as_u64()?,
+        cached: count(&usage["input_tokens_details"]["cached_tokens"]),
+        cache_write: count(&usage["input_tokens_details"]["cache_write_tokens"]),
+        output: usage["output_tokens"].as_u64()?,
+        reasoning: count(&usage["output_tokens_details"]["reasoning_tokens"]),
+    })
 }
 
 /// Text from the `output_text` deltas, calls from the finished items, the rest from the

@@ -1,8 +1,13 @@
 //! The conformance matrix: every ingress dialect (OpenAI Chat Completions, Anthropic Messages,
 //! OpenAI Responses) × every provider kind × every case, through a real gateway in front of
-//! simulated providers that validate requests the way the real services do. Exclusions are
-//! listed with their reason in [`excluded`]; a case that passes while listed as excluded fails
-//! the matrix too, so the list stays true.
+//! simulated providers that validate requests the way the real services do. Every successful
+//! cell is held to what the simulator actually answered (its recorded response): the same text,
+//! the same tool calls with the same arguments, the same token counts; the system prompt must
+//! land in the provider's system field only, and tool-error flags must map both ways. Every
+//! upstream body is validated against the published spec of its wire (OpenAI's OpenAPI for
+//! Chat Completions and Responses, AWS's Smithy model for Converse). Cells that cannot work are
+//! listed in [`expectation`] with the failure they must show; cells the harness cannot express
+//! are not run and not counted.
 
 #![expect(
     clippy::unwrap_used,
@@ -11,14 +16,17 @@
 )]
 
 mod client;
+mod upstream;
 
 use std::fmt::Write as _;
 
 use client::{Call, Finish, Ingress, Reply, Spec, Turn};
 use crossbar_core::config::Config;
 use crossbar_server::{Gateway, ServeLimits, app, serve};
-use crossbar_sim::{SimConfig, SimDialect, SimServer};
+use crossbar_sim::{RecordedRequest, SimConfig, SimDialect, SimServer};
+use crossbar_testkit::{openapi, smithy};
 use serde_json::{Value, json};
+use upstream::Wire;
 
 /// Every case, in the order they run.
 const CASES: &[&str] = &[
@@ -43,20 +51,61 @@ const CASES: &[&str] = &[
     "upstream_429",
 ];
 
-/// Combinations that cannot work, and why. Keyed by provider, ingress (None = both) and case.
-fn excluded(provider: &str, ingress: Ingress, case: &str) -> Option<&'static str> {
+/// What a cell must do when it is not simply expected to pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expect {
+    /// The gateway refuses the request with this status and message, and this `param` where the
+    /// ingress's error body has one (an Anthropic error body has none).
+    Refused {
+        status: u16,
+        param: &'static str,
+        message: &'static str,
+    },
+    /// The request succeeds but reports no cached tokens: these providers cache only at
+    /// explicit breakpoints, which the ingress dialect cannot express.
+    NoCache,
+    /// The ingress dialect has no way to ask for this: the cell is neither run nor counted.
+    NotExpressible,
+}
+
+/// Combinations that cannot work, and how they must fail.
+fn expectation(provider: &str, ingress: Ingress, case: &str) -> Option<Expect> {
     match (provider, ingress, case) {
-        ("anthropic" | "vertex-anthropic" | "bedrock", Ingress::OpenAi, "usage_cached") => Some(
-            "these providers cache only at explicit breakpoints, which OpenAI Chat Completions cannot express",
-        ),
-        (_, Ingress::Responses, "stop_sequence") => Some("the Responses API has no stop sequences"),
-        ("openai-responses", _, "stop_sequence") => Some("the Responses API has no stop sequences"),
-        ("anthropic" | "vertex-anthropic" | "bedrock", Ingress::Responses, "usage_cached") => Some(
-            "these providers cache only at explicit breakpoints, which the Responses API cannot express",
-        ),
+        // The Responses API has no stop sequences.
+        (_, Ingress::Responses, "stop_sequence") => Some(Expect::NotExpressible),
+        // ... so a Responses upstream cannot honour them: a 400 naming the field.
+        ("openai-responses", Ingress::OpenAi | Ingress::Anthropic, "stop_sequence") => {
+            Some(Expect::Refused {
+                status: 400,
+                param: "stop",
+                message: "Stop sequences are not supported by Responses API deployments.",
+            })
+        }
+        (
+            "anthropic" | "vertex-anthropic" | "bedrock",
+            Ingress::OpenAi | Ingress::Responses,
+            "usage_cached",
+        ) => Some(Expect::NoCache),
         _ => None,
     }
 }
+
+/// Cases whose reply is held to the simulator's recorded answer.
+const CONTENT_CASES: &[&str] = &[
+    "text",
+    "system",
+    "multi_turn",
+    "stream",
+    "tool_call",
+    "parallel_tool_calls",
+    "tool_result",
+    "tool_error",
+    "image",
+    "json_schema",
+    "stop_sequence",
+    "max_tokens",
+    "usage_cached",
+];
 
 struct Provider {
     name: &'static str,
@@ -158,6 +207,8 @@ struct Harness {
     gateway: Gateway,
     standalone: Option<SimServer>,
     ingress: Ingress,
+    /// The last reply the gateway gave, for the content checks after a case.
+    last_reply: std::sync::Mutex<Reply>,
 }
 
 impl Harness {
@@ -201,6 +252,7 @@ impl Harness {
             gateway,
             standalone,
             ingress,
+            last_reply: std::sync::Mutex::default(),
         }
     }
 
@@ -211,7 +263,14 @@ impl Harness {
     }
 
     async fn send(&self, spec: &Spec) -> Reply {
-        client::send(&self.client, &self.url, self.ingress, "m", spec).await
+        let reply = client::send(&self.client, &self.url, self.ingress, "m", spec).await;
+        *self.last_reply.lock().unwrap() = reply.clone();
+        reply
+    }
+
+    /// Requests the provider received from the `from`-th on.
+    fn requests_since(&self, from: usize) -> Vec<RecordedRequest> {
+        self.sim().requests().into_iter().skip(from).collect()
     }
 
     /// The body of the last request the provider received, as text.
@@ -305,9 +364,10 @@ async fn run_case(h: &Harness, case: &str) -> Result<(), String> {
             ensure(reply.finish == Some(Finish::Stop), || {
                 format!("finish {:?}", reply.finish)
             })?;
-            ensure(reply.usage.is_some_and(|u| u.0 > 0 && u.2 > 0), || {
-                format!("usage {:?}", reply.usage)
-            })
+            ensure(
+                reply.usage.is_some_and(|u| u.input > 0 && u.output > 0),
+                || format!("usage {:?}", reply.usage),
+            )
         }
         "system" => {
             let spec = Spec {
@@ -351,7 +411,7 @@ async fn run_case(h: &Harness, case: &str) -> Result<(), String> {
             ensure(reply.finish == Some(Finish::Stop), || {
                 format!("finish {:?}", reply.finish)
             })?;
-            ensure(reply.usage.is_some_and(|u| u.2 > 0), || {
+            ensure(reply.usage.is_some_and(|u| u.output > 0), || {
                 format!("usage {:?}", reply.usage)
             })
         }
@@ -462,8 +522,13 @@ async fn run_case(h: &Harness, case: &str) -> Result<(), String> {
         "max_tokens" => {
             let reply = h
                 .send(&Spec {
-                    max_tokens: Some(3),
-                    ..user("Write a long story about the sea and ships and sailors at dawn")
+                    // 16 is the Responses API's floor for max_output_tokens.
+                    max_tokens: Some(16),
+                    ..user(
+                        "Write a long story about the sea and ships and sailors at dawn, the \
+                         harbour lights, the fishing boats, the gulls, the storms, the tides, the \
+                         lighthouse keepers and their families, the markets and the old songs",
+                    )
                 })
                 .await;
             ok(&reply)?;
@@ -482,9 +547,12 @@ async fn run_case(h: &Harness, case: &str) -> Result<(), String> {
             ok(&h.send(&spec).await)?;
             let second = h.send(&spec).await;
             ok(&second)?;
-            ensure(second.usage.is_some_and(|u| u.1 > 0 && u.1 <= u.0), || {
-                format!("no cached tokens reported: {:?}", second.usage)
-            })
+            ensure(
+                second
+                    .usage
+                    .is_some_and(|u| u.cached > 0 && u.cached <= u.input),
+                || format!("no cached tokens reported: {:?}", second.usage),
+            )
         }
         "upstream_4xx" => {
             let reply = h
@@ -580,31 +648,256 @@ async fn run_case(h: &Harness, case: &str) -> Result<(), String> {
     }
 }
 
+/// Holds the case's last reply to what the simulator answered, and the request it sent to
+/// where each part belongs.
+fn check_content(h: &Harness, case: &str, sent: &[RecordedRequest]) -> Result<(), String> {
+    let reply = h.last_reply.lock().unwrap().clone();
+    let last = sent.last().ok_or("the provider received nothing")?;
+    let wire = Wire::of(last).ok_or_else(|| format!("unknown upstream path {}", last.path))?;
+    let answer = upstream::answer(last).ok_or("the provider's answer was not recorded")?;
+    ensure(reply.text == answer.text, || {
+        format!(
+            "text {:?} but the provider said {:?}",
+            reply.text, answer.text
+        )
+    })?;
+    let calls: Vec<(String, Value)> = reply
+        .calls
+        .iter()
+        .map(|c| Ok((c.name.clone(), object_args(c)?)))
+        .collect::<Result<_, String>>()?;
+    ensure(calls == answer.calls, || {
+        format!("calls {calls:?} but the provider called {:?}", answer.calls)
+    })?;
+    let mut usage = reply.usage.ok_or("no usage")?;
+    let mut expected = answer.usage.ok_or("the provider reported no usage")?;
+    // Anthropic's usage has no reasoning count, the Responses API no cache-write count.
+    if h.ingress == Ingress::Anthropic {
+        expected.reasoning = 0;
+    }
+    if h.ingress == Ingress::Responses {
+        usage.cache_write = expected.cache_write;
+    }
+    ensure(usage == expected, || {
+        format!("usage {usage:?} but the provider reported {expected:?}")
+    })?;
+    let body = last.body.as_ref().ok_or("the upstream body was not JSON")?;
+    match case {
+        "system" => {
+            let field = upstream::system_field(wire, body).unwrap_or_default();
+            let everywhere = body.to_string().matches("SYSMARKER-42").count();
+            ensure(field.contains("SYSMARKER-42") && everywhere == 1, || {
+                format!("system prompt not (only) in the system field: {body}")
+            })?;
+        }
+        "tool_result" | "tool_error" => {
+            // Only the Anthropic ingress can flag an error; OpenAI and Responses results are
+            // plain content, so they must reach a flagging provider as successes.
+            let flagged = case == "tool_error" && h.ingress == Ingress::Anthropic;
+            match upstream::tool_error_flag(wire, body)? {
+                None => {}
+                Some(flag) => ensure(flag == flagged, || {
+                    format!("tool result flagged error={flag}, expected {flagged}: {body}")
+                })?,
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Checks a cell listed in [`expectation`] failed the way it says.
+fn check_expected(h: &Harness, expect: Expect) -> Result<(), String> {
+    let reply = h.last_reply.lock().unwrap().clone();
+    match expect {
+        Expect::Refused {
+            status,
+            param,
+            message,
+        } => {
+            let param_ok = h.ingress == Ingress::Anthropic || reply.param.as_deref() == Some(param);
+            ensure(
+                reply.status == status && reply.error.as_deref() == Some(message) && param_ok,
+                || format!("expected {status} {message:?} (param {param}), got {reply:?}"),
+            )
+        }
+        Expect::NoCache => ensure(
+            reply.status == 200 && reply.usage.is_some_and(|u| u.cached == 0),
+            || format!("expected a success without cached tokens, got {reply:?}"),
+        ),
+        Expect::NotExpressible => Ok(()),
+    }
+}
+
+/// Validates one upstream body against its wire's published spec; returns whether one exists.
+/// Anthropic Messages and Gemini publish no machine-readable spec, so theirs are not.
+fn validate_upstream(request: &RecordedRequest) -> bool {
+    let Some(body) = &request.body else {
+        return false;
+    };
+    match Wire::of(request) {
+        Some(Wire::OpenAiChat) => openapi::check("CreateChatCompletionRequest", body),
+        Some(Wire::Responses) => check_create_response(body),
+        Some(Wire::Converse) => smithy::check("ConverseRequest", body),
+        Some(Wire::ConverseStream) => smithy::check("ConverseStreamRequest", body),
+        Some(Wire::Anthropic | Wire::Gemini) | None => return false,
+    }
+    true
+}
+
+/// `CreateResponse`, with each input item checked against the schema its `type` discriminates.
+/// The spec's `InputItem` is a `oneOf` with an OpenAPI `discriminator`; JSON Schema ignores the
+/// discriminator, and a user message matches both `EasyInputMessage` and `InputMessage`, so
+/// plain `oneOf` would refuse every valid message.
+fn check_create_response(body: &Value) {
+    let mut rest = body.clone();
+    if let Some(items) = body["input"].as_array() {
+        rest["input"] = json!("(items checked one by one)");
+        for item in items {
+            if item["role"] == "assistant" && item["content"].is_array() {
+                check_assistant_history(item);
+                continue;
+            }
+            let schema = match item["type"].as_str() {
+                None | Some("message") => "EasyInputMessage",
+                Some("function_call") => "FunctionToolCall",
+                Some("function_call_output") => "FunctionCallOutputItemParam",
+                Some("reasoning") => "ReasoningItem",
+                Some(other) => panic!("unexpected input item type {other}: {body}"),
+            };
+            openapi::check(schema, item);
+        }
+    }
+    openapi::check("CreateResponse", &rest);
+}
+
+/// An assistant turn replayed as input. The real API wants its parts as `output_text` (it refuses
+/// `input_text` there), which the spec models only inside a full `OutputMessage` (with `id`,
+/// `status` and per-part `logprobs`, none of which a replayed turn has): so each part must be a
+/// text `output_text` or `refusal`, and the message with its text as `content` an
+/// `EasyInputMessage`.
+fn check_assistant_history(item: &Value) {
+    let mut text = String::new();
+    for part in item["content"].as_array().into_iter().flatten() {
+        let ok = match part["type"].as_str() {
+            Some("output_text") => part["text"].as_str().map(|t| text.push_str(t)).is_some(),
+            Some("refusal") => part["refusal"].is_string(),
+            _ => false,
+        };
+        assert!(
+            ok,
+            "assistant history part {part} is not output_text or refusal"
+        );
+    }
+    let mut message = item.clone();
+    message["content"] = json!(text);
+    openapi::check("EasyInputMessage", &message);
+}
+
+/// What one provider × ingress run did, for the counts.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Counts {
+    run: usize,
+    content: usize,
+    expected_failures: usize,
+    not_expressible: usize,
+    bodies_validated: usize,
+}
+
 /// Runs every case for one provider and ingress; fails listing each cell that did not do as the
 /// matrix says.
-async fn matrix(provider_name: &str, ingress: Ingress) {
+async fn matrix(provider_name: &str, ingress: Ingress) -> Counts {
     let provider = PROVIDERS.iter().find(|p| p.name == provider_name).unwrap();
     let harness = Harness::start(provider, ingress).await;
     let mut failures = String::new();
+    let mut counts = Counts::default();
     for case in CASES {
+        let expect = expectation(provider_name, ingress, case);
+        if expect == Some(Expect::NotExpressible) {
+            counts.not_expressible += 1;
+            continue;
+        }
+        counts.run += 1;
+        let before = harness.sim().requests().len();
         let result = run_case(&harness, case).await;
-        match (result, excluded(provider_name, ingress, case)) {
-            (Ok(()), None) | (Err(_), Some(_)) => {}
-            (Ok(()), Some(reason)) => {
-                let _ = writeln!(
-                    failures,
-                    "  {case}: passes but is listed as excluded ({reason})"
-                );
+        let result = match (result, expect) {
+            (Ok(()), None) if CONTENT_CASES.contains(case) => {
+                counts.content += 1;
+                check_content(&harness, case, &harness.requests_since(before))
             }
-            (Err(why), None) => {
-                let _ = writeln!(failures, "  {case}: {why}");
+            (Ok(()), None) => Ok(()),
+            (Err(why), None) => Err(why),
+            (outcome, Some(expect)) => {
+                counts.expected_failures += 1;
+                check_expected(&harness, expect).map_err(|why| {
+                    format!(
+                        "listed as {expect:?} ({}): {why}",
+                        match outcome {
+                            Ok(()) => "the case passed".to_owned(),
+                            Err(e) => e,
+                        }
+                    )
+                })
             }
+        };
+        if let Err(why) = result {
+            let _ = writeln!(failures, "  {case}: {why}");
+        }
+    }
+    for request in harness.sim().requests() {
+        if validate_upstream(&request) {
+            counts.bodies_validated += 1;
         }
     }
     assert!(
         failures.is_empty(),
         "{provider_name} via {ingress:?} ingress:\n{failures}"
     );
+    println!("{provider_name} via {ingress:?}: {counts:?}");
+    counts
+}
+
+/// The matrix's honest size, computed from its own tables: cells run, cells whose content is
+/// asserted, cells that must fail in a named way, and cells no ingress request can express.
+#[test]
+fn matrix_counts() {
+    let mut counts = Counts::default();
+    for provider in PROVIDERS {
+        for ingress in [Ingress::OpenAi, Ingress::Anthropic, Ingress::Responses] {
+            for case in CASES {
+                match expectation(provider.name, ingress, case) {
+                    Some(Expect::NotExpressible) => counts.not_expressible += 1,
+                    Some(_) => {
+                        counts.run += 1;
+                        counts.expected_failures += 1;
+                    }
+                    None => {
+                        counts.run += 1;
+                        counts.content += usize::from(CONTENT_CASES.contains(case));
+                    }
+                }
+            }
+        }
+    }
+    println!("conformance matrix: {counts:?}");
+    assert_eq!(
+        counts,
+        Counts {
+            run: 477,
+            content: 334,
+            expected_failures: 8,
+            not_expressible: 9,
+            bodies_validated: 0,
+        }
+    );
+}
+
+/// Providers whose wire (Anthropic Messages, Gemini) has no machine-readable published spec.
+fn no_published_spec(provider: &str) -> bool {
+    matches!(
+        provider,
+        "anthropic" | "vertex-anthropic" | "gemini" | "vertex"
+    )
 }
 
 macro_rules! matrix_tests {
@@ -612,7 +905,8 @@ macro_rules! matrix_tests {
         $(
             #[tokio::test]
             async fn $test() {
-                matrix($provider, Ingress::$ingress).await;
+                let counts = matrix($provider, Ingress::$ingress).await;
+                assert!(counts.bodies_validated > 0 || no_published_spec($provider), "{counts:?}");
             }
         )*
     };

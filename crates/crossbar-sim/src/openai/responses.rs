@@ -252,6 +252,12 @@ fn parse(body: &[u8]) -> Result<Request, SimError> {
         .ok_or_else(|| invalid("model", "Missing required parameter: 'model'."))?
         .to_owned();
     let effort = parse_effort(&object)?;
+    // The API's floor for the output budget (CreateResponse in the OpenAPI spec: minimum 16).
+    if let Some(max) = object.get("max_output_tokens").and_then(Value::as_i64)
+        && max < 16
+    {
+        return Err(super::params::below_minimum("max_output_tokens", max, 16));
+    }
     let mut messages = Vec::new();
     if let Some(instructions) = object.get("instructions").and_then(Value::as_str) {
         messages.push(Message::new(Role::System, instructions));
