@@ -84,6 +84,23 @@ async fn errors_match_the_spec() {
     );
     let (_, not_found) = post_json(&format!("{}/nope", server.base_url()), &ok).await;
     check("ErrorResponse", &not_found);
+    // The request rules added for issue 14: payload-less parts, reasoning-model parameters,
+    // and the Responses API's call/output pairing.
+    for request in [
+        json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]}),
+        json!({"model": "o3", "messages": [user("x")], "max_tokens": 5}),
+        json!({"model": "o3", "messages": [user("x")], "temperature": 0.5}),
+    ] {
+        check("ErrorResponse", &error_body(&server, &request).await);
+    }
+    let (status, pairing) = post_json(
+        &format!("{}/responses", server.base_url()),
+        &json!({"model": "m", "store": false, "input": [
+            {"type": "function_call_output", "call_id": "call_1", "output": "x"}]}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    check("ErrorResponse", &pairing);
     for config in [
         SimConfig {
             api_key: Some("k".to_owned()),
