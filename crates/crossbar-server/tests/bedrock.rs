@@ -490,3 +490,156 @@ async fn a_cut_stream_ends_with_an_error_event_not_done() {
     let (frames, _) = sse_data(response).await;
     assert!(!frames.contains(&"[DONE]".to_owned()));
 }
+
+/// An Anthropic Messages call to the gateway.
+async fn messages(gw: &TestGateway, body: &Value) -> reqwest::Response {
+    gw.client()
+        .post(format!("{}/v1/messages", gw.url))
+        .header("anthropic-version", "2023-06-01")
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn anthropic_tools() -> Value {
+    json!([{"name": "get_weather", "description": "Current weather for a city",
+        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}])
+}
+
+/// The JSON payloads of an AWS event stream (prelude, headers, payload, CRC per message).
+fn event_payloads(mut bytes: &[u8]) -> Vec<Value> {
+    let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+    let mut out = Vec::new();
+    while bytes.len() >= 16 {
+        let total = be32(bytes);
+        let headers = be32(&bytes[4..]);
+        out.push(serde_json::from_slice(&bytes[12 + headers..total - 4]).unwrap());
+        bytes = &bytes[total..];
+    }
+    out
+}
+
+/// The reasoning text and signature the simulator sent in its last answer, streamed or not.
+fn sim_reasoning(gw: &TestGateway) -> (String, String) {
+    let bytes = gw
+        .sim("sim-bedrock")
+        .requests()
+        .pop()
+        .unwrap()
+        .response
+        .unwrap();
+    if let Ok(body) = serde_json::from_slice::<Value>(&bytes) {
+        let reasoning =
+            &body["output"]["message"]["content"][0]["reasoningContent"]["reasoningText"];
+        return (
+            reasoning["text"].as_str().unwrap().to_owned(),
+            reasoning["signature"].as_str().unwrap().to_owned(),
+        );
+    }
+    let (mut text, mut signature) = (String::new(), String::new());
+    for payload in event_payloads(&bytes) {
+        if let Some(reasoning) = payload["delta"].get("reasoningContent") {
+            text.push_str(reasoning["text"].as_str().unwrap_or_default());
+            signature.push_str(reasoning["signature"].as_str().unwrap_or_default());
+        }
+    }
+    (text, signature)
+}
+
+/// Defect 3 of issue 14: Claude's reasoning on Bedrock reaches Messages clients as signed
+/// `thinking` blocks, streamed and not, and goes back to Bedrock as the same `reasoningContent`.
+#[tokio::test]
+async fn anthropic_clients_get_claude_thinking_from_bedrock_and_send_it_back() {
+    let gw = start(&config()).await;
+    let ask = user("Use get_weather for Paris");
+    let mut request = json!({"model": "claude", "max_tokens": 4096,
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "tools": anthropic_tools(), "messages": [ask]});
+    let response = messages(&gw, &request).await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    let (text, signature) = sim_reasoning(&gw);
+    assert!(!text.is_empty() && !signature.is_empty());
+    assert_eq!(
+        answer["content"][0],
+        json!({"type": "thinking", "thinking": text, "signature": signature})
+    );
+    assert_eq!(answer["content"][1]["type"], "tool_use");
+    assert_eq!(answer["stop_reason"], "tool_use");
+
+    // The next turn gives the thinking back: Bedrock gets it first, with the same signature
+    // (the simulator, like Claude, refuses a tool-use turn without it).
+    let tool_id = answer["content"][1]["id"].as_str().unwrap();
+    let history = json!([ask, {"role": "assistant", "content": answer["content"]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool_id, "content": "21C"}]}]);
+    request["messages"] = history;
+    let response = messages(&gw, &request).await;
+    assert_eq!(response.status(), 200);
+    let sent = check_upstream(&gw).pop().unwrap();
+    assert_eq!(
+        sent["messages"][1]["content"][0],
+        json!({"reasoningContent": {"reasoningText": {"text": text, "signature": signature}}})
+    );
+
+    // Streamed: thinking_delta fragments then one signature_delta in block 0, as Anthropic
+    // streams them.
+    request["messages"] = json!([ask]);
+    request["stream"] = json!(true);
+    let (frames, end) = sse_data(messages(&gw, &request).await).await;
+    end.unwrap();
+    let events: Vec<Value> = frames
+        .iter()
+        .map(|f| serde_json::from_str(f).unwrap())
+        .collect();
+    let (text, signature) = sim_reasoning(&gw);
+    let block0: Vec<&Value> = events.iter().filter(|e| e["index"] == 0).collect();
+    assert_eq!(
+        block0.first().unwrap()["content_block"],
+        json!({"type": "thinking", "thinking": "", "signature": ""})
+    );
+    assert_eq!(block0.last().unwrap()["type"], "content_block_stop");
+    let deltas: Vec<&Value> = block0.iter().map(|e| &e["delta"]).collect();
+    let streamed: String = deltas
+        .iter()
+        .filter(|d| d["type"] == "thinking_delta")
+        .map(|d| d["thinking"].as_str().unwrap())
+        .collect();
+    let signatures: Vec<&Value> = deltas
+        .iter()
+        .filter(|d| d["type"] == "signature_delta")
+        .map(|d| &d["signature"])
+        .collect();
+    assert_eq!(streamed, text);
+    assert_eq!(signatures, [&json!(signature)]);
+    assert_eq!(
+        deltas.iter().rev().find(|d| d.is_object()).unwrap()["type"],
+        "signature_delta",
+        "the signature closes the thinking block"
+    );
+
+    // The streamed turn goes back the same way.
+    let start = events
+        .iter()
+        .find(|e| e["content_block"]["type"] == "tool_use")
+        .unwrap();
+    let index = &start["index"];
+    let input: String = events
+        .iter()
+        .filter(|e| &e["index"] == index && e["delta"]["type"] == "input_json_delta")
+        .map(|e| e["delta"]["partial_json"].as_str().unwrap())
+        .collect();
+    let tool_use = json!({"type": "tool_use", "id": start["content_block"]["id"],
+        "name": start["content_block"]["name"], "input": serde_json::from_str::<Value>(&input).unwrap()});
+    let thinking = json!({"type": "thinking", "thinking": streamed, "signature": signature});
+    request["messages"] = json!([ask, {"role": "assistant", "content": [thinking, tool_use]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool_use["id"], "content": "21C"}]}]);
+    request["stream"] = json!(false);
+    let response = messages(&gw, &request).await;
+    assert_eq!(response.status(), 200);
+    let sent = check_upstream(&gw).pop().unwrap();
+    assert_eq!(
+        sent["messages"][1]["content"][0],
+        json!({"reasoningContent": {"reasoningText": {"text": text, "signature": signature}}})
+    );
+}

@@ -243,7 +243,7 @@ async fn answer(sim: &Sim, model: &str, body: &[u8], stream: bool) -> Response {
         )
         .render(&request_id);
     }
-    let request = match request::parse(body) {
+    let request = match request::parse(body, model) {
         Ok(request) => request,
         Err(error) => return error.render(&request_id),
     };
@@ -266,6 +266,7 @@ async fn answer(sim: &Sim, model: &str, body: &[u8], stream: bool) -> Response {
             conversation.fingerprint,
             config.error_status,
             malformed,
+            request.thinking,
         );
         let frames = faults::play(script, StreamBreaks::new(&config), pacing.per_token);
         let mut response = Body::from_stream(frames).into_response();
@@ -281,7 +282,7 @@ async fn answer(sim: &Sim, model: &str, body: &[u8], stream: bool) -> Response {
         response
     } else {
         tokio::time::sleep(pacing.total(answer.usage.completion_tokens)).await;
-        let body = response::converse(&answer, tokens, latency_ms);
+        let body = response::converse(&answer, tokens, latency_ms, request.thinking);
         let body = if malformed {
             faults::truncate_json(&body)
         } else {

@@ -37,9 +37,22 @@ const TOOL_USE_ID_PATTERN: &str = "[a-zA-Z0-9_.:-]+";
 const TOOL_NAME_PATTERN: &str = "[a-zA-Z0-9_-]+";
 const IMAGE_FORMATS: &[&str] = &["png", "jpeg", "gif", "webp"];
 
+/// Cache points a request may hold (system, tools and messages together).
+const MAX_CACHE_POINTS: usize = 4;
+/// Claude's per-image limit, on the base64 text Bedrock passes on: 5 MiB, i.e. 3.75 MiB of image.
+const MAX_IMAGE_BASE64: usize = 5 * 1024 * 1024;
+/// Longest image side Converse takes.
+const MAX_IMAGE_SIDE: u32 = 8000;
+/// Above this many images in one request, each must be at most [`MANY_IMAGES_SIDE`] a side
+/// (Claude 3 models refuse the request outright instead).
+const MANY_IMAGES: usize = 20;
+const MANY_IMAGES_SIDE: u32 = 2000;
+
 /// A validated request: what the model sees, plus where the client put cache points.
 pub(crate) struct ConverseRequest {
     pub conversation: Conversation,
+    /// Claude's extended thinking is on (`additionalModelRequestFields.thinking`).
+    pub thinking: bool,
     /// Prompt segments (of [`Conversation::prompt_segments`]) covered by the last cache point:
     /// `None` without cache points.
     pub cached_prefix: Option<usize>,
@@ -235,8 +248,21 @@ fn blank_text(object: &str, at: &str) -> BedrockError {
     ))
 }
 
-/// Parses and validates a Converse body.
-pub(crate) fn parse(body: &[u8]) -> Result<ConverseRequest, BedrockError> {
+/// An error Claude itself raises: Bedrock passes its message on behind this prefix.
+fn model_error(message: impl std::fmt::Display) -> BedrockError {
+    BedrockError::validation(format!(
+        "The model returned the following errors: {message}"
+    ))
+}
+
+/// Whether a model id (base, inference profile or ARN naming it) is one of Anthropic's.
+fn is_claude(model: &str) -> bool {
+    let model = model.to_ascii_lowercase();
+    model.contains("anthropic.") || model.contains("claude")
+}
+
+/// Parses and validates a Converse body for `model`.
+pub(crate) fn parse(body: &[u8], model: &str) -> Result<ConverseRequest, BedrockError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| malformed(e.to_string()))?;
     let Value::Object(object) = &value else {
         return Err(malformed("the body must be a JSON object"));
@@ -250,7 +276,20 @@ pub(crate) fn parse(body: &[u8]) -> Result<ConverseRequest, BedrockError> {
         )));
     }
     let wire: Wire = typed(value.clone(), "request")?;
-    let mut builder = Builder::default();
+    let thinking = wire
+        .additional_model_request_fields
+        .as_ref()
+        .and_then(|f| f.get("thinking"))
+        .and_then(|t| t.get("type"))
+        .and_then(Value::as_str)
+        == Some("enabled");
+    let claude = is_claude(model);
+    let mut builder = Builder {
+        claude,
+        thinking: claude && thinking,
+        legacy_claude: claude && model.to_ascii_lowercase().contains("claude-3"),
+        ..Builder::default()
+    };
     // Prompt order, which decides what a cache point covers: tools, system, messages.
     let tools = match wire.tool_config {
         Some(config) => Some(tool_config(config, &mut builder)?),
@@ -258,6 +297,13 @@ pub(crate) fn parse(body: &[u8]) -> Result<ConverseRequest, BedrockError> {
     };
     builder.system(wire.system)?;
     let tool_blocks = builder.messages(wire.messages)?;
+    if builder.cache_points > MAX_CACHE_POINTS {
+        return Err(model_error(format!(
+            "A maximum of {MAX_CACHE_POINTS} blocks with cache_control may be provided. Found {}.",
+            builder.cache_points
+        )));
+    }
+    builder.check_images()?;
     if tool_blocks && tools.is_none() {
         return Err(BedrockError::validation(
             "The toolConfig field must be defined when using toolUse and toolResult content blocks.",
@@ -283,6 +329,7 @@ pub(crate) fn parse(body: &[u8]) -> Result<ConverseRequest, BedrockError> {
             reasoning: reasoning(wire.additional_model_request_fields.as_ref()),
             fingerprint: ids::fnv1a(body),
         },
+        thinking: thinking && claude,
         cached_prefix: builder.cached_prefix,
     })
 }
@@ -292,10 +339,42 @@ struct Builder {
     neutral: Vec<Message>,
     /// Segments covered by the last cache point seen: 1 (tools) + neutral messages so far.
     cached_prefix: Option<usize>,
+    /// The model is Claude, whose own rules (signed thinking) apply.
+    claude: bool,
+    /// Claude with extended thinking on.
+    thinking: bool,
+    /// A Claude 3 model, which takes at most [`MANY_IMAGES`] images.
+    legacy_claude: bool,
+    cache_points: usize,
+    /// Each image's path and its size in pixels, when its header could be read.
+    images: Vec<(String, Option<(u32, u32)>)>,
 }
 
 impl Builder {
+    /// The limits that bind on the request's images together.
+    fn check_images(&self) -> Result<(), BedrockError> {
+        let count = self.images.len();
+        if count <= MANY_IMAGES {
+            return Ok(());
+        }
+        if self.legacy_claude {
+            return Err(model_error(format!(
+                "too many images and documents: {count} + 0 > {MANY_IMAGES}"
+            )));
+        }
+        for (at, size) in &self.images {
+            if size.is_some_and(|(w, h)| w.max(h) > MANY_IMAGES_SIDE) {
+                return Err(model_error(format!(
+                    "{at}.image.source.bytes: At least one of the image dimensions exceed max \
+                     allowed size for many-image requests: {MANY_IMAGES_SIDE} pixels"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn cache_point(&mut self, block: Value, at: &str) -> Result<(), BedrockError> {
+        self.cache_points += 1;
         let point: CachePointBlock = typed(block, at)?;
         if point.kind != "default" {
             return Err(constraint(
@@ -359,6 +438,7 @@ impl Builder {
         let mut pending: Vec<String> = Vec::new();
         let mut previous_role = "";
         let count = messages.len();
+        let last_assistant = messages.iter().rposition(|m| m.role == "assistant");
         for (i, message) in messages.into_iter().enumerate() {
             let role = message.role.as_str();
             if !["user", "assistant"].contains(&role) {
@@ -387,7 +467,7 @@ impl Builder {
                 if !pending.is_empty() {
                     return Err(expected_results(i, &pending));
                 }
-                self.assistant_turn(i, message.content)?
+                self.assistant_turn(i, message.content, last_assistant == Some(i))?
             };
             tool_blocks |= turn.tool_blocks;
             pending = turn.tool_uses;
@@ -422,7 +502,8 @@ impl Builder {
                     other_seen = true;
                 }
                 "image" => {
-                    image(value, &at, i, j)?;
+                    let size = image(value, &at, i, j)?;
+                    self.images.push((at.clone(), size));
                     attachments += 1;
                     other_seen = true;
                 }
@@ -437,7 +518,7 @@ impl Builder {
                              other content in the message."
                         )));
                     }
-                    results.push(tool_result(value, &at, i, j)?);
+                    results.push(tool_result(value, &at, i, j, &mut self.images)?);
                 }
                 "cachePoint" => {
                     cache_after = Some(results.len() + usize::from(other_seen));
@@ -499,7 +580,32 @@ impl Builder {
         &mut self,
         i: usize,
         content: Vec<Map<String, Value>>,
+        last: bool,
     ) -> Result<Turn, BedrockError> {
+        // With thinking on, Claude wants the final assistant turn that calls tools to open
+        // with the thinking that led to the calls.
+        if self.thinking && last && content.iter().any(|b| b.contains_key("toolUse")) {
+            let first = content
+                .first()
+                .and_then(|b| b.keys().next())
+                .map(String::as_str);
+            if first != Some("reasoningContent") {
+                let found = match first {
+                    Some("toolUse") => "tool_use",
+                    Some("text") => "text",
+                    Some(other) => other,
+                    None => "nothing",
+                };
+                return Err(model_error(format!(
+                    "messages.{i}.content.0.type: Expected `thinking` or `redacted_thinking`, but \
+                     found `{found}`. When `thinking` is enabled, a final `assistant` message must \
+                     start with a thinking block (preceeding the lastmost set of `tool_use` and \
+                     `tool_result` blocks). We recommend you include thinking blocks from previous \
+                     turns. To avoid this requirement, disable `thinking`. Please consult our \
+                     documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+                )));
+            }
+        }
         let mut texts = Vec::new();
         let mut calls = Vec::new();
         let mut cache = false;
@@ -531,7 +637,7 @@ impl Builder {
                         arguments: call.input.to_string(),
                     });
                 }
-                "reasoningContent" => reasoning_content(value, &at)?,
+                "reasoningContent" => reasoning_content(value, &at, self.claude)?,
                 "cachePoint" => {
                     self.check_cache_point(value, &at)?;
                     cache = true;
@@ -578,7 +684,8 @@ fn expected_results(i: usize, ids: &[String]) -> BedrockError {
     ))
 }
 
-fn image(value: Value, at: &str, i: usize, j: usize) -> Result<(), BedrockError> {
+/// Checks an image block; its size in pixels when its header can be read.
+fn image(value: Value, at: &str, i: usize, j: usize) -> Result<Option<(u32, u32)>, BedrockError> {
     let image: Image = typed(value, at)?;
     if !IMAGE_FORMATS.contains(&image.format.as_str()) {
         return Err(constraint(
@@ -594,19 +701,92 @@ fn image(value: Value, at: &str, i: usize, j: usize) -> Result<(), BedrockError>
     let (member, source) = union_member(image.source, &format!("{at}.image.source"))?;
     match (member.as_str(), source) {
         ("bytes", Value::String(data)) => match BASE64.decode(data.as_bytes()) {
-            Ok(bytes) if !bytes.is_empty() => Ok(()),
+            Ok(bytes) if !bytes.is_empty() => {
+                if data.len() > MAX_IMAGE_BASE64 {
+                    return Err(model_error(format!(
+                        "{at}.image.source.bytes: image exceeds 5 MB maximum: {} bytes > \
+                         {MAX_IMAGE_BASE64} bytes",
+                        data.len()
+                    )));
+                }
+                let size = image_size(&bytes);
+                if size.is_some_and(|(w, h)| w.max(h) > MAX_IMAGE_SIDE) {
+                    return Err(model_error(format!(
+                        "{at}.image.source.bytes: At least one of the image dimensions exceed max \
+                         allowed size: {MAX_IMAGE_SIDE} pixels"
+                    )));
+                }
+                Ok(size)
+            }
             _ => Err(malformed(format!(
                 "{at}.image.source.bytes: invalid base64 blob"
             ))),
         },
-        ("s3Location", Value::Object(_)) => Ok(()),
+        ("s3Location", Value::Object(_)) => Ok(None),
         _ => Err(malformed(format!(
             "{at}.image.source: expected bytes or s3Location"
         ))),
     }
 }
 
-fn tool_result(value: Value, at: &str, i: usize, j: usize) -> Result<Message, BedrockError> {
+/// Width and height from a PNG, GIF, JPEG or WebP header; `None` for anything else.
+fn image_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    let be16 = |at: usize| {
+        Some(u32::from(u16::from_be_bytes([
+            *bytes.get(at)?,
+            *bytes.get(at + 1)?,
+        ])))
+    };
+    let le16 = |at: usize| {
+        Some(u32::from(u16::from_le_bytes([
+            *bytes.get(at)?,
+            *bytes.get(at + 1)?,
+        ])))
+    };
+    let be32 = |at: usize| Some(u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
+    let le24 = |at: usize| {
+        let b = bytes.get(at..at + 3)?;
+        Some(u32::from(b[0]) | u32::from(b[1]) << 8 | u32::from(b[2]) << 16)
+    };
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        return Some((be32(16)?, be32(20)?));
+    }
+    if bytes.starts_with(b"GIF8") {
+        return Some((le16(6)?, le16(8)?));
+    }
+    if bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"WEBP") {
+        return match bytes.get(12..16)? {
+            b"VP8 " => Some((le16(26)? & 0x3fff, le16(28)? & 0x3fff)),
+            b"VP8L" => {
+                let bits = u32::from_le_bytes(bytes.get(21..25)?.try_into().ok()?);
+                Some(((bits & 0x3fff) + 1, ((bits >> 14) & 0x3fff) + 1))
+            }
+            b"VP8X" => Some((le24(24)? + 1, le24(27)? + 1)),
+            _ => None,
+        };
+    }
+    if bytes.starts_with(&[0xff, 0xd8]) {
+        // Walk the segments to the first start-of-frame marker.
+        let mut at = 2;
+        while *bytes.get(at)? == 0xff {
+            let marker = *bytes.get(at + 1)?;
+            let length = usize::try_from(be16(at + 2)?).ok()?;
+            if matches!(marker, 0xc0..=0xcf) && !matches!(marker, 0xc4 | 0xc8 | 0xcc) {
+                return Some((be16(at + 7)?, be16(at + 5)?));
+            }
+            at += 2 + length;
+        }
+    }
+    None
+}
+
+fn tool_result(
+    value: Value,
+    at: &str,
+    i: usize,
+    j: usize,
+    images: &mut Vec<(String, Option<(u32, u32)>)>,
+) -> Result<Message, BedrockError> {
     let result: ToolResult = typed(value, at)?;
     let path = format!(
         "messages.{}.member.content.{}.member.toolResult",
@@ -646,7 +826,8 @@ fn tool_result(value: Value, at: &str, i: usize, j: usize) -> Result<Message, Be
                 texts.push(json.to_string());
             }
             (member, value) if member == "image" => {
-                image(value, &inner, i, j)?;
+                let size = image(value, &inner, i, j)?;
+                images.push((inner.clone(), size));
                 attachments += 1;
             }
             (member, _) if ["document", "video", "searchResult"].contains(&member.as_str()) => {
@@ -661,7 +842,9 @@ fn tool_result(value: Value, at: &str, i: usize, j: usize) -> Result<Message, Be
     Ok(message)
 }
 
-fn reasoning_content(value: Value, at: &str) -> Result<(), BedrockError> {
+/// A reasoning block sent back. Claude checks the signature it gave the text, which is
+/// the same token on every platform.
+fn reasoning_content(value: Value, at: &str, claude: bool) -> Result<(), BedrockError> {
     let Value::Object(block) = value else {
         return Err(malformed(format!(
             "{at}.reasoningContent: expected an object"
@@ -669,11 +852,22 @@ fn reasoning_content(value: Value, at: &str) -> Result<(), BedrockError> {
     };
     match union_member(block, &format!("{at}.reasoningContent"))? {
         (member, Value::Object(text)) if member == "reasoningText" => {
-            match text.get("text").and_then(Value::as_str) {
-                Some(_) => Ok(()),
-                None => Err(malformed(format!(
+            let Some(thinking) = text.get("text").and_then(Value::as_str) else {
+                return Err(malformed(format!(
                     "{at}.reasoningContent.reasoningText: missing text"
+                )));
+            };
+            if !claude {
+                return Ok(());
+            }
+            match text.get("signature").and_then(Value::as_str) {
+                None | Some("") => Err(model_error(format!(
+                    "{at}.thinking.signature: Field required"
                 ))),
+                Some(signature) if signature != super::response::signature(thinking) => Err(
+                    model_error(format!("{at}: Invalid `signature` in `thinking` block")),
+                ),
+                Some(_) => Ok(()),
             }
         }
         (member, Value::String(_)) if member == "redactedContent" => Ok(()),

@@ -61,9 +61,22 @@ fn tool_use_id(call: &PlannedCall) -> String {
     format!("tooluse_{suffix}")
 }
 
-/// The non-streamed `ConverseResponse`.
-pub(crate) fn converse(answer: &Answer, tokens: Tokens, latency_ms: u64) -> String {
-    let content: Vec<Value> = match &answer.output {
+/// The reasoning text Claude "thinks" when a request turns thinking on.
+pub(crate) const THINKING: &str = "Let me work out what the user needs before answering.";
+
+/// The signature the simulator gives a reasoning text, and checks when it comes back. Claude's
+/// signatures are valid on every platform, so this is the Anthropic simulator's token too.
+pub(crate) fn signature(text: &str) -> String {
+    format!("sim-sig-{:016x}", ids::fnv1a(text.as_bytes()))
+}
+
+/// The non-streamed `ConverseResponse`; with `thinking`, a signed `reasoningContent` block
+/// comes first, as Claude's thinking does.
+pub(crate) fn converse(answer: &Answer, tokens: Tokens, latency_ms: u64, thinking: bool) -> String {
+    let reasoning = thinking.then(|| {
+        json!({"reasoningContent": {"reasoningText": {"text": THINKING, "signature": signature(THINKING)}}})
+    });
+    let content: Vec<Value> = reasoning.into_iter().chain(match &answer.output {
         Output::Text(pieces) => vec![json!({"text": pieces.concat()})],
         Output::ToolCalls(calls) => calls
             .iter()
@@ -73,7 +86,7 @@ pub(crate) fn converse(answer: &Answer, tokens: Tokens, latency_ms: u64) -> Stri
                 json!({"toolUse": {"toolUseId": tool_use_id(call), "name": call.name, "input": input}})
             })
             .collect(),
-    };
+    }).collect();
     json!({
         "output": {"message": {"role": "assistant", "content": content}},
         "stopReason": stop_reason(answer.finish),
@@ -156,25 +169,48 @@ pub(crate) fn stream(
     fingerprint: u64,
     error_status: u16,
     malformed: bool,
+    thinking: bool,
 ) -> StreamScript {
     let mut events = Events {
         frames: Vec::new(),
         rng: ids::rng(fingerprint, SALT_PADDING),
     };
     events.push("messageStart", json!({"role": "assistant"}), false);
+    // Reasoning streams as text fragments, then the signature, in block 0 (no start event).
+    let first = usize::from(thinking);
+    if thinking {
+        let (head, tail) = THINKING.split_at(THINKING.len() / 2);
+        for piece in [head, tail] {
+            events.push(
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": piece}}}),
+                true,
+            );
+        }
+        events.push(
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 0, "delta": {"reasoningContent": {"signature": signature(THINKING)}}}),
+            false,
+        );
+        events.push("contentBlockStop", json!({"contentBlockIndex": 0}), false);
+    }
     match &answer.output {
         Output::Text(pieces) => {
             for piece in pieces {
                 events.push(
                     "contentBlockDelta",
-                    json!({"contentBlockIndex": 0, "delta": {"text": piece}}),
+                    json!({"contentBlockIndex": first, "delta": {"text": piece}}),
                     true,
                 );
             }
-            events.push("contentBlockStop", json!({"contentBlockIndex": 0}), false);
+            events.push(
+                "contentBlockStop",
+                json!({"contentBlockIndex": first}),
+                false,
+            );
         }
         Output::ToolCalls(calls) => {
-            for (index, call) in calls.iter().enumerate() {
+            for (index, call) in (first..).zip(calls) {
                 events.push(
                     "contentBlockStart",
                     json!({"contentBlockIndex": index, "start": {"toolUse": {"toolUseId": tool_use_id(call), "name": call.name}}}),
