@@ -196,6 +196,71 @@ pub fn refuse_openai_passthrough(request: &ChatRequest, dialect: &str) -> Result
     }
 }
 
+/// Whether an OpenAI model id names a reasoning model (o-series, gpt-5 but its chat snapshots,
+/// and gpt-5.x asked to reason), which refuses sampling parameters.
+fn openai_reasoning_model(target: &str, request: &ChatRequest) -> bool {
+    let family = |prefix: &str| {
+        target == prefix
+            || target
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('-'))
+    };
+    let later = target.starts_with("gpt-5.");
+    if later {
+        // gpt-5.1 and later reason only when asked to, and then refuse sampling too.
+        return request
+            .reasoning_effort
+            .as_deref()
+            .is_some_and(|effort| effort != "none");
+    }
+    family("o1")
+        || family("o3")
+        || family("o4-mini")
+        || (family("gpt-5") && !target.starts_with("gpt-5-chat"))
+}
+
+/// OpenAI's reasoning models refuse `temperature` other than 1 and the other sampling
+/// parameters with a 400; such a request is another deployment's to serve (the caller marks
+/// the error unsupported there). Values are never dropped, which would change their meaning.
+pub fn openai_reasoning_compatible(target: &str, request: &ChatRequest) -> Result<()> {
+    if !openai_reasoning_model(target, request) {
+        return Ok(());
+    }
+    let sampling = &request.sampling;
+    if let Some(t) = sampling.temperature
+        && t != 1.0
+    {
+        return Err(Error::invalid_field(
+            "temperature",
+            format!(
+                "Invalid 'temperature': {t}. OpenAI reasoning models (`{target}`) take no temperature other than 1."
+            ),
+        ));
+    }
+    let passthrough = |key: &str| {
+        request
+            .openai_passthrough
+            .get(key)
+            .is_some_and(|v| !v.is_null() && *v != Value::Bool(false))
+    };
+    let refused = [
+        ("top_p", sampling.top_p.is_some()),
+        ("presence_penalty", sampling.presence_penalty.is_some()),
+        ("frequency_penalty", sampling.frequency_penalty.is_some()),
+        ("logprobs", passthrough("logprobs")),
+        ("top_logprobs", passthrough("top_logprobs")),
+    ]
+    .into_iter()
+    .find_map(|(key, set)| set.then_some(key));
+    match refused {
+        Some(key) => Err(Error::invalid_field(
+            key,
+            format!("OpenAI reasoning models (`{target}`) do not take '{key}'."),
+        )),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -511,7 +511,12 @@ pub fn encode_chat_request(
 ) -> Result<Vec<u8>> {
     let (max_tokens, max_completion_tokens) = match max_tokens_field {
         MaxTokensField::MaxTokens => (request.max_tokens, None),
-        MaxTokensField::MaxCompletionTokens => (None, request.max_tokens),
+        MaxTokensField::MaxCompletionTokens => {
+            // OpenAI's own API (and Azure's): its reasoning models refuse sampling.
+            super::rules::openai_reasoning_compatible(target, request)
+                .map_err(Error::unsupported_here)?;
+            (None, request.max_tokens)
+        }
     };
     let wire = wire::ChatRequest {
         model: target.to_owned(),

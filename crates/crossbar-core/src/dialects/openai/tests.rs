@@ -399,3 +399,40 @@ fn long_foreign_tool_ids_are_shortened_consistently() {
     assert!(call_id.len() <= 40);
     assert_eq!(sent["messages"][2]["tool_call_id"], call_id);
 }
+
+/// OpenAI's reasoning models answer 400 to sampling parameters, and a 400 is not failed over:
+/// such a request is unsupported on that deployment instead, so the router tries another.
+#[test]
+fn reasoning_models_refuse_sampling_as_unsupported_here() {
+    let mut request = ChatRequest::new("m", vec![Message::text(Role::User, "hi")]);
+    request.sampling.temperature = Some(0.2);
+    let error =
+        encode_chat_request(&request, "o3-mini", MaxTokensField::MaxCompletionTokens).unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Unsupported);
+    assert_eq!(error.param.as_deref(), Some("temperature"));
+    assert_eq!(
+        error.message,
+        "Invalid 'temperature': 0.2. OpenAI reasoning models (`o3-mini`) take no temperature other than 1."
+    );
+    // Non-reasoning models, chat snapshots, and gpt-5.x without reasoning take it.
+    for target in ["gpt-4o", "gpt-5-chat-latest", "gpt-5.1"] {
+        assert!(
+            encode_chat_request(&request, target, MaxTokensField::MaxCompletionTokens).is_ok(),
+            "{target}"
+        );
+    }
+    request.reasoning_effort = Some("low".into());
+    assert!(encode_chat_request(&request, "gpt-5.1", MaxTokensField::MaxCompletionTokens).is_err());
+    request.reasoning_effort = None;
+    request.sampling.temperature = Some(1.0);
+    request.sampling.top_p = Some(0.9);
+    let error =
+        encode_chat_request(&request, "gpt-5", MaxTokensField::MaxCompletionTokens).unwrap_err();
+    assert_eq!(error.param.as_deref(), Some("top_p"));
+    assert_eq!(
+        error.message,
+        "OpenAI reasoning models (`gpt-5`) do not take 'top_p'."
+    );
+    // An OpenAI-compatible server (max_tokens) is not OpenAI: its model names mean nothing here.
+    assert!(encode_chat_request(&request, "o3", MaxTokensField::MaxTokens).is_ok());
+}

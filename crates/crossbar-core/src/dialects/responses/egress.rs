@@ -18,6 +18,9 @@ use crate::embeddings::{EmbeddingRequest, EmbeddingResponse};
 use crate::error::{Error, Result};
 
 /// OpenAI Chat fields the Responses API also takes under the same name and meaning.
+/// The fewest output tokens the Responses API takes (`max_output_tokens` minimum 16).
+pub(super) const MIN_OUTPUT_TOKENS: u32 = 16;
+
 const PASSTHROUGH: &[&str] = &["service_tier", "prompt_cache_key", "safety_identifier"];
 
 /// The Responses API upstream: OpenAI (`{endpoint}/responses`) or Azure OpenAI's v1 API
@@ -173,6 +176,17 @@ pub fn encode_request(request: &ChatRequest, target: &str) -> Result<Vec<u8>> {
         body.insert("text".into(), json!({"format": encode_format(format)}));
     }
     if let Some(max) = request.max_tokens {
+        // The Responses API refuses fewer than 16; raising the cap would change what the client
+        // asked for, so such a request is another deployment's to serve.
+        if max < MIN_OUTPUT_TOKENS {
+            return Err(Error::invalid_field(
+                "max_tokens",
+                format!(
+                    "Responses API deployments take at least {MIN_OUTPUT_TOKENS} output tokens; this request allows {max}."
+                ),
+            )
+            .unsupported_here());
+        }
         body.insert("max_output_tokens".into(), json!(max));
     }
     let effort = request.reasoning_effort.clone().or_else(|| {

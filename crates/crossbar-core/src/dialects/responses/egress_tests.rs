@@ -175,3 +175,21 @@ fn decodes_a_stream_by_item_id() {
     let (_, end) = decode_stream(&failed);
     assert_eq!(end.unwrap_err().message, "boom");
 }
+
+/// The Responses API refuses `max_output_tokens` below 16: a smaller cap is another
+/// deployment's to serve (never raised, which would change what the client asked for).
+#[test]
+fn fewer_than_sixteen_output_tokens_are_unsupported_here() {
+    let mut request = ChatRequest::new("m", vec![Message::text(Role::User, "hi")]);
+    request.max_tokens = Some(15);
+    let error = encode_request(&request, "gpt-4o").unwrap_err();
+    assert_eq!(error.kind, crate::error::ErrorKind::Unsupported);
+    assert_eq!(error.param.as_deref(), Some("max_tokens"));
+    assert_eq!(
+        error.message,
+        "Responses API deployments take at least 16 output tokens; this request allows 15."
+    );
+    request.max_tokens = Some(16);
+    let body: Value = serde_json::from_slice(&encode_request(&request, "gpt-4o").unwrap()).unwrap();
+    assert_eq!(body["max_output_tokens"], 16);
+}

@@ -190,6 +190,18 @@ pub fn decode_request(body: &[u8]) -> Result<IngressResponse> {
     if wire.background == Some(true) {
         return Err(unsupported("background", "Background mode"));
     }
+    if let Some(max) = wire.max_output_tokens
+        && max < egress::MIN_OUTPUT_TOKENS
+    {
+        return Err(Error::invalid_field(
+            "max_output_tokens",
+            format!(
+                "Invalid 'max_output_tokens': integer below minimum value. Expected a value >= {}, but got {max} instead.",
+                egress::MIN_OUTPUT_TOKENS
+            ),
+        )
+        .with_code("integer_below_min_value"));
+    }
     if let Some(truncation) = wire.truncation.as_deref()
         && !matches!(truncation, "auto" | "disabled")
     {

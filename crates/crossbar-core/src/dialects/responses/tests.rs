@@ -138,7 +138,7 @@ fn refuses_unknown_and_unsupported_fields_naming_them() {
 }
 
 fn params() -> Params {
-    let mut ingress = decode(json!({"model": "m", "input": "x", "max_output_tokens": 9})).unwrap();
+    let mut ingress = decode(json!({"model": "m", "input": "x", "max_output_tokens": 19})).unwrap();
     ingress.params.id = "resp_abc".to_owned();
     ingress.params
 }
@@ -186,7 +186,7 @@ fn encodes_a_response_with_text_calls_and_usage() {
     assert_eq!(object["object"], "response");
     assert_eq!(object["status"], "completed");
     assert_eq!(object["model"], "claude-x");
-    assert_eq!(object["max_output_tokens"], 9);
+    assert_eq!(object["max_output_tokens"], 19);
     assert_eq!(object["output"][0]["type"], "message");
     assert_eq!(object["output"][0]["id"], "msg_abc");
     assert_eq!(object["output"][0]["content"][0]["text"], "Hi");
@@ -370,4 +370,17 @@ fn input_items_keep_the_request_items_with_stable_ids() {
         json!([{"type": "output_text", "text": "ok", "annotations": []}])
     );
     assert!(input_items("resp_x", None).is_empty());
+}
+
+/// Like the real API, the Responses ingress refuses `max_output_tokens` below 16.
+#[test]
+fn max_output_tokens_below_sixteen_is_refused_like_openai() {
+    let error = decode(json!({"model": "m", "input": "x", "max_output_tokens": 3})).unwrap_err();
+    assert_eq!(error.status(), 400);
+    assert_eq!(error.param.as_deref(), Some("max_output_tokens"));
+    assert_eq!(error.code.as_deref(), Some("integer_below_min_value"));
+    assert_eq!(
+        error.message,
+        "Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16, but got 3 instead."
+    );
 }
