@@ -24,7 +24,11 @@ async fn bedrock(config: SimConfig) -> SimServer {
 }
 
 fn url(server: &SimServer, stream: bool) -> String {
-    let model: String = MODEL
+    url_for(server, MODEL, stream)
+}
+
+fn url_for(server: &SimServer, model: &str, stream: bool) -> String {
+    let model: String = model
         .bytes()
         .map(|b| match b {
             b':' => "%3A".to_owned(),
@@ -40,8 +44,12 @@ fn url(server: &SimServer, stream: bool) -> String {
 }
 
 async fn send(server: &SimServer, stream: bool, body: &Value) -> reqwest::Response {
+    send_to(server, MODEL, stream, body).await
+}
+
+async fn send_to(server: &SimServer, model: &str, stream: bool, body: &Value) -> reqwest::Response {
     reqwest::Client::new()
-        .post(url(server, stream))
+        .post(url_for(server, model, stream))
         .header("authorization", SIGNED)
         .header("x-amz-date", "20150830T123600Z")
         .json(body)
@@ -605,4 +613,228 @@ async fn unknown_operations_are_404() {
         .await
         .unwrap();
     assert_eq!(response.status(), 404);
+}
+
+/// Claude 4-generation model on Bedrock (the newer image limits apply).
+const CLAUDE_4: &str = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
+const NOVA: &str = "amazon.nova-pro-v1:0";
+
+fn thinking(mut body: Value) -> Value {
+    body["additionalModelRequestFields"] =
+        json!({"thinking": {"type": "enabled", "budget_tokens": 1024}});
+    body["inferenceConfig"] = json!({"maxTokens": 4096});
+    body
+}
+
+/// 400 `ValidationException` with Claude's own message behind Bedrock's prefix.
+async fn model_error(response: reqwest::Response, message: &str) {
+    assert_eq!(
+        error_of(response).await,
+        (
+            400,
+            "ValidationException".to_owned(),
+            format!("The model returned the following errors: {message}")
+        )
+    );
+}
+
+#[tokio::test]
+async fn thinking_answers_carry_signed_reasoning_content() {
+    let server = bedrock(SimConfig::default()).await;
+    let body = thinking(json!({"messages": [text("What is 2+2?")]}));
+    let answer = converse(&server, &body).await;
+    let content = answer["output"]["message"]["content"].as_array().unwrap();
+    let reasoning = &content[0]["reasoningContent"]["reasoningText"];
+    let thought = reasoning["text"].as_str().unwrap();
+    let signature = reasoning["signature"].as_str().unwrap();
+    assert_eq!(
+        thought,
+        "Let me work out what the user needs before answering."
+    );
+    assert!(signature.starts_with("sim-sig-"), "{signature}");
+    assert!(content[1]["text"].is_string());
+
+    // Streamed: text fragments, then the signature, in block 0; the answer follows in block 1.
+    let frames = stream_frames(&server, &body).await;
+    frames.iter().for_each(check_event);
+    let (mut streamed, mut signatures) = (String::new(), Vec::new());
+    for frame in &frames {
+        if let Some(delta) = frame.payload["delta"].get("reasoningContent") {
+            assert_eq!(frame.payload["contentBlockIndex"], 0);
+            streamed.push_str(delta["text"].as_str().unwrap_or_default());
+            signatures.extend(delta["signature"].as_str().map(str::to_owned));
+        }
+    }
+    assert_eq!(streamed, thought);
+    assert_eq!(signatures, [signature]);
+    assert!(
+        frames
+            .iter()
+            .any(|f| f.payload["contentBlockIndex"] == 1 && f.payload["delta"]["text"].is_string())
+    );
+
+    // Without thinking there is no reasoning.
+    let plain = converse(&server, &json!({"messages": [text("What is 2+2?")]})).await;
+    assert!(plain["output"]["message"]["content"][0]["text"].is_string());
+}
+
+#[tokio::test]
+async fn reasoning_sent_back_needs_its_signature() {
+    let server = bedrock(SimConfig::default()).await;
+    let answer = converse(&server, &thinking(json!({"messages": [text("Hi")]}))).await;
+    let reasoning = answer["output"]["message"]["content"][0]["reasoningContent"].clone();
+    let thought = reasoning["reasoningText"]["text"].clone();
+    let history = |block: Value| {
+        thinking(json!({"messages": [text("Hi"),
+            {"role": "assistant", "content": [block, {"text": "Hello."}]}, text("Again")]}))
+    };
+    // As the model gave it: accepted.
+    converse(&server, &history(json!({"reasoningContent": reasoning}))).await;
+    let unsigned = history(json!({"reasoningContent": {"reasoningText": {"text": thought}}}));
+    model_error(
+        send(&server, false, &unsigned).await,
+        "messages.1.content.0.thinking.signature: Field required",
+    )
+    .await;
+    let forged = history(
+        json!({"reasoningContent": {"reasoningText": {"text": "Other thoughts.", "signature": reasoning["reasoningText"]["signature"]}}}),
+    );
+    model_error(
+        send(&server, false, &forged).await,
+        "messages.1.content.0: Invalid `signature` in `thinking` block",
+    )
+    .await;
+    // Redacted reasoning has no signature; models other than Claude take unsigned reasoning.
+    converse(
+        &server,
+        &history(json!({"reasoningContent": {"redactedContent": "cmVkYWN0ZWQ="}})),
+    )
+    .await;
+    let response = send_to(&server, NOVA, false, &unsigned).await;
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn claude_thinking_needs_reasoning_before_a_final_tool_use() {
+    let server = bedrock(SimConfig::default()).await;
+    let mut tools = thinking(
+        json!({"messages": [text("Use get_weather for Paris")], "toolConfig": weather_tools()}),
+    );
+    let answer = converse(&server, &tools).await;
+    let content = answer["output"]["message"]["content"].as_array().unwrap();
+    let reasoning = content[0].clone();
+    let call = content[1].clone();
+    let id = call["toolUse"]["toolUseId"].clone();
+    let result = json!({"role": "user", "content": [{"toolResult": {"toolUseId": id, "content": [{"text": "21C"}]}}]});
+    let ask = text("Use get_weather for Paris");
+
+    tools["messages"] = json!([ask, {"role": "assistant", "content": [call]}, result]);
+    model_error(
+        send(&server, false, &tools).await,
+        "messages.1.content.0.type: Expected `thinking` or `redacted_thinking`, but found \
+         `tool_use`. When `thinking` is enabled, a final `assistant` message must start with a \
+         thinking block (preceeding the lastmost set of `tool_use` and `tool_result` blocks). We \
+         recommend you include thinking blocks from previous turns. To avoid this requirement, \
+         disable `thinking`. Please consult our documentation at \
+         https://docs.claude.com/en/docs/build-with-claude/extended-thinking",
+    )
+    .await;
+    let with_text =
+        json!([ask, {"role": "assistant", "content": [{"text": "Checking."}, call]}, result]);
+    tools["messages"] = with_text.clone();
+    let (_, _, message) = error_of(send(&server, false, &tools).await).await;
+    assert!(message.contains("but found `text`"), "{message}");
+
+    // With its reasoning first it goes through; so does the same history without thinking,
+    // and an earlier (not final) tool turn without reasoning.
+    tools["messages"] = json!([ask, {"role": "assistant", "content": [reasoning, call]}, result]);
+    converse(&server, &tools).await;
+    let mut plain = tools.clone();
+    plain
+        .as_object_mut()
+        .unwrap()
+        .remove("additionalModelRequestFields");
+    plain["messages"] = with_text;
+    converse(&server, &plain).await;
+    let mut earlier = tools.clone();
+    earlier["messages"] = json!([ask, {"role": "assistant", "content": [call]}, result,
+        {"role": "assistant", "content": [{"text": "It is 21C."}]}, text("Thanks")]);
+    converse(&server, &earlier).await;
+}
+
+#[tokio::test]
+async fn at_most_four_cache_points() {
+    let server = bedrock(SimConfig::default()).await;
+    let point = json!({"cachePoint": {"type": "default"}});
+    let mut tools = weather_tools();
+    tools["tools"].as_array_mut().unwrap().push(point.clone());
+    let body = |points: usize| {
+        let mut turn = vec![json!({"text": "Hello"})];
+        turn.extend(std::iter::repeat_n(point.clone(), points - 2));
+        json!({"system": [{"text": "Be brief."}, point], "toolConfig": tools,
+            "messages": [{"role": "user", "content": turn}]})
+    };
+    converse(&server, &body(4)).await;
+    model_error(
+        send(&server, false, &body(5)).await,
+        "A maximum of 4 blocks with cache_control may be provided. Found 5.",
+    )
+    .await;
+}
+
+/// The first bytes of a PNG of `width` × `height` pixels (all the simulator reads).
+fn png(width: u32, height: u32) -> String {
+    use base64::Engine as _;
+    let mut bytes = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+    bytes.extend(width.to_be_bytes());
+    bytes.extend(height.to_be_bytes());
+    bytes.extend([8, 6, 0, 0, 0]);
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn image(data: &str) -> Value {
+    json!({"image": {"format": "png", "source": {"bytes": data}}})
+}
+
+fn images(count: usize, data: &str) -> Value {
+    let mut content: Vec<Value> = (0..count).map(|_| image(data)).collect();
+    content.push(json!({"text": "Describe them."}));
+    json!({"messages": [{"role": "user", "content": content}]})
+}
+
+#[tokio::test]
+async fn image_size_and_count_limits() {
+    use base64::Engine as _;
+    let server = bedrock(SimConfig::default()).await;
+    // 3.75 MiB of image is 5 MiB of base64, Claude's limit; one byte more is refused.
+    let big =
+        base64::engine::general_purpose::STANDARD.encode(vec![0u8; 3 * 1024 * 1024 * 5 / 4 + 1]);
+    model_error(
+        send(&server, false, &images(1, &big)).await,
+        "messages.0.content.0.image.source.bytes: image exceeds 5 MB maximum: 5242884 bytes > \
+         5242880 bytes",
+    )
+    .await;
+    converse(&server, &images(1, &png(8000, 10))).await;
+    model_error(
+        send(&server, false, &images(1, &png(10, 8001))).await,
+        "messages.0.content.0.image.source.bytes: At least one of the image dimensions exceed \
+         max allowed size: 8000 pixels",
+    )
+    .await;
+    // Claude 3 takes 20 images at most; newer Claude takes more, each at most 2000 px a side.
+    converse(&server, &images(20, &png(10, 10))).await;
+    model_error(
+        send(&server, false, &images(21, &png(10, 10))).await,
+        "too many images and documents: 21 + 0 > 20",
+    )
+    .await;
+    let response = send_to(&server, CLAUDE_4, false, &images(21, &png(2000, 2000))).await;
+    assert_eq!(response.status(), 200);
+    model_error(
+        send_to(&server, CLAUDE_4, false, &images(21, &png(2001, 10))).await,
+        "messages.0.content.0.image.source.bytes: At least one of the image dimensions exceed \
+         max allowed size for many-image requests: 2000 pixels",
+    )
+    .await;
 }
