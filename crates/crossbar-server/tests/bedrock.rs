@@ -643,3 +643,36 @@ async fn anthropic_clients_get_claude_thinking_from_bedrock_and_send_it_back() {
         json!({"reasoningContent": {"reasoningText": {"text": text, "signature": signature}}})
     );
 }
+
+/// Bedrock takes at most 4 cache points: a request marking more is not Bedrock's to serve (its
+/// 400 would not fail over), so it goes to the next deployment, or is a 400 naming the field.
+#[tokio::test]
+async fn more_than_four_cache_points_fail_over_from_bedrock() {
+    let gw = start(&config()).await;
+    let marked =
+        |text: &str| json!({"type": "text", "text": text, "cache_control": {"type": "ephemeral"}});
+    let request = |model: &str| {
+        json!({"model": model, "max_tokens": 64,
+            "system": [marked("Be brief.")],
+            "messages": [
+                {"role": "user", "content": [marked("a")]},
+                {"role": "assistant", "content": [marked("b")]},
+                {"role": "user", "content": [marked("c")]},
+                {"role": "assistant", "content": [marked("d")]},
+                {"role": "user", "content": "e"}]})
+    };
+    let response = messages(&gw, &request("claude-or-gpt")).await;
+    assert_eq!(response.status(), 200);
+    assert!(gw.sim("sim-bedrock").requests().is_empty());
+    assert_eq!(gw.sim("sim-openai").requests().len(), 1);
+
+    let response = messages(&gw, &request("claude")).await;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["error"],
+        json!({"type": "invalid_request_error",
+            "message": "Bedrock takes at most 4 cache points in one request; this one marks 5."})
+    );
+    assert!(gw.sim("sim-bedrock").requests().is_empty());
+}

@@ -71,6 +71,8 @@ pub(crate) fn encode_for(request: &ChatRequest, target: &str) -> Result<wire::Co
         }
     }
     let messages = turns.finish();
+    let system = system.finish();
+    refuse_excess_cache_points(&system, &messages)?;
     let has_tool_blocks = messages
         .iter()
         .any(|m| m.content.iter().any(ContentBlock::is_tool_block));
@@ -78,11 +80,39 @@ pub(crate) fn encode_for(request: &ChatRequest, target: &str) -> Result<wire::Co
     Ok(wire::ConverseRequest {
         tool_config: tool_config(request, &messages, has_tool_blocks),
         messages,
-        system: system.finish(),
+        system,
         inference_config,
         additional_model_request_fields: additional,
         output_config: output_config(request.response_format.as_ref()),
     })
+}
+
+/// Cache points Bedrock takes in one request (system, tools and messages together).
+const MAX_CACHE_POINTS: usize = 4;
+
+/// More cache points than Bedrock takes is a 400 there (not failed over); dropping some would
+/// silently change what gets cached, so the deployment refuses the request instead.
+fn refuse_excess_cache_points(system: &[SystemBlock], messages: &[wire::Message]) -> Result<()> {
+    let in_system = system
+        .iter()
+        .filter(|b| matches!(b, SystemBlock::CachePoint(_)))
+        .count();
+    let in_messages = messages
+        .iter()
+        .flat_map(|m| &m.content)
+        .filter(|b| matches!(b, ContentBlock::CachePoint(_)))
+        .count();
+    let count = in_system + in_messages;
+    if count > MAX_CACHE_POINTS {
+        return Err(Error::invalid_field(
+            "messages",
+            format!(
+                "Bedrock takes at most {MAX_CACHE_POINTS} cache points in one request; this one \
+                 marks {count}."
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Fields that would change the answer and that Converse cannot express are refused, naming the

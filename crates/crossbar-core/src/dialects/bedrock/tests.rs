@@ -859,3 +859,30 @@ fn claude_reasoning_from_bedrock_reaches_anthropic_clients() {
         ]
     );
 }
+
+#[test]
+fn more_than_four_cache_points_are_refused() {
+    let marked = |text: &str| {
+        let mut message = user(text);
+        message.cache_breakpoint = true;
+        message
+    };
+    let mut system = Message::text(Role::System, "Be brief.");
+    system.cache_breakpoint = true;
+    let mut request = ChatRequest::new("m", vec![system, marked("a"), marked("b"), marked("c")]);
+    let body = encode(&request).unwrap();
+    assert_eq!(
+        body["system"][1],
+        json!({"cachePoint": {"type": "default"}})
+    );
+    request.messages.push(marked("d"));
+    let error = encode(&request).unwrap_err();
+    assert_eq!(
+        (error.kind, error.param.as_deref(), error.message.as_str()),
+        (
+            ErrorKind::InvalidRequest,
+            Some("messages"),
+            "Bedrock takes at most 4 cache points in one request; this one marks 5."
+        )
+    );
+}
