@@ -87,6 +87,8 @@ pub(crate) fn encode_for(request: &ChatRequest, target: &str) -> Result<wire::Co
     })
 }
 
+/// Claude on Bedrock refuses an image whose base64 text is over 5 MiB (3.75 MiB of image).
+const MAX_IMAGE_BASE64: usize = 5 * 1024 * 1024;
 /// Cache points Bedrock takes in one request (system, tools and messages together).
 const MAX_CACHE_POINTS: usize = 4;
 
@@ -427,6 +429,16 @@ fn image(source: &ImageSource, param: &str) -> Result<wire::ImageBlock> {
                     ));
                 }
             };
+            if data.len() > MAX_IMAGE_BASE64 {
+                return Err(Error::invalid_field(
+                    param,
+                    format!(
+                        "Bedrock takes images of at most 3.75 MB ({MAX_IMAGE_BASE64} bytes as \
+                         base64); this one is {} bytes as base64.",
+                        data.len()
+                    ),
+                ));
+            }
             Ok(wire::ImageBlock {
                 format,
                 source: wire::ImageSource::Bytes(data.clone()),

@@ -886,3 +886,28 @@ fn more_than_four_cache_points_are_refused() {
         )
     );
 }
+
+#[test]
+fn images_over_bedrocks_size_are_refused() {
+    let with_image = |len: usize| {
+        let mut message = user("describe");
+        message.content.push(ContentPart::Image {
+            source: ImageSource::Base64 {
+                media_type: "image/png".into(),
+                data: "A".repeat(len),
+            },
+            detail: None,
+        });
+        ChatRequest::new("m", vec![message])
+    };
+    assert!(encode(&with_image(5 * 1024 * 1024)).is_ok());
+    let error = encode(&with_image(5 * 1024 * 1024 + 4)).unwrap_err();
+    assert_eq!(
+        (error.param.as_deref(), error.message.as_str()),
+        (
+            Some("messages[0].content[1].image_url.url"),
+            "Bedrock takes images of at most 3.75 MB (5242880 bytes as base64); this one is \
+             5242884 bytes as base64."
+        )
+    );
+}
