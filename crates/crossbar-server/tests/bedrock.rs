@@ -676,3 +676,54 @@ async fn more_than_four_cache_points_fail_over_from_bedrock() {
     );
     assert!(gw.sim("sim-bedrock").requests().is_empty());
 }
+
+/// OpenAI clients have no place for thinking: the gateway keeps Claude's (streamed fragments
+/// assembled into one signed block) and gives it back to Bedrock before the tool calls.
+#[tokio::test]
+async fn openai_clients_continue_thinking_with_tools_on_bedrock() {
+    let gw = start(&config()).await;
+    let ask = user("Use get_weather for Paris");
+    for stream in [true, false] {
+        let body = json!({"model": "claude", "messages": [ask], "tools": weather_tools(),
+            "reasoning_effort": "low", "stream": stream});
+        let calls = if stream {
+            let (frames, end) = sse_data(gw.post("/v1/chat/completions", &body).await).await;
+            end.unwrap();
+            tool_calls(&chunks(&frames))
+        } else {
+            let answer = chat(&gw, &body).await;
+            answer["choices"][0]["message"]["tool_calls"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| {
+                    (
+                        c["id"].as_str().unwrap().to_owned(),
+                        c["function"]["name"].as_str().unwrap().to_owned(),
+                        c["function"]["arguments"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect()
+        };
+        let (text, signature) = sim_reasoning(&gw);
+        let assistant = json!({"role": "assistant", "content": null, "tool_calls": calls.iter().map(|(id, name, args)|
+            json!({"id": id, "type": "function", "function": {"name": name, "arguments": args}})).collect::<Vec<_>>()});
+        let mut messages = vec![ask.clone(), assistant];
+        messages.extend(
+            calls
+                .iter()
+                .map(|(id, _, _)| json!({"role": "tool", "tool_call_id": id, "content": "21C"})),
+        );
+        chat(
+            &gw,
+            &json!({"model": "claude", "messages": messages, "tools": weather_tools(), "reasoning_effort": "low"}),
+        )
+        .await;
+        let sent = check_upstream(&gw).pop().unwrap();
+        assert_eq!(
+            sent["messages"][1]["content"][0],
+            json!({"reasoningContent": {"reasoningText": {"text": text, "signature": signature}}}),
+            "stream: {stream}"
+        );
+    }
+}
