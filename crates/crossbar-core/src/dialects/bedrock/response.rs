@@ -64,10 +64,16 @@ fn decode_block(mut block: Map<String, Value>, message: &mut Message) -> Result<
 /// Converse's `reasoningContent` is Claude's thinking block in Bedrock's spelling, and its
 /// signature is the same token the Anthropic API issues and checks: it becomes canonical
 /// Anthropic reasoning, so Anthropic clients see it and any Claude deployment can take it back.
-/// A reasoning text without a signature (models other than Claude) keeps an empty one.
+/// A reasoning text without a signature comes from another model (DeepSeek, Nova...): no
+/// Claude deployment would take it back, so it stays Bedrock's.
 pub(crate) fn reasoning_block(value: Value) -> Reasoning {
+    let signed = |text: &Map<String, Value>| {
+        text.get("signature")
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty())
+    };
     let data = match (value.get("reasoningText"), value.get("redactedContent")) {
-        (Some(Value::Object(text)), _) => json!({
+        (Some(Value::Object(text)), _) if signed(text) => json!({
             "type": "thinking",
             "thinking": text.get("text").and_then(Value::as_str).unwrap_or_default(),
             "signature": text.get("signature").and_then(Value::as_str).unwrap_or_default(),

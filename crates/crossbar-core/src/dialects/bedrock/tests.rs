@@ -911,3 +911,30 @@ fn images_over_bedrocks_size_are_refused() {
         )
     );
 }
+
+#[test]
+fn unsigned_reasoning_from_other_models_stays_bedrocks() {
+    let body = json!({
+        "output": {"message": {"role": "assistant", "content": [
+            {"reasoningContent": {"reasoningText": {"text": "R1 thinks."}}},
+            {"text": "Done."}
+        ]}},
+        "stopReason": "end_turn",
+        "usage": {"inputTokens": 3, "outputTokens": 4, "totalTokens": 7}
+    });
+    let response = decode_chat_response(body.to_string().as_bytes()).unwrap();
+    assert_eq!(
+        response.message.reasoning,
+        vec![Reasoning {
+            family: Family::Bedrock,
+            data: json!({"reasoningText": {"text": "R1 thinks."}}),
+        }]
+    );
+    let encoded: Value =
+        serde_json::from_slice(&crate::dialects::anthropic::encode_response(&response).unwrap())
+            .unwrap();
+    assert_eq!(
+        encoded["content"],
+        json!([{"type": "text", "text": "Done."}])
+    );
+}
