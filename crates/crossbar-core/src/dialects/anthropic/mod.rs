@@ -578,8 +578,17 @@ pub fn encode_request(request: &ChatRequest) -> Result<wire::MessagesRequest> {
                 let mut blocks: Vec<wire::Block> = message
                     .reasoning
                     .iter()
-                    // Signed thinking only replays to the family that signed it.
+                    // Signed thinking only replays to the family that signed it; thinking
+                    // with an empty signature (shown from an unsigned stream) is refused by
+                    // the API ("thinking.signature: Field required"), so it stays behind.
                     .filter(|r| r.family == Family::Anthropic)
+                    .filter(|r| {
+                        r.data.get("type").and_then(Value::as_str) != Some("thinking")
+                            || r.data
+                                .get("signature")
+                                .and_then(Value::as_str)
+                                .is_some_and(|s| !s.is_empty())
+                    })
                     .filter_map(|r| serde_json::from_value(r.data.clone()).ok())
                     .collect();
                 blocks.extend(encode_parts(

@@ -585,3 +585,37 @@ fn tool_schemas_always_say_object() {
         )
     );
 }
+
+/// Thinking shown from an unsigned stream comes back with an empty signature, which the API
+/// refuses: it is left out of the replay, while signed thinking goes back as it came.
+#[test]
+fn thinking_without_a_signature_is_not_replayed() {
+    use crate::chat::{Family, Message, Reasoning, Role};
+    let mut assistant = Message::text(Role::Assistant, "done");
+    assistant.reasoning = vec![
+        Reasoning {
+            family: Family::Anthropic,
+            data: json!({"type": "thinking", "thinking": "unsigned", "signature": ""}),
+        },
+        Reasoning {
+            family: Family::Anthropic,
+            data: json!({"type": "thinking", "thinking": "signed", "signature": "sig-1"}),
+        },
+    ];
+    let request = ChatRequest::new(
+        "m",
+        vec![
+            Message::text(Role::User, "hi"),
+            assistant,
+            Message::text(Role::User, "again"),
+        ],
+    );
+    let wire = serde_json::to_value(encode_request(&request).unwrap()).unwrap();
+    assert_eq!(
+        wire["messages"][1]["content"],
+        json!([
+            {"type": "thinking", "thinking": "signed", "signature": "sig-1"},
+            {"type": "text", "text": "done"}
+        ])
+    );
+}

@@ -539,7 +539,9 @@ fn inference(request: &ChatRequest) -> Result<Inference> {
         additional.insert("top_k".into(), json!(top_k));
     }
     if let Some(budget) = thinking_budget(request)? {
-        // Claude's extended thinking, which counts against `maxTokens`.
+        // Claude's extended thinking, with Claude's rules on what may go with it.
+        crate::dialects::rules::claude_thinking_compatible(request)?;
+        // It counts against `maxTokens`.
         if config.max_tokens.is_none() {
             config.max_tokens = Some(budget.saturating_add(ANSWER_ALLOWANCE));
         }

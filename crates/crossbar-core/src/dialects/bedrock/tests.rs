@@ -297,11 +297,10 @@ fn reasoning_goes_to_claude_thinking_and_replays_as_reasoning_content() {
     request.reasoning_effort = None;
     request.reasoning_budget = Some(2000);
     request.max_tokens = Some(10_000);
-    request.sampling.top_k = Some(40);
     let body = encode(&request).unwrap();
     assert_eq!(
         body["additionalModelRequestFields"],
-        json!({"top_k": 40, "thinking": {"type": "enabled", "budget_tokens": 2000}})
+        json!({"thinking": {"type": "enabled", "budget_tokens": 2000}})
     );
     assert_eq!(body["inferenceConfig"], json!({"maxTokens": 10_000}));
 
@@ -937,4 +936,24 @@ fn unsigned_reasoning_from_other_models_stays_bedrocks() {
         encoded["content"],
         json!([{"type": "text", "text": "Done."}])
     );
+}
+
+/// Claude on Bedrock has Claude's thinking rules: a forced tool or non-default sampling with
+/// thinking is refused here (so the router fails over) rather than sent to a certain 400.
+#[test]
+fn claude_thinking_rules_hold_on_bedrock() {
+    let mut request = ChatRequest::new("m", vec![user("think")]);
+    request.reasoning_effort = Some("medium".into());
+    request.sampling.temperature = Some(0.5);
+    let error = encode(&request).unwrap_err();
+    assert_eq!(error.param.as_deref(), Some("temperature"));
+    request.sampling.temperature = None;
+    request.sampling.top_k = Some(5);
+    assert_eq!(
+        encode(&request).unwrap_err().param.as_deref(),
+        Some("top_k")
+    );
+    request.sampling.top_k = None;
+    request.sampling.temperature = Some(1.0);
+    assert!(encode(&request).is_ok());
 }

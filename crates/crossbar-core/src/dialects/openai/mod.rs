@@ -614,8 +614,9 @@ fn encode_message(message: &Message) -> Value {
     Value::Object(obj)
 }
 
-/// OpenAI caps tool-call ids at 40 characters; ids minted by other providers (Gemini's carry
-/// their thought signature) can be longer when a conversation moves here.
+/// OpenAI caps tool-call ids at 40 characters; ids minted by other providers (and Gemini ids of
+/// older gateways, which carried their thought signature) can be longer when a conversation
+/// moves here.
 fn upstream_tool_id(id: &str) -> String {
     super::rules::sanitize_tool_id(id, |b| b.is_ascii_graphic(), 40)
 }
