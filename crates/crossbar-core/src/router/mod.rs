@@ -277,6 +277,9 @@ fn tokenizer_for(provider: &ProviderConfig) -> Tokenizer {
     }
 }
 
+/// A deployment a request may use, with the request's prompt tokens under its tokenizer.
+type Priced = (Arc<Deployment>, f64);
+
 impl Router {
     /// Builds providers and the catalog. `endpoints` overrides provider endpoints by name
     /// (simulators started on ephemeral ports).
@@ -457,6 +460,34 @@ impl Router {
         Ok(eligible)
     }
 
+    /// The route, and each deployment the request may use with its prompt tokens under the
+    /// deployment's tokenizer (before calibration); the OpenAI tokenizer runs only if needed.
+    fn eligible_priced(
+        &self,
+        model: &str,
+        preferences: &Preferences,
+        prompt: &Prompt,
+    ) -> Result<(Arc<Route>, Vec<Priced>)> {
+        let route = self.route_for(model, preferences)?;
+        let deployments = self.eligible(&route, model, preferences)?;
+        let approximate = prompt.tokens(Tokenizer::Approximate);
+        let openai = deployments
+            .iter()
+            .any(|d| d.tokenizer == Tokenizer::OpenAi)
+            .then(|| prompt.tokens(Tokenizer::OpenAi));
+        let priced = deployments
+            .into_iter()
+            .map(|deployment| {
+                let raw = match deployment.tokenizer {
+                    Tokenizer::OpenAi => openai.unwrap_or(approximate),
+                    Tokenizer::Approximate => approximate,
+                };
+                (deployment, raw)
+            })
+            .collect();
+        Ok((route, priced))
+    }
+
     /// The most a request can cost, in picodollars, on any deployment it may use (its
     /// fallbacks included, narrowed by the headers and the key): its prompt as the router
     /// estimates it plus `max_output` tokens. What a budget reserves before the call.
@@ -467,20 +498,10 @@ impl Router {
         prompt: &Prompt,
         max_output: u64,
     ) -> Result<u64> {
-        let route = self.route_for(model, preferences)?;
-        let deployments = self.eligible(&route, model, preferences)?;
-        let approximate = prompt.tokens(Tokenizer::Approximate);
-        let openai = deployments
-            .iter()
-            .any(|d| d.tokenizer == Tokenizer::OpenAi)
-            .then(|| prompt.tokens(Tokenizer::OpenAi));
+        let (_, deployments) = self.eligible_priced(model, preferences, prompt)?;
         Ok(deployments
             .iter()
-            .map(|deployment| {
-                let raw = match deployment.tokenizer {
-                    Tokenizer::OpenAi => openai.unwrap_or(approximate),
-                    Tokenizer::Approximate => approximate,
-                };
+            .map(|(deployment, raw)| {
                 let calibration = deployment.live().stats.calibration.unwrap_or(1.0);
                 // Saturating float-to-int conversion: an absurd estimate caps, never wraps.
                 let prompt_tokens = (raw * calibration.max(1.0)).ceil() as u64;
@@ -505,20 +526,10 @@ impl Router {
         output: Output,
         chat: Option<&ChatRequest>,
     ) -> Result<Plan> {
-        let route = self.route_for(model, preferences)?;
-        let deployments = self.eligible(&route, model, preferences)?;
-        let approximate = prompt.tokens(Tokenizer::Approximate);
-        let openai = deployments
-            .iter()
-            .any(|d| d.tokenizer == Tokenizer::OpenAi)
-            .then(|| prompt.tokens(Tokenizer::OpenAi));
+        let (route, deployments) = self.eligible_priced(model, preferences, prompt)?;
         let mut candidates: Vec<Candidate> = deployments
             .into_iter()
-            .map(|deployment| {
-                let raw = match deployment.tokenizer {
-                    Tokenizer::OpenAi => openai.unwrap_or(approximate),
-                    Tokenizer::Approximate => approximate,
-                };
+            .map(|(deployment, raw)| {
                 let live = deployment.live();
                 let prompt_tokens = raw * live.stats.calibration.unwrap_or(1.0);
                 let output_tokens = match output {
