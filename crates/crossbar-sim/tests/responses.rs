@@ -126,3 +126,38 @@ async fn max_output_tokens_has_a_floor_of_16() {
     let (status, body) = post_json(&url, &ask(16)).await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// Reasoning models refuse sampling through the Responses API as on Chat (the real body, as
+/// o3 answers it: `unsupported_parameter` naming the field); gpt-4o takes it.
+#[tokio::test]
+async fn reasoning_models_refuse_sampling() {
+    let server = start(SimDialect::OpenAi, SimConfig::default()).await;
+    let url = responses_url(&server);
+    let ask = |model: &str, extra: Value| {
+        let mut body = json!({"model": model, "store": false, "input": "hi"});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    };
+    let (status, body) = post_json(&url, &ask("o3", json!({"temperature": 0.2}))).await;
+    assert_eq!(
+        (status, body),
+        (
+            400,
+            json!({"error": {"message": "Unsupported parameter: 'temperature' is not supported with this model.",
+                "type": "invalid_request_error", "param": "temperature", "code": "unsupported_parameter"}})
+        )
+    );
+    let (status, body) = post_json(&url, &ask("gpt-5", json!({"top_p": 0.5}))).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["param"], "top_p");
+    for (model, extra) in [
+        ("o3", json!({"temperature": 1})),
+        ("gpt-4o", json!({"temperature": 0.2, "top_p": 0.5})),
+        ("gpt-5.1", json!({"temperature": 0.2})),
+    ] {
+        let (status, body) = post_json(&url, &ask(model, extra)).await;
+        assert_eq!(status, 200, "{model}: {body}");
+    }
+}

@@ -414,11 +414,9 @@ fn required_string<'v>(
     }
 }
 
-/// OpenAI's reasoning models (o-series, gpt-5 except the chat snapshots) refuse `max_tokens`
-/// and sampling parameters. gpt-5.1 and later default to no reasoning and then accept sampling,
-/// so only an explicit effort other than "none" makes them refuse it. On Azure the deployment's
-/// model decides. The answer itself never depends on the model name.
-fn reasoning_model_rules(object: &Map<String, Value>, model: &str) -> Result<(), SimError> {
+/// Whether a model id is one of OpenAI's reasoning families (o-series, gpt-5 but the chat
+/// snapshots, gpt-5.x); gpt-5.x reason only when asked to.
+pub(super) fn is_reasoning_family(model: &str) -> bool {
     let family = |prefix: &str| {
         model == prefix
             || model
@@ -426,8 +424,16 @@ fn reasoning_model_rules(object: &Map<String, Value>, model: &str) -> Result<(),
                 .is_some_and(|rest| rest.starts_with('-'))
     };
     let gpt5 = family("gpt-5") && !model.starts_with("gpt-5-chat");
+    family("o1") || family("o3") || family("o4-mini") || gpt5 || model.starts_with("gpt-5.")
+}
+
+/// OpenAI's reasoning models (o-series, gpt-5 except the chat snapshots) refuse `max_tokens`
+/// and sampling parameters. gpt-5.1 and later default to no reasoning and then accept sampling,
+/// so only an explicit effort other than "none" makes them refuse it. On Azure the deployment's
+/// model decides. The answer itself never depends on the model name.
+fn reasoning_model_rules(object: &Map<String, Value>, model: &str) -> Result<(), SimError> {
     let gpt5_later = model.starts_with("gpt-5.");
-    if !(family("o1") || family("o3") || family("o4-mini") || gpt5 || gpt5_later) {
+    if !is_reasoning_family(model) {
         return Ok(());
     }
     let present = |key: &str| object.get(key).is_some_and(|v| !v.is_null());

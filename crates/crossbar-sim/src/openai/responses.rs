@@ -228,6 +228,38 @@ fn parse_items(
     }
 }
 
+/// Reasoning models refuse sampling through the Responses API too ("Unsupported parameter:
+/// 'temperature' is not supported with this model."). As on Chat, a temperature of 1 passes, and
+/// gpt-5.x refuse only when asked to reason.
+fn reasoning_model_sampling(object: &Map<String, Value>, model: &str) -> Result<(), SimError> {
+    if !super::request::is_reasoning_family(model) {
+        return Ok(());
+    }
+    let effort = object
+        .get("reasoning")
+        .and_then(|r| r.get("effort"))
+        .and_then(Value::as_str);
+    if model.starts_with("gpt-5.") && matches!(effort, None | Some("none")) {
+        return Ok(());
+    }
+    let temperature = object
+        .get("temperature")
+        .filter(|v| !v.is_null() && v.as_f64() != Some(1.0))
+        .map(|_| "temperature");
+    let top_p = object
+        .get("top_p")
+        .filter(|v| !v.is_null())
+        .map(|_| "top_p");
+    match temperature.or(top_p) {
+        Some(key) => Err(invalid(
+            key,
+            format!("Unsupported parameter: '{key}' is not supported with this model."),
+        )
+        .code("unsupported_parameter")),
+        None => Ok(()),
+    }
+}
+
 fn parse(body: &[u8]) -> Result<Request, SimError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         SimError::invalid(format!(
@@ -252,6 +284,7 @@ fn parse(body: &[u8]) -> Result<Request, SimError> {
         .ok_or_else(|| invalid("model", "Missing required parameter: 'model'."))?
         .to_owned();
     let effort = parse_effort(&object)?;
+    reasoning_model_sampling(&object, &model)?;
     // The API's floor for the output budget (CreateResponse in the OpenAPI spec: minimum 16).
     if let Some(max) = object.get("max_output_tokens").and_then(Value::as_i64)
         && max < 16
