@@ -42,6 +42,7 @@ const REQUEST_FIELDS: &[&str] = &[
     "thinking",
     "output_config",
     "service_tier",
+    "context_management",
 ];
 
 fn allowed_id_byte(b: u8) -> bool {
@@ -175,6 +176,7 @@ pub fn decode_request(body: &[u8]) -> Result<IngressMessages> {
             format!("{key}: Extra inputs are not permitted"),
         ));
     }
+    check_context_management(map.get("context_management"))?;
     let wire: wire::MessagesRequest = typed(Value::Object(map), "")?;
     if wire.messages.is_empty() {
         return Err(Error::invalid_field(
@@ -263,10 +265,24 @@ pub fn decode_request(body: &[u8]) -> Result<IngressMessages> {
     request.stop = wire.stop_sequences.unwrap_or_default();
     request.stream = wire.stream.unwrap_or(false);
     request.user = wire.metadata.and_then(|m| m.user_id);
-    if let Some(wire::Thinking::Enabled { budget_tokens }) = wire.thinking {
-        request.reasoning_budget = Some(budget_tokens);
+    let (format, effort) = wire
+        .output_config
+        .map_or((None, None), |c| (c.format, c.effort));
+    match wire.thinking {
+        Some(wire::Thinking::Enabled { budget_tokens }) => {
+            request.reasoning_budget = Some(budget_tokens);
+            request.reasoning_effort = effort.map(|e| effort_level(e).to_owned());
+        }
+        // The canonical request has no "adaptive": reasoning is on at the effort's level
+        // (medium when none is given), which budget-taking upstreams turn into a budget.
+        Some(wire::Thinking::Adaptive { .. }) => {
+            request.reasoning_effort = Some(effort.map_or("medium", effort_level).to_owned());
+        }
+        // Without thinking, effort only tunes the length of Claude's answer: no other dialect
+        // has that, and passing it on as a reasoning effort would switch reasoning on.
+        Some(wire::Thinking::Disabled) | None => {}
     }
-    if let Some(format) = wire.output_config.and_then(|c| c.format) {
+    if let Some(format) = format {
         request.response_format = Some(ResponseFormat::JsonSchema {
             name: "output".to_owned(),
             description: None,
@@ -275,6 +291,60 @@ pub fn decode_request(body: &[u8]) -> Result<IngressMessages> {
         });
     }
     Ok(IngressMessages { request })
+}
+
+/// The OpenAI-style reasoning effort nearest a Claude effort level: OpenAI, Gemini and Bedrock
+/// top out at `high`.
+fn effort_level(effort: wire::Effort) -> &'static str {
+    match effort {
+        wire::Effort::Low => "low",
+        wire::Effort::Medium => "medium",
+        wire::Effort::High | wire::Effort::Xhigh | wire::Effort::Max => "high",
+    }
+}
+
+/// Accepts `context_management` whose edits only clear old thinking (Claude Code sends
+/// `clear_thinking_20251015`). Those edits trim Anthropic's server-side context and never change
+/// the answer's meaning, so dropping them is safe; any other edit changes what the model sees,
+/// so it is refused by name rather than silently ignored.
+fn check_context_management(value: Option<&Value>) -> Result<()> {
+    let Some(value) = value else {
+        return Ok(());
+    };
+    let Some(object) = value.as_object() else {
+        return Err(Error::invalid_field(
+            "context_management",
+            "context_management: Input should be a valid dictionary",
+        ));
+    };
+    if let Some(key) = object.keys().find(|k| k.as_str() != "edits") {
+        return Err(Error::invalid_field(
+            format!("context_management.{key}"),
+            format!("context_management.{key}: Extra inputs are not permitted"),
+        ));
+    }
+    let edits = match object.get("edits") {
+        None => return Ok(()),
+        Some(Value::Array(edits)) => edits,
+        Some(_) => {
+            return Err(Error::invalid_field(
+                "context_management.edits",
+                "context_management.edits: Input should be a valid list",
+            ));
+        }
+    };
+    for (i, edit) in edits.iter().enumerate() {
+        let kind = edit.get("type").and_then(Value::as_str).unwrap_or_default();
+        if !kind.starts_with("clear_thinking_") {
+            return Err(Error::invalid_field(
+                format!("context_management.edits.{i}.type"),
+                format!(
+                    "context_management.edits.{i}.type: `{kind}` is not supported by this gateway; only `clear_thinking_*` edits are accepted."
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn decode_message(i: usize, message: wire::InputMessage, out: &mut Vec<Message>) -> Result<()> {
@@ -682,12 +752,14 @@ pub fn encode_request(request: &ChatRequest) -> Result<wire::MessagesRequest> {
                 kind: "json_schema".to_owned(),
                 schema: schema.clone().unwrap_or_else(|| json!({"type": "object"})),
             }),
+            effort: None,
         }),
         Some(ResponseFormat::JsonObject) => Some(wire::OutputConfig {
             format: Some(wire::OutputFormat {
                 kind: "json_schema".to_owned(),
                 schema: json!({"type": "object"}),
             }),
+            effort: None,
         }),
         Some(ResponseFormat::Text) | None => None,
     };

@@ -619,3 +619,140 @@ fn thinking_without_a_signature_is_not_replayed() {
         ])
     );
 }
+
+fn decoded(extra: Value) -> ChatRequest {
+    let mut body =
+        json!({"model": "m", "max_tokens": 8000, "messages": [{"role": "user", "content": "hi"}]});
+    for (key, value) in extra.as_object().unwrap() {
+        body[key] = value.clone();
+    }
+    decode_request(body.to_string().as_bytes()).unwrap().request
+}
+
+/// Claude Code 2.1 sends adaptive thinking with an effort; before, `thinking.type` "adaptive"
+/// was a 400 ("unknown variant").
+#[test]
+fn adaptive_thinking_becomes_the_effort_level() {
+    let request = decoded(json!({
+        "thinking": {"type": "adaptive", "display": "omitted"},
+        "output_config": {"effort": "medium"},
+        "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+        "metadata": {"user_id": "user_abc"},
+    }));
+    assert_eq!(request.reasoning_effort.as_deref(), Some("medium"));
+    assert_eq!(request.reasoning_budget, None);
+    assert_eq!(request.user.as_deref(), Some("user_abc"));
+    assert_eq!(request.response_format, None);
+    // To Claude it goes as thinking with the effort's budget.
+    let wire = serde_json::to_value(encode_request(&request).unwrap()).unwrap();
+    assert_eq!(
+        wire["thinking"],
+        json!({"type": "enabled", "budget_tokens": 4096})
+    );
+    assert_eq!(wire.get("context_management"), None);
+    assert_eq!(wire.get("output_config"), None);
+
+    for (effort, level) in [
+        ("low", "low"),
+        ("medium", "medium"),
+        ("high", "high"),
+        ("xhigh", "high"),
+        ("max", "high"),
+    ] {
+        let request = decoded(json!({
+            "thinking": {"type": "adaptive"},
+            "output_config": {"effort": effort},
+        }));
+        assert_eq!(request.reasoning_effort.as_deref(), Some(level), "{effort}");
+    }
+    // Adaptive without an effort: medium.
+    let request = decoded(json!({"thinking": {"type": "adaptive", "display": "summarized"}}));
+    assert_eq!(request.reasoning_effort.as_deref(), Some("medium"));
+    // An explicit budget still wins on budget-taking upstreams; the effort goes along.
+    let request = decoded(json!({
+        "thinking": {"type": "enabled", "budget_tokens": 2048},
+        "output_config": {"effort": "low"},
+    }));
+    assert_eq!(
+        (
+            request.reasoning_budget,
+            request.reasoning_effort.as_deref()
+        ),
+        (Some(2048), Some("low"))
+    );
+    // Without thinking, effort only tunes Claude's answer length: reasoning stays off.
+    for thinking in [json!({"type": "disabled"}), Value::Null] {
+        let mut extra = json!({"output_config": {"effort": "high"}});
+        if !thinking.is_null() {
+            extra["thinking"] = thinking;
+        }
+        let request = decoded(extra);
+        assert_eq!(
+            (request.reasoning_effort, request.reasoning_budget),
+            (None, None)
+        );
+    }
+}
+
+#[test]
+fn output_config_format_with_effort_is_a_json_schema() {
+    let request = decoded(json!({
+        "thinking": {"type": "adaptive"},
+        "output_config": {"effort": "high", "format": {"type": "json_schema", "schema": {"type": "object"}}},
+    }));
+    assert_eq!(
+        request.response_format,
+        Some(ResponseFormat::JsonSchema {
+            name: "output".to_owned(),
+            description: None,
+            schema: Some(json!({"type": "object"})),
+            strict: Some(true),
+        })
+    );
+    assert_eq!(request.reasoning_effort.as_deref(), Some("high"));
+}
+
+#[test]
+fn new_fields_with_bad_values_are_named() {
+    for (extra, param, message) in [
+        (
+            json!({"thinking": {"type": "adaptive", "display": "full"}}),
+            "thinking",
+            "unknown variant `full`, expected `summarized` or `omitted`",
+        ),
+        (
+            json!({"output_config": {"effort": "extreme"}}),
+            "output_config.effort",
+            "unknown variant `extreme`",
+        ),
+        (
+            json!({"context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]}}),
+            "context_management.edits.0.type",
+            "context_management.edits.0.type: `clear_tool_uses_20250919` is not supported by this gateway; only `clear_thinking_*` edits are accepted.",
+        ),
+        (
+            json!({"context_management": {"edits": {}}}),
+            "context_management.edits",
+            "context_management.edits: Input should be a valid list",
+        ),
+        (
+            json!({"context_management": {"edit": []}}),
+            "context_management.edit",
+            "context_management.edit: Extra inputs are not permitted",
+        ),
+    ] {
+        let mut body =
+            json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]});
+        for (key, value) in extra.as_object().unwrap() {
+            body[key] = value.clone();
+        }
+        let err = decode_request(body.to_string().as_bytes()).unwrap_err();
+        assert_eq!(
+            (err.status(), err.param.as_deref()),
+            (400, Some(param)),
+            "{body}: {}",
+            err.message
+        );
+        assert!(err.message.contains(message), "{}", err.message);
+    }
+}
