@@ -49,6 +49,40 @@ const FIELDS: &[&str] = &[
     "truncation",
     "background",
     "include",
+    "client_metadata",
+];
+
+/// The documented `include` values (`IncludeEnum`). Each is accepted; none changes what we
+/// answer: Responses upstreams are always asked for `reasoning.encrypted_content` (nothing is
+/// stored upstream), and the others name outputs of hosted tools or logprobs we never produce.
+const INCLUDABLE: &[&str] = &[
+    "file_search_call.results",
+    "web_search_call.results",
+    "web_search_call.action.sources",
+    "message.input_image.image_url",
+    "computer_call_output.output.image_url",
+    "code_interpreter_call.outputs",
+    "reasoning.encrypted_content",
+    "message.output_text.logprobs",
+];
+
+/// Tools OpenAI runs itself: no other provider can, and a gateway cannot forward them without
+/// tying the request to OpenAI, so they are refused by name.
+const HOSTED_TOOLS: &[&str] = &[
+    "web_search",
+    "web_search_preview",
+    "web_search_preview_2025_03_11",
+    "web_search_2025_08_26",
+    "file_search",
+    "code_interpreter",
+    "computer_use_preview",
+    "computer_use",
+    "image_generation",
+    "mcp",
+    "local_shell",
+    "shell",
+    "apply_patch",
+    "tool_search",
 ];
 
 /// Fields that only tune OpenAI's own service (caching hints, tiers, moderation): accepted so
@@ -148,6 +182,55 @@ fn unsupported(param: &str, what: &str) -> Error {
         .with_code("unsupported_parameter")
 }
 
+/// `client_metadata` is the client's own telemetry (Codex sends its session ids there): checked
+/// to be an object of strings, as the spec types it, and not sent to any upstream.
+fn check_client_metadata(metadata: Option<&Map<String, Value>>) -> Result<()> {
+    for (key, value) in metadata.into_iter().flatten() {
+        if !value.is_string() {
+            let param = format!("client_metadata.{key}");
+            return Err(Error::invalid_field(
+                &param,
+                format!("Invalid type for '{param}': expected a string."),
+            )
+            .with_code("invalid_type"));
+        }
+    }
+    Ok(())
+}
+
+fn check_include(include: &[String]) -> Result<()> {
+    for (i, value) in include.iter().enumerate() {
+        if !INCLUDABLE.contains(&value.as_str()) {
+            let supported = INCLUDABLE
+                .iter()
+                .map(|v| format!("'{v}'"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(Error::invalid_field(
+                format!("include[{i}]"),
+                format!("Invalid value: '{value}'. Supported values are: {supported}."),
+            )
+            .with_code("invalid_value"));
+        }
+    }
+    Ok(())
+}
+
+/// `reasoning.summary` is accepted and not translated: our answers carry no reasoning summary.
+fn check_summary(summary: Option<&str>, param: &str) -> Result<()> {
+    match summary {
+        None | Some("auto" | "concise" | "detailed") => Ok(()),
+        Some(other) => Err(Error::invalid_field(
+            param,
+            format!(
+                "Invalid value: '{other}'. Supported values are: 'auto', 'concise', and \
+                 'detailed'."
+            ),
+        )
+        .with_code("invalid_value")),
+    }
+}
+
 /// A fresh `resp_` id: 24 random bytes in hex, the length of OpenAI's.
 pub fn new_response_id() -> String {
     let bytes: [u8; 24] = rand::random();
@@ -209,6 +292,15 @@ pub fn decode_request(body: &[u8]) -> Result<IngressResponse> {
             "truncation",
             "Invalid value for 'truncation': expected 'auto' or 'disabled'.",
         ));
+    }
+    check_client_metadata(wire.client_metadata.as_ref())?;
+    check_include(wire.include.as_deref().unwrap_or_default())?;
+    if let Some(reasoning) = &wire.reasoning {
+        check_summary(reasoning.summary.as_deref(), "reasoning.summary")?;
+        check_summary(
+            reasoning.generate_summary.as_deref(),
+            "reasoning.generate_summary",
+        )?;
     }
     let raw_input = wire.input.clone();
     let input = match wire.input {
@@ -577,6 +669,26 @@ fn decode_part(message: &mut Message, part: &Value, at: &str) -> Result<()> {
 fn decode_tool(i: usize, value: &Value) -> Result<Tool> {
     let at = format!("tools[{i}]");
     let kind = value.get("type").and_then(Value::as_str);
+    if kind == Some("namespace") {
+        let name = value
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        return Err(Error::invalid_field(
+            &at,
+            format!(
+                "The namespace tool group '{name}' ({at}) is not supported by this gateway yet: \
+                 send its functions as top-level function tools."
+            ),
+        )
+        .with_code("unsupported_parameter"));
+    }
+    if let Some(hosted) = kind.filter(|k| HOSTED_TOOLS.contains(k)) {
+        return Err(unsupported(
+            &at,
+            &format!("The hosted tool '{hosted}' ({at}) runs only on OpenAI's servers; it"),
+        ));
+    }
     if kind != Some("function") {
         return Err(Error::invalid_field(
             format!("{at}.type"),

@@ -119,6 +119,10 @@ fn refuses_unknown_and_unsupported_fields_naming_them() {
     assert_eq!(error.param.as_deref(), Some("input[0].type"));
     let error =
         decode(json!({"model": "m", "input": "x", "tools": [{"type": "web_search"}]})).unwrap_err();
+    assert_eq!(error.param.as_deref(), Some("tools[0]"));
+    let error =
+        decode(json!({"model": "m", "input": "x", "tools": [{"type": "custom", "name": "c"}]}))
+            .unwrap_err();
     assert_eq!(error.param.as_deref(), Some("tools[0].type"));
     let error = decode(
         json!({"model": "m", "input": [{"type": "function_call", "name": "f",
@@ -382,5 +386,79 @@ fn max_output_tokens_below_sixteen_is_refused_like_openai() {
     assert_eq!(
         error.message,
         "Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16, but got 3 instead."
+    );
+}
+
+/// What Codex 0.169 sends besides its tools (before: `client_metadata` was an unknown field).
+#[test]
+fn accepts_codex_client_metadata_include_cache_key_and_reasoning_summary() {
+    let ingress = decode(json!({
+        "model": "m",
+        "instructions": "You are Codex.",
+        "input": [{"type": "message", "role": "user",
+                   "content": [{"type": "input_text", "text": "Say hello"}]}],
+        "tools": [{"type": "function", "name": "exec_command", "description": "run",
+                   "parameters": {"type": "object", "properties": {}}, "strict": false}],
+        "tool_choice": "auto",
+        "parallel_tool_calls": false,
+        "reasoning": {"effort": "medium", "summary": "auto"},
+        "store": false,
+        "stream": true,
+        "include": ["reasoning.encrypted_content"],
+        "prompt_cache_key": "019a-session",
+        "client_metadata": {"x-codex-installation-id": "abc"}
+    }))
+    .unwrap();
+    assert_eq!(ingress.params.reasoning["summary"], json!("auto"));
+    let request = ingress.chat_request(&[]).unwrap();
+    assert_eq!(request.reasoning_effort.as_deref(), Some("medium"));
+    assert_eq!(request.tools[0].name, "exec_command");
+    assert!(request.openai_passthrough.is_empty());
+    assert_eq!(request.metadata, None);
+}
+
+#[test]
+fn refuses_bad_codex_fields_and_hosted_tools_by_name() {
+    let error =
+        decode(json!({"model": "m", "input": "x", "client_metadata": {"a": 1}})).unwrap_err();
+    assert_eq!(error.status(), 400);
+    assert_eq!(error.param.as_deref(), Some("client_metadata.a"));
+    assert_eq!(
+        error.message,
+        "Invalid type for 'client_metadata.a': expected a string."
+    );
+    let error = decode(
+        json!({"model": "m", "input": "x", "include": ["reasoning.encrypted_content", "x"]}),
+    )
+    .unwrap_err();
+    assert_eq!(error.param.as_deref(), Some("include[1]"));
+    assert_eq!(error.code.as_deref(), Some("invalid_value"));
+    let error =
+        decode(json!({"model": "m", "input": "x", "reasoning": {"summary": "brief"}})).unwrap_err();
+    assert_eq!(error.param.as_deref(), Some("reasoning.summary"));
+    assert_eq!(
+        error.message,
+        "Invalid value: 'brief'. Supported values are: 'auto', 'concise', and 'detailed'."
+    );
+    let tools = json!([
+        {"type": "function", "name": "f", "parameters": {"type": "object"}},
+        {"type": "web_search"}
+    ]);
+    let error = decode(json!({"model": "m", "input": "x", "tools": tools})).unwrap_err();
+    assert_eq!(error.param.as_deref(), Some("tools[1]"));
+    assert_eq!(error.code.as_deref(), Some("unsupported_parameter"));
+    assert_eq!(
+        error.message,
+        "The hosted tool 'web_search' (tools[1]) runs only on OpenAI's servers; it is not \
+         supported by this gateway."
+    );
+    let tools = json!([{"type": "namespace", "name": "mcp__fs", "description": "files",
+                        "tools": [{"type": "function", "name": "read"}]}]);
+    let error = decode(json!({"model": "m", "input": "x", "tools": tools})).unwrap_err();
+    assert_eq!(error.param.as_deref(), Some("tools[0]"));
+    assert_eq!(
+        error.message,
+        "The namespace tool group 'mcp__fs' (tools[0]) is not supported by this gateway yet: \
+         send its functions as top-level function tools."
     );
 }

@@ -48,6 +48,8 @@ pub struct CreateResponse {
     pub background: Option<bool>,
     #[serde(default)]
     pub include: Option<Vec<String>>,
+    #[serde(default)]
+    pub client_metadata: Option<Map<String, Value>>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
