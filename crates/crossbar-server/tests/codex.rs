@@ -1,0 +1,250 @@
+//! Codex (`wire_api = "responses"`) through `/v1/responses`: the request Codex 0.169 sends is
+//! served, streamed, by a Responses API upstream and by an Anthropic one. Before the Responses
+//! ingress knew `client_metadata`, both answered `400 Unrecognized request argument supplied:
+//! client_metadata`.
+
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers: a failure fails the test"
+)]
+
+mod common;
+
+use common::{TestGateway, start};
+use serde_json::{Value, json};
+
+const CONFIG: &str = r#"
+[[providers]]
+name = "openai-responses"
+kind = "sim"
+dialect = "openai"
+api = "responses"
+
+[[providers]]
+name = "sim-anthropic"
+kind = "sim"
+dialect = "anthropic"
+api_key = "sk-ant"
+
+[[models]]
+name = "codex-gpt"
+deployments = [{ provider = "openai-responses", target = "o3" }]
+
+[[models]]
+name = "codex-claude"
+deployments = [{ provider = "sim-anthropic", target = "claude-sonnet-4-20250514" }]
+"#;
+
+/// The fields only the Responses API (or OpenAI) knows, which must never reach another dialect.
+const OPENAI_ONLY: [&str; 6] = [
+    "client_metadata",
+    "include",
+    "prompt_cache_key",
+    "store",
+    "reasoning",
+    "instructions",
+];
+
+/// A Codex 0.169 turn, as it posts it, minus its hosted `web_search` tool and its `namespace`
+/// tool group (both refused by name, see `codex_hosted_tools_and_namespaces_are_refused_by_name`).
+fn codex_body(model: &str) -> Value {
+    json!({
+        "model": model,
+        "instructions": "You are Codex, a coding agent. Be concise.",
+        "input": [
+            {"type": "message", "role": "developer",
+             "content": [{"type": "input_text", "text": "<permissions>read-only</permissions>"}]},
+            {"type": "message", "role": "user",
+             "content": [{"type": "input_text", "text": "<environment_context>cwd=/tmp</environment_context>"}]},
+            {"type": "message", "role": "user",
+             "content": [{"type": "input_text", "text": "Say hello"}]}
+        ],
+        "tools": [
+            {"type": "function", "name": "exec_command", "description": "Runs a command.",
+             "strict": false,
+             "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}},
+                            "required": ["cmd"], "additionalProperties": false}},
+            {"type": "function", "name": "update_plan", "description": "Updates the plan.",
+             "strict": false,
+             "parameters": {"type": "object", "properties": {"plan": {"type": "array",
+                            "items": {"type": "string"}}}, "required": ["plan"],
+                            "additionalProperties": false}}
+        ],
+        "tool_choice": "auto",
+        "parallel_tool_calls": false,
+        "reasoning": {"effort": "medium", "summary": "auto"},
+        "store": false,
+        "stream": true,
+        "include": ["reasoning.encrypted_content"],
+        "prompt_cache_key": "019ae3c1-5b5e-7a31-9c0e-2f6d1e0c4b21",
+        "client_metadata": {"x-codex-installation-id": "5d0c6b2e-4f1a-4b8e-9a43-0c1f2e3d4a5b"}
+    })
+}
+
+async fn codex_post(gw: &TestGateway, body: &Value) -> reqwest::Response {
+    gw.client()
+        .post(format!("{}/v1/responses", gw.url))
+        .header("session_id", "019ae3c1-5b5e-7a31-9c0e-2f6d1e0c4b21")
+        .header("originator", "codex_exec")
+        .header("version", "0.169.0")
+        .header("user-agent", "codex_exec/0.169.0 (Linux; x86_64) xterm")
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The SSE events of a Responses stream: `(event name, data)`, checking they agree.
+async fn sse_events(response: reqwest::Response) -> Vec<(String, Value)> {
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    text.split("\n\n")
+        .filter(|block| !block.trim().is_empty())
+        .map(|block| {
+            let mut event = None;
+            let mut data = None;
+            for line in block.lines() {
+                if let Some(name) = line.strip_prefix("event: ") {
+                    event = Some(name.to_owned());
+                } else if let Some(payload) = line.strip_prefix("data: ") {
+                    data = Some(serde_json::from_str::<Value>(payload).unwrap());
+                }
+            }
+            let (event, data) = (event.unwrap(), data.unwrap());
+            assert_eq!(data["type"], event.as_str());
+            (event, data)
+        })
+        .collect()
+}
+
+/// A well-formed stream: created first, completed last, sequence numbers counting from 0, and
+/// the completed response echoing `store: false` and the reasoning settings.
+fn assert_well_formed(events: &[(String, Value)]) -> &Value {
+    let names: Vec<&str> = events.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names.first(), Some(&"response.created"), "{names:?}");
+    assert_eq!(names.last(), Some(&"response.completed"), "{names:?}");
+    assert!(names.contains(&"response.output_item.done"), "{names:?}");
+    for (i, (_, data)) in events.iter().enumerate() {
+        assert_eq!(data["sequence_number"], json!(i));
+    }
+    let response = &events.last().unwrap().1["response"];
+    assert_eq!(response["status"], "completed");
+    assert_eq!(response["store"], false);
+    assert_eq!(
+        response["reasoning"],
+        json!({"effort": "medium", "summary": "auto"})
+    );
+    assert_eq!(response["parallel_tool_calls"], false);
+    // The simulated model answers with a call of one of Codex's tools.
+    let output = response["output"].as_array().unwrap();
+    assert!(!output.is_empty(), "{response}");
+    for item in output.iter().filter(|item| item["type"] == "function_call") {
+        assert!(
+            ["exec_command", "update_plan"].contains(&item["name"].as_str().unwrap()),
+            "{item}"
+        );
+    }
+    response
+}
+
+#[tokio::test]
+async fn a_codex_turn_streams_from_a_responses_upstream() {
+    let gw = start(CONFIG).await;
+    let events = sse_events(codex_post(&gw, &codex_body("codex-gpt")).await).await;
+    let response = assert_well_formed(&events);
+    assert_eq!(response["model"], "o3");
+    let upstream = gw
+        .sim("openai-responses")
+        .requests()
+        .last()
+        .unwrap()
+        .clone();
+    assert!(upstream.path.ends_with("/responses"), "{}", upstream.path);
+    let sent = upstream.body.unwrap();
+    assert_eq!(sent["include"], json!(["reasoning.encrypted_content"]));
+    assert_eq!(sent["store"], false);
+    assert_eq!(sent["stream"], true);
+    assert_eq!(sent["reasoning"]["effort"], "medium");
+    assert_eq!(sent["parallel_tool_calls"], false);
+    let names: Vec<&str> = sent["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["exec_command", "update_plan"]);
+    // Client telemetry is not forwarded, and no canonical field carries the cache key yet.
+    assert_eq!(sent.get("client_metadata"), None);
+    assert_eq!(sent.get("prompt_cache_key"), None);
+    // Codex's session headers stay with the gateway.
+    for header in ["session_id", "originator", "version"] {
+        assert!(
+            !upstream.headers.iter().any(|(name, _)| name == header),
+            "{header} reached the upstream"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_codex_turn_streams_from_an_anthropic_upstream() {
+    let gw = start(CONFIG).await;
+    let events = sse_events(codex_post(&gw, &codex_body("codex-claude")).await).await;
+    let response = assert_well_formed(&events);
+    assert_eq!(response["model"], "claude-sonnet-4-20250514");
+    let upstream = gw.sim("sim-anthropic").requests().last().unwrap().clone();
+    assert!(upstream.path.ends_with("/v1/messages"), "{}", upstream.path);
+    let sent = upstream.body.unwrap();
+    for field in OPENAI_ONLY {
+        assert_eq!(sent.get(field), None, "{field} reached Anthropic: {sent}");
+    }
+    assert_eq!(sent["stream"], true);
+    let names: Vec<&str> = sent["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["exec_command", "update_plan"]);
+    for header in ["session_id", "originator", "version"] {
+        assert!(
+            !upstream.headers.iter().any(|(name, _)| name == header),
+            "{header} reached the upstream"
+        );
+    }
+}
+
+/// Codex's hosted `web_search` tool and its `namespace` tool groups cannot be served by this
+/// gateway yet: refused by name, at `tools[i]`, on every upstream.
+#[tokio::test]
+async fn codex_hosted_tools_and_namespaces_are_refused_by_name() {
+    let gw = start(CONFIG).await;
+    for model in ["codex-gpt", "codex-claude"] {
+        let mut body = codex_body(model);
+        body["tools"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "web_search", "external_web_access": false}));
+        let (status, error) = common::error_of(codex_post(&gw, &body).await).await;
+        assert_eq!(status, 400);
+        assert_eq!(error["error"]["param"], "tools[2]");
+        assert_eq!(error["error"]["code"], "unsupported_parameter");
+        assert_eq!(
+            error["error"]["message"],
+            "The hosted tool 'web_search' (tools[2]) runs only on OpenAI's servers; it is not \
+             supported by this gateway."
+        );
+
+        let mut body = codex_body(model);
+        body["tools"].as_array_mut().unwrap().push(json!({
+            "type": "namespace", "name": "mcp__files", "description": "File tools.",
+            "tools": [{"type": "function", "name": "read", "strict": false,
+                       "parameters": {"type": "object", "properties": {}}}]
+        }));
+        let (status, error) = common::error_of(codex_post(&gw, &body).await).await;
+        assert_eq!(status, 400);
+        assert_eq!(error["error"]["param"], "tools[2]");
+        assert_eq!(error["error"]["code"], "unsupported_parameter");
+    }
+}
