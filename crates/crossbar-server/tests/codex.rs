@@ -228,7 +228,7 @@ async fn codex_hosted_tools_and_namespaces_are_refused_by_name() {
             .push(json!({"type": "web_search", "external_web_access": false}));
         let (status, error) = common::error_of(codex_post(&gw, &body).await).await;
         assert_eq!(status, 400);
-        assert_eq!(error["error"]["param"], "tools[2]");
+        assert_eq!(error["error"]["param"], "tools[2].type");
         assert_eq!(error["error"]["code"], "unsupported_parameter");
         assert_eq!(
             error["error"]["message"],
@@ -244,7 +244,7 @@ async fn codex_hosted_tools_and_namespaces_are_refused_by_name() {
         }));
         let (status, error) = common::error_of(codex_post(&gw, &body).await).await;
         assert_eq!(status, 400);
-        assert_eq!(error["error"]["param"], "tools[2]");
+        assert_eq!(error["error"]["param"], "tools[2].type");
         assert_eq!(error["error"]["code"], "unsupported_parameter");
     }
 }

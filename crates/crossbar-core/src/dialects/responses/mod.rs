@@ -675,7 +675,7 @@ fn decode_tool(i: usize, value: &Value) -> Result<Tool> {
             .and_then(Value::as_str)
             .unwrap_or_default();
         return Err(Error::invalid_field(
-            &at,
+            format!("{at}.type"),
             format!(
                 "The namespace tool group '{name}' ({at}) is not supported by this gateway yet: \
                  send its functions as top-level function tools."
@@ -685,7 +685,7 @@ fn decode_tool(i: usize, value: &Value) -> Result<Tool> {
     }
     if let Some(hosted) = kind.filter(|k| HOSTED_TOOLS.contains(k)) {
         return Err(unsupported(
-            &at,
+            &format!("{at}.type"),
             &format!("The hosted tool '{hosted}' ({at}) runs only on OpenAI's servers; it"),
         ));
     }

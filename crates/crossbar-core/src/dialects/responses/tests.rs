@@ -119,7 +119,7 @@ fn refuses_unknown_and_unsupported_fields_naming_them() {
     assert_eq!(error.param.as_deref(), Some("input[0].type"));
     let error =
         decode(json!({"model": "m", "input": "x", "tools": [{"type": "web_search"}]})).unwrap_err();
-    assert_eq!(error.param.as_deref(), Some("tools[0]"));
+    assert_eq!(error.param.as_deref(), Some("tools[0].type"));
     let error =
         decode(json!({"model": "m", "input": "x", "tools": [{"type": "custom", "name": "c"}]}))
             .unwrap_err();
@@ -445,7 +445,7 @@ fn refuses_bad_codex_fields_and_hosted_tools_by_name() {
         {"type": "web_search"}
     ]);
     let error = decode(json!({"model": "m", "input": "x", "tools": tools})).unwrap_err();
-    assert_eq!(error.param.as_deref(), Some("tools[1]"));
+    assert_eq!(error.param.as_deref(), Some("tools[1].type"));
     assert_eq!(error.code.as_deref(), Some("unsupported_parameter"));
     assert_eq!(
         error.message,
@@ -455,7 +455,7 @@ fn refuses_bad_codex_fields_and_hosted_tools_by_name() {
     let tools = json!([{"type": "namespace", "name": "mcp__fs", "description": "files",
                         "tools": [{"type": "function", "name": "read"}]}]);
     let error = decode(json!({"model": "m", "input": "x", "tools": tools})).unwrap_err();
-    assert_eq!(error.param.as_deref(), Some("tools[0]"));
+    assert_eq!(error.param.as_deref(), Some("tools[0].type"));
     assert_eq!(
         error.message,
         "The namespace tool group 'mcp__fs' (tools[0]) is not supported by this gateway yet: \
