@@ -206,3 +206,26 @@ async fn context_edits_other_than_clear_thinking_are_refused_by_name() {
     );
     assert_eq!(gw.sim("openai").requests().len(), 0);
 }
+
+/// Claude Code counts tokens with the same body (no `max_tokens`, no `stream`).
+#[tokio::test]
+async fn claude_code_count_tokens_accepts_the_same_fields() {
+    let gw = start(CONFIG).await;
+    let mut body = claude_code_body("claude-opus-5-5");
+    let object = body.as_object_mut().unwrap();
+    object.remove("max_tokens");
+    object.remove("stream");
+    let response = gw
+        .client()
+        .post(format!("{}/v1/messages/count_tokens?beta=true", gw.url))
+        .header("x-api-key", "sk-gw")
+        .header("anthropic-beta", BETAS)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let counted: Value = response.json().await.unwrap();
+    assert!(counted["input_tokens"].as_u64().unwrap() > 0, "{counted}");
+    assert_eq!(gw.sim("anthropic").requests().len(), 0);
+}
