@@ -46,8 +46,9 @@ const OPENAI_ONLY: [&str; 6] = [
     "instructions",
 ];
 
-/// A Codex 0.169 turn, as it posts it, minus its hosted `web_search` tool and its `namespace`
-/// tool group (both refused by name, see `codex_hosted_tools_and_namespaces_are_refused_by_name`).
+/// A Codex 0.169 turn, as it posts it, minus its hosted `web_search` tool (refused by name, see
+/// `codex_hosted_tools_are_refused_by_name`) and its `namespace` tool group (see
+/// `codex_namespace_tools_are_called_by_namespace_and_name`).
 fn codex_body(model: &str) -> Value {
     json!({
         "model": model,
@@ -142,7 +143,7 @@ fn assert_well_formed(events: &[(String, Value)]) -> &Value {
     assert!(!output.is_empty(), "{response}");
     for item in output.iter().filter(|item| item["type"] == "function_call") {
         assert!(
-            ["exec_command", "update_plan"].contains(&item["name"].as_str().unwrap()),
+            ["exec_command", "update_plan", "read"].contains(&item["name"].as_str().unwrap()),
             "{item}"
         );
     }
@@ -215,10 +216,10 @@ async fn a_codex_turn_streams_from_an_anthropic_upstream() {
     }
 }
 
-/// Codex's hosted `web_search` tool and its `namespace` tool groups cannot be served by this
-/// gateway yet: refused by name, at `tools[i]`, on every upstream.
+/// Codex's hosted `web_search` tool cannot be served by this gateway: refused by name, at
+/// `tools[i].type`, on every upstream.
 #[tokio::test]
-async fn codex_hosted_tools_and_namespaces_are_refused_by_name() {
+async fn codex_hosted_tools_are_refused_by_name() {
     let gw = start(CONFIG).await;
     for model in ["codex-gpt", "codex-claude"] {
         let mut body = codex_body(model);
@@ -235,16 +236,63 @@ async fn codex_hosted_tools_and_namespaces_are_refused_by_name() {
             "The hosted tool 'web_search' (tools[2]) runs only on OpenAI's servers; it is not \
              supported by this gateway."
         );
+    }
+}
 
+/// A `namespace` tool group reaches every upstream as plain functions named
+/// `{namespace}__{name}`; the model's call of one comes back to Codex as `namespace` and `name`.
+#[tokio::test]
+async fn codex_namespace_tools_are_called_by_namespace_and_name() {
+    let gw = start(CONFIG).await;
+    for (model, sim) in [
+        ("codex-gpt", "openai-responses"),
+        ("codex-claude", "sim-anthropic"),
+    ] {
         let mut body = codex_body(model);
-        body["tools"].as_array_mut().unwrap().push(json!({
-            "type": "namespace", "name": "mcp__files", "description": "File tools.",
-            "tools": [{"type": "function", "name": "read", "strict": false,
-                       "parameters": {"type": "object", "properties": {}}}]
-        }));
-        let (status, error) = common::error_of(codex_post(&gw, &body).await).await;
-        assert_eq!(status, 400);
-        assert_eq!(error["error"]["param"], "tools[2].type");
-        assert_eq!(error["error"]["code"], "unsupported_parameter");
+        // First, so the simulated model calls it.
+        body["tools"].as_array_mut().unwrap().insert(
+            0,
+            json!({
+                "type": "namespace", "name": "mcp__files", "description": "File tools.",
+                "tools": [{"type": "function", "name": "read", "description": "Reads a file.",
+                           "strict": false,
+                           "parameters": {"type": "object", "properties": {"path": {"type": "string"}},
+                                          "required": ["path"], "additionalProperties": false}}]
+            }),
+        );
+        let events = sse_events(codex_post(&gw, &body).await).await;
+        let response = assert_well_formed(&events);
+        let call = response["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|item| item["type"] == "function_call")
+            .unwrap();
+        assert_eq!(call["namespace"], "mcp__files", "{call}");
+        assert_eq!(call["name"], "read", "{call}");
+        let sent = gw.sim(sim).requests().last().unwrap().body.clone().unwrap();
+        let names: Vec<&str> = sent["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["mcp__files__read", "exec_command", "update_plan"]);
+
+        // The next turn hands the call back as Codex keeps it: namespace and name.
+        let mut next = codex_body(model);
+        next["tools"] = body["tools"].clone();
+        let input = next["input"].as_array_mut().unwrap();
+        input.push(json!({"type": "function_call", "call_id": call["call_id"],
+                          "namespace": "mcp__files", "name": "read",
+                          "arguments": call["arguments"]}));
+        input.push(
+            json!({"type": "function_call_output", "call_id": call["call_id"],
+                          "output": "MARKER-7f3a"}),
+        );
+        let events = sse_events(codex_post(&gw, &next).await).await;
+        assert_eq!(events.last().unwrap().0, "response.completed");
+        let sent = gw.sim(sim).requests().last().unwrap().body.clone().unwrap();
+        assert!(sent.to_string().contains("mcp__files__read"), "{sent}");
     }
 }

@@ -122,6 +122,28 @@ pub struct Params {
     pub truncation: String,
     pub metadata: Map<String, Value>,
     pub user: Option<String>,
+    /// Functions of `namespace` tool groups, by the flat name the model calls them by
+    /// (`{namespace}__{name}`): their calls go back to the client as `namespace` and `name`.
+    #[serde(default)]
+    pub namespaced: std::collections::BTreeMap<String, (String, String)>,
+}
+
+impl Params {
+    /// Writes a call's name into a `function_call` item (or event): a namespaced function's
+    /// flat name splits back into its `namespace` and `name`.
+    pub(crate) fn name_call(&self, item: &mut Value) {
+        let flat = item.get("name").and_then(Value::as_str).unwrap_or_default();
+        if let Some((namespace, name)) = self.namespaced.get(flat) {
+            item["namespace"] = json!(namespace);
+            item["name"] = json!(name);
+        }
+    }
+}
+
+/// The name a namespaced function is offered to the model by: one word valid for every
+/// provider's function names.
+fn flat_name(namespace: &str, name: &str) -> String {
+    format!("{namespace}__{name}")
 }
 
 /// A decoded `POST /v1/responses` body. The conversation is assembled by
@@ -315,11 +337,26 @@ pub fn decode_request(body: &[u8]) -> Result<IngressResponse> {
         }
     };
     let raw_tools = wire.tools.unwrap_or_default();
-    let tools = raw_tools
-        .iter()
-        .enumerate()
-        .map(|(i, t)| decode_tool(i, t))
-        .collect::<Result<Vec<_>>>()?;
+    let mut tools = Vec::new();
+    let mut namespaced = std::collections::BTreeMap::new();
+    for (i, tool) in raw_tools.iter().enumerate() {
+        if tool.get("type").and_then(Value::as_str) == Some("namespace") {
+            decode_namespace(i, tool, &mut tools, &mut namespaced)?;
+        } else {
+            tools.push(decode_tool(&format!("tools[{i}]"), tool)?);
+        }
+    }
+    // A namespaced function's flat name must not stand for another tool too.
+    for flat in namespaced.keys() {
+        if tools.iter().filter(|t| &t.name == flat).count() > 1 {
+            return Err(Error::invalid_field(
+                "tools",
+                format!(
+                    "The namespaced function '{flat}' has the name of another tool; rename one."
+                ),
+            ));
+        }
+    }
     let tool_choice = wire
         .tool_choice
         .as_ref()
@@ -382,6 +419,7 @@ pub fn decode_request(body: &[u8]) -> Result<IngressResponse> {
         truncation: wire.truncation.unwrap_or_else(|| "disabled".to_owned()),
         metadata: wire.metadata.unwrap_or_default(),
         user: wire.user,
+        namespaced,
     };
     let input_items = input_items(&params.id, raw_input);
     Ok(IngressResponse {
@@ -540,9 +578,13 @@ fn decode_items(items: Vec<Value>) -> Result<Vec<Message>> {
                 }
             }
             "function_call" => {
+                let mut name = string_field(&item, "name", &at)?;
+                if let Some(Value::String(namespace)) = item.get("namespace") {
+                    name = flat_name(namespace, &name);
+                }
                 let call = ToolCall {
                     id: string_field(&item, "call_id", &at)?,
-                    name: string_field(&item, "name", &at)?,
+                    name,
                     arguments: string_field(&item, "arguments", &at)?,
                 };
                 assistant_turn(&mut messages).tool_calls.push(call);
@@ -665,24 +707,68 @@ fn decode_part(message: &mut Message, part: &Value, at: &str) -> Result<()> {
     Ok(())
 }
 
-/// A function tool is flat in this API: `{type, name, description, parameters, strict}`.
-fn decode_tool(i: usize, value: &Value) -> Result<Tool> {
+/// A `namespace` tool group (Codex sends its MCP tools so): each function joins the canonical
+/// tools as `{namespace}__{name}`, and calls of it go back split (see [`Params::name_call`]).
+fn decode_namespace(
+    i: usize,
+    value: &Value,
+    tools: &mut Vec<Tool>,
+    namespaced: &mut std::collections::BTreeMap<String, (String, String)>,
+) -> Result<()> {
     let at = format!("tools[{i}]");
-    let kind = value.get("type").and_then(Value::as_str);
-    if kind == Some("namespace") {
-        let name = value
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+    let Value::Object(group) = value else {
         return Err(Error::invalid_field(
-            format!("{at}.type"),
+            &at,
+            format!("Invalid type for '{at}': expected an object."),
+        ));
+    };
+    let namespace = string_field(group, "name", &at)?;
+    if namespace.is_empty() {
+        return Err(Error::invalid_field(
+            format!("{at}.name"),
             format!(
-                "The namespace tool group '{name}' ({at}) is not supported by this gateway yet: \
-                 send its functions as top-level function tools."
+                "Invalid '{at}.name': string too short. Expected a string with minimum length 1."
             ),
-        )
-        .with_code("unsupported_parameter"));
+        ));
     }
+    for key in group.keys() {
+        if !matches!(key.as_str(), "type" | "name" | "description" | "tools") {
+            return Err(unknown_field(&format!("{at}.{key}")));
+        }
+    }
+    let members = match group.get("tools") {
+        Some(Value::Array(members)) if !members.is_empty() => members,
+        _ => {
+            return Err(Error::invalid_field(
+                format!("{at}.tools"),
+                format!("Invalid '{at}.tools': expected a non-empty array of function tools."),
+            ));
+        }
+    };
+    for (j, member) in members.iter().enumerate() {
+        let member_at = format!("{at}.tools[{j}]");
+        let mut tool = decode_tool(&member_at, member)?;
+        let flat = flat_name(&namespace, &tool.name);
+        if !valid_function_name(&flat) {
+            return Err(Error::invalid_field(
+                format!("{member_at}.name"),
+                format!(
+                    "'{flat}' (namespace '{namespace}', function '{}') is not a valid function \
+                     name for other providers: it must match '^[a-zA-Z0-9_-]{{1,64}}$'.",
+                    tool.name
+                ),
+            ));
+        }
+        namespaced.insert(flat.clone(), (namespace.clone(), tool.name.clone()));
+        tool.name = flat;
+        tools.push(tool);
+    }
+    Ok(())
+}
+
+/// A function tool is flat in this API: `{type, name, description, parameters, strict}`.
+fn decode_tool(at: &str, value: &Value) -> Result<Tool> {
+    let kind = value.get("type").and_then(Value::as_str);
     if let Some(hosted) = kind.filter(|k| HOSTED_TOOLS.contains(k)) {
         return Err(unsupported(
             &format!("{at}.type"),
@@ -711,7 +797,7 @@ fn decode_tool(i: usize, value: &Value) -> Result<Tool> {
         #[serde(default)]
         strict: Option<bool>,
     }
-    let function: Function = typed(value.clone(), &at)?;
+    let function: Function = typed(value.clone(), at)?;
     if !valid_function_name(&function.name) {
         return Err(Error::invalid_field(
             format!("{at}.name"),
@@ -877,20 +963,23 @@ pub(crate) fn output_text_part(text: &str) -> Value {
     json!({"type": "output_text", "text": text, "annotations": [], "logprobs": []})
 }
 
-fn call_item(id: &str, status: &str, call: &ToolCall) -> Value {
-    json!({
+fn call_item(params: &Params, id: &str, status: &str, call: &ToolCall) -> Value {
+    let mut item = json!({
         "id": id,
         "type": "function_call",
         "status": status,
         "call_id": call.id,
         "name": call.name,
         "arguments": call.arguments,
-    })
+    });
+    params.name_call(&mut item);
+    item
 }
 
 /// The output items of a canonical answer: one assistant message (if it said anything), then
 /// one `function_call` item per tool call.
-fn output_items(response_id: &str, message: &Message, status: &str) -> Vec<Value> {
+fn output_items(params: &Params, message: &Message, status: &str) -> Vec<Value> {
+    let response_id = params.id.as_str();
     let mut items = Vec::new();
     let text = message.text_content();
     if !text.is_empty() || message.refusal.is_some() {
@@ -904,6 +993,7 @@ fn output_items(response_id: &str, message: &Message, status: &str) -> Vec<Value
     for (index, call) in message.tool_calls.iter().enumerate() {
         let index = u32::try_from(index).unwrap_or(u32::MAX);
         items.push(call_item(
+            params,
             &call_item_id(response_id, index),
             "completed",
             call,
@@ -971,7 +1061,7 @@ pub fn encode_response(params: &Params, response: &ChatResponse) -> Value {
     } else {
         "completed"
     };
-    let output = output_items(&params.id, &response.message, status);
+    let output = output_items(params, &response.message, status);
     let mut object = response_object(
         params,
         &response.model,
@@ -1029,9 +1119,13 @@ pub fn response_message(response: &Value) -> Message {
                         .unwrap_or_default()
                         .to_owned()
                 };
+                let name = match item.get("namespace").and_then(Value::as_str) {
+                    Some(namespace) => flat_name(namespace, &field("name")),
+                    None => field("name"),
+                };
                 message.tool_calls.push(ToolCall {
                     id: field("call_id"),
-                    name: field("name"),
+                    name,
                     arguments: field("arguments"),
                 });
             }

@@ -353,7 +353,7 @@ impl StreamEncoder {
             name,
             arguments: String::new(),
         };
-        let item = json!({
+        let mut item = json!({
             "id": item_id,
             "type": "function_call",
             "status": "in_progress",
@@ -361,6 +361,7 @@ impl StreamEncoder {
             "name": call.name,
             "arguments": "",
         });
+        self.params.name_call(&mut item);
         self.calls.insert(
             index,
             OpenCall {
@@ -378,15 +379,13 @@ impl StreamEncoder {
 
     fn close_calls(&mut self, out: &mut BytesMut) {
         for open in std::mem::take(&mut self.calls).into_values() {
-            self.write(
-                out,
-                "response.function_call_arguments.done",
-                json!({
-                    "item_id": open.item_id, "output_index": open.output_index,
-                    "name": open.call.name, "arguments": open.call.arguments,
-                }),
-            );
-            let item = json!({
+            let mut done = json!({
+                "item_id": open.item_id, "output_index": open.output_index,
+                "name": open.call.name, "arguments": open.call.arguments,
+            });
+            self.params.name_call(&mut done);
+            self.write(out, "response.function_call_arguments.done", done);
+            let mut item = json!({
                 "id": open.item_id,
                 "type": "function_call",
                 "status": "completed",
@@ -394,6 +393,7 @@ impl StreamEncoder {
                 "name": open.call.name,
                 "arguments": open.call.arguments,
             });
+            self.params.name_call(&mut item);
             self.items.insert(open.output_index, item.clone());
             self.write(
                 out,

@@ -452,13 +452,85 @@ fn refuses_bad_codex_fields_and_hosted_tools_by_name() {
         "The hosted tool 'web_search' (tools[1]) runs only on OpenAI's servers; it is not \
          supported by this gateway."
     );
-    let tools = json!([{"type": "namespace", "name": "mcp__fs", "description": "files",
-                        "tools": [{"type": "function", "name": "read"}]}]);
-    let error = decode(json!({"model": "m", "input": "x", "tools": tools})).unwrap_err();
-    assert_eq!(error.param.as_deref(), Some("tools[0].type"));
-    assert_eq!(
-        error.message,
-        "The namespace tool group 'mcp__fs' (tools[0]) is not supported by this gateway yet: \
-         send its functions as top-level function tools."
+}
+
+/// Codex's `namespace` tool groups: flattened to `{namespace}__{name}` for the model, calls
+/// split back into `namespace` and `name`, and joined again when the client hands them back.
+#[test]
+fn namespace_groups_flatten_and_their_calls_map_back() {
+    let body = json!({
+        "model": "m",
+        "input": [
+            {"type": "message", "role": "user", "content": "read it"},
+            {"type": "function_call", "call_id": "call_0", "namespace": "mcp__files",
+             "name": "read", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "call_0", "output": "text"}
+        ],
+        "tools": [
+            {"type": "function", "name": "exec_command", "parameters": {"type": "object"}},
+            {"type": "namespace", "name": "mcp__files", "description": "File tools.",
+             "tools": [{"type": "function", "name": "read", "strict": false,
+                        "parameters": {"type": "object", "properties": {}}}]}
+        ]
+    });
+    let mut ingress = decode(body.clone()).unwrap();
+    let request = ingress.chat_request(&[]).unwrap();
+    let names: Vec<&str> = request.tools.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["exec_command", "mcp__files__read"]);
+    assert_eq!(request.messages[1].tool_calls[0].name, "mcp__files__read");
+
+    ingress.params.id = "resp_abc".to_owned();
+    let response = encode_response(
+        &ingress.params,
+        &answer(
+            "",
+            &[("call_1", "mcp__files__read", "{}")],
+            FinishReason::ToolCalls,
+        ),
     );
+    let call = &response["output"][0];
+    assert_eq!(call["type"], "function_call");
+    assert_eq!(call["namespace"], "mcp__files");
+    assert_eq!(call["name"], "read");
+    assert_eq!(
+        response_message(&response).tool_calls[0].name,
+        "mcp__files__read"
+    );
+
+    let mut encoder = StreamEncoder::new(ingress.params.clone(), "m");
+    let mut out = BytesMut::new();
+    for event in [
+        StreamEvent::ToolCallStart {
+            index: 0,
+            id: "call_1".into(),
+            name: "mcp__files__read".into(),
+        },
+        StreamEvent::ToolCallDelta {
+            index: 0,
+            arguments: "{}".into(),
+        },
+        StreamEvent::Finish {
+            reason: FinishReason::ToolCalls,
+            raw: None,
+        },
+    ] {
+        encoder.event(event, &mut out);
+    }
+    encoder.end(&mut out);
+    let events = frames(&out);
+    let named: Vec<(&str, &Value)> = events
+        .iter()
+        .filter(|(_, data)| data["item"]["type"] == "function_call" || data.get("name").is_some())
+        .map(|(kind, data)| (kind.as_str(), data.get("item").unwrap_or(data)))
+        .collect();
+    assert_eq!(named.len(), 3, "{events:?}");
+    for (kind, item) in named {
+        assert_eq!(item["namespace"], "mcp__files", "{kind}");
+        assert_eq!(item["name"], "read", "{kind}");
+    }
+
+    let mut clash = body;
+    clash["tools"][0]["name"] = json!("mcp__files__read");
+    let error = decode(clash).unwrap_err();
+    assert_eq!(error.param.as_deref(), Some("tools"));
 }
