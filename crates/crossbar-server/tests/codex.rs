@@ -3,11 +3,7 @@
 //! ingress knew `client_metadata`, both answered `400 Unrecognized request argument supplied:
 //! client_metadata`.
 
-#![expect(
-    clippy::unwrap_used,
-    clippy::panic,
-    reason = "test helpers: a failure fails the test"
-)]
+#![expect(clippy::unwrap_used, reason = "test helpers: a failure fails the test")]
 
 mod common;
 
