@@ -8,6 +8,21 @@
 //! what Anthropic and Bedrock require), `function_call_output` items become tool results tied
 //! by `call_id`. Reasoning items sent back by clients are dropped: the router restores signed
 //! reasoning itself (see `reasoning_memory`), and our answers carry none.
+//!
+//! What coding agents such as Codex send beyond that, and what becomes of it on every upstream:
+//! - `client_metadata` (the client's telemetry, an object of strings): checked, never forwarded.
+//! - `include`: any documented value is accepted; Responses upstreams are always asked for
+//!   `reasoning.encrypted_content` (nothing is stored upstream), the other values name outputs
+//!   we never produce (hosted tools, logprobs), so they change nothing anywhere.
+//! - `prompt_cache_key` and the other OpenAI service hints: accepted and not forwarded, since the
+//!   canonical request has no field that other dialects drop (see `IGNORED_FIELDS`).
+//! - `reasoning.summary` (`auto`, `concise`, `detailed`): accepted, echoed, not forwarded; our
+//!   answers carry no reasoning summary. `reasoning.effort` is translated as everywhere.
+//! - `namespace` tool groups: each function becomes the canonical tool `{namespace}__{name}`
+//!   (valid on every provider), and a call of it goes back as a `function_call` item with
+//!   `namespace` and `name` set, as OpenAI reports it; items handed back join the two again.
+//! - Hosted tools (`web_search`, `file_search`, ...): refused by name at `tools[i].type` on every
+//!   upstream, since only OpenAI runs them.
 
 mod egress;
 mod stream;
