@@ -82,7 +82,8 @@ const INCLUDABLE: &[&str] = &[
 ];
 
 /// Tools OpenAI runs itself: no other provider can, and a gateway cannot forward them without
-/// tying the request to OpenAI, so they are refused by name.
+/// tying the request to OpenAI, so they are refused by name. (Client-run built-in tools such as
+/// `local_shell`, `apply_patch` or `custom` fall under the general "only function tools" refusal.)
 const HOSTED_TOOLS: &[&str] = &[
     "web_search",
     "web_search_preview",
@@ -90,14 +91,8 @@ const HOSTED_TOOLS: &[&str] = &[
     "web_search_2025_08_26",
     "file_search",
     "code_interpreter",
-    "computer_use_preview",
-    "computer_use",
     "image_generation",
     "mcp",
-    "local_shell",
-    "shell",
-    "apply_patch",
-    "tool_search",
 ];
 
 /// Fields that only tune OpenAI's own service (caching hints, tiers, moderation): accepted so
