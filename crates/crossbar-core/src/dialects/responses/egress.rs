@@ -138,6 +138,9 @@ fn encode_format(format: &ResponseFormat) -> Value {
 /// Encodes a canonical request as a `CreateResponse` body for `target`. Nothing is stored
 /// upstream: the conversation travels whole each time, reasoning as encrypted content.
 pub fn encode_request(request: &ChatRequest, target: &str) -> Result<Vec<u8>> {
+    // OpenAI's reasoning models refuse sampling here as on Chat Completions.
+    crate::dialects::rules::openai_reasoning_compatible(target, request)
+        .map_err(Error::unsupported_here)?;
     if !request.stop.is_empty() {
         return Err(Error::invalid_field(
             "stop",

@@ -193,3 +193,15 @@ fn fewer_than_sixteen_output_tokens_are_unsupported_here() {
     let body: Value = serde_json::from_slice(&encode_request(&request, "gpt-4o").unwrap()).unwrap();
     assert_eq!(body["max_output_tokens"], 16);
 }
+
+/// Reasoning models refuse sampling through the Responses API too: unsupported on that
+/// deployment, so the router tries another.
+#[test]
+fn reasoning_models_refuse_sampling_here_too() {
+    let mut request = ChatRequest::new("m", vec![Message::text(Role::User, "hi")]);
+    request.sampling.temperature = Some(0.3);
+    let error = encode_request(&request, "o3").unwrap_err();
+    assert_eq!(error.kind, crate::error::ErrorKind::Unsupported);
+    assert_eq!(error.param.as_deref(), Some("temperature"));
+    assert!(encode_request(&request, "gpt-4o").is_ok());
+}
