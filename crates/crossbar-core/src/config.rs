@@ -23,11 +23,11 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
 const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 const DEFAULT_SHUTDOWN_GRACE_S: u64 = 30;
 /// `server.header_read_timeout_s` unless set.
-pub const DEFAULT_HEADER_READ_TIMEOUT_S: u64 = 10;
+const DEFAULT_HEADER_READ_TIMEOUT_S: u64 = 10;
 /// `server.body_read_timeout_s` unless set.
-pub const DEFAULT_BODY_READ_TIMEOUT_S: u64 = 30;
+const DEFAULT_BODY_READ_TIMEOUT_S: u64 = 30;
 /// `server.max_connections` unless set.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

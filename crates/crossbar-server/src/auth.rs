@@ -132,7 +132,7 @@ pub struct CallerKey(pub String);
 /// name, not on behalf of a foreign web page. Without these checks any page in the user's browser
 /// could spend provider money (a `text/plain` POST needs no CORS preflight), and a DNS-rebinding
 /// page (`Host: rebind.evil.example`) could read the dashboard and stored responses.
-fn open_gateway_admits(request: &Request) -> Result<(), (Error, &'static str)> {
+pub(crate) fn open_gateway_admits(request: &Request) -> Result<(), (Error, &'static str)> {
     if !is_local(request) {
         return Err((
             Error::permission_denied(

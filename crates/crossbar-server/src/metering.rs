@@ -176,13 +176,14 @@ impl Meter {
     /// Checks the request against its key (allowed model, tokens per minute, budgets), narrows
     /// the router to the key's models and routes, reserves the most the request can cost on
     /// any deployment it may then use, and caps the router at the key's remaining budget.
-    /// `prompt` is the request as it goes upstream (a stored conversation included).
+    /// `prompt` is the request as it goes upstream (a stored conversation included), built only
+    /// when there is a key to reserve for.
     pub async fn admit(
         &self,
         router: &Router,
         model: &str,
         stream: bool,
-        prompt: &Prompt,
+        prompt: impl FnOnce() -> Prompt,
         max_output_tokens: Option<u64>,
         preferences: &mut Preferences,
     ) -> Result<(), Error> {
@@ -209,7 +210,7 @@ impl Meter {
         let estimate = router.reservation_pico(
             model,
             preferences,
-            prompt,
+            &prompt(),
             max_output_tokens.unwrap_or(DEFAULT_RESERVED_OUTPUT_TOKENS),
         )?;
         let (reservation, remaining) = key
@@ -295,8 +296,6 @@ fn attempt_record(attempt: &Attempt) -> AttemptRecord {
     }
 }
 
-/// The most this request can cost on any deployment of `model`: the prompt at a generous
-/// four bytes per token of the request body, plus `max_output` tokens.
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }

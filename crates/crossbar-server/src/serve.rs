@@ -43,13 +43,7 @@ impl ServeLimits {
     pub fn with_grace(grace: Duration) -> Self {
         Self {
             grace,
-            header_read_timeout: Duration::from_secs(
-                crossbar_core::config::DEFAULT_HEADER_READ_TIMEOUT_S,
-            ),
-            body_read_timeout: Duration::from_secs(
-                crossbar_core::config::DEFAULT_BODY_READ_TIMEOUT_S,
-            ),
-            max_connections: crossbar_core::config::DEFAULT_MAX_CONNECTIONS,
+            ..Self::of(&crossbar_core::config::ServerConfig::default())
         }
     }
 

@@ -29,7 +29,7 @@ pub async fn completions(
             &state.router,
             &request.model,
             request.stream,
-            &Prompt::of_chat(&request),
+            || Prompt::of_chat(&request),
             max_tokens,
             &mut preferences,
         )

@@ -27,7 +27,7 @@ pub async fn create(
             &state.router,
             &ingress.request.model,
             false,
-            &Prompt::of_embedding(&ingress.request),
+            || Prompt::of_embedding(&ingress.request),
             Some(0),
             &mut preferences,
         )

@@ -173,7 +173,7 @@ pub async fn create(
             &state.router,
             &request.model,
             request.stream,
-            &Prompt::of_chat(&request),
+            || Prompt::of_chat(&request),
             max_tokens,
             &mut preferences,
         )

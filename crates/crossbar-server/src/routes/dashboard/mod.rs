@@ -18,10 +18,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine as _;
 use crossbar_core::Error;
-use crossbar_core::error::{ErrorKind, Origin};
 
 use crate::app::AppState;
-use crate::auth::{constant_time_eq, is_local};
+use crate::auth::constant_time_eq;
 use crate::error::{ApiError, Ingress};
 
 /// The JSON endpoints this module serves; each checks the admin token itself.
@@ -113,20 +112,12 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
         None => false,
     } || !state.keys.is_empty();
     if !keyed {
-        if is_local(&request) {
-            return next.run(request).await;
-        }
-        return reject(Error {
-            kind: ErrorKind::PermissionDenied,
-            origin: Origin::Client,
-            retryable: false,
-            message: "This gateway has no keys, so its dashboard serves its own machine only."
-                .to_owned(),
-            param: None,
-            code: Some("open_gateway_loopback_only".to_owned()),
-            upstream_status: None,
-            retry_after: None,
-        });
+        // The same rule as the API's (the auth layer applies it first): this machine only, by
+        // a loopback name, not for a foreign page.
+        return match crate::auth::open_gateway_admits(&request) {
+            Ok(()) => next.run(request).await,
+            Err((error, _)) => reject(error),
+        };
     }
     if state.admin_token.is_none() {
         return reject(
