@@ -321,16 +321,11 @@ impl KeyState {
         {
             return Ok(());
         }
-        Err(Error {
-            kind: ErrorKind::PermissionDenied,
-            origin: Origin::Client,
-            retryable: false,
-            message: format!("Your key may not use model `{model}`."),
-            param: Some("model".to_owned()),
-            code: Some("model_not_allowed".to_owned()),
-            upstream_status: None,
-            retry_after: None,
-        })
+        Err(Error::permission_denied(
+            format!("Your key may not use model `{model}`."),
+            "model_not_allowed",
+        )
+        .with_param("model"))
     }
 
     /// Counts a request against requests-per-minute, refusing it when the minute is full.

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::config::{Constraints, Objective, RouteConfig};
-use crate::error::{Error, ErrorKind, Origin, Result};
+use crate::error::{Error, Result};
 use crate::router::Deployment;
 use crate::router::affinity::AffinitySettings;
 use crate::router::hedge::Hedging;
@@ -212,16 +212,11 @@ impl Preferences {
     /// Refuses a route the key may not use.
     pub fn check_route(&self, route: &str) -> Result<()> {
         match self.key.as_ref().and_then(|k| k.routes.as_ref()) {
-            Some(allowed) if !allowed.iter().any(|r| r == route) => Err(Error {
-                kind: ErrorKind::PermissionDenied,
-                origin: Origin::Client,
-                retryable: false,
-                message: format!("Your key may not use route `{route}`."),
-                param: Some(ROUTE_HEADER.to_owned()),
-                code: Some("route_not_allowed".to_owned()),
-                upstream_status: None,
-                retry_after: None,
-            }),
+            Some(allowed) if !allowed.iter().any(|r| r == route) => Err(Error::permission_denied(
+                format!("Your key may not use route `{route}`."),
+                "route_not_allowed",
+            )
+            .with_param(ROUTE_HEADER)),
             _ => Ok(()),
         }
     }
