@@ -40,6 +40,10 @@ pub struct Config {
     pub models: Vec<ModelConfig>,
     #[serde(default)]
     pub routes: BTreeMap<String, Spanned<RouteConfig>>,
+    /// Model ids clients ask for (exact, or `*` patterns) mapped to a logical model or a route
+    /// name, so coding agents' own ids (`claude-opus-5-5`, `gpt-5.5`) reach a configured model.
+    #[serde(default)]
+    pub aliases: BTreeMap<String, Spanned<String>>,
     /// Where usage records and virtual keys live.
     #[serde(default)]
     pub store: StoreConfig,
@@ -407,6 +411,34 @@ pub struct RouteConfig {
     /// Share of requests that start on a random other healthy deployment, so statistics of a
     /// demoted deployment stay fresh (default 0.05; 0 disables).
     pub explore: Option<Spanned<f64>>,
+    /// What a provider-hosted tool (`web_search`...) does on a deployment that cannot run it.
+    pub hosted_tools: Option<HostedTools>,
+    /// What a request field the gateway does not know does.
+    pub unknown_fields: Option<UnknownFields>,
+}
+
+/// `hosted_tools`: a tool only the provider can run (OpenAI's `web_search`, Anthropic's server
+/// tools) on a deployment that cannot run it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostedTools {
+    /// The request is refused, naming the tool (the default: nothing is silently lost).
+    #[default]
+    Refuse,
+    /// The tool is left out and the request goes on without it.
+    Drop,
+}
+
+/// `unknown_fields`: a request field the gateway does not know.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownFields {
+    /// A 400 naming the field (the default).
+    #[default]
+    Reject,
+    /// Forwarded untouched to same-dialect upstreams, which validate it themselves; refused by
+    /// name only where the deployment speaks another dialect.
+    Pass,
 }
 
 /// Where a request may go. Empty lists allow everything; entries may use `*` globs.
@@ -986,9 +1018,54 @@ impl Config {
             }
         }
         self.validate_routes(&model_names)?;
+        self.validate_aliases(&model_names)?;
+        Ok(())
+    }
+
+    /// Aliases: each key a name or pattern that can apply, each target a model or a route
+    /// that lists models.
+    fn validate_aliases(&self, model_names: &HashSet<&str>) -> Result<(), ConfigError> {
+        for (alias, target) in &self.aliases {
+            let key = format!("aliases.\"{alias}\"");
+            let name = target.get_ref().as_str();
+            let problem = if alias.trim().is_empty() {
+                Some("an alias must not be empty".to_owned())
+            } else if alias.matches('*').count() > MAX_ALIAS_STARS {
+                Some(format!("a pattern may hold at most {MAX_ALIAS_STARS} `*`"))
+            } else if model_names.contains(alias.as_str()) {
+                Some(format!(
+                    "`{alias}` is a model's name, which always wins: this alias could never apply"
+                ))
+            } else if self.routes.contains_key(alias) {
+                Some(format!(
+                    "`{alias}` is a route's name, which always wins: this alias could never apply"
+                ))
+            } else if !(model_names.contains(name) || self.route_lists_models(name)) {
+                Some(format!(
+                    "unknown model `{name}` (an alias leads to a model or a route that lists models)"
+                ))
+            } else {
+                None
+            };
+            if let Some(message) = problem {
+                return Err(self.error_at(target, &key, message));
+            }
+        }
         Ok(())
     }
 }
+
+impl Config {
+    /// Whether `name` is a route a request may name as its model.
+    fn route_lists_models(&self, name: &str) -> bool {
+        self.routes
+            .get(name)
+            .is_some_and(|r| !r.get_ref().models.is_empty())
+    }
+}
+
+/// The most `*` an alias pattern may hold.
+pub const MAX_ALIAS_STARS: usize = 4;
 
 const SIM_DIALECTS: &[&str] = &[
     "openai",
@@ -1460,5 +1537,74 @@ mod tests {
             Ok(HedgeAfter::Fixed(std::time::Duration::from_millis(250)))
         );
         assert_eq!(HedgeAfter::parse("p90"), Ok(HedgeAfter::Percentile(90)));
+    }
+
+    #[test]
+    fn aliases_are_validated_with_locations() {
+        let base = "[[providers]]\nname = \"a\"\nkind = \"openai\"\napi_key = \"k\"\n\n[[models]]\nname = \"m\"\ndeployments = [{ provider = \"a\", target = \"t\" }]\n\n[routes.fast]\nmodels = [\"m\"]\n\n[routes.policy]\nobjective = \"cost\"\n\n";
+        let ok = format!(
+            "{base}[aliases]\n\"claude-*\" = \"m\"\n\"my-fast\" = \"fast\"\n\"*-*-*-*\" = \"m\"\n"
+        );
+        let config = Config::from_toml(&ok, "a.toml").unwrap();
+        assert_eq!(config.aliases["claude-*"].get_ref(), "m");
+        assert_eq!(config.aliases["my-fast"].get_ref(), "fast");
+        let cases = [
+            (
+                "\"x\" = \"nope\"",
+                "a.toml:17: aliases.\"x\": unknown model `nope` (an alias leads to a model or a route that lists models)",
+            ),
+            (
+                "\"x\" = \"policy\"",
+                "a.toml:17: aliases.\"x\": unknown model `policy` (an alias leads to a model or a route that lists models)",
+            ),
+            (
+                "\"m\" = \"fast\"",
+                "a.toml:17: aliases.\"m\": `m` is a model's name, which always wins: this alias could never apply",
+            ),
+            (
+                "\"fast\" = \"m\"",
+                "a.toml:17: aliases.\"fast\": `fast` is a route's name, which always wins: this alias could never apply",
+            ),
+            (
+                "\"*-*-*-*-*\" = \"m\"",
+                "a.toml:17: aliases.\"*-*-*-*-*\": a pattern may hold at most 4 `*`",
+            ),
+            (
+                "\"\" = \"m\"",
+                "a.toml:17: aliases.\"\": an alias must not be empty",
+            ),
+        ];
+        for (alias, expected) in cases {
+            let err = Config::from_toml(&format!("{base}[aliases]\n{alias}\n"), "a.toml")
+                .unwrap_err()
+                .0;
+            assert_eq!(err, expected, "{alias}");
+        }
+    }
+
+    #[test]
+    fn route_policies_parse_and_refuse_unknown_values() {
+        let base = "[[providers]]\nname = \"a\"\nkind = \"openai\"\napi_key = \"k\"\n\n[[models]]\nname = \"m\"\ndeployments = [{ provider = \"a\", target = \"t\" }]\n\n";
+        let config = Config::from_toml(
+            &format!("{base}[routes.default]\nhosted_tools = \"drop\"\nunknown_fields = \"pass\"\n\n[routes.m]\nhosted_tools = \"refuse\"\n"),
+            "p.toml",
+        )
+        .unwrap();
+        let default = config.routes["default"].get_ref();
+        assert_eq!(default.hosted_tools, Some(HostedTools::Drop));
+        assert_eq!(default.unknown_fields, Some(UnknownFields::Pass));
+        let m = config.routes["m"].get_ref();
+        assert_eq!(m.hosted_tools, Some(HostedTools::Refuse));
+        assert_eq!(m.unknown_fields, None);
+        let err = Config::from_toml(
+            &format!("{base}[routes.default]\nunknown_fields = \"ignore\"\n"),
+            "p.toml",
+        )
+        .unwrap_err()
+        .0;
+        assert_eq!(
+            err,
+            "p.toml:11: routes.default.unknown_fields: unknown variant, expected `reject` or `pass`"
+        );
     }
 }

@@ -4,6 +4,9 @@
 
 use std::time::Duration;
 
+/// The most names a model-not-found message suggests.
+const MAX_CLOSE_MATCHES: usize = 3;
+
 /// Whose fault an error is: decides logging level, metrics labels and whether to blame the
 /// deployment (circuit breakers only count upstream faults).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,11 +106,37 @@ impl Error {
     }
 
     pub fn model_not_found(model: &str) -> Self {
-        Self::not_found(format!(
-            "The model `{model}` does not exist or you do not have access to it."
-        ))
-        .with_param("model")
-        .with_code("model_not_found")
+        Self::model_not_found_near(model, [])
+    }
+
+    /// As [`Error::model_not_found`], naming up to three of `candidates` (names the caller may
+    /// use) closest to `model` by edit distance, so a typo or an unknown version points at what
+    /// exists. Far-off names are left out: a list of everything is not a suggestion.
+    pub fn model_not_found_near<'a>(
+        model: &str,
+        candidates: impl IntoIterator<Item = &'a str>,
+    ) -> Self {
+        let cutoff = (model.chars().count() / 3).max(2);
+        let mut near: Vec<(usize, &str)> = candidates
+            .into_iter()
+            .map(|name| (strsim::osa_distance(model, name), name))
+            .filter(|(distance, _)| *distance <= cutoff)
+            .collect();
+        near.sort_unstable();
+        near.dedup();
+        let names: Vec<String> = near
+            .iter()
+            .take(MAX_CLOSE_MATCHES)
+            .map(|(_, name)| (*name).to_owned())
+            .collect();
+        let mut message =
+            format!("The model `{model}` does not exist or you do not have access to it.");
+        if !names.is_empty() {
+            message.push_str(&format!(" Close matches: {}.", names.join(", ")));
+        }
+        Self::not_found(message)
+            .with_param("model")
+            .with_code("model_not_found")
     }
 
     pub fn payload_too_large(limit: usize) -> Self {
@@ -324,5 +353,40 @@ mod tests {
         assert_eq!(Error::overloaded("busy").status(), 503);
         assert_eq!(Error::unsupported_media_type("form").status(), 415);
         assert_eq!(Error::permission_denied("no", "x").status(), 403);
+    }
+
+    #[test]
+    fn model_not_found_names_close_matches_nearest_first() {
+        let known = [
+            "gpt-4o",
+            "gpt-4o-mini",
+            "gpt-5",
+            "claude-sonnet",
+            "text-embedding-3-small",
+        ];
+        let error = Error::model_not_found_near("gpt-4o-mni", known);
+        assert_eq!(error.status(), 404);
+        assert_eq!(error.code.as_deref(), Some("model_not_found"));
+        assert_eq!(error.param.as_deref(), Some("model"));
+        assert_eq!(
+            error.message,
+            "The model `gpt-4o-mni` does not exist or you do not have access to it. Close matches: gpt-4o-mini."
+        );
+        assert_eq!(
+            Error::model_not_found_near("gpt-4", known).message,
+            "The model `gpt-4` does not exist or you do not have access to it. Close matches: gpt-4o, gpt-5."
+        );
+        assert_eq!(
+            Error::model_not_found_near("gpt4o", known).message,
+            "The model `gpt4o` does not exist or you do not have access to it. Close matches: gpt-4o, gpt-5."
+        );
+        assert_eq!(
+            Error::model_not_found_near("llama-3", known).message,
+            "The model `llama-3` does not exist or you do not have access to it."
+        );
+        assert_eq!(
+            Error::model_not_found("m").message,
+            "The model `m` does not exist or you do not have access to it."
+        );
     }
 }

@@ -72,6 +72,7 @@ async fn serves_the_builtin_simulated_catalog_offline() {
             "gemini-2.5-flash",
             "gpt-4o",
             "gpt-4o-mini",
+            "gpt-5",
             "text-embedding-3-small"
         ]
     );

@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::config::{Constraints, Objective, RouteConfig};
+use crate::config::{Constraints, HostedTools, Objective, RouteConfig, UnknownFields};
 use crate::error::{Error, Result};
 use crate::router::Deployment;
 use crate::router::affinity::AffinitySettings;
@@ -36,6 +36,10 @@ pub struct Route {
     pub hedge: Option<Hedging>,
     pub affinity: Option<AffinitySettings>,
     pub explore: f64,
+    /// What the ingress does with a provider-hosted tool the deployment cannot run.
+    pub hosted_tools: HostedTools,
+    /// What the ingress does with a request field it does not know.
+    pub unknown_fields: UnknownFields,
     /// Round-robin position.
     pub rotation: AtomicUsize,
 }
@@ -77,6 +81,8 @@ impl Route {
             ),
             explore: pick(own, default, |c| c.explore.as_ref().map(|e| *e.get_ref()))
                 .unwrap_or(DEFAULT_EXPLORE),
+            hosted_tools: pick(own, default, |c| c.hosted_tools).unwrap_or_default(),
+            unknown_fields: pick(own, default, |c| c.unknown_fields).unwrap_or_default(),
             rotation: AtomicUsize::new(0),
         }
     }

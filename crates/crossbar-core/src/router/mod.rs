@@ -44,7 +44,9 @@ use tokio::time::Instant;
 
 use crate::chat::{ChatRequest, ChatResponse, StreamEvent, Usage};
 use crate::client::{ChatStream, ModelClient};
-use crate::config::{Config, ConfigError, Price, ProviderConfig, ProviderKind};
+use crate::config::{
+    Config, ConfigError, HostedTools, Price, ProviderConfig, ProviderKind, UnknownFields,
+};
 use crate::embeddings::{EmbeddingRequest, EmbeddingResponse};
 use crate::error::{Error, Result};
 use crate::provider::Provider;
@@ -248,6 +250,10 @@ pub struct Router {
     models: BTreeMap<String, Vec<Arc<Deployment>>>,
     routes: BTreeMap<String, Arc<Route>>,
     default_route: Arc<Route>,
+    /// `[aliases]` without `*`: requested id to model or route name.
+    aliases: BTreeMap<String, String>,
+    /// `[aliases]` with `*`, the most specific first (see [`by_specificity`]).
+    patterns: Vec<(String, String)>,
     upstream: Arc<dyn Upstream>,
     affinity: affinity::Affinity,
     /// Exploration and backoff jitter; seeded so a run replays.
@@ -261,6 +267,13 @@ impl fmt::Debug for Router {
             .field("routes", &self.routes.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
+}
+
+/// Orders alias patterns most specific first: more literal (non-`*`) characters, then name
+/// order, so which pattern wins never depends on the file's order.
+fn by_specificity(a: &str, b: &str) -> std::cmp::Ordering {
+    let literal = |p: &str| p.chars().filter(|c| *c != '*').count();
+    literal(b).cmp(&literal(a)).then_with(|| a.cmp(b))
 }
 
 /// Which tokenizer estimates prompts for a provider.
@@ -362,11 +375,20 @@ impl Router {
             .get("default")
             .cloned()
             .unwrap_or_else(|| Arc::new(Route::resolve("default", None, None)));
+        let (patterns, aliases): (Vec<_>, Vec<_>) = config
+            .aliases
+            .iter()
+            .map(|(alias, target)| (alias.clone(), target.get_ref().clone()))
+            .partition(|(alias, _)| alias.contains('*'));
+        let mut patterns = patterns;
+        patterns.sort_by(|(a, _), (b, _)| by_specificity(a, b));
         Ok(Self {
             deployments,
             models,
             routes,
             default_route,
+            aliases: aliases.into_iter().collect(),
+            patterns,
             upstream,
             affinity: affinity::Affinity::default(),
             rng: Mutex::new(StdRng::seed_from_u64(0)),
@@ -384,6 +406,85 @@ impl Router {
 
     pub fn route_names(&self) -> impl Iterator<Item = &str> {
         self.routes.keys().map(String::as_str)
+    }
+
+    /// The exact (`*`-free) aliases and what each leads to, in name order.
+    pub fn aliases(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.aliases
+            .iter()
+            .map(|(alias, target)| (alias.as_str(), target.as_str()))
+    }
+
+    /// The logical model, or the route listing models, that a requested model id stands for:
+    /// a model's own name, else a route's, else an exact alias, else the most specific
+    /// matching pattern (most literal characters, then name order). `None`: nothing does.
+    /// Everything that looks at a request's model name goes through this first.
+    pub fn resolve_model<'a>(&'a self, requested: &'a str) -> Option<&'a str> {
+        if self.models.contains_key(requested) || self.lists_models(requested) {
+            return Some(requested);
+        }
+        if let Some(target) = self.aliases.get(requested) {
+            return Some(target);
+        }
+        self.patterns
+            .iter()
+            .find(|(pattern, _)| glob(pattern, requested))
+            .map(|(_, target)| target.as_str())
+    }
+
+    /// Whether `name` is a route a request may name as its model.
+    fn lists_models(&self, name: &str) -> bool {
+        self.routes.get(name).is_some_and(|r| !r.models.is_empty())
+    }
+
+    /// The logical name for `requested`, refused as the router would refuse it: a 404 naming
+    /// the closest names the caller may use, or a 403 when the key may not use it.
+    fn resolve_for<'a>(&'a self, requested: &'a str, preferences: &Preferences) -> Result<&'a str> {
+        let Some(logical) = self.resolve_model(requested) else {
+            return Err(Error::model_not_found_near(
+                requested,
+                self.usable_names(preferences),
+            ));
+        };
+        if !preferences.key_allows_model(logical) {
+            return Err(Error::permission_denied(
+                format!("Your key may not use model `{logical}`."),
+                "model_not_allowed",
+            )
+            .with_param("model"));
+        }
+        Ok(logical)
+    }
+
+    /// Every name a caller may ask for (models, routes that list models, exact aliases),
+    /// narrowed to what its key may use, in name order.
+    pub fn usable_names<'a>(
+        &'a self,
+        preferences: &'a Preferences,
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        let models = self.models.keys().map(String::as_str);
+        let routes = self
+            .routes
+            .iter()
+            .filter(|(_, r)| !r.models.is_empty())
+            .map(|(name, _)| name.as_str());
+        let aliases = self.aliases.keys().map(String::as_str);
+        models.chain(routes).chain(aliases).filter(|name| {
+            self.resolve_model(name)
+                .is_some_and(|logical| preferences.key_allows_model(logical))
+        })
+    }
+
+    /// The ingress policies of the route a request for `model` would use (the same route as
+    /// routing picks, after alias resolution).
+    pub fn policies_for(
+        &self,
+        model: &str,
+        preferences: &Preferences,
+    ) -> Result<(HostedTools, UnknownFields)> {
+        let logical = self.resolve_for(model, preferences)?;
+        let route = self.route_for(logical, preferences)?;
+        Ok((route.hosted_tools, route.unknown_fields))
     }
 
     pub fn deployments(&self) -> impl Iterator<Item = &Arc<Deployment>> {
@@ -427,11 +528,16 @@ impl Router {
                 Some(named) if !named.models.is_empty() => {
                     named.models.iter().map(String::as_str).collect()
                 }
-                _ => return Err(Error::model_not_found(model)),
+                _ => {
+                    return Err(Error::model_not_found_near(
+                        model,
+                        self.usable_names(preferences),
+                    ));
+                }
             }
         };
         let mut names: Vec<&str> = Vec::new();
-        // The key was checked against the name asked for; a fallback is another model, which
+        // The key was checked against the logical name; a fallback is another model, which
         // the key must allow in its own right.
         let fallbacks = route
             .fallbacks
@@ -460,14 +566,16 @@ impl Router {
         Ok(eligible)
     }
 
-    /// The route, and each deployment the request may use with its prompt tokens under the
-    /// deployment's tokenizer (before calibration); the OpenAI tokenizer runs only if needed.
-    fn eligible_priced(
-        &self,
-        model: &str,
+    /// The logical model, the route, and each deployment the request may use with its prompt
+    /// tokens under the deployment's tokenizer (before calibration); the OpenAI tokenizer runs
+    /// only if needed.
+    fn eligible_priced<'a>(
+        &'a self,
+        requested: &'a str,
         preferences: &Preferences,
         prompt: &Prompt,
-    ) -> Result<(Arc<Route>, Vec<Priced>)> {
+    ) -> Result<(&'a str, Arc<Route>, Vec<Priced>)> {
+        let model = self.resolve_for(requested, preferences)?;
         let route = self.route_for(model, preferences)?;
         let deployments = self.eligible(&route, model, preferences)?;
         let approximate = prompt.tokens(Tokenizer::Approximate);
@@ -485,7 +593,7 @@ impl Router {
                 (deployment, raw)
             })
             .collect();
-        Ok((route, priced))
+        Ok((model, route, priced))
     }
 
     /// The most a request can cost, in picodollars, on any deployment it may use (its
@@ -498,7 +606,7 @@ impl Router {
         prompt: &Prompt,
         max_output: u64,
     ) -> Result<u64> {
-        let (_, deployments) = self.eligible_priced(model, preferences, prompt)?;
+        let (_, _, deployments) = self.eligible_priced(model, preferences, prompt)?;
         Ok(deployments
             .iter()
             .map(|(deployment, raw)| {
@@ -526,7 +634,7 @@ impl Router {
         output: Output,
         chat: Option<&ChatRequest>,
     ) -> Result<Plan> {
-        let (route, deployments) = self.eligible_priced(model, preferences, prompt)?;
+        let (model, route, deployments) = self.eligible_priced(model, preferences, prompt)?;
         let mut candidates: Vec<Candidate> = deployments
             .into_iter()
             .map(|(deployment, raw)| {

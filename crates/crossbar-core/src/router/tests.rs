@@ -869,3 +869,196 @@ async fn replicas_share_breakers_and_latency_through_reports() {
     tokio::time::advance(Duration::from_secs(31)).await;
     assert_eq!(view(&replica_b, "a").breaker.state, BreakerState::HalfOpen);
 }
+
+/// Models `m` (on `a`), `big` (on `c`) and `m-mini` (on `b`); route `smart` listing `big`;
+/// aliases exact and patterned, overlapping on purpose.
+fn aliased() -> String {
+    format!(
+        "{}{}{}{}[routes.default]\nobjective = \"order\"\nhosted_tools = \"drop\"\n\n[routes.smart]\nmodels = [\"big\"]\nunknown_fields = \"pass\"\n\n[routes.m-mini]\nhosted_tools = \"refuse\"\n\n[aliases]\n\"claude-*\" = \"m\"\n\"claude-opus-*\" = \"big\"\n\"claude-opus-5-5\" = \"m-mini\"\n\"*-codex\" = \"smart\"\n\"gpt-*-codex\" = \"m-mini\"\n\"my-fast\" = \"smart\"\n",
+        providers(&[
+            ("a", "azure", "eastus"),
+            ("b", "aws", "us-east-1"),
+            ("c", "gcp", "europe-west4")
+        ]),
+        model("m", &[("a", 1.0)]),
+        model("big", &[("c", 30.0)]),
+        model("m-mini", &[("b", 0.5)]),
+    )
+}
+
+#[test]
+fn model_names_resolve_exact_first_then_the_most_specific_pattern() {
+    let router = build(&aliased(), &Arc::new(Fake::default()));
+    let cases = [
+        ("m", Some("m")),
+        ("smart", Some("smart")),
+        ("my-fast", Some("smart")),
+        // The exact alias beats both patterns that match it.
+        ("claude-opus-5-5", Some("m-mini")),
+        // `claude-opus-*` (11 literal characters) beats `claude-*` (7).
+        ("claude-opus-4-1", Some("big")),
+        ("claude-haiku-4-5-20251001", Some("m")),
+        // `gpt-*-codex` (10) beats `*-codex` (6).
+        ("gpt-5.5-codex", Some("m-mini")),
+        ("o4-codex", Some("smart")),
+        ("gpt-5.5", None),
+        ("claude", None),
+    ];
+    for (requested, expected) in cases {
+        assert_eq!(router.resolve_model(requested), expected, "{requested}");
+    }
+    assert_eq!(
+        router.aliases().collect::<Vec<_>>(),
+        [("claude-opus-5-5", "m-mini"), ("my-fast", "smart")]
+    );
+}
+
+#[test]
+fn equally_specific_patterns_are_tried_in_name_order() {
+    let config = format!(
+        "{}{}{}[aliases]\n\"x-*\" = \"n\"\n\"*-y\" = \"m\"\n",
+        providers(&[("a", "azure", "eastus")]),
+        model("m", &[("a", 1.0)]),
+        model("n", &[("a", 1.0)]),
+    );
+    let router = build(&config, &Arc::new(Fake::default()));
+    // Both have two literal characters; `*-y` sorts before `x-*`.
+    assert_eq!(router.resolve_model("x-y"), Some("m"));
+    assert_eq!(router.resolve_model("x-z"), Some("n"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_alias_is_served_by_its_logical_model_under_its_route() {
+    let fake = Arc::new(Fake::default());
+    let router = build(&aliased(), &fake);
+    let mut request = ask("x");
+    request.model = "claude-opus-4-1".to_owned();
+    let routed = router.chat(&request).await.unwrap();
+    assert_eq!(routed.deployment.id(), "big@c");
+    assert_eq!(routed.route, "default");
+    request.model = "o4-codex".to_owned();
+    let routed = router.chat(&request).await.unwrap();
+    assert_eq!(routed.deployment.id(), "big@c");
+    assert_eq!(routed.route, "smart");
+    request.model = "claude-opus-5-5".to_owned();
+    let routed = router.chat(&request).await.unwrap();
+    assert_eq!(routed.deployment.id(), "m-mini@b");
+    assert_eq!(routed.route, "m-mini");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_key_applies_to_the_logical_model_an_alias_leads_to() {
+    let fake = Arc::new(Fake::default());
+    let router = build(&aliased(), &fake);
+    let keyed = |models: &[&str]| Preferences {
+        key: Some(KeyScope {
+            models: Some(models.iter().map(|m| (*m).to_owned()).collect()),
+            ..KeyScope::default()
+        }),
+        ..Preferences::default()
+    };
+    let mut request = ask("x");
+    // A key for `m` may ask for an id that aliases to `m`...
+    request.model = "claude-haiku-4-5".to_owned();
+    let routed = router.chat_with(&request, &keyed(&["m"])).await.unwrap();
+    assert_eq!(routed.deployment.id(), "m@a");
+    // ...but not reach `big` through another alias, nor through its literal name.
+    request.model = "claude-opus-4-1".to_owned();
+    let error = router
+        .chat_with(&request, &keyed(&["m", "claude-opus-*"]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (
+            error.status(),
+            error.code.as_deref(),
+            error.message.as_str()
+        ),
+        (
+            403,
+            Some("model_not_allowed"),
+            "Your key may not use model `big`."
+        )
+    );
+    assert_eq!(fake.total_calls(), 1);
+    // Close matches name only what the key may use: `big` is hidden from a key for `m`.
+    request.model = "bigg".to_owned();
+    let error = router
+        .chat_with(&request, &keyed(&["m"]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (
+            error.status(),
+            error.code.as_deref(),
+            error.message.as_str()
+        ),
+        (
+            404,
+            Some("model_not_found"),
+            "The model `bigg` does not exist or you do not have access to it."
+        )
+    );
+    let error = router
+        .chat_with(&request, &keyed(&["m", "big"]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.message,
+        "The model `bigg` does not exist or you do not have access to it. Close matches: big."
+    );
+    request.model = "m-mni".to_owned();
+    let error = router
+        .chat_with(&request, &Preferences::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.message,
+        "The model `m-mni` does not exist or you do not have access to it. Close matches: m-mini."
+    );
+}
+
+#[test]
+fn policies_follow_the_route_a_request_would_use() {
+    let router = build(&aliased(), &Arc::new(Fake::default()));
+    let none = Preferences::default();
+    let policies =
+        |model: &str, preferences: &Preferences| router.policies_for(model, preferences).unwrap();
+    // Route `default`: its own settings.
+    assert_eq!(
+        policies("m", &none),
+        (HostedTools::Drop, UnknownFields::Reject)
+    );
+    // Route `smart`, by name or through an alias: `unknown_fields` its own, `hosted_tools`
+    // from `routes.default`.
+    assert_eq!(
+        policies("smart", &none),
+        (HostedTools::Drop, UnknownFields::Pass)
+    );
+    assert_eq!(
+        policies("my-fast", &none),
+        (HostedTools::Drop, UnknownFields::Pass)
+    );
+    // Route `m-mini` (the model's own), reached through the exact alias.
+    assert_eq!(
+        policies("claude-opus-5-5", &none),
+        (HostedTools::Refuse, UnknownFields::Reject)
+    );
+    // `x-crossbar-route` picks the route whatever the model.
+    let pinned = Preferences::from_headers(Some("smart"), None, None).unwrap();
+    assert_eq!(
+        policies("claude-haiku-4-5", &pinned),
+        (HostedTools::Drop, UnknownFields::Pass)
+    );
+    let error = router.policies_for("nope", &none).unwrap_err();
+    assert_eq!(
+        (error.status(), error.code.as_deref()),
+        (404, Some("model_not_found"))
+    );
+    // Without any route settings, the built-in defaults.
+    let plain = build(&three(""), &Arc::new(Fake::default()));
+    assert_eq!(
+        plain.policies_for("m", &none).unwrap(),
+        (HostedTools::Refuse, UnknownFields::Reject)
+    );
+}
