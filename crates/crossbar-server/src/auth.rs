@@ -3,6 +3,7 @@
 //! keys from the store (see [`crate::keys`]) work the same way, and carry limits.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header;
@@ -14,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::app::AppState;
 use crate::error::{ApiError, Ingress};
+use crate::keys::KeyState;
 use crate::metering::Meter;
 
 pub async fn layer(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
@@ -101,6 +103,9 @@ pub async fn layer(State(state): State<AppState>, mut request: Request, next: Ne
             match found {
                 Ok(Some(key)) => {
                     request.extensions_mut().insert(CallerKey(key.id()));
+                    request
+                        .extensions_mut()
+                        .insert(CallerScope(Arc::clone(&key)));
                     // Requests per minute count API calls only (the metered paths).
                     if let Some(meter) = request.extensions().get::<Meter>() {
                         if let Err(error) = key.admit_request(Instant::now()).await {
@@ -127,6 +132,11 @@ pub async fn layer(State(state): State<AppState>, mut request: Request, next: Ne
 /// show to its owner (stored responses).
 #[derive(Clone, Debug)]
 pub struct CallerKey(pub String);
+
+/// The virtual key that authenticated a request, for routes that show only what it may use
+/// (`/v1/models`, which is not metered and so has no [`Meter`] holding the key).
+#[derive(Clone, Debug)]
+pub struct CallerScope(pub Arc<KeyState>);
 
 /// What an open gateway (no keys) serves: clients on this machine, addressing it by a loopback
 /// name, not on behalf of a foreign web page. Without these checks any page in the user's browser

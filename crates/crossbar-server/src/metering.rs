@@ -173,9 +173,10 @@ impl Meter {
         self.with(|p| p.upstream_wait).unwrap_or_default()
     }
 
-    /// Checks the request against its key (allowed model, tokens per minute, budgets), narrows
-    /// the router to the key's models and routes, reserves the most the request can cost on
-    /// any deployment it may then use, and caps the router at the key's remaining budget.
+    /// Checks the request against its key (allowed model, after alias resolution; tokens per
+    /// minute; budgets), narrows the router to the key's models and routes, reserves the most
+    /// the request can cost on any deployment it may then use, and caps the router at the key's
+    /// remaining budget.
     /// `prompt` is the request as it goes upstream (a stored conversation included), built only
     /// when there is a key to reserve for.
     pub async fn admit(
@@ -187,9 +188,12 @@ impl Meter {
         max_output_tokens: Option<u64>,
         preferences: &mut Preferences,
     ) -> Result<(), Error> {
+        // Records, metrics and the key's model list are about the logical model an alias
+        // leads to; a name that leads nowhere is recorded as asked and refused by the router.
+        let logical = router.resolve_model(model);
         let key = self
             .with(|p| {
-                p.model = model.to_owned();
+                p.model = logical.unwrap_or(model).to_owned();
                 p.stream = stream;
                 preferences.attempt_log = p.attempt_log.clone();
                 p.key.clone()
@@ -200,7 +204,9 @@ impl Meter {
             metrics::limit_rejected(&key.id(), error.code.as_deref().unwrap_or("model"));
             error
         };
-        key.check_model(model).map_err(refuse)?;
+        if let Some(logical) = logical {
+            key.check_model(logical).map_err(refuse)?;
+        }
         let record = key.record();
         preferences.key = Some(KeyScope {
             routes: (!record.routes.is_empty()).then_some(record.routes),
