@@ -182,6 +182,51 @@ pub struct ChatRequest {
     /// Fields only an OpenAI-dialect upstream understands (e.g. `logprobs`, `service_tier`),
     /// forwarded verbatim there and refused elsewhere.
     pub openai_passthrough: Map<String, Value>,
+    /// What the client sent in its own dialect beyond the canonical request, for an upstream of
+    /// that same dialect.
+    pub passthrough: Passthrough,
+}
+
+/// The ingress dialects whose requests carry more than the canonical model holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WireDialect {
+    /// Anthropic Messages.
+    Anthropic,
+    /// OpenAI Responses.
+    Responses,
+}
+
+/// What a client sent in its own dialect that the canonical request does not model. An upstream
+/// speaking the same dialect gets it verbatim (and validates it itself); any other translates
+/// without it, except what [`Passthrough::required`] names, which it cannot do without and so
+/// refuses by name (`Unsupported`, so routing moves to a deployment that can).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Passthrough {
+    /// The dialect the fields and headers belong to; `None` when there are none.
+    pub dialect: Option<WireDialect>,
+    /// Top-level body fields set verbatim on a same-dialect upstream's body.
+    pub fields: Map<String, Value>,
+    /// Of `fields`, the ones with no translation whose loss would change the answer: fields the
+    /// gateway does not know, let through by a route's `unknown_fields = "pass"`.
+    pub required: Vec<String>,
+    /// Request headers for a same-dialect upstream (`anthropic-beta`), names lowercase.
+    pub headers: Vec<(String, String)>,
+    /// Tools only the provider runs (Responses `web_search`, `tool_search`, ...), verbatim, with
+    /// their index in the client's `tools`.
+    pub hosted_tools: Vec<(usize, Value)>,
+    /// Whether other dialects may serve the request without the hosted tools (a route's
+    /// `hosted_tools = "drop"`) rather than refusing it.
+    pub drop_hosted_tools: bool,
+    /// Freeform tools (Responses `custom`, e.g. Codex's `apply_patch`), by name, verbatim: other
+    /// dialects see each as a function taking one string `input`.
+    pub custom_tools: std::collections::BTreeMap<String, Value>,
+}
+
+impl Passthrough {
+    /// The passthrough of `dialect`, if the request came in speaking it.
+    pub fn of(&self, dialect: WireDialect) -> Option<&Self> {
+        (self.dialect == Some(dialect)).then_some(self)
+    }
 }
 
 impl ChatRequest {
@@ -202,6 +247,7 @@ impl ChatRequest {
             metadata: None,
             stream: false,
             openai_passthrough: Map::new(),
+            passthrough: Passthrough::default(),
         }
     }
 }

@@ -291,13 +291,16 @@ impl Provider {
         operation: Operation,
         target: &str,
         body: Vec<u8>,
+        extra_headers: HeaderMap,
         deadline: Instant,
     ) -> Result<reqwest::Response> {
         let url = self.egress.url(&self.endpoint, target, operation)?;
+        let mut headers = self.headers.clone();
+        headers.extend(extra_headers);
         let mut request = self
             .client
             .post(url)
-            .headers(self.headers.clone())
+            .headers(headers)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body)
             .build()
@@ -428,8 +431,19 @@ impl Provider {
         let operation = Operation::Chat {
             stream: request.stream,
         };
+        let extra: HeaderMap = self
+            .egress
+            .chat_headers(&prepared)
+            .into_iter()
+            .filter_map(|(name, value)| {
+                Some((
+                    HeaderName::from_bytes(name.as_bytes()).ok()?,
+                    HeaderValue::from_str(&value).ok()?,
+                ))
+            })
+            .collect();
         Ok((
-            self.send(operation, target, body, deadline).await?,
+            self.send(operation, target, body, extra, deadline).await?,
             deadline,
         ))
     }
@@ -462,7 +476,13 @@ impl Provider {
             .embedding_body(request, target)
             .map_err(Error::unsupported_here)?;
         let response = self
-            .send(Operation::Embeddings, target, body, deadline)
+            .send(
+                Operation::Embeddings,
+                target,
+                body,
+                HeaderMap::new(),
+                deadline,
+            )
             .await?;
         let body = read_limited(response, deadline)
             .await

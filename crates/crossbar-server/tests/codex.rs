@@ -30,6 +30,10 @@ deployments = [{ provider = "openai-responses", target = "o3" }]
 [[models]]
 name = "codex-claude"
 deployments = [{ provider = "sim-anthropic", target = "claude-sonnet-4-20250514" }]
+
+[routes.lenient]
+hosted_tools = "drop"
+unknown_fields = "pass"
 "#;
 
 /// The fields only the Responses API (or OpenAI) knows, which must never reach another dialect.
@@ -172,9 +176,15 @@ async fn a_codex_turn_streams_from_a_responses_upstream() {
         .map(|t| t["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["exec_command", "update_plan"]);
-    // Client telemetry is not forwarded, and no canonical field carries the cache key yet.
-    assert_eq!(sent.get("client_metadata"), None);
-    assert_eq!(sent.get("prompt_cache_key"), None);
+    // The client's own Responses fields reach a Responses upstream verbatim.
+    assert_eq!(
+        sent["client_metadata"],
+        json!({"x-codex-installation-id": "5d0c6b2e-4f1a-4b8e-9a43-0c1f2e3d4a5b"})
+    );
+    assert_eq!(
+        sent["prompt_cache_key"],
+        "019ae3c1-5b5e-7a31-9c0e-2f6d1e0c4b21"
+    );
     // Codex's session headers stay with the gateway.
     for header in ["session_id", "originator", "version"] {
         assert!(
@@ -212,27 +222,112 @@ async fn a_codex_turn_streams_from_an_anthropic_upstream() {
     }
 }
 
-/// Codex's hosted `web_search` tool cannot be served by this gateway: refused by name, at
-/// `tools[i].type`, on every upstream.
+/// Codex's hosted `web_search` tool goes to a Responses upstream as sent; another dialect cannot
+/// run it, so the request is refused by naming the tool, unless the route says to drop it.
 #[tokio::test]
-async fn codex_hosted_tools_are_refused_by_name() {
+async fn codex_hosted_tools_reach_responses_upstreams_and_are_refused_or_dropped_elsewhere() {
     let gw = start(CONFIG).await;
-    for model in ["codex-gpt", "codex-claude"] {
+    let with_search = |model: &str| {
         let mut body = codex_body(model);
         body["tools"]
             .as_array_mut()
             .unwrap()
             .push(json!({"type": "web_search", "external_web_access": false}));
-        let (status, error) = common::error_of(codex_post(&gw, &body).await).await;
-        assert_eq!(status, 400);
-        assert_eq!(error["error"]["param"], "tools[2].type");
-        assert_eq!(error["error"]["code"], "unsupported_parameter");
-        assert_eq!(
-            error["error"]["message"],
-            "The hosted tool 'web_search' (tools[2]) runs only on OpenAI's servers; it is not \
-             supported by this gateway."
-        );
-    }
+        body
+    };
+    let events = sse_events(codex_post(&gw, &with_search("codex-gpt")).await).await;
+    assert_well_formed(&events);
+    let sent = gw
+        .sim("openai-responses")
+        .requests()
+        .last()
+        .unwrap()
+        .body
+        .clone()
+        .unwrap();
+    assert_eq!(
+        sent["tools"][2],
+        json!({"type": "web_search", "external_web_access": false})
+    );
+    let (status, error) =
+        common::error_of(codex_post(&gw, &with_search("codex-claude")).await).await;
+    assert_eq!(status, 400, "{error}");
+    assert_eq!(error["error"]["param"], "tools[2].type");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(
+            "The hosted tool 'web_search' (tools[2]) runs only on its own provider's servers; \
+             this model is served by the anthropic dialect."
+        ),
+        "{message}"
+    );
+    assert!(gw.sim("sim-anthropic").requests().is_empty());
+    let response = gw
+        .client()
+        .post(format!("{}/v1/responses", gw.url))
+        .header("x-crossbar-route", "lenient")
+        .json(&with_search("codex-claude"))
+        .send()
+        .await
+        .unwrap();
+    let events = sse_events(response).await;
+    assert_well_formed(&events);
+    let sent = gw
+        .sim("sim-anthropic")
+        .requests()
+        .last()
+        .unwrap()
+        .body
+        .clone()
+        .unwrap();
+    let names: Vec<&str> = sent["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["exec_command", "update_plan"]);
+}
+
+/// A field the gateway does not know is refused in OpenAI's words by default; a route that
+/// passes unknown fields sends it on to a Responses upstream, which judges it itself, and no
+/// other dialect serves it.
+#[tokio::test]
+async fn unknown_fields_are_refused_or_passed_by_the_route() {
+    let gw = start(CONFIG).await;
+    let mut body = codex_body("codex-gpt");
+    body["stream"] = json!(false);
+    body["frobnicate"] = json!(1);
+    let (status, error) = common::error_of(codex_post(&gw, &body).await).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        error["error"]["message"],
+        "Unrecognized request argument supplied: frobnicate"
+    );
+    assert!(gw.sim("openai-responses").requests().is_empty());
+    let passed = |body: &Value| {
+        gw.client()
+            .post(format!("{}/v1/responses", gw.url))
+            .header("x-crossbar-route", "lenient")
+            .json(body)
+            .send()
+    };
+    let (status, error) = common::error_of(passed(&body).await.unwrap()).await;
+    assert_eq!(status, 400, "{error}");
+    let sent = gw
+        .sim("openai-responses")
+        .requests()
+        .last()
+        .unwrap()
+        .body
+        .clone()
+        .unwrap();
+    assert_eq!(sent["frobnicate"], 1);
+    body["model"] = json!("codex-claude");
+    let (status, error) = common::error_of(passed(&body).await.unwrap()).await;
+    assert_eq!(status, 400, "{error}");
+    assert_eq!(error["error"]["param"], "frobnicate");
+    assert!(gw.sim("sim-anthropic").requests().is_empty());
 }
 
 /// A `namespace` tool group reaches every upstream as plain functions named

@@ -442,3 +442,52 @@ async fn at_most_four_cache_breakpoints() {
         "A maximum of 4 blocks with cache_control may be provided. Found 5."
     );
 }
+
+/// Thinking as each Claude generation takes it: budgets up to 4.6, adaptive from 4.6, only
+/// adaptive from Opus 4.7; `display: "omitted"` leaves the thinking text out but signs it.
+#[tokio::test]
+async fn thinking_modes_follow_the_models_generation() {
+    let server = anthropic().await;
+    let adaptive = |model: &str| {
+        json!({"model": model, "max_tokens": 2048,
+            "thinking": {"type": "adaptive", "display": "omitted"},
+            "output_config": {"effort": "xhigh"},
+            "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+            "messages": [{"role": "user", "content": "hi"}]})
+    };
+    assert_eq!(
+        refused(&server, &adaptive("claude-sonnet-4-20250514")).await,
+        "\"thinking.type.adaptive\" is not supported for this model. Use \"thinking.type.enabled\" and \"thinking.budget_tokens\" instead."
+    );
+    for model in ["claude-sonnet-4-6", "claude-opus-4-7", "claude-opus-5-5"] {
+        let (status, answer) = post(&server, &adaptive(model)).await;
+        assert_eq!(status, 200, "{model}: {answer}");
+        assert_eq!(answer["content"][0]["type"], "thinking");
+        assert_eq!(answer["content"][0]["thinking"], "");
+        assert!(
+            answer["content"][0]["signature"]
+                .as_str()
+                .unwrap()
+                .starts_with("sim-sig-")
+        );
+    }
+    let enabled = with(thinking(), "model", json!("claude-opus-4-7"));
+    assert_eq!(
+        refused(&server, &enabled).await,
+        "\"thinking.type.enabled\" is not supported for this model. Use \"thinking.type.adaptive\" and \"output_config.effort\" to control thinking behavior."
+    );
+    accepted(
+        &server,
+        &with(thinking(), "model", json!("claude-sonnet-4-6")),
+    )
+    .await;
+    let bad_effort = with(
+        adaptive("claude-opus-4-7"),
+        "output_config",
+        json!({"effort": "extreme"}),
+    );
+    assert_eq!(
+        refused(&server, &bad_effort).await,
+        "output_config.effort: Input should be 'low', 'medium', 'high', 'xhigh' or 'max' (got 'extreme')"
+    );
+}

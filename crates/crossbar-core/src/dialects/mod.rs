@@ -67,6 +67,11 @@ pub trait Egress: Send + Sync {
         false
     }
     fn chat_body(&self, request: &ChatRequest, target: &str) -> Result<Vec<u8>>;
+    /// Request headers this call adds for `request` (a client's own betas, say), as lowercase
+    /// names and values; invalid ones are left out.
+    fn chat_headers(&self, _request: &ChatRequest) -> Vec<(String, String)> {
+        Vec::new()
+    }
     fn chat_response(&self, body: &[u8]) -> Result<ChatResponse>;
     fn stream_decoder(&self) -> Box<dyn StreamDecode>;
     fn embedding_body(&self, request: &EmbeddingRequest, target: &str) -> Result<Vec<u8>>;

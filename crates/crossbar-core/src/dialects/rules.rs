@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::chat::{ChatRequest, ContentPart, Message, Role, ToolChoice};
+use crate::chat::{ChatRequest, ContentPart, Message, Role, ToolChoice, WireDialect};
 use crate::error::{Error, Result};
 
 /// Maps a tool-call id onto a provider's allowed charset, deterministically: the assistant's
@@ -70,6 +70,52 @@ pub fn reasoning_budget(request: &ChatRequest) -> Option<u32> {
             .as_deref()
             .and_then(budget_for_effort)
     })
+}
+
+/// How a Claude model takes reasoning, by generation: Claude Opus 4.7 and later think only
+/// adaptively (`thinking.type: "enabled"` is a 400 there, as are sampling parameters), the 4.6
+/// models take both, earlier ones only a token budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClaudeThinking {
+    BudgetOnly,
+    Both,
+    AdaptiveOnly,
+}
+
+/// The thinking modes of a Claude model id in any cloud's spelling (`claude-opus-4-7`,
+/// `us.anthropic.claude-opus-4-7-v1:0`, `claude-sonnet-4@20250514`, `claude-3-7-sonnet-...`):
+/// the version is the first number after `claude-` and the one right after it if it is short
+/// (a long one is a date). An id that is not Claude's gets the conservative `BudgetOnly`.
+pub fn claude_thinking(target: &str) -> ClaudeThinking {
+    let Some(at) = target.find("claude-") else {
+        return ClaudeThinking::BudgetOnly;
+    };
+    let mut opus = false;
+    let mut version: Vec<u32> = Vec::new();
+    for token in target[at + "claude-".len()..].split(['-', '@', '.', ':']) {
+        match token {
+            "opus" => opus = true,
+            "sonnet" | "haiku" => {}
+            _ if token.len() <= 2
+                && !token.is_empty()
+                && token.bytes().all(|b| b.is_ascii_digit())
+                && version.len() < 2 =>
+            {
+                version.push(token.parse().unwrap_or(0));
+            }
+            // A date or a revision (`v1`) ends the version.
+            _ if !version.is_empty() => break,
+            _ => {}
+        }
+    }
+    let major = version.first().copied().unwrap_or(0);
+    let minor = version.get(1).copied().unwrap_or(0);
+    match (major, minor) {
+        (5.., _) => ClaudeThinking::AdaptiveOnly,
+        (4, 7..) if opus => ClaudeThinking::AdaptiveOnly,
+        (4, 6..) => ClaudeThinking::Both,
+        _ => ClaudeThinking::BudgetOnly,
+    }
 }
 
 /// Claude (Anthropic, Vertex, Bedrock) and the rest of Bedrock take a temperature between 0
@@ -196,6 +242,41 @@ pub fn refuse_openai_passthrough(request: &ChatRequest, dialect: &str) -> Result
     }
 }
 
+/// Refuses what a request brings from a client dialect other than `own` (the dialect this
+/// upstream speaks, if it takes passthrough at all) and cannot be served without: fields the
+/// gateway does not know (let through by the route), and provider-run tools unless the route
+/// drops them. The rest of a foreign passthrough is left behind by design.
+pub fn refuse_foreign_passthrough(
+    request: &ChatRequest,
+    own: Option<WireDialect>,
+    dialect: &str,
+) -> Result<()> {
+    let passthrough = &request.passthrough;
+    if passthrough.dialect.is_none() || passthrough.dialect == own {
+        return Ok(());
+    }
+    if let Some(key) = passthrough.required.first() {
+        return Err(Error::invalid_field(
+            key.clone(),
+            format!(
+                "`{key}` is not translated by the gateway and can only go to a provider of the client's own dialect; this model is served by the {dialect} dialect."
+            ),
+        ));
+    }
+    if !passthrough.drop_hosted_tools
+        && let Some((index, tool)) = passthrough.hosted_tools.first()
+    {
+        let kind = tool.get("type").and_then(Value::as_str).unwrap_or_default();
+        return Err(Error::invalid_field(
+            format!("tools[{index}].type"),
+            format!(
+                "The hosted tool '{kind}' (tools[{index}]) runs only on its own provider's servers; this model is served by the {dialect} dialect. A route with `hosted_tools = \"drop\"` serves it without the tool."
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Whether an OpenAI model id names a reasoning model (o-series, gpt-5 but its chat snapshots,
 /// and gpt-5.x asked to reason), which refuses sampling parameters.
 fn openai_reasoning_model(target: &str, request: &ChatRequest) -> bool {
@@ -264,6 +345,30 @@ pub fn openai_reasoning_compatible(target: &str, request: &ChatRequest) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn claude_generations_are_read_from_every_clouds_ids() {
+        use ClaudeThinking::{AdaptiveOnly, Both, BudgetOnly};
+        for (id, modes) in [
+            ("claude-opus-4-7", AdaptiveOnly),
+            ("claude-opus-4-8-20260528", AdaptiveOnly),
+            ("us.anthropic.claude-opus-4-7-v1:0", AdaptiveOnly),
+            ("claude-opus-4-7@20260416", AdaptiveOnly),
+            ("claude-opus-5-5", AdaptiveOnly),
+            ("claude-opus-4-6", Both),
+            ("claude-sonnet-4-6", Both),
+            ("claude-sonnet-4-7", Both),
+            ("claude-opus-4-5-20251101", BudgetOnly),
+            ("claude-sonnet-4-20250514", BudgetOnly),
+            ("claude-sonnet-4@20250514", BudgetOnly),
+            ("us.anthropic.claude-sonnet-4-20250514-v1:0", BudgetOnly),
+            ("claude-3-7-sonnet-20250219", BudgetOnly),
+            ("gpt-4o", BudgetOnly),
+            ("", BudgetOnly),
+        ] {
+            assert_eq!(claude_thinking(id), modes, "{id}");
+        }
+    }
 
     fn anthropic(b: u8) -> bool {
         b.is_ascii_alphanumeric() || b == b'_' || b == b'-'

@@ -10,7 +10,7 @@ use crossbar_core::dialects::anthropic::{self, StreamEncoder};
 use crossbar_core::dialects::rules;
 use crossbar_core::router::Prompt;
 
-use super::{body, decode, preferences, routed_headers, stream};
+use super::{apply_policies, body, decode, preferences, routed_headers, stream};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::metering::Meter;
@@ -22,12 +22,22 @@ pub async fn create(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let raw = body(raw, state.max_body_bytes).map_err(ApiError::anthropic)?;
-    let request = decode(raw, anthropic::decode_request)
+    let mut request = decode(raw, anthropic::decode_request)
         .await
         .map_err(ApiError::anthropic)?
         .request;
+    if let Some(betas) = headers.get("anthropic-beta").and_then(|v| v.to_str().ok()) {
+        anthropic::pass_betas(&mut request, betas);
+    }
     // Routing headers narrow the route; the caller's virtual key narrows it further.
     let mut preferences = preferences(&headers).map_err(ApiError::anthropic)?;
+    apply_policies(
+        &state.router,
+        &mut request,
+        &preferences,
+        anthropic::unknown_field_error,
+    )
+    .map_err(ApiError::anthropic)?;
     let max_tokens = request.max_tokens.map(u64::from);
     meter
         .admit(

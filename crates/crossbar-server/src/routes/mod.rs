@@ -15,6 +15,8 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use crossbar_core::Error;
+use crossbar_core::chat::ChatRequest;
+use crossbar_core::config::{HostedTools, UnknownFields};
 use crossbar_core::router::{
     Deployment, MAX_COST_HEADER, PROVIDER_HEADER, Preferences, ROUTE_HEADER, Routed,
 };
@@ -74,6 +76,26 @@ pub(crate) async fn decode<T: Send + 'static>(
     tokio::task::spawn_blocking(move || decode(&raw))
         .await
         .map_err(|e| Error::internal(format!("decoding the request failed: {e}")))?
+}
+
+/// Applies the route's policies to what a client sent beyond the canonical request: a field the
+/// gateway does not know is refused in the client's own words (`unknown`) unless the route passes
+/// it on (`unknown_fields = "pass"`), and provider-run tools may be left behind for other dialects
+/// (`hosted_tools = "drop"`).
+pub(crate) fn apply_policies(
+    router: &crossbar_core::router::Router,
+    request: &mut ChatRequest,
+    preferences: &Preferences,
+    unknown: fn(&str) -> Error,
+) -> Result<(), Error> {
+    let (hosted, fields) = router.policies_for(&request.model, preferences)?;
+    if fields == UnknownFields::Reject
+        && let Some(key) = request.passthrough.required.first()
+    {
+        return Err(unknown(key));
+    }
+    request.passthrough.drop_hosted_tools = hosted == HostedTools::Drop;
+    Ok(())
 }
 
 /// Tells the client which deployment answered (useful when debugging failover).

@@ -24,7 +24,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 use super::stream::ClientEncoder;
-use super::{body, decode, preferences, routed_headers, stream};
+use super::{apply_policies, body, decode, preferences, routed_headers, stream};
 use crate::app::AppState;
 use crate::auth::CallerKey;
 use crate::error::ApiError;
@@ -165,8 +165,14 @@ pub async fn create(
         Some(id) => conversation(state.responses.as_ref(), id, &owner).await?,
         None => Vec::new(),
     };
-    let request = ingress.chat_request(&history)?;
+    let mut request = ingress.chat_request(&history)?;
     let mut preferences = preferences(&headers)?;
+    apply_policies(
+        &state.router,
+        &mut request,
+        &preferences,
+        responses::unknown_field_error,
+    )?;
     let max_tokens = request.max_tokens.map(u64::from);
     meter
         .admit(

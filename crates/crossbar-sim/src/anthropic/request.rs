@@ -29,7 +29,58 @@ const FIELDS: &[&str] = &[
     "inference_geo",
     "cache_control",
     "anthropic_version",
+    "context_management",
 ];
+
+/// How a Claude model takes thinking, by generation: Opus 4.7 and later (and every 5.x) only
+/// adaptively, the 4.6 models both ways, earlier ones only with a token budget.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ThinkingModes {
+    BudgetOnly,
+    Both,
+    AdaptiveOnly,
+}
+
+/// Reads the generation from a model id as any cloud spells it (`claude-opus-4-7`,
+/// `claude-sonnet-4-20250514`, `claude-3-7-sonnet-20250219`, `claude-sonnet-4@20250514`).
+fn thinking_modes(model: &str) -> ThinkingModes {
+    let rest = model.find("claude-").map_or("", |at| &model[at + 7..]);
+    let opus = rest.contains("opus");
+    let numbers: Vec<u32> = rest
+        .split(['-', '@', '.', ':'])
+        .skip_while(|t| t.parse::<u32>().is_err())
+        .take_while(|t| {
+            t.len() <= 2 && t.parse::<u32>().is_ok() || matches!(*t, "opus" | "sonnet" | "haiku")
+        })
+        .filter_map(|t| t.parse().ok())
+        .take(2)
+        .collect();
+    match (
+        numbers.first().copied().unwrap_or(0),
+        numbers.get(1).copied().unwrap_or(0),
+    ) {
+        (5.., _) => ThinkingModes::AdaptiveOnly,
+        (4, 7..) if opus => ThinkingModes::AdaptiveOnly,
+        (4, 6..) => ThinkingModes::Both,
+        _ => ThinkingModes::BudgetOnly,
+    }
+}
+
+/// The thinking budget an `output_config.effort` stands for in the simulated answer.
+fn effort_budget(object: &Map<String, Value>) -> Result<u64, ApiError> {
+    match object
+        .get("output_config")
+        .and_then(|c| c.get("effort"))
+        .map(|e| e.as_str().unwrap_or_default())
+    {
+        Some("low") => Ok(1024),
+        Some("medium") => Ok(4096),
+        None | Some("high" | "xhigh" | "max") => Ok(16_384),
+        Some(other) => Err(ApiError::invalid(format!(
+            "output_config.effort: Input should be 'low', 'medium', 'high', 'xhigh' or 'max' (got '{other}')"
+        ))),
+    }
+}
 
 /// Where the request came in, which decides how `model` and the version are carried.
 pub(crate) enum Flavor {
@@ -48,6 +99,8 @@ pub(crate) struct Parsed {
     pub stream: bool,
     /// The thinking budget when extended thinking is on.
     pub thinking: Option<u64>,
+    /// Adaptive thinking with `display: "omitted"`: thinking blocks carry only a signature.
+    pub omit_thinking: bool,
     pub cache_breakpoint: bool,
 }
 
@@ -130,7 +183,34 @@ pub(crate) fn parse(
         _ => Some(max_tokens(&object)?),
     };
     let sampling = Sampling::parse(&object)?;
+    let modes = thinking_modes(&model);
+    let mut omit_thinking = false;
     let thinking = match object.get("thinking") {
+        Some(t)
+            if t.get("type").and_then(Value::as_str) == Some("enabled")
+                && modes == ThinkingModes::AdaptiveOnly =>
+        {
+            return Err(ApiError::invalid(
+                "\"thinking.type.enabled\" is not supported for this model. Use \"thinking.type.adaptive\" and \"output_config.effort\" to control thinking behavior.",
+            ));
+        }
+        Some(t) if t.get("type").and_then(Value::as_str) == Some("adaptive") => {
+            if modes == ThinkingModes::BudgetOnly {
+                return Err(ApiError::invalid(
+                    "\"thinking.type.adaptive\" is not supported for this model. Use \"thinking.type.enabled\" and \"thinking.budget_tokens\" instead.",
+                ));
+            }
+            match t.get("display").map(|d| d.as_str().unwrap_or_default()) {
+                None | Some("summarized") => {}
+                Some("omitted") => omit_thinking = true,
+                Some(other) => {
+                    return Err(ApiError::invalid(format!(
+                        "thinking.adaptive.display: Input should be 'summarized' or 'omitted' (got '{other}')"
+                    )));
+                }
+            }
+            Some(effort_budget(&object)?)
+        }
         Some(t) if t.get("type").and_then(Value::as_str) == Some("enabled") => {
             let budget = t
                 .get("budget_tokens")
@@ -266,6 +346,7 @@ pub(crate) fn parse(
                 .unwrap_or(false)
         }),
         thinking,
+        omit_thinking,
         cache_breakpoint,
     })
 }

@@ -15,6 +15,8 @@ pub(crate) struct Render {
     id: String,
     model: String,
     thinking: bool,
+    /// The thinking text shown (empty when the request asked for it to be omitted).
+    thinking_text: &'static str,
     cache_breakpoint: bool,
 }
 
@@ -25,6 +27,7 @@ impl Render {
             id: format!("msg_{}", ids::alphanumeric(&mut rng, 24)),
             model: parsed.model.clone(),
             thinking: parsed.thinking.is_some(),
+            thinking_text: if parsed.omit_thinking { "" } else { THINKING },
             cache_breakpoint: parsed.cache_breakpoint,
         }
     }
@@ -67,7 +70,7 @@ impl Render {
         let mut content = Vec::new();
         if self.thinking {
             content.push(
-                json!({"type": "thinking", "thinking": THINKING, "signature": signature(THINKING)}),
+                json!({"type": "thinking", "thinking": self.thinking_text, "signature": signature(self.thinking_text)}),
             );
         }
         match &answer.output {
@@ -103,8 +106,8 @@ impl Render {
                 index,
                 json!({"type": "thinking", "thinking": "", "signature": ""}),
                 vec![
-                    json!({"type": "thinking_delta", "thinking": THINKING}),
-                    json!({"type": "signature_delta", "signature": signature(THINKING)}),
+                    json!({"type": "thinking_delta", "thinking": self.thinking_text}),
+                    json!({"type": "signature_delta", "signature": signature(self.thinking_text)}),
                 ],
             );
             index += 1;

@@ -40,6 +40,23 @@ const FIELDS: &[&str] = &[
     "prompt_cache_key",
     "safety_identifier",
     "truncation",
+    "client_metadata",
+    "prompt_cache_retention",
+    "max_tool_calls",
+    "top_logprobs",
+];
+
+/// Provider-run tool types the API takes (coding agents send `web_search` and `tool_search`).
+const HOSTED_TOOLS: &[&str] = &[
+    "web_search",
+    "web_search_preview",
+    "web_search_2025_08_26",
+    "file_search",
+    "code_interpreter",
+    "image_generation",
+    "mcp",
+    "tool_search",
+    "computer_use_preview",
 ];
 
 /// Prefix of the sim's encrypted reasoning, so it recognises its own.
@@ -308,11 +325,17 @@ fn parse(body: &[u8]) -> Result<Request, SimError> {
         .flatten()
         .enumerate()
     {
-        if tool["type"] != "function" {
-            return Err(invalid(
-                &format!("tools[{i}].type"),
-                "Only function tools are simulated.",
-            ));
+        match tool["type"].as_str() {
+            Some("function") => {}
+            // Tools OpenAI runs on its side: accepted as the API accepts them; the simulated
+            // model never calls them.
+            Some(kind) if HOSTED_TOOLS.contains(&kind) => continue,
+            _ => {
+                return Err(invalid(
+                    &format!("tools[{i}].type"),
+                    "Only function and hosted tools are simulated.",
+                ));
+            }
         }
         tools.push(Tool {
             name: required_str(tool, "name", &format!("tools[{i}]"))?.to_owned(),

@@ -13,8 +13,9 @@ pub use stream::{StreamDecoder, StreamEncoder};
 use super::rules::{self, parse_tool_arguments, sanitize_tool_id};
 use super::{Egress, Operation, StreamDecode, encode_path_segment, parse_json_object, typed};
 use crate::chat::{
-    ChatRequest, ChatResponse, ContentPart, Family, FinishReason, ImageSource, Message, Reasoning,
-    ResponseFormat, Role, Sampling, Tool, ToolCall, ToolChoice, Usage,
+    ChatRequest, ChatResponse, ContentPart, Family, FinishReason, ImageSource, Message,
+    Passthrough, Reasoning, ResponseFormat, Role, Sampling, Tool, ToolCall, ToolChoice, Usage,
+    WireDialect,
 };
 use crate::config::ProviderConfig;
 use crate::embeddings::{EmbeddingRequest, EmbeddingResponse};
@@ -125,13 +126,35 @@ impl Egress for AnthropicEgress {
     }
 
     fn chat_body(&self, request: &ChatRequest, target: &str) -> Result<Vec<u8>> {
-        let mut wire = encode_request(request)?;
+        // Only Anthropic's own API takes a Messages client's extra fields and betas: Vertex
+        // serves a subset of them, so there they count as another dialect's.
+        let own = self.vertex.is_none().then_some(WireDialect::Anthropic);
+        rules::refuse_foreign_passthrough(request, own, "anthropic")?;
+        let passthrough = own.and_then(|own| request.passthrough.of(own));
+        let mut wire = encode_request_for(request, target, passthrough)?;
         match &self.vertex {
             None => wire.model = target.to_owned(),
             Some(_) => wire.anthropic_version = Some(VERTEX_VERSION.to_owned()),
         }
-        serde_json::to_vec(&wire)
+        let mut body = serde_json::to_value(&wire)
+            .map_err(|e| Error::internal(format!("encoding messages request: {e}")))?;
+        if let (Some(fields), Value::Object(body)) = (passthrough.map(|p| &p.fields), &mut body) {
+            // `thinking` and `output_config` were decided above, for this model.
+            for (key, value) in fields {
+                if key != "thinking" && key != "output_config" {
+                    body.entry(key.clone()).or_insert_with(|| value.clone());
+                }
+            }
+        }
+        serde_json::to_vec(&body)
             .map_err(|e| Error::internal(format!("encoding messages request: {e}")))
+    }
+
+    fn chat_headers(&self, request: &ChatRequest) -> Vec<(String, String)> {
+        match (&self.vertex, request.passthrough.of(WireDialect::Anthropic)) {
+            (None, Some(own)) => own.headers.clone(),
+            _ => Vec::new(),
+        }
     }
 
     fn chat_response(&self, body: &[u8]) -> Result<ChatResponse> {
@@ -167,16 +190,52 @@ pub struct IngressMessages {
     pub request: ChatRequest,
 }
 
+/// The refusal of a field this gateway does not know, as Anthropic words it; given when the
+/// route keeps `unknown_fields = "reject"`.
+pub fn unknown_field_error(key: &str) -> Error {
+    Error::invalid_field(key, format!("{key}: Extra inputs are not permitted"))
+}
+
+/// Adds the client's `anthropic-beta` header, which goes on to Anthropic with its extra fields.
+pub fn pass_betas(request: &mut ChatRequest, betas: &str) {
+    let betas = betas.trim();
+    if betas.is_empty() {
+        return;
+    }
+    request.passthrough.dialect = Some(WireDialect::Anthropic);
+    request
+        .passthrough
+        .headers
+        .push(("anthropic-beta".to_owned(), betas.to_owned()));
+}
+
 /// Decodes a client's `POST /v1/messages` body.
 pub fn decode_request(body: &[u8]) -> Result<IngressMessages> {
-    let map = parse_json_object(body)?;
-    if let Some(key) = map.keys().find(|k| !REQUEST_FIELDS.contains(&k.as_str())) {
-        return Err(Error::invalid_field(
-            key.clone(),
-            format!("{key}: Extra inputs are not permitted"),
-        ));
+    let mut map = parse_json_object(body)?;
+    let mut passthrough = Passthrough::default();
+    // A field we do not know is the route's to allow (see `unknown_field_error`); it then goes
+    // on to Anthropic only.
+    let unknown: Vec<String> = map
+        .keys()
+        .filter(|k| !REQUEST_FIELDS.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    for key in unknown {
+        if let Some(value) = map.remove(&key) {
+            passthrough.fields.insert(key.clone(), value);
+            passthrough.required.push(key);
+        }
     }
     check_context_management(map.get("context_management"))?;
+    // Translated (or, for context edits, safely dropped) elsewhere; verbatim to Anthropic.
+    for key in ["thinking", "output_config", "context_management"] {
+        if let Some(value) = map.get(key) {
+            passthrough.fields.insert(key.to_owned(), value.clone());
+        }
+    }
+    if !passthrough.fields.is_empty() {
+        passthrough.dialect = Some(WireDialect::Anthropic);
+    }
     let wire: wire::MessagesRequest = typed(Value::Object(map), "")?;
     if wire.messages.is_empty() {
         return Err(Error::invalid_field(
@@ -252,6 +311,7 @@ pub fn decode_request(body: &[u8]) -> Result<IngressMessages> {
         ));
     }
     let mut request = ChatRequest::new(wire.model, messages);
+    request.passthrough = passthrough;
     request.tools = tools;
     request.tool_choice = tool_choice;
     request.parallel_tool_calls = parallel_tool_calls;
@@ -351,10 +411,14 @@ fn decode_message(i: usize, message: wire::InputMessage, out: &mut Vec<Message>)
     let role = match message.role.as_str() {
         "user" => Role::User,
         "assistant" => Role::Assistant,
+        // Instructions given mid-conversation (Claude Code sends them): text only.
+        "system" => Role::System,
         other => {
             return Err(Error::invalid_field(
                 format!("messages.{i}.role"),
-                format!("messages.{i}.role: Input should be 'user' or 'assistant' (got '{other}')"),
+                format!(
+                    "messages.{i}.role: Input should be 'user', 'assistant' or 'system' (got '{other}')"
+                ),
             ));
         }
     };
@@ -379,7 +443,7 @@ fn decode_message(i: usize, message: wire::InputMessage, out: &mut Vec<Message>)
             wire::Block::Image {
                 source,
                 cache_control,
-            } => {
+            } if role != Role::System => {
                 let source = match source {
                     wire::ImageSource::Base64 { media_type, data } => {
                         ImageSource::Base64 { media_type, data }
@@ -606,8 +670,71 @@ fn refuse_excess_cache_breakpoints(
     Ok(())
 }
 
-/// Encodes a canonical request as a Messages body (without `model`; the egress adds it).
+/// How reasoning goes to `target` (see [`rules::claude_thinking`]): a token budget to models
+/// that take only that; adaptive thinking guided by `output_config.effort` to those that take
+/// only that, and to the 4.6 models unless the client gave an explicit budget. A Messages client's
+/// own `thinking` and effort (`display`, `xhigh`, `max`) go through unchanged where adaptive
+/// thinking is what is sent.
+fn encode_thinking(
+    request: &ChatRequest,
+    target: &str,
+    own: Option<&Passthrough>,
+    max_tokens: &mut u32,
+) -> (Option<wire::Thinking>, Option<wire::Effort>) {
+    let Some(budget) = rules::reasoning_budget(request) else {
+        return (None, None);
+    };
+    let client_adaptive = own
+        .and_then(|p| p.fields.get("thinking"))
+        .and_then(|t| serde_json::from_value::<wire::Thinking>(t.clone()).ok())
+        .filter(|t| matches!(t, wire::Thinking::Adaptive { .. }));
+    let adaptive = match rules::claude_thinking(target) {
+        rules::ClaudeThinking::AdaptiveOnly => true,
+        rules::ClaudeThinking::Both => {
+            client_adaptive.is_some() || request.reasoning_budget.is_none()
+        }
+        rules::ClaudeThinking::BudgetOnly => false,
+    };
+    if adaptive {
+        let effort = own
+            .and_then(|p| p.fields.get("output_config"))
+            .and_then(|c| c.get("effort"))
+            .and_then(|e| serde_json::from_value::<wire::Effort>(e.clone()).ok())
+            .unwrap_or(match request.reasoning_effort.as_deref() {
+                Some("minimal" | "low") => wire::Effort::Low,
+                Some("medium") => wire::Effort::Medium,
+                Some(_) => wire::Effort::High,
+                None => match rules::effort_for_budget(budget) {
+                    "low" => wire::Effort::Low,
+                    "medium" => wire::Effort::Medium,
+                    _ => wire::Effort::High,
+                },
+            });
+        let thinking = client_adaptive.unwrap_or(wire::Thinking::Adaptive { display: None });
+        return (Some(thinking), Some(effort));
+    }
+    let budget_tokens = budget.max(1024);
+    // The budget must be below max_tokens: the answer needs room after the thinking.
+    if *max_tokens <= budget_tokens {
+        // Saturating: both come from the client, up to `u32::MAX` each.
+        *max_tokens = max_tokens.saturating_add(budget_tokens);
+    }
+    (Some(wire::Thinking::Enabled { budget_tokens }), None)
+}
+
+/// Encodes a canonical request as a Messages body (without `model`; the egress adds it), for a
+/// model whose generation is unknown.
 pub fn encode_request(request: &ChatRequest) -> Result<wire::MessagesRequest> {
+    encode_request_for(request, "", None)
+}
+
+/// Encodes a canonical request as a Messages body for `target` (without `model`); `own` is the
+/// Messages client's passthrough when this upstream takes it.
+pub fn encode_request_for(
+    request: &ChatRequest,
+    target: &str,
+    own: Option<&Passthrough>,
+) -> Result<wire::MessagesRequest> {
     rules::refuse_openai_passthrough(request, "anthropic")?;
     rules::temperature_within_one(request.sampling.temperature, "Claude")?;
     rules::claude_thinking_compatible(request)?;
@@ -737,32 +864,20 @@ pub fn encode_request(request: &ChatRequest) -> Result<wire::MessagesRequest> {
         }
     };
     let mut max_tokens = request.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
-    let thinking = rules::reasoning_budget(request).map(|budget| {
-        let budget_tokens = budget.max(1024);
-        // The budget must be below max_tokens: the answer needs room after the thinking.
-        if max_tokens <= budget_tokens {
-            // Saturating: both come from the client, up to `u32::MAX` each.
-            max_tokens = max_tokens.saturating_add(budget_tokens);
-        }
-        wire::Thinking::Enabled { budget_tokens }
-    });
-    let output_config = match &request.response_format {
-        Some(ResponseFormat::JsonSchema { schema, .. }) => Some(wire::OutputConfig {
-            format: Some(wire::OutputFormat {
-                kind: "json_schema".to_owned(),
-                schema: schema.clone().unwrap_or_else(|| json!({"type": "object"})),
-            }),
-            effort: None,
+    let (thinking, effort) = encode_thinking(request, target, own, &mut max_tokens);
+    let format = match &request.response_format {
+        Some(ResponseFormat::JsonSchema { schema, .. }) => Some(wire::OutputFormat {
+            kind: "json_schema".to_owned(),
+            schema: schema.clone().unwrap_or_else(|| json!({"type": "object"})),
         }),
-        Some(ResponseFormat::JsonObject) => Some(wire::OutputConfig {
-            format: Some(wire::OutputFormat {
-                kind: "json_schema".to_owned(),
-                schema: json!({"type": "object"}),
-            }),
-            effort: None,
+        Some(ResponseFormat::JsonObject) => Some(wire::OutputFormat {
+            kind: "json_schema".to_owned(),
+            schema: json!({"type": "object"}),
         }),
         Some(ResponseFormat::Text) | None => None,
     };
+    let output_config =
+        (format.is_some() || effort.is_some()).then_some(wire::OutputConfig { format, effort });
     Ok(wire::MessagesRequest {
         model: String::new(),
         max_tokens,

@@ -157,14 +157,14 @@ fn client_errors_are_named() {
     for (body, param) in [
         (
             json!({"model": "m", "max_tokens": 5, "messages": [], "x": 1}),
-            "x",
+            "messages",
         ),
         (
             json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}),
             "max_tokens",
         ),
         (
-            json!({"model": "m", "max_tokens": 5, "messages": [{"role": "system", "content": "hi"}]}),
+            json!({"model": "m", "max_tokens": 5, "messages": [{"role": "tool", "content": "hi"}]}),
             "messages.0.role",
         ),
         (
@@ -755,4 +755,144 @@ fn new_fields_with_bad_values_are_named() {
         );
         assert!(err.message.contains(message), "{}", err.message);
     }
+}
+
+/// What Claude Code sends (a mid-conversation system message, adaptive thinking with an
+/// effort, context edits, a field we do not know, its betas): decoded for every dialect, and
+/// handed verbatim to Anthropic's own API only.
+fn claude_code_request() -> ChatRequest {
+    let body = json!({
+        "model": "claude-opus-5-5",
+        "max_tokens": 32000,
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "Say hello"}]},
+            {"role": "system", "content": [{"type": "text", "text": "# Environment"}]}
+        ],
+        "thinking": {"type": "adaptive", "display": "omitted"},
+        "output_config": {"effort": "xhigh"},
+        "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+        "metadata": {"user_id": "u-1"},
+        "speed": "fast"
+    });
+    let mut request = decode_request(body.to_string().as_bytes()).unwrap().request;
+    pass_betas(
+        &mut request,
+        "claude-code-20250219,context-management-2025-06-27",
+    );
+    request
+}
+
+#[test]
+fn claude_code_requests_decode_with_their_extras_kept_for_anthropic() {
+    let request = claude_code_request();
+    let roles: Vec<Role> = request.messages.iter().map(|m| m.role).collect();
+    assert_eq!(roles, [Role::User, Role::System]);
+    assert_eq!(request.messages[1].text_content(), "# Environment");
+    assert_eq!(request.reasoning_effort.as_deref(), Some("high"));
+    assert_eq!(request.user.as_deref(), Some("u-1"));
+    let passthrough = &request.passthrough;
+    assert_eq!(passthrough.dialect, Some(WireDialect::Anthropic));
+    assert_eq!(passthrough.required, ["speed"]);
+    let mut keys: Vec<&str> = passthrough.fields.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["context_management", "output_config", "speed", "thinking"]
+    );
+    assert_eq!(
+        passthrough.headers,
+        [(
+            "anthropic-beta".to_owned(),
+            "claude-code-20250219,context-management-2025-06-27".to_owned()
+        )]
+    );
+    let error = unknown_field_error("speed");
+    assert_eq!(error.message, "speed: Extra inputs are not permitted");
+}
+
+#[test]
+fn anthropic_gets_the_client_extras_and_the_thinking_its_model_takes() {
+    let request = claude_code_request();
+    let anthropic = AnthropicEgress { vertex: None };
+    // Opus 4.7 and later think only adaptively: the client's own thinking and effort go through.
+    let body: Value =
+        serde_json::from_slice(&anthropic.chat_body(&request, "claude-opus-4-7").unwrap()).unwrap();
+    assert_eq!(
+        body["thinking"],
+        json!({"type": "adaptive", "display": "omitted"})
+    );
+    assert_eq!(body["output_config"], json!({"effort": "xhigh"}));
+    assert_eq!(
+        body["context_management"],
+        json!({"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]})
+    );
+    assert_eq!(body["speed"], "fast");
+    assert_eq!(body["system"][0]["text"], "# Environment");
+    assert_eq!(
+        anthropic.chat_headers(&request),
+        [(
+            "anthropic-beta".to_owned(),
+            "claude-code-20250219,context-management-2025-06-27".to_owned()
+        )]
+    );
+    // Claude Sonnet 4 takes only a budget: the effort becomes one.
+    let body: Value = serde_json::from_slice(
+        &anthropic
+            .chat_body(&request, "claude-sonnet-4-20250514")
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        body["thinking"],
+        json!({"type": "enabled", "budget_tokens": 16384})
+    );
+    assert!(body.get("output_config").is_none());
+    // Vertex serves a subset of the API: an unknown field cannot go there, known extras stay
+    // behind, and no beta header is sent.
+    let vertex = AnthropicEgress {
+        vertex: Some(("p".into(), "us-east5".into())),
+    };
+    let error = vertex
+        .chat_body(&request, "claude-opus-4-7@20260101")
+        .unwrap_err();
+    assert_eq!(error.param.as_deref(), Some("speed"));
+    let mut known = request.clone();
+    known.passthrough.fields.remove("speed");
+    known.passthrough.required.clear();
+    let body: Value = serde_json::from_slice(
+        &vertex
+            .chat_body(&known, "claude-opus-4-7@20260101")
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(body["thinking"], json!({"type": "adaptive"}));
+    assert_eq!(body["output_config"], json!({"effort": "high"}));
+    assert!(body.get("context_management").is_none());
+    assert!(vertex.chat_headers(&known).is_empty());
+}
+
+#[test]
+fn openai_clients_reasoning_reaches_adaptive_claude_as_an_effort() {
+    let mut request = ChatRequest::new("m", vec![Message::text(Role::User, "hi")]);
+    request.reasoning_effort = Some("low".into());
+    let wire =
+        serde_json::to_value(encode_request_for(&request, "claude-sonnet-4-6", None).unwrap())
+            .unwrap();
+    assert_eq!(wire["thinking"], json!({"type": "adaptive"}));
+    assert_eq!(wire["output_config"], json!({"effort": "low"}));
+    // An explicit budget is kept where the model still takes one.
+    request.reasoning_budget = Some(2000);
+    let wire =
+        serde_json::to_value(encode_request_for(&request, "claude-sonnet-4-6", None).unwrap())
+            .unwrap();
+    assert_eq!(
+        wire["thinking"],
+        json!({"type": "enabled", "budget_tokens": 2000})
+    );
+    let wire = serde_json::to_value(
+        encode_request_for(&request, "us.anthropic.claude-opus-4-7-v1:0", None).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(wire["thinking"], json!({"type": "adaptive"}));
+    assert_eq!(wire["output_config"], json!({"effort": "low"}));
 }

@@ -94,6 +94,7 @@ pub(crate) fn provider_parts(
 
 /// Encodes a canonical request as a Converse body.
 pub fn encode_chat_request(request: &ChatRequest) -> Result<Vec<u8>> {
+    super::rules::refuse_foreign_passthrough(request, None, "bedrock")?;
     let wire = request::encode(request)?;
     serde_json::to_vec(&wire)
         .map_err(|e| Error::internal(format!("encoding a Converse request: {e}")))

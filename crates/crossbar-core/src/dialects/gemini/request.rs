@@ -17,7 +17,9 @@ use crate::error::{Error, Result};
 const MAX_STOP_SEQUENCES: usize = 5;
 
 pub(super) fn encode(request: &ChatRequest, vertex: bool) -> Result<GenerateContentRequest> {
-    rules::refuse_openai_passthrough(request, if vertex { "vertex" } else { "gemini" })?;
+    let dialect = if vertex { "vertex" } else { "gemini" };
+    rules::refuse_openai_passthrough(request, dialect)?;
+    rules::refuse_foreign_passthrough(request, None, dialect)?;
     let system: Vec<Part> = rules::system_texts(&request.messages)
         .into_iter()
         .map(|(text, _cache)| Part::text(text))

@@ -194,6 +194,7 @@ pub fn decode_chat_request(body: &[u8]) -> Result<IngressChat> {
         metadata: wire.metadata,
         stream,
         openai_passthrough: passthrough,
+        passthrough: crate::chat::Passthrough::default(),
     };
     Ok(IngressChat {
         request,
@@ -509,6 +510,8 @@ pub fn encode_chat_request(
     target: &str,
     max_tokens_field: MaxTokensField,
 ) -> Result<Vec<u8>> {
+    super::rules::refuse_foreign_passthrough(request, None, "openai")
+        .map_err(Error::unsupported_here)?;
     let (max_tokens, max_completion_tokens) = match max_tokens_field {
         MaxTokensField::MaxTokens => (request.max_tokens, None),
         MaxTokensField::MaxCompletionTokens => {

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use super::encode_tool_choice;
 use crate::chat::{
     ChatRequest, ChatResponse, ContentPart, Family, FinishReason, ImageSource, Message, Reasoning,
-    ResponseFormat, Role, StreamEvent, ToolCall, Usage,
+    ResponseFormat, Role, StreamEvent, ToolCall, Usage, WireDialect,
 };
 use crate::dialects::{Egress, Frame, Operation, StreamDecode, encode_path_segment, openai};
 use crate::embeddings::{EmbeddingRequest, EmbeddingResponse};
@@ -141,6 +141,13 @@ pub fn encode_request(request: &ChatRequest, target: &str) -> Result<Vec<u8>> {
     // OpenAI's reasoning models refuse sampling here as on Chat Completions.
     crate::dialects::rules::openai_reasoning_compatible(target, request)
         .map_err(Error::unsupported_here)?;
+    crate::dialects::rules::refuse_foreign_passthrough(
+        request,
+        Some(WireDialect::Responses),
+        "responses",
+    )
+    .map_err(Error::unsupported_here)?;
+    let own = request.passthrough.of(WireDialect::Responses);
     if !request.stop.is_empty() {
         return Err(Error::invalid_field(
             "stop",
@@ -168,6 +175,17 @@ pub fn encode_request(request: &ChatRequest, target: &str) -> Result<Vec<u8>> {
             })
             .collect();
         body.insert("tools".into(), json!(tools));
+    }
+    // Provider-run tools go to a Responses upstream as the client sent them.
+    if let Some(own) = own
+        && !own.hosted_tools.is_empty()
+    {
+        let mut tools = match body.remove("tools") {
+            Some(Value::Array(tools)) => tools,
+            _ => Vec::new(),
+        };
+        tools.extend(own.hosted_tools.iter().map(|(_, tool)| tool.clone()));
+        body.insert("tools".into(), Value::Array(tools));
     }
     if let Some(choice) = &request.tool_choice {
         body.insert("tool_choice".into(), encode_tool_choice(choice));
@@ -221,6 +239,11 @@ pub fn encode_request(request: &ChatRequest, target: &str) -> Result<Vec<u8>> {
             .unsupported_here());
         }
         body.insert(key.clone(), value.clone());
+    }
+    // The client's own Responses fields (service hints, `client_metadata`, fields a route lets
+    // through) go on verbatim; what the gateway sets itself stays as it set it.
+    for (key, value) in own.into_iter().flat_map(|own| &own.fields) {
+        body.entry(key.clone()).or_insert_with(|| value.clone());
     }
     if request.stream {
         body.insert("stream".into(), json!(true));

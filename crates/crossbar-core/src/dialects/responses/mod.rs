@@ -10,19 +10,25 @@
 //! reasoning itself (see `reasoning_memory`), and our answers carry none.
 //!
 //! What coding agents such as Codex send beyond that, and what becomes of it on every upstream:
-//! - `client_metadata` (the client's telemetry, an object of strings): checked, never forwarded.
+//! - `client_metadata` (the client's telemetry, an object of strings), `prompt_cache_key` and the
+//!   other OpenAI service hints (see `IGNORED_FIELDS`): checked, sent verbatim to Responses
+//!   upstreams, left behind elsewhere (no other dialect has them).
 //! - `include`: any documented value is accepted; Responses upstreams are always asked for
 //!   `reasoning.encrypted_content` (nothing is stored upstream), the other values name outputs
 //!   we never produce (hosted tools, logprobs), so they change nothing anywhere.
-//! - `prompt_cache_key` and the other OpenAI service hints: accepted and not forwarded, since the
-//!   canonical request has no field that other dialects drop (see `IGNORED_FIELDS`).
 //! - `reasoning.summary` (`auto`, `concise`, `detailed`): accepted, echoed, not forwarded; our
 //!   answers carry no reasoning summary. `reasoning.effort` is translated as everywhere.
 //! - `namespace` tool groups: each function becomes the canonical tool `{namespace}__{name}`
 //!   (valid on every provider), and a call of it goes back as a `function_call` item with
 //!   `namespace` and `name` set, as OpenAI reports it; items handed back join the two again.
-//! - Hosted tools (`web_search`, `file_search`, ...): refused by name at `tools[i].type` on every
-//!   upstream, since only OpenAI runs them.
+//! - `custom` (freeform) tools such as Codex's `apply_patch`: a function taking one string
+//!   `input` (the grammar, if any, in its description) on every upstream; calls go back as
+//!   `custom_tool_call` items with the raw input, and come back from the client the same way.
+//! - Hosted tools (`web_search`, `tool_search`, `file_search`, ...): sent verbatim to Responses
+//!   upstreams; any other refuses the request naming `tools[i].type`, or serves it without them
+//!   where the route says `hosted_tools = "drop"`.
+//! - A field this gateway does not know: refused in OpenAI's words, unless the route says
+//!   `unknown_fields = "pass"`; then it goes verbatim to Responses upstreams and no other.
 
 mod egress;
 mod stream;
@@ -37,8 +43,8 @@ pub use stream::{Accumulator, StreamEncoder};
 use super::openai::{decode_image_url, valid_function_name};
 use super::{parse_json_object, typed};
 use crate::chat::{
-    ChatRequest, ChatResponse, ContentPart, FinishReason, Message, ResponseFormat, Role, Sampling,
-    Tool, ToolCall, ToolChoice, Usage,
+    ChatRequest, ChatResponse, ContentPart, FinishReason, Message, Passthrough, ResponseFormat,
+    Role, Sampling, Tool, ToolCall, ToolChoice, Usage, WireDialect,
 };
 use crate::error::{Error, ErrorKind, Result};
 
@@ -81,10 +87,14 @@ const INCLUDABLE: &[&str] = &[
     "message.output_text.logprobs",
 ];
 
-/// Tools OpenAI runs itself: no other provider can, and a gateway cannot forward them without
-/// tying the request to OpenAI, so they are refused by name. (Client-run built-in tools such as
-/// `local_shell`, `apply_patch` or `custom` fall under the general "only function tools" refusal.)
+/// Tools OpenAI's models use on OpenAI's side (`tool_search` loads deferred tools there, even when
+/// the client runs the search): kept verbatim for Responses upstreams; every other upstream refuses
+/// the request by naming the tool, or serves it without them where the route says
+/// `hosted_tools = "drop"`. (Client-run built-ins such as `local_shell` fall under the general
+/// "only function tools" refusal; `custom` tools are translated.)
 const HOSTED_TOOLS: &[&str] = &[
+    "tool_search",
+    "computer_use_preview",
     "web_search",
     "web_search_preview",
     "web_search_preview_2025_03_11",
@@ -136,6 +146,10 @@ pub struct Params {
     /// (`{namespace}__{name}`): their calls go back to the client as `namespace` and `name`.
     #[serde(default)]
     pub namespaced: std::collections::BTreeMap<String, (String, String)>,
+    /// Names of the request's freeform (`custom`) tools: their calls go back to the client as
+    /// `custom_tool_call` items carrying the raw `input`.
+    #[serde(default)]
+    pub custom_tools: std::collections::BTreeSet<String>,
 }
 
 impl Params {
@@ -148,6 +162,114 @@ impl Params {
             item["name"] = json!(name);
         }
     }
+}
+
+impl Params {
+    /// The output item of a finished (or, with `status` `in_progress`, a starting) tool call: a
+    /// `custom_tool_call` with the raw input for a freeform tool, else a `function_call`.
+    pub(crate) fn call_item(&self, id: &str, status: &str, call: &ToolCall) -> Value {
+        if self.custom_tools.contains(&call.name) {
+            return json!({
+                "id": id,
+                "type": "custom_tool_call",
+                "status": status,
+                "call_id": call.id,
+                "name": call.name,
+                "input": custom_input(&call.arguments),
+            });
+        }
+        let mut item = json!({
+            "id": id,
+            "type": "function_call",
+            "status": status,
+            "call_id": call.id,
+            "name": call.name,
+            "arguments": call.arguments,
+        });
+        self.name_call(&mut item);
+        item
+    }
+}
+
+/// The function a freeform (`custom`) tool is offered to other models as: one string argument,
+/// `input`, holding what the tool takes, with the tool's grammar (if any) in the description.
+fn custom_as_function(at: &str, value: &Value) -> Result<(Tool, String)> {
+    let name = value
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            Error::invalid_field(
+                format!("{at}.name"),
+                format!("Missing required parameter: '{at}.name'."),
+            )
+        })?
+        .to_owned();
+    if !valid_function_name(&name) {
+        return Err(Error::invalid_field(
+            format!("{at}.name"),
+            format!(
+                "Invalid '{at}.name': string does not match pattern. Expected a string that \
+                 matches the pattern '^[a-zA-Z0-9_-]{{1,64}}$'."
+            ),
+        ));
+    }
+    let mut description = value
+        .get("description")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let format = value.get("format");
+    match format.and_then(|f| f.get("type")).and_then(Value::as_str) {
+        None | Some("text") => {}
+        Some("grammar") => {
+            let syntax = format
+                .and_then(|f| f.get("syntax"))
+                .and_then(Value::as_str)
+                .unwrap_or("lark");
+            let definition = format
+                .and_then(|f| f.get("definition"))
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            description.push_str(&format!(
+                "\n\nThe `input` must follow this {syntax} grammar:\n{definition}"
+            ));
+        }
+        Some(other) => {
+            return Err(Error::invalid_field(
+                format!("{at}.format.type"),
+                format!(
+                    "Invalid value for '{at}.format.type': expected 'text' or 'grammar', got \
+                     '{other}'."
+                ),
+            ));
+        }
+    }
+    let tool = Tool {
+        name: name.clone(),
+        description: Some(description),
+        parameters: Some(json!({
+            "type": "object",
+            "properties": {"input": {"type": "string", "description": "The tool's whole input, verbatim."}},
+            "required": ["input"],
+            "additionalProperties": false,
+        })),
+        strict: Some(true),
+    };
+    Ok((tool, name))
+}
+
+/// The raw input of a freeform tool's call: the `input` string of the function arguments the
+/// model produced, or the arguments themselves if they are not such an object.
+pub(crate) fn custom_input(arguments: &str) -> String {
+    serde_json::from_str::<Value>(arguments)
+        .ok()
+        .and_then(|v| v.get("input").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_else(|| arguments.to_owned())
+}
+
+/// A freeform tool's raw input as the function arguments other models produce for it.
+fn custom_arguments(input: &str) -> String {
+    json!({ "input": input }).to_string()
 }
 
 /// The name a namespaced function is offered to the model by: one word valid for every
@@ -201,7 +323,9 @@ impl IngressResponse {
     }
 }
 
-fn unknown_field(key: &str) -> Error {
+/// The refusal of a field this gateway does not know, as OpenAI words it; given when the route
+/// keeps `unknown_fields = "reject"`.
+pub fn unknown_field_error(key: &str) -> Error {
     Error::invalid_field(
         key,
         format!("Unrecognized request argument supplied: {key}"),
@@ -283,13 +407,13 @@ fn now_secs() -> u64 {
 /// Decodes a client's `POST /v1/responses` body.
 pub fn decode_request(body: &[u8]) -> Result<IngressResponse> {
     let mut map = parse_json_object(body)?;
+    let mut passthrough = Passthrough {
+        dialect: Some(WireDialect::Responses),
+        ..Passthrough::default()
+    };
     let keys: Vec<String> = map.keys().cloned().collect();
     for key in keys {
         if FIELDS.contains(&key.as_str()) {
-            continue;
-        }
-        if IGNORED_FIELDS.contains(&key.as_str()) {
-            map.remove(&key);
             continue;
         }
         if UNSUPPORTED_FIELDS.contains(&key.as_str()) {
@@ -299,7 +423,19 @@ pub fn decode_request(body: &[u8]) -> Result<IngressResponse> {
             map.remove(&key);
             continue;
         }
-        return Err(unknown_field(&key));
+        // Service hints go on to Responses upstreams only; a field we do not know is the
+        // route's to allow (see `unknown_field_error`), and then goes on likewise.
+        if !IGNORED_FIELDS.contains(&key.as_str()) {
+            passthrough.required.push(key.clone());
+        }
+        if let Some(value) = map.remove(&key) {
+            passthrough.fields.insert(key, value);
+        }
+    }
+    if let Some(metadata) = map.get("client_metadata") {
+        passthrough
+            .fields
+            .insert("client_metadata".to_owned(), metadata.clone());
     }
     let wire: wire::CreateResponse = typed(Value::Object(map), "")?;
     if wire.background == Some(true) {
@@ -350,11 +486,24 @@ pub fn decode_request(body: &[u8]) -> Result<IngressResponse> {
     let mut tools = Vec::new();
     let mut namespaced = std::collections::BTreeMap::new();
     for (i, tool) in raw_tools.iter().enumerate() {
-        if tool.get("type").and_then(Value::as_str) == Some("namespace") {
-            decode_namespace(i, tool, &mut tools, &mut namespaced)?;
-        } else {
-            tools.push(decode_tool(&format!("tools[{i}]"), tool)?);
+        match tool.get("type").and_then(Value::as_str) {
+            Some("namespace") => decode_namespace(i, tool, &mut tools, &mut namespaced)?,
+            Some(kind) if HOSTED_TOOLS.contains(&kind) => {
+                passthrough.hosted_tools.push((i, tool.clone()));
+            }
+            Some("custom") => {
+                let (function, name) = custom_as_function(&format!("tools[{i}]"), tool)?;
+                tools.push(function);
+                passthrough.custom_tools.insert(name, tool.clone());
+            }
+            _ => tools.push(decode_tool(&format!("tools[{i}]"), tool)?),
         }
+    }
+    if passthrough.fields.is_empty()
+        && passthrough.hosted_tools.is_empty()
+        && passthrough.custom_tools.is_empty()
+    {
+        passthrough.dialect = None;
     }
     // A namespaced function's flat name must not stand for another tool too.
     for flat in namespaced.keys() {
@@ -402,6 +551,7 @@ pub fn decode_request(body: &[u8]) -> Result<IngressResponse> {
         metadata: wire.metadata.clone(),
         stream,
         openai_passthrough: Map::new(),
+        passthrough,
     };
     let params = Params {
         id: new_response_id(),
@@ -429,6 +579,7 @@ pub fn decode_request(body: &[u8]) -> Result<IngressResponse> {
         truncation: wire.truncation.unwrap_or_else(|| "disabled".to_owned()),
         metadata: wire.metadata.unwrap_or_default(),
         user: wire.user,
+        custom_tools: template.passthrough.custom_tools.keys().cloned().collect(),
         namespaced,
     };
     let input_items = input_items(&params.id, raw_input);
@@ -599,7 +750,15 @@ fn decode_items(items: Vec<Value>) -> Result<Vec<Message>> {
                 };
                 assistant_turn(&mut messages).tool_calls.push(call);
             }
-            "function_call_output" => {
+            "custom_tool_call" => {
+                let call = ToolCall {
+                    id: string_field(&item, "call_id", &at)?,
+                    name: string_field(&item, "name", &at)?,
+                    arguments: custom_arguments(&string_field(&item, "input", &at)?),
+                };
+                assistant_turn(&mut messages).tool_calls.push(call);
+            }
+            "function_call_output" | "custom_tool_call_output" => {
                 let call_id = string_field(&item, "call_id", &at)?;
                 let mut message = Message::new(Role::Tool, Vec::new());
                 match item.get("output") {
@@ -633,7 +792,8 @@ fn decode_items(items: Vec<Value>) -> Result<Vec<Message>> {
                     format!(
                         "Invalid value for '{at}.type': input items of type '{other}' are not \
                          supported; expected 'message', 'function_call', \
-                         'function_call_output' or 'reasoning'."
+                         'function_call_output', 'custom_tool_call', 'custom_tool_call_output' \
+                         or 'reasoning'."
                     ),
                 ));
             }
@@ -743,7 +903,7 @@ fn decode_namespace(
     }
     for key in group.keys() {
         if !matches!(key.as_str(), "type" | "name" | "description" | "tools") {
-            return Err(unknown_field(&format!("{at}.{key}")));
+            return Err(unknown_field_error(&format!("{at}.{key}")));
         }
     }
     let members = match group.get("tools") {
@@ -779,12 +939,6 @@ fn decode_namespace(
 /// A function tool is flat in this API: `{type, name, description, parameters, strict}`.
 fn decode_tool(at: &str, value: &Value) -> Result<Tool> {
     let kind = value.get("type").and_then(Value::as_str);
-    if let Some(hosted) = kind.filter(|k| HOSTED_TOOLS.contains(k)) {
-        return Err(unsupported(
-            &format!("{at}.type"),
-            &format!("The hosted tool '{hosted}' ({at}) runs only on OpenAI's servers; it"),
-        ));
-    }
     if kind != Some("function") {
         return Err(Error::invalid_field(
             format!("{at}.type"),
@@ -973,19 +1127,6 @@ pub(crate) fn output_text_part(text: &str) -> Value {
     json!({"type": "output_text", "text": text, "annotations": [], "logprobs": []})
 }
 
-fn call_item(params: &Params, id: &str, status: &str, call: &ToolCall) -> Value {
-    let mut item = json!({
-        "id": id,
-        "type": "function_call",
-        "status": status,
-        "call_id": call.id,
-        "name": call.name,
-        "arguments": call.arguments,
-    });
-    params.name_call(&mut item);
-    item
-}
-
 /// The output items of a canonical answer: one assistant message (if it said anything), then
 /// one `function_call` item per tool call.
 fn output_items(params: &Params, message: &Message, status: &str) -> Vec<Value> {
@@ -1002,12 +1143,7 @@ fn output_items(params: &Params, message: &Message, status: &str) -> Vec<Value> 
     }
     for (index, call) in message.tool_calls.iter().enumerate() {
         let index = u32::try_from(index).unwrap_or(u32::MAX);
-        items.push(call_item(
-            params,
-            &call_item_id(response_id, index),
-            "completed",
-            call,
-        ));
+        items.push(params.call_item(&call_item_id(response_id, index), "completed", call));
     }
     items
 }
@@ -1137,6 +1273,19 @@ pub fn response_message(response: &Value) -> Message {
                     id: field("call_id"),
                     name,
                     arguments: field("arguments"),
+                });
+            }
+            Some("custom_tool_call") => {
+                let field = |key: &str| {
+                    item.get(key)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                message.tool_calls.push(ToolCall {
+                    id: field("call_id"),
+                    name: field("name"),
+                    arguments: custom_arguments(&field("input")),
                 });
             }
             _ => {}

@@ -353,15 +353,7 @@ impl StreamEncoder {
             name,
             arguments: String::new(),
         };
-        let mut item = json!({
-            "id": item_id,
-            "type": "function_call",
-            "status": "in_progress",
-            "call_id": call.id,
-            "name": call.name,
-            "arguments": "",
-        });
-        self.params.name_call(&mut item);
+        let item = self.params.call_item(&item_id, "in_progress", &call);
         self.calls.insert(
             index,
             OpenCall {
@@ -379,21 +371,29 @@ impl StreamEncoder {
 
     fn close_calls(&mut self, out: &mut BytesMut) {
         for open in std::mem::take(&mut self.calls).into_values() {
-            let mut done = json!({
-                "item_id": open.item_id, "output_index": open.output_index,
-                "name": open.call.name, "arguments": open.call.arguments,
-            });
-            self.params.name_call(&mut done);
-            self.write(out, "response.function_call_arguments.done", done);
-            let mut item = json!({
-                "id": open.item_id,
-                "type": "function_call",
-                "status": "completed",
-                "call_id": open.call.id,
-                "name": open.call.name,
-                "arguments": open.call.arguments,
-            });
-            self.params.name_call(&mut item);
+            if self.params.custom_tools.contains(&open.call.name) {
+                // A freeform call's input is a string inside the JSON arguments the model
+                // streams, known only once they are complete: it goes out in one delta.
+                let input = super::custom_input(&open.call.arguments);
+                let delta = json!({
+                    "item_id": open.item_id, "output_index": open.output_index, "delta": input,
+                });
+                self.write(out, "response.custom_tool_call_input.delta", delta);
+                let done = json!({
+                    "item_id": open.item_id, "output_index": open.output_index, "input": input,
+                });
+                self.write(out, "response.custom_tool_call_input.done", done);
+            } else {
+                let mut done = json!({
+                    "item_id": open.item_id, "output_index": open.output_index,
+                    "name": open.call.name, "arguments": open.call.arguments,
+                });
+                self.params.name_call(&mut done);
+                self.write(out, "response.function_call_arguments.done", done);
+            }
+            let item = self
+                .params
+                .call_item(&open.item_id, "completed", &open.call);
             self.items.insert(open.output_index, item.clone());
             self.write(
                 out,
@@ -422,6 +422,9 @@ impl StreamEncoder {
                     return;
                 };
                 open.call.arguments.push_str(&arguments);
+                if self.params.custom_tools.contains(&open.call.name) {
+                    return;
+                }
                 let data = json!({
                     "item_id": open.item_id, "output_index": open.output_index,
                     "delta": arguments,

@@ -107,9 +107,26 @@ fn a_string_input_is_one_user_message_after_stored_history() {
 
 #[test]
 fn refuses_unknown_and_unsupported_fields_naming_them() {
-    let error = decode(json!({"model": "m", "input": "x", "frobnicate": 1})).unwrap_err();
-    assert_eq!(error.param.as_deref(), Some("frobnicate"));
-    assert_eq!(error.status(), 400);
+    // An unknown field is kept for the route to refuse (the default) or pass on.
+    let request = decode(json!({"model": "m", "input": "x", "frobnicate": 1}))
+        .unwrap()
+        .chat_request(&[])
+        .unwrap();
+    assert_eq!(request.passthrough.required, ["frobnicate"]);
+    assert_eq!(request.passthrough.fields["frobnicate"], json!(1));
+    let error = unknown_field_error("frobnicate");
+    assert_eq!(
+        (
+            error.status(),
+            error.param.as_deref(),
+            error.message.as_str()
+        ),
+        (
+            400,
+            Some("frobnicate"),
+            "Unrecognized request argument supplied: frobnicate"
+        )
+    );
     let error = decode(json!({"model": "m", "input": "x", "conversation": "conv_1"})).unwrap_err();
     assert_eq!(error.param.as_deref(), Some("conversation"));
     let error = decode(json!({"model": "m", "input": "x", "background": true})).unwrap_err();
@@ -117,13 +134,15 @@ fn refuses_unknown_and_unsupported_fields_naming_them() {
     let error = decode(json!({"model": "m", "input": [{"type": "item_reference", "id": "x"}]}))
         .unwrap_err();
     assert_eq!(error.param.as_deref(), Some("input[0].type"));
-    let error =
-        decode(json!({"model": "m", "input": "x", "tools": [{"type": "web_search"}]})).unwrap_err();
+    let error = decode(json!({"model": "m", "input": "x", "tools": [{"type": "local_shell"}]}))
+        .unwrap_err();
     assert_eq!(error.param.as_deref(), Some("tools[0].type"));
-    let error =
-        decode(json!({"model": "m", "input": "x", "tools": [{"type": "custom", "name": "c"}]}))
-            .unwrap_err();
-    assert_eq!(error.param.as_deref(), Some("tools[0].type"));
+    let error = decode(
+        json!({"model": "m", "input": "x", "tools": [{"type": "custom", "name": "c",
+                                                      "format": {"type": "regex"}}]}),
+    )
+    .unwrap_err();
+    assert_eq!(error.param.as_deref(), Some("tools[0].format.type"));
     let error = decode(
         json!({"model": "m", "input": [{"type": "function_call", "name": "f",
                                                        "arguments": "{}"}]}),
@@ -440,18 +459,172 @@ fn refuses_bad_codex_fields_and_hosted_tools_by_name() {
         error.message,
         "Invalid value: 'brief'. Supported values are: 'auto', 'concise', and 'detailed'."
     );
+}
+
+/// Provider-run tools are kept verbatim for Responses upstreams; every other dialect refuses the
+/// request naming the tool, unless the route drops them.
+#[test]
+fn hosted_tools_go_to_responses_upstreams_and_are_refused_or_dropped_elsewhere() {
     let tools = json!([
         {"type": "function", "name": "f", "parameters": {"type": "object"}},
-        {"type": "web_search"}
+        {"type": "web_search", "external_web_access": false}
     ]);
-    let error = decode(json!({"model": "m", "input": "x", "tools": tools})).unwrap_err();
+    let mut request = decode(json!({"model": "m", "input": "x", "tools": tools}))
+        .unwrap()
+        .chat_request(&[])
+        .unwrap();
+    assert_eq!(request.tools.len(), 1);
+    assert_eq!(
+        request.passthrough.hosted_tools,
+        [(
+            1,
+            json!({"type": "web_search", "external_web_access": false})
+        )]
+    );
+    let error = crate::dialects::openai::encode_chat_request(
+        &request,
+        "gpt-4o",
+        crate::dialects::openai::MaxTokensField::MaxCompletionTokens,
+    )
+    .unwrap_err();
     assert_eq!(error.param.as_deref(), Some("tools[1].type"));
-    assert_eq!(error.code.as_deref(), Some("unsupported_parameter"));
     assert_eq!(
         error.message,
-        "The hosted tool 'web_search' (tools[1]) runs only on OpenAI's servers; it is not \
-         supported by this gateway."
+        "The hosted tool 'web_search' (tools[1]) runs only on its own provider's servers; this \
+         model is served by the openai dialect. A route with `hosted_tools = \"drop\"` serves it \
+         without the tool."
     );
+    let body: Value =
+        serde_json::from_slice(&encode_request(&request, "gpt-5-2025-08-07").unwrap()).unwrap();
+    assert_eq!(
+        body["tools"][1],
+        json!({"type": "web_search", "external_web_access": false})
+    );
+    request.passthrough.drop_hosted_tools = true;
+    let body: Value = serde_json::from_slice(
+        &crate::dialects::openai::encode_chat_request(
+            &request,
+            "gpt-4o",
+            crate::dialects::openai::MaxTokensField::MaxCompletionTokens,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(body["tools"].as_array().map(Vec::len), Some(1));
+    assert_eq!(body["tools"][0]["function"]["name"], "f");
+}
+
+/// Codex's freeform `apply_patch`: a function taking one string `input` for the model, a
+/// `custom_tool_call` with the raw input for the client, both ways.
+#[test]
+fn custom_tools_become_one_string_functions_and_their_calls_map_back() {
+    let ingress = decode(json!({
+        "model": "m",
+        "input": [
+            {"type": "message", "role": "user", "content": "patch it"},
+            {"type": "custom_tool_call", "call_id": "call_1", "name": "apply_patch",
+             "input": "*** Begin Patch\n*** End Patch\n"},
+            {"type": "custom_tool_call_output", "call_id": "call_1", "output": "Done!"}
+        ],
+        "tools": [{"type": "custom", "name": "apply_patch", "description": "Edit files.",
+                   "format": {"type": "grammar", "syntax": "lark", "definition": "start: x"}}]
+    }))
+    .unwrap();
+    let request = ingress.chat_request(&[]).unwrap();
+    let tool = &request.tools[0];
+    assert_eq!(tool.name, "apply_patch");
+    assert_eq!(
+        tool.description.as_deref(),
+        Some("Edit files.\n\nThe `input` must follow this lark grammar:\nstart: x")
+    );
+    assert_eq!(
+        tool.parameters.as_ref().unwrap()["required"],
+        json!(["input"])
+    );
+    let call = &request.messages[1].tool_calls[0];
+    assert_eq!(
+        (
+            call.id.as_str(),
+            call.name.as_str(),
+            call.arguments.as_str()
+        ),
+        (
+            "call_1",
+            "apply_patch",
+            r#"{"input":"*** Begin Patch\n*** End Patch\n"}"#
+        )
+    );
+    assert_eq!(request.messages[2].tool_call_id.as_deref(), Some("call_1"));
+    assert_eq!(request.messages[2].text_content(), "Done!");
+    let mut message = Message::new(Role::Assistant, Vec::new());
+    message.tool_calls.push(crate::chat::ToolCall {
+        id: "call_2".into(),
+        name: "apply_patch".into(),
+        arguments: r#"{"input": "*** Begin Patch\n"}"#.into(),
+    });
+    let answer = ChatResponse {
+        id: "x".into(),
+        model: "m".into(),
+        created: 0,
+        message,
+        finish_reason: FinishReason::ToolCalls,
+        raw_finish_reason: None,
+        usage: None,
+        system_fingerprint: None,
+    };
+    let object = encode_response(&ingress.params, &answer);
+    let item = &object["output"][0];
+    assert_eq!(item["type"], "custom_tool_call");
+    assert_eq!(item["input"], "*** Begin Patch\n");
+    assert_eq!(item["call_id"], "call_2");
+    assert!(item.get("arguments").is_none());
+    // Stored and handed back, it is the same call again.
+    let again = response_message(&object);
+    assert_eq!(
+        again.tool_calls[0].arguments,
+        r#"{"input":"*** Begin Patch\n"}"#
+    );
+    // Streamed: no argument deltas, the input once complete.
+    let mut encoder = StreamEncoder::new(ingress.params.clone(), "m");
+    let mut out = bytes::BytesMut::new();
+    for event in [
+        StreamEvent::ToolCallStart {
+            index: 0,
+            id: "call_2".into(),
+            name: "apply_patch".into(),
+        },
+        StreamEvent::ToolCallDelta {
+            index: 0,
+            arguments: r#"{"input": "*** Be"#.into(),
+        },
+        StreamEvent::ToolCallDelta {
+            index: 0,
+            arguments: r#"gin Patch\n"}"#.into(),
+        },
+        StreamEvent::Finish {
+            reason: FinishReason::ToolCalls,
+            raw: None,
+        },
+    ] {
+        encoder.event(event, &mut out);
+    }
+    let text = String::from_utf8(out.to_vec()).unwrap();
+    let kinds: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.custom_tool_call_input.delta",
+            "response.custom_tool_call_input.done",
+            "response.output_item.done",
+        ]
+    );
+    assert!(text.contains(r#""input":"*** Begin Patch\n""#), "{text}");
 }
 
 /// Codex's `namespace` tool groups: flattened to `{namespace}__{name}` for the model, calls
