@@ -101,7 +101,8 @@ fn parts(config: &ProviderConfig, endpoint: Option<String>) -> Result<Parts, Str
         config.kind,
         config.dialect.as_ref().map(|d| d.get_ref().as_str()),
     ) {
-        (ProviderKind::Sim, Some("openai")) => ProviderKind::OpenaiCompatible,
+        // The simulator is OpenAI itself, with its rules (`max_completion_tokens` first).
+        (ProviderKind::Sim, Some("openai")) => ProviderKind::Openai,
         (ProviderKind::Sim, Some("azure")) => ProviderKind::AzureOpenai,
         (ProviderKind::Sim, Some("anthropic")) => ProviderKind::Anthropic,
         (ProviderKind::Sim, Some("bedrock")) => ProviderKind::Bedrock,

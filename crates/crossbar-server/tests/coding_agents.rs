@@ -117,9 +117,9 @@ fn assert_well_formed(types: &[String]) {
     assert!(!types.iter().any(|t| t == "error"), "{types:?}");
 }
 
-/// Claude serves it: adaptive thinking goes as thinking with the medium effort's budget
-/// (the canonical request has no "adaptive" yet), the user id as `metadata.user_id`;
-/// `context_management` (clear_thinking only) and `anthropic-beta` stay behind.
+/// Claude on Anthropic's own API serves it as sent: Claude Opus 5.5 thinks only adaptively, so
+/// the client's `thinking` and `output_config` go through unchanged, as do `context_management`
+/// and the `anthropic-beta` header; the user id stays `metadata.user_id`.
 #[tokio::test]
 async fn claude_code_request_is_served_by_claude() {
     let gw = start(CONFIG).await;
@@ -131,20 +131,23 @@ async fn claude_code_request_is_served_by_claude() {
     let upstream = &requests[0];
     assert_eq!(upstream.path, "/v1/messages");
     assert_eq!(upstream.query, None);
-    assert_eq!(upstream.header("anthropic-beta"), None);
+    assert_eq!(upstream.header("anthropic-beta"), Some(BETAS));
     let body = upstream.body.as_ref().unwrap();
     assert_eq!(body["model"], "claude-opus-5-5");
     assert_eq!(
         body["thinking"],
-        json!({"type": "enabled", "budget_tokens": 4096})
+        json!({"type": "adaptive", "display": "omitted"})
     );
+    assert_eq!(body["output_config"], json!({"effort": "medium"}));
     assert_eq!(body["max_tokens"], 32000);
     assert_eq!(
         body["metadata"],
         json!({"user_id": "user_1f2e_account_9a8b_session_42"})
     );
-    assert_eq!(body.get("context_management"), None);
-    assert_eq!(body.get("output_config"), None);
+    assert_eq!(
+        body["context_management"],
+        json!({"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]})
+    );
     assert_eq!(body["tools"].as_array().unwrap().len(), 3);
     assert_eq!(
         body["system"][1]["cache_control"],
