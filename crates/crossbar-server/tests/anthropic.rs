@@ -76,6 +76,13 @@ async fn messages_errors_are_anthropic_shaped() {
     );
     let (status, body) = messages(&gw, Some("sk-gw"), &hello).await;
     assert_eq!(status, 200, "{body}");
+}
+
+/// `count_tokens` answers the prompt estimate a budget reserves for the same request (on a
+/// fresh gateway: answers calibrate the estimate), and a model nobody serves is a 404.
+#[tokio::test]
+async fn count_tokens_is_the_estimate_budgets_reserve() {
+    let gw = start(CONFIG).await;
     let counted = gw
         .client()
         .post(format!("{}/v1/messages/count_tokens", gw.url))
@@ -85,7 +92,29 @@ async fn messages_errors_are_anthropic_shaped() {
         .await
         .unwrap();
     let counted: Value = counted.json().await.unwrap();
-    assert!(counted["input_tokens"].as_u64().unwrap() > 0, "{counted}");
+    // Exactly the prompt estimate a budget reserves for the same request.
+    let request = crossbar_core::dialects::anthropic::decode_count_tokens(
+        json!({"model": "claude", "messages": [user("count these words for me please")]})
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap();
+    let expected = crossbar_core::router::Prompt::of_chat(&request)
+        .tokens(crossbar_core::router::Tokenizer::Approximate)
+        .ceil() as u64;
+    assert_eq!(counted, json!({"input_tokens": expected}));
+    // A model nobody serves is Anthropic's 404, as on /v1/messages.
+    let missing = gw
+        .client()
+        .post(format!("{}/v1/messages/count_tokens", gw.url))
+        .header("x-api-key", "sk-gw")
+        .json(&json!({"model": "nope", "messages": [user("hi")]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let body: Value = missing.json().await.unwrap();
+    assert!(is_anthropic_error(&body, "not_found_error"), "{body}");
 }
 
 /// With thinking on, Anthropic wants its signed thinking back before a tool_use in history;

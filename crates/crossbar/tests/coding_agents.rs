@@ -154,6 +154,18 @@ async fn claude(
     prompt: &str,
     resume: Option<&str>,
 ) -> (String, String) {
+    claude_pinned(gw, model, prompt, resume, None).await
+}
+
+/// As [`claude`], with every call pinned to one provider (`x-crossbar-provider`, sent through
+/// Claude Code's `ANTHROPIC_CUSTOM_HEADERS`).
+async fn claude_pinned(
+    gw: &Gateway,
+    model: Option<&str>,
+    prompt: &str,
+    resume: Option<&str>,
+    provider: Option<&str>,
+) -> (String, String) {
     let bin = agents_bin().join("claude");
     let mut command = tokio::process::Command::new(bin);
     command
@@ -173,6 +185,13 @@ async fn claude(
     if let Some(session) = resume {
         command.args(["--resume", session]);
     }
+    match provider {
+        Some(provider) => command.env(
+            "ANTHROPIC_CUSTOM_HEADERS",
+            format!("x-crossbar-provider: {provider}"),
+        ),
+        None => command.env_remove("ANTHROPIC_CUSTOM_HEADERS"),
+    };
     let (ok, stdout, stderr) = run(&mut command).await;
     assert!(ok, "claude failed:\n{stdout}\n{stderr}");
     let answer: Value = serde_json::from_str(stdout.trim())
@@ -186,13 +205,21 @@ async fn claude(
 
 /// `codex exec --json` (or `codex exec resume --last`): the text of its last agent message.
 async fn codex(gw: &Gateway, prompt: &str, resume: bool) -> String {
+    codex_pinned(gw, prompt, resume, None).await
+}
+
+/// As [`codex`], with every call pinned to one provider (the provider entry's `http_headers`).
+async fn codex_pinned(gw: &Gateway, prompt: &str, resume: bool, provider: Option<&str>) -> String {
     let home = gw.path("codex-home");
+    let pin = provider.map_or_else(String::new, |p| {
+        format!("http_headers = {{ \"x-crossbar-provider\" = \"{p}\" }}\n")
+    });
     std::fs::write(
         home.join("config.toml"),
         format!(
             "model = \"gpt-5.5\"\nmodel_provider = \"crossbar\"\n\
              [model_providers.crossbar]\nname = \"Crossbar\"\nbase_url = \"{}/v1\"\n\
-             env_key = \"CROSSBAR_TEST_KEY\"\nwire_api = \"responses\"\n",
+             env_key = \"CROSSBAR_TEST_KEY\"\nwire_api = \"responses\"\n{pin}",
             gw.url
         ),
     )
@@ -336,6 +363,77 @@ async fn codex_on(logical: &str) {
     let answer = codex(&gw, &plain("And now the second turn PEAR-19"), true).await;
     assert!(answer.contains("PEAR-19"), "{answer}");
     assert_usage(&gw, logical, 5).await;
+}
+
+/// Every record is of `deployment`.
+async fn assert_deployment(gw: &Gateway, deployment: &str, count: usize) {
+    for record in gw.records(count).await {
+        assert_eq!(record["deployment"], deployment, "{record}");
+    }
+}
+
+/// Claude through each cloud's own door (Anthropic, Bedrock's Converse, Vertex AI), a tool
+/// round trip and a second turn each: thinking blocks signed by one cloud go back to it.
+#[tokio::test(flavor = "multi_thread")]
+async fn claude_code_on_claude_in_each_cloud() {
+    if agent("claude").is_none() {
+        return;
+    }
+    for provider in ["sim-anthropic", "sim-aws-us-east-1", "sim-gcp-us-east5"] {
+        let gw = Gateway::start(None);
+        let file = marker(&gw, "PLUM-4471");
+        let prompt = format!(
+            "Read the marker file.\nsim-step 1: Read {{\"file_path\": \"{}\"}}",
+            file.display()
+        );
+        let (answer, session) = claude_pinned(&gw, None, &prompt, None, Some(provider)).await;
+        assert!(
+            answer.contains("the marker is PLUM-4471"),
+            "{provider}: {answer}"
+        );
+        let (answer, _) = claude_pinned(
+            &gw,
+            None,
+            &plain("And now the second turn PEAR-19"),
+            Some(&session),
+            Some(provider),
+        )
+        .await;
+        assert!(answer.contains("PEAR-19"), "{provider}: {answer}");
+        assert_deployment(&gw, &format!("claude-sonnet@{provider}"), 3).await;
+        assert_usage(&gw, "claude-sonnet", 3).await;
+    }
+}
+
+/// Codex on Claude through Bedrock and Vertex AI: a command round trip and a second turn each.
+#[tokio::test(flavor = "multi_thread")]
+async fn codex_on_claude_on_bedrock_and_vertex() {
+    if agent("codex").is_none() {
+        return;
+    }
+    for provider in ["sim-aws-us-east-1", "sim-gcp-us-east5"] {
+        let gw = Gateway::start(Some(&codex_config("claude-sonnet")));
+        let file = marker(&gw, "PLUM-4471");
+        let prompt = format!(
+            "Read the marker.\nsim-step 1: exec_command {{\"cmd\": \"cat {}\"}}",
+            file.display()
+        );
+        let answer = codex_pinned(&gw, &prompt, false, Some(provider)).await;
+        assert!(
+            answer.contains("the marker is PLUM-4471"),
+            "{provider}: {answer}"
+        );
+        let answer = codex_pinned(
+            &gw,
+            &plain("And now the second turn PEAR-19"),
+            true,
+            Some(provider),
+        )
+        .await;
+        assert!(answer.contains("PEAR-19"), "{provider}: {answer}");
+        assert_deployment(&gw, &format!("claude-sonnet@{provider}"), 3).await;
+        assert_usage(&gw, "claude-sonnet", 3).await;
+    }
 }
 
 /// Claude Code's own model id (`claude-opus-5-5` today) reaches Claude through the built-in

@@ -610,10 +610,7 @@ impl Router {
         Ok(deployments
             .iter()
             .map(|(deployment, raw)| {
-                let calibration = deployment.live().stats.calibration.unwrap_or(1.0);
-                // Saturating float-to-int conversion: an absurd estimate caps, never wraps.
-                let prompt_tokens = (raw * calibration.max(1.0)).ceil() as u64;
-                prompt_tokens
+                reserved_prompt_tokens(deployment, *raw)
                     .saturating_mul(crate::pricing::pico_per_token(deployment.price.input))
                     .saturating_add(
                         max_output.saturating_mul(crate::pricing::pico_per_token(
@@ -621,6 +618,23 @@ impl Router {
                         )),
                     )
             })
+            .max()
+            .unwrap_or(0))
+    }
+
+    /// The prompt tokens a budget reserves for a request: the largest estimate among the
+    /// deployments it may use. What `count_tokens` answers, so a client that counts before it
+    /// sends sees the number its budget is held to.
+    pub fn prompt_tokens(
+        &self,
+        model: &str,
+        preferences: &Preferences,
+        prompt: &Prompt,
+    ) -> Result<u64> {
+        let (_, _, deployments) = self.eligible_priced(model, preferences, prompt)?;
+        Ok(deployments
+            .iter()
+            .map(|(deployment, raw)| reserved_prompt_tokens(deployment, *raw))
             .max()
             .unwrap_or(0))
     }
@@ -1047,4 +1061,12 @@ impl ModelClient for Router {
     fn embed(&self, request: EmbeddingRequest) -> BoxFuture<'_, Result<EmbeddingResponse>> {
         Box::pin(async move { Router::embed(self, &request).await.map(|r| r.value) })
     }
+}
+
+/// A deployment's prompt estimate as a reservation counts it: calibrated to what the deployment
+/// reported before, never below the raw estimate.
+fn reserved_prompt_tokens(deployment: &Deployment, raw: f64) -> u64 {
+    let calibration = deployment.live().stats.calibration.unwrap_or(1.0);
+    // Saturating float-to-int conversion: an absurd estimate caps, never wraps.
+    (raw * calibration.max(1.0)).ceil() as u64
 }

@@ -85,20 +85,30 @@ pub async fn create(
     Ok(response)
 }
 
-/// A local estimate: upstreams other than Anthropic have no count endpoint, and the router does
-/// not pick a deployment for a count.
+/// The prompt tokens the router estimates for the request, exactly what a budget reserves for
+/// it (the largest estimate among the deployments it may use): counted locally, since upstreams
+/// other than Anthropic have no count endpoint, and consistent with what the key is charged
+/// against before the call.
 pub async fn count_tokens(
     State(state): State<AppState>,
+    headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let raw = body(raw, state.max_body_bytes).map_err(ApiError::anthropic)?;
-    let counted = anthropic::count_tokens(&raw).map_err(ApiError::anthropic)?;
+    let request = decode(raw, anthropic::decode_count_tokens)
+        .await
+        .map_err(ApiError::anthropic)?;
+    let preferences = preferences(&headers).map_err(ApiError::anthropic)?;
+    let tokens = state
+        .router
+        .prompt_tokens(&request.model, &preferences, &Prompt::of_chat(&request))
+        .map_err(ApiError::anthropic)?;
     Ok((
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        counted,
+        anthropic::encode_count(tokens),
     )
         .into_response())
 }

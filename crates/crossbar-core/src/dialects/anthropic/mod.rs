@@ -1144,15 +1144,19 @@ pub(crate) fn decode_stream_error(detail: &wire::ErrorDetail) -> Error {
     error
 }
 
-/// A local estimate for `POST /v1/messages/count_tokens`, used when the upstream has none.
-pub fn count_tokens(body: &[u8]) -> Result<Vec<u8>> {
+/// Decodes a `POST /v1/messages/count_tokens` body: a Messages body without `max_tokens`.
+pub fn decode_count_tokens(body: &[u8]) -> Result<ChatRequest> {
     let mut map = parse_json_object(body)?;
     // count_tokens takes the Messages body without `max_tokens`.
     map.entry("max_tokens").or_insert(json!(1));
     let ingress =
         decode_request(&serde_json::to_vec(&map).map_err(|e| Error::internal(e.to_string()))?)?;
-    let tokens = rules::estimate_tokens(&ingress.request);
-    Ok(json!({"input_tokens": tokens}).to_string().into_bytes())
+    Ok(ingress.request)
+}
+
+/// The `count_tokens` answer.
+pub fn encode_count(tokens: u64) -> Vec<u8> {
+    json!({ "input_tokens": tokens }).to_string().into_bytes()
 }
 
 #[cfg(test)]
