@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::chat::{ChatRequest, ContentPart, ImageSource, Role};
+use crate::chat::{ChatRequest, ContentPart, ImageSource, Role, WireDialect};
 use crate::config::AffinityConfig;
 use crate::router::lock;
 
@@ -34,9 +34,28 @@ impl AffinitySettings {
     }
 }
 
-/// The cacheable prefix of a request, hashed; `None` when it is too short to be cached.
+/// The client's own cache key (OpenAI's `prompt_cache_key`, from a Chat Completions or
+/// Responses client): requests that share it are meant to share a cache, however short.
+fn client_cache_key(request: &ChatRequest) -> Option<&str> {
+    request
+        .passthrough
+        .of(WireDialect::Responses)
+        .and_then(|p| p.fields.get("prompt_cache_key"))
+        .or_else(|| request.openai_passthrough.get("prompt_cache_key"))
+        .and_then(serde_json::Value::as_str)
+        .filter(|key| !key.is_empty())
+}
+
+/// The cacheable prefix of a request, hashed; `None` when it is too short to be cached. A
+/// client's `prompt_cache_key` stands for the prefix (Codex sends its session id there).
 pub fn prefix_key(request: &ChatRequest, min_tokens: u64) -> Option<u64> {
     let mut hasher = DefaultHasher::new();
+    if let Some(key) = client_cache_key(request) {
+        request.model.hash(&mut hasher);
+        "prompt_cache_key".hash(&mut hasher);
+        key.hash(&mut hasher);
+        return Some(hasher.finish());
+    }
     let mut bytes = 0usize;
     request.model.hash(&mut hasher);
     let mut text = |text: &str, hasher: &mut DefaultHasher| {
@@ -142,6 +161,33 @@ mod tests {
         let c = prefix_key(&request(&long, "other question", "first"), 1024).unwrap();
         assert_ne!(a, c);
         assert_eq!(prefix_key(&request("short", "q", "x"), 1024), None);
+    }
+
+    /// A client's `prompt_cache_key` keys affinity whatever the prefix, per model.
+    #[test]
+    fn a_client_cache_key_stands_for_the_prefix() {
+        let mut short = request("short", "q", "x");
+        assert_eq!(prefix_key(&short, 1024), None);
+        short.passthrough.dialect = Some(WireDialect::Responses);
+        short
+            .passthrough
+            .fields
+            .insert("prompt_cache_key".into(), serde_json::json!("session-1"));
+        let keyed = prefix_key(&short, 1024).unwrap();
+        let mut other = request("different instructions", "other", "y");
+        other
+            .openai_passthrough
+            .insert("prompt_cache_key".into(), serde_json::json!("session-1"));
+        assert_eq!(prefix_key(&other, 1024), Some(keyed));
+        other
+            .openai_passthrough
+            .insert("prompt_cache_key".into(), serde_json::json!("session-2"));
+        assert_ne!(prefix_key(&other, 1024), Some(keyed));
+        other.model = "another".into();
+        other
+            .openai_passthrough
+            .insert("prompt_cache_key".into(), serde_json::json!("session-1"));
+        assert_ne!(prefix_key(&other, 1024), Some(keyed));
     }
 
     #[tokio::test(start_paused = true)]

@@ -131,6 +131,20 @@ impl Egress for AnthropicEgress {
         let own = self.vertex.is_none().then_some(WireDialect::Anthropic);
         rules::refuse_foreign_passthrough(request, own, "anthropic")?;
         let passthrough = own.and_then(|own| request.passthrough.of(own));
+        // Server tools answer with blocks the canonical answer cannot carry yet, so even
+        // Anthropic's API serves the request only without them (a route's `hosted_tools = "drop"`).
+        if let Some((index, tool)) = passthrough
+            .filter(|p| !p.drop_hosted_tools)
+            .and_then(|p| p.hosted_tools.first())
+        {
+            let kind = tool.get("type").and_then(Value::as_str).unwrap_or_default();
+            return Err(Error::invalid_field(
+                format!("tools.{index}.type"),
+                format!(
+                    "tools.{index}: the server tool `{kind}` is not supported by this gateway yet; a route with `hosted_tools = \"drop\"` serves the request without it."
+                ),
+            ));
+        }
         let mut wire = encode_request_for(request, target, passthrough)?;
         match &self.vertex {
             None => wire.model = target.to_owned(),
@@ -227,13 +241,29 @@ pub fn decode_request(body: &[u8]) -> Result<IngressMessages> {
         }
     }
     check_context_management(map.get("context_management"))?;
+    // Server tools and Anthropic-defined tools (`web_search_20250305`, `bash_20250124`, ...) have
+    // a `type`: kept apart, for the route's `hosted_tools` policy.
+    if let Some(Value::Array(tools)) = map.get_mut("tools") {
+        let mut index = 0;
+        tools.retain(|tool| {
+            let typed = tool
+                .get("type")
+                .and_then(Value::as_str)
+                .is_some_and(|kind| kind != "custom");
+            if typed {
+                passthrough.hosted_tools.push((index, tool.clone()));
+            }
+            index += 1;
+            !typed
+        });
+    }
     // Translated (or, for context edits, safely dropped) elsewhere; verbatim to Anthropic.
     for key in ["thinking", "output_config", "context_management"] {
         if let Some(value) = map.get(key) {
             passthrough.fields.insert(key.to_owned(), value.clone());
         }
     }
-    if !passthrough.fields.is_empty() {
+    if !passthrough.fields.is_empty() || !passthrough.hosted_tools.is_empty() {
         passthrough.dialect = Some(WireDialect::Anthropic);
     }
     let wire: wire::MessagesRequest = typed(Value::Object(map), "")?;

@@ -896,3 +896,50 @@ fn openai_clients_reasoning_reaches_adaptive_claude_as_an_effort() {
     assert_eq!(wire["thinking"], json!({"type": "adaptive"}));
     assert_eq!(wire["output_config"], json!({"effort": "low"}));
 }
+
+/// Server tools (a `type` of their own) are kept apart from the client's functions: no upstream
+/// can serve them yet, so the request is refused by naming the tool, unless the route drops them.
+#[test]
+fn server_tools_are_refused_by_name_or_dropped() {
+    let body = json!({
+        "model": "m", "max_tokens": 100,
+        "messages": [{"role": "user", "content": "search"}],
+        "tools": [
+            {"type": "web_search_20250305", "name": "web_search", "max_uses": 5},
+            {"name": "f", "input_schema": {"type": "object"}}
+        ]
+    });
+    let mut request = decode_request(body.to_string().as_bytes()).unwrap().request;
+    assert_eq!(request.tools.len(), 1);
+    assert_eq!(request.tools[0].name, "f");
+    assert_eq!(
+        request.passthrough.hosted_tools,
+        [(
+            0,
+            json!({"type": "web_search_20250305", "name": "web_search", "max_uses": 5})
+        )]
+    );
+    let anthropic = AnthropicEgress { vertex: None };
+    let error = anthropic
+        .chat_body(&request, "claude-sonnet-4-20250514")
+        .unwrap_err();
+    assert_eq!(error.param.as_deref(), Some("tools.0.type"));
+    let error = crate::dialects::openai::encode_chat_request(
+        &request,
+        "gpt-4o",
+        crate::dialects::openai::MaxTokensField::MaxCompletionTokens,
+    )
+    .unwrap_err();
+    assert_eq!(error.param.as_deref(), Some("tools[0].type"));
+    request.passthrough.drop_hosted_tools = true;
+    let body: Value = serde_json::from_slice(
+        &anthropic
+            .chat_body(&request, "claude-sonnet-4-20250514")
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        body["tools"],
+        json!([{"name": "f", "input_schema": {"type": "object"}}])
+    );
+}

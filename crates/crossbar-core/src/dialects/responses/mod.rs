@@ -12,7 +12,8 @@
 //! What coding agents such as Codex send beyond that, and what becomes of it on every upstream:
 //! - `client_metadata` (the client's telemetry, an object of strings), `prompt_cache_key` and the
 //!   other OpenAI service hints (see `IGNORED_FIELDS`): checked, sent verbatim to Responses
-//!   upstreams, left behind elsewhere (no other dialect has them).
+//!   upstreams, left behind elsewhere (no other dialect has them). `prompt_cache_key` also keys
+//!   the router's prompt-cache affinity, so a session stays on the deployment holding its cache.
 //! - `include`: any documented value is accepted; Responses upstreams are always asked for
 //!   `reasoning.encrypted_content` (nothing is stored upstream), the other values name outputs
 //!   we never produce (hosted tools, logprobs), so they change nothing anywhere.
