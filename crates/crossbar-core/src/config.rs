@@ -903,60 +903,25 @@ impl Config {
                     format!("is required for kind {:?}", provider.kind),
                 )
             };
-            match provider.kind {
-                ProviderKind::Openai => {
-                    if provider.api_key.is_none() {
-                        return Err(needs("api_key"));
-                    }
-                }
-                ProviderKind::AzureOpenai => {
-                    if provider.endpoint.is_none() {
-                        return Err(needs("endpoint"));
-                    }
-                    if provider.api_version.is_none() {
-                        return Err(needs("api_version"));
-                    }
-                    if provider.api_key.is_none() {
-                        return Err(needs("api_key"));
-                    }
-                }
-                ProviderKind::OpenaiCompatible => {
-                    if provider.endpoint.is_none() {
-                        return Err(needs("endpoint"));
-                    }
-                }
-                ProviderKind::Anthropic | ProviderKind::Gemini => {
-                    if provider.api_key.is_none() {
-                        return Err(needs("api_key"));
-                    }
-                }
-                ProviderKind::Bedrock => {
-                    if provider.region.is_none() {
-                        return Err(needs("region"));
-                    }
-                }
-                ProviderKind::Vertex | ProviderKind::VertexAnthropic => {
-                    if provider.project.is_none() {
-                        return Err(needs("project"));
-                    }
-                    if provider.location.is_none() {
-                        return Err(needs("location"));
-                    }
-                }
-                ProviderKind::Sim => match &provider.dialect {
+            if let Some(setting) = crate::kinds::missing_setting(provider) {
+                return Err(needs(setting.key()));
+            }
+            if provider.kind == ProviderKind::Sim {
+                match &provider.dialect {
                     None => return Err(needs("dialect")),
-                    Some(dialect) if !SIM_DIALECTS.contains(&dialect.get_ref().as_str()) => {
+                    Some(dialect) if crate::kinds::simulated(dialect.get_ref()).is_none() => {
                         return Err(self.error_at(
                             dialect,
                             &at("dialect"),
                             format!(
-                                "unknown dialect `{}`, expected one of {SIM_DIALECTS:?}",
-                                dialect.get_ref()
+                                "unknown dialect `{}`, expected one of {:?}",
+                                dialect.get_ref(),
+                                crate::kinds::sim_dialects()
                             ),
                         ));
                     }
                     Some(_) => {}
-                },
+                }
             }
             if provider.kind != ProviderKind::Sim {
                 if let Some(sim) = &provider.sim {
@@ -1066,16 +1031,6 @@ impl Config {
 
 /// The most `*` an alias pattern may hold.
 pub const MAX_ALIAS_STARS: usize = 4;
-
-const SIM_DIALECTS: &[&str] = &[
-    "openai",
-    "azure",
-    "anthropic",
-    "bedrock",
-    "gemini",
-    "vertex",
-    "vertex-anthropic",
-];
 
 /// Logical models registered for providers discovered from the environment, with list prices.
 const DISCOVERED_MODELS: &[(&str, &str)] = &[

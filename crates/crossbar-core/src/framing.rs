@@ -7,8 +7,8 @@ use std::pin::Pin;
 use futures::{Stream, StreamExt};
 
 use crate::dialects::{Frame, FrameKind, Framing};
+use crate::error::error_chain;
 use crate::error::{Error, Result};
-use crate::provider::error_chain;
 
 /// Largest SSE event (its lines together, the one being read included) or event-stream frame
 /// accepted from an upstream, as the AWS SDKs cap event-stream frames. Real events are a few KB

@@ -11,6 +11,7 @@ pub mod embeddings;
 pub mod error;
 pub mod framing;
 pub mod images;
+pub mod kinds;
 pub mod pricing;
 pub mod provider;
 pub mod reasoning_memory;

@@ -1,5 +1,5 @@
 //! Providers: an account at an endpoint, speaking one dialect, with its auth, cloud, region and
-//! deadlines. The table in [`Provider::from_config`] is the one place a provider kind is defined.
+//! deadlines, built from the kind's row of the provider table ([`crate::kinds`]).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -14,13 +14,10 @@ use tokio::time::{Instant, timeout_at};
 use crate::auth::Authorize;
 use crate::chat::{ChatRequest, ChatResponse, StreamEvent};
 use crate::client::ChatStream;
-use crate::config::{
-    AzureAuth, ConfigError, MaxTokensFieldConfig, OpenAiApi, ProviderConfig, ProviderKind,
-};
-use crate::dialects::openai::MaxTokensField;
-use crate::dialects::{self, Egress, OpenAiEgress, Operation};
+use crate::config::{ConfigError, ProviderConfig, ProviderKind};
+use crate::dialects::{Egress, Operation, Parts};
 use crate::embeddings::{EmbeddingInput, EmbeddingRequest, EmbeddingResponse};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result, error_chain};
 use crate::framing;
 use crate::images::ImageFetch;
 use crate::reasoning_memory;
@@ -31,7 +28,6 @@ const DEFAULT_IDLE: Duration = Duration::from_secs(60);
 const DEFAULT_TOTAL: Duration = Duration::from_secs(600);
 /// Largest non-streamed upstream body we buffer.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
-const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
 
 pub struct Provider {
     pub name: String,
@@ -66,151 +62,6 @@ impl std::fmt::Debug for Provider {
     }
 }
 
-/// What the table decides for a provider kind: each dialect module builds its own.
-pub(crate) struct Parts {
-    pub(crate) egress: Box<dyn Egress>,
-    /// Base URL; the configured or simulator endpoint, else the provider's public one.
-    pub(crate) endpoint: String,
-    /// Which header carries `api_key` (`"authorization"` means `Bearer <key>`), if any.
-    pub(crate) key_header: Option<&'static str>,
-    /// Headers the dialect always sends (e.g. `anthropic-version`).
-    pub(crate) headers: HeaderMap,
-    pub(crate) authorizer: Option<Arc<dyn Authorize>>,
-}
-
-impl Parts {
-    pub(crate) fn new(
-        egress: impl Egress + 'static,
-        endpoint: String,
-        key_header: Option<&'static str>,
-    ) -> Self {
-        Self {
-            egress: Box::new(egress),
-            endpoint,
-            key_header,
-            headers: HeaderMap::new(),
-            authorizer: None,
-        }
-    }
-}
-
-/// The provider table: dialect, endpoint and auth per kind. A simulated provider takes the row
-/// of the dialect it speaks, with its simulator's endpoint.
-fn parts(config: &ProviderConfig, endpoint: Option<String>) -> Result<Parts, String> {
-    let kind = match (
-        config.kind,
-        config.dialect.as_ref().map(|d| d.get_ref().as_str()),
-    ) {
-        // The simulator is OpenAI itself, with its rules (`max_completion_tokens` first).
-        (ProviderKind::Sim, Some("openai")) => ProviderKind::Openai,
-        (ProviderKind::Sim, Some("azure")) => ProviderKind::AzureOpenai,
-        (ProviderKind::Sim, Some("anthropic")) => ProviderKind::Anthropic,
-        (ProviderKind::Sim, Some("bedrock")) => ProviderKind::Bedrock,
-        (ProviderKind::Sim, Some("gemini")) => ProviderKind::Gemini,
-        (ProviderKind::Sim, Some("vertex")) => ProviderKind::Vertex,
-        (ProviderKind::Sim, Some("vertex-anthropic")) => ProviderKind::VertexAnthropic,
-        (ProviderKind::Sim, other) => return Err(format!("no simulated dialect {other:?}")),
-        (kind, _) => kind,
-    };
-    let required = |endpoint: Option<String>| {
-        endpoint.ok_or_else(|| {
-            "an endpoint is required (a simulated provider needs its simulator running)".to_owned()
-        })
-    };
-    let max_tokens_field = match config.max_tokens_field {
-        Some(MaxTokensFieldConfig::MaxTokens) => MaxTokensField::MaxTokens,
-        Some(MaxTokensFieldConfig::MaxCompletionTokens) => MaxTokensField::MaxCompletionTokens,
-        None if kind == ProviderKind::OpenaiCompatible => MaxTokensField::MaxTokens,
-        None => MaxTokensField::MaxCompletionTokens,
-    };
-    if config.api == Some(OpenAiApi::Responses) {
-        return responses_parts(config, kind, endpoint);
-    }
-    Ok(match kind {
-        ProviderKind::Openai => Parts::new(
-            OpenAiEgress {
-                max_tokens_field,
-                azure_api_version: None,
-            },
-            endpoint.unwrap_or_else(|| "https://api.openai.com/v1".to_owned()),
-            Some("authorization"),
-        ),
-        ProviderKind::OpenaiCompatible => Parts::new(
-            OpenAiEgress {
-                max_tokens_field,
-                azure_api_version: None,
-            },
-            required(endpoint)?,
-            Some("authorization"),
-        ),
-        ProviderKind::AzureOpenai => {
-            let api_version = config
-                .api_version
-                .clone()
-                .unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_owned());
-            let key_header = match config.auth {
-                Some(AzureAuth::Bearer) => "authorization",
-                Some(AzureAuth::ApiKey) | None => "api-key",
-            };
-            Parts::new(
-                OpenAiEgress {
-                    max_tokens_field,
-                    azure_api_version: Some(api_version),
-                },
-                required(endpoint)?,
-                Some(key_header),
-            )
-        }
-        ProviderKind::Anthropic => dialects::anthropic::provider_parts(config, endpoint, false)?,
-        ProviderKind::VertexAnthropic => {
-            dialects::anthropic::provider_parts(config, endpoint, true)?
-        }
-        ProviderKind::Bedrock => dialects::bedrock::provider_parts(config, endpoint)?,
-        ProviderKind::Gemini => dialects::gemini::provider_parts(config, endpoint, false)?,
-        ProviderKind::Vertex => dialects::gemini::provider_parts(config, endpoint, true)?,
-        ProviderKind::Sim => return Err("a simulated provider needs a dialect".to_owned()),
-    })
-}
-
-/// The row for OpenAI and Azure providers configured with `api = "responses"`.
-fn responses_parts(
-    config: &ProviderConfig,
-    kind: ProviderKind,
-    endpoint: Option<String>,
-) -> Result<Parts, String> {
-    let egress = |azure_api_version| dialects::responses::ResponsesEgress { azure_api_version };
-    match kind {
-        ProviderKind::Openai => Ok(Parts::new(
-            egress(None),
-            endpoint.unwrap_or_else(|| "https://api.openai.com/v1".to_owned()),
-            Some("authorization"),
-        )),
-        ProviderKind::OpenaiCompatible => Ok(Parts::new(
-            egress(None),
-            endpoint.ok_or("an endpoint is required")?,
-            Some("authorization"),
-        )),
-        ProviderKind::AzureOpenai => {
-            let version = config
-                .api_version
-                .clone()
-                .unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_owned());
-            let key_header = match config.auth {
-                Some(AzureAuth::Bearer) => "authorization",
-                Some(AzureAuth::ApiKey) | None => "api-key",
-            };
-            Ok(Parts::new(
-                egress(Some(version)),
-                endpoint.ok_or("an endpoint is required")?,
-                Some(key_header),
-            ))
-        }
-        _ => Err(
-            "`api = \"responses\"` applies to OpenAI and Azure OpenAI providers only".to_owned(),
-        ),
-    }
-}
-
 fn ms(value: Option<u64>, default: Duration) -> Duration {
     value.map_or(default, Duration::from_millis)
 }
@@ -233,7 +84,9 @@ impl Provider {
             key_header,
             mut headers,
             authorizer,
-        } = parts(config, endpoint).map_err(fail)?;
+        } = crate::kinds::of(config)
+            .and_then(|row| (row.parts)(config, endpoint))
+            .map_err(fail)?;
         let endpoint = endpoint.trim_end_matches('/').to_owned();
         let mut secrets = Vec::new();
         if let (Some(key), Some(header)) = (api_key, key_header) {
@@ -573,18 +426,6 @@ fn estimate_embedding_tokens(input: &EmbeddingInput) -> u64 {
 fn attributed(provider: &str, mut error: Error) -> Error {
     error.message = format!("Provider `{provider}`: {}", error.message);
     error
-}
-
-/// An error's message with its causes, which is where hyper says what actually broke.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 enum ReadError {

@@ -53,11 +53,10 @@ impl Gateway {
             }
             let name = provider.name.get_ref().clone();
             let dialect: SimDialect = match &provider.dialect {
-                // Vertex serves Claude beside Gemini, from the same simulated endpoint.
-                Some(d) if d.get_ref() == "vertex-anthropic" => SimDialect::Vertex,
-                Some(d) => d
-                    .get_ref()
-                    .parse()
+                // The simulator of the kind the dialect stands for (the provider table's row).
+                Some(d) => crossbar_core::kinds::simulated(d.get_ref())
+                    .ok_or_else(|| format!("unknown dialect `{}`", d.get_ref()))
+                    .and_then(|row| row.simulator.parse().map_err(|e| format!("{e}")))
                     .map_err(|e| config.error_at(d, &format!("providers[{i}].dialect"), e))?,
                 None => {
                     return Err(ConfigError(format!(

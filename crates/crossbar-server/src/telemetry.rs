@@ -62,19 +62,6 @@ impl TraceContext {
     }
 }
 
-/// `gen_ai.system` for a provider kind.
-fn system(kind: ProviderKind) -> &'static str {
-    match kind {
-        ProviderKind::Openai | ProviderKind::OpenaiCompatible => "openai",
-        ProviderKind::AzureOpenai => "az.ai.openai",
-        ProviderKind::Anthropic => "anthropic",
-        ProviderKind::Bedrock => "aws.bedrock",
-        ProviderKind::Gemini => "gcp.gemini",
-        ProviderKind::Vertex | ProviderKind::VertexAnthropic => "gcp.vertex_ai",
-        ProviderKind::Sim => "crossbar.sim",
-    }
-}
-
 /// OTLP integers are signed; counts past `i64::MAX` saturate.
 fn int(value: impl TryInto<i64>) -> i64 {
     value.try_into().unwrap_or(i64::MAX)
@@ -119,7 +106,10 @@ pub fn spans(
     ];
     if let Some(d) = deployment {
         attributes.extend([
-            KeyValue::new("gen_ai.system", system(d.provider.kind)),
+            KeyValue::new(
+                "gen_ai.system",
+                crossbar_core::kinds::system(d.provider.kind),
+            ),
             KeyValue::new("gen_ai.response.model", d.target.clone()),
             KeyValue::new("crossbar.deployment", d.id()),
             KeyValue::new("cloud.provider", d.provider.cloud.clone()),
@@ -184,7 +174,7 @@ pub fn spans(
             lookup(&attempt.deployment).unwrap_or((ProviderKind::Sim, String::new()));
         let mut attributes = vec![
             KeyValue::new("gen_ai.operation.name", operation),
-            KeyValue::new("gen_ai.system", system(kind)),
+            KeyValue::new("gen_ai.system", crossbar_core::kinds::system(kind)),
             KeyValue::new("gen_ai.request.model", target.clone()),
             KeyValue::new("crossbar.deployment", attempt.deployment.clone()),
             KeyValue::new("crossbar.outcome", attempt.outcome.clone()),

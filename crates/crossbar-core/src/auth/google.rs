@@ -70,7 +70,7 @@ impl GoogleAuthorizer {
 fn token_error(error: &gcp_auth::Error) -> Error {
     Error::upstream_connect(format!(
         "Could not obtain a Google access token for Vertex AI: {}",
-        crate::provider::error_chain(error)
+        crate::error::error_chain(error)
     ))
 }
 

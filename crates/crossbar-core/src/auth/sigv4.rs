@@ -155,7 +155,7 @@ impl SigV4 {
             // Our misconfiguration, not the caller's; another deployment may still work.
             let mut error = Error::internal(format!(
                 "Could not load AWS credentials for Bedrock: {}",
-                crate::provider::error_chain(&e)
+                crate::error::error_chain(&e)
             ));
             error.retryable = true;
             error

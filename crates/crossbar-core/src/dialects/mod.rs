@@ -142,6 +142,35 @@ impl Egress for OpenAiEgress {
     }
 }
 
+/// What a provider kind's row of the provider table ([`crate::kinds`]) builds: each dialect
+/// module builds its own.
+pub(crate) struct Parts {
+    pub(crate) egress: Box<dyn Egress>,
+    /// Base URL; the configured or simulator endpoint, else the provider's public one.
+    pub(crate) endpoint: String,
+    /// Which header carries `api_key` (`"authorization"` means `Bearer <key>`), if any.
+    pub(crate) key_header: Option<&'static str>,
+    /// Headers the dialect always sends (e.g. `anthropic-version`).
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) authorizer: Option<std::sync::Arc<dyn crate::auth::Authorize>>,
+}
+
+impl Parts {
+    pub(crate) fn new(
+        egress: impl Egress + 'static,
+        endpoint: String,
+        key_header: Option<&'static str>,
+    ) -> Self {
+        Self {
+            egress: Box::new(egress),
+            endpoint,
+            key_header,
+            headers: reqwest::header::HeaderMap::new(),
+            authorizer: None,
+        }
+    }
+}
+
 /// Parses a client body that must be a JSON object.
 pub(crate) fn parse_json_object(body: &[u8]) -> Result<Map<String, Value>> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {

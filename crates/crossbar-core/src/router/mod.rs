@@ -44,9 +44,7 @@ use tokio::time::Instant;
 
 use crate::chat::{ChatRequest, ChatResponse, StreamEvent, Usage};
 use crate::client::{ChatStream, ModelClient};
-use crate::config::{
-    Config, ConfigError, HostedTools, Price, ProviderConfig, ProviderKind, UnknownFields,
-};
+use crate::config::{Config, ConfigError, HostedTools, Price, UnknownFields};
 use crate::embeddings::{EmbeddingRequest, EmbeddingResponse};
 use crate::error::{Error, Result};
 use crate::provider::Provider;
@@ -276,20 +274,6 @@ fn by_specificity(a: &str, b: &str) -> std::cmp::Ordering {
     literal(b).cmp(&literal(a)).then_with(|| a.cmp(b))
 }
 
-/// Which tokenizer estimates prompts for a provider.
-fn tokenizer_for(provider: &ProviderConfig) -> Tokenizer {
-    match provider.kind {
-        ProviderKind::Openai | ProviderKind::AzureOpenai | ProviderKind::OpenaiCompatible => {
-            Tokenizer::OpenAi
-        }
-        ProviderKind::Sim => match provider.dialect.as_ref().map(|d| d.get_ref().as_str()) {
-            Some("openai" | "azure") => Tokenizer::OpenAi,
-            _ => Tokenizer::Approximate,
-        },
-        _ => Tokenizer::Approximate,
-    }
-}
-
 /// A deployment a request may use, with the request's prompt tokens under its tokenizer.
 type Priced = (Arc<Deployment>, f64);
 
@@ -321,7 +305,10 @@ impl Router {
         for provider in &config.providers {
             let name = provider.name.get_ref();
             let built = Provider::from_config(provider, endpoints.get(name).map(String::as_str))?;
-            providers.insert(name.clone(), (Arc::new(built), tokenizer_for(provider)));
+            providers.insert(
+                name.clone(),
+                (Arc::new(built), crate::kinds::tokenizer(provider)),
+            );
         }
         let default_config = config.routes.get("default").map(|r| r.get_ref());
         let breaker_settings = BreakerSettings::from_config(

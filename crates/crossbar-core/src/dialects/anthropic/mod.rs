@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 pub use stream::{StreamDecoder, StreamEncoder};
 
+use super::Parts;
 use super::rules::{self, parse_tool_arguments, sanitize_tool_id};
 use super::{Egress, Operation, StreamDecode, encode_path_segment, parse_json_object, typed};
 use crate::chat::{
@@ -20,7 +21,6 @@ use crate::chat::{
 use crate::config::ProviderConfig;
 use crate::embeddings::{EmbeddingRequest, EmbeddingResponse};
 use crate::error::{Error, ErrorKind, Result};
-use crate::provider::Parts;
 
 pub const API_VERSION: &str = "2023-06-01";
 const VERTEX_VERSION: &str = "vertex-2023-10-16";

@@ -17,13 +17,13 @@ use aws_credential_types::Credentials;
 
 pub use stream::StreamDecoder;
 
+use super::Parts;
 use crate::auth::sigv4::SigV4;
 use crate::chat::{ChatRequest, ChatResponse};
 use crate::config::{ProviderConfig, ProviderKind};
 use crate::dialects::{Egress, Framing, Operation, StreamDecode, encode_path_segment};
 use crate::embeddings::{EmbeddingRequest, EmbeddingResponse};
 use crate::error::{Error, Result};
-use crate::provider::Parts;
 
 pub use request::tool_use_id;
 

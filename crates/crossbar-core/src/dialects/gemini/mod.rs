@@ -41,13 +41,13 @@ use std::sync::Arc;
 
 pub use stream::StreamDecoder;
 
+use super::Parts;
 use crate::auth::google::GoogleAuthorizer;
 use crate::chat::{ChatRequest, ChatResponse};
 use crate::config::{ProviderConfig, ProviderKind};
 use crate::dialects::{Egress, Operation, StreamDecode, encode_path_segment, vertex_endpoint};
 use crate::embeddings::{EmbeddingRequest, EmbeddingResponse};
 use crate::error::{Error, Result};
-use crate::provider::Parts;
 
 pub const DEFAULT_GEMINI_ENDPOINT: &str = "https://generativelanguage.googleapis.com/v1beta";
 /// What a simulated Vertex provider uses when the config names no project or location.

@@ -1038,5 +1038,69 @@ pub(crate) fn decode_stream_error(value: &Value) -> Error {
     error
 }
 
+/// Azure OpenAI's default `api-version` when the config names none.
+const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
+
+/// Which OpenAI service a provider is: they share the dialect and differ in URLs and auth.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Service {
+    OpenAi,
+    Azure,
+    /// vLLM, llama.cpp, Ollama...: `max_tokens` by default, an endpoint required.
+    Compatible,
+}
+
+/// This dialect's rows of the provider table: OpenAI, Azure OpenAI and OpenAI-compatible
+/// servers, through Chat Completions or (`api = "responses"`) the Responses API.
+pub(crate) fn provider_parts(
+    config: &crate::config::ProviderConfig,
+    endpoint: Option<String>,
+    service: Service,
+) -> std::result::Result<super::Parts, String> {
+    use crate::config::{AzureAuth, MaxTokensFieldConfig, OpenAiApi};
+    let endpoint = match (endpoint, service) {
+        (Some(endpoint), _) => endpoint,
+        (None, Service::OpenAi) => "https://api.openai.com/v1".to_owned(),
+        (None, _) => {
+            return Err(
+                "an endpoint is required (a simulated provider needs its simulator running)"
+                    .to_owned(),
+            );
+        }
+    };
+    let (azure_api_version, key_header) = match service {
+        Service::Azure => (
+            Some(
+                config
+                    .api_version
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_owned()),
+            ),
+            match config.auth {
+                Some(AzureAuth::Bearer) => "authorization",
+                Some(AzureAuth::ApiKey) | None => "api-key",
+            },
+        ),
+        Service::OpenAi | Service::Compatible => (None, "authorization"),
+    };
+    if config.api == Some(OpenAiApi::Responses) {
+        let egress = super::responses::ResponsesEgress { azure_api_version };
+        return Ok(super::Parts::new(egress, endpoint, Some(key_header)));
+    }
+    let max_tokens_field = match (config.max_tokens_field, service) {
+        (Some(MaxTokensFieldConfig::MaxTokens), _) | (None, Service::Compatible) => {
+            MaxTokensField::MaxTokens
+        }
+        (Some(MaxTokensFieldConfig::MaxCompletionTokens), _) | (None, _) => {
+            MaxTokensField::MaxCompletionTokens
+        }
+    };
+    let egress = super::OpenAiEgress {
+        max_tokens_field,
+        azure_api_version,
+    };
+    Ok(super::Parts::new(egress, endpoint, Some(key_header)))
+}
+
 #[cfg(test)]
 mod tests;
