@@ -13,6 +13,7 @@ use crossbar_core::dialects::gemini::{GeminiApi, GeminiEgress};
 use crossbar_core::dialects::responses::{Params, ResponsesEgress};
 use crossbar_core::dialects::{Egress, OpenAiEgress, StreamDecode, anthropic, openai, responses};
 use crossbar_core::framing::{self, Frames};
+use crossbar_core::ingress::StreamEncode;
 use crossbar_core::{Error, Result};
 use futures::channel::mpsc;
 use futures::{FutureExt, StreamExt};
@@ -259,17 +260,12 @@ impl Ingress {
     /// A fresh stream encoder for this dialect, as the route builds it for a streamed answer.
     pub fn encoder(self) -> Result<ClientEncoder> {
         Ok(match self {
-            Self::OpenAiChat => ClientEncoder::OpenAi(openai::StreamEncoder::new(true)),
-            Self::AnthropicMessages => {
-                ClientEncoder::Anthropic(anthropic::StreamEncoder::new("bench-model", 25))
-            }
-            Self::Responses => {
-                let params = responses_params()?;
-                ClientEncoder::Responses(Box::new(responses::StreamEncoder::new(
-                    params,
-                    "bench-model",
-                )))
-            }
+            Self::OpenAiChat => Box::new(openai::StreamEncoder::new(true)),
+            Self::AnthropicMessages => Box::new(anthropic::StreamEncoder::new("bench-model", 25)),
+            Self::Responses => Box::new(responses::StreamEncoder::new(
+                responses_params()?,
+                "bench-model",
+            )),
         })
     }
 }
@@ -280,37 +276,8 @@ fn responses_params() -> Result<Params> {
     responses::decode_request(body.as_bytes()).map(|i| i.params)
 }
 
-/// A client-side stream encoder of any ingress dialect.
-#[derive(Debug)]
-pub enum ClientEncoder {
-    OpenAi(openai::StreamEncoder),
-    Anthropic(anthropic::StreamEncoder),
-    Responses(Box<responses::StreamEncoder>),
-}
-
-impl ClientEncoder {
-    pub fn event(&mut self, event: StreamEvent, out: &mut BytesMut) -> Result<()> {
-        match self {
-            Self::OpenAi(e) => {
-                e.event(event, out);
-                Ok(())
-            }
-            Self::Anthropic(e) => e.event(event, out),
-            Self::Responses(e) => {
-                e.event(event, out);
-                Ok(())
-            }
-        }
-    }
-
-    pub fn end(&mut self, out: &mut BytesMut) {
-        match self {
-            Self::OpenAi(e) => e.end(out),
-            Self::Anthropic(e) => e.end(out),
-            Self::Responses(e) => e.end(out),
-        }
-    }
-}
+/// A client-side stream encoder of any ingress dialect: the server's own ([`StreamEncode`]).
+pub type ClientEncoder = Box<dyn StreamEncode>;
 
 /// The provider dialects an answer can come back in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

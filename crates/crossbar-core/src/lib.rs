@@ -11,6 +11,7 @@ pub mod embeddings;
 pub mod error;
 pub mod framing;
 pub mod images;
+pub mod ingress;
 pub mod kinds;
 pub mod pricing;
 pub mod provider;

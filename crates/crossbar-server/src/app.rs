@@ -6,6 +6,7 @@ use axum::Router as HttpRouter;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{delete, get, post};
+use crossbar_core::ingress::{AnthropicMessages, OpenAiChat};
 use crossbar_core::router::Router;
 use crossbar_store::DashboardStore;
 
@@ -33,9 +34,15 @@ pub struct AppState {
 
 pub fn app(state: AppState) -> HttpRouter {
     HttpRouter::new()
-        .route("/v1/chat/completions", post(routes::chat::completions))
+        .route(
+            "/v1/chat/completions",
+            post(routes::chat_like::serve::<OpenAiChat>),
+        )
         .route("/v1/embeddings", post(routes::embeddings::create))
-        .route("/v1/messages", post(routes::messages::create))
+        .route(
+            "/v1/messages",
+            post(routes::chat_like::serve::<AnthropicMessages>),
+        )
         .route(
             "/v1/messages/count_tokens",
             post(routes::messages::count_tokens),

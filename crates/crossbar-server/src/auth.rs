@@ -14,7 +14,7 @@ use crossbar_core::Error;
 use tokio::time::Instant;
 
 use crate::app::AppState;
-use crate::error::{ApiError, Ingress};
+use crate::error::ApiError;
 use crate::keys::KeyState;
 use crate::metering::Meter;
 
@@ -24,19 +24,19 @@ pub async fn layer(State(state): State<AppState>, mut request: Request, next: Ne
     if path == "/healthz" {
         return next.run(request).await;
     }
-    let ingress = Ingress::of_path(path);
+    let encode = crate::error::encoder_of_path(path);
     let meter = request.extensions().get::<Meter>().cloned();
     let refuse = |error: Error, reason: &'static str| {
         if let Some(meter) = &meter {
             meter.refuse_unauthenticated(reason);
         }
-        ApiError { error, ingress }.into_response()
+        ApiError { error, encode }.into_response()
     };
     // Virtual keys close the gateway as soon as one live key exists.
     let virtual_keys = match &state.virtual_keys {
         Some(keys) => match keys.any_keys().await {
             Ok(live) => live.then_some(keys),
-            Err(error) => return ApiError { error, ingress }.into_response(),
+            Err(error) => return ApiError { error, encode }.into_response(),
         },
         None => None,
     };
@@ -68,7 +68,7 @@ pub async fn layer(State(state): State<AppState>, mut request: Request, next: Ne
     if crate::routes::dashboard::skips_gateway_keys(&state, &request) {
         return next.run(request).await;
     }
-    let reject = |error: Error| ApiError { error, ingress }.into_response();
+    let reject = |error: Error| ApiError { error, encode }.into_response();
     let headers = request.headers();
     let presented = headers
         .get(header::AUTHORIZATION)

@@ -4,48 +4,52 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use crossbar_core::Error;
-use crossbar_core::dialects::{anthropic, openai};
+use crossbar_core::ingress::{AnthropicMessages, ChatIngress, OpenAiChat};
 
-/// The API a client spoke, which decides the shape of our errors.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Ingress {
-    OpenAi,
-    Anthropic,
-}
+/// Writes an error in one client dialect's shape.
+pub type EncodeError = fn(&Error) -> Vec<u8>;
 
-impl Ingress {
-    /// The ingress a request path belongs to.
-    pub fn of_path(path: &str) -> Self {
-        if path.starts_with("/v1/messages") {
-            Self::Anthropic
-        } else {
-            Self::OpenAi
-        }
+/// The error shape of a request path, for answers given before a handler knows its dialect
+/// (authentication, unknown URLs): Anthropic's under `/v1/messages`, OpenAI's elsewhere.
+pub fn encoder_of_path(path: &str) -> EncodeError {
+    if path.starts_with("/v1/messages") {
+        AnthropicMessages::encode_error
+    } else {
+        OpenAiChat::encode_error
     }
 }
 
-/// An error on its way to a client.
+/// An error on its way to a client, with the shape of the client's dialect.
 #[derive(Debug)]
 pub struct ApiError {
     pub error: Error,
-    pub ingress: Ingress,
+    pub encode: EncodeError,
 }
 
 impl ApiError {
-    pub fn anthropic(error: Error) -> Self {
+    /// The error in the shape of ingress dialect `I`.
+    pub fn of<I: ChatIngress>(error: Error) -> Self {
         Self {
             error,
-            ingress: Ingress::Anthropic,
+            encode: I::encode_error,
+        }
+    }
+
+    pub fn anthropic(error: Error) -> Self {
+        Self::of::<AnthropicMessages>(error)
+    }
+
+    pub fn at_path(path: &str, error: Error) -> Self {
+        Self {
+            error,
+            encode: encoder_of_path(path),
         }
     }
 }
 
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
-        Self {
-            error,
-            ingress: Ingress::OpenAi,
-        }
+        Self::of::<OpenAiChat>(error)
     }
 }
 
@@ -53,10 +57,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let error = self.error;
         let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_GATEWAY);
-        let body = match self.ingress {
-            Ingress::OpenAi => openai::encode_error(&error),
-            Ingress::Anthropic => anthropic::encode_error(&error),
-        };
+        let body = (self.encode)(&error);
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(

@@ -1,6 +1,6 @@
 //! Ingress routes, one file per API.
 
-pub mod chat;
+pub mod chat_like;
 pub mod crossbar;
 pub mod dashboard;
 pub mod embeddings;
@@ -22,18 +22,18 @@ use crossbar_core::router::{
 };
 use serde_json::json;
 
-use crate::error::{ApiError, Ingress};
+use crate::error::ApiError;
 
 pub async fn health() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
 pub async fn not_found(method: Method, uri: Uri) -> ApiError {
-    ApiError {
-        error: Error::not_found(format!("Unknown request URL: {method} {}.", uri.path()))
+    ApiError::at_path(
+        uri.path(),
+        Error::not_found(format!("Unknown request URL: {method} {}.", uri.path()))
             .with_code("unknown_url"),
-        ingress: Ingress::of_path(uri.path()),
-    }
+    )
 }
 
 pub async fn method_not_allowed(method: Method, uri: Uri) -> Response {
@@ -41,11 +41,7 @@ pub async fn method_not_allowed(method: Method, uri: Uri) -> Response {
         "Method {method} is not allowed for {}.",
         uri.path()
     ));
-    let mut response = ApiError {
-        error,
-        ingress: Ingress::of_path(uri.path()),
-    }
-    .into_response();
+    let mut response = ApiError::at_path(uri.path(), error).into_response();
     *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
     response
 }

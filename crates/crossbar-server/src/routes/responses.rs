@@ -23,31 +23,11 @@ use crossbar_store::{ResponseStore, stored_response};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use super::stream::ClientEncoder;
 use super::{apply_policies, body, decode, preferences, routed_headers, stream};
 use crate::app::AppState;
 use crate::auth::CallerKey;
 use crate::error::ApiError;
 use crate::metering::Meter;
-
-impl ClientEncoder for StreamEncoder {
-    fn event(
-        &mut self,
-        event: crossbar_core::chat::StreamEvent,
-        out: &mut bytes::BytesMut,
-    ) -> Result<(), Error> {
-        StreamEncoder::event(self, event, out);
-        Ok(())
-    }
-
-    fn end(&mut self, out: &mut bytes::BytesMut) {
-        StreamEncoder::end(self, out);
-    }
-
-    fn error(&mut self, error: &Error, out: &mut bytes::BytesMut) {
-        StreamEncoder::error(self, error, out);
-    }
-}
 
 /// Whose responses a request sees: its virtual key's, or the keyless callers' (empty).
 fn owner(caller: Option<&Extension<CallerKey>>) -> String {
@@ -167,12 +147,6 @@ pub async fn create(
     };
     let mut request = ingress.chat_request(&history)?;
     let mut preferences = preferences(&headers)?;
-    apply_policies(
-        &state.router,
-        &mut request,
-        &preferences,
-        responses::unknown_field_error,
-    )?;
     let max_tokens = request.max_tokens.map(u64::from);
     meter
         .admit(
@@ -184,6 +158,13 @@ pub async fn create(
             &mut preferences,
         )
         .await?;
+    // After admission, so the route is chosen (and a 404 worded) within the caller's key.
+    apply_policies(
+        &state.router,
+        &mut request,
+        &preferences,
+        responses::unknown_field_error,
+    )?;
     let mut before = history;
     before.extend(ingress.input.iter().cloned());
     let save = ingress.params.store.then(|| Save {

@@ -6,49 +6,12 @@ use axum::body::Body;
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use bytes::BytesMut;
-use crossbar_core::chat::StreamEvent;
-use crossbar_core::dialects::{anthropic, openai};
-use crossbar_core::{ChatStream, Error};
+use crossbar_core::ChatStream;
+use crossbar_core::ingress::StreamEncode;
 use futures::StreamExt;
 
-/// Writes canonical events as one client dialect's stream frames.
-pub(crate) trait ClientEncoder: Send + 'static {
-    fn event(&mut self, event: StreamEvent, out: &mut BytesMut) -> Result<(), Error>;
-    fn end(&mut self, out: &mut BytesMut);
-    fn error(&mut self, error: &Error, out: &mut BytesMut);
-}
-
-impl ClientEncoder for openai::StreamEncoder {
-    fn event(&mut self, event: StreamEvent, out: &mut BytesMut) -> Result<(), Error> {
-        openai::StreamEncoder::event(self, event, out);
-        Ok(())
-    }
-
-    fn end(&mut self, out: &mut BytesMut) {
-        openai::StreamEncoder::end(self, out);
-    }
-
-    fn error(&mut self, error: &Error, out: &mut BytesMut) {
-        openai::StreamEncoder::error(self, error, out);
-    }
-}
-
-impl ClientEncoder for anthropic::StreamEncoder {
-    fn event(&mut self, event: StreamEvent, out: &mut BytesMut) -> Result<(), Error> {
-        anthropic::StreamEncoder::event(self, event, out)
-    }
-
-    fn end(&mut self, out: &mut BytesMut) {
-        anthropic::StreamEncoder::end(self, out);
-    }
-
-    fn error(&mut self, error: &Error, out: &mut BytesMut) {
-        anthropic::StreamEncoder::error(self, error, out);
-    }
-}
-
 /// A `text/event-stream` response playing `events` through `encoder`.
-pub(crate) fn response(mut events: ChatStream, mut encoder: impl ClientEncoder) -> Response {
+pub(crate) fn response(mut events: ChatStream, mut encoder: impl StreamEncode) -> Response {
     let frames = async_stream::stream! {
         let mut buffer = BytesMut::new();
         while let Some(event) = events.next().await {

@@ -21,7 +21,7 @@ use crossbar_core::Error;
 
 use crate::app::AppState;
 use crate::auth::constant_time_eq;
-use crate::error::{ApiError, Ingress};
+use crate::error::ApiError;
 
 /// The JSON endpoints this module serves; each checks the admin token itself.
 const API_PATHS: &[&str] = &[
@@ -102,8 +102,8 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
     if admin_presented(&state, request.headers()) {
         return next.run(request).await;
     }
-    let ingress = Ingress::of_path(request.uri().path());
-    let reject = |error: Error| ApiError { error, ingress }.into_response();
+    let encode = crate::error::encoder_of_path(request.uri().path());
+    let reject = |error: Error| ApiError { error, encode }.into_response();
     let keyed = match &state.virtual_keys {
         Some(keys) => match keys.any_keys().await {
             Ok(live) => live,
