@@ -241,6 +241,8 @@ pub enum ProviderKind {
     Vertex,
     /// Claude on Vertex AI: the Anthropic dialect at a Vertex publisher URL with Google auth.
     VertexAnthropic,
+    /// Claude in Microsoft Foundry: the Anthropic dialect under a Foundry resource.
+    FoundryAnthropic,
     Sim,
 }
 

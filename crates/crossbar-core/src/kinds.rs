@@ -117,7 +117,13 @@ pub static KINDS: &[Kind] = &[
         tokenizer: Tokenizer::Approximate,
         system: "anthropic",
         responses_api: false,
-        parts: |config, endpoint| dialects::anthropic::provider_parts(config, endpoint, false),
+        parts: |config, endpoint| {
+            dialects::anthropic::provider_parts(
+                config,
+                endpoint,
+                dialects::anthropic::Door::Anthropic,
+            )
+        },
     },
     Kind {
         kind: ProviderKind::Bedrock,
@@ -158,7 +164,25 @@ pub static KINDS: &[Kind] = &[
         tokenizer: Tokenizer::Approximate,
         system: "gcp.vertex_ai",
         responses_api: false,
-        parts: |config, endpoint| dialects::anthropic::provider_parts(config, endpoint, true),
+        parts: |config, endpoint| {
+            dialects::anthropic::provider_parts(config, endpoint, dialects::anthropic::Door::Vertex)
+        },
+    },
+    Kind {
+        kind: ProviderKind::FoundryAnthropic,
+        sim_dialect: "foundry-anthropic",
+        simulator: "anthropic",
+        required: &[Setting::Endpoint, Setting::ApiKey],
+        tokenizer: Tokenizer::Approximate,
+        system: "az.ai.inference",
+        responses_api: false,
+        parts: |config, endpoint| {
+            dialects::anthropic::provider_parts(
+                config,
+                endpoint,
+                dialects::anthropic::Door::Foundry,
+            )
+        },
     },
 ];
 
@@ -235,6 +259,7 @@ mod tests {
             ProviderKind::Gemini,
             ProviderKind::Vertex,
             ProviderKind::VertexAnthropic,
+            ProviderKind::FoundryAnthropic,
         ];
         for kind in kinds {
             assert_eq!(

@@ -23,6 +23,9 @@ pub(crate) fn router(app: App) -> Router {
     Router::new()
         .route("/v1/messages", post(messages))
         .route("/v1/messages/count_tokens", post(count_tokens))
+        // Claude in Microsoft Foundry: the same API under the resource's `/anthropic`.
+        .route("/anthropic/v1/messages", post(messages))
+        .route("/anthropic/v1/messages/count_tokens", post(count_tokens))
         .route_layer(middleware::from_fn_with_state(app.clone(), authenticate))
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)

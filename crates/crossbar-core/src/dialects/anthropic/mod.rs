@@ -55,37 +55,53 @@ fn tool_id(id: &str) -> String {
     sanitize_tool_id(id, allowed_id_byte, 128)
 }
 
-/// This dialect's rows of the provider table: Anthropic itself, and Claude on Vertex AI.
+/// This dialect's rows of the provider table: Anthropic itself, Claude on Vertex AI and Claude
+/// in Microsoft Foundry.
 pub(crate) fn provider_parts(
     config: &ProviderConfig,
     endpoint: Option<String>,
-    vertex: bool,
+    door: Door,
 ) -> Result<Parts, String> {
-    if vertex {
-        let project = config.project.clone().ok_or("Vertex AI needs `project`")?;
-        let location = config
-            .location
-            .clone()
-            .ok_or("Vertex AI needs `location`")?;
-        let endpoint = endpoint.unwrap_or_else(|| super::vertex_endpoint(&location));
-        let egress = AnthropicEgress {
-            vertex: Some((project, location)),
-        };
-        let mut parts = Parts::new(egress, endpoint, Some("authorization"));
-        // A configured `api_key` is sent as a static bearer token; otherwise Google credentials.
-        if config.api_key.is_none() {
-            let authorizer =
-                crate::auth::google::GoogleAuthorizer::new(config.google_credentials.as_deref())?;
-            parts.authorizer = Some(std::sync::Arc::new(authorizer));
+    let egress = |vertex, foundry| AnthropicEgress { vertex, foundry };
+    let mut parts = match door {
+        Door::Vertex => {
+            let project = config.project.clone().ok_or("Vertex AI needs `project`")?;
+            let location = config
+                .location
+                .clone()
+                .ok_or("Vertex AI needs `location`")?;
+            let endpoint = endpoint.unwrap_or_else(|| super::vertex_endpoint(&location));
+            let mut parts = Parts::new(
+                egress(Some((project, location)), false),
+                endpoint,
+                Some("authorization"),
+            );
+            // A configured `api_key` is sent as a static bearer token; otherwise Google
+            // credentials.
+            if config.api_key.is_none() {
+                let authorizer = crate::auth::google::GoogleAuthorizer::new(
+                    config.google_credentials.as_deref(),
+                )?;
+                parts.authorizer = Some(std::sync::Arc::new(authorizer));
+            }
+            return Ok(parts);
         }
-        return Ok(parts);
-    }
-    let endpoint = endpoint.unwrap_or_else(|| "https://api.anthropic.com".to_owned());
-    let mut parts = Parts::new(
-        AnthropicEgress { vertex: None },
-        endpoint,
-        Some("x-api-key"),
-    );
+        Door::Anthropic => Parts::new(
+            egress(None, false),
+            endpoint.unwrap_or_else(|| "https://api.anthropic.com".to_owned()),
+            Some("x-api-key"),
+        ),
+        // `https://{resource}.services.ai.azure.com`; the key is the Foundry resource's, sent
+        // as `x-api-key` (`auth = "bearer"` sends an Entra ID token instead).
+        Door::Foundry => Parts::new(
+            egress(None, true),
+            endpoint.ok_or("Microsoft Foundry needs the resource's `endpoint`")?,
+            Some(match config.auth {
+                Some(crate::config::AzureAuth::Bearer) => "authorization",
+                Some(crate::config::AzureAuth::ApiKey) | None => "x-api-key",
+            }),
+        ),
+    };
     parts.headers.insert(
         HeaderName::from_static("anthropic-version"),
         HeaderValue::from_static(API_VERSION),
@@ -93,11 +109,21 @@ pub(crate) fn provider_parts(
     Ok(parts)
 }
 
+/// The clouds' doors to Claude that speak this dialect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Door {
+    Anthropic,
+    Vertex,
+    Foundry,
+}
+
 /// The Anthropic dialect as an upstream. `vertex` holds the project and location for Claude on
 /// Vertex AI, which takes the same body without `model` at a publisher URL.
 #[derive(Debug)]
 pub struct AnthropicEgress {
     pub vertex: Option<(String, String)>,
+    /// Claude in Microsoft Foundry: the Messages API under `/anthropic` of the resource.
+    pub foundry: bool,
 }
 
 impl Egress for AnthropicEgress {
@@ -111,6 +137,9 @@ impl Egress for AnthropicEgress {
                 "model",
                 "Anthropic models do not serve embeddings.",
             )),
+            (Operation::Chat { .. }, None) if self.foundry => {
+                Ok(format!("{endpoint}/anthropic/v1/messages"))
+            }
             (Operation::Chat { .. }, None) => Ok(format!("{endpoint}/v1/messages")),
             (Operation::Chat { stream }, Some((project, location))) => Ok(format!(
                 "{endpoint}/projects/{project}/locations/{location}/publishers/anthropic/models/{}:{}",
@@ -126,9 +155,9 @@ impl Egress for AnthropicEgress {
     }
 
     fn chat_body(&self, request: &ChatRequest, target: &str) -> Result<Vec<u8>> {
-        // Only Anthropic's own API takes a Messages client's extra fields and betas: Vertex
-        // serves a subset of them, so there they count as another dialect's.
-        let own = self.vertex.is_none().then_some(WireDialect::Anthropic);
+        // Only Anthropic's own API takes a Messages client's extra fields and betas: Vertex and
+        // Foundry serve a subset of them, so there they count as another dialect's.
+        let own = (self.vertex.is_none() && !self.foundry).then_some(WireDialect::Anthropic);
         rules::refuse_foreign_passthrough(request, own, "anthropic")?;
         let passthrough = own.and_then(|own| request.passthrough.of(own));
         // Server tools answer with blocks the canonical answer cannot carry yet, so even
@@ -166,7 +195,7 @@ impl Egress for AnthropicEgress {
 
     fn chat_headers(&self, request: &ChatRequest) -> Vec<(String, String)> {
         match (&self.vertex, request.passthrough.of(WireDialect::Anthropic)) {
-            (None, Some(own)) => own.headers.clone(),
+            (None, Some(own)) if !self.foundry => own.headers.clone(),
             _ => Vec::new(),
         }
     }

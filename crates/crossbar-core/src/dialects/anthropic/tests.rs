@@ -52,7 +52,10 @@ fn decodes_a_client_request_with_tools_images_thinking_and_cache() {
 #[test]
 fn request_round_trips_to_an_anthropic_upstream() {
     let ingress = decode_request(golden("request_full.json").as_bytes()).unwrap();
-    let egress = AnthropicEgress { vertex: None };
+    let egress = AnthropicEgress {
+        vertex: None,
+        foundry: false,
+    };
     let encoded: Value = serde_json::from_slice(
         &egress
             .chat_body(&ingress.request, "claude-sonnet-4-20250514")
@@ -371,6 +374,7 @@ fn broken_client_stream_ends_with_error_event_not_message_stop() {
 fn vertex_urls_and_bodies() {
     let egress = AnthropicEgress {
         vertex: Some(("proj".into(), "us-east5".into())),
+        foundry: false,
     };
     assert_eq!(
         egress
@@ -405,9 +409,12 @@ fn openai_request(body: Value) -> ChatRequest {
 
 /// A refusal that names the field and tells this deployment apart from others that may serve it.
 fn refused(body: Value) -> (String, String) {
-    let error = AnthropicEgress { vertex: None }
-        .chat_body(&openai_request(body), "claude-sonnet-4-20250514")
-        .unwrap_err();
+    let error = AnthropicEgress {
+        vertex: None,
+        foundry: false,
+    }
+    .chat_body(&openai_request(body), "claude-sonnet-4-20250514")
+    .unwrap_err();
     assert_eq!(error.status(), 400);
     assert_eq!(error.kind, ErrorKind::InvalidRequest);
     assert_eq!(
@@ -434,6 +441,7 @@ fn temperature_above_one_is_refused_not_clamped() {
     // Vertex-hosted Claude refuses it the same way.
     let vertex = AnthropicEgress {
         vertex: Some(("p".to_owned(), "us-east5".to_owned())),
+        foundry: false,
     };
     let error = vertex
         .chat_body(&openai_request(body.clone()), "claude-sonnet-4@20250514")
@@ -441,9 +449,12 @@ fn temperature_above_one_is_refused_not_clamped() {
     assert_eq!(error.param.as_deref(), Some("temperature"));
     body["temperature"] = json!(1.0);
     let wire: Value = serde_json::from_slice(
-        &AnthropicEgress { vertex: None }
-            .chat_body(&openai_request(body), "claude")
-            .unwrap(),
+        &AnthropicEgress {
+            vertex: None,
+            foundry: false,
+        }
+        .chat_body(&openai_request(body), "claude")
+        .unwrap(),
     )
     .unwrap();
     assert_eq!(wire["temperature"], 1.0);
@@ -813,7 +824,10 @@ fn claude_code_requests_decode_with_their_extras_kept_for_anthropic() {
 #[test]
 fn anthropic_gets_the_client_extras_and_the_thinking_its_model_takes() {
     let request = claude_code_request();
-    let anthropic = AnthropicEgress { vertex: None };
+    let anthropic = AnthropicEgress {
+        vertex: None,
+        foundry: false,
+    };
     // Opus 4.7 and later think only adaptively: the client's own thinking and effort go through.
     let body: Value =
         serde_json::from_slice(&anthropic.chat_body(&request, "claude-opus-4-7").unwrap()).unwrap();
@@ -851,6 +865,7 @@ fn anthropic_gets_the_client_extras_and_the_thinking_its_model_takes() {
     // behind, and no beta header is sent.
     let vertex = AnthropicEgress {
         vertex: Some(("p".into(), "us-east5".into())),
+        foundry: false,
     };
     let error = vertex
         .chat_body(&request, "claude-opus-4-7@20260101")
@@ -919,7 +934,10 @@ fn server_tools_are_refused_by_name_or_dropped() {
             json!({"type": "web_search_20250305", "name": "web_search", "max_uses": 5})
         )]
     );
-    let anthropic = AnthropicEgress { vertex: None };
+    let anthropic = AnthropicEgress {
+        vertex: None,
+        foundry: false,
+    };
     let error = anthropic
         .chat_body(&request, "claude-sonnet-4-20250514")
         .unwrap_err();
