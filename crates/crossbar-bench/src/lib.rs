@@ -382,7 +382,7 @@ impl Upstream {
     pub fn egress(self) -> Box<dyn Egress> {
         match self {
             Self::OpenAi => Box::new(OpenAiEgress::default()),
-            Self::Anthropic => Box::new(AnthropicEgress { vertex: None }),
+            Self::Anthropic => Box::new(AnthropicEgress::anthropic()),
             Self::Bedrock => Box::new(BedrockEgress),
             Self::Gemini => Box::new(GeminiEgress {
                 api: GeminiApi::Gemini,

@@ -178,11 +178,18 @@ fn egresses() -> Vec<(&'static str, Box<dyn Egress>)> {
                 azure_api_version: Some("2024-10-21".to_owned()),
             }),
         ),
-        ("anthropic", Box::new(AnthropicEgress { vertex: None })),
+        (
+            "anthropic",
+            Box::new(AnthropicEgress {
+                vertex: None,
+                foundry: false,
+            }),
+        ),
         (
             "vertex-anthropic",
             Box::new(AnthropicEgress {
                 vertex: Some(("p".to_owned(), "us-east5".to_owned())),
+                foundry: false,
             }),
         ),
         ("bedrock", Box::new(BedrockEgress)),
@@ -1378,9 +1385,12 @@ fn huge_thinking_budgets_do_not_overflow_max_tokens() {
     request["max_tokens"] = json!(3_000_000_000u32);
     request["thinking"] = json!({"type": "enabled", "budget_tokens": 3_000_000_000u32});
     let ingress = anthropic::decode_request(request.to_string().as_bytes()).unwrap();
-    let body = AnthropicEgress { vertex: None }
-        .chat_body(&ingress.request, "claude")
-        .unwrap();
+    let body = AnthropicEgress {
+        vertex: None,
+        foundry: false,
+    }
+    .chat_body(&ingress.request, "claude")
+    .unwrap();
     let body: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(body["max_tokens"], json!(u32::MAX));
     assert_eq!(body["thinking"]["budget_tokens"], json!(3_000_000_000u32));

@@ -126,6 +126,16 @@ pub struct AnthropicEgress {
     pub foundry: bool,
 }
 
+impl AnthropicEgress {
+    /// Anthropic's own API.
+    pub fn anthropic() -> Self {
+        Self {
+            vertex: None,
+            foundry: false,
+        }
+    }
+}
+
 impl Egress for AnthropicEgress {
     fn accepts_image_urls(&self) -> bool {
         true
