@@ -185,6 +185,10 @@ pub struct ChatRequest {
     /// What the client sent in its own dialect beyond the canonical request, for an upstream of
     /// that same dialect.
     pub passthrough: Passthrough,
+    /// Whose conversation this is (the caller's virtual key): what the gateway remembers of it
+    /// (signed reasoning) is given back within this scope only. Never sent upstream.
+    #[serde(default)]
+    pub scope: Option<String>,
 }
 
 /// The ingress dialects whose requests carry more than the canonical model holds.
@@ -248,6 +252,7 @@ impl ChatRequest {
             stream: false,
             openai_passthrough: Map::new(),
             passthrough: Passthrough::default(),
+            scope: None,
         }
     }
 }

@@ -48,6 +48,9 @@ pub struct Provider {
     idle: Duration,
     total: Duration,
     image_fetch: ImageFetch,
+    /// Where signed reasoning is remembered for the turns after (the router's, shared by all
+    /// its providers).
+    reasoning: reasoning_memory::Tiers,
 }
 
 impl std::fmt::Debug for Provider {
@@ -71,6 +74,7 @@ impl Provider {
     pub fn from_config(
         config: &ProviderConfig,
         endpoint: Option<&str>,
+        reasoning: reasoning_memory::Tiers,
     ) -> Result<Self, ConfigError> {
         let name = config.name.get_ref().clone();
         let fail = |message: String| ConfigError(format!("provider `{name}`: {message}"));
@@ -136,6 +140,7 @@ impl Provider {
             idle: ms(timeouts.idle_ms, DEFAULT_IDLE),
             total: ms(timeouts.total_ms, DEFAULT_TOTAL),
             image_fetch: config.image_fetch,
+            reasoning,
         })
     }
 
@@ -254,7 +259,7 @@ impl Provider {
     /// The request as this provider can take it: remembered reasoning given back to turns that
     /// lost it, and image URLs replaced by bytes when the provider cannot fetch them.
     async fn prepared<'a>(&self, request: &'a ChatRequest) -> Result<Cow<'a, ChatRequest>> {
-        let request = match reasoning_memory::restore(request) {
+        let request = match self.reasoning.restore(request).await {
             Some(restored) => Cow::Owned(restored),
             None => Cow::Borrowed(request),
         };
@@ -315,7 +320,12 @@ impl Provider {
         if response.model.is_empty() {
             response.model = target.to_owned();
         }
-        reasoning_memory::remember_message(&response.message);
+        self.reasoning
+            .remember_message(
+                request.scope.as_deref().unwrap_or_default(),
+                &response.message,
+            )
+            .await;
         Ok(response)
     }
 
@@ -382,6 +392,8 @@ impl Provider {
         let idle = self.idle;
         let name = self.name.clone();
         let target = target.to_owned();
+        let tiers = self.reasoning.clone();
+        let scope = request.scope.clone().unwrap_or_default();
         let mut frames = framing::frames(response, self.egress.framing());
         let stream = async_stream::try_stream! {
             let mut out = Vec::new();
@@ -405,7 +417,10 @@ impl Provider {
                 }
             }
             decoder.finish().map_err(|e| attributed(&name, e))?;
-            reasoning.finish();
+            // Remembered before the stream ends, so the client's next turn finds it anywhere.
+            if let Some((id, blocks)) = reasoning.finish() {
+                tiers.remember(&scope, &id, blocks).await;
+            }
         };
         Ok(Box::pin(stream))
     }

@@ -1,13 +1,21 @@
 //! Remembers signed reasoning by tool-call id, so clients whose API has no place for it (OpenAI
 //! Chat Completions) can still continue a thinking + tools conversation with a provider that
 //! insists on getting its thinking blocks back (Anthropic: "a final assistant message must start
-//! with a thinking block"). Process-wide, bounded in entries, bytes and age; a miss just means the
+//! with a thinking block"). Entries belong to a scope (the virtual key that created them), so one
+//! tenant can never replay another's reasoning.
+//!
+//! Two tiers: a process-wide memory, bounded in entries, bytes and age, and in front of it, when
+//! the gateway has `[redis]`, a [`SharedReasoning`] store that every replica reads and writes, so
+//! the next turn of a conversation may reach any replica. An entry is written to both before the
+//! answer that produced it completes; a miss in memory asks the shared store; a shared store that
+//! fails is skipped (logged), leaving the process memory. A miss everywhere just means the
 //! provider sees the history as the client sent it.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{LazyLock, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
 use crate::chat::{ChatRequest, Family, Message, Reasoning, Role, StreamEvent};
@@ -17,6 +25,8 @@ const CAPACITY: usize = 10_000;
 /// turn, so a count of entries alone does not bound memory; the oldest entries go first.
 const BUDGET_BYTES: usize = 64 * 1024 * 1024;
 const MAX_AGE: Duration = Duration::from_secs(3600);
+/// The largest entry the shared store takes; larger ones stay in the process that saw them.
+pub const MAX_SHARED_BYTES: usize = 4 * 1024 * 1024;
 /// What an entry costs besides its JSON: its key in the queue, the map's slot, a block's header.
 const ENTRY_OVERHEAD: usize = 64;
 
@@ -124,35 +134,46 @@ fn json_bytes(value: &Value) -> usize {
     serde_json::to_writer(&mut count, value).map_or(usize::MAX, |()| count.0)
 }
 
-/// Keeps the reasoning that produced the tool call `id`.
-pub fn remember(id: &str, reasoning: Vec<Reasoning>) {
+/// The memory's key of tool call `id` in `scope` (a unit separator cannot occur in either).
+fn scoped(scope: &str, id: &str) -> String {
+    format!("{scope}\u{1f}{id}")
+}
+
+/// Keeps the reasoning that produced the tool call `id`, for `scope`, in this process.
+pub fn remember(scope: &str, id: &str, reasoning: Vec<Reasoning>) {
     if id.is_empty() || reasoning.is_empty() {
         return;
     }
-    let bytes = entry_bytes(id, &reasoning);
-    with_memory(|memory| memory.insert(id, reasoning, bytes, Instant::now()));
+    let key = scoped(scope, id);
+    let bytes = entry_bytes(&key, &reasoning);
+    with_memory(|memory| memory.insert(&key, reasoning, bytes, Instant::now()));
 }
 
-/// Keeps what an answer's assistant message needs to be replayed.
-pub fn remember_message(message: &Message) {
+/// Keeps what an answer's assistant message needs to be replayed, in this process.
+pub fn remember_message(scope: &str, message: &Message) {
     if let Some(call) = message.tool_calls.first() {
-        remember(&call.id, message.reasoning.clone());
+        remember(scope, &call.id, message.reasoning.clone());
     }
 }
 
-/// Gives back remembered reasoning to assistant turns that arrive without theirs.
+/// Assistant turns that carry tool calls but no reasoning: what a restore looks up.
+fn missing(message: &Message) -> bool {
+    message.role == Role::Assistant
+        && message.reasoning.is_empty()
+        && !message.tool_calls.is_empty()
+}
+
+/// Gives back reasoning this process remembers to assistant turns that arrive without theirs.
 pub fn restore(request: &ChatRequest) -> Option<ChatRequest> {
-    let missing = |m: &Message| {
-        m.role == Role::Assistant && m.reasoning.is_empty() && !m.tool_calls.is_empty()
-    };
     if !request.messages.iter().any(missing) {
         return None;
     }
+    let scope = request.scope.as_deref().unwrap_or_default();
     let mut restored = request.clone();
     let mut changed = false;
     with_memory(|memory| {
         for message in restored.messages.iter_mut().filter(|m| missing(m)) {
-            let Some(id) = message.tool_calls.first().map(|c| c.id.clone()) else {
+            let Some(id) = message.tool_calls.first().map(|c| scoped(scope, &c.id)) else {
                 continue;
             };
             if let Some(entry) = memory.entries.get(&id)
@@ -164,6 +185,93 @@ pub fn restore(request: &ChatRequest) -> Option<ChatRequest> {
         }
     });
     changed.then_some(restored)
+}
+
+/// A store of reasoning shared by the gateway's replicas (Redis). Values are the JSON of a
+/// `Vec<Reasoning>`; keys are `reasoning:{scope}:{tool call id}`, below the store's own prefix.
+pub trait SharedReasoning: Send + Sync {
+    /// The value under `key`, or `None` when there is none or the store cannot be reached.
+    fn load<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<String>>;
+    /// Keeps `value` under `key` for `ttl`; a failure is the store's to log.
+    fn save<'a>(&'a self, key: &'a str, value: String, ttl: Duration) -> BoxFuture<'a, ()>;
+}
+
+fn shared_key(scope: &str, id: &str) -> String {
+    format!("reasoning:{scope}:{id}")
+}
+
+/// The reasoning memory of one gateway: the process memory, behind a shared store once one is
+/// attached. Cloning shares it.
+#[derive(Clone, Default)]
+pub struct Tiers(Arc<RwLock<Option<Arc<dyn SharedReasoning>>>>);
+
+impl std::fmt::Debug for Tiers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tiers")
+            .field("shared", &self.shared().is_some())
+            .finish()
+    }
+}
+
+impl Tiers {
+    /// Puts a shared store in front of the process memory.
+    pub fn attach(&self, shared: Arc<dyn SharedReasoning>) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = Some(shared);
+    }
+
+    fn shared(&self) -> Option<Arc<dyn SharedReasoning>> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Keeps `reasoning` for tool call `id` in this process and in the shared store.
+    pub async fn remember(&self, scope: &str, id: &str, reasoning: Vec<Reasoning>) {
+        if id.is_empty() || reasoning.is_empty() {
+            return;
+        }
+        if let Some(shared) = self.shared()
+            && let Ok(value) = serde_json::to_string(&reasoning)
+            && value.len() <= MAX_SHARED_BYTES
+        {
+            shared.save(&shared_key(scope, id), value, MAX_AGE).await;
+        }
+        remember(scope, id, reasoning);
+    }
+
+    /// Keeps what an answer's assistant message needs to be replayed.
+    pub async fn remember_message(&self, scope: &str, message: &Message) {
+        if let Some(call) = message.tool_calls.first() {
+            self.remember(scope, &call.id, message.reasoning.clone())
+                .await;
+        }
+    }
+
+    /// Gives back remembered reasoning to assistant turns that arrive without theirs: from this
+    /// process, else from the shared store (and keeps it here for the turns after).
+    pub async fn restore(&self, request: &ChatRequest) -> Option<ChatRequest> {
+        if let Some(shared) = self.shared() {
+            let scope = request.scope.as_deref().unwrap_or_default();
+            let unknown: Vec<String> = request
+                .messages
+                .iter()
+                .filter(|m| missing(m))
+                .filter_map(|m| m.tool_calls.first().map(|c| c.id.clone()))
+                .filter(|id| with_memory(|memory| !memory.entries.contains_key(&scoped(scope, id))))
+                .collect();
+            for id in unknown {
+                let Some(value) = shared.load(&shared_key(scope, &id)).await else {
+                    continue;
+                };
+                match serde_json::from_str::<Vec<Reasoning>>(&value) {
+                    Ok(reasoning) => remember(scope, &id, reasoning),
+                    Err(e) => tracing::warn!("unreadable shared reasoning for {id}: {e}"),
+                }
+            }
+        }
+        restore(request)
+    }
 }
 
 /// Assembles streamed reasoning deltas into replayable blocks and remembers them against the
@@ -231,11 +339,11 @@ impl StreamCollector {
         self.blocks.push(block);
     }
 
-    pub fn finish(self) {
-        if let Some(id) = self.first_call
-            && !self.overflowed
-        {
-            remember(&id, self.blocks);
+    /// The tool call the answer's reasoning goes with, and that reasoning, to remember.
+    pub fn finish(self) -> Option<(String, Vec<Reasoning>)> {
+        match self.first_call {
+            Some(id) if !self.overflowed => Some((id, self.blocks)),
+            _ => None,
         }
     }
 }
@@ -266,7 +374,8 @@ mod tests {
         ] {
             collector.observe(&event);
         }
-        collector.finish();
+        let (id, blocks) = collector.finish().unwrap();
+        remember("", &id, blocks);
         let mut assistant = Message::new(Role::Assistant, Vec::new());
         assistant.tool_calls.push(ToolCall {
             id: "toolu_memory_test".into(),
@@ -282,6 +391,85 @@ mod tests {
         let mut unknown = request.clone();
         unknown.messages[1].tool_calls[0].id = "toolu_never_seen".into();
         assert!(restore(&unknown).is_none());
+        // Another key's conversation never gets it.
+        let mut other = request.clone();
+        other.scope = Some("key_other".into());
+        assert!(restore(&other).is_none());
+    }
+
+    /// A shared store in a map, counting its calls.
+    #[derive(Default)]
+    struct FakeShared(
+        Mutex<HashMap<String, String>>,
+        std::sync::atomic::AtomicUsize,
+    );
+
+    impl SharedReasoning for FakeShared {
+        fn load<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<String>> {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let value = self.0.lock().unwrap().get(key).cloned();
+            Box::pin(async move { value })
+        }
+
+        fn save<'a>(&'a self, key: &'a str, value: String, ttl: Duration) -> BoxFuture<'a, ()> {
+            assert_eq!(ttl, MAX_AGE);
+            self.0.lock().unwrap().insert(key.to_owned(), value);
+            Box::pin(async {})
+        }
+    }
+
+    fn turn_after(scope: Option<&str>, id: &str) -> ChatRequest {
+        let mut assistant = Message::new(Role::Assistant, Vec::new());
+        assistant.tool_calls.push(ToolCall {
+            id: id.into(),
+            name: "f".into(),
+            arguments: "{}".into(),
+        });
+        let mut request = ChatRequest::new("m", vec![Message::text(Role::User, "x"), assistant]);
+        request.scope = scope.map(str::to_owned);
+        request
+    }
+
+    /// What one replica remembers, another finds in the shared store, within the same key only;
+    /// once found it is kept in this process too.
+    #[tokio::test]
+    async fn the_shared_tier_serves_other_replicas_within_a_scope() {
+        let shared = Arc::new(FakeShared::default());
+        let tiers = Tiers::default();
+        tiers.attach(Arc::clone(&shared) as _);
+        // As if another replica had remembered it: only the shared store has it.
+        let blocks = block("signed elsewhere");
+        shared.0.lock().unwrap().insert(
+            "reasoning:key_a:toolu_shared_test".into(),
+            serde_json::to_string(&blocks).unwrap(),
+        );
+        let restored = tiers
+            .restore(&turn_after(Some("key_a"), "toolu_shared_test"))
+            .await
+            .unwrap();
+        assert_eq!(restored.messages[1].reasoning, blocks);
+        assert!(
+            tiers
+                .restore(&turn_after(Some("key_b"), "toolu_shared_test"))
+                .await
+                .is_none()
+        );
+        // Found once, it is this process's too: no second load for it.
+        let loads = shared.1.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            tiers
+                .restore(&turn_after(Some("key_a"), "toolu_shared_test"))
+                .await
+                .is_some()
+        );
+        assert_eq!(shared.1.load(std::sync::atomic::Ordering::Relaxed), loads);
+        // Remembering writes through, under the scope.
+        let mine = block("signed here");
+        tiers.remember("key_c", "toolu_written", mine.clone()).await;
+        assert_eq!(
+            shared.0.lock().unwrap()["reasoning:key_c:toolu_written"],
+            serde_json::to_string(&mine).unwrap()
+        );
     }
 
     fn block(text: &str) -> Vec<Reasoning> {
@@ -356,9 +544,6 @@ mod tests {
             (collector.thinking.capacity(), collector.blocks.len()),
             (0, 0)
         );
-        collector.finish();
-        assert!(with_memory(|m| !m
-            .entries
-            .contains_key("toolu_overflow_test")));
+        assert_eq!(collector.finish(), None);
     }
 }

@@ -95,6 +95,9 @@ impl Gateway {
             )),
             None => None,
         };
+        if let Some(shared) = &shared {
+            router.share_reasoning(Arc::clone(shared) as _);
+        }
         let health_sync = shared.as_ref().map(|shared| {
             tracing::info!(
                 replica = shared.replica(),

@@ -387,3 +387,66 @@ impl Shared {
         }))
     }
 }
+
+/// How long a turn waits on Redis for reasoning before going on with this replica's memory.
+const REASONING_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Logs and counts a Redis call that did not answer in time.
+fn timed_out(what: &str) {
+    metrics::counter!("crossbar_shared_state_errors_total", "op" => what.to_owned()).increment(1);
+    tracing::warn!(
+        op = what,
+        "shared state did not answer in time: using this replica's own"
+    );
+}
+
+/// Signed reasoning in Redis (`{prefix}:reasoning:{key id}:{tool call id}`, with the memory's
+/// age as TTL), so a conversation's next turn finds its thinking blocks on any replica. A
+/// failure is logged and counted like every shared-state error; the replica then has its own
+/// memory only.
+impl crossbar_core::reasoning_memory::SharedReasoning for Shared {
+    fn load<'a>(&'a self, key: &'a str) -> futures::future::BoxFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let key = format!("{}:{key}", self.prefix);
+            let mut command = redis::cmd("GET");
+            command.arg(&key);
+            let get = command.query_async::<Option<String>>(&mut conn);
+            match tokio::time::timeout(REASONING_TIMEOUT, get).await {
+                Ok(Ok(value)) => value,
+                Ok(Err(e)) => {
+                    degraded("reasoning_load", &e);
+                    None
+                }
+                Err(_) => {
+                    timed_out("reasoning_load");
+                    None
+                }
+            }
+        })
+    }
+
+    fn save<'a>(
+        &'a self,
+        key: &'a str,
+        value: String,
+        ttl: Duration,
+    ) -> futures::future::BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let key = format!("{}:{key}", self.prefix);
+            let mut command = redis::cmd("SET");
+            command
+                .arg(&key)
+                .arg(value)
+                .arg("PX")
+                .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+            let set = command.query_async::<()>(&mut conn);
+            match tokio::time::timeout(REASONING_TIMEOUT, set).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => degraded("reasoning_save", &e),
+                Err(_) => timed_out("reasoning_save"),
+            }
+        })
+    }
+}

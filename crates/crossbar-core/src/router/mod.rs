@@ -254,6 +254,8 @@ pub struct Router {
     patterns: Vec<(String, String)>,
     upstream: Arc<dyn Upstream>,
     affinity: affinity::Affinity,
+    /// Signed reasoning remembered for later turns, shared by the providers.
+    reasoning: crate::reasoning_memory::Tiers,
     /// Exploration and backoff jitter; seeded so a run replays.
     rng: Mutex<StdRng>,
 }
@@ -301,10 +303,15 @@ impl Router {
         endpoints: &HashMap<String, String>,
         upstream: Arc<dyn Upstream>,
     ) -> Result<Self, ConfigError> {
+        let reasoning = crate::reasoning_memory::Tiers::default();
         let mut providers = HashMap::new();
         for provider in &config.providers {
             let name = provider.name.get_ref();
-            let built = Provider::from_config(provider, endpoints.get(name).map(String::as_str))?;
+            let built = Provider::from_config(
+                provider,
+                endpoints.get(name).map(String::as_str),
+                reasoning.clone(),
+            )?;
             providers.insert(
                 name.clone(),
                 (Arc::new(built), crate::kinds::tokenizer(provider)),
@@ -378,8 +385,14 @@ impl Router {
             patterns,
             upstream,
             affinity: affinity::Affinity::default(),
+            reasoning,
             rng: Mutex::new(StdRng::seed_from_u64(0)),
         })
+    }
+
+    /// Puts a store shared by the replicas (Redis) in front of the process's reasoning memory.
+    pub fn share_reasoning(&self, shared: Arc<dyn crate::reasoning_memory::SharedReasoning>) {
+        self.reasoning.attach(shared);
     }
 
     /// Reseeds exploration and jitter (simulations compare policies on the same draws).

@@ -3,6 +3,7 @@
 //! routing, then the answer or the stream written in the client's dialect. Mounting a dialect is
 //! `post(chat_like::serve::<Dialect>)`.
 
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
@@ -13,12 +14,14 @@ use crossbar_core::router::Prompt;
 
 use super::{apply_policies, body, decode, preferences, routed_headers, stream};
 use crate::app::AppState;
+use crate::auth::CallerKey;
 use crate::error::ApiError;
 use crate::metering::Meter;
 
 pub async fn serve<I: ChatIngress>(
     State(state): State<AppState>,
     meter: Meter,
+    caller: Option<Extension<CallerKey>>,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -26,6 +29,8 @@ pub async fn serve<I: ChatIngress>(
     let raw = body(raw, state.max_body_bytes).map_err(fail)?;
     let mut decoded = decode(raw, I::decode).await.map_err(fail)?;
     I::headers(&mut decoded, &headers);
+    // What the gateway remembers of the conversation stays with the caller's key.
+    I::request_mut(&mut decoded).scope = caller.map(|Extension(CallerKey(id))| id);
     // Routing headers narrow the route; the caller's virtual key narrows it further.
     let mut preferences = preferences(&headers).map_err(fail)?;
     let request = I::request(&decoded);

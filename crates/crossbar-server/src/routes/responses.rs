@@ -146,6 +146,8 @@ pub async fn create(
         None => Vec::new(),
     };
     let mut request = ingress.chat_request(&history)?;
+    // What the gateway remembers of the conversation stays with the caller's key.
+    request.scope = (!owner.is_empty()).then(|| owner.clone());
     let mut preferences = preferences(&headers)?;
     let max_tokens = request.max_tokens.map(u64::from);
     meter

@@ -195,6 +195,7 @@ pub fn decode_chat_request(body: &[u8]) -> Result<IngressChat> {
         stream,
         openai_passthrough: passthrough,
         passthrough: crate::chat::Passthrough::default(),
+        scope: None,
     };
     Ok(IngressChat {
         request,

@@ -553,6 +553,7 @@ pub fn decode_request(body: &[u8]) -> Result<IngressResponse> {
         stream,
         openai_passthrough: Map::new(),
         passthrough,
+        scope: None,
     };
     let params = Params {
         id: new_response_id(),

@@ -1,0 +1,218 @@
+//! Two `crossbar serve` processes behind one (imagined) load balancer, sharing a real
+//! `redis-server`: an OpenAI Chat client talking to Claude with thinking and tools gets its
+//! thinking blocks back whichever replica its next turn reaches. Without the shared store the
+//! other replica has nothing to give back, and Anthropic's own 400 says so (the control).
+//!
+//! Needs `redis-server` on the PATH (CI installs it); without it the test says so and passes,
+//! unless `CROSSBAR_REQUIRE_REDIS` is set, as CI does.
+
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "tests: a failure fails the test"
+)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_crossbar");
+
+/// A child process killed on drop.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A private `redis-server` on a Unix socket in `dir`.
+fn redis(dir: &Path) -> Option<(Killed, String)> {
+    let socket = dir.join("redis.sock");
+    let child = Command::new("redis-server")
+        .args(["--port", "0", "--save", "", "--appendonly", "no"])
+        .arg("--unixsocket")
+        .arg(&socket)
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let child = match child {
+        Ok(child) => Killed(child),
+        Err(error) => {
+            assert!(
+                std::env::var_os("CROSSBAR_REQUIRE_REDIS").is_none(),
+                "CROSSBAR_REQUIRE_REDIS is set but redis-server cannot start: {error}"
+            );
+            eprintln!("skipped: redis-server is not installed ({error})");
+            return None;
+        }
+    };
+    for _ in 0..200 {
+        if socket.exists() {
+            return Some((child, format!("unix://{}", socket.display())));
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("redis-server did not open {}", socket.display());
+}
+
+/// A replica on its own port and work directory; `redis` is its `[redis] url`, if any.
+fn replica(dir: &Path, name: &str, redis: Option<&str>) -> (Killed, String) {
+    let home = dir.join(name);
+    std::fs::create_dir_all(&home).unwrap();
+    let shared = redis.map_or_else(String::new, |url| {
+        format!("[redis]\nurl = \"{url}\"\nprefix = \"replicas-test\"\n")
+    });
+    std::fs::write(
+        home.join("gateway.toml"),
+        format!(
+            r#"{shared}
+[store]
+enabled = false
+
+[[providers]]
+name = "anthropic"
+kind = "sim"
+dialect = "anthropic"
+api_key = "sk-ant"
+
+[[models]]
+name = "claude"
+deployments = [{{ provider = "anthropic", target = "claude-sonnet-4-20250514" }}]
+"#
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            "gateway.toml",
+        ])
+        .current_dir(&home)
+        .env_remove("CROSSBAR_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("crossbar listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .to_owned();
+    (Killed(child), url)
+}
+
+fn tools() -> Value {
+    json!([{"type": "function", "function": {"name": "get_weather",
+        "description": "Current weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                       "required": ["city"], "additionalProperties": false}}}])
+}
+
+fn ask() -> Value {
+    json!({"role": "user", "content": "Use get_weather for Lima"})
+}
+
+/// The first turn on `url`: Claude thinks, then calls the tool. Returns the call.
+async fn first_turn(url: &str, stream: bool) -> Value {
+    let response = reqwest::Client::new()
+        .post(format!("{url}/v1/chat/completions"))
+        .json(
+            &json!({"model": "claude", "messages": [ask()], "tools": tools(),
+                      "reasoning_effort": "low", "stream": stream}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    if !stream {
+        let body: Value = response.json().await.unwrap();
+        return body["choices"][0]["message"]["tool_calls"][0].clone();
+    }
+    let text = response.text().await.unwrap();
+    let mut call = json!({"id": "", "type": "function", "function": {"name": "", "arguments": ""}});
+    for chunk in text
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .filter(|data| *data != "[DONE]")
+        .map(|data| serde_json::from_str::<Value>(data).unwrap())
+    {
+        let Some(fragment) = chunk["choices"]
+            .get(0)
+            .and_then(|c| c["delta"]["tool_calls"].get(0))
+        else {
+            continue;
+        };
+        if let Some(id) = fragment["id"].as_str() {
+            call["id"] = json!(id);
+            call["function"]["name"] = fragment["function"]["name"].clone();
+        }
+        let arguments = call["function"]["arguments"].as_str().unwrap().to_owned()
+            + fragment["function"]["arguments"].as_str().unwrap_or("");
+        call["function"]["arguments"] = json!(arguments);
+    }
+    call
+}
+
+/// The next turn on `url`, with the tool's result: the status and body.
+async fn next_turn(url: &str, call: &Value) -> (u16, Value) {
+    let id = call["id"].as_str().unwrap();
+    let response = reqwest::Client::new()
+        .post(format!("{url}/v1/chat/completions"))
+        .json(
+            &json!({"model": "claude", "reasoning_effort": "low", "tools": tools(),
+            "messages": [ask(), {"role": "assistant", "content": null, "tool_calls": [call]},
+                         {"role": "tool", "tool_call_id": id, "content": "LIMA-19C"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn thinking_comes_back_on_whichever_replica_the_next_turn_reaches() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_redis, redis_url)) = redis(dir.path()) else {
+        return;
+    };
+    let (_a, a) = replica(dir.path(), "a", Some(&redis_url));
+    let (_b, b) = replica(dir.path(), "b", Some(&redis_url));
+    let (_c, alone) = replica(dir.path(), "c", None);
+    for stream in [false, true] {
+        let call = first_turn(&a, stream).await;
+        assert!(
+            call["id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("toolu_")),
+            "stream={stream}: {call}"
+        );
+        // Replica B never saw the first turn: Redis gives it the thinking blocks.
+        let (status, body) = next_turn(&b, &call).await;
+        assert_eq!(status, 200, "stream={stream}: {body}");
+        let answer = body["choices"][0]["message"]["content"].as_str().unwrap();
+        assert!(answer.contains("LIMA-19C"), "{answer}");
+        // A replica without the shared store has nothing to give back: Claude refuses.
+        let (status, body) = next_turn(&alone, &call).await;
+        assert_eq!(status, 400, "stream={stream}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("thinking"), "{message}");
+    }
+}
