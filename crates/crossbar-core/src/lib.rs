@@ -17,6 +17,7 @@ pub mod pricing;
 pub mod provider;
 pub mod reasoning_memory;
 pub mod router;
+pub mod shared_kv;
 pub mod trace;
 
 pub use client::{ChatStream, ModelClient};

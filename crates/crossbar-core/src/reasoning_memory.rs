@@ -5,20 +5,20 @@
 //! tenant can never replay another's reasoning.
 //!
 //! Two tiers: a process-wide memory, bounded in entries, bytes and age, and in front of it, when
-//! the gateway has `[redis]`, a [`SharedReasoning`] store that every replica reads and writes, so
+//! the gateway has `[redis]`, a [`SharedKv`] store that every replica reads and writes, so
 //! the next turn of a conversation may reach any replica. An entry is written to both before the
 //! answer that produced it completes; a miss in memory asks the shared store; a shared store that
 //! fails is skipped (logged), leaving the process memory. A miss everywhere just means the
 //! provider sees the history as the client sent it.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, LazyLock, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
 use crate::chat::{ChatRequest, Family, Message, Reasoning, Role, StreamEvent};
+use crate::shared_kv::{SharedKv, SharedSlot};
 
 const CAPACITY: usize = 10_000;
 /// Bytes kept in all (reasoning as JSON, plus ids). Signed thinking can run to megabytes a
@@ -187,43 +187,24 @@ pub fn restore(request: &ChatRequest) -> Option<ChatRequest> {
     changed.then_some(restored)
 }
 
-/// A store of reasoning shared by the gateway's replicas (Redis). Values are the JSON of a
-/// `Vec<Reasoning>`; keys are `reasoning:{scope}:{tool call id}`, below the store's own prefix.
-pub trait SharedReasoning: Send + Sync {
-    /// The value under `key`, or `None` when there is none or the store cannot be reached.
-    fn load<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<String>>;
-    /// Keeps `value` under `key` for `ttl`; a failure is the store's to log.
-    fn save<'a>(&'a self, key: &'a str, value: String, ttl: Duration) -> BoxFuture<'a, ()>;
-}
-
 fn shared_key(scope: &str, id: &str) -> String {
     format!("reasoning:{scope}:{id}")
 }
 
-/// The reasoning memory of one gateway: the process memory, behind a shared store once one is
-/// attached. Cloning shares it.
-#[derive(Clone, Default)]
-pub struct Tiers(Arc<RwLock<Option<Arc<dyn SharedReasoning>>>>);
-
-impl std::fmt::Debug for Tiers {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tiers")
-            .field("shared", &self.shared().is_some())
-            .finish()
-    }
-}
+/// The reasoning memory of one gateway: the process memory, behind the replicas' shared store
+/// (values are the JSON of a `Vec<Reasoning>` under `reasoning:{scope}:{tool call id}`) once one
+/// is attached. Cloning shares it.
+#[derive(Clone, Debug, Default)]
+pub struct Tiers(SharedSlot);
 
 impl Tiers {
-    /// Puts a shared store in front of the process memory.
-    pub fn attach(&self, shared: Arc<dyn SharedReasoning>) {
-        *self.0.write().unwrap_or_else(PoisonError::into_inner) = Some(shared);
+    /// The memory behind the store `slot` holds, once attached.
+    pub fn new(slot: SharedSlot) -> Self {
+        Self(slot)
     }
 
-    fn shared(&self) -> Option<Arc<dyn SharedReasoning>> {
-        self.0
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+    fn shared(&self) -> Option<Arc<dyn SharedKv>> {
+        self.0.get()
     }
 
     /// Keeps `reasoning` for tool call `id` in this process and in the shared store.
@@ -397,6 +378,8 @@ mod tests {
         assert!(restore(&other).is_none());
     }
 
+    use futures::future::BoxFuture;
+
     /// A shared store in a map, counting its calls.
     #[derive(Default)]
     struct FakeShared(
@@ -404,7 +387,7 @@ mod tests {
         std::sync::atomic::AtomicUsize,
     );
 
-    impl SharedReasoning for FakeShared {
+    impl SharedKv for FakeShared {
         fn load<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<String>> {
             self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let value = self.0.lock().unwrap().get(key).cloned();
@@ -435,8 +418,9 @@ mod tests {
     #[tokio::test]
     async fn the_shared_tier_serves_other_replicas_within_a_scope() {
         let shared = Arc::new(FakeShared::default());
-        let tiers = Tiers::default();
-        tiers.attach(Arc::clone(&shared) as _);
+        let slot = SharedSlot::default();
+        let tiers = Tiers::new(slot.clone());
+        slot.attach(Arc::clone(&shared) as _);
         // As if another replica had remembered it: only the shared store has it.
         let blocks = block("signed elsewhere");
         shared.0.lock().unwrap().insert(

@@ -96,7 +96,7 @@ impl Gateway {
             None => None,
         };
         if let Some(shared) = &shared {
-            router.share_reasoning(Arc::clone(shared) as _);
+            router.share_state(Arc::clone(shared) as _);
         }
         let health_sync = shared.as_ref().map(|shared| {
             tracing::info!(

@@ -388,7 +388,7 @@ impl Shared {
     }
 }
 
-/// How long a turn waits on Redis for reasoning before going on with this replica's memory.
+/// How long a turn waits on Redis for a shared value before going on with this replica's own.
 const REASONING_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Logs and counts a Redis call that did not answer in time.
@@ -400,11 +400,10 @@ fn timed_out(what: &str) {
     );
 }
 
-/// Signed reasoning in Redis (`{prefix}:reasoning:{key id}:{tool call id}`, with the memory's
-/// age as TTL), so a conversation's next turn finds its thinking blocks on any replica. A
-/// failure is logged and counted like every shared-state error; the replica then has its own
-/// memory only.
-impl crossbar_core::reasoning_memory::SharedReasoning for Shared {
+/// Values the router shares in Redis (`{prefix}:{key}`): signed reasoning, so a conversation's
+/// next turn finds its thinking blocks on any replica, and prompt-cache affinity. A failure is
+/// logged and counted like every shared-state error; the replica then has its own memory only.
+impl crossbar_core::shared_kv::SharedKv for Shared {
     fn load<'a>(&'a self, key: &'a str) -> futures::future::BoxFuture<'a, Option<String>> {
         Box::pin(async move {
             let mut conn = self.conn.clone();
@@ -415,11 +414,11 @@ impl crossbar_core::reasoning_memory::SharedReasoning for Shared {
             match tokio::time::timeout(REASONING_TIMEOUT, get).await {
                 Ok(Ok(value)) => value,
                 Ok(Err(e)) => {
-                    degraded("reasoning_load", &e);
+                    degraded("kv_load", &e);
                     None
                 }
                 Err(_) => {
-                    timed_out("reasoning_load");
+                    timed_out("kv_load");
                     None
                 }
             }
@@ -444,8 +443,8 @@ impl crossbar_core::reasoning_memory::SharedReasoning for Shared {
             let set = command.query_async::<()>(&mut conn);
             match tokio::time::timeout(REASONING_TIMEOUT, set).await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => degraded("reasoning_save", &e),
-                Err(_) => timed_out("reasoning_save"),
+                Ok(Err(e)) => degraded("kv_save", &e),
+                Err(_) => timed_out("kv_save"),
             }
         })
     }

@@ -1,7 +1,7 @@
 //! Two `crossbar serve` processes behind one (imagined) load balancer, sharing a real
 //! `redis-server`: an OpenAI Chat client talking to Claude with thinking and tools gets its
-//! thinking blocks back whichever replica its next turn reaches. Without the shared store the
-//! other replica has nothing to give back, and Anthropic's own 400 says so (the control).
+//! thinking blocks back whichever replica its next turn reaches, and a long prompt prefix stays
+//! on the deployment that holds its cache. A replica without the shared store is the control.
 //!
 //! Needs `redis-server` on the PATH (CI installs it); without it the test says so and passes,
 //! unless `CROSSBAR_REQUIRE_REDIS` is set, as CI does.
@@ -83,9 +83,26 @@ kind = "sim"
 dialect = "anthropic"
 api_key = "sk-ant"
 
+[[providers]]
+name = "anthropic-eu"
+kind = "sim"
+dialect = "anthropic"
+api_key = "sk-ant"
+
 [[models]]
 name = "claude"
 deployments = [{{ provider = "anthropic", target = "claude-sonnet-4-20250514" }}]
+
+[[models]]
+name = "claude-cached"
+deployments = [
+  {{ provider = "anthropic", target = "claude-sonnet-4-20250514", price = {{ input = 3.0, output = 15.0 }} }},
+  {{ provider = "anthropic-eu", target = "claude-sonnet-4-20250514", price = {{ input = 6.0, output = 30.0 }} }},
+]
+
+[routes.claude-cached]
+objective = "cost"
+explore = 0.0
 "#
         ),
     )
@@ -215,4 +232,53 @@ async fn thinking_comes_back_on_whichever_replica_the_next_turn_reaches() {
         let message = body["error"]["message"].as_str().unwrap();
         assert!(message.contains("thinking"), "{message}");
     }
+}
+
+/// Sends a turn of a conversation with a long prefix (a cacheable system prompt and the first
+/// question) to `url`, pinned to a provider if asked; returns the deployment that answered.
+async fn cached_turn(url: &str, later: Option<&str>, pin: Option<&str>) -> String {
+    let system = "You are a careful assistant for the Lima weather desk. ".repeat(120);
+    let mut messages = vec![
+        json!({"role": "system", "content": system}),
+        json!({"role": "user", "content": "What is the weather?"}),
+    ];
+    if let Some(later) = later {
+        messages.push(json!({"role": "assistant", "content": "Sunny, 19C."}));
+        messages.push(json!({"role": "user", "content": later}));
+    }
+    let mut request = reqwest::Client::new()
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&json!({"model": "claude-cached", "messages": messages}));
+    if let Some(provider) = pin {
+        request = request.header("x-crossbar-provider", provider);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.headers()["x-crossbar-deployment"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A prefix first served by the dearer deployment (pinned there on replica A) stays there on
+/// replica B, which on its own would pick the cheaper one — as replica C without Redis does.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prompt_prefix_stays_on_its_deployment_across_replicas() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_redis, redis_url)) = redis(dir.path()) else {
+        return;
+    };
+    let (_a, a) = replica(dir.path(), "a", Some(&redis_url));
+    let (_b, b) = replica(dir.path(), "b", Some(&redis_url));
+    let (_c, alone) = replica(dir.path(), "c", None);
+    let first = cached_turn(&a, None, Some("anthropic-eu")).await;
+    assert_eq!(first, "claude-cached@anthropic-eu");
+    assert_eq!(
+        cached_turn(&b, Some("And tomorrow?"), None).await,
+        "claude-cached@anthropic-eu"
+    );
+    assert_eq!(
+        cached_turn(&alone, Some("And tomorrow?"), None).await,
+        "claude-cached@anthropic"
+    );
 }

@@ -254,8 +254,8 @@ pub struct Router {
     patterns: Vec<(String, String)>,
     upstream: Arc<dyn Upstream>,
     affinity: affinity::Affinity,
-    /// Signed reasoning remembered for later turns, shared by the providers.
-    reasoning: crate::reasoning_memory::Tiers,
+    /// The replicas' shared store (Redis), once connected: reasoning and affinity go through it.
+    shared: crate::shared_kv::SharedSlot,
     /// Exploration and backoff jitter; seeded so a run replays.
     rng: Mutex<StdRng>,
 }
@@ -303,7 +303,8 @@ impl Router {
         endpoints: &HashMap<String, String>,
         upstream: Arc<dyn Upstream>,
     ) -> Result<Self, ConfigError> {
-        let reasoning = crate::reasoning_memory::Tiers::default();
+        let shared = crate::shared_kv::SharedSlot::default();
+        let reasoning = crate::reasoning_memory::Tiers::new(shared.clone());
         let mut providers = HashMap::new();
         for provider in &config.providers {
             let name = provider.name.get_ref();
@@ -385,14 +386,14 @@ impl Router {
             patterns,
             upstream,
             affinity: affinity::Affinity::default(),
-            reasoning,
+            shared,
             rng: Mutex::new(StdRng::seed_from_u64(0)),
         })
     }
 
-    /// Puts a store shared by the replicas (Redis) in front of the process's reasoning memory.
-    pub fn share_reasoning(&self, shared: Arc<dyn crate::reasoning_memory::SharedReasoning>) {
-        self.reasoning.attach(shared);
+    /// Shares reasoning and prompt-cache affinity with the other replicas through `shared`.
+    pub fn share_state(&self, shared: Arc<dyn crate::shared_kv::SharedKv>) {
+        self.shared.attach(shared);
     }
 
     /// Reseeds exploration and jitter (simulations compare policies on the same draws).
@@ -790,6 +791,51 @@ impl Router {
         }
     }
 
+    /// With a store shared by the replicas, a prefix this replica has not seen goes where
+    /// another replica placed it, if that deployment is a candidate and available: the first
+    /// placement is the routing policy's (cost, latency, health), and every replica follows it.
+    async fn shared_affinity(&self, plan: &mut Plan) {
+        let (Some(key), None, Some(settings), Some(shared)) = (
+            plan.affinity_key,
+            plan.affinity_hit,
+            plan.route.affinity,
+            self.shared.get(),
+        ) else {
+            return;
+        };
+        let Some(id) = shared.load(&shared_affinity_key(key)).await else {
+            return;
+        };
+        let now = Instant::now();
+        if let Some(position) = plan
+            .candidates
+            .iter()
+            .position(|c| c.deployment.id() == id && c.deployment.available(now))
+        {
+            plan.candidates[..=position].rotate_right(1);
+            let index = plan.candidates[0].deployment.index;
+            plan.affinity_hit = Some(index);
+            self.affinity.remember(key, index, now, settings.ttl);
+        }
+    }
+
+    /// Tells the other replicas where a prefix was placed, when that is news: a first placement,
+    /// or a move away from a deployment that failed.
+    async fn share_affinity(&self, plan: &Plan, candidate: &Candidate) {
+        if let (Some(key), Some(settings), Some(shared)) =
+            (plan.affinity_key, plan.route.affinity, self.shared.get())
+            && plan.affinity_hit != Some(candidate.deployment.index)
+        {
+            shared
+                .save(
+                    &shared_affinity_key(key),
+                    candidate.deployment.id(),
+                    settings.ttl,
+                )
+                .await;
+        }
+    }
+
     fn remember_affinity(&self, plan: &Plan, candidate: &Candidate) {
         if let (Some(key), Some(settings)) = (plan.affinity_key, plan.route.affinity) {
             self.affinity.remember(
@@ -840,11 +886,14 @@ impl Router {
         request: &ChatRequest,
         preferences: &Preferences,
     ) -> Result<Routed<ChatResponse>> {
-        let plan = self.chat_plan(request, preferences, false)?;
+        let mut plan = self.chat_plan(request, preferences, false)?;
+        self.shared_affinity(&mut plan).await;
         let upstream = &self.upstream;
         let won = attempt::execute(&plan, &self.rng, |d| upstream.chat(d, request))
             .await
             .map_err(|failed| failed.report(preferences))?;
+        self.share_affinity(&plan, &plan.candidates[won.candidate])
+            .await;
         let usage = won.value.usage;
         Ok(self.finish(&plan, won, usage))
     }
@@ -861,7 +910,8 @@ impl Router {
         request: &ChatRequest,
         preferences: &Preferences,
     ) -> Result<Routed<ChatStream>> {
-        let plan = self.chat_plan(request, preferences, true)?;
+        let mut plan = self.chat_plan(request, preferences, true)?;
+        self.shared_affinity(&mut plan).await;
         let upstream = &self.upstream;
         let won = attempt::execute(&plan, &self.rng, |d| {
             Box::pin(async move {
@@ -874,6 +924,7 @@ impl Router {
         .map_err(|failed| failed.report(preferences))?;
         let candidate = &plan.candidates[won.candidate];
         self.remember_affinity(&plan, candidate);
+        self.share_affinity(&plan, candidate).await;
         let (prefix, rest) = won.value;
         let completion = Completion::new(&plan, won.candidate);
         let stream = recorded(prefix, rest, completion, won.started, won.first_token);
@@ -1069,4 +1120,10 @@ fn reserved_prompt_tokens(deployment: &Deployment, raw: f64) -> u64 {
     let calibration = deployment.live().stats.calibration.unwrap_or(1.0);
     // Saturating float-to-int conversion: an absurd estimate caps, never wraps.
     (raw * calibration.max(1.0)).ceil() as u64
+}
+
+/// Where a prompt prefix's deployment is shared: the prefix hash is the same on every replica
+/// (the same build hashes the same bytes alike).
+fn shared_affinity_key(key: u64) -> String {
+    format!("affinity:{key:016x}")
 }

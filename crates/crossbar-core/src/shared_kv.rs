@@ -1,0 +1,42 @@
+//! What the gateway's replicas share besides limits and health: small values under keys, with a
+//! time to live (signed reasoning, prompt-cache affinity). Implemented on Redis by the server;
+//! absent, each replica keeps its own.
+
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+/// A key-value store the replicas share. Keys are given without the store's own prefix.
+pub trait SharedKv: Send + Sync {
+    /// The value under `key`, or `None` when there is none or the store cannot be reached
+    /// (which the store logs).
+    fn load<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<String>>;
+    /// Keeps `value` under `key` for `ttl`; a failure is the store's to log.
+    fn save<'a>(&'a self, key: &'a str, value: String, ttl: Duration) -> BoxFuture<'a, ()>;
+}
+
+/// Where a gateway's shared store goes once it is connected; clones share the slot.
+#[derive(Clone, Default)]
+pub struct SharedSlot(Arc<RwLock<Option<Arc<dyn SharedKv>>>>);
+
+impl std::fmt::Debug for SharedSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("SharedSlot")
+            .field(&self.get().is_some())
+            .finish()
+    }
+}
+
+impl SharedSlot {
+    pub fn attach(&self, shared: Arc<dyn SharedKv>) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = Some(shared);
+    }
+
+    pub fn get(&self) -> Option<Arc<dyn SharedKv>> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
