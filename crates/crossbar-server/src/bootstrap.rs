@@ -169,6 +169,21 @@ type OpenedStore = (
     Option<Background>,
 );
 
+/// Where usage records wait when the store cannot take them: beside a SQLite file
+/// (`crossbar.db` → `crossbar.db.usage.spool`), in the working directory for PostgreSQL, none
+/// for an in-memory database (it cannot outlive the process anyway).
+fn spool_path(url: &str) -> Option<std::path::PathBuf> {
+    let Some(rest) = url.strip_prefix("sqlite:") else {
+        return Some("crossbar-usage.spool".into());
+    };
+    let file = rest.trim_start_matches("//");
+    let file = file.split('?').next().unwrap_or_default();
+    if file.is_empty() || file.starts_with(":memory:") || url.contains("mode=memory") {
+        return None;
+    }
+    Some(format!("{file}.usage.spool").into())
+}
+
 /// Opens the store (migrating it), starts its writer and, with a retention age, the task that
 /// deletes old records and old stored responses.
 async fn open_store(config: &Config) -> Result<OpenedStore, ConfigError> {
@@ -194,6 +209,7 @@ async fn open_store(config: &Config) -> Result<OpenedStore, ConfigError> {
         WriterSettings {
             capacity: config.store.queue_capacity(),
             batch: config.store.batch_size(),
+            spool: spool_path(config.store.url()),
             ..WriterSettings::default()
         },
     );
@@ -220,4 +236,32 @@ async fn open_store(config: &Config) -> Result<OpenedStore, ConfigError> {
         Some(writer),
         retention,
     ))
+}
+
+#[cfg(test)]
+mod spool_tests {
+    use super::spool_path;
+
+    #[test]
+    fn the_spool_sits_beside_the_database() {
+        for (url, spool) in [
+            (
+                "sqlite://crossbar.db?mode=rwc",
+                Some("crossbar.db.usage.spool"),
+            ),
+            (
+                "sqlite:///var/lib/crossbar/u.db",
+                Some("/var/lib/crossbar/u.db.usage.spool"),
+            ),
+            ("sqlite::memory:", None),
+            ("sqlite://x.db?mode=memory&cache=shared", None),
+            ("postgres://u:p@db/crossbar", Some("crossbar-usage.spool")),
+        ] {
+            assert_eq!(
+                spool_path(url).map(|p| p.display().to_string()),
+                spool.map(str::to_owned),
+                "{url}"
+            );
+        }
+    }
 }

@@ -1,6 +1,12 @@
-//! Getting records to the store without making requests wait: a bounded queue drained in
-//! batches by one task, and retention that deletes old records a small batch at a time.
+//! Getting records to the store without making requests wait, and without losing one: a
+//! bounded queue drained in batches by one task; what the queue cannot take (full under load,
+//! or closed at shutdown) and what the store refuses (down) goes to a spool file on disk, one
+//! JSON record a line, which the task writes to the store once it takes records again — and
+//! at the next start, if the process died first. Retention deletes old records a small batch
+//! at a time.
 
+use std::io::{BufRead, Write as _};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -14,7 +20,7 @@ use crate::model::UsageRecord;
 use crate::{ResponseStore, Result, Store, now_ms};
 
 /// Queue and batch sizes.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct WriterSettings {
     /// Records waiting beyond this many are refused (counted and logged, not blocking).
     pub capacity: usize,
@@ -23,6 +29,9 @@ pub struct WriterSettings {
     /// How long a batch waits for more records before it is written: one transaction (and
     /// one wake-up of the database's thread) per interval rather than per request.
     pub linger: Duration,
+    /// The spool file; `None` keeps the old behaviour of counting and logging what cannot be
+    /// queued or written (only for stores that cannot outlive the process anyway).
+    pub spool: Option<PathBuf>,
 }
 
 impl Default for WriterSettings {
@@ -31,7 +40,114 @@ impl Default for WriterSettings {
             capacity: 10_000,
             batch: 256,
             linger: Duration::from_millis(50),
+            spool: None,
         }
+    }
+}
+
+/// Records on disk, one JSON line each, waiting for the store.
+#[derive(Debug)]
+struct Spool {
+    path: PathBuf,
+    /// Serializes appends from request threads (a line is written whole).
+    file: std::sync::Mutex<()>,
+    /// Records appended and not yet written to the store.
+    pending: AtomicU64,
+}
+
+impl Spool {
+    fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            file: std::sync::Mutex::new(()),
+            pending: AtomicU64::new(0),
+        }
+    }
+
+    /// Appends records; `false` if the disk refused them too (then they are logged).
+    fn append(&self, records: &[UsageRecord]) -> bool {
+        let mut text = String::new();
+        for record in records {
+            match serde_json::to_string(record) {
+                Ok(line) => {
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+                Err(error) => tracing::error!("usage record not serializable: {error}"),
+            }
+        }
+        let _guard = self
+            .file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .and_then(|mut file| {
+                file.write_all(text.as_bytes())?;
+                file.flush()
+            });
+        match written {
+            Ok(()) => {
+                self.pending
+                    .fetch_add(records.len() as u64, Ordering::Relaxed);
+                metrics::counter!("crossbar_store_spooled_total").increment(records.len() as u64);
+                true
+            }
+            Err(error) => {
+                tracing::error!(
+                    records = records.len(),
+                    path = %self.path.display(),
+                    "spooling usage records failed: {error}"
+                );
+                false
+            }
+        }
+    }
+
+    /// Takes the spool (and any left by an earlier process) for writing to the store: renamed
+    /// first, so appends go on into a fresh file meanwhile and no other replica claims it.
+    fn claim(&self) -> Vec<PathBuf> {
+        let _guard = self
+            .file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let dir = self
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let stem = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut claimed = Vec::new();
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return claimed;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // `usage.spool` itself, and `usage.spool.<pid>.replay` files a dead process left.
+            let ours = name == stem
+                || (name.starts_with(&format!("{stem}."))
+                    && name.ends_with(".replay")
+                    && !name.contains(&format!(".{}.", std::process::id())));
+            if !ours {
+                continue;
+            }
+            let target = dir.join(format!(
+                "{stem}.{}.{}.replay",
+                std::process::id(),
+                claimed.len()
+            ));
+            if std::fs::rename(entry.path(), &target).is_ok() {
+                claimed.push(target);
+            }
+        }
+        self.pending.store(0, Ordering::Relaxed);
+        claimed
     }
 }
 
@@ -44,6 +160,7 @@ pub struct UsageWriter {
     tx: mpsc::Sender<UsageRecord>,
     capacity: usize,
     dropped: Arc<AtomicU64>,
+    spool: Option<Arc<Spool>>,
     task: Arc<Mutex<Option<Drain>>>,
 }
 
@@ -53,12 +170,14 @@ impl UsageWriter {
         let capacity = settings.capacity.max(1);
         let (tx, rx) = mpsc::channel(capacity);
         let (stop_tx, stop_rx) = oneshot::channel();
+        let spool = settings.spool.map(|path| Arc::new(Spool::new(path)));
         let task = tokio::spawn(drain(
             store,
             rx,
             stop_rx,
             settings.batch.max(1),
             settings.linger,
+            spool.clone(),
         ));
         // Present from the start, so a dashboard can tell "no drops" from "no data".
         metrics::counter!("crossbar_store_dropped_total").increment(0);
@@ -67,12 +186,14 @@ impl UsageWriter {
             tx,
             capacity,
             dropped: Arc::new(AtomicU64::new(0)),
+            spool,
             task: Arc::new(Mutex::new(Some((stop_tx, task)))),
         }
     }
 
-    /// Queues a record without waiting. A full (or closed) queue refuses it: the refusal is
-    /// counted in `crossbar_store_dropped_total` and logged, and `false` returned.
+    /// Queues a record without waiting. What a full (or closed) queue cannot take goes to the
+    /// spool; only without one (or when the disk refuses it too) is it counted in
+    /// `crossbar_store_dropped_total`, logged, and `false` returned.
     pub fn submit(&self, record: UsageRecord) -> bool {
         match self.tx.try_send(record) {
             Ok(()) => {
@@ -83,6 +204,11 @@ impl UsageWriter {
                 let record = match error {
                     mpsc::error::TrySendError::Full(r) | mpsc::error::TrySendError::Closed(r) => r,
                 };
+                if let Some(spool) = &self.spool
+                    && spool.append(std::slice::from_ref(&record))
+                {
+                    return true;
+                }
                 let total = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 metrics::counter!("crossbar_store_dropped_total").increment(1);
                 tracing::warn!(
@@ -105,6 +231,13 @@ impl UsageWriter {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// Records in the spool, waiting for the store.
+    pub fn spooled(&self) -> u64 {
+        self.spool
+            .as_ref()
+            .map_or(0, |spool| spool.pending.load(Ordering::Relaxed))
+    }
+
     /// Writes everything queued so far and stops the task; later submissions are refused.
     /// Called after the server's drain, so every finished request's record is written.
     pub async fn flush_and_stop(&self) {
@@ -124,8 +257,11 @@ async fn drain(
     mut stop: oneshot::Receiver<()>,
     batch: usize,
     linger: Duration,
+    spool: Option<Arc<Spool>>,
 ) {
     let mut buffer = Vec::with_capacity(batch);
+    // Whatever an earlier process left behind goes first.
+    replay(&*store, spool.as_deref(), batch).await;
     loop {
         tokio::select! {
             biased;
@@ -143,38 +279,108 @@ async fn drain(
                         () = &mut deadline => break,
                     }
                 }
-                write(&*store, &mut buffer).await;
+                if write(&*store, &mut buffer, spool.as_deref()).await && rx.is_empty() {
+                    // The store takes records and the queue is drained: catch up on the spool.
+                    replay(&*store, spool.as_deref(), batch).await;
+                }
+            }
+            () = tokio::time::sleep(SPOOL_RETRY), if spool.as_ref().is_some_and(|s| s.pending.load(Ordering::Relaxed) > 0) => {
+                replay(&*store, spool.as_deref(), batch).await;
             }
             _ = &mut stop => break,
         }
     }
-    // Stopping: refuse new records, then write what is already queued.
+    // Stopping: refuse new records (they go to the spool), then write what is already queued
+    // and what waits in the spool; what the store still refuses stays there for the next start.
     rx.close();
     while rx.recv_many(&mut buffer, batch).await > 0 {
-        write(&*store, &mut buffer).await;
+        write(&*store, &mut buffer, spool.as_deref()).await;
     }
+    replay(&*store, spool.as_deref(), batch).await;
     metrics::gauge!("crossbar_store_queue_depth").set(0.0);
 }
 
-/// Writes one batch, retrying once: a record that cannot be written is logged, never lost
-/// silently.
-async fn write(store: &dyn Store, buffer: &mut Vec<UsageRecord>) {
+/// How often a spool waiting on a store that refused records is tried again.
+const SPOOL_RETRY: Duration = Duration::from_secs(2);
+
+/// Writes the spool's records to the store, a batch at a time; a file the store refuses stays
+/// (under its claimed name) for the next try.
+async fn replay(store: &dyn Store, spool: Option<&Spool>, batch: usize) {
+    let Some(spool) = spool else {
+        return;
+    };
+    for path in spool.claim() {
+        let records = match std::fs::File::open(&path) {
+            Ok(file) => std::io::BufReader::new(file)
+                .lines()
+                .map_while(std::result::Result::ok)
+                .filter(|line| !line.trim().is_empty())
+                .filter_map(|line| match serde_json::from_str::<UsageRecord>(&line) {
+                    Ok(record) => Some(record),
+                    Err(error) => {
+                        tracing::error!(path = %path.display(), "unreadable spooled record: {error}");
+                        None
+                    }
+                })
+                .collect::<Vec<_>>(),
+            Err(error) => {
+                tracing::error!(path = %path.display(), "reading the spool failed: {error}");
+                continue;
+            }
+        };
+        let mut all_written = true;
+        for chunk in records.chunks(batch) {
+            if store.insert_usage(chunk).await.is_err() {
+                all_written = false;
+                break;
+            }
+            metrics::counter!("crossbar_store_written_total").increment(chunk.len() as u64);
+        }
+        if all_written {
+            let _ = std::fs::remove_file(&path);
+            tracing::info!(
+                records = records.len(),
+                "spooled usage records written to the store"
+            );
+        } else {
+            // Back in line with what came since: the same records, appended again, and this
+            // claimed copy removed, so nothing is written twice by a later claim.
+            let unwritten: Vec<UsageRecord> = records;
+            if spool.append(&unwritten) {
+                let _ = std::fs::remove_file(&path);
+            }
+            return;
+        }
+    }
+}
+
+/// Writes one batch, retrying once; a batch the store refuses goes to the spool (or, without
+/// one, is counted and logged). Returns whether the store took it.
+async fn write(store: &dyn Store, buffer: &mut Vec<UsageRecord>, spool: Option<&Spool>) -> bool {
     let mut result = store.insert_usage(buffer).await;
     if result.is_err() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         result = store.insert_usage(buffer).await;
     }
-    match result {
-        Ok(()) => metrics::counter!("crossbar_store_written_total").increment(buffer.len() as u64),
+    let written = match result {
+        Ok(()) => {
+            metrics::counter!("crossbar_store_written_total").increment(buffer.len() as u64);
+            true
+        }
         Err(error) => {
-            metrics::counter!("crossbar_store_dropped_total").increment(buffer.len() as u64);
-            tracing::error!(
+            tracing::warn!(
                 records = buffer.len(),
                 "writing usage records failed: {error}"
             );
+            if !spool.is_some_and(|spool| spool.append(buffer)) {
+                metrics::counter!("crossbar_store_dropped_total").increment(buffer.len() as u64);
+                tracing::error!(records = buffer.len(), "usage records lost");
+            }
+            false
         }
-    }
+    };
     buffer.clear();
+    written
 }
 
 /// One kind of record retention deletes once it is older than `max_age`.
