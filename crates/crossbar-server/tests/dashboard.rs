@@ -35,29 +35,11 @@ fn store_path() -> String {
 }
 
 /// Two clouds answering, one deployment that always fails with 503 (first choice: cheapest).
-const PROVIDERS: &str = r#"
-[[providers]]
-name = "sim-openai"
-kind = "sim"
-dialect = "openai"
-cloud = "openai"
-region = "us"
-
-[[providers]]
-name = "sim-azure"
-kind = "sim"
-dialect = "azure"
-cloud = "azure"
-region = "eastus"
-
-[[providers]]
-name = "broken"
-kind = "sim"
-dialect = "openai"
-cloud = "aws"
-region = "us-east-1"
-sim = { error_rate = 1.0, error_status = 503 }
-
+const PROVIDERS: &str = concat!(
+    crossbar_testkit::sim_openai!(),
+    crossbar_testkit::sim_azure!(),
+    crossbar_testkit::broken_openai!(),
+    r#"
 [[models]]
 name = "chat"
 deployments = [
@@ -70,7 +52,8 @@ deployments = [
   { provider = "broken", target = "gpt-4o", price = { input = 1.0, output = 1.0 } },
   { provider = "sim-azure", target = "gpt4o-prod", price = { input = 3.0, output = 12.0 } },
 ]
-"#;
+"#
+);
 
 async fn open_gateway() -> TestGateway {
     start(&format!("[store]\nurl = \"{}\"\n{PROVIDERS}", store_path())).await

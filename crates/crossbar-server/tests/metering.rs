@@ -29,29 +29,11 @@ fn store_section() -> String {
 }
 
 /// Prices chosen so every token kind has a distinct rate: $2.50 in, $10 out per million.
-const PROVIDERS: &str = r#"
-[[providers]]
-name = "sim-openai"
-kind = "sim"
-dialect = "openai"
-cloud = "openai"
-region = "us"
-
-[[providers]]
-name = "sim-azure"
-kind = "sim"
-dialect = "azure"
-cloud = "azure"
-region = "eastus"
-
-[[providers]]
-name = "broken"
-kind = "sim"
-dialect = "openai"
-cloud = "aws"
-region = "us-east-1"
-sim = { error_rate = 1.0, error_status = 503 }
-
+const PROVIDERS: &str = concat!(
+    crossbar_testkit::sim_openai!(),
+    crossbar_testkit::sim_azure!(),
+    crossbar_testkit::broken_openai!(),
+    r#"
 [[providers]]
 name = "cutting"
 kind = "sim"
@@ -94,7 +76,8 @@ deployments = [{ provider = "cutting", target = "gpt-4o", price = { input = 2.5,
 [[models]]
 name = "embed"
 deployments = [{ provider = "sim-openai", target = "text-embedding-3-small", price = { input = 0.02 } }]
-"#;
+"#
+);
 
 async fn gateway() -> TestGateway {
     start(&format!("{}{PROVIDERS}", store_section())).await

@@ -1,114 +1,14 @@
-//! Starts a real gateway on 127.0.0.1:0 in front of in-process simulators.
+//! The kit's in-process gateway (`start`, `TestGateway`) and answer readers, and this suite's
+//! two-cloud catalog.
 
-#![allow(
-    dead_code,
-    reason = "each test binary uses a different subset of these helpers"
-)]
-#![expect(
-    clippy::unwrap_used,
-    clippy::panic,
-    reason = "test helpers: a failure fails the test"
-)]
-
-use std::time::Duration;
-
-use crossbar_core::config::Config;
-use crossbar_server::{Gateway, ServeLimits, app, serve};
-use crossbar_sim::SimServer;
-use serde_json::{Value, json};
-
-pub struct TestGateway {
-    pub url: String,
-    pub gateway: Gateway,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl TestGateway {
-    pub fn sim(&self, provider: &str) -> &SimServer {
-        &self.gateway.sims[provider]
-    }
-
-    pub fn client(&self) -> reqwest::Client {
-        reqwest::Client::new()
-    }
-
-    pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
-        self.client()
-            .post(format!("{}{path}", self.url))
-            .json(body)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client()
-            .get(format!("{}{path}", self.url))
-            .send()
-            .await
-            .unwrap()
-    }
-
-    /// Stops accepting and drains, like SIGTERM does.
-    pub fn shutdown(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
-pub async fn start(config: &str) -> TestGateway {
-    start_with_grace(config, Duration::from_secs(5)).await
-}
-
-pub async fn start_with_grace(config: &str, grace: Duration) -> TestGateway {
-    // Tests that do not ask for a store get none, rather than a `crossbar.db` in the crate.
-    let config = if config.contains("[store]") {
-        config.to_owned()
-    } else {
-        format!("{config}\n[store]\nenabled = false\n")
-    };
-    let config = Config::from_toml(&config, "test.toml").unwrap();
-    let gateway = Gateway::build(&config).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(serve(
-        listener,
-        app(gateway.state.clone()),
-        async move {
-            let _ = rx.await;
-        },
-        ServeLimits {
-            grace,
-            ..ServeLimits::of(&config.server)
-        },
-    ));
-    TestGateway {
-        url,
-        gateway,
-        shutdown: Some(tx),
-        task,
-    }
-}
+pub use crossbar_testkit::gateway::*;
 
 /// Two simulated clouds (OpenAI and Azure dialects) serving `chat` and `embed`, with no latency.
-pub const TWO_CLOUDS: &str = r#"
-[[providers]]
-name = "sim-openai"
-kind = "sim"
-dialect = "openai"
-cloud = "openai"
-region = "us"
-
-[[providers]]
-name = "sim-azure"
-kind = "sim"
-dialect = "azure"
-cloud = "azure"
-region = "eastus"
-api_key = "azure-secret-key"
+#[allow(dead_code, reason = "each test binary uses part of this module")]
+pub const TWO_CLOUDS: &str = concat!(
+    crossbar_testkit::sim_openai!(),
+    crossbar_testkit::sim_azure!(),
+    r#"api_key = "azure-secret-key"
 sim = { api_key = "azure-secret-key" }
 
 [[models]]
@@ -125,70 +25,5 @@ deployments = [{ provider = "sim-azure", target = "gpt4o-prod" }]
 [[models]]
 name = "embed"
 deployments = [{ provider = "sim-openai", target = "text-embedding-3-small" }]
-"#;
-
-pub fn user(text: &str) -> Value {
-    json!({"role": "user", "content": text})
-}
-
-/// Reads an SSE body into its `data:` payloads.
-pub async fn sse_data(response: reqwest::Response) -> (Vec<String>, Result<(), String>) {
-    let mut frames = Vec::new();
-    let text = match response.text().await {
-        Ok(text) => text,
-        Err(e) => return (frames, Err(e.to_string())),
-    };
-    for block in text.split("\n\n") {
-        for line in block.lines() {
-            if let Some(data) = line.strip_prefix("data: ") {
-                frames.push(data.to_owned());
-            }
-        }
-    }
-    (frames, Ok(()))
-}
-
-pub fn weather_tools() -> Value {
-    json!([
-        {"type": "function", "function": {"name": "get_weather", "description": "Current weather for a city",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}},
-                "required": ["city", "unit"], "additionalProperties": false}}},
-        {"type": "function", "function": {"name": "get_time", "description": "Local time in a city",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
-    ])
-}
-
-/// Waits until `check` holds, polling; panics after 10 s.
-pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    for _ in 0..200 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
-
-/// The JSON chunks of an OpenAI stream's `data:` payloads, without `[DONE]`.
-pub fn chunks(frames: &[String]) -> Vec<Value> {
-    frames
-        .iter()
-        .filter(|f| f.as_str() != "[DONE]")
-        .map(|f| serde_json::from_str(f).unwrap())
-        .collect()
-}
-
-/// The text content of an OpenAI stream's chunks.
-pub fn streamed_text(chunks: &[Value]) -> String {
-    chunks
-        .iter()
-        .filter_map(|c| c["choices"].get(0)?["delta"]["content"].as_str())
-        .collect()
-}
-
-/// The status and JSON body of an error answer, which must be JSON.
-pub async fn error_of(response: reqwest::Response) -> (u16, Value) {
-    let status = response.status().as_u16();
-    assert_eq!(response.headers()["content-type"], "application/json");
-    (status, response.json().await.unwrap())
-}
+"#
+);

@@ -21,10 +21,9 @@ mod upstream;
 use std::fmt::Write as _;
 
 use client::{Call, Finish, Ingress, Reply, Spec, Turn};
-use crossbar_core::config::Config;
-use crossbar_server::{Gateway, ServeLimits, app, serve};
 use crossbar_sim::{RecordedRequest, SimConfig, SimDialect, SimServer};
-use crossbar_testkit::{openapi, smithy};
+use crossbar_testkit::gateway::TestGateway;
+use crossbar_testkit::{openapi, providers, smithy};
 use serde_json::{Value, json};
 use upstream::Wire;
 
@@ -90,22 +89,8 @@ fn expectation(provider: &str, ingress: Ingress, case: &str) -> Option<Expect> {
     }
 }
 
-/// Cases whose reply is held to the simulator's recorded answer.
-const CONTENT_CASES: &[&str] = &[
-    "text",
-    "system",
-    "multi_turn",
-    "stream",
-    "tool_call",
-    "parallel_tool_calls",
-    "tool_result",
-    "tool_error",
-    "image",
-    "json_schema",
-    "stop_sequence",
-    "max_tokens",
-    "usage_cached",
-];
+/// Cases whose reply is held to the simulator's recorded answer: those before the faults.
+const CONTENT_CASES: &[&str] = CASES.split_at(13).0;
 
 struct Provider {
     name: &'static str,
@@ -114,31 +99,33 @@ struct Provider {
     toml: &'static str,
     standalone: Option<SimDialect>,
     target: &'static str,
+    /// The credentials the gateway holds, which no answer may show.
+    secrets: &'static [&'static str],
+}
+
+impl Provider {
+    /// One of the kit's simulated providers.
+    const fn sim(name: &'static str, sim: providers::SimProvider) -> Self {
+        Self {
+            name,
+            toml: sim.settings,
+            standalone: None,
+            target: sim.target,
+            secrets: sim.secrets,
+        }
+    }
 }
 
 const PROVIDERS: &[Provider] = &[
-    Provider {
-        name: "openai",
-        toml: r#"kind = "sim"
-dialect = "openai""#,
-        standalone: None,
-        target: "gpt-4o",
-    },
-    Provider {
-        name: "azure",
-        toml: r#"kind = "sim"
-dialect = "azure"
-api_key = "azure-key"
-sim = { api_key = "azure-key" }"#,
-        standalone: None,
-        target: "gpt4o-prod",
-    },
+    Provider::sim("openai", providers::OPENAI),
+    Provider::sim("azure", providers::AZURE),
     Provider {
         name: "openai-compatible",
         toml: r#"kind = "openai-compatible"
 endpoint = "{endpoint}""#,
         standalone: Some(SimDialect::OpenAi),
         target: "meta-llama/Llama-3.1-8B-Instruct",
+        secrets: &[],
     },
     // OpenAI through the Responses API upstream (`api = "responses"`).
     Provider {
@@ -148,63 +135,19 @@ dialect = "openai"
 api = "responses""#,
         standalone: None,
         target: "o3",
+        secrets: &[],
     },
-    Provider {
-        name: "anthropic",
-        toml: r#"kind = "sim"
-dialect = "anthropic"
-api_key = "sk-ant-test"
-sim = { api_key = "sk-ant-test" }"#,
-        standalone: None,
-        target: "claude-sonnet-4-20250514",
-    },
-    Provider {
-        name: "bedrock",
-        toml: r#"kind = "sim"
-dialect = "bedrock"
-region = "us-east-1"
-aws = { access_key_id = "AKIDEXAMPLE", secret_access_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY" }"#,
-        standalone: None,
-        target: "us.anthropic.claude-3-7-sonnet-20250219-v1:0",
-    },
-    Provider {
-        name: "gemini",
-        toml: r#"kind = "sim"
-dialect = "gemini"
-api_key = "gemini-key"
-sim = { api_key = "gemini-key" }"#,
-        standalone: None,
-        target: "gemini-2.5-flash",
-    },
-    Provider {
-        name: "vertex",
-        toml: r#"kind = "sim"
-dialect = "vertex"
-project = "proj-1"
-location = "us-central1"
-api_key = "ya29.test-token"
-sim = { api_key = "ya29.test-token" }"#,
-        standalone: None,
-        target: "gemini-2.5-pro",
-    },
-    Provider {
-        name: "vertex-anthropic",
-        toml: r#"kind = "sim"
-dialect = "vertex-anthropic"
-project = "proj-1"
-location = "us-east5"
-api_key = "ya29.test-token"
-sim = { api_key = "ya29.test-token" }"#,
-        standalone: None,
-        target: "claude-sonnet-4@20250514",
-    },
+    Provider::sim("anthropic", providers::ANTHROPIC),
+    Provider::sim("bedrock", providers::BEDROCK),
+    Provider::sim("gemini", providers::GEMINI),
+    Provider::sim("vertex", providers::VERTEX),
+    Provider::sim("vertex-anthropic", providers::VERTEX_ANTHROPIC),
 ];
 
 struct Harness {
     provider: &'static str,
-    url: String,
     client: reqwest::Client,
-    gateway: Gateway,
+    gateway: TestGateway,
     standalone: Option<SimServer>,
     ingress: Ingress,
     /// The last reply the gateway gave, for the content checks after a case.
@@ -213,6 +156,11 @@ struct Harness {
 
 impl Harness {
     async fn start(provider: &Provider, ingress: Ingress) -> Self {
+        Self::start_with(provider, ingress, "").await
+    }
+
+    /// As [`Harness::start`], with `extra` settings appended to the provider's.
+    async fn start_with(provider: &Provider, ingress: Ingress, extra: &str) -> Self {
         let standalone = match provider.standalone {
             Some(dialect) => {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -229,25 +177,13 @@ impl Harness {
             None => provider.toml.to_owned(),
         };
         let config = format!(
-            "[store]\nenabled = false\n\n[[providers]]\nname = \"p\"\n{toml}\n\n[[models]]\nname = \"m\"\ndeployments = [{{ provider = \"p\", target = \"{}\" }}]\n",
+            "[store]\nenabled = false\n\n[[providers]]\nname = \"p\"\n{toml}\n{extra}\n\n[[models]]\nname = \"m\"\ndeployments = [{{ provider = \"p\", target = \"{}\" }}]\n",
             provider.target
         );
-        let config = Config::from_toml(&config, "conformance.toml")
-            .unwrap_or_else(|e| panic!("{}: {e}", provider.name));
-        let gateway = Gateway::build(&config)
-            .await
-            .unwrap_or_else(|e| panic!("{}: {e}", provider.name));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(serve(
-            listener,
-            app(gateway.state.clone()),
-            std::future::pending(),
-            ServeLimits::with_grace(std::time::Duration::from_secs(1)),
-        ));
+        let gateway =
+            TestGateway::start_with_grace(&config, std::time::Duration::from_secs(1)).await;
         Self {
             provider: provider.name,
-            url,
             client: reqwest::Client::new(),
             gateway,
             standalone,
@@ -259,11 +195,11 @@ impl Harness {
     fn sim(&self) -> &SimServer {
         self.standalone
             .as_ref()
-            .unwrap_or_else(|| &self.gateway.sims["p"])
+            .unwrap_or_else(|| self.gateway.sim("p"))
     }
 
     async fn send(&self, spec: &Spec) -> Reply {
-        let reply = client::send(&self.client, &self.url, self.ingress, "m", spec).await;
+        let reply = client::send(&self.client, &self.gateway.url, self.ingress, "m", spec).await;
         *self.last_reply.lock().unwrap() = reply.clone();
         reply
     }
@@ -589,7 +525,7 @@ async fn run_case(h: &Harness, case: &str) -> Result<(), String> {
                 format!("{reply:?}")
             })?;
             // Bedrock sends no retry signal at all, nor does Vertex's shared-capacity 429.
-            let silent = !h.gateway.sims.is_empty()
+            let silent = !h.gateway.gateway.sims.is_empty()
                 && matches!(h.sim().dialect(), SimDialect::Bedrock)
                 || h.provider == "vertex";
             let expected = if silent { None } else { Some("7") };
@@ -940,4 +876,71 @@ matrix_tests! {
     gemini_via_responses: "gemini", Responses;
     vertex_via_responses: "vertex", Responses;
     vertex_anthropic_via_responses: "vertex-anthropic", Responses;
+}
+
+/// The provider refuses the credentials the gateway holds (its simulator now expects others):
+/// the client gets a 502, the gateway's fault and not its own, and the answer never shows them.
+/// A provider configured without a credential is given one here, so there is one to hide.
+async fn rejected_key(provider_name: &str) {
+    let provider = PROVIDERS.iter().find(|p| p.name == provider_name).unwrap();
+    let (extra, secrets): (&str, &[&str]) = if provider.secrets.is_empty() {
+        (
+            r#"api_key = "sk-configured-but-wrong""#,
+            &["sk-configured-but-wrong"],
+        )
+    } else {
+        ("", provider.secrets)
+    };
+    let h = Harness::start_with(provider, Ingress::OpenAi, extra).await;
+    h.sim().set_config(SimConfig {
+        api_key: Some("the-real-one".to_owned()),
+        ..h.sim().config()
+    });
+    let (status, body) = crossbar_testkit::gateway::error_of(
+        h.gateway
+            .post(
+                "/v1/chat/completions",
+                &json!({"model": "m", "messages": [{"role": "user", "content": "x"}]}),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(status, 502, "{provider_name}: {body}");
+    for secret in secrets {
+        assert!(
+            !body.to_string().contains(secret),
+            "{provider_name}: {body}"
+        );
+    }
+}
+
+macro_rules! rejected_key_tests {
+    ($($test:ident: $provider:literal;)*) => {
+        /// The providers with a rejected-key row, to check none is missing.
+        const REJECTED_KEY_ROWS: &[&str] = &[$($provider),*];
+        $(
+            #[tokio::test]
+            async fn $test() {
+                rejected_key($provider).await;
+            }
+        )*
+    };
+}
+
+rejected_key_tests! {
+    openai_rejects_our_key: "openai";
+    azure_rejects_our_key: "azure";
+    openai_compatible_rejects_our_key: "openai-compatible";
+    openai_responses_rejects_our_key: "openai-responses";
+    anthropic_rejects_our_key: "anthropic";
+    bedrock_rejects_our_key: "bedrock";
+    gemini_rejects_our_key: "gemini";
+    vertex_rejects_our_key: "vertex";
+    vertex_anthropic_rejects_our_key: "vertex-anthropic";
+}
+
+#[test]
+fn every_provider_has_a_rejected_key_row() {
+    let names: Vec<&str> = PROVIDERS.iter().map(|p| p.name).collect();
+    assert_eq!(REJECTED_KEY_ROWS, names.as_slice());
 }
