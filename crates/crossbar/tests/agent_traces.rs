@@ -160,15 +160,9 @@ async fn the_agents_spans_and_the_gateways_form_one_trace() {
     assert_eq!(agent_spans.len(), 1 + 3 + 3, "{agent_spans:#?}");
 
     // The gateway sends the rest when it stops (SIGTERM drains and flushes).
-    let pid = gateway.id().unwrap().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    gateway.terminate();
     tokio::time::timeout(Duration::from_secs(20), gateway.wait())
         .await
-        .unwrap()
         .unwrap();
     let all = spans(&received.lock().unwrap());
 

@@ -1,55 +1,35 @@
 //! The real binary: start-up messages, the built-in offline catalog, config errors, the
 //! standalone simulator, and SIGTERM draining in-flight streams.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use crossbar_testkit::process::GatewayProcess;
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_crossbar");
 
-/// Starts the binary and returns it with the first line it printed.
+/// `crossbar serve` on an ephemeral port with `config` written to `dir/name` (by its full path).
 #[expect(clippy::unwrap_used, reason = "test helper")]
-fn spawn(args: &[&str], dir: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("AZURE_OPENAI_API_KEY")
-        .env_remove("CROSSBAR_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    (child, line.trim().to_owned())
-}
-
-#[expect(clippy::panic, reason = "test helper")]
-fn url_of(line: &str) -> String {
-    line.strip_prefix("crossbar listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .to_owned()
-}
-
-#[expect(clippy::unwrap_used, reason = "test helper")]
-fn terminate(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+async fn serve(dir: &std::path::Path, name: &str, config: &str) -> GatewayProcess {
+    let path = dir.join(name);
+    std::fs::write(&path, config).unwrap();
+    let args = [
+        "serve",
+        "--config",
+        path.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    GatewayProcess::start_in(BIN, dir, &args).await
 }
 
 #[tokio::test]
 async fn serves_the_builtin_simulated_catalog_offline() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, line) = spawn(&["serve", "--listen", "127.0.0.1:0"], dir.path());
-    let url = url_of(&line);
+    let mut gateway =
+        GatewayProcess::start_in(BIN, dir.path(), &["serve", "--listen", "127.0.0.1:0"]).await;
+    let url = gateway.url().to_owned();
     let client = reqwest::Client::new();
     let models: Value = client
         .get(format!("{url}/v1/models"))
@@ -91,8 +71,8 @@ async fn serves_the_builtin_simulated_catalog_offline() {
             .unwrap()
             .contains("offline")
     );
-    terminate(&child);
-    assert!(child.wait().unwrap().success());
+    gateway.terminate();
+    assert!(gateway.wait().await.success());
 }
 
 #[test]
@@ -123,11 +103,13 @@ fn a_bad_config_stops_the_start_with_file_line_and_key() {
 #[tokio::test]
 async fn the_standalone_simulator_prints_its_address_first() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, addr) = spawn(
-        &["sim", "--dialect", "azure", "--listen", "127.0.0.1:0"],
+    let mut sim = GatewayProcess::start_in(
+        BIN,
         dir.path(),
-    );
-    let addr: std::net::SocketAddr = addr.parse().unwrap();
+        &["sim", "--dialect", "azure", "--listen", "127.0.0.1:0"],
+    )
+    .await;
+    let addr: std::net::SocketAddr = sim.line().parse().unwrap();
     let response = reqwest::Client::new()
         .post(format!(
             "http://{addr}/openai/deployments/d1/chat/completions?api-version=2024-10-21"
@@ -137,30 +119,20 @@ async fn the_standalone_simulator_prints_its_address_first() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    terminate(&child);
-    child.wait().unwrap();
+    sim.terminate();
+    sim.wait().await;
 }
 
 #[tokio::test]
 async fn sigterm_drains_in_flight_streams_then_exits() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("slow.toml");
-    std::fs::write(
-        &config,
+    let mut gateway = serve(
+        dir.path(),
+        "slow.toml",
         "[[providers]]\nname = \"slow\"\nkind = \"sim\"\ndialect = \"openai\"\nsim = { tokens_per_s = 20.0 }\n\n[[models]]\nname = \"m\"\ndeployments = [{ provider = \"slow\", target = \"gpt-4o\" }]\n",
     )
-    .unwrap();
-    let (mut child, line) = spawn(
-        &[
-            "serve",
-            "--config",
-            config.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        dir.path(),
-    );
-    let url = url_of(&line);
+    .await;
+    let url = gateway.url().to_owned();
     let mut response = reqwest::Client::new()
         .post(format!("{url}/v1/chat/completions"))
         .json(&json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "please write a dozen slow words for me"}]}))
@@ -168,7 +140,7 @@ async fn sigterm_drains_in_flight_streams_then_exits() {
         .await
         .unwrap();
     let mut body = String::from_utf8(response.chunk().await.unwrap().unwrap().to_vec()).unwrap();
-    terminate(&child);
+    gateway.terminate();
     while let Some(chunk) = response.chunk().await.unwrap() {
         body.push_str(std::str::from_utf8(&chunk).unwrap());
     }
@@ -176,10 +148,7 @@ async fn sigterm_drains_in_flight_streams_then_exits() {
         body.ends_with("data: [DONE]\n\n"),
         "the stream in flight at SIGTERM completed: {body}"
     );
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = gateway.wait().await;
     assert!(status.success());
     // New connections are refused once it has exited.
     let refused = reqwest::Client::builder()
@@ -198,23 +167,13 @@ async fn sigterm_drains_in_flight_streams_then_exits() {
 #[tokio::test]
 async fn sigterm_ends_within_grace_while_a_request_hangs() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("hang.toml");
-    std::fs::write(
-        &config,
+    let mut gateway = serve(
+        dir.path(),
+        "hang.toml",
         "[server]\nshutdown_grace_s = 1\n\n[[providers]]\nname = \"stuck\"\nkind = \"sim\"\ndialect = \"openai\"\nsim = { hang_rate = 1.0 }\n\n[[models]]\nname = \"m\"\ndeployments = [{ provider = \"stuck\", target = \"gpt-4o\" }]\n\n[routes.default]\ntimeouts = { total_ms = 600000 }\n",
     )
-    .unwrap();
-    let (mut child, line) = spawn(
-        &[
-            "serve",
-            "--config",
-            config.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        dir.path(),
-    );
-    let url = url_of(&line);
+    .await;
+    let url = gateway.url().to_owned();
     let pending = tokio::spawn(
         reqwest::Client::new()
             .post(format!("{url}/v1/chat/completions"))
@@ -223,11 +182,8 @@ async fn sigterm_ends_within_grace_while_a_request_hangs() {
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = std::time::Instant::now();
-    terminate(&child);
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    gateway.terminate();
+    let status = gateway.wait().await;
     let took = started.elapsed();
     assert!(status.success(), "{status:?}");
     assert!(

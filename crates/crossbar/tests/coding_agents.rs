@@ -15,11 +15,11 @@
     reason = "test helpers: an unexpected answer fails the test"
 )]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
+use crossbar_testkit::process::GatewayProcess;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_crossbar");
@@ -51,44 +51,26 @@ fn agent(name: &str) -> Option<PathBuf> {
 
 /// A gateway on the built-in catalog (or `config`), on a port of its own.
 struct Gateway {
-    child: Child,
+    process: GatewayProcess,
     url: String,
-    dir: tempfile::TempDir,
 }
 
 impl Gateway {
-    fn start(config: Option<&str>) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+    async fn start(config: Option<&str>) -> Self {
         let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        let mut files = Vec::new();
         if let Some(config) = config {
-            std::fs::write(dir.path().join("gateway.toml"), config).unwrap();
+            files.push(("gateway.toml", config));
             args.extend(["--config", "gateway.toml"]);
         }
-        let mut child = Command::new(BIN)
-            .args(&args)
-            .current_dir(dir.path())
-            .env_remove("OPENAI_API_KEY")
-            .env_remove("AZURE_OPENAI_API_KEY")
-            .env_remove("CROSSBAR_CONFIG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("crossbar listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-            .to_owned();
-        Self { child, url, dir }
+        let process = GatewayProcess::start(BIN, &files, &args).await;
+        let url = process.url().to_owned();
+        Self { process, url }
     }
 
     /// A directory for the agent's home, work tree and state.
     fn path(&self, name: &str) -> PathBuf {
-        let path = self.dir.path().join(name);
+        let path = self.process.dir().join(name);
         std::fs::create_dir_all(&path).unwrap();
         path
     }
@@ -110,13 +92,6 @@ impl Gateway {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("fewer than {count} usage records after 10 s");
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -312,7 +287,7 @@ async fn claude_code_on(model: Option<&str>, logical: &str) {
     if agent("claude").is_none() {
         return;
     }
-    let gw = Gateway::start(None);
+    let gw = Gateway::start(None).await;
     let (answer, _) = claude(&gw, model, &plain("Say hello HELLO-7"), None).await;
     assert!(answer.contains("HELLO-7"), "{answer}");
     let file = marker(&gw, "PLUM-4471");
@@ -340,7 +315,7 @@ async fn codex_on(logical: &str) {
     if agent("codex").is_none() {
         return;
     }
-    let gw = Gateway::start(Some(&codex_config(logical)));
+    let gw = Gateway::start(Some(&codex_config(logical))).await;
     let answer = codex(&gw, &plain("Say hello HELLO-7"), false).await;
     assert!(answer.contains("HELLO-7"), "{answer}");
     let file = marker(&gw, "PLUM-4471");
@@ -380,7 +355,7 @@ async fn claude_code_on_claude_in_each_cloud() {
         return;
     }
     for provider in ["sim-anthropic", "sim-aws-us-east-1", "sim-gcp-us-east5"] {
-        let gw = Gateway::start(None);
+        let gw = Gateway::start(None).await;
         let file = marker(&gw, "PLUM-4471");
         let prompt = format!(
             "Read the marker file.\nsim-step 1: Read {{\"file_path\": \"{}\"}}",
@@ -412,7 +387,7 @@ async fn codex_on_claude_on_bedrock_and_vertex() {
         return;
     }
     for provider in ["sim-aws-us-east-1", "sim-gcp-us-east5"] {
-        let gw = Gateway::start(Some(&codex_config("claude-sonnet")));
+        let gw = Gateway::start(Some(&codex_config("claude-sonnet"))).await;
         let file = marker(&gw, "PLUM-4471");
         let prompt = format!(
             "Read the marker.\nsim-step 1: exec_command {{\"cmd\": \"cat {}\"}}",

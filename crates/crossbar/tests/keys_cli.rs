@@ -3,10 +3,10 @@
 
 #![expect(clippy::unwrap_used, reason = "test: a failure fails the test")]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use crossbar_store::{SqlStore, Store};
+use crossbar_testkit::process::GatewayProcess;
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_crossbar");
@@ -60,25 +60,9 @@ async fn keys_are_created_listed_used_and_revoked() {
     assert_eq!(json[0]["budget_usd_day"], 1.5);
 
     // The gateway in the same directory finds the key: closed to anonymous callers.
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .current_dir(dir.path())
-        .env_remove("CROSSBAR_CONFIG")
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("AZURE_OPENAI_API_KEY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("crossbar listening on ")
-        .unwrap()
-        .to_owned();
+    let mut gateway =
+        GatewayProcess::start_in(BIN, dir.path(), &["serve", "--listen", "127.0.0.1:0"]).await;
+    let url = gateway.url().to_owned();
     let client = reqwest::Client::new();
     let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]});
     let anonymous = client
@@ -98,12 +82,8 @@ async fn keys_are_created_listed_used_and_revoked() {
     assert_eq!(keyed.status(), 200);
     let request_id = keyed.headers()["x-request-id"].to_str().unwrap().to_owned();
     let _ = keyed.bytes().await.unwrap();
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    assert!(child.wait().unwrap().success());
+    gateway.terminate();
+    assert!(gateway.wait().await.success());
 
     // SIGTERM flushed the record before exit.
     let store = SqlStore::open(dir.path().join("crossbar.db").to_str().unwrap())

@@ -12,11 +12,11 @@
     reason = "tests: a failure fails the test"
 )]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crossbar_testkit::process::GatewayProcess;
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_crossbar");
@@ -64,7 +64,7 @@ fn redis(dir: &Path) -> Option<(Killed, String)> {
 }
 
 /// A replica on its own port and work directory; `redis` is its `[redis] url`, if any.
-fn replica(dir: &Path, name: &str, redis: Option<&str>) -> (Killed, String) {
+async fn replica(dir: &Path, name: &str, redis: Option<&str>) -> (GatewayProcess, String) {
     let home = dir.join(name);
     std::fs::create_dir_all(&home).unwrap();
     let shared = redis.map_or_else(String::new, |url| {
@@ -107,30 +107,20 @@ explore = 0.0
         ),
     )
     .unwrap();
-    let mut child = Command::new(BIN)
-        .args([
+    let replica = GatewayProcess::start_in(
+        BIN,
+        &home,
+        &[
             "serve",
             "--listen",
             "127.0.0.1:0",
             "--config",
             "gateway.toml",
-        ])
-        .current_dir(&home)
-        .env_remove("CROSSBAR_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("crossbar listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .to_owned();
-    (Killed(child), url)
+        ],
+    )
+    .await;
+    let url = replica.url().to_owned();
+    (replica, url)
 }
 
 fn tools() -> Value {
@@ -210,9 +200,9 @@ async fn thinking_comes_back_on_whichever_replica_the_next_turn_reaches() {
     let Some((_redis, redis_url)) = redis(dir.path()) else {
         return;
     };
-    let (_a, a) = replica(dir.path(), "a", Some(&redis_url));
-    let (_b, b) = replica(dir.path(), "b", Some(&redis_url));
-    let (_c, alone) = replica(dir.path(), "c", None);
+    let (_a, a) = replica(dir.path(), "a", Some(&redis_url)).await;
+    let (_b, b) = replica(dir.path(), "b", Some(&redis_url)).await;
+    let (_c, alone) = replica(dir.path(), "c", None).await;
     for stream in [false, true] {
         let call = first_turn(&a, stream).await;
         assert!(
@@ -268,9 +258,9 @@ async fn a_prompt_prefix_stays_on_its_deployment_across_replicas() {
     let Some((_redis, redis_url)) = redis(dir.path()) else {
         return;
     };
-    let (_a, a) = replica(dir.path(), "a", Some(&redis_url));
-    let (_b, b) = replica(dir.path(), "b", Some(&redis_url));
-    let (_c, alone) = replica(dir.path(), "c", None);
+    let (_a, a) = replica(dir.path(), "a", Some(&redis_url)).await;
+    let (_b, b) = replica(dir.path(), "b", Some(&redis_url)).await;
+    let (_c, alone) = replica(dir.path(), "c", None).await;
     let first = cached_turn(&a, None, Some("anthropic-eu")).await;
     assert_eq!(first, "claude-cached@anthropic-eu");
     assert_eq!(

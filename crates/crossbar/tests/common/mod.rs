@@ -2,73 +2,28 @@
 //! scripted task, the binary run in a temporary directory (its environment cleared of
 //! anything that would point it elsewhere), and `crossbar serve` as a separate process.
 #![allow(dead_code, reason = "each test file uses part of the helpers")]
-#![expect(
-    clippy::unwrap_used,
-    clippy::panic,
-    reason = "test helpers: a failure fails the test"
-)]
+#![expect(clippy::unwrap_used, reason = "test helpers: a failure fails the test")]
 
 use std::path::Path;
 use std::process::Stdio;
 
+use crossbar_testkit::process::GatewayProcess;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_crossbar");
 
-/// One deployment per model, so which provider answers never depends on live statistics.
-pub const CONFIG: &str = r#"
-[server]
-api_keys = ["sk-agent-test-key"]
+/// The agents' catalog (one deployment per model, so which provider answers never depends on
+/// live statistics), closed to callers without `sk-agent-test-key`.
+pub const CONFIG: &str = concat!(
+    "\n[server]\napi_keys = [\"sk-agent-test-key\"]\n",
+    crossbar_testkit::agent_catalog!()
+);
 
-[[providers]]
-name = "sim-openai"
-kind = "sim"
-dialect = "openai"
-cloud = "openai"
-region = "us"
-
-[[providers]]
-name = "sim-anthropic"
-kind = "sim"
-dialect = "anthropic"
-cloud = "anthropic"
-region = "us"
-api_key = "sk-ant-simulated"
-
-[[models]]
-name = "smart"
-deployments = [{ provider = "sim-openai", target = "gpt-4o", price = { input = 2.5, output = 10.0 } }]
-
-[[models]]
-name = "cheap"
-deployments = [{ provider = "sim-anthropic", target = "claude-haiku", price = { input = 0.25, output = 1.25 } }]
-
-[[models]]
-name = "embed"
-deployments = [{ provider = "sim-openai", target = "text-embedding-3-small", price = { input = 0.02, output = 0.0 } }]
-
-[store]
-enabled = false
-"#;
-
+/// The kit's hermetic command, with the binary's warnings on this test's stderr.
 pub fn command(dir: &Path) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .current_dir(dir)
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("AZURE_OPENAI_API_KEY")
-        .env_remove("CROSSBAR_CONFIG")
-        .env_remove("CROSSBAR_GATEWAY")
-        .env_remove("CROSSBAR_GATEWAY_KEY")
-        .env_remove("CROSSBAR_AGENT_STORE")
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .env_remove("OTEL_SERVICE_NAME")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
+    let mut command = crossbar_testkit::process::command(BIN, dir);
+    command.env("RUST_LOG", "warn").stderr(Stdio::inherit());
     command
 }
 
@@ -169,26 +124,19 @@ sim-step 1: calculator {\"expression\": \"6 * 7\"}
 sim-step 2: calculator {\"expression\": \"(1 + 2) ^ 2\"}
 sim-step 2: calculator {\"expression\": \"oops\"}";
 
-/// The gateway as its own process: `crossbar serve` on an ephemeral port.
-pub async fn serve(dir: &Path) -> (Child, String) {
-    let mut child = command(dir)
-        .args([
-            "serve",
-            "--config",
-            "crossbar.toml",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines.next_line().await.unwrap().unwrap();
-    let url = line
-        .strip_prefix("crossbar listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .to_owned();
-    (child, url)
+/// The gateway as its own process: `crossbar serve` on an ephemeral port; returns it and its
+/// URL.
+pub async fn serve(dir: &Path) -> (GatewayProcess, String) {
+    let gateway = GatewayProcess::spawn(command(dir).args([
+        "serve",
+        "--config",
+        "crossbar.toml",
+        "--listen",
+        "127.0.0.1:0",
+    ]))
+    .await;
+    let url = gateway.url().to_owned();
+    (gateway, url)
 }
 
 pub fn summary(lines: &[String]) -> Value {
