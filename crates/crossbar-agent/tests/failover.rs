@@ -12,22 +12,10 @@ use crossbar_sim::SimConfig;
 
 /// `smart` on two providers of two dialects; the OpenAI one is cheaper, so `cost` picks it
 /// while it is up (no exploration, so nothing else does).
-const CONFIG: &str = r#"
-[[providers]]
-name = "sim-openai"
-kind = "sim"
-dialect = "openai"
-cloud = "openai"
-region = "us"
-
-[[providers]]
-name = "sim-anthropic"
-kind = "sim"
-dialect = "anthropic"
-cloud = "anthropic"
-region = "us"
-api_key = "sk-ant-simulated"
-
+const CONFIG: &str = concat!(
+    crossbar_testkit::sim_openai!(),
+    crossbar_testkit::sim_anthropic!(),
+    r#"
 [[models]]
 name = "smart"
 deployments = [
@@ -41,7 +29,8 @@ explore = 0.0
 
 [store]
 enabled = false
-"#;
+"#
+);
 
 const SPEC: &str = r#"
 name = "steady"

@@ -8,23 +8,18 @@ use crossbar_agent::{AgentModel, Remote, TokenPrice};
 use crossbar_core::ErrorKind;
 use crossbar_core::chat::{ChatRequest, Message, Role, StreamEvent};
 use crossbar_core::client::ModelClient;
-use crossbar_core::config::Config;
 use crossbar_core::embeddings::{EmbeddingInput, EmbeddingRequest};
-use crossbar_server::{Gateway, app};
+use crossbar_testkit::gateway::TestGateway;
 use futures::StreamExt;
 use secrecy::SecretString;
 
-const CONFIG: &str = r#"
+const CONFIG: &str = concat!(
+    r#"
 [server]
 api_keys = ["sk-remote-test"]
-
-[[providers]]
-name = "sim-openai"
-kind = "sim"
-dialect = "openai"
-cloud = "openai"
-region = "us"
-
+"#,
+    crossbar_testkit::sim_openai!(),
+    r#"
 [[models]]
 name = "smart"
 deployments = [{ provider = "sim-openai", target = "gpt-4o", price = { input = 2.5, output = 10.0 } }]
@@ -35,16 +30,13 @@ deployments = [{ provider = "sim-openai", target = "text-embedding-3-small", pri
 
 [store]
 enabled = false
-"#;
+"#
+);
 
 #[tokio::test]
 async fn the_remote_client_speaks_openai_to_a_gateway() {
-    let config = Config::from_toml(CONFIG, "test.toml").unwrap();
-    let gateway = Gateway::build(&config).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/v1", listener.local_addr().unwrap());
-    let router = app(gateway.state.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let gateway = TestGateway::start(CONFIG).await;
+    let url = format!("{}/v1", gateway.url);
     let client = Remote::new(&url, Some(SecretString::from("sk-remote-test"))).unwrap();
 
     let request = ChatRequest::new("smart", vec![Message::text(Role::User, "hello there")]);

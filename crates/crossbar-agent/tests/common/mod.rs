@@ -12,37 +12,7 @@ use crossbar_store::{JournalStore, SqlStore};
 
 /// Two simulated providers on two clouds; `smart`, `cheap` and `embed` (embeddings) each have
 /// one deployment, so which provider answers never depends on live statistics.
-pub const CONFIG: &str = r#"
-[[providers]]
-name = "sim-openai"
-kind = "sim"
-dialect = "openai"
-cloud = "openai"
-region = "us"
-
-[[providers]]
-name = "sim-anthropic"
-kind = "sim"
-dialect = "anthropic"
-cloud = "anthropic"
-region = "us"
-api_key = "sk-ant-simulated"
-
-[[models]]
-name = "smart"
-deployments = [{ provider = "sim-openai", target = "gpt-4o", price = { input = 2.5, output = 10.0 } }]
-
-[[models]]
-name = "cheap"
-deployments = [{ provider = "sim-anthropic", target = "claude-haiku", price = { input = 0.25, output = 1.25 } }]
-
-[[models]]
-name = "embed"
-deployments = [{ provider = "sim-openai", target = "text-embedding-3-small", price = { input = 0.02, output = 0.0 } }]
-
-[store]
-enabled = false
-"#;
+pub const CONFIG: &str = crossbar_testkit::providers::AGENT_CATALOG;
 
 pub struct Harness {
     pub gateway: Gateway,
