@@ -11,7 +11,8 @@ use crossbar_core::chat::{ChatRequest, ChatResponse};
 use crossbar_core::client::{ChatStream, ModelClient};
 use crossbar_core::dialects::openai::{self, MaxTokensField, StreamDecoder};
 use crossbar_core::embeddings::{EmbeddingRequest, EmbeddingResponse};
-use crossbar_core::router::Router;
+use crossbar_core::pricing;
+use crossbar_core::router::{Routed, Router};
 use crossbar_core::{Error, Result};
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -33,15 +34,14 @@ tokio::task_local! {
 pub struct ToolSpend(std::sync::atomic::AtomicU64);
 
 impl ToolSpend {
-    pub fn usd(&self) -> f64 {
-        self.0.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e12
+    pub fn pico(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
-/// Charges `cost_usd` to the tool call running in this task; outside a run (ingestion), a
-/// no-op.
-pub fn charge_tool(cost_usd: f64) {
-    let pusd = (cost_usd.max(0.0) * 1e12) as u64;
+/// Charges `pusd` picodollars to the tool call running in this task; outside a run
+/// (ingestion), a no-op.
+pub fn charge_tool(pusd: u64) {
     let _ = TOOL_SPEND.try_with(|spend| {
         spend
             .0
@@ -57,8 +57,9 @@ pub struct ModelAnswer {
     pub provider: Option<String>,
     /// `model@provider`, when known.
     pub deployment: Option<String>,
-    /// What the call cost, every attempt included.
-    pub cost_usd: f64,
+    /// What the call cost in picodollars, every attempt included: the router's billed cost,
+    /// or a gateway's `x-crossbar-cost-usd` read exactly.
+    pub cost_pico: u64,
 }
 
 /// USD per million tokens.
@@ -76,11 +77,11 @@ pub trait AgentModel: ModelClient {
     /// route), so a reservation made with it is never short; `None` when unknown.
     fn price(&self, model: &str) -> BoxFuture<'_, Result<Option<TokenPrice>>>;
 
-    /// Embeddings with what they cost.
+    /// Embeddings with what they cost, in picodollars.
     fn embed_priced(
         &self,
         request: EmbeddingRequest,
-    ) -> BoxFuture<'_, Result<(EmbeddingResponse, f64)>>;
+    ) -> BoxFuture<'_, Result<(EmbeddingResponse, u64)>>;
 
     /// Where calls go, for messages: `in-process` or the gateway's URL.
     fn describe(&self) -> String;
@@ -119,7 +120,7 @@ impl AgentModel for InProcess {
             Ok(ModelAnswer {
                 provider: Some(routed.deployment.provider.name.clone()),
                 deployment: Some(routed.deployment.id()),
-                cost_usd: routed.cost_usd.unwrap_or(routed.estimated_cost_usd),
+                cost_pico: billed(&routed),
                 response: routed.value,
             })
         })
@@ -155,16 +156,33 @@ impl AgentModel for InProcess {
     fn embed_priced(
         &self,
         request: EmbeddingRequest,
-    ) -> BoxFuture<'_, Result<(EmbeddingResponse, f64)>> {
+    ) -> BoxFuture<'_, Result<(EmbeddingResponse, u64)>> {
         Box::pin(async move {
             let routed = self.router.embed(&request).await?;
-            let cost = routed.cost_usd.unwrap_or(routed.estimated_cost_usd);
+            let cost = billed(&routed);
             Ok((routed.value, cost))
         })
     }
 
     fn describe(&self) -> String {
         "in-process router".to_owned()
+    }
+}
+
+/// What the router billed for a non-streamed call (always known), else its estimate.
+fn billed<T>(routed: &Routed<T>) -> u64 {
+    routed
+        .cost_pico
+        .unwrap_or_else(|| pricing::usd_to_pico(routed.estimated_cost_usd))
+}
+
+impl TokenPrice {
+    /// `input_tokens` and `output_tokens` at this price, in picodollars, as the gateway
+    /// prices them ([`pricing::pico_per_token`]).
+    pub fn cost_pico(&self, input_tokens: u64, output_tokens: u64) -> u64 {
+        input_tokens
+            .saturating_mul(pricing::pico_per_token(self.input))
+            .saturating_add(output_tokens.saturating_mul(pricing::pico_per_token(self.output)))
     }
 }
 
@@ -268,6 +286,12 @@ impl WithoutUrl for reqwest::Error {
         }
         text
     }
+}
+
+/// A Crossbar gateway's `x-crossbar-cost-usd` as picodollars, read exactly (no float): the
+/// same amount its usage record and the key's budget hold. `None` from another endpoint.
+fn cost_header(response: &reqwest::Response) -> Option<u64> {
+    header(response, "x-crossbar-cost-usd").and_then(|c| pricing::parse_usd(&c))
 }
 
 fn header(response: &reqwest::Response, name: &str) -> Option<String> {
@@ -379,29 +403,27 @@ impl AgentModel for Remote {
             let response = self.send("/v1/chat/completions", body).await?;
             let provider = header(&response, "x-crossbar-provider");
             let deployment = header(&response, "x-crossbar-deployment");
-            let cost = header(&response, "x-crossbar-cost-usd").and_then(|c| c.parse().ok());
+            let cost = cost_header(&response);
             let bytes = response
                 .bytes()
                 .await
                 .map_err(|e| connect_error(&self.base, &e))?;
             let response = openai::decode_chat_response(&bytes)?;
-            let cost_usd = match cost {
+            let cost_pico = match cost {
                 Some(cost) => cost,
                 // Not a Crossbar gateway: price the reported usage at the dearest known price.
                 None => match (response.usage, self.price(&request.model).await?) {
                     (Some(usage), Some(price)) => {
-                        (usage.input_tokens as f64 * price.input
-                            + usage.output_tokens as f64 * price.output)
-                            / 1e6
+                        price.cost_pico(usage.input_tokens, usage.output_tokens)
                     }
-                    _ => 0.0,
+                    _ => 0,
                 },
             };
             Ok(ModelAnswer {
                 response,
                 provider,
                 deployment,
-                cost_usd,
+                cost_pico,
             })
         })
     }
@@ -409,11 +431,11 @@ impl AgentModel for Remote {
     fn embed_priced(
         &self,
         request: EmbeddingRequest,
-    ) -> BoxFuture<'_, Result<(EmbeddingResponse, f64)>> {
+    ) -> BoxFuture<'_, Result<(EmbeddingResponse, u64)>> {
         Box::pin(async move {
             let body = openai::encode_embedding_request(&request, &request.model)?;
             let response = self.send("/v1/embeddings", body).await?;
-            let cost = header(&response, "x-crossbar-cost-usd").and_then(|c| c.parse().ok());
+            let cost = cost_header(&response);
             let bytes = response
                 .bytes()
                 .await
@@ -425,7 +447,7 @@ impl AgentModel for Remote {
                 None => self
                     .price(&request.model)
                     .await?
-                    .map_or(0.0, |p| response.input_tokens as f64 * p.input / 1e6),
+                    .map_or(0, |p| p.cost_pico(response.input_tokens, 0)),
             };
             Ok((response, cost))
         })

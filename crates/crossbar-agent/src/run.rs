@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbar_core::chat::{ChatRequest, FinishReason, Message, Role, ToolCall, Usage};
+use crossbar_core::pricing;
 use crossbar_core::trace::{SpanKind, SpanRecord, SpanSink};
 use crossbar_store::{EventRecord, JournalStore, RunRecord, RunTotals, now_ms};
 use futures::StreamExt;
@@ -32,9 +33,6 @@ use serde::{Deserialize, Serialize};
 use crate::model::{AgentModel, TOOL_SPEND, ToolSpend};
 use crate::spec::{AgentSpec, DEFAULT_RESERVED_OUTPUT_TOKENS};
 use crate::tools::{ToolOutput, Toolbox};
-
-/// Picodollars per USD: the store's money unit.
-const PUSD: f64 = 1e12;
 
 /// What a run ended with (or `Running` while it goes on).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,8 +94,13 @@ pub enum Entry {
         /// The assistant turn, canonical.
         message: Box<Message>,
         usage: Usage,
+        /// `cost_pusd` in dollars, for readers of the journal (dashboard, CLI).
         cost_usd: f64,
-        /// What was reserved from the budget before the call.
+        /// What the call cost in picodollars: what the run counts (0 in journals written
+        /// before it was kept: `cost_usd` is read then).
+        #[serde(default)]
+        cost_pusd: u64,
+        /// What was reserved from the budget before the call, in dollars.
         reserved_usd: f64,
         finish_reason: FinishReason,
     },
@@ -124,7 +127,10 @@ pub enum Entry {
         turns: u32,
         summary: String,
         usage: Usage,
+        /// `cost_pusd` in dollars, for readers of the journal.
         cost_usd: f64,
+        #[serde(default)]
+        cost_pusd: u64,
     },
     ToolStarted {
         step: u32,
@@ -141,9 +147,12 @@ pub enum Entry {
         /// The run died while the tool ran and the tool was not re-run.
         #[serde(default)]
         interrupted: bool,
-        /// What the tool spent on models (e.g. embedding a query), counted in the run's cost.
+        /// What the tool spent on models (e.g. embedding a query), counted in the run's cost;
+        /// `cost_pusd` in dollars, for readers of the journal.
         #[serde(default, skip_serializing_if = "is_zero")]
         cost_usd: f64,
+        #[serde(default, skip_serializing_if = "is_zero_pico")]
+        cost_pusd: u64,
     },
     Finished {
         status: RunStatus,
@@ -182,6 +191,9 @@ pub struct Event {
 pub struct Totals {
     pub steps: u32,
     pub tokens: u64,
+    /// The run's cost in picodollars: the sum of its calls' (models, summaries, tools).
+    pub cost_pusd: u64,
+    /// `cost_pusd` in dollars, for display.
     pub cost_usd: f64,
     pub elapsed_ms: u64,
 }
@@ -228,7 +240,8 @@ struct State {
     /// Model calls made.
     steps: u32,
     tokens: u64,
-    cost_usd: f64,
+    /// Picodollars spent, every call's exact cost summed.
+    cost_pusd: u64,
     /// Wall time of earlier processes on this run.
     elapsed_before_ms: u64,
     started: Instant,
@@ -251,7 +264,8 @@ impl State {
         Totals {
             steps: self.steps,
             tokens: self.tokens,
-            cost_usd: self.cost_usd,
+            cost_pusd: self.cost_pusd,
+            cost_usd: pricing::pico_to_usd(self.cost_pusd),
             elapsed_ms: self.elapsed_ms(),
         }
     }
@@ -279,6 +293,10 @@ impl State {
         self.summary = Some(summary);
     }
 
+    fn spend(&mut self, pusd: u64) {
+        self.cost_pusd = self.cost_pusd.saturating_add(pusd);
+    }
+
     fn elapsed_ms(&self) -> u64 {
         self.elapsed_before_ms
             .saturating_add(u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX))
@@ -288,7 +306,7 @@ impl State {
         RunTotals {
             steps: u64::from(self.steps),
             tokens: self.tokens,
-            cost_pusd: (self.cost_usd * PUSD).round().max(0.0) as u64,
+            cost_pusd: self.cost_pusd,
             elapsed_ms: self.elapsed_ms(),
         }
     }
@@ -362,6 +380,24 @@ fn tool_message(call_id: &str, name: &str, output: &ToolOutput) -> Message {
 )]
 fn is_zero(value: &f64) -> bool {
     *value == 0.0
+}
+
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if signature"
+)]
+fn is_zero_pico(value: &u64) -> bool {
+    *value == 0
+}
+
+/// A journaled cost in picodollars: `cost_pusd`, or for an entry journaled before it was kept,
+/// `cost_usd` rounded to picodollars.
+fn journaled_pico(cost_pusd: u64, cost_usd: f64) -> u64 {
+    if cost_pusd == 0 {
+        pricing::usd_to_pico(cost_usd)
+    } else {
+        cost_pusd
+    }
 }
 
 fn fnv(text: &str) -> u64 {
@@ -456,7 +492,8 @@ fn estimate_prompt_tokens(request: &ChatRequest) -> u64 {
 /// What a run has used of its budgets so far.
 #[derive(Clone, Copy, Debug)]
 struct Used {
-    usd: f64,
+    /// Picodollars.
+    pusd: u64,
     tokens: u64,
     steps: u32,
     elapsed_ms: u64,
@@ -464,18 +501,22 @@ struct Used {
 
 /// `on_budget_low`: each budget set (USD, tokens, `max_steps`, wall time) with less than
 /// `remaining` of it left, said for the journal; empty when none is low. USD also counts as
-/// low when what is left would not cover `reserved_usd`, the next call's reservation.
-fn low_budgets(spec: &AgentSpec, remaining: f64, used: Used, reserved_usd: f64) -> Vec<String> {
+/// low when what is left would not cover `reserved_pusd`, the next call's reservation.
+fn low_budgets(spec: &AgentSpec, remaining: f64, used: Used, reserved_pusd: u64) -> Vec<String> {
     let share = |left: f64, total: f64| total > 0.0 && left / total < remaining;
     let budget = &spec.budget;
     let mut low = Vec::new();
     if let Some(usd) = budget.usd {
-        let left = usd - used.usd;
-        if share(left, usd) {
-            low.push(format!("USD: ${left:.6} of ${usd} left"));
-        } else if left < reserved_usd {
+        let total = pricing::usd_to_pico(usd);
+        // Signed: the last call may have overspent.
+        let left = i128::from(total) - i128::from(used.pusd);
+        let left_usd = signed_usd(left);
+        if share(left as f64, total as f64) {
+            low.push(format!("USD: ${left_usd:.6} of ${usd} left"));
+        } else if left < i128::from(reserved_pusd) {
             low.push(format!(
-                "USD: ${left:.6} of ${usd} left, less than the ${reserved_usd:.6} the next call may cost"
+                "USD: ${left_usd:.6} of ${usd} left, less than the ${:.6} the next call may cost",
+                pricing::pico_to_usd(reserved_pusd)
             ));
         }
     }
@@ -503,8 +544,19 @@ fn low_budgets(spec: &AgentSpec, remaining: f64, used: Used, reserved_usd: f64) 
     low
 }
 
+/// Signed picodollars in dollars, for messages.
+fn signed_usd(pusd: i128) -> f64 {
+    let usd = pricing::pico_to_usd(u64::try_from(pusd.unsigned_abs()).unwrap_or(u64::MAX));
+    if pusd < 0 { -usd } else { usd }
+}
+
+/// Whether `reserved_pusd` more would take `spent_pusd` past a USD budget.
+fn over_budget(usd: f64, spent_pusd: u64, reserved_pusd: u64) -> bool {
+    spent_pusd.saturating_add(reserved_pusd) > pricing::usd_to_pico(usd)
+}
+
 enum Admission {
-    Go { model: String, reserved_usd: f64 },
+    Go { model: String, reserved_pusd: u64 },
     Stop { status: RunStatus, reason: String },
 }
 
@@ -536,7 +588,7 @@ impl Agent {
             ],
             steps: 0,
             tokens: 0,
-            cost_usd: 0.0,
+            cost_pusd: 0,
             elapsed_before_ms: 0,
             started: Instant::now(),
             task: task.to_owned(),
@@ -594,7 +646,7 @@ impl Agent {
             ],
             steps: 0,
             tokens: 0,
-            cost_usd: 0.0,
+            cost_pusd: 0,
             elapsed_before_ms: run.totals.elapsed_ms,
             started: Instant::now(),
             task: run.task.clone(),
@@ -619,11 +671,12 @@ impl Agent {
                     message,
                     usage,
                     cost_usd,
+                    cost_pusd,
                     ..
                 } => {
                     state.steps = state.steps.max(step);
                     state.tokens += usage.total_tokens();
-                    state.cost_usd += cost_usd;
+                    state.spend(journaled_pico(cost_pusd, cost_usd));
                     turns.push((step, *message));
                 }
                 Entry::ModelSwitched { to, .. } => state.switched_to = Some(to),
@@ -635,9 +688,10 @@ impl Agent {
                     content,
                     is_error,
                     cost_usd,
+                    cost_pusd,
                     ..
                 } => {
-                    state.cost_usd += cost_usd;
+                    state.spend(journaled_pico(cost_pusd, cost_usd));
                     results.insert(call_id, ToolOutput { content, is_error });
                 }
                 Entry::ModelFailed { step, .. } => failed.push(step),
@@ -647,10 +701,11 @@ impl Agent {
                     summary,
                     usage,
                     cost_usd,
+                    cost_pusd,
                     ..
                 } => {
                     state.tokens += usage.total_tokens();
-                    state.cost_usd += cost_usd;
+                    state.spend(journaled_pico(cost_pusd, cost_usd));
                     summaries.insert(step, (turns, summary));
                 }
                 Entry::Started { .. } | Entry::Resumed { .. } | Entry::Finished { .. } => {}
@@ -713,6 +768,7 @@ impl Agent {
                             is_error: true,
                             interrupted: true,
                             cost_usd: 0.0,
+                            cost_pusd: 0,
                         },
                     )
                     .await?;
@@ -863,7 +919,7 @@ impl Agent {
             .attribute("crossbar.run.reason", reason)
             .attribute("crossbar.steps", state.steps)
             .attribute("crossbar.tokens", state.tokens)
-            .attribute("crossbar.cost_usd", state.cost_usd);
+            .attribute("crossbar.cost_usd", pricing::pico_to_usd(state.cost_pusd));
         if state.status == RunStatus::Failed {
             span.error = Some(reason.to_owned());
         }
@@ -920,7 +976,7 @@ impl Agent {
             && state.switched_to.is_none()
         {
             let used = Used {
-                usd: state.cost_usd,
+                pusd: state.cost_pusd,
                 tokens: state.tokens,
                 steps: state.steps,
                 elapsed_ms: state.elapsed_ms(),
@@ -959,30 +1015,30 @@ impl Agent {
             }
         }
         if let Some(usd) = budget.usd
-            && state.cost_usd + reserved > usd
+            && over_budget(usd, state.cost_pusd, reserved)
         {
             return Ok(Admission::Stop {
                 status: RunStatus::BudgetExhausted,
                 reason: format!(
-                    "USD budget: ${:.6} spent, the next call may cost ${reserved:.6} of the ${usd} allowed",
-                    state.cost_usd
+                    "USD budget: ${:.6} spent, the next call may cost ${:.6} of the ${usd} allowed",
+                    pricing::pico_to_usd(state.cost_pusd),
+                    pricing::pico_to_usd(reserved)
                 ),
             });
         }
         request.model.clone_from(&model);
         Ok(Admission::Go {
             model,
-            reserved_usd: reserved,
+            reserved_pusd: reserved,
         })
     }
 
-    async fn reserve(&self, model: &str, prompt_tokens: u64, output_tokens: u64) -> f64 {
+    /// The most the next call may cost, in picodollars, at the dearest price of `model`.
+    async fn reserve(&self, model: &str, prompt_tokens: u64, output_tokens: u64) -> u64 {
         match self.model.price(model).await {
-            Ok(Some(price)) => {
-                (prompt_tokens as f64 * price.input + output_tokens as f64 * price.output) / 1e6
-            }
+            Ok(Some(price)) => price.cost_pico(prompt_tokens, output_tokens),
             // Unknown price: nothing to reserve; spend is still counted from what calls cost.
-            _ => 0.0,
+            _ => 0,
         }
     }
 
@@ -1061,13 +1117,14 @@ impl Agent {
             )));
         }
         if let Some(usd) = self.spec.budget.usd
-            && state.cost_usd + reserved > usd
+            && over_budget(usd, state.cost_pusd, reserved)
         {
             return Ok(Some((
                 RunStatus::BudgetExhausted,
                 format!(
-                    "USD budget: ${:.6} spent, summarizing the context may cost ${reserved:.6} of the ${usd} allowed",
-                    state.cost_usd
+                    "USD budget: ${:.6} spent, summarizing the context may cost ${:.6} of the ${usd} allowed",
+                    pricing::pico_to_usd(state.cost_pusd),
+                    pricing::pico_to_usd(reserved)
                 ),
             )));
         }
@@ -1117,14 +1174,14 @@ impl Agent {
             span.attribute("gen_ai.response.model", answer.response.model.as_str())
                 .attribute("gen_ai.usage.input_tokens", usage.input_tokens)
                 .attribute("gen_ai.usage.output_tokens", usage.output_tokens)
-                .attribute("crossbar.cost_usd", answer.cost_usd)
+                .attribute("crossbar.cost_usd", pricing::pico_to_usd(answer.cost_pico))
                 .attribute(
                     "crossbar.provider",
                     answer.provider.as_deref().unwrap_or_default(),
                 ),
         );
         state.tokens += usage.total_tokens();
-        state.cost_usd += answer.cost_usd;
+        state.spend(answer.cost_pico);
         let summary = answer.response.message.text_content();
         if summary.trim().is_empty() {
             // Compacting would lose the older turns with nothing in their place, and not
@@ -1153,7 +1210,8 @@ impl Agent {
                 turns,
                 summary,
                 usage,
-                cost_usd: answer.cost_usd,
+                cost_usd: pricing::pico_to_usd(answer.cost_pico),
+                cost_pusd: answer.cost_pico,
             },
         )
         .await?;
@@ -1166,11 +1224,11 @@ impl Agent {
                 return self.finish(&mut state, status, None, reason).await;
             }
             let mut request = self.request(&state);
-            let (model, reserved_usd) = match self.admit(&mut state, &mut request).await? {
+            let (model, reserved_pusd) = match self.admit(&mut state, &mut request).await? {
                 Admission::Go {
                     model,
-                    reserved_usd,
-                } => (model, reserved_usd),
+                    reserved_pusd,
+                } => (model, reserved_pusd),
                 Admission::Stop { status, reason } => {
                     return self.finish(&mut state, status, None, reason).await;
                 }
@@ -1239,8 +1297,8 @@ impl Agent {
                 .attribute("gen_ai.response.id", answer.response.id.as_str())
                 .attribute("gen_ai.usage.input_tokens", usage.input_tokens)
                 .attribute("gen_ai.usage.output_tokens", usage.output_tokens)
-                .attribute("crossbar.cost_usd", answer.cost_usd)
-                .attribute("crossbar.reserved_usd", reserved_usd);
+                .attribute("crossbar.cost_usd", pricing::pico_to_usd(answer.cost_pico))
+                .attribute("crossbar.reserved_usd", pricing::pico_to_usd(reserved_pusd));
             if let Some(provider) = &answer.provider {
                 call_span = call_span.attribute("crossbar.provider", provider.as_str());
             }
@@ -1251,7 +1309,7 @@ impl Agent {
             state.attempt = 0;
             state.steps = step;
             state.tokens += usage.total_tokens();
-            state.cost_usd += answer.cost_usd;
+            state.spend(answer.cost_pico);
             state.providers.push(answer.provider.clone());
             let message = answer.response.message.clone();
             self.record(
@@ -1264,8 +1322,9 @@ impl Agent {
                     deployment: answer.deployment,
                     message: Box::new(message.clone()),
                     usage,
-                    cost_usd: answer.cost_usd,
-                    reserved_usd,
+                    cost_usd: pricing::pico_to_usd(answer.cost_pico),
+                    cost_pusd: answer.cost_pico,
+                    reserved_usd: pricing::pico_to_usd(reserved_pusd),
                     finish_reason: answer.response.finish_reason,
                 },
             )
@@ -1330,12 +1389,12 @@ impl Agent {
                     let started = SystemTime::now();
                     let spend = Arc::new(ToolSpend::default());
                     let output = TOOL_SPEND.scope(Arc::clone(&spend), tools.run(call)).await;
-                    (call, output, started, spend.usd())
+                    (call, output, started, spend.pico())
                 }
             })
             .collect();
         let mut outputs = HashMap::new();
-        while let Some((call, output, started, cost_usd)) = running.next().await {
+        while let Some((call, output, started, cost_pusd)) = running.next().await {
             let mut span = self
                 .span(
                     state,
@@ -1348,10 +1407,11 @@ impl Agent {
                 .attribute("gen_ai.tool.name", call.name.as_str())
                 .attribute("gen_ai.tool.call.id", call.id.as_str())
                 .attribute("crossbar.step", step);
-            if cost_usd > 0.0 {
+            let cost_usd = pricing::pico_to_usd(cost_pusd);
+            if cost_pusd > 0 {
                 span = span.attribute("crossbar.cost_usd", cost_usd);
             }
-            state.cost_usd += cost_usd;
+            state.spend(cost_pusd);
             if output.is_error {
                 // The tool's message goes to the model, not to the trace: it may quote data.
                 span.error = Some("the tool returned an error".to_owned());
@@ -1368,6 +1428,7 @@ impl Agent {
                     is_error: output.is_error,
                     interrupted: false,
                     cost_usd,
+                    cost_pusd,
                 },
             )
             .await?;
@@ -1391,8 +1452,10 @@ mod tests {
         AgentSpec::from_toml(&text, "agent.toml").unwrap_or_else(|e| panic!("{}", e.0))
     }
 
+    const CENT: u64 = 10_000_000_000;
+
     const FRESH: Used = Used {
-        usd: 0.0,
+        pusd: 0,
         tokens: 0,
         steps: 0,
         elapsed_ms: 0,
@@ -1401,22 +1464,28 @@ mod tests {
     #[test]
     fn nothing_is_low_at_the_start_or_at_exactly_the_share() {
         let spec = spec(0.25);
-        assert!(low_budgets(&spec, 0.25, FRESH, 0.01).is_empty());
+        assert!(low_budgets(&spec, 0.25, FRESH, CENT).is_empty());
         let at_the_share = Used {
-            usd: 0.75,
+            pusd: 750_000_000_000,
             tokens: 750,
             steps: 7,
             elapsed_ms: 75_000,
         };
         // 30% of the steps left, 25% of the rest: not below.
-        assert!(low_budgets(&spec, 0.25, at_the_share, 0.01).is_empty());
+        assert!(low_budgets(&spec, 0.25, at_the_share, CENT).is_empty());
     }
 
     #[test]
     fn each_budget_is_low_on_its_own() {
         let spec = spec(0.25);
         let cases = [
-            (Used { usd: 0.8, ..FRESH }, "USD: $0.200000 of $1 left"),
+            (
+                Used {
+                    pusd: 800_000_000_000,
+                    ..FRESH
+                },
+                "USD: $0.200000 of $1 left",
+            ),
             (
                 Used {
                     tokens: 800,
@@ -1434,24 +1503,27 @@ mod tests {
             ),
         ];
         for (used, expected) in cases {
-            assert_eq!(low_budgets(&spec, 0.25, used, 0.01), [expected], "{used:?}");
+            assert_eq!(low_budgets(&spec, 0.25, used, CENT), [expected], "{used:?}");
         }
         let all = Used {
-            usd: 0.9,
+            pusd: 900_000_000_000,
             tokens: 900,
             steps: 9,
             elapsed_ms: 90_000,
         };
-        assert_eq!(low_budgets(&spec, 0.25, all, 0.01).len(), 4);
+        assert_eq!(low_budgets(&spec, 0.25, all, CENT).len(), 4);
     }
 
     #[test]
     fn usd_is_low_when_the_next_reservation_would_not_fit() {
         let spec = spec(0.25);
-        let used = Used { usd: 0.5, ..FRESH };
-        assert!(low_budgets(&spec, 0.25, used, 0.4).is_empty());
+        let used = Used {
+            pusd: 500_000_000_000,
+            ..FRESH
+        };
+        assert!(low_budgets(&spec, 0.25, used, 400_000_000_000).is_empty());
         assert_eq!(
-            low_budgets(&spec, 0.25, used, 0.6),
+            low_budgets(&spec, 0.25, used, 600_000_000_000),
             ["USD: $0.500000 of $1 left, less than the $0.600000 the next call may cost"]
         );
     }
@@ -1462,15 +1534,50 @@ mod tests {
                     [budget]\non_budget_low = { remaining = 0.5 }\n";
         let spec = AgentSpec::from_toml(text, "agent.toml").unwrap_or_else(|e| panic!("{}", e.0));
         let used = Used {
-            usd: 100.0,
+            pusd: 100 * pricing::PICO_PER_USD,
             tokens: u64::MAX,
             steps: 1,
             elapsed_ms: u64::MAX,
         };
-        assert!(low_budgets(&spec, 0.5, used, 1.0).is_empty());
+        assert!(low_budgets(&spec, 0.5, used, pricing::PICO_PER_USD).is_empty());
         assert_eq!(
-            low_budgets(&spec, 0.5, Used { steps: 3, ..used }, 1.0),
+            low_budgets(&spec, 0.5, Used { steps: 3, ..used }, pricing::PICO_PER_USD),
             ["steps: 1 of max_steps 4 left"]
+        );
+    }
+
+    /// A journal written before entries kept picodollars replays from its dollars; a new one
+    /// from its picodollars, whatever the dollars say.
+    #[test]
+    fn journaled_costs_are_read_in_picodollars() {
+        let old = r#"{"kind":"tool_result","step":1,"call_id":"c","name":"t","content":"x",
+            "is_error":false,"cost_usd":1.4e-7}"#;
+        let Ok(Entry::ToolResult {
+            cost_usd,
+            cost_pusd,
+            ..
+        }) = serde_json::from_str::<Entry>(old)
+        else {
+            panic!("an old entry reads")
+        };
+        assert_eq!(cost_pusd, 0);
+        assert_eq!(journaled_pico(cost_pusd, cost_usd), 140_000);
+        assert_eq!(journaled_pico(140_001, 1.4e-7), 140_001);
+        assert_eq!(journaled_pico(0, 0.0), 0);
+        let new = Entry::ToolResult {
+            step: 1,
+            call_id: "c".into(),
+            name: "t".into(),
+            content: "x".into(),
+            is_error: false,
+            interrupted: false,
+            cost_usd: pricing::pico_to_usd(1),
+            cost_pusd: 1,
+        };
+        let text = serde_json::to_string(&new).unwrap_or_default();
+        assert!(
+            text.ends_with(r#""cost_usd":1e-12,"cost_pusd":1}"#),
+            "{text}"
         );
     }
 

@@ -141,21 +141,27 @@ async fn tool_rounds_run_until_a_final_answer_and_every_step_is_journaled() {
     assert_eq!(run.status, "completed");
     assert_eq!(run.answer.as_deref(), Some(answer.as_str()));
     assert_eq!(run.totals.steps, 3);
-    let costs: f64 = journaled
+    // The run's cost is its calls' picodollar costs summed, to the picodollar, in the outcome
+    // and in the store; each call's dollars are its picodollars.
+    let costs: u64 = journaled
         .iter()
         .map(|e| match e {
             Entry::ModelCall {
-                cost_usd, usage, ..
+                cost_usd,
+                cost_pusd,
+                usage,
+                ..
             } => {
                 assert!(usage.input_tokens > 0 && usage.output_tokens > 0);
-                *cost_usd
+                assert_eq!(*cost_usd, crossbar_core::pricing::pico_to_usd(*cost_pusd));
+                *cost_pusd
             }
-            _ => 0.0,
+            _ => 0,
         })
         .sum();
-    assert!(costs > 0.0);
-    assert!((outcome.totals.cost_usd - costs).abs() < 1e-12);
-    assert_eq!(run.totals.cost_pusd, (costs * 1e12).round() as u64);
+    assert!(costs > 0);
+    assert_eq!(outcome.totals.cost_pusd, costs);
+    assert_eq!(run.totals.cost_pusd, costs);
     assert!(run.totals.tokens > 0);
     assert_eq!(run.spec, h.spec(SPEC).source);
 }
@@ -249,7 +255,7 @@ async fn on_budget_low_switches_to_a_cheaper_route_mid_run() {
             .unwrap()
             .starts_with("Based on read_file: hello;")
     );
-    assert!(outcome.totals.cost_usd <= 0.004);
+    assert!(outcome.totals.cost_pusd <= 4_000_000_000);
 
     let spec = spec.replace(", switch_to = \"cheap\"", "");
     let (agent, _) = h.agent(h.spec(&spec));

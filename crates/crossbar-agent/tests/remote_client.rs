@@ -48,12 +48,10 @@ async fn the_remote_client_speaks_openai_to_a_gateway() {
     assert_eq!(answer.provider.as_deref(), Some("sim-openai"));
     assert_eq!(answer.deployment.as_deref(), Some("smart@sim-openai"));
     let usage = answer.response.usage.unwrap();
-    let expected = (usage.input_tokens as f64 * 2.5 + usage.output_tokens as f64 * 10.0) / 1e6;
-    assert!(
-        (answer.cost_usd - expected).abs() < 1e-8,
-        "{} vs {expected}",
-        answer.cost_usd
-    );
+    // The gateway's header read exactly: $2.50 and $10 per million are 2,500,000 and
+    // 10,000,000 picodollars a token.
+    let expected = usage.input_tokens * 2_500_000 + usage.output_tokens * 10_000_000;
+    assert_eq!(answer.cost_pico, expected);
 
     let mut stream = client.chat_stream(request).await.unwrap();
     let mut text = String::new();
@@ -79,6 +77,18 @@ async fn the_remote_client_speaks_openai_to_a_gateway() {
         .unwrap();
     assert_eq!(embedded.vectors.len(), 2);
     assert_eq!(embedded.vectors[0].len(), 8);
+    let (priced, cost) = client
+        .embed_priced(EmbeddingRequest {
+            model: "embed".to_owned(),
+            input: EmbeddingInput::Texts(vec!["hello".to_owned()]),
+            dimensions: None,
+            user: None,
+        })
+        .await
+        .unwrap();
+    // $0.02 per million: 20,000 picodollars a token, read exactly from the header.
+    assert!(priced.input_tokens > 0);
+    assert_eq!(cost, priced.input_tokens * 20_000);
 
     assert_eq!(
         client.price("smart").await.unwrap(),
@@ -143,7 +153,7 @@ async fn each_step_sends_the_runs_traceparent_to_the_gateway() {
     agent.model = Arc::new(Remote::new(&url, None).unwrap());
     let outcome = agent.run("hi").await.unwrap();
     assert_eq!(outcome.answer.as_deref(), Some("done"));
-    assert_eq!(outcome.totals.cost_usd, 0.0, "no price is known for `m`");
+    assert_eq!(outcome.totals.cost_pusd, 0, "no price is known for `m`");
     let sent = seen.lock().unwrap().clone();
     assert_eq!(sent, [crossbar_agent::run::traceparent(&outcome.run_id, 1)]);
     let trace = crossbar_agent::run::trace_id(&outcome.run_id);

@@ -236,37 +236,35 @@ async fn what_search_docs_spends_on_embeddings_counts_in_the_run_and_survives_re
         .iter()
         .map(|e| e.entry.clone())
         .collect();
-    let tool_cost: f64 = entries
+    let tool_cost: u64 = entries
         .iter()
         .filter_map(|e| match e {
-            Entry::ToolResult { cost_usd, .. } => Some(*cost_usd),
+            Entry::ToolResult { cost_pusd, .. } => Some(*cost_pusd),
             _ => None,
         })
         .sum();
-    let model_cost: f64 = entries
+    let model_cost: u64 = entries
         .iter()
         .filter_map(|e| match e {
-            Entry::ModelCall { cost_usd, .. } => Some(*cost_usd),
+            Entry::ModelCall { cost_pusd, .. } => Some(*cost_pusd),
             _ => None,
         })
         .sum();
-    // One query of a few tokens at $0.02 per million: tiny, but counted.
-    assert!(tool_cost > 0.0 && tool_cost < 1e-6, "{tool_cost}");
-    assert!((outcome.totals.cost_usd - (model_cost + tool_cost)).abs() < 1e-12);
+    // One query of a few tokens at $0.02 per million (20,000 picodollars a token): tiny, but
+    // counted to the picodollar.
+    assert!(
+        tool_cost > 0 && tool_cost.is_multiple_of(20_000) && tool_cost < 1_000_000,
+        "{tool_cost}"
+    );
+    assert_eq!(outcome.totals.cost_pusd, model_cost + tool_cost);
     let run = h.store.run(&outcome.run_id).await.unwrap().unwrap();
     assert_eq!(
-        run.totals.cost_pusd,
-        (outcome.totals.cost_usd * 1e12).round() as u64,
+        run.totals.cost_pusd, outcome.totals.cost_pusd,
         "the store's totals include the tool's spend"
     );
     // A resume rebuilds its totals from the journal: the tool's spend is still there.
     let copy = h.copy_run_until(&outcome.run_id, "tool_result").await;
     let resumed = agent.resume(&copy).await.unwrap();
     assert_eq!(resumed.answer, outcome.answer);
-    assert!(
-        (resumed.totals.cost_usd - outcome.totals.cost_usd).abs() < 1e-12,
-        "{} vs {}",
-        resumed.totals.cost_usd,
-        outcome.totals.cost_usd
-    );
+    assert_eq!(resumed.totals.cost_pusd, outcome.totals.cost_pusd);
 }

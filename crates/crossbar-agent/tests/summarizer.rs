@@ -47,16 +47,16 @@ impl SpanSink for Recorder {
     }
 }
 
-fn model_calls(entries: &[Entry]) -> Vec<(u32, u64, f64)> {
+fn model_calls(entries: &[Entry]) -> Vec<(u32, u64, u64)> {
     entries
         .iter()
         .filter_map(|e| match e {
             Entry::ModelCall {
                 step,
                 usage,
-                cost_usd,
+                cost_pusd,
                 ..
-            } => Some((*step, usage.input_tokens, *cost_usd)),
+            } => Some((*step, usage.input_tokens, *cost_pusd)),
             _ => None,
         })
         .collect()
@@ -100,7 +100,7 @@ async fn older_turns_are_summarized_by_the_summarizer_and_resume_replays_the_sum
         turns,
         summary,
         usage,
-        cost_usd: summary_cost,
+        cost_pusd: summary_cost,
         ..
     } = summaries[0]
     else {
@@ -118,7 +118,7 @@ async fn older_turns_are_summarized_by_the_summarizer_and_resume_replays_the_sum
         usage.input_tokens > 1000,
         "the file went to the summarizer: {usage:?}"
     );
-    assert!(*summary_cost > 0.0);
+    assert!(*summary_cost > 0);
     let spans = recorder.0.lock().unwrap().clone();
     let summarizer: Vec<&SpanRecord> = spans
         .iter()
@@ -141,8 +141,8 @@ async fn older_turns_are_summarized_by_the_summarizer_and_resume_replays_the_sum
         step2_input > 1500 && step3_input * 3 < step2_input,
         "step 2 saw the file ({step2_input} tokens), step 3 only the summary ({step3_input})"
     );
-    let spent: f64 = calls.iter().map(|c| c.2).sum::<f64>() + summary_cost;
-    assert!((outcome.totals.cost_usd - spent).abs() < 1e-12);
+    let spent: u64 = calls.iter().map(|c| c.2).sum::<u64>() + summary_cost;
+    assert_eq!(outcome.totals.cost_pusd, spent);
     assert_eq!(outcome.answer.as_deref(), Some("Based on calculator: 2."));
 
     // A copy of the journal cut right after the summary, as if the process died there: the
@@ -172,6 +172,6 @@ async fn older_turns_are_summarized_by_the_summarizer_and_resume_replays_the_sum
             .collect()
     };
     assert_eq!(after(&replayed), after(&journal(&original)));
-    assert!((resumed.totals.cost_usd - outcome.totals.cost_usd).abs() < 1e-12);
+    assert_eq!(resumed.totals.cost_pusd, outcome.totals.cost_pusd);
     assert_eq!(resumed.totals.tokens, outcome.totals.tokens);
 }

@@ -4,6 +4,11 @@
 //! up to six decimals is a whole number of picodollars per token, so a cost is an exact product
 //! and sums of costs (a key's budget, a report) never drift the way float sums do. The router's
 //! float estimates rank deployments; these numbers are what gets recorded and billed.
+//!
+//! This is the one money path: [`cost`] prices an answer, [`format_usd`] writes picodollars as
+//! dollars (the `x-crossbar-cost-usd` header, usage reports, what-if, the dashboard) and
+//! [`parse_usd`] reads them back exactly (an agent reading a gateway's header), so the header,
+//! the usage record, a key's budget and an agent run agree to the picodollar.
 
 use crate::chat::Usage;
 use crate::config::Price;
@@ -36,7 +41,8 @@ pub fn pico_to_usd(pico: u64) -> f64 {
     pico as f64 / PICO_PER_USD as f64
 }
 
-/// Picodollars as an exact decimal string, e.g. `0.005615`.
+/// Picodollars as an exact decimal string, e.g. `0.005615`: at least two decimals, at most
+/// twelve, trailing zeros trimmed. [`parse_usd`] reads it back.
 pub fn format_usd(pico: u64) -> String {
     let whole = pico / PICO_PER_USD;
     let fraction = format!("{:012}", pico % PICO_PER_USD);
@@ -46,6 +52,24 @@ pub fn format_usd(pico: u64) -> String {
     } else {
         format!("{whole}.{trimmed}")
     }
+}
+
+/// A decimal amount of dollars (`0.005615`, `12`, `12.50`) as picodollars, exactly, without
+/// going through a float; `None` for anything else, a negative amount, more than twelve
+/// decimals or more than `u64::MAX` picodollars.
+pub fn parse_usd(text: &str) -> Option<u64> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !digits(whole) || !digits(fraction) || fraction.len() > 12 {
+        return None;
+    }
+    let whole: u64 = whole.parse().ok()?;
+    let fraction: u64 = if fraction.is_empty() {
+        0
+    } else {
+        format!("{fraction:0<12}").parse().ok()?
+    };
+    whole.checked_mul(PICO_PER_USD)?.checked_add(fraction)
 }
 
 /// What a call cost, by kind of token, in picodollars.
@@ -120,6 +144,37 @@ mod tests {
         assert_eq!(format_usd(140_000), "0.00000014");
         assert_eq!(format_usd(12 * PICO_PER_USD), "12.00");
         assert_eq!(format_usd(PICO_PER_USD / 2), "0.50");
+    }
+
+    #[test]
+    fn dollars_read_back_exactly() {
+        for pico in [
+            0,
+            1,
+            140_000,
+            429_000_000,
+            5_615_000_000,
+            12 * PICO_PER_USD,
+            u64::MAX,
+        ] {
+            assert_eq!(parse_usd(&format_usd(pico)), Some(pico), "{pico}");
+        }
+        assert_eq!(format_usd(429_000_000), "0.000429");
+        assert_eq!(parse_usd("0.000429"), Some(429_000_000));
+        assert_eq!(parse_usd("3"), Some(3 * PICO_PER_USD));
+        assert_eq!(parse_usd("0.000000000001"), Some(1));
+        for bad in [
+            "",
+            ".5",
+            "-1",
+            "1e-6",
+            "0.0000000000001",
+            "1.2.3",
+            " 1",
+            "18446745",
+        ] {
+            assert_eq!(parse_usd(bad), None, "{bad}");
+        }
     }
 
     /// gpt-4o at $2.50 / $1.25 cached / $10.00: 2006 prompt tokens of which 1920 cached, 300

@@ -15,7 +15,7 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 use crossbar_core::chat::{StreamEvent, Usage};
-use crossbar_core::pricing::{self, usd_to_pico};
+use crossbar_core::pricing;
 use crossbar_core::router::{
     Attempt, AttemptLog, Deployment, KeyScope, Preferences, Prompt, Routed, Router,
 };
@@ -295,7 +295,7 @@ fn attempt_record(attempt: &Attempt) -> AttemptRecord {
         // A cancelled hedge is billed as the router estimated it; the answer's cost is set
         // from its usage when the record is finished.
         cost_pusd: if attempt.cancelled {
-            usd_to_pico(attempt.cost_usd)
+            attempt.cost_pico
         } else {
             0
         },

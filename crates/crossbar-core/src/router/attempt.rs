@@ -361,7 +361,7 @@ impl<'a, T: Send + 'a> Run<'_, 'a, T> {
                 error: None,
                 hedge: flight.hedge,
                 cancelled: true,
-                cost_usd: cost,
+                cost_pico: crate::pricing::usd_to_pico(cost),
             });
         }
     }
@@ -454,7 +454,7 @@ where
                             error: None,
                             hedge: flight.hedge,
                             cancelled: false,
-                            cost_usd: 0.0,
+                            cost_pico: 0,
                         });
                         run.cancel_rest();
                         return Ok(Won {
@@ -481,7 +481,7 @@ where
                             error: Some(error.clone()),
                             hedge: flight.hedge,
                             cancelled: false,
-                            cost_usd: 0.0,
+                            cost_pico: 0,
                         });
                         match retry::verdict(&error) {
                             Verdict::Stop => {

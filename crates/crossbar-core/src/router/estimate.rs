@@ -138,24 +138,17 @@ impl Prompt {
 
 const PER_TOKEN: f64 = 1e-6;
 
-/// What a call costs from the usage its provider reported.
-pub fn usage_cost(price: &Price, usage: &Usage) -> f64 {
-    let cached = usage.cached_input_tokens.min(usage.input_tokens);
-    let written = usage.cache_write_tokens.min(usage.input_tokens - cached);
-    let fresh = usage.input_tokens - cached - written;
-    (fresh as f64 * price.input
-        + cached as f64 * price.cached_input.unwrap_or(price.input)
-        + written as f64 * price.cache_write.unwrap_or(price.input)
-        + usage.output_tokens as f64 * price.output)
-        * PER_TOKEN
-}
-
-/// What a call is expected to cost before it is made.
+/// What a call is expected to cost before it is made, in USD as a float: for ranking
+/// deployments, the `x-crossbar-max-cost-usd` filter and the deployment statistics, never for
+/// what is charged (that is [`crate::pricing::cost`] of the reported usage, in picodollars).
+/// A cancelled hedge, which reports no usage, is charged this estimate rounded once to
+/// picodollars.
 pub fn estimated_cost(price: &Price, prompt_tokens: f64, output_tokens: f64) -> f64 {
     (prompt_tokens * price.input + output_tokens * price.output) * PER_TOKEN
 }
 
-/// What cached input saved against the full input price.
+/// What cached input saved against the full input price, in USD as a float: a statistic for
+/// the deployments view, not money charged.
 pub fn cache_saving(price: &Price, usage: &Usage) -> f64 {
     let cached = usage.cached_input_tokens.min(usage.input_tokens) as f64;
     let discount = price.input - price.cached_input.unwrap_or(price.input);
@@ -209,7 +202,6 @@ mod tests {
             output_tokens: 100_000,
             reasoning_tokens: 0,
         };
-        assert!((usage_cost(&price, &usage) - (1.2 + 0.2 + 1.0)).abs() < 1e-9);
         assert!((cache_saving(&price, &usage) - 0.6).abs() < 1e-9);
         assert!((estimated_cost(&price, 1e6, 0.0) - 2.0).abs() < 1e-9);
     }

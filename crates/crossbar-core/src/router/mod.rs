@@ -215,9 +215,10 @@ pub struct Attempt {
     pub hedge: bool,
     /// Cancelled because another attempt answered first.
     pub cancelled: bool,
-    /// From reported usage for the answer (non-streams), estimated from the prompt for a
-    /// cancelled attempt, 0 for a failed one.
-    pub cost_usd: f64,
+    /// In picodollars: [`crate::pricing::cost`] of the reported usage for the answer
+    /// (non-streams), the router's estimate for a cancelled attempt (the upstream read the
+    /// prompt), 0 for a failed one. What the usage record bills for the attempt.
+    pub cost_pico: u64,
 }
 
 /// A result with the deployment that produced it and every attempt made on the way.
@@ -228,9 +229,12 @@ pub struct Routed<T> {
     pub attempts: Vec<Attempt>,
     /// The route whose policy applied.
     pub route: String,
-    /// Cost of every attempt, when known now: a stream's is known only at its end.
-    pub cost_usd: Option<f64>,
-    /// What the winning deployment was expected to cost before the call.
+    /// Cost of every attempt in picodollars, when known now (a stream's is known only at its
+    /// end): the sum of the attempts' `cost_pico`, what the usage record bills and the
+    /// `x-crossbar-cost-usd` header says.
+    pub cost_pico: Option<u64>,
+    /// What the winning deployment was expected to cost before the call, in USD as a float:
+    /// the ranking estimate, not money charged.
     pub estimated_cost_usd: f64,
     /// Whether prompt-cache affinity chose the deployment.
     pub affinity: bool,
@@ -777,14 +781,14 @@ impl Router {
             .rev()
             .find(|a| a.error.is_none() && !a.cancelled)
         {
-            winner.cost_usd = cost;
+            winner.cost_pico = cost;
         }
         self.remember_affinity(plan, candidate);
         Routed {
             value: won.value,
             deployment: Arc::clone(&candidate.deployment),
             route: plan.route.name.clone(),
-            cost_usd: Some(attempts.iter().map(|a| a.cost_usd).sum()),
+            cost_pico: Some(attempts.iter().map(|a| a.cost_pico).sum()),
             estimated_cost_usd: candidate.estimated_cost,
             affinity: plan.affinity_hit == Some(candidate.deployment.index),
             attempts,
@@ -932,7 +936,7 @@ impl Router {
             value: stream,
             deployment: Arc::clone(&candidate.deployment),
             route: plan.route.name.clone(),
-            cost_usd: None,
+            cost_pico: None,
             estimated_cost_usd: candidate.estimated_cost,
             affinity: plan.affinity_hit == Some(candidate.deployment.index),
             attempts: won.attempts,
@@ -1018,13 +1022,16 @@ impl Completion {
         }
     }
 
-    /// Returns the cost: from usage when reported, else the estimate. `stream` carries a
-    /// stream's total time, time to first token and output size when usage is missing.
-    fn record(self, usage: Option<Usage>, stream: Option<(Duration, Duration, u64)>) -> f64 {
+    /// Returns the cost in picodollars: [`crate::pricing::cost`] of the usage when reported,
+    /// else the estimate. `stream` carries a stream's total time, time to first token and
+    /// output size when usage is missing.
+    fn record(self, usage: Option<Usage>, stream: Option<(Duration, Duration, u64)>) -> u64 {
         let price = self.deployment.price;
-        let cost = usage.map_or(self.estimated_cost, |u| estimate::usage_cost(&price, &u));
+        let cost = usage.map_or(crate::pricing::usd_to_pico(self.estimated_cost), |u| {
+            crate::pricing::cost(&price, &u).total()
+        });
         let mut live = self.deployment.live();
-        live.stats.counters.spent_usd += cost;
+        live.stats.counters.spent_usd += crate::pricing::pico_to_usd(cost);
         if let Some(usage) = usage {
             live.stats.record_usage(
                 usage.output_tokens,

@@ -454,7 +454,7 @@ async fn a_hedge_wins_over_a_slow_first_attempt_which_is_cancelled() {
             (routed.deployment, routed.attempts)
         } else {
             let routed = router.chat(&ask("x")).await.unwrap();
-            assert!(routed.cost_usd.unwrap() > 0.0);
+            assert!(routed.cost_pico.unwrap() > 0);
             (routed.deployment, routed.attempts)
         };
         assert_eq!(deployment.provider.name, "b");
@@ -464,7 +464,7 @@ async fn a_hedge_wins_over_a_slow_first_attempt_which_is_cancelled() {
         assert!(winner.hedge && winner.error.is_none());
         let loser = attempts.iter().find(|a| a.cancelled).unwrap();
         assert_eq!(loser.deployment.provider.name, "a");
-        assert!(loser.cost_usd > 0.0, "the loser's cost is recorded");
+        assert!(loser.cost_pico > 0, "the loser's cost is recorded");
         if !stream {
             assert_eq!(fake.cancelled.load(Ordering::SeqCst), before + 1);
         }
@@ -809,8 +809,8 @@ async fn embeddings_are_routed_and_costed() {
     };
     let routed = router.embed(&request).await.unwrap();
     assert_eq!(routed.deployment.provider.name, "a");
-    // 50 input tokens at $1 per million.
-    assert!((routed.cost_usd.unwrap() - 50e-6).abs() < 1e-12);
+    // 50 input tokens at $1 per million: 1,000,000 picodollars a token.
+    assert_eq!(routed.cost_pico, Some(50_000_000));
 }
 
 /// Moves every deployment's report from one router (replica) to another, as Redis would.

@@ -139,8 +139,10 @@ pub(crate) fn routed_headers<T>(response: &mut Response, routed: &Routed<T>) {
     if let Ok(value) = HeaderValue::from_str(&routed.route) {
         headers.insert("x-crossbar-route", value);
     }
-    if let Some(cost) = routed.cost_usd
-        && let Ok(value) = HeaderValue::from_str(&format!("{cost:.8}"))
+    // Exact picodollars in the usage records' format, so the header, the record and the key's
+    // budget agree to the picodollar.
+    if let Some(cost) = routed.cost_pico
+        && let Ok(value) = HeaderValue::from_str(&crossbar_core::pricing::format_usd(cost))
     {
         headers.insert("x-crossbar-cost-usd", value);
     }

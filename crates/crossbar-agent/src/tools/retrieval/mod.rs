@@ -93,7 +93,9 @@ pub struct Ingested {
     pub embedded: usize,
     /// Input tokens the embeddings provider counted.
     pub embedding_tokens: u64,
-    /// What embedding cost.
+    /// What embedding cost, in picodollars.
+    pub embedding_pusd: u64,
+    /// `embedding_pusd` in dollars, for display.
     pub embedding_usd: f64,
     /// Where the index keeps its vectors, when it has any.
     pub vectors: Option<Backend>,
@@ -162,8 +164,9 @@ pub async fn ingest(
                 if let Some(embedding) = &embedding {
                     let (vectors, tokens) = embedding
                         .embedder
-                        .embed(&passages, &mut done.embedding_usd)
+                        .embed(&passages, &mut done.embedding_pusd)
                         .await?;
+                    done.embedding_usd = crossbar_core::pricing::pico_to_usd(done.embedding_pusd);
                     done.embedding_tokens += tokens;
                     done.embedded += vectors.len();
                     if sink.is_none()
@@ -324,7 +327,7 @@ impl DocIndex {
             let Some((vectors, embedder)) = &self.vectors else {
                 return Ok(Vec::new());
             };
-            let (mut vector, _) = embedder.embed(&[query.to_owned()], &mut 0.0).await?;
+            let (mut vector, _) = embedder.embed(&[query.to_owned()], &mut 0).await?;
             let vector = vector
                 .pop()
                 .ok_or("the embeddings model returned no vector")?;

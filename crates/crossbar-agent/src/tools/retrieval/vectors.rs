@@ -304,11 +304,12 @@ pub struct Embedder {
 
 impl Embedder {
     /// One vector per text, in order, and the input tokens the provider counted. The cost is
-    /// charged to the tool call running (a run's `search_docs`) and added to `spent`.
+    /// charged to the tool call running (a run's `search_docs`) and added to `spent`, in
+    /// picodollars.
     pub async fn embed(
         &self,
         texts: &[String],
-        spent: &mut f64,
+        spent: &mut u64,
     ) -> Result<(Vec<Vec<f32>>, u64), String> {
         let mut vectors = Vec::with_capacity(texts.len());
         let mut tokens = 0;
@@ -324,7 +325,7 @@ impl Embedder {
                 .await
                 .map_err(|e| format!("embeddings model `{}`: {}", self.name, e.message))?;
             crate::model::charge_tool(cost);
-            *spent += cost;
+            *spent = spent.saturating_add(cost);
             if response.vectors.len() != batch.len() {
                 return Err(format!(
                     "embeddings model `{}` returned {} vectors for {} inputs",
