@@ -147,7 +147,7 @@ pub async fn command(args: AgentArgs) -> anyhow::Result<()> {
                         serde_json::json!({
                             "id": run.id, "agent": run.agent, "status": run.status,
                             "task": run.task, "steps": run.totals.steps, "tokens": run.totals.tokens,
-                            "cost_usd": run.totals.cost_pusd as f64 / 1e12,
+                            "cost_usd": crossbar_core::pricing::pico_to_usd(run.totals.cost_pusd),
                             "created_ms": run.created_ms, "answer": run.answer,
                         })
                     );
@@ -163,7 +163,7 @@ pub async fn command(args: AgentArgs) -> anyhow::Result<()> {
                         run.status.clone(),
                         run.totals.steps.to_string(),
                         run.totals.tokens.to_string(),
-                        format!("${:.6}", run.totals.cost_pusd as f64 / 1e12),
+                        format!("${:.6}", crossbar_core::pricing::pico_to_usd(run.totals.cost_pusd)),
                     ]
                 })
                 .collect();
