@@ -8,7 +8,7 @@ mod common;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use common::{TestGateway, start, user};
+use common::{TestGateway, assert_rpm_limited, start, user};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "admin-token-0123456789";
@@ -208,16 +208,7 @@ async fn requests_per_minute_answer_429_with_retry_after() {
     for _ in 0..2 {
         assert_eq!(chat(&gw, Some(&secret), hello("chat")).await.status(), 200);
     }
-    let limited = chat(&gw, Some(&secret), hello("chat")).await;
-    assert_eq!(limited.status(), 429);
-    let retry: u64 = limited.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!((1..=60).contains(&retry), "{retry}");
-    let body: Value = limited.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "rate_limit_requests");
+    assert_rpm_limited(chat(&gw, Some(&secret), hello("chat")).await).await;
 }
 
 #[tokio::test]

@@ -480,23 +480,7 @@ deployments = [
 /// in-process collector.
 #[tokio::test]
 async fn traces_reach_the_collector_with_genai_attributes_and_the_clients_trace() {
-    use std::sync::{Arc, Mutex};
-
-    let received: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let sink = Arc::clone(&received);
-    let collector = axum::Router::new().route(
-        "/v1/traces",
-        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
-            let sink = Arc::clone(&sink);
-            async move {
-                sink.lock().unwrap().push(body);
-                "{}"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, collector).await });
+    let (endpoint, received) = crossbar_testkit::otlp::collector().await;
 
     let config = format!(
         "{}[telemetry]\notlp_endpoint = \"{endpoint}\"\n{PROVIDERS}",

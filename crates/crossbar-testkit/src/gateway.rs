@@ -179,3 +179,17 @@ pub async fn error_of(response: reqwest::Response) -> (u16, Value) {
     assert_eq!(response.headers()["content-type"], "application/json");
     (status, response.json().await.unwrap())
 }
+
+/// A key over its requests per minute: a 429 with a `retry-after` within the minute and the
+/// code `rate_limit_requests`.
+pub async fn assert_rpm_limited(response: reqwest::Response) {
+    assert_eq!(response.status(), 429);
+    let retry: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limit_requests");
+}

@@ -3,12 +3,14 @@
 //!
 //! - [`openapi`] and [`smithy`]: bodies checked against the providers' published specs.
 //! - [`providers`]: named simulated providers as the suites configure them again and again.
+//! - [`otlp`]: an OTLP/HTTP JSON trace collector on loopback.
 //! - [`process`]: the real `crossbar` binary as a child process ([`process::GatewayProcess`]).
 //! - [`gateway`] (feature `gateway`): a gateway in-process on loopback ([`gateway::TestGateway`]).
 
 #[cfg(feature = "gateway")]
 pub mod gateway;
 pub mod openapi;
+pub mod otlp;
 pub mod process;
 pub mod providers;
 pub mod smithy;

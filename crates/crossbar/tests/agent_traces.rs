@@ -10,31 +10,11 @@ mod common;
 
 use std::collections::HashMap;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{CONFIG, SPEC, Setup, TASK, command, serve};
+use crossbar_testkit::otlp::collector;
 use serde_json::Value;
-
-/// An OTLP/HTTP JSON collector on an ephemeral port, keeping every batch.
-async fn collector() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let received: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let sink = Arc::clone(&received);
-    let app = axum::Router::new().route(
-        "/v1/traces",
-        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
-            let sink = Arc::clone(&sink);
-            async move {
-                sink.lock().unwrap().push(body);
-                "{}"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, received)
-}
 
 /// A span as received, with its service and its attributes as plain JSON values.
 #[derive(Debug)]
