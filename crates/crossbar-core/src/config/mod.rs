@@ -17,7 +17,7 @@ pub struct ConfigError(pub String);
 
 /// The built-in catalog used when no file and no provider keys are given: everything runs on
 /// simulated providers, offline.
-pub const BUILTIN_SIM: &str = include_str!("../config/builtin-sim.toml");
+pub const BUILTIN_SIM: &str = include_str!("../../config/builtin-sim.toml");
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
 const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
