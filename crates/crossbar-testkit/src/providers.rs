@@ -179,6 +179,14 @@ pub const VERTEX: SimProvider = keyed!(
     "gemini-2.5-pro"
 );
 
+/// Claude in Microsoft Foundry, the resource key as `x-api-key`.
+pub const FOUNDRY_ANTHROPIC: SimProvider = keyed!(
+    "foundry-anthropic",
+    "",
+    "foundry-resource-key",
+    "claude-sonnet-4-20250514"
+);
+
 /// Claude on Vertex AI (`proj-1`, `us-east5`), a bearer token.
 pub const VERTEX_ANTHROPIC: SimProvider = keyed!(
     "vertex-anthropic",

@@ -81,7 +81,7 @@ fn expectation(provider: &str, ingress: Ingress, case: &str) -> Option<Expect> {
             })
         }
         (
-            "anthropic" | "vertex-anthropic" | "bedrock",
+            "anthropic" | "vertex-anthropic" | "foundry-anthropic" | "bedrock",
             Ingress::OpenAi | Ingress::Responses,
             "usage_cached",
         ) => Some(Expect::NoCache),
@@ -142,6 +142,7 @@ api = "responses""#,
     Provider::sim("gemini", providers::GEMINI),
     Provider::sim("vertex", providers::VERTEX),
     Provider::sim("vertex-anthropic", providers::VERTEX_ANTHROPIC),
+    Provider::sim("foundry-anthropic", providers::FOUNDRY_ANTHROPIC),
 ];
 
 struct Harness {
@@ -819,10 +820,10 @@ fn matrix_counts() {
     assert_eq!(
         counts,
         Counts {
-            run: 477,
-            content: 334,
-            expected_failures: 8,
-            not_expressible: 9,
+            run: 530,
+            content: 370,
+            expected_failures: 10,
+            not_expressible: 10,
             bodies_validated: 0,
         }
     );
@@ -832,7 +833,7 @@ fn matrix_counts() {
 fn no_published_spec(provider: &str) -> bool {
     matches!(
         provider,
-        "anthropic" | "vertex-anthropic" | "gemini" | "vertex"
+        "anthropic" | "vertex-anthropic" | "foundry-anthropic" | "gemini" | "vertex"
     )
 }
 
@@ -865,6 +866,8 @@ matrix_tests! {
     vertex_via_anthropic: "vertex", Anthropic;
     vertex_anthropic_via_openai: "vertex-anthropic", OpenAi;
     vertex_anthropic_via_anthropic: "vertex-anthropic", Anthropic;
+    foundry_anthropic_via_openai: "foundry-anthropic", OpenAi;
+    foundry_anthropic_via_anthropic: "foundry-anthropic", Anthropic;
     openai_responses_via_openai: "openai-responses", OpenAi;
     openai_responses_via_anthropic: "openai-responses", Anthropic;
     openai_responses_via_responses: "openai-responses", Responses;
@@ -876,6 +879,7 @@ matrix_tests! {
     gemini_via_responses: "gemini", Responses;
     vertex_via_responses: "vertex", Responses;
     vertex_anthropic_via_responses: "vertex-anthropic", Responses;
+    foundry_anthropic_via_responses: "foundry-anthropic", Responses;
 }
 
 /// The provider refuses the credentials the gateway holds (its simulator now expects others):
@@ -937,6 +941,7 @@ rejected_key_tests! {
     gemini_rejects_our_key: "gemini";
     vertex_rejects_our_key: "vertex";
     vertex_anthropic_rejects_our_key: "vertex-anthropic";
+    foundry_anthropic_rejects_our_key: "foundry-anthropic";
 }
 
 #[test]
