@@ -1,0 +1,108 @@
+//! `[[providers]]`: the upstreams, their kind, endpoint, credentials and deadlines. What each
+//! kind requires is in the provider table (`crate::kinds`).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::Secret;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderKind {
+    Openai,
+    AzureOpenai,
+    OpenaiCompatible,
+    Anthropic,
+    Bedrock,
+    Gemini,
+    Vertex,
+    /// Claude on Vertex AI: the Anthropic dialect at a Vertex publisher URL with Google auth.
+    VertexAnthropic,
+    /// Claude in Microsoft Foundry: the Anthropic dialect under a Foundry resource.
+    FoundryAnthropic,
+    Sim,
+}
+
+/// How an Azure deployment authenticates: `api-key` header or an Entra ID bearer token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AzureAuth {
+    ApiKey,
+    Bearer,
+}
+
+/// The OpenAI API a provider's chat goes through.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpenAiApi {
+    #[default]
+    Chat,
+    Responses,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaxTokensFieldConfig {
+    MaxTokens,
+    MaxCompletionTokens,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub name: Spanned<String>,
+    pub kind: ProviderKind,
+    pub endpoint: Option<Spanned<String>>,
+    pub api_key: Option<Spanned<Secret>>,
+    pub api_version: Option<String>,
+    pub auth: Option<AzureAuth>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<Secret>>,
+    pub cloud: Option<String>,
+    pub region: Option<String>,
+    /// For `kind = "sim"`: the wire format the simulated provider speaks.
+    pub dialect: Option<Spanned<String>>,
+    /// For `kind = "sim"`: the simulator's latency and fault settings.
+    pub sim: Option<Spanned<toml::Table>>,
+    pub max_tokens_field: Option<MaxTokensFieldConfig>,
+    /// OpenAI and Azure OpenAI: which API chat goes through upstream (`chat` by default;
+    /// `responses` for reasoning models whose reasoning items must be carried between turns).
+    pub api: Option<OpenAiApi>,
+    /// Vertex AI: the Google Cloud project.
+    pub project: Option<String>,
+    /// Vertex AI: the location (`us-central1`, `global`...).
+    pub location: Option<String>,
+    /// Bedrock: explicit AWS credentials; without them the standard AWS chain is used.
+    pub aws: Option<AwsCredentials>,
+    /// Vertex AI: a service-account JSON file; without it Google application-default
+    /// credentials are used.
+    pub google_credentials: Option<String>,
+    /// How image URLs are fetched for providers that only take inline images.
+    #[serde(default)]
+    pub image_fetch: crate::images::ImageFetch,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsCredentials {
+    pub access_key_id: Option<Spanned<Secret>>,
+    pub secret_access_key: Option<Spanned<Secret>>,
+    pub session_token: Option<Spanned<Secret>>,
+    pub profile: Option<String>,
+}
+
+/// Per-provider deadlines, in milliseconds.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    pub connect_ms: Option<u64>,
+    /// Until the response headers arrive.
+    pub first_byte_ms: Option<u64>,
+    /// Between two chunks of a stream.
+    pub idle_ms: Option<u64>,
+    pub total_ms: Option<u64>,
+}
