@@ -1,11 +1,15 @@
 //! The agent spec (TOML): instructions, the model or route per role, tools, MCP servers, budget
 //! and limits. Validated at load with messages `FILE:LINE: KEY: MESSAGE`, like `crossbar.toml`,
-//! so a typo fails before the first model call rather than in the middle of a paid run.
+//! so a typo fails before the first model call rather than in the middle of a paid run. Reading,
+//! parsing, message placement and `${VAR}` / `${VAR:-default}` expansion are `crossbar.toml`'s
+//! own ([`TomlSource`]); expansion applies to `tools.http[].headers`, `mcp[].env` and
+//! `mcp[].headers` values.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crossbar_core::config::{ConfigError, TomlSource, read_toml};
 use serde::Deserialize;
 use serde_json::Value;
 use toml::Spanned;
@@ -14,6 +18,12 @@ use toml::Spanned;
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct SpecError(pub String);
+
+impl From<ConfigError> for SpecError {
+    fn from(error: ConfigError) -> Self {
+        Self(error.0)
+    }
+}
 
 pub const DEFAULT_MAX_STEPS: u32 = 10;
 pub const DEFAULT_TOOL_TIMEOUT_S: u64 = 30;
@@ -321,59 +331,34 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// The spec's text, placing messages and expanding `${VAR}` as `crossbar.toml` does.
 struct Located<'a> {
     origin: &'a str,
-    source: &'a str,
+    toml: TomlSource<'a>,
 }
 
 impl Located<'_> {
-    fn line_of(&self, offset: usize) -> usize {
-        self.source
-            .get(..offset)
-            .map_or(0, |before| before.bytes().filter(|b| *b == b'\n').count())
-            + 1
-    }
-
     fn at<T>(&self, at: &Spanned<T>, key: &str, message: impl fmt::Display) -> SpecError {
-        SpecError(format!(
-            "{}:{}: {key}: {message}",
-            self.origin,
-            self.line_of(at.span().start)
-        ))
+        self.toml.error_at(at, key, message).into()
     }
-}
 
-/// `${NAME}` replaced by the environment variable; a missing one is an error naming it (never
-/// the value of anything).
-fn expand_env(text: &str) -> Result<String, String> {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after.find('}').ok_or_else(|| "unclosed `${`".to_owned())?;
-        let name = &after[..end];
-        let value =
-            std::env::var(name).map_err(|_| format!("environment variable `{name}` is not set"))?;
-        out.push_str(&value);
-        rest = &after[end + 1..];
+    /// `${VAR}` / `${VAR:-default}` expanded; an unset variable is an error at the key.
+    fn expand(&self, value: &Spanned<String>, key: &str) -> Result<String, SpecError> {
+        Ok(self.toml.expand(value, key)?)
     }
-    out.push_str(rest);
-    Ok(out)
 }
 
 impl AgentSpec {
     pub fn load(path: &Path) -> Result<Self, SpecError> {
-        let source = std::fs::read_to_string(path)
-            .map_err(|e| SpecError(format!("{}: {e}", path.display())))?;
+        let source = read_toml(path)?;
         Self::from_toml(&source, &path.display().to_string())
     }
 
     /// Parses and validates; relative paths are resolved against `origin`'s directory.
     pub fn from_toml(source: &str, origin: &str) -> Result<Self, SpecError> {
-        let file: SpecFile =
-            toml::from_str(source).map_err(|e| SpecError(format!("{origin}: {e}")))?;
-        let here = Located { origin, source };
+        let toml = TomlSource::new(source, origin);
+        let file: SpecFile = toml.parse()?;
+        let here = Located { origin, toml };
         let base = Path::new(origin)
             .parent()
             .map(Path::to_path_buf)
@@ -743,8 +728,7 @@ impl AgentSpec {
         }
         let mut headers = Vec::new();
         for (header, value) in &tool.headers {
-            let expanded = expand_env(value.get_ref())
-                .map_err(|e| here.at(value, &key(&format!("headers.{header}")), e))?;
+            let expanded = here.expand(value, &key(&format!("headers.{header}")))?;
             headers.push((header.clone(), expanded));
         }
         let timeout_s = match &tool.timeout_s {
@@ -786,8 +770,7 @@ impl AgentSpec {
                 }
                 let mut env = BTreeMap::new();
                 for (name, value) in &file.env {
-                    let expanded = expand_env(value.get_ref())
-                        .map_err(|e| here.at(value, &key(&format!("env.{name}")), e))?;
+                    let expanded = here.expand(value, &key(&format!("env.{name}")))?;
                     env.insert(name.clone(), expanded);
                 }
                 McpTransport::Stdio {
@@ -803,8 +786,7 @@ impl AgentSpec {
                 }
                 let mut headers = Vec::new();
                 for (header, value) in &file.headers {
-                    let expanded = expand_env(value.get_ref())
-                        .map_err(|e| here.at(value, &key(&format!("headers.{header}")), e))?;
+                    let expanded = here.expand(value, &key(&format!("headers.{header}")))?;
                     headers.push((header.clone(), expanded));
                 }
                 McpTransport::Http {
@@ -940,12 +922,10 @@ mod tests {
                 summary_max_tokens: DEFAULT_SUMMARY_MAX_TOKENS,
             })
         );
-        let unknown = error(&MINIMAL.replace("[models]", "max_step = 3\n[models]"));
-        assert!(
-            unknown.starts_with("agent.toml: TOML parse error at line 3"),
-            "{unknown}"
+        assert_eq!(
+            error(&MINIMAL.replace("[models]", "max_step = 3\n[models]")),
+            "agent.toml:3: max_step: unknown field, expected one of `name`, `description`, `instructions`, `models`, `max_steps`, `max_tokens`, `temperature`, `parallel_tool_calls`, `budget`, `context`, `tools`, `mcp`, `memory`, `retrieval`"
         );
-        assert!(unknown.contains("unknown field `max_step`"), "{unknown}");
         let schema = error(&format!(
             "{MINIMAL}[[tools.http]]\nname = \"w\"\nurl = \"https://x.test/\"\nparameters = {{ type = \"nonsense\" }}\n"
         ));
@@ -1014,6 +994,96 @@ mod tests {
         assert_eq!(
             missing,
             "agent.toml:8: mcp[0].env.GITHUB_TOKEN: environment variable `CROSSBAR_AGENT_TEST_UNSET_VAR` is not set"
+        );
+    }
+
+    /// `${VAR:-default}` works in a spec wherever `${VAR}` does, as in `crossbar.toml`: HTTP tool
+    /// headers, MCP stdio `env` and MCP HTTP headers. `CARGO_PKG_NAME` is set by cargo for the
+    /// test process; the other variable is never set.
+    #[test]
+    fn defaults_apply_in_every_expanded_field() {
+        let spec = AgentSpec::from_toml(
+            &format!(
+                "{MINIMAL}[[tools.http]]\nname = \"w\"\nurl = \"https://x.test/\"\nheaders = {{ Authorization = \"Bearer ${{CROSSBAR_AGENT_TEST_UNSET_VAR:-anonymous}}\", X-Pkg = \"${{CARGO_PKG_NAME:-none}}\" }}\n\n[[mcp]]\nname = \"gh\"\ncommand = \"server\"\nenv = {{ TOKEN = \"${{CROSSBAR_AGENT_TEST_UNSET_VAR:-dev-token}}\", PKG = \"${{CARGO_PKG_NAME:-none}}\" }}\n\n[[mcp]]\nname = \"remote\"\nurl = \"https://mcp.test/\"\nheaders = {{ Authorization = \"${{CROSSBAR_AGENT_TEST_UNSET_VAR:-}}\", X-Pkg = \"v-${{CARGO_PKG_NAME:-none}}\" }}\n"
+            ),
+            "agent.toml",
+        )
+        .unwrap_or_else(|e| panic!("{}", e.0));
+        assert_eq!(
+            spec.tools.http[0].headers,
+            [
+                ("Authorization".to_owned(), "Bearer anonymous".to_owned()),
+                ("X-Pkg".to_owned(), "crossbar-agent".to_owned()),
+            ]
+        );
+        let McpTransport::Stdio { env, .. } = &spec.mcp[0].transport else {
+            panic!("{:?}", spec.mcp[0].transport);
+        };
+        assert_eq!(
+            env,
+            &BTreeMap::from([
+                ("PKG".to_owned(), "crossbar-agent".to_owned()),
+                ("TOKEN".to_owned(), "dev-token".to_owned()),
+            ])
+        );
+        let McpTransport::Http { headers, .. } = &spec.mcp[1].transport else {
+            panic!("{:?}", spec.mcp[1].transport);
+        };
+        assert_eq!(
+            headers,
+            &[
+                ("Authorization".to_owned(), String::new()),
+                ("X-Pkg".to_owned(), "v-crossbar-agent".to_owned()),
+            ]
+        );
+    }
+
+    /// An unset `${VAR}` without a default is one error in a spec and in `crossbar.toml`:
+    /// `file:line: key: environment variable ... is not set`, without the rest of the value.
+    #[test]
+    fn unset_variable_is_the_same_error_as_in_crossbar_toml() {
+        let secret = "sk-live-0123456789abcdef";
+        let spec = error(&format!(
+            "{MINIMAL}[[mcp]]\nname = \"remote\"\nurl = \"https://mcp.test/\"\nheaders = {{ Authorization = \"{secret}${{CROSSBAR_AGENT_TEST_UNSET_VAR}}\" }}\n"
+        ));
+        assert_eq!(
+            spec,
+            "agent.toml:8: mcp[0].headers.Authorization: environment variable `CROSSBAR_AGENT_TEST_UNSET_VAR` is not set"
+        );
+        let config = crossbar_core::config::Config::from_toml(
+            &format!(
+                "[[providers]]\nname = \"a\"\nkind = \"openai\"\napi_key = \"{secret}${{CROSSBAR_AGENT_TEST_UNSET_VAR}}\"\n"
+            ),
+            "crossbar.toml",
+        )
+        .map(|_| ())
+        .unwrap_err()
+        .0;
+        assert_eq!(
+            config,
+            "crossbar.toml:4: providers[0].api_key: environment variable `CROSSBAR_AGENT_TEST_UNSET_VAR` is not set"
+        );
+        assert!(!spec.contains("sk-live") && !config.contains("sk-live"));
+    }
+
+    /// A spec's parse errors go through `crossbar.toml`'s: a secret typed in the wrong place is
+    /// never printed back.
+    #[test]
+    fn parse_errors_never_print_values() {
+        let secret = "sk-live-0123456789abcdef";
+        assert_eq!(
+            error(&format!(
+                "{MINIMAL}[[tools.http]]\nname = \"w\"\nurl = \"https://x.test/\"\nheaders = {{ Authorization = [\"{secret}\"] }}\n"
+            )),
+            "agent.toml:8: tools.http[0].headers.Authorization: invalid type: sequence, expected a string"
+        );
+        assert_eq!(
+            error(&MINIMAL.replace("[models]", &format!("max_steps = \"{secret}\"\n[models]"))),
+            "agent.toml:3: max_steps: invalid type: string, expected u32"
+        );
+        assert_eq!(
+            error(&format!("{MINIMAL}api_kye = \"{secret}\n")),
+            "agent.toml:5: api_kye: invalid basic string"
         );
     }
 }
