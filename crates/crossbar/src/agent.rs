@@ -163,7 +163,10 @@ pub async fn command(args: AgentArgs) -> anyhow::Result<()> {
                         run.status.clone(),
                         run.totals.steps.to_string(),
                         run.totals.tokens.to_string(),
-                        format!("${:.6}", crossbar_core::pricing::pico_to_usd(run.totals.cost_pusd)),
+                        format!(
+                            "${:.6}",
+                            crossbar_core::pricing::pico_to_usd(run.totals.cost_pusd)
+                        ),
                     ]
                 })
                 .collect();
