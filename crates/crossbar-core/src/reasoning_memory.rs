@@ -140,20 +140,13 @@ fn scoped(scope: &str, id: &str) -> String {
 }
 
 /// Keeps the reasoning that produced the tool call `id`, for `scope`, in this process.
-pub fn remember(scope: &str, id: &str, reasoning: Vec<Reasoning>) {
+fn remember(scope: &str, id: &str, reasoning: Vec<Reasoning>) {
     if id.is_empty() || reasoning.is_empty() {
         return;
     }
     let key = scoped(scope, id);
     let bytes = entry_bytes(&key, &reasoning);
     with_memory(|memory| memory.insert(&key, reasoning, bytes, Instant::now()));
-}
-
-/// Keeps what an answer's assistant message needs to be replayed, in this process.
-pub fn remember_message(scope: &str, message: &Message) {
-    if let Some(call) = message.tool_calls.first() {
-        remember(scope, &call.id, message.reasoning.clone());
-    }
 }
 
 /// Assistant turns that carry tool calls but no reasoning: what a restore looks up.
@@ -164,7 +157,7 @@ fn missing(message: &Message) -> bool {
 }
 
 /// Gives back reasoning this process remembers to assistant turns that arrive without theirs.
-pub fn restore(request: &ChatRequest) -> Option<ChatRequest> {
+fn restore(request: &ChatRequest) -> Option<ChatRequest> {
     if !request.messages.iter().any(missing) {
         return None;
     }
@@ -187,8 +180,11 @@ pub fn restore(request: &ChatRequest) -> Option<ChatRequest> {
     changed.then_some(restored)
 }
 
+/// The shared store's key of tool call `id` in `scope`. The scope is a Redis Cluster hash tag
+/// (keyless callers share `{_}`), so one conversation's lookups are one slot and one `MGET`.
 fn shared_key(scope: &str, id: &str) -> String {
-    format!("reasoning:{scope}:{id}")
+    let tag = if scope.is_empty() { "_" } else { scope };
+    format!("reasoning:{{{tag}}}:{id}")
 }
 
 /// The reasoning memory of one gateway: the process memory, behind the replicas' shared store
@@ -241,13 +237,18 @@ impl Tiers {
                 .filter_map(|m| m.tool_calls.first().map(|c| c.id.clone()))
                 .filter(|id| with_memory(|memory| !memory.entries.contains_key(&scoped(scope, id))))
                 .collect();
-            for id in unknown {
-                let Some(value) = shared.load(&shared_key(scope, &id)).await else {
-                    continue;
-                };
-                match serde_json::from_str::<Vec<Reasoning>>(&value) {
-                    Ok(reasoning) => remember(scope, &id, reasoning),
-                    Err(e) => tracing::warn!("unreadable shared reasoning for {id}: {e}"),
+            if !unknown.is_empty() {
+                // One round trip for every turn this replica has not seen, not one per turn.
+                let keys: Vec<String> = unknown.iter().map(|id| shared_key(scope, id)).collect();
+                let values = shared.load_many(&keys).await;
+                for (id, value) in unknown.iter().zip(values) {
+                    let Some(value) = value else {
+                        continue;
+                    };
+                    match serde_json::from_str::<Vec<Reasoning>>(&value) {
+                        Ok(reasoning) => remember(scope, id, reasoning),
+                        Err(e) => tracing::warn!("unreadable shared reasoning for {id}: {e}"),
+                    }
                 }
             }
         }
@@ -388,10 +389,11 @@ mod tests {
     );
 
     impl SharedKv for FakeShared {
-        fn load<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<String>> {
+        fn load_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Vec<Option<String>>> {
             self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let value = self.0.lock().unwrap().get(key).cloned();
-            Box::pin(async move { value })
+            let map = self.0.lock().unwrap();
+            let values = keys.iter().map(|key| map.get(key).cloned()).collect();
+            Box::pin(async move { values })
         }
 
         fn save<'a>(&'a self, key: &'a str, value: String, ttl: Duration) -> BoxFuture<'a, ()> {
@@ -424,7 +426,7 @@ mod tests {
         // As if another replica had remembered it: only the shared store has it.
         let blocks = block("signed elsewhere");
         shared.0.lock().unwrap().insert(
-            "reasoning:key_a:toolu_shared_test".into(),
+            "reasoning:{key_a}:toolu_shared_test".into(),
             serde_json::to_string(&blocks).unwrap(),
         );
         let restored = tiers
@@ -451,7 +453,7 @@ mod tests {
         let mine = block("signed here");
         tiers.remember("key_c", "toolu_written", mine.clone()).await;
         assert_eq!(
-            shared.0.lock().unwrap()["reasoning:key_c:toolu_written"],
+            shared.0.lock().unwrap()["reasoning:{key_c}:toolu_written"],
             serde_json::to_string(&mine).unwrap()
         );
     }

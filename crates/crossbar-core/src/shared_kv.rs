@@ -9,9 +9,19 @@ use futures::future::BoxFuture;
 
 /// A key-value store the replicas share. Keys are given without the store's own prefix.
 pub trait SharedKv: Send + Sync {
-    /// The value under `key`, or `None` when there is none or the store cannot be reached
-    /// (which the store logs).
-    fn load<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<String>>;
+    /// The values under `keys`, in order, each `None` when there is none; all `None` when the
+    /// store cannot be reached (which the store logs). One round trip for them all.
+    fn load_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Vec<Option<String>>>;
+    /// The value under `key`.
+    fn load<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async move {
+            self.load_many(&[key.to_owned()])
+                .await
+                .into_iter()
+                .next()
+                .flatten()
+        })
+    }
     /// Keeps `value` under `key` for `ttl`; a failure is the store's to log.
     fn save<'a>(&'a self, key: &'a str, value: String, ttl: Duration) -> BoxFuture<'a, ()>;
 }

@@ -404,22 +404,27 @@ fn timed_out(what: &str) {
 /// next turn finds its thinking blocks on any replica, and prompt-cache affinity. A failure is
 /// logged and counted like every shared-state error; the replica then has its own memory only.
 impl crossbar_core::shared_kv::SharedKv for Shared {
-    fn load<'a>(&'a self, key: &'a str) -> futures::future::BoxFuture<'a, Option<String>> {
+    fn load_many<'a>(
+        &'a self,
+        keys: &'a [String],
+    ) -> futures::future::BoxFuture<'a, Vec<Option<String>>> {
         Box::pin(async move {
             let mut conn = self.conn.clone();
-            let key = format!("{}:{key}", self.prefix);
-            let mut command = redis::cmd("GET");
-            command.arg(&key);
-            let get = command.query_async::<Option<String>>(&mut conn);
+            let mut command = redis::cmd("MGET");
+            for key in keys {
+                command.arg(format!("{}:{key}", self.prefix));
+            }
+            let get = command.query_async::<Vec<Option<String>>>(&mut conn);
             match tokio::time::timeout(REASONING_TIMEOUT, get).await {
-                Ok(Ok(value)) => value,
+                Ok(Ok(values)) if values.len() == keys.len() => values,
+                Ok(Ok(_)) => vec![None; keys.len()],
                 Ok(Err(e)) => {
                     degraded("kv_load", &e);
-                    None
+                    vec![None; keys.len()]
                 }
                 Err(_) => {
                     timed_out("kv_load");
-                    None
+                    vec![None; keys.len()]
                 }
             }
         })

@@ -715,18 +715,9 @@ impl Router {
                 .affinity
                 .and_then(|a| affinity::prefix_key(request, a.min_prefix_tokens))
         });
-        let mut affinity_hit = None;
-        if let Some(key) = affinity_key
-            && let Some(index) = self.affinity.lookup(key, now)
-            && let Some(position) = candidates
-                .iter()
-                .position(|c| c.deployment.index == index && c.deployment.available(now))
-        {
-            // Affinity yields to health and constraints: only an eligible, available
-            // deployment is moved to the front.
-            candidates[..=position].rotate_right(1);
-            affinity_hit = Some(index);
-        }
+        let affinity_hit = affinity_key
+            .and_then(|key| self.affinity.lookup(key, now))
+            .and_then(|index| to_front(&mut candidates, now, |d| d.index == index));
         let explored = affinity_hit.is_none()
             && policy::explore(
                 route.objective,
@@ -811,13 +802,7 @@ impl Router {
             return;
         };
         let now = Instant::now();
-        if let Some(position) = plan
-            .candidates
-            .iter()
-            .position(|c| c.deployment.id() == id && c.deployment.available(now))
-        {
-            plan.candidates[..=position].rotate_right(1);
-            let index = plan.candidates[0].deployment.index;
+        if let Some(index) = to_front(&mut plan.candidates, now, |d| d.id() == id) {
             plan.affinity_hit = Some(index);
             self.affinity.remember(key, index, now, settings.ttl);
         }
@@ -1133,4 +1118,19 @@ fn reserved_prompt_tokens(deployment: &Deployment, raw: f64) -> u64 {
 /// (the same build hashes the same bytes alike).
 fn shared_affinity_key(key: u64) -> String {
     format!("affinity:{key:016x}")
+}
+
+/// Moves the first candidate whose deployment matches `wanted` to the front, if it is
+/// available, and returns its index: affinity yields to health and constraints, so only an
+/// eligible, available deployment is moved.
+fn to_front(
+    candidates: &mut [Candidate],
+    now: Instant,
+    wanted: impl Fn(&Deployment) -> bool,
+) -> Option<usize> {
+    let position = candidates
+        .iter()
+        .position(|c| wanted(&c.deployment) && c.deployment.available(now))?;
+    candidates[..=position].rotate_right(1);
+    Some(candidates[0].deployment.index)
 }
