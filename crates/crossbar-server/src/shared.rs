@@ -12,6 +12,7 @@
 //! counters sit in one slot and a script may touch them together.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crossbar_core::router::{HealthReport, Router};
@@ -20,6 +21,8 @@ use rand::Rng;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
+use crate::keys::calendar::Windows;
+use crate::keys::limiter::Window;
 use crate::metering::Background;
 
 /// A reservation not settled within this long (its replica died) stops counting.
@@ -42,14 +45,27 @@ redis.call('PEXPIRE', KEYS[1], 60000)
 return -1
 ";
 
-/// Checks tokens per minute (a `HASH` of tokens by second) and every budget (spent plus
-/// reserved plus this estimate), then reserves the estimate (a `ZSET` member `id:estimate`
-/// scored by its expiry). Returns `{0, remaining or -1}`, `{1, wait ms}` for tokens per
-/// minute, or `{2, window (0 day, 1 month, 2 total), committed}` for a budget.
+/// Checks Redis's clock against the windows the caller computed, that every budgeted window's
+/// spend is known, tokens per minute (a `HASH` of tokens by second) and every budget (spent
+/// plus reserved plus this estimate), then reserves the estimate (a `ZSET` member
+/// `id:estimate` scored by its expiry). Returns
+/// `{0, remaining or -1, committed day, month, total}` (spent plus reserved, this one
+/// included), `{1, wait ms}` for tokens per minute, `{2, window (0 day, 1 month, 2 total),
+/// committed}` for a budget, `{3, window}` when a budgeted window's spend is not in Redis (a
+/// new window, or a Redis that lost its data) and must be seeded from the ledger, or
+/// `{4, now ms}` when the windows do not contain Redis's now.
 const RESERVE: &str = r"
 local t = redis.call('TIME')
 local now_s = tonumber(t[1])
 local now = now_s * 1000 + math.floor(tonumber(t[2]) / 1000)
+if now < tonumber(ARGV[8]) or now >= tonumber(ARGV[9]) or now < tonumber(ARGV[10]) or now >= tonumber(ARGV[11]) then
+  return {4, now}
+end
+for i = 0, 2 do
+  if tonumber(ARGV[2 + i]) >= 0 and redis.call('EXISTS', KEYS[3 + i]) == 0 then
+    return {3, i}
+  end
+end
 local tpm = tonumber(ARGV[1])
 if tpm >= 0 then
   local buckets = redis.call('HGETALL', KEYS[1])
@@ -74,32 +90,40 @@ for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
 end
 local estimate = tonumber(ARGV[5])
 local remaining = -1
+local committed = {}
 for i = 0, 2 do
+  committed[i + 1] = tonumber(redis.call('GET', KEYS[3 + i]) or '0') + reserved
   local budget = tonumber(ARGV[2 + i])
   if budget >= 0 then
-    local committed = tonumber(redis.call('GET', KEYS[3 + i]) or '0') + reserved
-    if committed + estimate > budget then
-      return {2, i, committed}
+    if committed[i + 1] + estimate > budget then
+      return {2, i, committed[i + 1]}
     end
-    local left = math.max(0, budget - committed)
+    local left = math.max(0, budget - committed[i + 1])
     if remaining < 0 or left < remaining then remaining = left end
   end
 end
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[7]), ARGV[6] .. ':' .. ARGV[5])
 redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[7]))
-return {0, remaining}
+return {0, remaining, committed[1] + estimate, committed[2] + estimate, committed[3] + estimate}
 ";
 
 /// Drops a reservation and adds the real cost to the day, month and total spend, and the
-/// tokens to this second's bucket.
+/// tokens to this second's bucket. A spend Redis does not hold (it lost its data) is left
+/// missing: the next reservation seeds it from the ledger, which has this cost too.
 const SETTLE: &str = r"
 redis.call('ZREM', KEYS[1], ARGV[1])
 if ARGV[2] ~= '0' then
-  redis.call('INCRBY', KEYS[2], ARGV[2])
-  redis.call('PEXPIRE', KEYS[2], ARGV[4])
-  redis.call('INCRBY', KEYS[3], ARGV[2])
-  redis.call('PEXPIRE', KEYS[3], ARGV[5])
-  redis.call('INCRBY', KEYS[4], ARGV[2])
+  if redis.call('EXISTS', KEYS[2]) == 1 then
+    redis.call('INCRBY', KEYS[2], ARGV[2])
+    redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  end
+  if redis.call('EXISTS', KEYS[3]) == 1 then
+    redis.call('INCRBY', KEYS[3], ARGV[2])
+    redis.call('PEXPIRE', KEYS[3], ARGV[5])
+  end
+  if redis.call('EXISTS', KEYS[4]) == 1 then
+    redis.call('INCRBY', KEYS[4], ARGV[2])
+  end
 end
 if ARGV[3] ~= '0' then
   local t = redis.call('TIME')
@@ -109,21 +133,15 @@ end
 return 1
 ";
 
-/// Which budget window refused a reservation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Window {
-    Day,
-    Month,
-    Total,
-}
-
 /// A budget check's answer.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Reserved {
-    /// Reserved under `member`; what was left before this request, with any budget.
+    /// Reserved under `member`; what was left before this request, with any budget, and what
+    /// every replica has committed (day, month, total) with this request.
     Ok {
         member: String,
         remaining: Option<u64>,
+        committed: [u64; 3],
     },
     TokensPerMinute {
         wait: Duration,
@@ -132,13 +150,12 @@ pub enum Reserved {
         window: Window,
         committed: u64,
     },
-}
-
-/// The UTC windows a request's spend counts in, fixed when it is admitted.
-#[derive(Clone, Copy, Debug)]
-pub struct Windows {
-    pub day_start: i64,
-    pub month_start: i64,
+    /// The window's spend is not in Redis: seed it from the ledger ([`Shared::seed_spend`]).
+    Unseeded,
+    /// The windows do not contain Redis's clock, which reads `now_ms`.
+    Clock {
+        now_ms: i64,
+    },
 }
 
 /// Budgets in the script's terms: -1 for none.
@@ -155,6 +172,10 @@ pub struct Shared {
     admit_request: redis::Script,
     reserve: redis::Script,
     settle: redis::Script,
+    /// Redis's clock minus this host's, in ms: budget windows follow Redis's clock.
+    clock_offset_ms: AtomicI64,
+    /// Replicas seen alive at the last health sync (at least this one).
+    replicas: AtomicU64,
 }
 
 impl std::fmt::Debug for Shared {
@@ -191,18 +212,41 @@ impl Shared {
             .map_err(|_| "redis: no answer within 10 s".to_owned())?
             .map_err(|e| format!("redis: {e}"))?;
         let replica = hex::encode(rand::rng().random::<[u8; 6]>());
-        Ok(Self {
+        let shared = Self {
             conn,
             prefix: prefix.to_owned(),
             replica,
             admit_request: redis::Script::new(ADMIT_REQUEST),
             reserve: redis::Script::new(RESERVE),
             settle: redis::Script::new(SETTLE),
-        })
+            clock_offset_ms: AtomicI64::new(0),
+            replicas: AtomicU64::new(1),
+        };
+        let time: (i64, i64) = redis::cmd("TIME")
+            .query_async(&mut shared.conn.clone())
+            .await
+            .map_err(|e| format!("redis: {e}"))?;
+        shared.learn_clock(time.0 * 1000 + time.1 / 1000);
+        Ok(shared)
     }
 
     pub fn replica(&self) -> &str {
         &self.replica
+    }
+
+    /// Now by Redis's clock, as last learnt, in ms since the epoch.
+    pub fn now_ms(&self) -> i64 {
+        now_ms().saturating_add(self.clock_offset_ms.load(Ordering::Relaxed))
+    }
+
+    fn learn_clock(&self, redis_now_ms: i64) {
+        self.clock_offset_ms
+            .store(redis_now_ms.saturating_sub(now_ms()), Ordering::Relaxed);
+    }
+
+    /// Replicas seen alive at the last health sync, this one included.
+    pub fn replicas(&self) -> u64 {
+        self.replicas.load(Ordering::Relaxed).max(1)
     }
 
     fn key(&self, id: &str, what: &str) -> String {
@@ -258,6 +302,10 @@ impl Shared {
             .arg(estimate)
             .arg(&member)
             .arg(RESERVATION_TTL_MS)
+            .arg(windows.day_start)
+            .arg(windows.day_end())
+            .arg(windows.month_start)
+            .arg(windows.month_end())
             .invoke_async(&mut self.conn.clone())
             .await?;
         let number = |i: usize| answer.get(i).copied().unwrap_or(0);
@@ -265,7 +313,14 @@ impl Shared {
             0 => Reserved::Ok {
                 member: format!("{member}:{estimate}"),
                 remaining: u64::try_from(number(1)).ok(),
+                committed: [2, 3, 4].map(|i| number(i).unsigned_abs()),
             },
+            3 => Reserved::Unseeded,
+            4 => {
+                let now_ms = number(1);
+                self.learn_clock(now_ms);
+                Reserved::Clock { now_ms }
+            }
             1 => Reserved::TokensPerMinute {
                 wait: Duration::from_millis(number(1).unsigned_abs()),
             },
@@ -365,6 +420,26 @@ impl Shared {
                 .collect();
             deployment.apply_peers(&peers, now, now_ms);
         }
+        self.count_replicas(ttl).await
+    }
+
+    /// Marks this replica alive and counts the live ones, by Redis's clock: while Redis is out
+    /// of reach, each replica's budget share is one over this count.
+    async fn count_replicas(&self, ttl: u64) -> redis::RedisResult<()> {
+        let key = format!("{}:replicas", self.prefix);
+        let now = self.now_ms();
+        let ttl = i64::try_from(ttl).unwrap_or(i64::MAX);
+        let (count,): (u64,) = redis::pipe()
+            .zadd(&key, &self.replica, now)
+            .ignore()
+            .zrembyscore(&key, "-inf", now.saturating_sub(ttl))
+            .ignore()
+            .pexpire(&key, ttl)
+            .ignore()
+            .zcard(&key)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        self.replicas.store(count.max(1), Ordering::Relaxed);
         Ok(())
     }
 

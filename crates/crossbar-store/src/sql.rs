@@ -132,7 +132,20 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: &[responses::RESPONSE_INPUT_COLUMN],
         postgres: &[responses::RESPONSE_INPUT_COLUMN],
     },
+    // One record per request: a spool replayed twice (a crash mid-replay, two replicas
+    // claiming one file) must not bill twice. Copies an older version wrote go first.
+    Migration {
+        version: 5,
+        sqlite: &[USAGE_DEDUPLICATE, USAGE_REQUEST_INDEX],
+        postgres: &[USAGE_DEDUPLICATE, USAGE_REQUEST_INDEX],
+    },
 ];
+
+const USAGE_DEDUPLICATE: &str = "DELETE FROM crossbar_usage WHERE request_id <> '' AND id NOT IN \
+     (SELECT MIN(id) FROM crossbar_usage GROUP BY request_id)";
+/// Records without a request id (none are made today) stay outside the rule.
+const USAGE_REQUEST_INDEX: &str = "CREATE UNIQUE INDEX IF NOT EXISTS crossbar_usage_request \
+     ON crossbar_usage (request_id) WHERE request_id <> ''";
 
 /// A SQLite or PostgreSQL store.
 #[derive(Clone, Debug)]
@@ -330,6 +343,8 @@ fn insert_sql(rows: usize) -> String {
         }
         sql.push(')');
     }
+    // A record already there (the same request replayed from the spool) is kept as it is.
+    sql.push_str(" ON CONFLICT DO NOTHING");
     sql
 }
 

@@ -145,7 +145,41 @@ suite!(
     retention_deletes_only_old_records_in_batches,
     retention_expires_old_stored_responses_with_usage,
     writer_flushes_everything_queued_on_stop,
+    a_request_is_recorded_once_however_often_it_is_written,
 );
+
+/// A spool replayed twice (a crash between the store's commit and the file's removal, or two
+/// replicas claiming one file) writes each request once: the first copy stays.
+async fn a_request_is_recorded_once_however_often_it_is_written(store: SqlStore) {
+    let first = record("req_once", 1_000, Some("key_a"), 500);
+    let mut again = first.clone();
+    again.cost_pusd = 999;
+    store
+        .insert_usage(&[first.clone(), record("req_other", 2_000, Some("key_a"), 7)])
+        .await
+        .unwrap();
+    // Again, alone and in one batch with itself and a new record.
+    store
+        .insert_usage(std::slice::from_ref(&again))
+        .await
+        .unwrap();
+    store
+        .insert_usage(&[
+            again.clone(),
+            record("req_new", 3_000, Some("key_a"), 11),
+            again,
+        ])
+        .await
+        .unwrap();
+    let back = store.usage_since(0, 10).await.unwrap();
+    let ids: Vec<&str> = back.iter().map(|r| r.request_id.as_str()).collect();
+    assert_eq!(ids, ["req_once", "req_other", "req_new"]);
+    assert_eq!(back[0], first);
+    assert_eq!(
+        store.key_spend_since("key_a", 0).await.unwrap(),
+        500 + 7 + 11
+    );
+}
 
 async fn usage_records_round_trip_every_field(store: SqlStore) {
     let mut failed = record("req_2", 2_000, None, 0);

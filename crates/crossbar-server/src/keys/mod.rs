@@ -1,0 +1,383 @@
+//! Virtual keys: secrets handed out once and stored only as SHA-256 hashes, each with model and
+//! route restrictions, rate limits (requests and tokens per minute) and USD budgets (per UTC
+//! day, per UTC month, in total). Budgets reserve a request's estimated cost before the call
+//! and settle to its real cost when its record is made, so concurrent requests cannot together
+//! overspend by more than one request's estimate error.
+//!
+//! Limits are counted through one [`limiter::Limiter`]: in this process ([`local`]), or with
+//! `[redis]` in Redis ([`redis`]) so that every replica counts against the same limits, with a
+//! local stand-in for when Redis is out of reach.
+
+pub mod calendar;
+pub mod limiter;
+mod local;
+mod redis;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use crossbar_core::pricing::usd_to_pico;
+use crossbar_core::{Error, Result};
+use crossbar_store::{KeyLimits, KeyRecord, Store, now_ms};
+
+use crate::shared::Shared;
+use limiter::{Limiter, Ticket};
+use rand::Rng;
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
+
+pub use calendar::day_and_month_start;
+
+/// How long a key lookup (and the "are there any keys" answer) is trusted before the store is
+/// asked again: a key revoked from another process stops working within this time.
+const CACHE_TTL: Duration = Duration::from_secs(5);
+/// Cached lookups beyond this many are dropped wholesale (they are only a cache).
+const MAX_CACHED_KEYS: usize = 100_000;
+
+/// What `keys create` (CLI or admin API) asks for.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub models: Vec<String>,
+    #[serde(default)]
+    pub routes: Vec<String>,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub budget_usd_day: Option<f64>,
+    pub budget_usd_month: Option<f64>,
+    pub budget_usd_total: Option<f64>,
+}
+
+/// The SHA-256 of a secret, in hex: what the store keeps.
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Creates a key in `store`; returns the secret (shown once, never stored) and the record.
+pub async fn create(store: &dyn Store, new: NewKey) -> Result<(String, KeyRecord), Error> {
+    for (budget, name) in [
+        (new.budget_usd_day, "budget_usd_day"),
+        (new.budget_usd_month, "budget_usd_month"),
+        (new.budget_usd_total, "budget_usd_total"),
+    ] {
+        if budget.is_some_and(|b| !b.is_finite() || b < 0.0) {
+            return Err(Error::invalid_field(
+                name,
+                format!("`{name}` must be a non-negative number of USD."),
+            ));
+        }
+    }
+    if new
+        .name
+        .as_deref()
+        .is_some_and(|n| n.trim().is_empty() || n.len() > 128)
+    {
+        return Err(Error::invalid_field(
+            "name",
+            "`name` must be 1 to 128 characters.",
+        ));
+    }
+    // The thread-local generator is not `Send`: draw everything before the first await.
+    let (secret, id) = {
+        let mut rng = rand::rng();
+        (
+            format!("cb-{}", hex::encode(rng.random::<[u8; 24]>())),
+            format!("key_{}", hex::encode(rng.random::<[u8; 8]>())),
+        )
+    };
+    let record = KeyRecord {
+        id,
+        name: new.name,
+        hash: hash_secret(&secret),
+        prefix: secret.chars().take(9).collect(),
+        created_ms: now_ms(),
+        revoked_ms: None,
+        models: new.models,
+        routes: new.routes,
+        limits: KeyLimits {
+            rpm: new.rpm,
+            tpm: new.tpm,
+            budget_day_pusd: new.budget_usd_day.map(usd_to_pico),
+            budget_month_pusd: new.budget_usd_month.map(usd_to_pico),
+            budget_total_pusd: new.budget_usd_total.map(usd_to_pico),
+        },
+    };
+    store
+        .create_key(&record)
+        .await
+        .map_err(|e| Error::internal(format!("Could not save the key: {e}")))?;
+    Ok((secret, record))
+}
+
+/// A key as the gateway knows it: its record and where its limits are counted.
+#[derive(Debug)]
+pub struct KeyState {
+    record: Mutex<KeyRecord>,
+    limiter: Arc<dyn Limiter>,
+}
+
+/// What an admitted request holds against its key's budget until it settles.
+#[derive(Debug)]
+pub struct Reservation {
+    limiter: Arc<dyn Limiter>,
+    ticket: Option<Ticket>,
+}
+
+impl Reservation {
+    /// Replaces the estimate with the real cost and counts the request's tokens.
+    pub fn settle(mut self, cost_pusd: u64, tokens: u64) {
+        if let Some(ticket) = self.ticket.take() {
+            self.limiter.settle(ticket, cost_pusd, tokens);
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        // A request that never settled gives its reservation back.
+        if let Some(ticket) = self.ticket.take() {
+            self.limiter.settle(ticket, 0, 0);
+        }
+    }
+}
+
+impl KeyState {
+    pub fn id(&self) -> String {
+        lock(&self.record).id.clone()
+    }
+
+    pub fn record(&self) -> KeyRecord {
+        lock(&self.record).clone()
+    }
+
+    /// The model (a logical model or route name) is one the key may call.
+    pub fn check_model(&self, model: &str) -> Result<()> {
+        let record = lock(&self.record);
+        if record.models.is_empty()
+            || record
+                .models
+                .iter()
+                .any(|m| crossbar_core::router::glob(m, model))
+        {
+            return Ok(());
+        }
+        Err(Error::permission_denied(
+            format!("Your key may not use model `{model}`."),
+            "model_not_allowed",
+        )
+        .with_param("model"))
+    }
+
+    /// Counts a request against requests-per-minute, refusing it when the minute is full.
+    pub async fn admit_request(&self, now: Instant) -> Result<()> {
+        let Some(rpm) = lock(&self.record).limits.rpm else {
+            return Ok(());
+        };
+        self.limiter.admit_request(rpm, now).await
+    }
+
+    /// Refuses when the last minute's tokens reached tokens-per-minute, then reserves
+    /// `estimate` picodollars against every budget. Also says what the budgets had left
+    /// before this request (the most it may cost), when the key has any.
+    pub async fn admit_cost(
+        &self,
+        estimate: u64,
+        now: Instant,
+        now_ms: i64,
+    ) -> Result<(Reservation, Option<u64>)> {
+        let limits: KeyLimits = lock(&self.record).limits;
+        let (ticket, remaining) = self.limiter.reserve(limits, estimate, now, now_ms).await?;
+        let reservation = Reservation {
+            limiter: Arc::clone(&self.limiter),
+            ticket: Some(ticket),
+        };
+        Ok((reservation, remaining))
+    }
+
+    /// What the key may still spend on one request before a budget is hit, in picodollars.
+    pub fn remaining(&self, now_ms: i64) -> Option<u64> {
+        let limits = lock(&self.record).limits;
+        self.limiter.remaining(limits, now_ms)
+    }
+}
+
+/// A key id found for a hash, and when.
+#[derive(Clone, Debug)]
+struct Cached {
+    id: String,
+    at: Instant,
+}
+
+/// The gateway's view of the virtual keys in the store.
+pub struct VirtualKeys {
+    store: Arc<dyn Store>,
+    /// By secret hash: which key id, and since when.
+    by_hash: Mutex<HashMap<String, Cached>>,
+    states: Mutex<HashMap<String, Arc<KeyState>>>,
+    any_keys: AtomicBool,
+    any_checked: Mutex<Option<Instant>>,
+    shared: Option<Arc<Shared>>,
+}
+
+impl std::fmt::Debug for VirtualKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VirtualKeys")
+            .field("backend", &self.store.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+impl VirtualKeys {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            by_hash: Mutex::new(HashMap::new()),
+            states: Mutex::new(HashMap::new()),
+            any_keys: AtomicBool::new(false),
+            any_checked: Mutex::new(None),
+            shared: None,
+        }
+    }
+
+    /// Counts limits and budgets in Redis, shared with the other replicas.
+    pub fn with_shared(mut self, shared: Arc<Shared>) -> Self {
+        self.shared = Some(shared);
+        self
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Forgets cached lookups (after a key is created or revoked here).
+    pub fn invalidate(&self) {
+        lock(&self.by_hash).clear();
+        *lock(&self.any_checked) = None;
+    }
+
+    /// Whether any unrevoked key exists, so that anonymous calls must be refused.
+    pub async fn any_keys(&self) -> Result<bool> {
+        let fresh = lock(&self.any_checked).is_some_and(|at| at.elapsed() < CACHE_TTL);
+        if fresh {
+            return Ok(self.any_keys.load(Ordering::Relaxed));
+        }
+        let live = self
+            .store
+            .has_keys()
+            .await
+            .map_err(|e| Error::internal(format!("The key store is unavailable: {e}")))?;
+        self.any_keys.store(live, Ordering::Relaxed);
+        *lock(&self.any_checked) = Some(Instant::now());
+        Ok(live)
+    }
+
+    /// The live key whose secret this is, if any.
+    pub async fn authenticate(&self, secret: &str) -> Result<Option<Arc<KeyState>>> {
+        let hash = hash_secret(secret);
+        let cached = lock(&self.by_hash).get(&hash).cloned();
+        let id = match cached {
+            Some(Cached { id, at }) if at.elapsed() < CACHE_TTL => Some(id),
+            _ => self.refresh(&hash).await?,
+        };
+        let Some(id) = id else { return Ok(None) };
+        let Some(state) = lock(&self.states).get(&id).cloned() else {
+            return Ok(None);
+        };
+        if lock(&state.record).revoked_ms.is_some() {
+            return Ok(None);
+        }
+        Ok(Some(state))
+    }
+
+    async fn refresh(&self, hash: &str) -> Result<Option<String>> {
+        let found = self
+            .store
+            .key_by_hash(hash)
+            .await
+            .map_err(|e| Error::internal(format!("The key store is unavailable: {e}")))?;
+        let now = Instant::now();
+        let Some(record) = found else {
+            // Misses are not cached: random keys must not grow the cache.
+            return Ok(None);
+        };
+        let id = record.id.clone();
+        {
+            let mut states = lock(&self.states);
+            match states.get(&id) {
+                // Keep the counters; take the record's latest limits and revocation.
+                Some(state) => *lock(&state.record) = record,
+                None => {
+                    let limiter: Arc<dyn Limiter> = match &self.shared {
+                        Some(shared) => Arc::new(redis::SharedLimiter::new(
+                            id.clone(),
+                            Arc::clone(shared),
+                            Arc::clone(&self.store),
+                        )),
+                        None => {
+                            Arc::new(local::Local::new(id.clone(), Some(Arc::clone(&self.store))))
+                        }
+                    };
+                    states.insert(
+                        id.clone(),
+                        Arc::new(KeyState {
+                            record: Mutex::new(record),
+                            limiter,
+                        }),
+                    );
+                }
+            }
+        }
+        let mut by_hash = lock(&self.by_hash);
+        if by_hash.len() >= MAX_CACHED_KEYS {
+            by_hash.clear();
+        }
+        by_hash.insert(
+            hash.to_owned(),
+            Cached {
+                id: id.clone(),
+                at: now,
+            },
+        );
+        Ok(Some(id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(models: &[&str]) -> KeyState {
+        KeyState {
+            record: Mutex::new(KeyRecord {
+                id: "key_1".to_owned(),
+                models: models.iter().map(|m| (*m).to_owned()).collect(),
+                ..KeyRecord::default()
+            }),
+            limiter: Arc::new(local::Local::new("key_1".to_owned(), None)),
+        }
+    }
+
+    #[test]
+    fn secrets_hash_to_sha256_hex() {
+        assert_eq!(
+            hash_secret("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn models_are_restricted_by_glob() {
+        let key = state(&["gpt-4o*"]);
+        key.check_model("gpt-4o-mini").unwrap();
+        assert_eq!(key.check_model("claude-sonnet").unwrap_err().status(), 403);
+        state(&[]).check_model("anything").unwrap();
+    }
+}
