@@ -19,7 +19,7 @@ use super::replay::{self, Last};
 use super::trace::{self, step_span_id, trace_id, traceparent_at};
 use super::{Agent, Event, RunError, RunOutcome, RunStatus, State, tool_message};
 use crate::model::{TOOL_SPEND, TRACEPARENT, ToolSpend};
-use crate::spec::DEFAULT_RESERVED_OUTPUT_TOKENS;
+use crate::spec::{AgentSpec, DEFAULT_RESERVED_OUTPUT_TOKENS};
 use crate::tools::ToolOutput;
 
 fn new_run_id() -> String {
@@ -29,7 +29,7 @@ fn new_run_id() -> String {
 }
 
 /// The role whose model makes `step`: `planner` for the first, when the spec has one.
-fn role_for(spec: &crate::spec::AgentSpec, step: u32) -> &'static str {
+fn role_for(spec: &AgentSpec, step: u32) -> &'static str {
     if step == 1 && spec.models.contains_key("planner") {
         "planner"
     } else {

@@ -7,10 +7,10 @@
 //! on another provider (after a failover, a resume elsewhere or a budget switch) with the
 //! history translated by the dialects' cross-provider rules.
 //!
-//! The pieces: [`journal`] (the entries' format), [`replay`] (a run rebuilt from them, for a
-//! resume), [`budget`] (steps, tokens, picodollars and wall time against the spec's limits),
-//! [`summarize`] (`[context]`'s summarizer step), [`trace`] (the run's spans) and [`drive`]
-//! (the loop that ties them together).
+//! The pieces: `journal` (the entries' format), `replay` (a run rebuilt from them, for a
+//! resume), `budget` (steps, tokens, picodollars and wall time against the spec's limits),
+//! `summarize` (`[context]`'s summarizer step), `trace` (the run's spans) and `drive` (the
+//! loop that ties them together).
 
 mod budget;
 mod drive;
