@@ -6,6 +6,7 @@
 //! its dialect module.
 
 use crate::config::{OpenAiApi, ProviderConfig, ProviderKind};
+use crate::dialects::openai::doors;
 use crate::dialects::{self, Parts};
 use crate::router::Tokenizer;
 
@@ -184,6 +185,78 @@ pub static KINDS: &[Kind] = &[
             )
         },
     },
+    // The clouds' own doors to OpenAI's dialects (`dialects::openai::doors`) and to Claude.
+    Kind {
+        kind: ProviderKind::BedrockMantleResponses,
+        sim_dialect: "bedrock-mantle-responses",
+        simulator: "bedrock-mantle",
+        required: &[Setting::Region],
+        tokenizer: Tokenizer::OpenAi,
+        system: "aws.bedrock",
+        responses_api: false,
+        parts: |config, endpoint| {
+            doors::provider_parts(config, endpoint, doors::Door::MantleResponses)
+        },
+    },
+    Kind {
+        kind: ProviderKind::BedrockMantleChat,
+        sim_dialect: "bedrock-mantle-chat",
+        simulator: "bedrock-mantle",
+        required: &[Setting::Region],
+        tokenizer: Tokenizer::OpenAi,
+        system: "aws.bedrock",
+        responses_api: false,
+        parts: |config, endpoint| doors::provider_parts(config, endpoint, doors::Door::MantleChat),
+    },
+    Kind {
+        kind: ProviderKind::BedrockMantleAnthropic,
+        sim_dialect: "bedrock-mantle-anthropic",
+        simulator: "bedrock-mantle",
+        required: &[Setting::Region],
+        tokenizer: Tokenizer::Approximate,
+        system: "aws.bedrock",
+        responses_api: false,
+        parts: |config, endpoint| {
+            dialects::anthropic::provider_parts(
+                config,
+                endpoint,
+                dialects::anthropic::Door::BedrockMantle,
+            )
+        },
+    },
+    Kind {
+        kind: ProviderKind::BedrockRuntimeChat,
+        sim_dialect: "bedrock-runtime-chat",
+        // Bedrock Runtime serves it beside Converse, from the same simulated endpoint.
+        simulator: "bedrock",
+        required: &[Setting::Region],
+        tokenizer: Tokenizer::OpenAi,
+        system: "aws.bedrock",
+        responses_api: false,
+        parts: |config, endpoint| doors::provider_parts(config, endpoint, doors::Door::RuntimeChat),
+    },
+    Kind {
+        kind: ProviderKind::VertexOpenaiResponses,
+        sim_dialect: "vertex-openai-responses",
+        simulator: "vertex",
+        required: &[Setting::Project, Setting::Location],
+        tokenizer: Tokenizer::OpenAi,
+        system: "gcp.vertex_ai",
+        responses_api: false,
+        parts: |config, endpoint| {
+            doors::provider_parts(config, endpoint, doors::Door::VertexResponses)
+        },
+    },
+    Kind {
+        kind: ProviderKind::VertexOpenaiChat,
+        sim_dialect: "vertex-openai-chat",
+        simulator: "vertex",
+        required: &[Setting::Project, Setting::Location],
+        tokenizer: Tokenizer::Approximate,
+        system: "gcp.vertex_ai",
+        responses_api: false,
+        parts: |config, endpoint| doors::provider_parts(config, endpoint, doors::Door::VertexChat),
+    },
 ];
 
 /// The row of a real provider kind; `None` for `sim`, which stands for another kind.
@@ -260,6 +333,12 @@ mod tests {
             ProviderKind::Vertex,
             ProviderKind::VertexAnthropic,
             ProviderKind::FoundryAnthropic,
+            ProviderKind::BedrockMantleResponses,
+            ProviderKind::BedrockMantleChat,
+            ProviderKind::BedrockMantleAnthropic,
+            ProviderKind::BedrockRuntimeChat,
+            ProviderKind::VertexOpenaiResponses,
+            ProviderKind::VertexOpenaiChat,
         ];
         for kind in kinds {
             assert_eq!(

@@ -19,6 +19,7 @@ mod faults;
 mod gemini;
 mod http;
 mod ids;
+mod mantle;
 mod openai;
 mod schema;
 mod state;
@@ -48,9 +49,16 @@ pub enum SimDialect {
     Bedrock,
     /// Gemini API `generateContent` under `/v1beta/models/{m}:...`.
     Gemini,
-    /// Vertex AI: Gemini under `/v1/projects/{p}/locations/{l}/publishers/google/...` and
-    /// Vertex-hosted Claude under `.../publishers/anthropic/...:rawPredict`.
+    /// Vertex AI: Gemini under `/v1/projects/{p}/locations/{l}/publishers/google/...`,
+    /// Vertex-hosted Claude under `.../publishers/anthropic/...:rawPredict`, OpenAI's models
+    /// under `.../publishers/openai/v1/responses` and the OpenAI-compatible Chat Completions
+    /// under `.../endpoints/openapi/chat/completions`.
     Vertex,
+    /// Amazon Bedrock Mantle: OpenAI Responses under `/openai/v1` (OpenAI's own models), OpenAI
+    /// Chat Completions and Responses under `/v1` (open-weight models) and Anthropic Messages
+    /// under `/anthropic/v1`; a Bedrock API key or SigV4 for `bedrock-mantle`.
+    #[serde(rename = "bedrock-mantle")]
+    BedrockMantle,
 }
 
 impl SimDialect {
@@ -63,6 +71,7 @@ impl SimDialect {
             Self::Bedrock => "bedrock",
             Self::Gemini => "gemini",
             Self::Vertex => "vertex",
+            Self::BedrockMantle => "bedrock-mantle",
         }
     }
 }
@@ -81,7 +90,7 @@ impl fmt::Display for UnknownDialect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unknown simulator dialect {:?} (expected openai, azure, anthropic, bedrock, gemini or vertex)",
+            "unknown simulator dialect {:?} (expected openai, azure, anthropic, bedrock, gemini, vertex or bedrock-mantle)",
             self.0
         )
     }
@@ -100,6 +109,7 @@ impl FromStr for SimDialect {
             "bedrock" => Ok(Self::Bedrock),
             "gemini" => Ok(Self::Gemini),
             "vertex" => Ok(Self::Vertex),
+            "bedrock-mantle" => Ok(Self::BedrockMantle),
             other => Err(UnknownDialect(other.to_owned())),
         }
     }
@@ -215,6 +225,7 @@ impl SimServer {
             SimDialect::Anthropic => anthropic::router(Arc::clone(&shared)),
             SimDialect::Bedrock => bedrock::router(Arc::clone(&shared)),
             SimDialect::Gemini | SimDialect::Vertex => gemini::router(Arc::clone(&shared)),
+            SimDialect::BedrockMantle => mantle::router(Arc::clone(&shared)),
         };
         // Streamed frames are small writes: without TCP_NODELAY they can wait on delayed ACKs.
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -240,14 +251,15 @@ impl SimServer {
     /// Base URL a client configures, as the provider's public one would be: `http://ADDR/v1`
     /// for openai, `http://ADDR/v1beta` for gemini, `http://ADDR/v1` for vertex (below which
     /// `projects/...` follows), and `http://ADDR` (the resource or service endpoint) for azure,
-    /// anthropic and bedrock.
+    /// anthropic, bedrock and bedrock-mantle.
     pub fn base_url(&self) -> String {
         match self.shared.dialect {
             SimDialect::OpenAi | SimDialect::Vertex => format!("http://{}/v1", self.addr),
             SimDialect::Gemini => format!("http://{}/v1beta", self.addr),
-            SimDialect::Azure | SimDialect::Anthropic | SimDialect::Bedrock => {
-                format!("http://{}", self.addr)
-            }
+            SimDialect::Azure
+            | SimDialect::Anthropic
+            | SimDialect::Bedrock
+            | SimDialect::BedrockMantle => format!("http://{}", self.addr),
         }
     }
 
@@ -296,7 +308,11 @@ mod tests {
 
     #[test]
     fn dialect_names_round_trip() {
-        for dialect in [SimDialect::OpenAi, SimDialect::Azure] {
+        for dialect in [
+            SimDialect::OpenAi,
+            SimDialect::Azure,
+            SimDialect::BedrockMantle,
+        ] {
             assert_eq!(dialect.to_string().parse::<SimDialect>(), Ok(dialect));
             let json = serde_json::to_string(&dialect).unwrap();
             assert_eq!(json, format!("\"{dialect}\""));

@@ -194,3 +194,68 @@ pub const VERTEX_ANTHROPIC: SimProvider = keyed!(
     "ya29.test-token",
     "claude-sonnet-4@20250514"
 );
+
+/// AWS's documentation example keys, which the Bedrock doors below sign with.
+macro_rules! aws_example_keys {
+    () => {
+        r#"aws = { access_key_id = "AKIDEXAMPLE", secret_access_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY" }"#
+    };
+}
+
+/// OpenAI's own models on Bedrock Mantle (`us-east-2`): the Responses API under `/openai/v1`,
+/// SigV4 for `bedrock-mantle`.
+pub const BEDROCK_MANTLE_RESPONSES: SimProvider = SimProvider {
+    settings: concat!(
+        "kind = \"sim\"\ndialect = \"bedrock-mantle-responses\"\nregion = \"us-east-2\"\n",
+        aws_example_keys!()
+    ),
+    target: "openai.gpt-5.4",
+    secrets: &["wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"],
+};
+
+/// An open-weight model on Bedrock Mantle (`us-west-2`): Chat Completions under `/v1`, a Bedrock
+/// API key.
+pub const BEDROCK_MANTLE_CHAT: SimProvider = keyed!(
+    "bedrock-mantle-chat",
+    "region = \"us-west-2\"\n",
+    "bedrock-api-key-mantle",
+    "qwen.qwen3-32b-v1:0"
+);
+
+/// Claude on Bedrock Mantle (`us-east-1`): Messages under `/anthropic`, SigV4 for
+/// `bedrock-mantle`.
+pub const BEDROCK_MANTLE_ANTHROPIC: SimProvider = SimProvider {
+    settings: concat!(
+        "kind = \"sim\"\ndialect = \"bedrock-mantle-anthropic\"\nregion = \"us-east-1\"\n",
+        aws_example_keys!()
+    ),
+    target: "anthropic.claude-haiku-4-5",
+    secrets: &["wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"],
+};
+
+/// Bedrock Runtime's OpenAI-compatible Chat Completions (`us-west-2`), SigV4 for `bedrock`.
+pub const BEDROCK_RUNTIME_CHAT: SimProvider = SimProvider {
+    settings: concat!(
+        "kind = \"sim\"\ndialect = \"bedrock-runtime-chat\"\nregion = \"us-west-2\"\n",
+        aws_example_keys!()
+    ),
+    target: "openai.gpt-oss-120b-1:0",
+    secrets: &["wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"],
+};
+
+/// OpenAI's models on Vertex AI (`proj-1`, `global`): the Responses API under
+/// `publishers/openai/v1`, a bearer token.
+pub const VERTEX_OPENAI_RESPONSES: SimProvider = keyed!(
+    "vertex-openai-responses",
+    "project = \"proj-1\"\nlocation = \"global\"\n",
+    "ya29.test-token",
+    "gpt-5.4"
+);
+
+/// Vertex AI's OpenAI-compatible Chat Completions (`proj-1`, `us-central1`), a bearer token.
+pub const VERTEX_OPENAI_CHAT: SimProvider = keyed!(
+    "vertex-openai-chat",
+    "project = \"proj-1\"\nlocation = \"us-central1\"\n",
+    "ya29.test-token",
+    "google/gemini-2.5-flash"
+);

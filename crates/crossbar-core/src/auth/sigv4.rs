@@ -1,11 +1,15 @@
 //! AWS Signature Version 4 for Bedrock, with credentials from the config or the standard AWS chain.
 //!
-//! Bedrock signs with the service name `bedrock` (its endpoint prefix is `bedrock-runtime`). The
+//! Bedrock Runtime (Converse, and its OpenAI-compatible Chat Completions under `/openai/v1`)
+//! signs with the service name `bedrock` although its endpoint prefix is `bedrock-runtime`;
+//! Bedrock Mantle (`bedrock-mantle.{region}.api.aws`) is another AWS service and signs with
+//! `bedrock-mantle`, as the `openai` SDK's bedrock provider does. The
 //! request path already carries the model id percent-encoded as one segment (`%3A` for `:`);
 //! SigV4 for every service but S3 encodes the path *again* for the canonical request (`%253A`),
 //! which is `aws-sigv4`'s default [`PercentEncodingMode::Double`] and is pinned by a test below:
 //! getting it wrong fails only for model ids with `:` or `/`, that is for almost all of them.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
@@ -20,11 +24,13 @@ use reqwest::header::{HeaderName, HeaderValue};
 use tokio::sync::{Mutex, OnceCell};
 
 use super::Authorize;
-use crate::config::AwsCredentials;
+use crate::config::{AwsCredentials, ProviderConfig, ProviderKind};
 use crate::error::{Error, Result};
 
-/// The SigV4 signing name of Bedrock Runtime.
-const SERVICE: &str = "bedrock";
+/// The SigV4 signing name of Bedrock Runtime (Converse and `/openai/v1`).
+pub const BEDROCK: &str = "bedrock";
+/// The SigV4 signing name of Bedrock Mantle (`bedrock-mantle.{region}.api.aws`).
+pub const BEDROCK_MANTLE: &str = "bedrock-mantle";
 /// Chain credentials are refreshed this long before they expire, so a request signed with them
 /// does not reach AWS after they lapse.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(5 * 60);
@@ -32,9 +38,10 @@ const EXPIRY_MARGIN: Duration = Duration::from_secs(5 * 60);
 /// reused before the chain is asked again, so rotated keys are picked up.
 const STATIC_REUSE: Duration = Duration::from_secs(10 * 60);
 
-/// Signs each request with SigV4 for the `bedrock` service in one region.
+/// Signs each request with SigV4 for one service (`bedrock` unless told) in one region.
 pub struct SigV4 {
     region: String,
+    service: &'static str,
     source: Source,
 }
 
@@ -60,6 +67,7 @@ impl std::fmt::Debug for SigV4 {
         };
         f.debug_struct("SigV4")
             .field("region", &self.region)
+            .field("service", &self.service)
             .field("source", &source)
             .finish()
     }
@@ -120,8 +128,16 @@ impl SigV4 {
     fn new(source: Source, region: &str) -> Self {
         Self {
             region: region.to_owned(),
+            service: BEDROCK,
             source,
         }
+    }
+
+    /// Signs for `service` instead ([`BEDROCK_MANTLE`] for Bedrock Mantle): AWS checks the
+    /// credential scope's service against the endpoint's.
+    pub fn for_service(mut self, service: &'static str) -> Self {
+        self.service = service;
+        self
     }
 
     async fn credentials(&self) -> Result<Credentials> {
@@ -209,7 +225,7 @@ impl SigV4 {
         let params: aws_sigv4::http_request::SigningParams<'_> = v4::SigningParams::builder()
             .identity(&identity)
             .region(&self.region)
-            .name(SERVICE)
+            .name(self.service)
             .time(time)
             .settings(settings)
             .build()
@@ -229,6 +245,65 @@ impl SigV4 {
         }
         Ok(())
     }
+}
+
+/// Region of a simulated Bedrock door that names none.
+const SIM_REGION: &str = "us-east-1";
+
+/// The region of a Bedrock door (Mantle or Runtime): its `region`, which must be an AWS region
+/// name since it goes into the host name; a simulated provider that names none gets
+/// `us-east-1`.
+pub(crate) fn bedrock_region(config: &ProviderConfig) -> Result<String, String> {
+    let region = match config.region.as_deref().filter(|r| !r.is_empty()) {
+        Some(region) => region,
+        None if config.kind == ProviderKind::Sim => SIM_REGION,
+        None => return Err("a region is required".to_owned()),
+    };
+    if !region
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(format!("region `{region}` is not an AWS region name"));
+    }
+    Ok(region.to_owned())
+}
+
+/// The header a door's `api_key` goes in (if any) and its per-request signer (if any).
+pub(crate) type DoorAuth = (Option<&'static str>, Option<Arc<dyn Authorize>>);
+
+/// How a Bedrock door authenticates: `api_key` is a Bedrock API key, sent as `Authorization:
+/// Bearer`; otherwise SigV4 for `service` with the `aws` keys or the standard AWS chain. A
+/// simulated provider with neither signs with fixed placeholder keys: no simulator needs real
+/// ones, and looking for them (IMDS) would stall a test machine. Returns the header `api_key`
+/// goes in, if any, and the signer, if any.
+pub(crate) fn bedrock_door_auth(
+    config: &ProviderConfig,
+    region: &str,
+    service: &'static str,
+) -> Result<DoorAuth, String> {
+    if config.api_key.is_some() {
+        if config.aws.is_some() {
+            return Err(
+                "give either api_key (a Bedrock API key) or aws credentials, not both".to_owned(),
+            );
+        }
+        return Ok((Some("authorization"), None));
+    }
+    let signer = if config.kind == ProviderKind::Sim && config.aws.is_none() {
+        SigV4::with_credentials(
+            Credentials::new(
+                "AKIDSIMULATED",
+                "simulated-secret-access-key",
+                None,
+                None,
+                "crossbar-sim",
+            ),
+            region,
+        )
+    } else {
+        SigV4::from_config(config.aws.as_ref(), region)?
+    };
+    Ok((None, Some(Arc::new(signer.for_service(service)))))
 }
 
 impl Authorize for SigV4 {
@@ -319,6 +394,123 @@ mod tests {
             !header.contains("6118daf6151a241c625e7f6ad4a2f2f4149d45acadc0fdd806e6df333e0e86b7")
         );
         assert!(request.headers()["authorization"].is_sensitive());
+    }
+
+    fn signed(signer: &SigV4, url: &str, headers: &[(&str, &str)], body: &str) -> String {
+        let mut builder = reqwest::Client::new().post(url);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let mut request = builder.body(body.to_owned()).build().unwrap();
+        signer
+            .sign(&mut request, &credentials(None), time())
+            .unwrap();
+        assert_eq!(request.headers()["x-amz-date"], "20150830T123600Z");
+        authorization(&request)
+    }
+
+    const JSON: (&str, &str) = ("content-type", "application/json");
+
+    /// Bedrock Mantle's Responses door, signed for `bedrock-mantle`. Computed outside this code
+    /// base with the same from-the-spec Python SigV4 as above (which reproduces the AWS suite's
+    /// `get-vanilla` and this module's Converse vector). Canonical request:
+    ///
+    /// ```text
+    /// POST
+    /// /openai/v1/responses
+    ///
+    /// content-type:application/json
+    /// host:bedrock-mantle.us-east-2.api.aws
+    /// x-amz-date:20150830T123600Z
+    ///
+    /// content-type;host;x-amz-date
+    /// c9e5e5d8827c1a49fc7ccad1bc2a0865dcae8c64c15dbfe70e3a124496424095
+    /// ```
+    #[test]
+    fn signs_bedrock_mantle_for_its_own_service() {
+        let signer =
+            SigV4::with_credentials(credentials(None), "us-east-2").for_service(BEDROCK_MANTLE);
+        let header = signed(
+            &signer,
+            "https://bedrock-mantle.us-east-2.api.aws/openai/v1/responses",
+            &[JSON],
+            r#"{"model":"openai.gpt-5.4","input":"hi"}"#,
+        );
+        assert_eq!(
+            header,
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-2/bedrock-mantle/aws4_request, \
+             SignedHeaders=content-type;host;x-amz-date, \
+             Signature=8a39f4f2883c173b42111ca4517ce7c8896b7487418a8102c680bb207de78a01"
+        );
+        // The same request scoped to `bedrock`, which a signer that ignored the service sends.
+        assert!(
+            !header.contains("49664261f71e273d14830e3a5df9b226534b7efab1104c9ee370f831fea1b268")
+        );
+    }
+
+    /// Bedrock Mantle's Messages door: `anthropic-version` is signed with the rest. Canonical
+    /// request (the same Python):
+    ///
+    /// ```text
+    /// POST
+    /// /anthropic/v1/messages
+    ///
+    /// anthropic-version:2023-06-01
+    /// content-type:application/json
+    /// host:bedrock-mantle.us-east-1.api.aws
+    /// x-amz-date:20150830T123600Z
+    ///
+    /// anthropic-version;content-type;host;x-amz-date
+    /// 8ec20f7168c904b398cf8fadf147969ad60a6a73448e0c2c59c169343e252846
+    /// ```
+    #[test]
+    fn signs_bedrock_mantle_messages_with_the_version_header() {
+        let signer =
+            SigV4::with_credentials(credentials(None), "us-east-1").for_service(BEDROCK_MANTLE);
+        let header = signed(
+            &signer,
+            "https://bedrock-mantle.us-east-1.api.aws/anthropic/v1/messages",
+            &[JSON, ("anthropic-version", "2023-06-01")],
+            r#"{"model":"anthropic.claude-haiku-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#,
+        );
+        assert_eq!(
+            header,
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/bedrock-mantle/aws4_request, \
+             SignedHeaders=anthropic-version;content-type;host;x-amz-date, \
+             Signature=0f28e18bd85215da7e914a05de816e30bf3d49801def8a8386a43e3ed3f3248f"
+        );
+    }
+
+    /// Bedrock Runtime's OpenAI-compatible Chat Completions under `/openai/v1`, signed for
+    /// `bedrock` (the model id is in the body, so the path has nothing to encode twice).
+    /// Canonical request (the same Python):
+    ///
+    /// ```text
+    /// POST
+    /// /openai/v1/chat/completions
+    ///
+    /// content-type:application/json
+    /// host:bedrock-runtime.us-west-2.amazonaws.com
+    /// x-amz-date:20150830T123600Z
+    ///
+    /// content-type;host;x-amz-date
+    /// 5817e384db0447b0f5af296b3b5f4dafa3107bb09f382eb1e17a7a70cf7f6fd8
+    /// ```
+    #[test]
+    fn signs_the_runtime_openai_path_for_bedrock() {
+        let signer = SigV4::with_credentials(credentials(None), "us-west-2");
+        let header = signed(
+            &signer,
+            "https://bedrock-runtime.us-west-2.amazonaws.com/openai/v1/chat/completions",
+            &[JSON],
+            r#"{"model":"openai.gpt-oss-120b-1:0","messages":[{"role":"user","content":"hi"}]}"#,
+        );
+        assert_eq!(
+            header,
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-west-2/bedrock/aws4_request, \
+             SignedHeaders=content-type;host;x-amz-date, \
+             Signature=76bd4e7b3b91e61855facb1ff8c26c36b78b58331d34ad534b77f03d25403b63"
+        );
     }
 
     #[test]

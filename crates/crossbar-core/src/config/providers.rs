@@ -22,6 +22,18 @@ pub enum ProviderKind {
     VertexAnthropic,
     /// Claude in Microsoft Foundry: the Anthropic dialect under a Foundry resource.
     FoundryAnthropic,
+    /// Bedrock Mantle, OpenAI's own models: the Responses API under `/openai/v1`.
+    BedrockMantleResponses,
+    /// Bedrock Mantle, open-weight models: OpenAI Chat Completions under `/v1`.
+    BedrockMantleChat,
+    /// Bedrock Mantle, Claude: the Anthropic Messages API under `/anthropic`.
+    BedrockMantleAnthropic,
+    /// Bedrock Runtime's OpenAI-compatible Chat Completions under `/openai/v1`.
+    BedrockRuntimeChat,
+    /// Vertex AI, OpenAI's models: the Responses API under `publishers/openai/v1`.
+    VertexOpenaiResponses,
+    /// Vertex AI's OpenAI-compatible Chat Completions (`endpoints/openapi`).
+    VertexOpenaiChat,
     Sim,
 }
 
@@ -74,7 +86,8 @@ pub struct ProviderConfig {
     pub project: Option<String>,
     /// Vertex AI: the location (`us-central1`, `global`...).
     pub location: Option<String>,
-    /// Bedrock: explicit AWS credentials; without them the standard AWS chain is used.
+    /// Bedrock (Converse, Runtime and Mantle doors): explicit AWS credentials; without them the
+    /// standard AWS chain is used.
     pub aws: Option<AwsCredentials>,
     /// Vertex AI: a service-account JSON file; without it Google application-default
     /// credentials are used.

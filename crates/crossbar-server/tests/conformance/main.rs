@@ -73,15 +73,21 @@ fn expectation(provider: &str, ingress: Ingress, case: &str) -> Option<Expect> {
         // The Responses API has no stop sequences.
         (_, Ingress::Responses, "stop_sequence") => Some(Expect::NotExpressible),
         // ... so a Responses upstream cannot honour them: a 400 naming the field.
-        ("openai-responses", Ingress::OpenAi | Ingress::Anthropic, "stop_sequence") => {
-            Some(Expect::Refused {
-                status: 400,
-                param: "stop",
-                message: "Stop sequences are not supported by Responses API deployments.",
-            })
-        }
         (
-            "anthropic" | "vertex-anthropic" | "foundry-anthropic" | "bedrock",
+            "openai-responses" | "bedrock-mantle-responses" | "vertex-openai-responses",
+            Ingress::OpenAi | Ingress::Anthropic,
+            "stop_sequence",
+        ) => Some(Expect::Refused {
+            status: 400,
+            param: "stop",
+            message: "Stop sequences are not supported by Responses API deployments.",
+        }),
+        (
+            "anthropic"
+            | "vertex-anthropic"
+            | "foundry-anthropic"
+            | "bedrock-mantle-anthropic"
+            | "bedrock",
             Ingress::OpenAi | Ingress::Responses,
             "usage_cached",
         ) => Some(Expect::NoCache),
@@ -143,6 +149,22 @@ api = "responses""#,
     Provider::sim("vertex", providers::VERTEX),
     Provider::sim("vertex-anthropic", providers::VERTEX_ANTHROPIC),
     Provider::sim("foundry-anthropic", providers::FOUNDRY_ANTHROPIC),
+    // The clouds' own doors to OpenAI's dialects and to Claude (issue 16).
+    Provider::sim(
+        "bedrock-mantle-responses",
+        providers::BEDROCK_MANTLE_RESPONSES,
+    ),
+    Provider::sim("bedrock-mantle-chat", providers::BEDROCK_MANTLE_CHAT),
+    Provider::sim(
+        "bedrock-mantle-anthropic",
+        providers::BEDROCK_MANTLE_ANTHROPIC,
+    ),
+    Provider::sim("bedrock-runtime-chat", providers::BEDROCK_RUNTIME_CHAT),
+    Provider::sim(
+        "vertex-openai-responses",
+        providers::VERTEX_OPENAI_RESPONSES,
+    ),
+    Provider::sim("vertex-openai-chat", providers::VERTEX_OPENAI_CHAT),
 ];
 
 struct Harness {
@@ -525,10 +547,10 @@ async fn run_case(h: &Harness, case: &str) -> Result<(), String> {
             ensure(reply.status == 429 && reply.error.is_some(), || {
                 format!("{reply:?}")
             })?;
-            // Bedrock sends no retry signal at all, nor does Vertex's shared-capacity 429.
-            let silent = !h.gateway.gateway.sims.is_empty()
-                && matches!(h.sim().dialect(), SimDialect::Bedrock)
-                || h.provider == "vertex";
+            // Bedrock's Converse sends no retry signal at all, nor does Vertex's
+            // shared-capacity 429 for Gemini; the OpenAI-dialect doors on both clouds answer
+            // with OpenAI's shape, Retry-After included.
+            let silent = matches!(h.provider, "bedrock" | "vertex");
             let expected = if silent { None } else { Some("7") };
             ensure(reply.retry_after.as_deref() == expected, || {
                 format!("retry-after {:?}", reply.retry_after)
@@ -820,10 +842,10 @@ fn matrix_counts() {
     assert_eq!(
         counts,
         Counts {
-            run: 530,
-            content: 370,
-            expected_failures: 10,
-            not_expressible: 10,
+            run: 848,
+            content: 592,
+            expected_failures: 16,
+            not_expressible: 16,
             bodies_validated: 0,
         }
     );
@@ -833,7 +855,12 @@ fn matrix_counts() {
 fn no_published_spec(provider: &str) -> bool {
     matches!(
         provider,
-        "anthropic" | "vertex-anthropic" | "foundry-anthropic" | "gemini" | "vertex"
+        "anthropic"
+            | "vertex-anthropic"
+            | "foundry-anthropic"
+            | "bedrock-mantle-anthropic"
+            | "gemini"
+            | "vertex"
     )
 }
 
@@ -880,6 +907,24 @@ matrix_tests! {
     vertex_via_responses: "vertex", Responses;
     vertex_anthropic_via_responses: "vertex-anthropic", Responses;
     foundry_anthropic_via_responses: "foundry-anthropic", Responses;
+    bedrock_mantle_responses_via_openai: "bedrock-mantle-responses", OpenAi;
+    bedrock_mantle_responses_via_anthropic: "bedrock-mantle-responses", Anthropic;
+    bedrock_mantle_responses_via_responses: "bedrock-mantle-responses", Responses;
+    bedrock_mantle_chat_via_openai: "bedrock-mantle-chat", OpenAi;
+    bedrock_mantle_chat_via_anthropic: "bedrock-mantle-chat", Anthropic;
+    bedrock_mantle_chat_via_responses: "bedrock-mantle-chat", Responses;
+    bedrock_mantle_anthropic_via_openai: "bedrock-mantle-anthropic", OpenAi;
+    bedrock_mantle_anthropic_via_anthropic: "bedrock-mantle-anthropic", Anthropic;
+    bedrock_mantle_anthropic_via_responses: "bedrock-mantle-anthropic", Responses;
+    bedrock_runtime_chat_via_openai: "bedrock-runtime-chat", OpenAi;
+    bedrock_runtime_chat_via_anthropic: "bedrock-runtime-chat", Anthropic;
+    bedrock_runtime_chat_via_responses: "bedrock-runtime-chat", Responses;
+    vertex_openai_responses_via_openai: "vertex-openai-responses", OpenAi;
+    vertex_openai_responses_via_anthropic: "vertex-openai-responses", Anthropic;
+    vertex_openai_responses_via_responses: "vertex-openai-responses", Responses;
+    vertex_openai_chat_via_openai: "vertex-openai-chat", OpenAi;
+    vertex_openai_chat_via_anthropic: "vertex-openai-chat", Anthropic;
+    vertex_openai_chat_via_responses: "vertex-openai-chat", Responses;
 }
 
 /// The provider refuses the credentials the gateway holds (its simulator now expects others):
@@ -942,6 +987,12 @@ rejected_key_tests! {
     vertex_rejects_our_key: "vertex";
     vertex_anthropic_rejects_our_key: "vertex-anthropic";
     foundry_anthropic_rejects_our_key: "foundry-anthropic";
+    bedrock_mantle_responses_rejects_our_key: "bedrock-mantle-responses";
+    bedrock_mantle_chat_rejects_our_key: "bedrock-mantle-chat";
+    bedrock_mantle_anthropic_rejects_our_key: "bedrock-mantle-anthropic";
+    bedrock_runtime_chat_rejects_our_key: "bedrock-runtime-chat";
+    vertex_openai_responses_rejects_our_key: "vertex-openai-responses";
+    vertex_openai_chat_rejects_our_key: "vertex-openai-chat";
 }
 
 #[test]

@@ -117,20 +117,24 @@ async fn authenticate(State(app): State<App>, request: Request, next: Next) -> R
         }
         _ => {}
     }
-    match header("anthropic-version") {
-        None if headers.get("anthropic-version").is_none() => {
-            return ApiError::invalid("anthropic-version: header is required").into_response();
-        }
-        Some(version) if version_accepted(version) => {}
-        version => {
-            return ApiError::invalid(format!(
-                "anthropic-version: {} is not a valid version",
-                serde_json::Value::from(version.unwrap_or_default())
-            ))
-            .into_response();
-        }
+    match check_version(headers) {
+        Ok(()) => next.run(request).await,
+        Err(error) => error.into_response(),
     }
-    next.run(request).await
+}
+
+/// An `anthropic-version` header the API accepts; Bedrock Mantle's Messages door checks it
+/// too, after its own auth.
+pub(crate) fn check_version(headers: &HeaderMap) -> Result<(), ApiError> {
+    let version = headers.get("anthropic-version");
+    match version.map(|v| v.to_str()) {
+        None => Err(ApiError::invalid("anthropic-version: header is required")),
+        Some(Ok(version)) if version_accepted(version) => Ok(()),
+        Some(version) => Err(ApiError::invalid(format!(
+            "anthropic-version: {} is not a valid version",
+            serde_json::Value::from(version.unwrap_or_default())
+        ))),
+    }
 }
 
 async fn not_found(method: Method, uri: Uri) -> Response {
@@ -144,6 +148,12 @@ async fn not_found(method: Method, uri: Uri) -> Response {
 }
 
 async fn messages(State(app): State<App>, body: Bytes) -> Response {
+    respond(&app, &body, request::Flavor::Anthropic, None).await
+}
+
+/// Bedrock Mantle's `/anthropic/v1/messages`: the Messages API itself, once Mantle has
+/// authenticated the caller and [`check_version`] passed.
+pub(crate) async fn mantle_messages(app: App, body: Bytes) -> Response {
     respond(&app, &body, request::Flavor::Anthropic, None).await
 }
 

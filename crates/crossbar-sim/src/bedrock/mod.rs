@@ -72,6 +72,8 @@ pub(crate) fn router(app: App) -> Router {
     Router::new()
         .route("/model/{model_id}/converse", post(converse))
         .route("/model/{model_id}/converse-stream", post(converse_stream))
+        // The OpenAI-compatible Chat Completions beside Converse, behind the same auth.
+        .route("/openai/v1/chat/completions", post(openai_chat))
         .route_layer(middleware::from_fn_with_state(sim.clone(), authenticate))
         .fallback(unknown_operation)
         .method_not_allowed_fallback(unknown_operation)
@@ -97,13 +99,27 @@ async fn unknown_operation(State(sim): State<Sim>) -> Response {
 /// AWS authenticates before Bedrock sees the request: `Bearer <API key>`, or SigV4 whose
 /// credential scope must be `<key id>/<yyyymmdd>/<region>/bedrock/aws4_request`.
 async fn authenticate(State(sim): State<Sim>, request: Request, next: Next) -> Response {
-    match check_auth(request.headers(), sim.app.config().api_key.as_deref()) {
+    match check_auth(
+        request.headers(),
+        sim.app.config().api_key.as_deref(),
+        RUNTIME_SERVICES,
+    ) {
         Ok(()) => next.run(request).await,
         Err(error) => error.render(&request_id(&sim.app)),
     }
 }
 
-fn check_auth(headers: &HeaderMap, expected_key: Option<&str>) -> Result<(), BedrockError> {
+/// The service Bedrock Runtime's SigV4 scope must name.
+const RUNTIME_SERVICES: &[&str] = &["bedrock"];
+
+/// AWS's request authentication of a Bedrock endpoint: `Bearer <API key>`, or a SigV4
+/// `Authorization` whose credential scope names one of `services` (the first is the one named
+/// in the refusal). Shared with Bedrock Mantle, which renders the refusal its own way.
+pub(crate) fn check_auth(
+    headers: &HeaderMap,
+    expected_key: Option<&str>,
+    services: &[&str],
+) -> Result<(), BedrockError> {
     let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
         return Err(BedrockError::auth(
             "MissingAuthenticationTokenException",
@@ -172,10 +188,13 @@ fn check_auth(headers: &HeaderMap, expected_key: Option<&str>) -> Result<(), Bed
             ),
         ));
     }
-    if service != "bedrock" {
+    if !services.contains(&service) {
         return Err(BedrockError::auth(
             "InvalidSignatureException",
-            "Credential should be scoped to correct service: 'bedrock'. ",
+            format!(
+                "Credential should be scoped to correct service: '{}'. ",
+                services.first().copied().unwrap_or_default()
+            ),
         ));
     }
     if region.is_empty() || !amz_date.starts_with(date) || date.len() != 8 {
@@ -208,6 +227,23 @@ fn check_auth(headers: &HeaderMap, expected_key: Option<&str>) -> Result<(), Bed
         )),
         _ => Ok(()),
     }
+}
+
+/// `POST /openai/v1/chat/completions`: Chat Completions for the Bedrock models that have it,
+/// named by their Bedrock id (`openai.gpt-oss-120b-1:0`: a provider, a dot, the model).
+async fn openai_chat(State(sim): State<Sim>, body: Bytes) -> Response {
+    let target = crate::openai::Target {
+        dialect: crate::SimDialect::Bedrock,
+        operation: crate::openai::Operation::Chat,
+        deployment_model: None,
+        api_version: None,
+    };
+    if let Some(model) = crate::mantle::body_model(&body)
+        && !crate::mantle::bedrock_model_id(&model)
+    {
+        return crate::mantle::model_not_found(crate::SimDialect::Bedrock, &model);
+    }
+    crate::openai::chat(&sim.app, &target, &body).await
 }
 
 async fn converse(State(sim): State<Sim>, Path(model): Path<String>, body: Bytes) -> Response {
@@ -355,13 +391,22 @@ mod tests {
     #[test]
     fn sigv4_scope_and_keys_are_checked() {
         let date = "20150830T123600Z";
-        assert_eq!(check_auth(&headers(SIGNED, date), None), Ok(()));
         assert_eq!(
-            check_auth(&headers(SIGNED, date), Some("AKIDEXAMPLE")),
+            check_auth(&headers(SIGNED, date), None, RUNTIME_SERVICES),
+            Ok(())
+        );
+        assert_eq!(
+            check_auth(
+                &headers(SIGNED, date),
+                Some("AKIDEXAMPLE"),
+                RUNTIME_SERVICES
+            ),
             Ok(())
         );
         let name = |auth: &str, date: &str, key: Option<&str>| {
-            check_auth(&headers(auth, date), key).unwrap_err().name
+            check_auth(&headers(auth, date), key, RUNTIME_SERVICES)
+                .unwrap_err()
+                .name
         };
         assert_eq!(
             name(SIGNED, date, Some("OTHER")),
@@ -374,6 +419,21 @@ mod tests {
                 None
             ),
             "InvalidSignatureException"
+        );
+        // A signature for Bedrock Mantle is refused here, naming the service this one wants.
+        let mantle = check_auth(
+            &headers(&SIGNED.replace("/bedrock/", "/bedrock-mantle/"), date),
+            None,
+            RUNTIME_SERVICES,
+        )
+        .unwrap_err();
+        assert_eq!(
+            (mantle.status, mantle.name, mantle.message.as_str()),
+            (
+                StatusCode::FORBIDDEN,
+                "InvalidSignatureException",
+                "Credential should be scoped to correct service: 'bedrock'. "
+            )
         );
         assert_eq!(
             name(SIGNED, "20150831T000000Z", None),
@@ -392,11 +452,13 @@ mod tests {
             "AccessDeniedException"
         );
         assert_eq!(
-            check_auth(&headers("Bearer key", date), Some("key")),
+            check_auth(&headers("Bearer key", date), Some("key"), RUNTIME_SERVICES),
             Ok(())
         );
         assert_eq!(
-            check_auth(&HeaderMap::new(), None).unwrap_err().name,
+            check_auth(&HeaderMap::new(), None, RUNTIME_SERVICES)
+                .unwrap_err()
+                .name,
             "MissingAuthenticationTokenException"
         );
     }

@@ -1,7 +1,9 @@
 //! The Gemini API (`/v1beta/models/{m}:method`, key in `x-goog-api-key` or `?key=`) and
 //! Vertex AI (`/v1/projects/{p}/locations/{l}/publishers/{publisher}/models/{m}:method`,
 //! `Authorization: Bearer`), which also hosts Claude under `publishers/anthropic` (`:rawPredict`
-//! and `:streamRawPredict`, answered by the Anthropic module after the Vertex auth check).
+//! and `:streamRawPredict`, answered by the Anthropic module after the Vertex auth check), OpenAI's
+//! models under `publishers/openai/v1/responses` and the OpenAI-compatible Chat Completions under
+//! `endpoints/openapi/chat/completions` (both answered by the OpenAI module after that check).
 //!
 //! `{model}:{method}` is one path segment, split at its last colon here. Rate limits: the
 //! Gemini API answers 429 with `RetryInfo.retryDelay = retry_after_s` and a per-minute
@@ -32,10 +34,19 @@ use crate::{SimDialect, behaviour, http};
 
 pub(crate) fn router(app: App) -> Router {
     let routes = match app.dialect {
-        SimDialect::Vertex => Router::new().route(
-            "/v1/projects/{project}/locations/{location}/publishers/{publisher}/models/{call}",
-            post(vertex),
-        ),
+        SimDialect::Vertex => Router::new()
+            .route(
+                "/v1/projects/{project}/locations/{location}/publishers/{publisher}/models/{call}",
+                post(vertex),
+            )
+            .route(
+                "/v1/projects/{project}/locations/{location}/publishers/{publisher}/v1/responses",
+                post(vertex_openai_responses),
+            )
+            .route(
+                "/v1/projects/{project}/locations/{location}/endpoints/{endpoint}/chat/completions",
+                post(vertex_openai_chat),
+            ),
         _ => Router::new()
             .route("/v1beta/models/{call}", post(gemini))
             .route("/v1/models/{call}", post(gemini)),
@@ -142,6 +153,71 @@ async fn vertex(
         }
         _ => error::not_found(&call).render(),
     }
+}
+
+/// The OpenAI dialects' target on Vertex: OpenAI-shaped answers and errors, no OpenAI headers.
+fn vertex_openai_target() -> crate::openai::Target {
+    crate::openai::Target {
+        dialect: SimDialect::Vertex,
+        operation: crate::openai::Operation::Chat,
+        deployment_model: None,
+        api_version: None,
+    }
+}
+
+/// `publishers/openai/v1/responses`: OpenAI's models through the Responses API, behind
+/// Vertex's bearer token. Only the `openai` publisher has it; a model named for another
+/// publisher (`google/...`) is not served here.
+async fn vertex_openai_responses(
+    State(app): State<App>,
+    Path((_project, _location, publisher)): Path<(String, String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if publisher != "openai" {
+        return error::not_found(uri.path()).render();
+    }
+    if let Some(error) = authenticate(&app, &headers, None) {
+        return error.render();
+    }
+    if let Some(model) = crate::mantle::body_model(&body)
+        && model
+            .split_once('/')
+            .is_some_and(|(owner, _)| owner != "openai")
+    {
+        return error::not_found(&format!("publishers/openai/models/{model}")).render();
+    }
+    crate::openai::responses::handle(&app, &vertex_openai_target(), &body).await
+}
+
+/// `endpoints/openapi/chat/completions`: Vertex's OpenAI-compatible Chat Completions, whose
+/// models are named `publisher/model` (`google/gemini-2.5-flash`, `meta/llama-4-...`). Other
+/// endpoint ids are self-deployed models, which no simulator hosts.
+async fn vertex_openai_chat(
+    State(app): State<App>,
+    Path((_project, _location, endpoint)): Path<(String, String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if endpoint != "openapi" {
+        return error::not_found(uri.path()).render();
+    }
+    if let Some(error) = authenticate(&app, &headers, None) {
+        return error.render();
+    }
+    if let Some(model) = crate::mantle::body_model(&body)
+        && !model
+            .split_once('/')
+            .is_some_and(|(publisher, name)| !publisher.is_empty() && !name.is_empty())
+    {
+        return GoogleError::invalid(format!(
+            "Invalid model `{model}`: expected `publisher/model`, e.g. `google/gemini-2.5-flash`."
+        ))
+        .render();
+    }
+    crate::openai::chat(&app, &vertex_openai_target(), &body).await
 }
 
 /// Answers rate-limit and error faults, and never answers a hang; other requests proceed.

@@ -43,7 +43,8 @@ pub(crate) fn body(dialect: SimDialect, error: &SimError) -> String {
         | SimDialect::Anthropic
         | SimDialect::Bedrock
         | SimDialect::Gemini
-        | SimDialect::Vertex => serde_json::to_string(&Envelope {
+        | SimDialect::Vertex
+        | SimDialect::BedrockMantle => serde_json::to_string(&Envelope {
             error: OpenAiError {
                 message: &error.message,
                 kind: match error.kind {
@@ -92,7 +93,8 @@ pub(crate) fn render(dialect: SimDialect, error: &SimError) -> Response {
             | SimDialect::Anthropic
             | SimDialect::Bedrock
             | SimDialect::Gemini
-            | SimDialect::Vertex => {
+            | SimDialect::Vertex
+            | SimDialect::BedrockMantle => {
                 set(
                     "x-ratelimit-reset-requests",
                     go_duration(seconds.saturating_mul(1000)),
@@ -141,7 +143,8 @@ pub(crate) fn not_found(dialect: SimDialect, method: &str, path: &str) -> SimErr
         | SimDialect::Anthropic
         | SimDialect::Bedrock
         | SimDialect::Gemini
-        | SimDialect::Vertex => format!("Invalid URL ({method} {path})"),
+        | SimDialect::Vertex
+        | SimDialect::BedrockMantle => format!("Invalid URL ({method} {path})"),
         SimDialect::Azure => "Resource not found".to_owned(),
     };
     SimError::new(StatusCode::NOT_FOUND, ErrorKind::NotFound, message)
@@ -153,7 +156,8 @@ pub(crate) fn rate_limited(target: &Target, retry_after_s: u64) -> SimError {
         | SimDialect::Anthropic
         | SimDialect::Bedrock
         | SimDialect::Gemini
-        | SimDialect::Vertex => format!(
+        | SimDialect::Vertex
+        | SimDialect::BedrockMantle => format!(
             "Rate limit reached in organization org-simulated on requests per min (RPM): Limit \
              {REQUEST_LIMIT}, Used {REQUEST_LIMIT}, Requested 1. Please try again in {}. Visit \
              https://platform.openai.com/account/rate-limits to learn more.",
@@ -178,7 +182,8 @@ pub(crate) fn rate_limited(target: &Target, retry_after_s: u64) -> SimError {
         | SimDialect::Anthropic
         | SimDialect::Bedrock
         | SimDialect::Gemini
-        | SimDialect::Vertex => error.code("rate_limit_exceeded"),
+        | SimDialect::Vertex
+        | SimDialect::BedrockMantle => error.code("rate_limit_exceeded"),
         SimDialect::Azure => error,
     }
 }

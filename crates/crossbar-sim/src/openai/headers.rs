@@ -57,7 +57,8 @@ pub(crate) async fn decorate(State(app): State<App>, request: Request, next: Nex
         | SimDialect::Anthropic
         | SimDialect::Bedrock
         | SimDialect::Gemini
-        | SimDialect::Vertex => {
+        | SimDialect::Vertex
+        | SimDialect::BedrockMantle => {
             set("openai-version", "2020-10-01".to_owned());
             set("openai-processing-ms", elapsed.to_string());
             set(

@@ -9,7 +9,7 @@ mod headers;
 mod params;
 mod request;
 mod response;
-mod responses;
+pub(crate) mod responses;
 mod tools;
 
 use axum::Router;
@@ -82,7 +82,8 @@ pub(crate) fn router(app: App) -> Router {
         | SimDialect::Anthropic
         | SimDialect::Bedrock
         | SimDialect::Gemini
-        | SimDialect::Vertex => Router::new()
+        | SimDialect::Vertex
+        | SimDialect::BedrockMantle => Router::new()
             .route("/v1/chat/completions", post(openai_chat))
             .route("/v1/embeddings", post(openai_embeddings))
             .route("/v1/responses", post(openai_responses))
@@ -127,7 +128,8 @@ async fn authenticate(State(app): State<App>, request: Request, next: Next) -> R
         | SimDialect::Anthropic
         | SimDialect::Bedrock
         | SimDialect::Gemini
-        | SimDialect::Vertex => bearer,
+        | SimDialect::Vertex
+        | SimDialect::BedrockMantle => bearer,
         SimDialect::Azure => headers
             .get("api-key")
             .and_then(|v| v.to_str().ok())
@@ -217,7 +219,8 @@ fn resource_not_found() -> Response {
     render_error(SimDialect::Azure, &error)
 }
 
-async fn chat(app: &App, target: &Target, body: &[u8]) -> Response {
+/// Answers one Chat Completions request addressed to `target` (also the clouds' OpenAI doors).
+pub(crate) async fn chat(app: &App, target: &Target, body: &[u8]) -> Response {
     let config = app.config();
     let fault = app.decide_fault(&config);
     if let Some(response) = early_fault(&config, fault, target).await {

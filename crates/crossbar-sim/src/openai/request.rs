@@ -414,9 +414,22 @@ fn required_string<'v>(
     }
 }
 
+/// OpenAI's own name of a model another cloud names its way: Bedrock's `openai.gpt-5.4`
+/// (perhaps behind a cross-region `us.`), Vertex's `openai/gpt-5.4`. The model's rules follow
+/// it whatever door it is reached through.
+pub(super) fn bare_model(model: &str) -> &str {
+    let model = model.strip_prefix("openai/").unwrap_or(model);
+    let model = ["us.", "eu.", "apac.", "jp.", "global."]
+        .iter()
+        .find_map(|region| model.strip_prefix(region))
+        .unwrap_or(model);
+    model.strip_prefix("openai.").unwrap_or(model)
+}
+
 /// Whether a model id is one of OpenAI's reasoning families (o-series, gpt-5 but the chat
 /// snapshots, gpt-5.x); gpt-5.x reason only when asked to.
 pub(super) fn is_reasoning_family(model: &str) -> bool {
+    let model = bare_model(model);
     let family = |prefix: &str| {
         model == prefix
             || model
@@ -432,7 +445,7 @@ pub(super) fn is_reasoning_family(model: &str) -> bool {
 /// so only an explicit effort other than "none" makes them refuse it. On Azure the deployment's
 /// model decides. The answer itself never depends on the model name.
 fn reasoning_model_rules(object: &Map<String, Value>, model: &str) -> Result<(), SimError> {
-    let gpt5_later = model.starts_with("gpt-5.");
+    let gpt5_later = bare_model(model).starts_with("gpt-5.");
     if !is_reasoning_family(model) {
         return Ok(());
     }

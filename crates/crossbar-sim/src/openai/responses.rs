@@ -256,7 +256,9 @@ fn reasoning_model_sampling(object: &Map<String, Value>, model: &str) -> Result<
         .get("reasoning")
         .and_then(|r| r.get("effort"))
         .and_then(Value::as_str);
-    if model.starts_with("gpt-5.") && matches!(effort, None | Some("none")) {
+    if super::request::bare_model(model).starts_with("gpt-5.")
+        && matches!(effort, None | Some("none"))
+    {
         return Ok(());
     }
     let temperature = object
@@ -613,8 +615,8 @@ fn frame_bytes(kind: &str, data: &str) -> Bytes {
     Bytes::from(format!("event: {kind}\ndata: {data}\n\n"))
 }
 
-/// Answers one `POST .../responses`.
-pub(super) async fn handle(app: &App, target: &Target, body: &[u8]) -> Response {
+/// Answers one `POST .../responses` (also the clouds' OpenAI doors).
+pub(crate) async fn handle(app: &App, target: &Target, body: &[u8]) -> Response {
     let config = app.config();
     let fault = app.decide_fault(&config);
     if let Some(response) = early_fault(&config, fault, target).await {

@@ -55,8 +55,8 @@ fn tool_id(id: &str) -> String {
     sanitize_tool_id(id, allowed_id_byte, 128)
 }
 
-/// This dialect's rows of the provider table: Anthropic itself, Claude on Vertex AI and Claude
-/// in Microsoft Foundry.
+/// This dialect's rows of the provider table: Anthropic itself, Claude on Vertex AI, Claude in
+/// Microsoft Foundry and Claude on Bedrock Mantle.
 pub(crate) fn provider_parts(
     config: &ProviderConfig,
     endpoint: Option<String>,
@@ -85,6 +85,22 @@ pub(crate) fn provider_parts(
                 parts.authorizer = Some(std::sync::Arc::new(authorizer));
             }
             return Ok(parts);
+        }
+        // `https://bedrock-mantle.{region}.api.aws`, the Messages API under `/anthropic`: a
+        // Bedrock API key as a bearer token, or SigV4 for `bedrock-mantle`.
+        Door::BedrockMantle => {
+            let region = crate::auth::sigv4::bedrock_region(config)?;
+            let (key_header, authorizer) = crate::auth::sigv4::bedrock_door_auth(
+                config,
+                &region,
+                crate::auth::sigv4::BEDROCK_MANTLE,
+            )?;
+            let endpoint = endpoint
+                .map(|e| e.trim_end_matches('/').to_owned())
+                .unwrap_or_else(|| format!("https://bedrock-mantle.{region}.api.aws"));
+            let mut parts = Parts::new(egress(None, true), endpoint, key_header);
+            parts.authorizer = authorizer;
+            parts
         }
         Door::Anthropic => Parts::new(
             egress(None, false),
@@ -115,6 +131,7 @@ pub(crate) enum Door {
     Anthropic,
     Vertex,
     Foundry,
+    BedrockMantle,
 }
 
 /// The Anthropic dialect as an upstream. `vertex` holds the project and location for Claude on
@@ -122,7 +139,8 @@ pub(crate) enum Door {
 #[derive(Debug)]
 pub struct AnthropicEgress {
     pub vertex: Option<(String, String)>,
-    /// Claude in Microsoft Foundry: the Messages API under `/anthropic` of the resource.
+    /// The Messages API under `/anthropic` of the host, without a client's betas or extra
+    /// fields: Claude in Microsoft Foundry (the resource) and on Bedrock Mantle.
     pub foundry: bool,
 }
 

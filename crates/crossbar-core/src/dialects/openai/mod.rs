@@ -2,6 +2,7 @@
 //! (ingress), and encoding requests to OpenAI-dialect upstreams and decoding their answers
 //! (egress). Chat Completions and Embeddings; streams live in [`stream`].
 
+pub(crate) mod doors;
 mod stream;
 pub mod wire;
 
