@@ -5,13 +5,15 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{any, delete, post};
+use axum::{Json, Router as HttpRouter};
 use crossbar_core::Error;
-use crossbar_store::{KeyRecord, now_ms};
+use crossbar_store::{key_json, now_ms};
 use serde_json::json;
 
 use crate::app::AppState;
@@ -19,54 +21,49 @@ use crate::auth::constant_time_eq;
 use crate::error::ApiError;
 use crate::keys::{self, NewKey, VirtualKeys};
 
-/// A key as the admin API shows it: budgets in USD, no hash.
-pub fn key_json(record: &KeyRecord) -> serde_json::Value {
-    let usd = |p: Option<u64>| p.map(crossbar_core::pricing::pico_to_usd);
-    json!({
-        "id": record.id,
-        "name": record.name,
-        "prefix": record.prefix,
-        "created_ms": record.created_ms,
-        "revoked_ms": record.revoked_ms,
-        "models": record.models,
-        "routes": record.routes,
-        "rpm": record.limits.rpm,
-        "tpm": record.limits.tpm,
-        "budget_usd_day": usd(record.limits.budget_day_pusd),
-        "budget_usd_month": usd(record.limits.budget_month_pusd),
-        "budget_usd_total": usd(record.limits.budget_total_pusd),
-    })
+/// The admin API's routes, each behind the admin token. Other paths under `/admin/` are
+/// unknown URLs, answered without asking for a gateway key: the admin API's callers hold the
+/// admin token, not a key.
+pub(crate) fn routes(state: &AppState) -> HttpRouter<AppState> {
+    HttpRouter::new()
+        .route("/admin/keys", post(create_key).get(list_keys))
+        .route("/admin/keys/{id}", delete(revoke_key))
+        .route_layer(middleware::from_fn_with_state(state.clone(), guard))
+        .route("/admin/{*rest}", any(crate::routes::not_found))
 }
 
-/// The admin token checked, then the key registry.
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<Arc<VirtualKeys>, ApiError> {
+/// Admits the admin token; without one configured the admin API does not exist.
+async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let Some(token) = state.admin_token.as_deref() else {
-        return Err(
+        return ApiError::from(
             Error::not_found("The admin API is disabled: set `admin.token`.")
-                .with_code("admin_disabled")
-                .into(),
-        );
+                .with_code("admin_disabled"),
+        )
+        .into_response();
     };
-    let presented = headers
+    let presented = request
+        .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .unwrap_or_default();
     if !constant_time_eq(presented.as_bytes(), token.as_bytes()) {
-        return Err(Error::authentication("Incorrect or missing admin token.").into());
+        return ApiError::from(Error::authentication("Incorrect or missing admin token."))
+            .into_response();
     }
+    next.run(request).await
+}
+
+/// The key registry, which needs a store.
+fn registry(state: &AppState) -> Result<Arc<VirtualKeys>, ApiError> {
     state.virtual_keys.clone().ok_or_else(|| {
         Error::invalid_request("Virtual keys need a store: `store.enabled` is false.").into()
     })
 }
 
-pub async fn create_key(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let keys = authorize(&state, &headers)?;
+async fn create_key(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let keys = registry(&state)?;
     let new: NewKey = if body.is_empty() {
         NewKey::default()
     } else {
@@ -81,11 +78,8 @@ pub async fn create_key(
     Ok((StatusCode::CREATED, Json(shown)).into_response())
 }
 
-pub async fn list_keys(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let keys = authorize(&state, &headers)?;
+async fn list_keys(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let keys = registry(&state)?;
     let records = keys
         .store()
         .list_keys()
@@ -95,12 +89,11 @@ pub async fn list_keys(
     Ok(Json(json!({ "data": data })).into_response())
 }
 
-pub async fn revoke_key(
+async fn revoke_key(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let keys = authorize(&state, &headers)?;
+    let keys = registry(&state)?;
     let revoked = keys
         .store()
         .revoke_key(&id, now_ms())

@@ -1,58 +1,28 @@
 //! Assembles routes and layers: the one place the gateway's request path is put together.
-
-use std::sync::Arc;
+//!
+//! Routes come in groups, and each group carries its own layers: who may call it (an
+//! [`auth::Gate`]) and, for the model APIs that spend money, the meter with the API's name.
+//! A wrong method on a route answers 405 behind the same layers as the route (as it always
+//! has); an unknown URL answers 404 behind the gateway keys.
 
 use axum::Router as HttpRouter;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
-use axum::routing::{delete, get, post};
+use axum::routing::{MethodRouter, get, post};
 use crossbar_core::ingress::{AnthropicMessages, OpenAiChat};
-use crossbar_core::router::Router;
-use crossbar_store::DashboardStore;
 
-use crate::keys::VirtualKeys;
-use crate::metering::Metering;
+pub use crate::state::AppState;
+
+use crate::auth::Gate;
 use crate::{admin, auth, metering, metrics, request_id, routes};
 
-#[derive(Clone)]
-pub struct AppState {
-    pub router: Arc<Router>,
-    /// Gateway keys; empty means open.
-    pub keys: Arc<Vec<String>>,
-    pub max_body_bytes: usize,
-    /// Where usage records go.
-    pub metering: Arc<Metering>,
-    /// Keys from the store; `None` without a store.
-    pub virtual_keys: Option<Arc<VirtualKeys>>,
-    /// Guards `/admin/...`; `None` disables it.
-    pub admin_token: Option<Arc<str>>,
-    /// Stored Responses API answers: the store's table, or process memory without a store.
-    pub responses: Arc<dyn crossbar_store::ResponseStore>,
-    /// The dashboard's reads (the same store as `virtual_keys`); `None` without a store.
-    pub dashboard: Option<Arc<dyn DashboardStore>>,
-}
-
 pub fn app(state: AppState) -> HttpRouter {
-    HttpRouter::new()
-        .route(
-            "/v1/chat/completions",
-            post(routes::chat_like::serve::<OpenAiChat>),
-        )
-        .route("/v1/embeddings", post(routes::embeddings::create))
-        .route(
-            "/v1/messages",
-            post(routes::chat_like::serve::<AnthropicMessages>),
-        )
+    let s = &state;
+    let model_apis = HttpRouter::new()
         .route(
             "/v1/messages/count_tokens",
             post(routes::messages::count_tokens),
         )
-        .route(
-            "/v1/crossbar/deployments",
-            get(routes::crossbar::deployments),
-        )
-        .merge(routes::dashboard::routes(&state))
-        .route("/v1/responses", post(routes::responses::create))
         .route(
             "/v1/responses/{id}",
             get(routes::responses::retrieve).delete(routes::responses::delete),
@@ -62,20 +32,82 @@ pub fn app(state: AppState) -> HttpRouter {
             get(routes::responses::input_items),
         )
         .route("/v1/models", get(routes::models::list))
-        .route("/v1/models/{id}", get(routes::models::retrieve))
+        .route("/v1/models/{id}", get(routes::models::retrieve));
+    let deployments = HttpRouter::new().route(
+        "/v1/crossbar/deployments",
+        get(routes::crossbar::deployments),
+    );
+    let metrics = HttpRouter::new().route("/metrics", get(metrics::render));
+    HttpRouter::new()
+        .merge(metered(
+            s,
+            "chat",
+            "/v1/chat/completions",
+            post(routes::chat_like::serve::<OpenAiChat>),
+        ))
+        .merge(metered(
+            s,
+            "messages",
+            "/v1/messages",
+            post(routes::chat_like::serve::<AnthropicMessages>),
+        ))
+        .merge(metered(
+            s,
+            "embeddings",
+            "/v1/embeddings",
+            post(routes::embeddings::create),
+        ))
+        .merge(metered(
+            s,
+            "responses",
+            "/v1/responses",
+            post(routes::responses::create),
+        ))
+        .merge(gated(s, Gate::Keys, model_apis))
+        // The router's live view: for gateway keys, and for the dashboard (admin token).
+        .merge(gated(s, Gate::KeysOrAdmin, deployments))
+        // Per-key spend: the admin's, like the admin API.
+        .merge(gated(s, Gate::Metrics, metrics))
+        // Both check the admin token themselves.
+        .merge(gated(s, Gate::Open, routes::dashboard::routes(s)))
+        .merge(gated(s, Gate::Open, admin::routes(s)))
+        // Open to load balancers too.
         .route("/healthz", get(routes::health))
-        .route("/metrics", get(metrics::render))
-        .route("/admin/keys", post(admin::create_key).get(admin::list_keys))
-        .route("/admin/keys/{id}", delete(admin::revoke_key))
-        .fallback(routes::not_found)
+        // Any other URL: the gateway keys, then 404.
+        .merge(
+            HttpRouter::new()
+                .fallback(routes::not_found)
+                .layer(middleware::from_fn_with_state(
+                    (state.clone(), Gate::Keys),
+                    auth::layer,
+                )),
+        )
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
-        .layer(middleware::from_fn_with_state(state.clone(), auth::layer))
+        // Outermost: every answer, refusals included, carries its `x-request-id`.
         .layer(middleware::from_fn(request_id::layer))
-        // Outermost: times the whole request and sees its `x-request-id`.
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            metering::layer,
-        ))
         .with_state(state)
+}
+
+/// `routes` behind `gate`, their wrong methods too.
+fn gated(state: &AppState, gate: Gate, routes: HttpRouter<AppState>) -> HttpRouter<AppState> {
+    routes
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .route_layer(middleware::from_fn_with_state(
+            (state.clone(), gate),
+            auth::layer,
+        ))
+}
+
+/// A model API that spends money: the gateway keys, inside a meter that records each request
+/// as `api` (the meter is outermost, so refusals are counted and rate limits apply).
+fn metered(
+    state: &AppState,
+    api: &'static str,
+    path: &str,
+    methods: MethodRouter<AppState>,
+) -> HttpRouter<AppState> {
+    gated(state, Gate::Keys, HttpRouter::new().route(path, methods)).route_layer(
+        middleware::from_fn_with_state((state.clone(), api), metering::layer),
+    )
 }

@@ -1,14 +1,17 @@
-//! Gateway keys: when any are configured, every API route needs `Authorization: Bearer <key>`
-//! (or Anthropic-style `x-api-key`, Azure-style `api-key`). Health checks stay open. Virtual
-//! keys from the store (see [`crate::keys`]) work the same way, and carry limits.
+//! Who may call what. Each group of routes is mounted behind a [`Gate`] (see [`crate::app`]).
+//! An open gateway (no keys) serves its own machine at every gate alike. Once keys exist, the
+//! model APIs need `Authorization: Bearer <key>` (or Anthropic-style `x-api-key`, Azure-style
+//! `api-key`): a gateway key, or a virtual key from the store (see [`crate::keys`]), which
+//! carries limits. `/healthz` is mounted without a gate.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
 use crossbar_core::Error;
 
 use tokio::time::Instant;
@@ -18,13 +21,26 @@ use crate::error::ApiError;
 use crate::keys::KeyState;
 use crate::metering::Meter;
 
-pub async fn layer(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let path = request.uri().path();
-    // Health checks stay open, to load balancers too.
-    if path == "/healthz" {
-        return next.run(request).await;
-    }
-    let encode = crate::error::encoder_of_path(path);
+/// What a group of routes asks of a caller once the gateway has keys.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Gate {
+    /// A gateway key or a live virtual key: the model APIs, and unknown URLs.
+    Keys,
+    /// A key as for `Keys`, or the admin token (the dashboard shows the deployments view).
+    KeysOrAdmin,
+    /// The admin token: `/metrics` shows per-key spend.
+    Metrics,
+    /// Nothing more: the routes behind it check the admin token themselves.
+    Open,
+}
+
+/// The auth layer: applies the open gateway's rule, or `gate` once the gateway has keys.
+pub(crate) async fn layer(
+    State((state, gate)): State<(AppState, Gate)>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let encode = crate::error::encoder_of_path(request.uri().path());
     let meter = request.extensions().get::<Meter>().cloned();
     let refuse = |error: Error, reason: &'static str| {
         if let Some(meter) = &meter {
@@ -47,26 +63,24 @@ pub async fn layer(State(state): State<AppState>, mut request: Request, next: Ne
             Err((error, reason)) => refuse(error, reason),
         };
     }
-    // Keyed: the metrics (per-key spend) are the admin's, like the admin API.
-    if path == "/metrics" {
-        return if crate::routes::dashboard::admin_presented(&state, request.headers()) {
-            next.run(request).await
-        } else {
-            refuse(
-                Error::authentication(
-                    "`/metrics` needs the admin token (`Authorization: Bearer <admin.token>`) once the gateway has keys.",
-                ),
-                "metrics",
-            )
-        };
-    }
-    // The admin API checks its own token.
-    if path.starts_with("/admin/") {
-        return next.run(request).await;
-    }
-    // The dashboard checks the admin token itself (see `routes::dashboard`).
-    if crate::routes::dashboard::skips_gateway_keys(&state, &request) {
-        return next.run(request).await;
+    match gate {
+        Gate::Open => return next.run(request).await,
+        Gate::Metrics => {
+            return if admin_presented(&state, request.headers()) {
+                next.run(request).await
+            } else {
+                refuse(
+                    Error::authentication(
+                        "`/metrics` needs the admin token (`Authorization: Bearer <admin.token>`) once the gateway has keys.",
+                    ),
+                    "metrics",
+                )
+            };
+        }
+        Gate::KeysOrAdmin if admin_presented(&state, request.headers()) => {
+            return next.run(request).await;
+        }
+        Gate::KeysOrAdmin | Gate::Keys => {}
     }
     let reject = |error: Error| ApiError { error, encode }.into_response();
     let headers = request.headers();
@@ -106,7 +120,7 @@ pub async fn layer(State(state): State<AppState>, mut request: Request, next: Ne
                     request
                         .extensions_mut()
                         .insert(CallerScope(Arc::clone(&key)));
-                    // Requests per minute count API calls only (the metered paths).
+                    // Requests per minute count metered API calls only (those with a meter).
                     if let Some(meter) = request.extensions().get::<Meter>() {
                         if let Err(error) = key.admit_request(Instant::now()).await {
                             crate::metrics::limit_rejected(&key.id(), "rate_limit_requests");
@@ -128,15 +142,45 @@ pub async fn layer(State(state): State<AppState>, mut request: Request, next: Ne
     }
 }
 
+/// The admin token, as a bearer token or a Basic-auth password (which lets a browser ask for
+/// it once and send it with every poll of the dashboard).
+pub(crate) fn admin_presented(state: &AppState, headers: &HeaderMap) -> bool {
+    let Some(token) = state.admin_token.as_deref() else {
+        return false;
+    };
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let presented = if let Some(bearer) = value.strip_prefix("Bearer ") {
+        bearer.trim().to_owned()
+    } else if let Some(basic) = value.strip_prefix("Basic ") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(basic.trim())
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .unwrap_or_default();
+        match decoded.split_once(':') {
+            Some((_, password)) => password.to_owned(),
+            None => return false,
+        }
+    } else {
+        return false;
+    };
+    constant_time_eq(presented.as_bytes(), token.as_bytes())
+}
+
 /// The id of the virtual key that authenticated a request, for routes that scope what they
 /// show to its owner (stored responses).
 #[derive(Clone, Debug)]
-pub struct CallerKey(pub String);
+pub(crate) struct CallerKey(pub String);
 
 /// The virtual key that authenticated a request, for routes that show only what it may use
 /// (`/v1/models`, which is not metered and so has no [`Meter`] holding the key).
 #[derive(Clone, Debug)]
-pub struct CallerScope(pub Arc<KeyState>);
+pub(crate) struct CallerScope(pub Arc<KeyState>);
 
 /// What an open gateway (no keys) serves: clients on this machine, addressing it by a loopback
 /// name, not on behalf of a foreign web page. Without these checks any page in the user's browser

@@ -1,21 +1,31 @@
-//! The Crossbar HTTP gateway: OpenAI-dialect ingress routes in front of the router. Layers live
-//! one per file and are assembled in [`app`]; statuses come from `crossbar_core::Error::status`.
+//! The Crossbar HTTP gateway: ingress routes in front of the router. Layers live one per file
+//! and are attached to the groups of routes they guard in [`app()`]; statuses come from
+//! `crossbar_core::Error::status`.
+//!
+//! The public surface is what the `crossbar` command and the test kit use: build a
+//! [`Gateway`] from a configuration, serve its [`app()`], flush it at exit.
 
-pub mod admin;
-pub mod app;
-pub mod auth;
-pub mod bootstrap;
-pub mod error;
-pub mod keys;
-pub mod metering;
-pub mod metrics;
-pub mod request_id;
-pub mod routes;
-pub mod serve;
-pub mod shared;
-pub mod telemetry;
-pub mod whatif;
+mod admin;
+mod app;
+mod auth;
+mod bootstrap;
+mod error;
+mod keys;
+mod metering;
+mod metrics;
+mod request_id;
+mod routes;
+mod serve;
+mod shared;
+mod state;
+mod telemetry;
 
-pub use app::{AppState, app};
+pub use app::app;
 pub use bootstrap::Gateway;
+/// Minting a virtual key (`crossbar keys create`, as `POST /admin/keys`).
+pub use keys::{NewKey, create as create_key};
 pub use serve::{ServeLimits, serve};
+pub use state::AppState;
+/// The OpenTelemetry exporter the gateway sends request spans to; `crossbar agent` sends its
+/// runs' spans through it too.
+pub use telemetry::Telemetry;

@@ -1,6 +1,7 @@
-//! One usage record per API request: the outermost layer starts a [`Meter`] for the request,
-//! the auth layer attaches the caller's virtual key, the route admits the request against the
-//! key's limits and reports what the router did; the record is finished when the response
+//! One usage record per metered API request: the layer around each metered route starts a
+//! [`Meter`] for the request, named by the route's API; the auth layer inside it attaches the
+//! caller's virtual key; the route admits the request against the key's limits and reports
+//! what the router did; the record is finished when the response
 //! body ends (or the client goes away), so a stream is recorded with the usage that arrived
 //! inside it. Finishing settles the key's budget reservation, updates the metrics and queues
 //! the record for the store without waiting.
@@ -29,6 +30,7 @@ use tokio::time::Instant;
 use crate::app::AppState;
 use crate::keys::{KeyState, Reservation};
 use crate::metrics;
+use crate::request_id::RequestId;
 use crate::telemetry::{self, Telemetry, TraceContext};
 
 /// Output tokens assumed for a budget reservation when the request sets no `max_tokens`.
@@ -162,10 +164,6 @@ impl Meter {
     /// The caller's virtual key, set by the auth layer.
     pub fn set_key(&self, key: Arc<KeyState>) {
         self.with(|p| p.key = Some(key));
-    }
-
-    pub fn key(&self) -> Option<Arc<KeyState>> {
-        self.with(|p| p.key.clone()).flatten()
     }
 
     /// Time spent waiting on upstream calls so far (to the answer, or a stream's first token).
@@ -424,25 +422,16 @@ impl Drop for Finish {
     }
 }
 
-/// Which metered API a path is, if any.
-fn api_of(path: &str) -> Option<&'static str> {
-    match path {
-        "/v1/chat/completions" => Some("chat"),
-        "/v1/messages" => Some("messages"),
-        "/v1/embeddings" => Some("embeddings"),
-        "/v1/responses" => Some("responses"),
-        _ => None,
-    }
-}
-
 /// Milliseconds the gateway added to this request, on every metered answer.
 pub const OVERHEAD_HEADER: &str = "x-crossbar-overhead-ms";
 
-/// The outermost layer: starts the meter and finishes the record with the response body.
-pub async fn layer(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let Some(api) = api_of(request.uri().path()) else {
-        return next.run(request).await;
-    };
+/// The layer around a metered route (outside its auth): starts the meter for a request to
+/// `api` and finishes the record with the response body.
+pub(crate) async fn layer(
+    State((state, api)): State<(AppState, &'static str)>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let time_ms = now_ms();
     let trace = state.metering.telemetry.is_some().then(|| {
@@ -451,6 +440,11 @@ pub async fn layer(State(state): State<AppState>, mut request: Request, next: Ne
             TraceContext::from_headers(request.headers()),
         )
     });
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .map(|RequestId(id)| id.clone())
+        .unwrap_or_default();
     let meter = Meter::start(api);
     request.extensions_mut().insert(meter.clone());
     let mut response = next.run(request).await;
@@ -461,12 +455,6 @@ pub async fn layer(State(state): State<AppState>, mut request: Request, next: Ne
     if let Ok(value) = HeaderValue::from_str(&format!("{:.3}", overhead.as_secs_f64() * 1000.0)) {
         response.headers_mut().insert(OVERHEAD_HEADER, value);
     }
-    let request_id = response
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
     let mut finish = Finish {
         meter,
         state,

@@ -4,19 +4,25 @@
 //! Requests never wait on the store: records go through a bounded queue ([`UsageWriter`]) and
 //! are written in batches; retention ([`spawn_retention`]) deletes old records (usage, stored
 //! responses) in small batches in the background so tables do not grow without bound. All SQL is parameterized.
+//!
+//! Views of what is stored, shared by the gateway and the `crossbar` command: [`key_json`] (a
+//! key as people see it) and [`whatif`] (recorded traffic re-priced on other deployments).
 
 mod dashboard;
 mod journal;
+mod key_view;
 mod model;
 mod responses;
 mod sql;
 mod vectors;
+pub mod whatif;
 mod writer;
 
 use futures::future::BoxFuture;
 
 pub use dashboard::{DashboardStore, KeySpend, RequestFilter, StatusFilter, UsagePoint};
 pub use journal::{EventRecord, JournalStore, MemoryRecord, RunRecord, RunTotals};
+pub use key_view::key_json;
 pub use model::{AttemptRecord, KeyLimits, KeyRecord, UsageRecord};
 pub use responses::{MemoryResponses, ResponseStore, StoredResponse, stored_response};
 pub use sql::{DEFAULT_URL, SqlStore};

@@ -18,7 +18,7 @@ use crossbar_agent::{
 use crossbar_core::config::Config;
 use crossbar_core::trace::SpanSink;
 use crossbar_server::Gateway;
-use crossbar_server::telemetry::Telemetry;
+use crossbar_server::Telemetry;
 use crossbar_store::{DEFAULT_URL, JournalStore, SqlStore, Store as _, VectorStore};
 use secrecy::SecretString;
 

@@ -5,9 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use crossbar_server::admin::key_json;
-use crossbar_server::keys::{self, NewKey};
-use crossbar_store::{SqlStore, Store, now_ms};
+use crossbar_server::{NewKey, create_key};
+use crossbar_store::{SqlStore, Store, key_json, now_ms};
 
 #[derive(Args)]
 pub struct KeysArgs {
@@ -95,7 +94,7 @@ async fn run(store: &SqlStore, command: KeysCommand) -> anyhow::Result<()> {
                 budget_usd_month: budget_month,
                 budget_usd_total: budget_total,
             };
-            let (secret, record) = keys::create(store, new)
+            let (secret, record) = create_key(store, new)
                 .await
                 .map_err(|e| anyhow::anyhow!(e.message))?;
             if json {

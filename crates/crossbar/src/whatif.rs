@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use crate::report;
 use anyhow::Context as _;
 use clap::Args;
-use crossbar_server::whatif::{Row, candidates, reprice};
+use crossbar_store::whatif::{Row, candidates, reprice};
 use crossbar_store::{SqlStore, Store, now_ms};
 
 use crate::usage::{Format, parse_since};
@@ -86,8 +86,8 @@ pub async fn command(args: WhatifArgs) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use crossbar_core::config::{Config, Price};
-    use crossbar_server::whatif::Candidate;
     use crossbar_store::UsageRecord;
+    use crossbar_store::whatif::Candidate;
 
     fn candidate(provider: &str, input: f64, output: f64, cached: Option<f64>) -> Candidate {
         Candidate {

@@ -9,19 +9,18 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use crossbar_core::Error;
 use crossbar_core::pricing::{format_usd, pico_to_usd};
+use crossbar_store::whatif::{self, Row};
 use crossbar_store::{
     AttemptRecord, DashboardStore, KeyRecord, KeySpend, RequestFilter, RunRecord, StatusFilter,
-    UsageRecord, now_ms,
+    UsageRecord, key_json, now_ms,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::overview::{self, Overview, Window};
-use crate::admin::key_json;
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::keys::day_and_month_start;
-use crate::whatif::{self, Row};
 
 /// The overview reads at most this many requests; older ones in the window are left out.
 const MAX_POINTS: u32 = 200_000;

@@ -9,8 +9,9 @@ use crossbar_core::chat::Usage;
 use crossbar_core::config::{Config, Price};
 use crossbar_core::pricing::{self, format_usd};
 use crossbar_core::router::DeploymentView;
-use crossbar_store::UsageRecord;
 use serde::Serialize;
+
+use crate::UsageRecord;
 
 /// One deployment a model's traffic could have gone to.
 #[derive(Clone, Debug)]

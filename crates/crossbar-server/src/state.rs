@@ -1,0 +1,27 @@
+//! What every route and layer shares: the router, the keys, the stores, the meter's sinks.
+
+use std::sync::Arc;
+
+use crossbar_core::router::Router;
+use crossbar_store::{DashboardStore, ResponseStore};
+
+use crate::keys::VirtualKeys;
+use crate::metering::Metering;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub router: Arc<Router>,
+    /// Gateway keys; empty means open.
+    pub keys: Arc<Vec<String>>,
+    pub max_body_bytes: usize,
+    /// Where usage records go.
+    pub metering: Arc<Metering>,
+    /// Keys from the store; `None` without a store.
+    pub virtual_keys: Option<Arc<VirtualKeys>>,
+    /// Guards `/admin/...`; `None` disables it.
+    pub admin_token: Option<Arc<str>>,
+    /// Stored Responses API answers: the store's table, or process memory without a store.
+    pub responses: Arc<dyn ResponseStore>,
+    /// The dashboard's reads (the same store as `virtual_keys`); `None` without a store.
+    pub dashboard: Option<Arc<dyn DashboardStore>>,
+}
