@@ -7,11 +7,11 @@ use crossbar_core::Error;
 use crossbar_core::ingress::{AnthropicMessages, ChatIngress, OpenAiChat};
 
 /// Writes an error in one client dialect's shape.
-pub type EncodeError = fn(&Error) -> Vec<u8>;
+pub(crate) type EncodeError = fn(&Error) -> Vec<u8>;
 
 /// The error shape of a request path, for answers given before a handler knows its dialect
 /// (authentication, unknown URLs): Anthropic's under `/v1/messages`, OpenAI's elsewhere.
-pub fn encoder_of_path(path: &str) -> EncodeError {
+pub(crate) fn encoder_of_path(path: &str) -> EncodeError {
     if path.starts_with("/v1/messages") {
         AnthropicMessages::encode_error
     } else {
@@ -21,25 +21,25 @@ pub fn encoder_of_path(path: &str) -> EncodeError {
 
 /// An error on its way to a client, with the shape of the client's dialect.
 #[derive(Debug)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     pub error: Error,
     pub encode: EncodeError,
 }
 
 impl ApiError {
     /// The error in the shape of ingress dialect `I`.
-    pub fn of<I: ChatIngress>(error: Error) -> Self {
+    pub(crate) fn of<I: ChatIngress>(error: Error) -> Self {
         Self {
             error,
             encode: I::encode_error,
         }
     }
 
-    pub fn anthropic(error: Error) -> Self {
+    pub(crate) fn anthropic(error: Error) -> Self {
         Self::of::<AnthropicMessages>(error)
     }
 
-    pub fn at_path(path: &str, error: Error) -> Self {
+    pub(crate) fn at_path(path: &str, error: Error) -> Self {
         Self {
             error,
             encode: encoder_of_path(path),

@@ -49,16 +49,16 @@ pub struct Metering {
 
 impl Metering {
     /// `writer` `None`: no store; records still feed the metrics (and traces, if configured).
-    pub fn new(writer: Option<UsageWriter>, telemetry: Option<Telemetry>) -> Self {
+    pub(crate) fn new(writer: Option<UsageWriter>, telemetry: Option<Telemetry>) -> Self {
         Self { writer, telemetry }
     }
 
-    pub fn writer(&self) -> Option<&UsageWriter> {
+    pub(crate) fn writer(&self) -> Option<&UsageWriter> {
         self.writer.as_ref()
     }
 
     /// Writes every queued record; called after the server's drain.
-    pub async fn flush(&self) {
+    pub(crate) async fn flush(&self) {
         if let Some(writer) = &self.writer {
             writer.flush_and_stop().await;
         }
@@ -105,7 +105,7 @@ struct Pending {
 /// The request's meter, shared by the layers and the route that handle it. A default meter
 /// is detached: it records nothing (routes called outside the app's layers).
 #[derive(Clone, Debug, Default)]
-pub struct Meter(Option<Arc<Mutex<Pending>>>);
+pub(crate) struct Meter(Option<Arc<Mutex<Pending>>>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Meter {
     type Rejection = std::convert::Infallible;
@@ -137,7 +137,7 @@ impl Meter {
 
     /// Marks a request the auth layer refused before knowing its key; `reason` labels the
     /// `crossbar_unauthenticated_rejections_total` counter.
-    pub fn refuse_unauthenticated(&self, reason: &'static str) {
+    pub(crate) fn refuse_unauthenticated(&self, reason: &'static str) {
         self.with(|p| p.refused_unauthenticated = Some(reason));
     }
 
@@ -162,7 +162,7 @@ impl Meter {
     }
 
     /// The caller's virtual key, set by the auth layer.
-    pub fn set_key(&self, key: Arc<KeyState>) {
+    pub(crate) fn set_key(&self, key: Arc<KeyState>) {
         self.with(|p| p.key = Some(key));
     }
 
@@ -177,7 +177,7 @@ impl Meter {
     /// remaining budget.
     /// `prompt` is the request as it goes upstream (a stored conversation included), built only
     /// when there is a key to reserve for.
-    pub async fn admit(
+    pub(crate) async fn admit(
         &self,
         router: &Router,
         model: &str,
@@ -230,7 +230,7 @@ impl Meter {
 
     /// What the router did: who answered, under which route, after which attempts. `usage` is
     /// the answer's (non-streams); a stream's comes through [`Meter::observe`].
-    pub fn routed<T>(&self, routed: &Routed<T>, usage: Option<Usage>) {
+    pub(crate) fn routed<T>(&self, routed: &Routed<T>, usage: Option<Usage>) {
         self.with(|p| {
             p.route = Some(routed.route.clone());
             p.deployment = Some(Arc::clone(&routed.deployment));
@@ -248,7 +248,7 @@ impl Meter {
     }
 
     /// Passes a stream through, keeping its usage event and noting how it ended.
-    pub fn observe(&self, mut events: ChatStream) -> ChatStream {
+    pub(crate) fn observe(&self, mut events: ChatStream) -> ChatStream {
         if self.0.is_none() {
             return events;
         }
@@ -423,7 +423,7 @@ impl Drop for Finish {
 }
 
 /// Milliseconds the gateway added to this request, on every metered answer.
-pub const OVERHEAD_HEADER: &str = "x-crossbar-overhead-ms";
+pub(crate) const OVERHEAD_HEADER: &str = "x-crossbar-overhead-ms";
 
 /// The layer around a metered route (outside its auth): starts the meter for a request to
 /// `api` and finishes the record with the response body.

@@ -27,7 +27,7 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Installs the Prometheus recorder once per process; `None` if another recorder got there
 /// first (then `/metrics` answers 503 and everything else works).
-pub fn install() -> Option<PrometheusHandle> {
+pub(crate) fn install() -> Option<PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
             let built = PrometheusBuilder::new()
@@ -45,7 +45,7 @@ pub fn install() -> Option<PrometheusHandle> {
 }
 
 /// Counts a request refused before a key was known (it leaves no usage record).
-pub fn unauthenticated_rejected(reason: &'static str) {
+pub(crate) fn unauthenticated_rejected(reason: &'static str) {
     metrics::counter!("crossbar_unauthenticated_rejections_total", "reason" => reason).increment(1);
 }
 
@@ -54,7 +54,7 @@ fn label(value: Option<&str>) -> String {
 }
 
 /// Counts a finished request.
-pub fn request_finished(
+pub(crate) fn request_finished(
     record: &UsageRecord,
     model: &str,
     latency: Duration,
@@ -132,7 +132,7 @@ pub fn request_finished(
 }
 
 /// Counts a request refused by its key's limits (`limit`: the error code).
-pub fn limit_rejected(key_id: &str, limit: &str) {
+pub(crate) fn limit_rejected(key_id: &str, limit: &str) {
     metrics::counter!(
         "crossbar_limit_rejections_total",
         "key" => key_id.to_owned(),
@@ -143,7 +143,7 @@ pub fn limit_rejected(key_id: &str, limit: &str) {
 
 /// `GET /metrics`, in the Prometheus text format. Open like `/healthz`: labels carry key ids
 /// and names of deployments, never secrets.
-pub async fn render(State(state): State<AppState>) -> Response {
+pub(crate) async fn render(State(state): State<AppState>) -> Response {
     let Some(handle) = install() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "metrics are disabled\n").into_response();
     };

@@ -37,7 +37,7 @@ const BATCH: usize = 256;
 
 /// The trace a request belongs to: the client's (`traceparent`) or a new one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TraceContext {
+pub(crate) struct TraceContext {
     pub trace_id: [u8; 16],
     /// The client's span, parent of ours.
     pub parent: Option<[u8; 8]>,
@@ -45,7 +45,7 @@ pub struct TraceContext {
 
 impl TraceContext {
     /// From a `traceparent` header (parsed by the SDK's W3C propagator), else a new trace.
-    pub fn from_headers(headers: &HeaderMap) -> Self {
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Self {
         let context = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
         let client = context.span().span_context().clone();
         if client.is_valid() {
@@ -69,7 +69,7 @@ fn int(value: impl TryInto<i64>) -> i64 {
 
 /// A span whose every field is known: recorded by [`Telemetry::submit`].
 #[derive(Debug)]
-pub struct FinishedSpan {
+pub(crate) struct FinishedSpan {
     builder: SpanBuilder,
     /// The parent: the client's span (remote) or our request span.
     parent: Option<SpanContext>,
@@ -77,7 +77,7 @@ pub struct FinishedSpan {
 }
 
 /// Builds the request's span and its attempts' spans from the finished record.
-pub fn spans(
+pub(crate) fn spans(
     record: &UsageRecord,
     deployment: Option<&Deployment>,
     trace: TraceContext,
@@ -314,7 +314,7 @@ impl Telemetry {
     }
 
     /// Records finished spans without waiting; a full queue drops them.
-    pub fn submit(&self, spans: Vec<FinishedSpan>) {
+    pub(crate) fn submit(&self, spans: Vec<FinishedSpan>) {
         for span in spans {
             let parent = span
                 .parent

@@ -18,7 +18,7 @@ use crate::auth::CallerKey;
 use crate::error::ApiError;
 use crate::metering::Meter;
 
-pub async fn serve<I: ChatIngress>(
+pub(crate) async fn serve<I: ChatIngress>(
     State(state): State<AppState>,
     meter: Meter,
     caller: Option<Extension<CallerKey>>,

@@ -10,12 +10,12 @@ use crate::app::AppState;
 
 /// An OpenAI-style list.
 #[derive(Serialize)]
-pub struct Deployments {
+pub(crate) struct Deployments {
     object: &'static str,
     data: Vec<DeploymentView>,
 }
 
-pub async fn deployments(State(state): State<AppState>) -> Json<Deployments> {
+pub(crate) async fn deployments(State(state): State<AppState>) -> Json<Deployments> {
     Json(Deployments {
         object: "list",
         data: state.router.snapshot(),

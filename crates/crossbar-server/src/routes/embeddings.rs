@@ -13,7 +13,7 @@ use crate::app::AppState;
 use crate::error::ApiError;
 use crate::metering::Meter;
 
-pub async fn create(
+pub(crate) async fn create(
     State(state): State<AppState>,
     meter: Meter,
     headers: HeaderMap,

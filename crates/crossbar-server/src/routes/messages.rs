@@ -17,7 +17,7 @@ use crate::error::ApiError;
 /// it (the largest estimate among the deployments it may use): counted locally, since upstreams
 /// other than Anthropic have no count endpoint, and consistent with what the key is charged
 /// against before the call.
-pub async fn count_tokens(
+pub(crate) async fn count_tokens(
     State(state): State<AppState>,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,

@@ -1,12 +1,12 @@
 //! Ingress routes, one file per API.
 
-pub mod chat_like;
-pub mod crossbar;
-pub mod dashboard;
-pub mod embeddings;
-pub mod messages;
-pub mod models;
-pub mod responses;
+pub(crate) mod chat_like;
+pub(crate) mod crossbar;
+pub(crate) mod dashboard;
+pub(crate) mod embeddings;
+pub(crate) mod messages;
+pub(crate) mod models;
+pub(crate) mod responses;
 mod stream;
 
 use axum::Json;
@@ -24,11 +24,11 @@ use serde_json::json;
 
 use crate::error::ApiError;
 
-pub async fn health() -> Json<serde_json::Value> {
+pub(crate) async fn health() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-pub async fn not_found(method: Method, uri: Uri) -> ApiError {
+pub(crate) async fn not_found(method: Method, uri: Uri) -> ApiError {
     ApiError::at_path(
         uri.path(),
         Error::not_found(format!("Unknown request URL: {method} {}.", uri.path()))
@@ -36,7 +36,7 @@ pub async fn not_found(method: Method, uri: Uri) -> ApiError {
     )
 }
 
-pub async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> Response {
     let error = Error::invalid_request(format!(
         "Method {method} is not allowed for {}.",
         uri.path()

@@ -60,7 +60,7 @@ fn visible(router: &Router, key: Option<&CallerScope>, id: &str) -> bool {
     }
 }
 
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     key: Option<Extension<CallerScope>>,
     headers: HeaderMap,
@@ -86,7 +86,7 @@ pub async fn list(
 }
 
 /// Any id a request could use, alias or pattern, answered with the id asked for.
-pub async fn retrieve(
+pub(crate) async fn retrieve(
     State(state): State<AppState>,
     key: Option<Extension<CallerScope>>,
     headers: HeaderMap,

@@ -131,7 +131,7 @@ fn json_response(body: Vec<u8>) -> Response {
         .into_response()
 }
 
-pub async fn create(
+pub(crate) async fn create(
     State(state): State<AppState>,
     meter: Meter,
     caller: Option<Extension<CallerKey>>,
@@ -203,7 +203,7 @@ pub async fn create(
     Ok(response)
 }
 
-pub async fn retrieve(
+pub(crate) async fn retrieve(
     State(state): State<AppState>,
     caller: Option<Extension<CallerKey>>,
     Path(id): Path<String>,
@@ -217,7 +217,7 @@ pub async fn retrieve(
     Ok(json_response(stored.response.into_bytes()))
 }
 
-pub async fn delete(
+pub(crate) async fn delete(
     State(state): State<AppState>,
     caller: Option<Extension<CallerKey>>,
     Path(id): Path<String>,
@@ -326,7 +326,7 @@ impl ItemsPage {
     }
 }
 
-pub async fn input_items(
+pub(crate) async fn input_items(
     State(state): State<AppState>,
     caller: Option<Extension<CallerKey>>,
     Path(id): Path<String>,

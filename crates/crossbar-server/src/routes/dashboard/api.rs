@@ -91,13 +91,13 @@ fn instant_ms(text: &str, param: &str, now: i64) -> Result<i64> {
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct OverviewQuery {
+pub(crate) struct OverviewQuery {
     window: Option<String>,
     buckets: Option<usize>,
 }
 
 /// `GET /v1/crossbar/overview?window=15m&buckets=60`.
-pub async fn overview(
+pub(crate) async fn overview(
     State(state): State<AppState>,
     params: std::result::Result<Query<OverviewQuery>, QueryRejection>,
 ) -> Result<Json<Overview>> {
@@ -191,7 +191,7 @@ fn request_json(record: &UsageRecord) -> Value {
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct RequestsQuery {
+pub(crate) struct RequestsQuery {
     key: Option<String>,
     model: Option<String>,
     deployment: Option<String>,
@@ -207,7 +207,7 @@ fn non_empty(value: Option<String>) -> Option<String> {
 }
 
 /// `GET /v1/crossbar/requests?key=&model=&deployment=&status=&since=&until=&limit=`.
-pub async fn requests(
+pub(crate) async fn requests(
     State(state): State<AppState>,
     params: std::result::Result<Query<RequestsQuery>, QueryRejection>,
 ) -> Result<Json<Value>> {
@@ -241,7 +241,7 @@ pub async fn requests(
 }
 
 /// `GET /v1/crossbar/requests/{id}`.
-pub async fn request(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>> {
+pub(crate) async fn request(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>> {
     let store = store(&state)?;
     let Some(record) = store.request(&id).await.map_err(unavailable)? else {
         return Err(Error::not_found(format!("No request `{id}` in the store.")).into());
@@ -285,7 +285,7 @@ fn by_key(spend: Vec<KeySpend>) -> HashMap<Option<String>, KeySpend> {
 
 /// `GET /v1/crossbar/keys`: each key's limits and its spend today, this month, in total and
 /// in the last minute (against its rpm and tpm); `unkeyed` is traffic without a virtual key.
-pub async fn keys(State(state): State<AppState>) -> Result<Json<Value>> {
+pub(crate) async fn keys(State(state): State<AppState>) -> Result<Json<Value>> {
     let store = store(&state)?;
     let now = now_ms();
     let (day, month) = day_and_month_start(now);
@@ -337,13 +337,13 @@ pub async fn keys(State(state): State<AppState>) -> Result<Json<Value>> {
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct WhatifQuery {
+pub(crate) struct WhatifQuery {
     since: Option<String>,
 }
 
 /// `GET /v1/crossbar/whatif?since=7d`: the recorded traffic re-priced on every deployment
 /// of its model that the running gateway knows (as `crossbar whatif`).
-pub async fn whatif(
+pub(crate) async fn whatif(
     State(state): State<AppState>,
     params: std::result::Result<Query<WhatifQuery>, QueryRejection>,
 ) -> Result<Json<Value>> {
@@ -367,7 +367,7 @@ pub async fn whatif(
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct RunsQuery {
+pub(crate) struct RunsQuery {
     limit: Option<u32>,
 }
 
@@ -391,7 +391,7 @@ fn run_json(run: &RunRecord, tool_calls: u64) -> Value {
 
 /// `GET /v1/crossbar/runs?limit=50`: agent runs from the journal, newest first, with their
 /// status, steps, tool calls, tokens and cost.
-pub async fn runs(
+pub(crate) async fn runs(
     State(state): State<AppState>,
     params: std::result::Result<Query<RunsQuery>, QueryRejection>,
 ) -> Result<Json<Value>> {
@@ -483,7 +483,7 @@ fn steps(entries: &[Value]) -> Vec<Step> {
 
 /// `GET /v1/crossbar/runs/{id}`: one run, its journal entries and a per-step summary (model,
 /// tokens, cost, tool calls).
-pub async fn run(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>> {
+pub(crate) async fn run(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>> {
     let store = store(&state)?;
     let Some(run) = store.run(&id).await.map_err(unavailable)? else {
         return Err(Error::not_found(format!("No agent run `{id}` in the store.")).into());

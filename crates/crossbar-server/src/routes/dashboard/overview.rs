@@ -12,14 +12,14 @@ const RECENT_MS: i64 = 60_000;
 
 /// The window asked for, split into `buckets` equal parts ending at `now_ms`.
 #[derive(Clone, Copy, Debug)]
-pub struct Window {
+pub(crate) struct Window {
     pub now_ms: i64,
     pub span_ms: i64,
     pub buckets: usize,
 }
 
 impl Window {
-    pub fn since_ms(&self) -> i64 {
+    pub(crate) fn since_ms(&self) -> i64 {
         self.now_ms - self.span_ms
     }
 
@@ -30,7 +30,7 @@ impl Window {
 
 /// Nearest-rank percentiles of one measure.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
-pub struct Percentiles {
+pub(crate) struct Percentiles {
     pub p50: Option<u64>,
     pub p95: Option<u64>,
 }
@@ -112,7 +112,7 @@ fn ratio(part: u64, whole: u64) -> f64 {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Group {
+pub(crate) struct Group {
     pub name: String,
     pub requests: u64,
     /// Answered with an error status, or a stream that broke.
@@ -133,14 +133,14 @@ pub struct Group {
 
 /// One provider's or cloud's part of a bucket.
 #[derive(Debug, Default, Serialize)]
-pub struct Part {
+pub(crate) struct Part {
     pub requests: u64,
     pub failed: u64,
     pub cost_usd: f64,
 }
 
 #[derive(Debug, Serialize)]
-pub struct Bucket {
+pub(crate) struct Bucket {
     pub t_ms: i64,
     pub requests: u64,
     pub failed: u64,
@@ -155,7 +155,7 @@ pub struct Bucket {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Overview {
+pub(crate) struct Overview {
     pub since_ms: i64,
     pub now_ms: i64,
     pub window_s: f64,
@@ -217,7 +217,7 @@ struct Slot {
     clouds: BTreeMap<String, Part>,
 }
 
-pub fn overview(points: &[UsagePoint], window: Window, truncated: bool) -> Overview {
+pub(crate) fn overview(points: &[UsagePoint], window: Window, truncated: bool) -> Overview {
     let since = window.since_ms();
     let owned: Vec<UsagePoint> = points
         .iter()

@@ -61,16 +61,16 @@ fn serve(name: &str) -> Response {
     response
 }
 
-pub async fn index() -> Response {
+pub(crate) async fn index() -> Response {
     serve("index.html")
 }
 
 /// `/ui/` goes to `/ui`, so a browser keeps the admin token it was asked for at one URL (its
 /// Basic-auth space is then the whole origin, the JSON endpoints included).
-pub async fn to_index() -> Redirect {
+pub(crate) async fn to_index() -> Redirect {
     Redirect::permanent("/ui")
 }
 
-pub async fn asset(Path(file): Path<String>) -> Response {
+pub(crate) async fn asset(Path(file): Path<String>) -> Response {
     serve(&file)
 }
