@@ -241,7 +241,10 @@ pub(crate) async fn requests(
 }
 
 /// `GET /v1/crossbar/requests/{id}`.
-pub(crate) async fn request(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>> {
+pub(crate) async fn request(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
     let store = store(&state)?;
     let Some(record) = store.request(&id).await.map_err(unavailable)? else {
         return Err(Error::not_found(format!("No request `{id}` in the store.")).into());
@@ -483,7 +486,10 @@ fn steps(entries: &[Value]) -> Vec<Step> {
 
 /// `GET /v1/crossbar/runs/{id}`: one run, its journal entries and a per-step summary (model,
 /// tokens, cost, tool calls).
-pub(crate) async fn run(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>> {
+pub(crate) async fn run(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
     let store = store(&state)?;
     let Some(run) = store.run(&id).await.map_err(unavailable)? else {
         return Err(Error::not_found(format!("No agent run `{id}` in the store.")).into());
