@@ -51,7 +51,28 @@ pub(crate) async fn layer(
     // Virtual keys close the gateway as soon as one live key exists.
     let virtual_keys = match &state.virtual_keys {
         Some(keys) => match keys.any_keys().await {
-            Ok(live) => live.then_some(keys),
+            Ok(true) => Some(keys),
+            // The cached "no keys" may predate a key made since (by `crossbar keys create`,
+            // another process): a credential presented meanwhile is looked up, so that a
+            // valid key is never served as an anonymous, uncharged call.
+            Ok(false) => match presented_key(request.headers()) {
+                Some(key)
+                    if !state
+                        .keys
+                        .iter()
+                        .any(|k| constant_time_eq(k.as_bytes(), key.as_bytes())) =>
+                {
+                    match keys.authenticate(key).await {
+                        Ok(Some(_)) => {
+                            keys.invalidate();
+                            Some(keys)
+                        }
+                        // Unknown, or the store cannot say: as open as it was.
+                        Ok(None) | Err(_) => None,
+                    }
+                }
+                _ => None,
+            },
             Err(error) => return ApiError { error, encode }.into_response(),
         },
         None => None,
@@ -83,19 +104,9 @@ pub(crate) async fn layer(
         Gate::KeysOrAdmin | Gate::Keys => {}
     }
     let reject = |error: Error| ApiError { error, encode }.into_response();
-    let headers = request.headers();
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
-        .or_else(|| headers.get("api-key").and_then(|v| v.to_str().ok()))
-        .map(|v| v.trim().to_owned());
+    let presented = presented_key(request.headers()).map(str::to_owned);
     match presented.as_deref() {
-        None | Some("") => refuse(
+        None => refuse(
             Error::authentication(
                 "You didn't provide an API key. Provide it as 'Authorization: Bearer YOUR_KEY' or 'x-api-key: YOUR_KEY'.",
             ),
@@ -140,6 +151,22 @@ pub(crate) async fn layer(
             }
         }
     }
+}
+
+/// The credential a client presents: a bearer token, `x-api-key` or Azure's `api-key`;
+/// `None` when absent or blank.
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+        .or_else(|| headers.get("api-key").and_then(|v| v.to_str().ok()))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
 }
 
 /// The admin token, as a bearer token or a Basic-auth password (which lets a browser ask for

@@ -287,3 +287,45 @@ async fn a_budget_is_never_overspent_and_the_refusal_says_so() {
     let response = chat(&again, Some(&secret), hello("chat")).await;
     assert_eq!(response.status(), 429);
 }
+
+/// A key made by another process (the CLI) while this gateway still believes it has none is
+/// honoured at once: its restrictions apply and its calls are charged to it, rather than being
+/// served as an open gateway's anonymous calls until the cached "no keys" expires.
+#[tokio::test]
+async fn a_key_made_elsewhere_is_honoured_before_the_no_keys_answer_expires() {
+    let path = store_path();
+    let gw = start(&config(&path)).await;
+    // Open, and it says so: the "no keys" answer is now cached.
+    assert_eq!(chat(&gw, None, hello("chat")).await.status(), 200);
+    let store = crossbar_store::SqlStore::open(&path).await.unwrap();
+    let (secret, record) = crossbar_server::create_key(
+        &store,
+        crossbar_server::NewKey {
+            models: vec!["other".to_owned()],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let refused = chat(&gw, Some(&secret), hello("chat")).await;
+    assert_eq!(refused.status(), 403, "the key's model list applies");
+    let answered = chat(&gw, Some(&secret), hello("other")).await;
+    assert_eq!(answered.status(), 200);
+    // And the gateway is closed now: an anonymous call is refused.
+    assert_eq!(chat(&gw, None, hello("chat")).await.status(), 401);
+    let mut charged = 0;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let records = crossbar_store::Store::usage_since(&store, 0, 100)
+            .await
+            .unwrap();
+        charged = records
+            .iter()
+            .filter(|r| r.key_id.as_deref() == Some(record.id.as_str()) && r.status == 200)
+            .count();
+        if charged == 1 {
+            break;
+        }
+    }
+    assert_eq!(charged, 1, "the answered call is recorded against the key");
+}

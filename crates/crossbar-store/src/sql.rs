@@ -166,6 +166,9 @@ impl SqlStore {
         };
         let options = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
+            // A server that does not answer is reported as down within seconds, so callers
+            // (the usage writer's spool, the key cache) can go on without it.
+            .acquire_timeout(std::time::Duration::from_secs(5))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {

@@ -65,7 +65,8 @@ impl Spool {
     }
 
     /// Appends records; `false` if the disk refused them too (then they are logged).
-    fn append(&self, records: &[UsageRecord]) -> bool {
+    /// `durable` waits for the disk (the writer task's batches; not a request's thread).
+    fn append(&self, records: &[UsageRecord], durable: bool) -> bool {
         let mut text = String::new();
         for record in records {
             match serde_json::to_string(record) {
@@ -86,6 +87,9 @@ impl Spool {
             .open(&self.path)
             .and_then(|mut file| {
                 file.write_all(text.as_bytes())?;
+                if durable {
+                    file.sync_data()?;
+                }
                 file.flush()
             });
         match written {
@@ -205,7 +209,7 @@ impl UsageWriter {
                     mpsc::error::TrySendError::Full(r) | mpsc::error::TrySendError::Closed(r) => r,
                 };
                 if let Some(spool) = &self.spool
-                    && spool.append(std::slice::from_ref(&record))
+                    && spool.append(std::slice::from_ref(&record), false)
                 {
                     return true;
                 }
@@ -261,7 +265,7 @@ async fn drain(
 ) {
     let mut buffer = Vec::with_capacity(batch);
     // Whatever an earlier process left behind goes first.
-    replay(&*store, spool.as_deref(), batch).await;
+    let mut store_down = !replay(&*store, spool.as_deref(), batch).await;
     loop {
         tokio::select! {
             biased;
@@ -279,13 +283,15 @@ async fn drain(
                         () = &mut deadline => break,
                     }
                 }
-                if write(&*store, &mut buffer, spool.as_deref()).await && rx.is_empty() {
+                let written = write(&*store, &mut buffer, spool.as_deref(), store_down).await;
+                store_down = !written && spool.is_some();
+                if written && rx.is_empty() {
                     // The store takes records and the queue is drained: catch up on the spool.
-                    replay(&*store, spool.as_deref(), batch).await;
+                    store_down = !replay(&*store, spool.as_deref(), batch).await;
                 }
             }
             () = tokio::time::sleep(SPOOL_RETRY), if spool.as_ref().is_some_and(|s| s.pending.load(Ordering::Relaxed) > 0) => {
-                replay(&*store, spool.as_deref(), batch).await;
+                store_down = !replay(&*store, spool.as_deref(), batch).await;
             }
             _ = &mut stop => break,
         }
@@ -294,7 +300,8 @@ async fn drain(
     // and what waits in the spool; what the store still refuses stays there for the next start.
     rx.close();
     while rx.recv_many(&mut buffer, batch).await > 0 {
-        write(&*store, &mut buffer, spool.as_deref()).await;
+        store_down =
+            !write(&*store, &mut buffer, spool.as_deref(), store_down).await && spool.is_some();
     }
     replay(&*store, spool.as_deref(), batch).await;
     metrics::gauge!("crossbar_store_queue_depth").set(0.0);
@@ -304,10 +311,10 @@ async fn drain(
 const SPOOL_RETRY: Duration = Duration::from_secs(2);
 
 /// Writes the spool's records to the store, a batch at a time; a file the store refuses stays
-/// (under its claimed name) for the next try.
-async fn replay(store: &dyn Store, spool: Option<&Spool>, batch: usize) {
+/// (under its claimed name) for the next try. Returns whether the store took everything.
+async fn replay(store: &dyn Store, spool: Option<&Spool>, batch: usize) -> bool {
     let Some(spool) = spool else {
-        return;
+        return true;
     };
     for path in spool.claim() {
         let records = match std::fs::File::open(&path) {
@@ -330,7 +337,7 @@ async fn replay(store: &dyn Store, spool: Option<&Spool>, batch: usize) {
         };
         let mut all_written = true;
         for chunk in records.chunks(batch) {
-            if store.insert_usage(chunk).await.is_err() {
+            if insert(store, chunk).await.is_err() {
                 all_written = false;
                 break;
             }
@@ -346,21 +353,49 @@ async fn replay(store: &dyn Store, spool: Option<&Spool>, batch: usize) {
             // Back in line with what came since: the same records, appended again, and this
             // claimed copy removed, so nothing is written twice by a later claim.
             let unwritten: Vec<UsageRecord> = records;
-            if spool.append(&unwritten) {
+            if spool.append(&unwritten, true) {
                 let _ = std::fs::remove_file(&path);
             }
-            return;
+            return false;
         }
+    }
+    true
+}
+
+/// How long one write may take before its records go to the spool instead: a store that is
+/// slow or unreachable (a connection attempt waits far longer) must not hold records in
+/// memory, where a killed process would lose them.
+const STORE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One insert, bounded by [`STORE_TIMEOUT`]. A write that timed out may still have committed;
+/// its records are spooled too and written again, which the store ignores (one record per
+/// request id).
+async fn insert(store: &dyn Store, records: &[UsageRecord]) -> std::result::Result<(), String> {
+    match tokio::time::timeout(STORE_TIMEOUT, store.insert_usage(records)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!("no answer within {} s", STORE_TIMEOUT.as_secs())),
     }
 }
 
 /// Writes one batch, retrying once; a batch the store refuses goes to the spool (or, without
-/// one, is counted and logged). Returns whether the store took it.
-async fn write(store: &dyn Store, buffer: &mut Vec<UsageRecord>, spool: Option<&Spool>) -> bool {
-    let mut result = store.insert_usage(buffer).await;
-    if result.is_err() {
+/// one, is counted and logged). With `store_down` (the last write failed and the spool has
+/// not been written back since) the batch goes straight to the spool: the spool's retry finds
+/// out when the store is back. Returns whether the store took it.
+async fn write(
+    store: &dyn Store,
+    buffer: &mut Vec<UsageRecord>,
+    spool: Option<&Spool>,
+    store_down: bool,
+) -> bool {
+    let mut result = if store_down && spool.is_some() {
+        Err("the store is down".to_owned())
+    } else {
+        insert(store, buffer).await
+    };
+    if result.is_err() && !store_down {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        result = store.insert_usage(buffer).await;
+        result = insert(store, buffer).await;
     }
     let written = match result {
         Ok(()) => {
@@ -372,7 +407,7 @@ async fn write(store: &dyn Store, buffer: &mut Vec<UsageRecord>, spool: Option<&
                 records = buffer.len(),
                 "writing usage records failed: {error}"
             );
-            if !spool.is_some_and(|spool| spool.append(buffer)) {
+            if !spool.is_some_and(|spool| spool.append(buffer, true)) {
                 metrics::counter!("crossbar_store_dropped_total").increment(buffer.len() as u64);
                 tracing::error!(records = buffer.len(), "usage records lost");
             }

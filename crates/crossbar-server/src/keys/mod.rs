@@ -209,6 +209,30 @@ impl KeyState {
     }
 }
 
+/// How long a request waits for the store to confirm an answer it already has (a cached key,
+/// "there are keys") before going on with it: a store that went away makes its client retry
+/// connections for seconds, which no request should wait for.
+const CONFIRM_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// `future`, bounded by [`CONFIRM_TIMEOUT`]; errors as text.
+async fn bounded<T, E: std::fmt::Display>(
+    future: impl std::future::Future<Output = std::result::Result<T, E>>,
+) -> std::result::Result<T, String> {
+    match tokio::time::timeout(CONFIRM_TIMEOUT, future).await {
+        Ok(answer) => answer.map_err(|e| e.to_string()),
+        Err(_) => Err(format!(
+            "no answer within {} ms",
+            CONFIRM_TIMEOUT.as_millis()
+        )),
+    }
+}
+
+/// Logs and counts a key-store failure that a cached answer covers.
+fn store_unavailable(op: &'static str, error: &dyn std::fmt::Display) {
+    metrics::counter!("crossbar_key_store_errors_total", "op" => op).increment(1);
+    tracing::warn!(op, error = %error, "key store unavailable: using the last known answer");
+}
+
 /// A key id found for a hash, and when.
 #[derive(Clone, Debug)]
 struct Cached {
@@ -269,11 +293,28 @@ impl VirtualKeys {
         if fresh {
             return Ok(self.any_keys.load(Ordering::Relaxed));
         }
-        let live = self
-            .store
-            .has_keys()
-            .await
-            .map_err(|e| Error::internal(format!("The key store is unavailable: {e}")))?;
+        let known = lock(&self.any_checked).is_some();
+        let asked = if known {
+            bounded(self.store.has_keys()).await
+        } else {
+            self.store.has_keys().await.map_err(|e| e.to_string())
+        };
+        let live = match asked {
+            Ok(live) => live,
+            // A store that went away does not open the gateway nor close it: the last answer
+            // holds until the store answers again.
+            Err(error) if known => {
+                store_unavailable("has_keys", &error);
+                // Asked again after another TTL, not on every request meanwhile.
+                *lock(&self.any_checked) = Some(Instant::now());
+                return Ok(self.any_keys.load(Ordering::Relaxed));
+            }
+            Err(e) => {
+                return Err(Error::internal(format!(
+                    "The key store is unavailable: {e}"
+                )));
+            }
+        };
         self.any_keys.store(live, Ordering::Relaxed);
         *lock(&self.any_checked) = Some(Instant::now());
         Ok(live)
@@ -285,7 +326,20 @@ impl VirtualKeys {
         let cached = lock(&self.by_hash).get(&hash).cloned();
         let id = match cached {
             Some(Cached { id, at }) if at.elapsed() < CACHE_TTL => Some(id),
-            _ => self.refresh(&hash).await?,
+            // A key this process knows keeps working while the store is unreachable: a
+            // PostgreSQL outage must not turn every caller away. (A revocation made meanwhile
+            // takes effect when the store answers again.)
+            Some(Cached { id, .. }) => match bounded(self.refresh(&hash)).await {
+                Ok(found) => found,
+                Err(error) => {
+                    store_unavailable("key_by_hash", &error);
+                    // Asked again after another TTL, not on every request meanwhile.
+                    let at = Instant::now();
+                    lock(&self.by_hash).insert(hash.clone(), Cached { id: id.clone(), at });
+                    Some(id)
+                }
+            },
+            None => self.refresh(&hash).await?,
         };
         let Some(id) = id else { return Ok(None) };
         let Some(state) = lock(&self.states).get(&id).cloned() else {
