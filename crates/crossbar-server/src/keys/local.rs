@@ -241,7 +241,6 @@ impl Local {
         };
         Ok((ticket, remaining))
     }
-
 }
 
 /// A key's spend in the ledger since the start of each window: day, month, total.
