@@ -1,80 +1,79 @@
-//! The configuration used when no file is given: `OPENAI_API_KEY` / `AZURE_OPENAI_*` become
-//! providers with a list of known models, else the built-in simulated catalog runs offline.
+//! The configuration used when no file is given: every model of the catalog
+//! (`crate::catalog`) that the environment's credentials reach, each on every cloud that
+//! serves it, routed by the default objective; else the built-in simulated catalog runs
+//! offline. Which variables count as credentials, and the `CROSSBAR_ENDPOINT_<KIND>` endpoint
+//! override, are in `crate::catalog::reach`.
 
 use super::{BUILTIN_SIM, Config, ConfigError};
+use crate::catalog::{Catalog, reach};
 
 impl Config {
-    /// With no file: providers from the usual environment variables, or else the built-in
-    /// simulated providers.
+    /// With no file: providers and models from the catalog and the environment's credentials,
+    /// or else the built-in simulated providers.
     pub fn discover() -> Result<Self, ConfigError> {
-        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let mut providers = Vec::new();
-        if env("OPENAI_API_KEY").is_some() {
-            providers.push(
-                "[[providers]]\nname = \"openai\"\nkind = \"openai\"\n\
-                 endpoint = \"${OPENAI_BASE_URL:-https://api.openai.com/v1}\"\n\
-                 api_key = \"${OPENAI_API_KEY}\"\ncloud = \"openai\"\nregion = \"global\"\n",
-            );
+        let catalog = Catalog::load().map_err(|e| ConfigError(e.to_string()))?;
+        Self::discover_with(&catalog, &reach::process_env)
+    }
+
+    /// [`Config::discover`] for a given catalog and environment.
+    pub fn discover_with(catalog: &Catalog, env: reach::Env<'_>) -> Result<Self, ConfigError> {
+        let offers = reach::reach(catalog, env);
+        match reach::config_source(&offers) {
+            Some(source) => Self::from_toml(&source, "<discovered from environment>"),
+            None => Self::from_toml(BUILTIN_SIM, "<built-in simulated providers>"),
         }
-        if env("AZURE_OPENAI_API_KEY").is_some() && env("AZURE_OPENAI_ENDPOINT").is_some() {
-            providers.push(
-                "[[providers]]\nname = \"azure\"\nkind = \"azure-openai\"\n\
-                 endpoint = \"${AZURE_OPENAI_ENDPOINT}\"\napi_key = \"${AZURE_OPENAI_API_KEY}\"\n\
-                 api_version = \"2024-10-21\"\ncloud = \"azure\"\n",
-            );
-        }
-        if providers.is_empty() {
-            return Self::from_toml(BUILTIN_SIM, "<built-in simulated providers>");
-        }
-        let names: Vec<&str> = providers
-            .iter()
-            .map(|p| {
-                if p.contains("\"azure\"") {
-                    "azure"
-                } else {
-                    "openai"
-                }
-            })
-            .collect();
-        let mut source = providers.concat();
-        for (model, price) in DISCOVERED_MODELS {
-            source.push_str(&format!(
-                "\n[[models]]\nname = \"{model}\"\ndeployments = [\n"
-            ));
-            for name in &names {
-                // Azure deployments are assumed to be named after the model they serve.
-                source.push_str(&format!(
-                    "  {{ provider = \"{name}\", target = \"{model}\", price = {price} }},\n"
-                ));
-            }
-            source.push_str("]\n");
-        }
-        Self::from_toml(&source, "<discovered from environment>")
     }
 }
 
-/// Logical models registered for providers discovered from the environment, with list prices.
-const DISCOVERED_MODELS: &[(&str, &str)] = &[
-    (
-        "gpt-4o",
-        "{ input = 2.50, output = 10.00, cached_input = 1.25 }",
-    ),
-    (
-        "gpt-4o-mini",
-        "{ input = 0.15, output = 0.60, cached_input = 0.075 }",
-    ),
-    (
-        "gpt-4.1",
-        "{ input = 2.00, output = 8.00, cached_input = 0.50 }",
-    ),
-    (
-        "gpt-4.1-mini",
-        "{ input = 0.40, output = 1.60, cached_input = 0.10 }",
-    ),
-    (
-        "o4-mini",
-        "{ input = 1.10, output = 4.40, cached_input = 0.275 }",
-    ),
-    ("text-embedding-3-small", "{ input = 0.02, output = 0.0 }"),
-    ("text-embedding-3-large", "{ input = 0.13, output = 0.0 }"),
-];
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ProviderKind;
+
+    #[test]
+    fn no_credentials_run_the_simulated_catalog() {
+        let catalog = Catalog::builtin();
+        let config = Config::discover_with(&catalog, &|_| None).unwrap();
+        assert_eq!(config.origin, "<built-in simulated providers>");
+        assert!(config.providers.iter().all(|p| p.kind == ProviderKind::Sim));
+    }
+
+    #[test]
+    fn an_openai_key_offers_the_catalogs_openai_models() {
+        let catalog = Catalog::builtin();
+        // `${OPENAI_API_KEY}` is expanded from the process environment when the configuration
+        // loads, so this looks only at what discovery wrote.
+        let offers = reach::reach(&catalog, &|name| {
+            (name == "OPENAI_API_KEY").then(|| "sk-test".to_owned())
+        });
+        let source = reach::config_source(&offers).unwrap();
+        let parsed: toml::Table = toml::from_str(&source).unwrap();
+        let models: Vec<&str> = parsed["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            models,
+            [
+                "gpt-5.5",
+                "gpt-5.4",
+                "gpt-4.1",
+                "gpt-4.1-mini",
+                "gpt-4o",
+                "gpt-4o-mini",
+                "o4-mini",
+                "text-embedding-3-small",
+                "text-embedding-3-large",
+            ]
+        );
+        let providers = parsed["providers"].as_array().unwrap();
+        assert_eq!(providers.len(), 1);
+        assert_eq!(providers[0]["name"].as_str(), Some("openai"));
+        assert_eq!(
+            providers[0]["endpoint"].as_str(),
+            Some("${OPENAI_BASE_URL:-https://api.openai.com/v1}")
+        );
+    }
+}

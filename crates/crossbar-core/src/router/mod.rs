@@ -17,6 +17,7 @@
 mod affinity;
 mod attempt;
 mod breaker;
+mod capabilities;
 mod catalog;
 mod estimate;
 mod hedge;
@@ -54,6 +55,7 @@ use catalog::Route;
 use policy::Candidate;
 
 pub use breaker::{BreakerSettings, BreakerState};
+pub use capabilities::{Accepts, Needs, needs};
 pub use catalog::{
     AttemptLog, KeyScope, MAX_COST_HEADER, PROVIDER_HEADER, Preferences, ROUTE_HEADER, allowed,
     glob,
@@ -79,6 +81,8 @@ pub struct Deployment {
     /// Position in the catalog (models and their deployments in config order).
     pub index: usize,
     pub tokenizer: Tokenizer,
+    /// What it accepts (capabilities, context, output), from its entry or the catalog.
+    pub accepts: Accepts,
     live: Mutex<Live>,
 }
 
@@ -310,7 +314,10 @@ impl Router {
         let shared = crate::shared_kv::SharedSlot::default();
         let reasoning = crate::reasoning_memory::Tiers::new(shared.clone());
         let mut providers = HashMap::new();
+        let catalog = crate::catalog::Catalog::shared();
+        let mut kinds = HashMap::new();
         for provider in &config.providers {
+            kinds.insert(provider.name.get_ref().clone(), provider.kind);
             let name = provider.name.get_ref();
             let built = Provider::from_config(
                 provider,
@@ -343,6 +350,11 @@ impl Router {
                             d.provider.get_ref()
                         ))
                     })?;
+                // Simulated providers take the catalog's word only through their entry.
+                let listed = kinds
+                    .get(d.provider.get_ref())
+                    .filter(|kind| **kind != crate::config::ProviderKind::Sim)
+                    .and_then(|kind| catalog.find(*kind, &d.target));
                 let deployment = Arc::new(Deployment {
                     model: name.clone(),
                     target: d.target.clone(),
@@ -350,6 +362,7 @@ impl Router {
                     provider,
                     index: deployments.len(),
                     tokenizer,
+                    accepts: Accepts::resolve(d, listed),
                     live: Mutex::new(Live {
                         stats: stats::Stats::default(),
                         breaker: breaker::Breaker::new(breaker_settings),
@@ -654,6 +667,10 @@ impl Router {
         chat: Option<&ChatRequest>,
     ) -> Result<Plan> {
         let (model, route, deployments) = self.eligible_priced(model, preferences, prompt)?;
+        let deployments = match chat {
+            Some(request) => capabilities::admit(model, deployments, &needs(request))?,
+            None => deployments,
+        };
         let mut candidates: Vec<Candidate> = deployments
             .into_iter()
             .map(|(deployment, raw)| {

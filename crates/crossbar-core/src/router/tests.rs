@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
 use super::*;
-use crate::chat::{FinishReason, Message, Role};
+use crate::chat::{ContentPart, FinishReason, Message, Role};
 use crate::config::Config;
 
 /// How one simulated provider behaves.
@@ -1061,4 +1061,99 @@ fn policies_follow_the_route_a_request_would_use() {
         plain.policies_for("m", &none).unwrap(),
         (HostedTools::Refuse, UnknownFields::Reject)
     );
+}
+
+/// Capability-aware routing: a request goes only to deployments whose entry (or the catalog)
+/// accepts what it needs, decided before the first attempt; with none, a 400 naming the need.
+#[tokio::test(start_paused = true)]
+async fn requests_go_only_to_deployments_that_accept_what_they_need() {
+    let config = format!(
+        "{}[[models]]\nname = \"m\"\ndeployments = [\n\
+         {{ provider = \"a\", target = \"t\", price = {{ input = 1.0, output = 4.0 }}, capabilities = [\"tools\"], context = 1000, max_output = 2048 }},\n\
+         {{ provider = \"b\", target = \"t\", price = {{ input = 2.0, output = 8.0 }}, capabilities = [\"tools\", \"vision\", \"documents\"], context = 100000, max_output = 4096 }},\n\
+         ]\n[routes.default]\nobjective = \"cost\"\nexplore = 0.0\n",
+        providers(&[("a", "azure", "eastus"), ("b", "aws", "us-east-1")]),
+    );
+    let fake = Arc::new(Fake::default());
+    let router = build(&config, &fake);
+    // Text goes to the cheapest.
+    assert_eq!(
+        router
+            .chat(&ask("x"))
+            .await
+            .unwrap()
+            .deployment
+            .provider
+            .name,
+        "a"
+    );
+    // An image needs vision: only `b` has it.
+    let image = ContentPart::Image {
+        source: crate::chat::ImageSource::Url("https://example.com/a.png".to_owned()),
+        detail: None,
+    };
+    let looking = ChatRequest::new("m", vec![Message::new(Role::User, vec![image])]);
+    let routed = router.chat(&looking).await.unwrap();
+    assert_eq!(routed.deployment.provider.name, "b");
+    assert_eq!(routed.attempts.len(), 1);
+    // A prompt longer than `a`'s context window (1000 tokens) goes to `b`.
+    let long = ask(&"word ".repeat(2000));
+    assert_eq!(
+        router.chat(&long).await.unwrap().deployment.provider.name,
+        "b"
+    );
+    // Audio: no deployment of `m` accepts it; refused before any call.
+    let calls = lock(&fake.calls).len();
+    let audio = ChatRequest::new(
+        "m",
+        vec![Message::new(
+            Role::User,
+            vec![ContentPart::Audio {
+                format: "wav".to_owned(),
+                data: "UklGRg==".to_owned(),
+            }],
+        )],
+    );
+    let err = router.chat(&audio).await.unwrap_err();
+    assert_eq!(err.status(), 400);
+    assert_eq!(err.code.as_deref(), Some("capability_unavailable"));
+    assert_eq!(
+        err.message,
+        "No deployment of model `m` accepts audio input."
+    );
+    // More output than any deployment allows.
+    let mut greedy = ask("x");
+    greedy.max_tokens = Some(5000);
+    let err = router.chat(&greedy).await.unwrap_err();
+    assert_eq!(
+        err.message,
+        "`max_tokens` is 5000, more than any deployment of model `m` allows (at most 4096)."
+    );
+    assert_eq!(err.param.as_deref(), Some("max_tokens"));
+    // Vision with 3000 output tokens fits `b` alone; with 4097, nothing.
+    let mut both = looking.clone();
+    both.max_tokens = Some(3000);
+    assert_eq!(
+        router.chat(&both).await.unwrap().deployment.provider.name,
+        "b"
+    );
+    let mut apart = looking.clone();
+    apart.max_tokens = Some(4097);
+    let err = router.chat(&apart).await.unwrap_err();
+    assert_eq!(
+        err.message,
+        "`max_tokens` is 4097, more than any deployment of model `m` allows (at most 4096)."
+    );
+    // A prompt too long for every context window is refused naming the context.
+    let huge = ask(&"word ".repeat(150_000));
+    let err = router.chat(&huge).await.unwrap_err();
+    assert_eq!(err.code.as_deref(), Some("context_length_exceeded"));
+    assert!(
+        err.message
+            .ends_with("is longer than the context window of every deployment of model `m` (at most 100000 tokens)."),
+        "{}",
+        err.message
+    );
+    // Refusals never called anything: the one call since is the one that fit.
+    assert_eq!(lock(&fake.calls).len(), calls + 1);
 }
