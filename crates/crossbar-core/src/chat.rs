@@ -43,6 +43,21 @@ pub enum ContentPart {
         source: ImageSource,
         detail: Option<String>,
     },
+    /// A document the model reads (a PDF), inline only: every dialect takes base64 bytes, while
+    /// file ids and URLs are each provider's own and do not translate.
+    Document {
+        /// `application/pdf`.
+        media_type: String,
+        /// Base64 of the document's bytes.
+        data: String,
+        /// The client's name for it (OpenAI `filename`, Anthropic `title`, Bedrock `name`).
+        filename: Option<String>,
+    },
+    /// Audio input, inline: base64 bytes in `format` (`wav` or `mp3`, OpenAI's names).
+    Audio {
+        format: String,
+        data: String,
+    },
 }
 
 impl ContentPart {
@@ -113,7 +128,9 @@ impl Message {
             .iter()
             .filter_map(|part| match part {
                 ContentPart::Text { text } => Some(text.as_str()),
-                ContentPart::Image { .. } => None,
+                ContentPart::Image { .. }
+                | ContentPart::Document { .. }
+                | ContentPart::Audio { .. } => None,
             })
             .collect()
     }

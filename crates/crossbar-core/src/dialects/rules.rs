@@ -197,6 +197,11 @@ pub fn estimate_tokens(request: &ChatRequest) -> u64 {
                     ContentPart::Text { text } => text.len(),
                     // Providers bill images by size; a small fixed share keeps estimates sane.
                     ContentPart::Image { .. } => 340,
+                    // A page of a PDF is some hundreds of tokens, a second of audio some
+                    // dozens: the base64 size over 16 is a rough, monotonic stand-in.
+                    ContentPart::Document { data, .. } | ContentPart::Audio { data, .. } => {
+                        data.len() / 16
+                    }
                 })
                 .sum::<usize>()
                 + m.tool_calls

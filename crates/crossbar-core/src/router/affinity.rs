@@ -84,6 +84,9 @@ pub fn prefix_key(request: &ChatRequest, min_tokens: u64) -> Option<u64> {
                     ImageSource::Url(url) => url.hash(&mut hasher),
                     ImageSource::Base64 { data, .. } => data.hash(&mut hasher),
                 },
+                ContentPart::Document { data, .. } | ContentPart::Audio { data, .. } => {
+                    data.hash(&mut hasher)
+                }
             }
         }
     }

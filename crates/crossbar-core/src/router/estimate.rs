@@ -88,7 +88,10 @@ impl Prompt {
             for part in &message.content {
                 match part {
                     ContentPart::Text { text } => prompt.push(text),
-                    ContentPart::Image { .. } => prompt.images += 1,
+                    // Documents and audio are counted as attachments of an image's share.
+                    ContentPart::Image { .. }
+                    | ContentPart::Document { .. }
+                    | ContentPart::Audio { .. } => prompt.images += 1,
                 }
             }
             for call in &message.tool_calls {

@@ -543,6 +543,33 @@ fn decode_message(i: usize, message: wire::InputMessage, out: &mut Vec<Message>)
                 });
                 current.cache_breakpoint |= cache_control.is_some();
             }
+            wire::Block::Document {
+                source,
+                title,
+                cache_control,
+            } if role == Role::User => {
+                let wire::DocumentSource::Base64 { media_type, data } = source else {
+                    return Err(Error::invalid_field(
+                        format!("{at}.source"),
+                        format!(
+                            "{at}.source: this gateway takes documents as base64 PDF sources only \
+                             (type \"base64\", media_type \"application/pdf\")."
+                        ),
+                    ));
+                };
+                if media_type != PDF {
+                    return Err(Error::invalid_field(
+                        format!("{at}.source.media_type"),
+                        format!("{at}.source.base64.media_type: Input should be 'application/pdf'"),
+                    ));
+                }
+                current.content.push(ContentPart::Document {
+                    media_type,
+                    data,
+                    filename: title,
+                });
+                current.cache_breakpoint |= cache_control.is_some();
+            }
             wire::Block::ToolUse {
                 id, name, input, ..
             } if role == Role::Assistant => {
@@ -630,6 +657,9 @@ fn tool_result_parts(content: Option<wire::Content>, at: &str) -> Result<Vec<Con
     })
 }
 
+/// The document type Claude reads as base64.
+const PDF: &str = "application/pdf";
+
 /// The image types Claude reads; anything else is a 400 from the API.
 const IMAGE_MEDIA_TYPES: &[&str] = &["image/jpeg", "image/png", "image/gif", "image/webp"];
 
@@ -664,6 +694,35 @@ fn encode_parts(parts: &[ContentPart], cache: bool, at: &str) -> Result<Vec<wire
                 },
                 cache_control: None,
             }),
+            ContentPart::Document {
+                media_type,
+                data,
+                filename,
+            } => {
+                if media_type != PDF {
+                    return Err(Error::invalid_field(
+                        format!("{at}.content[{k}]"),
+                        format!(
+                            "Claude reads documents of type application/pdf, not '{media_type}'."
+                        ),
+                    ));
+                }
+                blocks.push(wire::Block::Document {
+                    source: wire::DocumentSource::Base64 {
+                        media_type: media_type.clone(),
+                        data: data.clone(),
+                    },
+                    title: filename.clone(),
+                    cache_control: None,
+                });
+            }
+            ContentPart::Audio { .. } => {
+                return Err(Error::invalid_field(
+                    format!("{at}.content[{k}]"),
+                    "Claude takes no audio input: this model's deployment cannot read the \
+                     request's audio.",
+                ));
+            }
         }
     }
     if cache {
@@ -683,6 +742,7 @@ fn mark_cache(blocks: &mut [wire::Block]) {
         match last {
             wire::Block::Text { cache_control, .. }
             | wire::Block::Image { cache_control, .. }
+            | wire::Block::Document { cache_control, .. }
             | wire::Block::ToolUse { cache_control, .. }
             | wire::Block::ToolResult { cache_control, .. } => {
                 *cache_control = Some(wire::CacheControl::ephemeral())
@@ -734,6 +794,7 @@ fn refuse_excess_cache_breakpoints(
     let marked = |b: &&wire::Block| match b {
         wire::Block::Text { cache_control, .. }
         | wire::Block::Image { cache_control, .. }
+        | wire::Block::Document { cache_control, .. }
         | wire::Block::ToolUse { cache_control, .. }
         | wire::Block::ToolResult { cache_control, .. } => cache_control.is_some(),
         wire::Block::Thinking { .. } | wire::Block::RedactedThinking { .. } => false,

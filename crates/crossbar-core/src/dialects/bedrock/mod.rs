@@ -25,7 +25,7 @@ use crate::dialects::{Egress, Framing, Operation, StreamDecode, encode_path_segm
 use crate::embeddings::{EmbeddingRequest, EmbeddingResponse};
 use crate::error::{Error, Result};
 
-pub use request::tool_use_id;
+pub use request::{document_name, tool_use_id};
 
 /// Region of a simulated Bedrock provider that names none.
 const SIM_REGION: &str = "us-east-1";

@@ -259,10 +259,37 @@ fn user_blocks(i: usize, message: &Message) -> Result<Vec<ContentBlock>> {
                 let param = format!("messages[{i}].content[{j}].image_url.url");
                 blocks.push(ContentBlock::Image(image(source, &param)?));
             }
+            ContentPart::Document {
+                media_type,
+                data,
+                filename,
+            } => {
+                let param = format!("messages[{i}].content[{j}]");
+                blocks.push(ContentBlock::Document(document(
+                    media_type,
+                    data,
+                    filename.as_deref(),
+                    &param,
+                )?));
+            }
+            ContentPart::Audio { .. } => {
+                return Err(no_audio(&format!("messages[{i}].content[{j}]")));
+            }
         }
+    }
+    // Converse refuses documents without a text block ("A text block must be included when
+    // using documents"), which other dialects allow: a neutral one is added.
+    let documents = blocks
+        .iter()
+        .any(|b| matches!(b, ContentBlock::Document(_)));
+    if documents && !blocks.iter().any(|b| matches!(b, ContentBlock::Text(_))) {
+        blocks.push(ContentBlock::Text(DOCUMENT_PLACEHOLDER.to_owned()));
     }
     Ok(blocks)
 }
+
+/// The text sent beside documents that came without any.
+const DOCUMENT_PLACEHOLDER: &str = "(document attached)";
 
 /// Whether a model id (base, inference profile or ARN naming it) is one of Anthropic's.
 fn is_claude(target: &str) -> bool {
@@ -343,6 +370,22 @@ fn tool_result(i: usize, message: &Message) -> Result<ContentBlock> {
             ContentPart::Image { source, .. } => {
                 let param = format!("messages[{i}].content[{j}]");
                 content.push(wire::ToolResultContent::Image(image(source, &param)?));
+            }
+            ContentPart::Document {
+                media_type,
+                data,
+                filename,
+            } => {
+                let param = format!("messages[{i}].content[{j}]");
+                content.push(wire::ToolResultContent::Document(document(
+                    media_type,
+                    data,
+                    filename.as_deref(),
+                    &param,
+                )?));
+            }
+            ContentPart::Audio { .. } => {
+                return Err(no_audio(&format!("messages[{i}].content[{j}]")));
             }
         }
     }
@@ -444,6 +487,114 @@ fn image(source: &ImageSource, param: &str) -> Result<wire::ImageBlock> {
                 source: wire::ImageSource::Bytes(data.clone()),
             })
         }
+    }
+}
+
+/// Converse's audio blocks are for a few models and formats of their own; the gateway does not
+/// send them, so a deployment on Converse refuses audio and routing moves on.
+fn no_audio(param: &str) -> Error {
+    Error::invalid_field(
+        param,
+        "Bedrock Converse deployments take no audio input through this gateway: this model's \
+         deployment cannot read the request's audio.",
+    )
+}
+
+/// Converse's document formats by media type.
+const DOCUMENT_FORMATS: &[(&str, &str)] = &[
+    ("application/pdf", "pdf"),
+    ("text/csv", "csv"),
+    ("application/msword", "doc"),
+    (
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "docx",
+    ),
+    ("application/vnd.ms-excel", "xls"),
+    (
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "xlsx",
+    ),
+    ("text/html", "html"),
+    ("text/plain", "txt"),
+    ("text/markdown", "md"),
+];
+
+/// Converse takes documents of at most 4.5 MB, i.e. this much base64.
+pub(crate) const MAX_DOCUMENT_BASE64: usize = 4_500_000 / 3 * 4;
+
+/// An inline document, named as Converse requires (see [`document_name`]).
+fn document(
+    media_type: &str,
+    data: &str,
+    filename: Option<&str>,
+    param: &str,
+) -> Result<wire::DocumentBlock> {
+    let format = DOCUMENT_FORMATS
+        .iter()
+        .find(|(media, _)| media.eq_ignore_ascii_case(media_type))
+        .map(|(_, format)| *format)
+        .ok_or_else(|| {
+            Error::invalid_field(
+                param,
+                format!(
+                    "Bedrock reads documents of type pdf, csv, doc, docx, xls, xlsx, html, txt \
+                     or md, not '{media_type}'."
+                ),
+            )
+        })?;
+    if data.len() > MAX_DOCUMENT_BASE64 {
+        return Err(Error::invalid_field(
+            param,
+            format!(
+                "Bedrock takes documents of at most 4.5 MB ({MAX_DOCUMENT_BASE64} bytes as \
+                 base64); this one is {} bytes as base64.",
+                data.len()
+            ),
+        ));
+    }
+    Ok(wire::DocumentBlock {
+        format,
+        name: document_name(filename),
+        source: wire::ImageSource::Bytes(data.to_owned()),
+    })
+}
+
+/// Longest document name Converse takes.
+const MAX_DOCUMENT_NAME: usize = 200;
+
+/// A file name as a Converse document name, which may hold only letters, digits, single
+/// whitespace characters, hyphens, parentheses and square brackets: the extension goes (the
+/// format says it), any other character becomes a hyphen, runs of spaces become one. Absent or
+/// nothing left: `document`.
+pub fn document_name(filename: Option<&str>) -> String {
+    let stem = filename
+        .map(|name| match name.rsplit_once('.') {
+            Some((stem, _)) if !stem.is_empty() => stem,
+            _ => name,
+        })
+        .unwrap_or_default();
+    let mut name = String::new();
+    for c in stem.chars() {
+        let c = if c.is_whitespace() {
+            ' '
+        } else if c.is_ascii_alphanumeric() || matches!(c, '-' | '(' | ')' | '[' | ']') {
+            c
+        } else {
+            '-'
+        };
+        if c == ' ' && (name.is_empty() || name.ends_with(' ')) {
+            continue;
+        }
+        if name.len() == MAX_DOCUMENT_NAME {
+            break;
+        }
+        name.push(c);
+    }
+    let name = name.trim_end();
+    if name.is_empty() {
+        "document".to_owned()
+    } else {
+        name.to_owned()
     }
 }
 

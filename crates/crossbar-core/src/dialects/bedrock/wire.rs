@@ -52,6 +52,7 @@ pub enum SystemBlock {
 pub enum ContentBlock {
     Text(String),
     Image(ImageBlock),
+    Document(DocumentBlock),
     ToolUse(ToolUse),
     ToolResult(ToolResult),
     /// A `ReasoningContentBlock` replayed as the same provider family produced it.
@@ -95,6 +96,17 @@ pub enum ImageSource {
     Bytes(String),
 }
 
+/// `DocumentBlock`: `name` is required and limited to letters, digits, single spaces, hyphens,
+/// parentheses and square brackets.
+#[derive(Debug, PartialEq, Serialize)]
+pub struct DocumentBlock {
+    /// `pdf`, `csv`, `doc`, `docx`, `xls`, `xlsx`, `html`, `txt` or `md`.
+    pub format: &'static str,
+    pub name: String,
+    /// Bytes only, as for images.
+    pub source: ImageSource,
+}
+
 #[derive(Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ToolUse {
@@ -118,6 +130,7 @@ pub struct ToolResult {
 pub enum ToolResultContent {
     Text(String),
     Image(ImageBlock),
+    Document(DocumentBlock),
 }
 
 #[derive(Debug, Default, Serialize)]

@@ -163,9 +163,31 @@ fn user_parts(message: &Message, index: usize) -> Result<Vec<Part>> {
                      URL (data:image/png;base64,...).",
                 ));
             }
+            ContentPart::Document {
+                media_type, data, ..
+            } => parts.push(inline(media_type.clone(), data)),
+            ContentPart::Audio { format, data } => {
+                parts.push(inline(audio_mime_type(format), data));
+            }
         }
     }
     Ok(parts)
+}
+
+/// Inline bytes of any type Gemini reads (images, PDFs, audio).
+fn inline(mime_type: String, data: &str) -> Part {
+    Part {
+        inline_data: Some(Blob {
+            mime_type,
+            data: data.to_owned(),
+        }),
+        ..Part::default()
+    }
+}
+
+/// Gemini names audio by MIME type: `audio/wav`, `audio/mp3`.
+pub(crate) fn audio_mime_type(format: &str) -> String {
+    format!("audio/{format}")
 }
 
 /// The signature for `call`: from its reasoning block (kept by the client, or given back by

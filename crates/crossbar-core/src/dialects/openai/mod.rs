@@ -331,6 +331,64 @@ fn decode_part(message: &mut Message, part: Value, at: &str) -> Result<()> {
             let source = decode_image_url(url, &field("image_url.url"))?;
             message.content.push(ContentPart::Image { source, detail });
         }
+        "file" if message.role == Role::User => {
+            let file = part.get("file").and_then(Value::as_object).ok_or_else(|| {
+                Error::invalid_field(field("file"), "Missing required parameter: 'file'.")
+            })?;
+            let text = |key: &str| file.get(key).and_then(Value::as_str);
+            if text("file_id").is_some() {
+                return Err(uploaded_file(&field("file.file_id")));
+            }
+            let data = text("file_data").ok_or_else(|| {
+                Error::invalid_field(
+                    field("file.file_data"),
+                    format!("Missing required parameter: '{}'.", field("file.file_data")),
+                )
+            })?;
+            message.content.push(decode_file_data(
+                data,
+                text("filename"),
+                &field("file.file_data"),
+            )?);
+        }
+        "input_audio" if message.role == Role::User => {
+            let audio_at = field("input_audio");
+            let audio = part
+                .get("input_audio")
+                .and_then(Value::as_object)
+                .ok_or_else(|| {
+                    Error::invalid_field(
+                        &audio_at,
+                        format!("Missing required parameter: '{audio_at}'."),
+                    )
+                })?;
+            let text = |key: &str| {
+                audio.get(key).and_then(Value::as_str).ok_or_else(|| {
+                    Error::invalid_field(
+                        format!("{audio_at}.{key}"),
+                        format!("Missing required parameter: '{audio_at}.{key}'."),
+                    )
+                })
+            };
+            let format = text("format")?;
+            if !AUDIO_FORMATS.contains(&format) {
+                return Err(Error::invalid_field(
+                    format!("{audio_at}.format"),
+                    format!("Invalid value: '{format}'. Supported values are: 'wav' and 'mp3'."),
+                ));
+            }
+            let data = text("data")?;
+            if data.is_empty() {
+                return Err(Error::invalid_field(
+                    format!("{audio_at}.data"),
+                    "Invalid audio data: expected base64-encoded audio.",
+                ));
+            }
+            message.content.push(ContentPart::Audio {
+                format: format.to_owned(),
+                data: data.to_owned(),
+            });
+        }
         other => {
             return Err(Error::invalid_field(
                 field("type"),
@@ -343,6 +401,72 @@ fn decode_part(message: &mut Message, part: Value, at: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The audio formats OpenAI's `input_audio` takes, and so the canonical ones.
+pub(crate) const AUDIO_FORMATS: &[&str] = &["wav", "mp3"];
+
+/// A file the client uploaded to its provider: its id means nothing to another provider, or to
+/// another account of the same one, so the gateway takes documents inline only.
+pub(crate) fn uploaded_file(param: &str) -> Error {
+    Error::invalid_field(
+        param,
+        "Uploaded files (file_id) are not supported by this gateway: send the document inline \
+         as file_data (data:application/pdf;base64,...).",
+    )
+    .with_code("unsupported_parameter")
+}
+
+/// A document's `file_data` (shared with the Responses dialect): a base64 data URL, or bare
+/// base64, which OpenAI reads as a PDF.
+pub(crate) fn decode_file_data(
+    file_data: &str,
+    filename: Option<&str>,
+    param: &str,
+) -> Result<ContentPart> {
+    let (media_type, data) = match file_data.strip_prefix("data:") {
+        Some(rest) => rest
+            .split_once(";base64,")
+            .filter(|(media, _)| media.contains('/'))
+            .ok_or_else(|| {
+                Error::invalid_field(
+                    param,
+                    "Invalid file data URL: expected 'data:application/pdf;base64,<data>'.",
+                )
+            })?,
+        None => (PDF, file_data),
+    };
+    if data.is_empty() {
+        return Err(Error::invalid_field(
+            param,
+            "Invalid file data: the file is empty.",
+        ));
+    }
+    Ok(ContentPart::Document {
+        media_type: media_type.to_ascii_lowercase(),
+        data: data.to_owned(),
+        filename: filename.map(str::to_owned),
+    })
+}
+
+/// The document type every dialect takes.
+pub(crate) const PDF: &str = "application/pdf";
+
+/// A document as `file_data` and the `filename` OpenAI requires beside it (one is made up from
+/// the type when the client gave none).
+pub(crate) fn encode_file_data(
+    media_type: &str,
+    data: &str,
+    filename: Option<&str>,
+) -> (String, String) {
+    let filename = filename.map_or_else(
+        || match media_type {
+            PDF => "document.pdf".to_owned(),
+            _ => "document".to_owned(),
+        },
+        str::to_owned,
+    );
+    (filename, format!("data:{media_type};base64,{data}"))
 }
 
 /// Shared with the Responses dialect, which takes the same image URLs.
@@ -577,6 +701,17 @@ fn encode_part(part: &ContentPart) -> Value {
                 image["detail"] = json!(detail);
             }
             json!({"type": "image_url", "image_url": image})
+        }
+        ContentPart::Document {
+            media_type,
+            data,
+            filename,
+        } => {
+            let (filename, file_data) = encode_file_data(media_type, data, filename.as_deref());
+            json!({"type": "file", "file": {"filename": filename, "file_data": file_data}})
+        }
+        ContentPart::Audio { format, data } => {
+            json!({"type": "input_audio", "input_audio": {"data": data, "format": format}})
         }
     }
 }

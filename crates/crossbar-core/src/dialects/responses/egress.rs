@@ -40,12 +40,12 @@ fn role_name(role: Role) -> &'static str {
     }
 }
 
-fn input_part(part: &ContentPart, assistant: bool) -> Value {
+fn input_part(part: &ContentPart, assistant: bool, param: &str) -> Result<Value> {
     match part {
         ContentPart::Text { text } if assistant => {
-            json!({"type": "output_text", "text": text, "annotations": []})
+            Ok(json!({"type": "output_text", "text": text, "annotations": []}))
         }
-        ContentPart::Text { text } => json!({"type": "input_text", "text": text}),
+        ContentPart::Text { text } => Ok(json!({"type": "input_text", "text": text})),
         ContentPart::Image { source, detail } => {
             let url = match source {
                 ImageSource::Url(url) => url.clone(),
@@ -53,17 +53,33 @@ fn input_part(part: &ContentPart, assistant: bool) -> Value {
                     format!("data:{media_type};base64,{data}")
                 }
             };
-            json!({"type": "input_image", "image_url": url,
-                   "detail": detail.clone().unwrap_or_else(|| "auto".to_owned())})
+            Ok(json!({"type": "input_image", "image_url": url,
+                   "detail": detail.clone().unwrap_or_else(|| "auto".to_owned())}))
         }
+        ContentPart::Document {
+            media_type,
+            data,
+            filename,
+        } => {
+            let (filename, file_data) =
+                openai::encode_file_data(media_type, data, filename.as_deref());
+            Ok(json!({"type": "input_file", "filename": filename, "file_data": file_data}))
+        }
+        // The Responses API's input content is text, images and files only.
+        ContentPart::Audio { .. } => Err(Error::invalid_field(
+            param,
+            "The Responses API takes no audio input: this model's deployment cannot read the \
+             request's audio.",
+        )),
     }
 }
 
 /// Canonical messages as input items; assistant tool calls become `function_call` items
 /// preceded by their OpenAI reasoning items.
-fn input_items(messages: &[Message]) -> Vec<Value> {
+fn input_items(messages: &[Message]) -> Result<Vec<Value>> {
     let mut items = Vec::new();
-    for message in messages {
+    for (i, message) in messages.iter().enumerate() {
+        let param = |j: usize| format!("messages[{i}].content[{j}]");
         match message.role {
             Role::Tool => items.push(json!({
                 "type": "function_call_output",
@@ -82,8 +98,9 @@ fn input_items(messages: &[Message]) -> Vec<Value> {
                     let mut content: Vec<Value> = message
                         .content
                         .iter()
-                        .map(|p| input_part(p, true))
-                        .collect();
+                        .enumerate()
+                        .map(|(j, p)| input_part(p, true, &param(j)))
+                        .collect::<Result<_>>()?;
                     if let Some(refusal) = &message.refusal {
                         content.push(json!({"type": "refusal", "refusal": refusal}));
                     }
@@ -98,13 +115,14 @@ fn input_items(messages: &[Message]) -> Vec<Value> {
                 let content: Vec<Value> = message
                     .content
                     .iter()
-                    .map(|p| input_part(p, false))
-                    .collect();
+                    .enumerate()
+                    .map(|(j, p)| input_part(p, false, &param(j)))
+                    .collect::<Result<_>>()?;
                 items.push(json!({"type": "message", "role": role_name(role), "content": content}));
             }
         }
     }
-    items
+    Ok(items)
 }
 
 fn encode_format(format: &ResponseFormat) -> Value {
@@ -157,7 +175,7 @@ pub fn encode_request(request: &ChatRequest, target: &str) -> Result<Vec<u8>> {
     }
     let mut body = Map::new();
     body.insert("model".into(), json!(target));
-    body.insert("input".into(), json!(input_items(&request.messages)));
+    body.insert("input".into(), json!(input_items(&request.messages)?));
     body.insert("store".into(), json!(false));
     body.insert("include".into(), json!(["reasoning.encrypted_content"]));
     if !request.tools.is_empty() {

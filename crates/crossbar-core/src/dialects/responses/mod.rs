@@ -41,7 +41,7 @@ use serde_json::{Map, Value, json};
 pub use egress::{ResponsesEgress, ResponsesStreamDecoder, decode_response, encode_request};
 pub use stream::{Accumulator, StreamEncoder};
 
-use super::openai::{decode_image_url, valid_function_name};
+use super::openai::{decode_file_data, decode_image_url, uploaded_file, valid_function_name};
 use super::{parse_json_object, typed};
 use crate::chat::{
     ChatRequest, ChatResponse, ContentPart, FinishReason, Message, Passthrough, ResponseFormat,
@@ -865,6 +865,26 @@ fn decode_part(message: &mut Message, part: &Value, at: &str) -> Result<()> {
                 .map(str::to_owned);
             let source = decode_image_url(&url, &format!("{at}.image_url"))?;
             message.content.push(ContentPart::Image { source, detail });
+        }
+        "input_file" if !assistant => {
+            let text = |key: &str| part.get(key).and_then(Value::as_str);
+            if text("file_id").is_some() {
+                return Err(uploaded_file(&format!("{at}.file_id")));
+            }
+            if text("file_url").is_some() {
+                return Err(unsupported(&format!("{at}.file_url"), "Files by URL"));
+            }
+            let data = text("file_data").ok_or_else(|| {
+                Error::invalid_field(
+                    format!("{at}.file_data"),
+                    format!("Missing required parameter: '{at}.file_data'."),
+                )
+            })?;
+            message.content.push(decode_file_data(
+                data,
+                text("filename"),
+                &format!("{at}.file_data"),
+            )?);
         }
         other => {
             return Err(Error::invalid_field(
