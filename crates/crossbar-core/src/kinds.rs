@@ -4,9 +4,22 @@
 //! name and how its egress, endpoint and auth are built. Configuration checks, the router, the
 //! simulators' start-up and telemetry all read it; adding a native provider is one row here and
 //! its dialect module.
+//!
+//! `Config::validate` turns each provider's raw settings into its kind's typed ones
+//! ([`ProviderSettings`]) once; the rows' builders take those and check nothing again.
 
-use crate::config::{OpenAiApi, ProviderConfig, ProviderKind};
-use crate::dialects::openai::doors;
+use std::sync::Arc;
+
+use aws_credential_types::Credentials;
+
+use crate::auth::Authorize;
+use crate::auth::google::GoogleAuthorizer;
+use crate::auth::sigv4::SigV4;
+use crate::config::{
+    AwsAuth, AzureSettings, BedrockSettings, GoogleAuth, OpenAiApi, OpenAiOptions, ProviderConfig,
+    ProviderKind, VertexSettings,
+};
+use crate::dialects::openai::{Service, doors};
 use crate::dialects::{self, Parts};
 use crate::router::Tokenizer;
 
@@ -46,6 +59,96 @@ impl Setting {
     }
 }
 
+/// Builds a kind's egress, endpoint and auth from its typed settings, the OpenAI dialects'
+/// options and the configured or simulator endpoint.
+pub(crate) type Build<S> = fn(&S, &OpenAiOptions, Option<String>) -> Result<Parts, String>;
+
+/// Which typed settings a kind takes (what `Config::validate` makes of its raw ones), and how it
+/// is built from them.
+#[derive(Clone, Copy)]
+pub(crate) enum Builder {
+    /// Nothing beyond an optional key and endpoint.
+    Plain(Build<()>),
+    Azure(Build<AzureSettings>),
+    Bedrock(Build<BedrockSettings>),
+    Vertex(Build<VertexSettings>),
+}
+
+/// A provider's settings as its kind uses them, with its builder: made once by
+/// `Config::validate`, so building the provider checks nothing again.
+#[derive(Clone, Debug)]
+pub struct ProviderSettings {
+    pub(crate) access: Access,
+    pub(crate) options: OpenAiOptions,
+}
+
+/// A [`Builder`] with the settings it takes.
+#[derive(Clone, Debug)]
+pub(crate) enum Access {
+    Plain(Build<()>),
+    Azure(AzureSettings, Build<AzureSettings>),
+    Bedrock(BedrockSettings, Build<BedrockSettings>),
+    Vertex(VertexSettings, Build<VertexSettings>),
+}
+
+impl ProviderSettings {
+    /// The egress, endpoint and auth; `endpoint` is the configured or simulator one.
+    pub(crate) fn parts(&self, endpoint: Option<String>) -> Result<Parts, String> {
+        let options = &self.options;
+        match &self.access {
+            Access::Plain(build) => build(&(), options, endpoint),
+            Access::Azure(settings, build) => build(settings, options, endpoint),
+            Access::Bedrock(settings, build) => build(settings, options, endpoint),
+            Access::Vertex(settings, build) => build(settings, options, endpoint),
+        }
+    }
+}
+
+/// The parts of a checked provider (one `Config::from_toml` made).
+pub(crate) fn parts(config: &ProviderConfig, endpoint: Option<String>) -> Result<Parts, String> {
+    config
+        .settings
+        .as_ref()
+        .ok_or("its settings were never checked (Config::from_toml checks them)")?
+        .parts(endpoint)
+}
+
+/// How a Bedrock row authenticates: the header `api_key` goes in, if any, and the signer for
+/// `service`, if any.
+pub(crate) type BedrockAuth = (Option<&'static str>, Option<Arc<dyn Authorize>>);
+
+impl BedrockSettings {
+    pub(crate) fn authorize(&self, service: &'static str) -> Result<BedrockAuth, String> {
+        let signer = match &self.auth {
+            AwsAuth::ApiKey => return Ok((Some("authorization"), None)),
+            AwsAuth::Simulated => SigV4::with_credentials(
+                Credentials::new(
+                    "AKIDSIMULATED",
+                    "simulated-secret-access-key",
+                    None,
+                    None,
+                    "crossbar-sim",
+                ),
+                &self.region,
+            ),
+            AwsAuth::SigV4(aws) => SigV4::from_config(aws.as_ref(), &self.region)?,
+        };
+        Ok((None, Some(Arc::new(signer.for_service(service)))))
+    }
+}
+
+impl VertexSettings {
+    /// Google's token source, unless `api_key` is the token or a simulator checks none.
+    pub(crate) fn authorizer(&self) -> Result<Option<Arc<dyn Authorize>>, String> {
+        Ok(match &self.auth {
+            GoogleAuth::Token | GoogleAuth::Simulated => None,
+            GoogleAuth::Google { credentials } => {
+                Some(Arc::new(GoogleAuthorizer::new(credentials.as_deref())?))
+            }
+        })
+    }
+}
+
 /// One provider kind.
 pub struct Kind {
     pub kind: ProviderKind,
@@ -61,12 +164,16 @@ pub struct Kind {
     pub system: &'static str,
     /// Whether `api = "responses"` applies (the OpenAI services only).
     pub responses_api: bool,
-    /// Builds the egress, endpoint and auth; `endpoint` is the configured or simulator one.
-    pub(crate) parts: fn(&ProviderConfig, Option<String>) -> Result<Parts, String>,
+    /// The typed settings it takes and how its egress, endpoint and auth are built from them.
+    pub(crate) build: Builder,
 }
 
 /// `gen_ai.system` of a simulated provider.
 const SIM_SYSTEM: &str = "crossbar.sim";
+
+/// `gen_ai.system` of the clouds that serve several kinds.
+const AWS_BEDROCK: &str = "aws.bedrock";
+const GCP_VERTEX_AI: &str = "gcp.vertex_ai";
 
 /// The table.
 pub static KINDS: &[Kind] = &[
@@ -78,9 +185,9 @@ pub static KINDS: &[Kind] = &[
         tokenizer: Tokenizer::OpenAi,
         system: "openai",
         responses_api: true,
-        parts: |config, endpoint| {
-            dialects::openai::provider_parts(config, endpoint, dialects::openai::Service::OpenAi)
-        },
+        build: Builder::Plain(|_, options, endpoint| {
+            dialects::openai::provider_parts(Service::OpenAi, options, endpoint)
+        }),
     },
     Kind {
         kind: ProviderKind::AzureOpenai,
@@ -90,9 +197,9 @@ pub static KINDS: &[Kind] = &[
         tokenizer: Tokenizer::OpenAi,
         system: "az.ai.openai",
         responses_api: true,
-        parts: |config, endpoint| {
-            dialects::openai::provider_parts(config, endpoint, dialects::openai::Service::Azure)
-        },
+        build: Builder::Azure(|azure, options, endpoint| {
+            dialects::openai::provider_parts(Service::Azure(azure), options, endpoint)
+        }),
     },
     Kind {
         kind: ProviderKind::OpenaiCompatible,
@@ -102,13 +209,9 @@ pub static KINDS: &[Kind] = &[
         tokenizer: Tokenizer::OpenAi,
         system: "openai",
         responses_api: true,
-        parts: |config, endpoint| {
-            dialects::openai::provider_parts(
-                config,
-                endpoint,
-                dialects::openai::Service::Compatible,
-            )
-        },
+        build: Builder::Plain(|_, options, endpoint| {
+            dialects::openai::provider_parts(Service::Compatible, options, endpoint)
+        }),
     },
     Kind {
         kind: ProviderKind::Anthropic,
@@ -118,13 +221,9 @@ pub static KINDS: &[Kind] = &[
         tokenizer: Tokenizer::Approximate,
         system: "anthropic",
         responses_api: false,
-        parts: |config, endpoint| {
-            dialects::anthropic::provider_parts(
-                config,
-                endpoint,
-                dialects::anthropic::Door::Anthropic,
-            )
-        },
+        build: Builder::Plain(|_, _, endpoint| {
+            dialects::anthropic::provider_parts(dialects::anthropic::Door::Anthropic, endpoint)
+        }),
     },
     Kind {
         kind: ProviderKind::Bedrock,
@@ -132,9 +231,11 @@ pub static KINDS: &[Kind] = &[
         simulator: "bedrock",
         required: &[Setting::Region],
         tokenizer: Tokenizer::Approximate,
-        system: "aws.bedrock",
+        system: AWS_BEDROCK,
         responses_api: false,
-        parts: dialects::bedrock::provider_parts,
+        build: Builder::Bedrock(|bedrock, _, endpoint| {
+            dialects::bedrock::provider_parts(bedrock, endpoint)
+        }),
     },
     Kind {
         kind: ProviderKind::Gemini,
@@ -144,7 +245,7 @@ pub static KINDS: &[Kind] = &[
         tokenizer: Tokenizer::Approximate,
         system: "gcp.gemini",
         responses_api: false,
-        parts: |config, endpoint| dialects::gemini::provider_parts(config, endpoint, false),
+        build: Builder::Plain(|_, _, endpoint| dialects::gemini::provider_parts(None, endpoint)),
     },
     Kind {
         kind: ProviderKind::Vertex,
@@ -152,9 +253,11 @@ pub static KINDS: &[Kind] = &[
         simulator: "vertex",
         required: &[Setting::Project, Setting::Location],
         tokenizer: Tokenizer::Approximate,
-        system: "gcp.vertex_ai",
+        system: GCP_VERTEX_AI,
         responses_api: false,
-        parts: |config, endpoint| dialects::gemini::provider_parts(config, endpoint, true),
+        build: Builder::Vertex(|vertex, _, endpoint| {
+            dialects::gemini::provider_parts(Some(vertex), endpoint)
+        }),
     },
     Kind {
         kind: ProviderKind::VertexAnthropic,
@@ -163,11 +266,11 @@ pub static KINDS: &[Kind] = &[
         simulator: "vertex",
         required: &[Setting::Project, Setting::Location],
         tokenizer: Tokenizer::Approximate,
-        system: "gcp.vertex_ai",
+        system: GCP_VERTEX_AI,
         responses_api: false,
-        parts: |config, endpoint| {
-            dialects::anthropic::provider_parts(config, endpoint, dialects::anthropic::Door::Vertex)
-        },
+        build: Builder::Vertex(|vertex, _, endpoint| {
+            dialects::anthropic::provider_parts(dialects::anthropic::Door::Vertex(vertex), endpoint)
+        }),
     },
     Kind {
         kind: ProviderKind::FoundryAnthropic,
@@ -177,13 +280,12 @@ pub static KINDS: &[Kind] = &[
         tokenizer: Tokenizer::Approximate,
         system: "az.ai.inference",
         responses_api: false,
-        parts: |config, endpoint| {
+        build: Builder::Azure(|azure, _, endpoint| {
             dialects::anthropic::provider_parts(
-                config,
+                dialects::anthropic::Door::Foundry(azure.auth),
                 endpoint,
-                dialects::anthropic::Door::Foundry,
             )
-        },
+        }),
     },
     // The clouds' own doors to OpenAI's dialects (`dialects::openai::doors`) and to Claude.
     Kind {
@@ -192,11 +294,11 @@ pub static KINDS: &[Kind] = &[
         simulator: "bedrock-mantle",
         required: &[Setting::Region],
         tokenizer: Tokenizer::OpenAi,
-        system: "aws.bedrock",
+        system: AWS_BEDROCK,
         responses_api: false,
-        parts: |config, endpoint| {
-            doors::provider_parts(config, endpoint, doors::Door::MantleResponses)
-        },
+        build: Builder::Bedrock(|bedrock, options, endpoint| {
+            doors::provider_parts(doors::Door::MantleResponses(bedrock), options, endpoint)
+        }),
     },
     Kind {
         kind: ProviderKind::BedrockMantleChat,
@@ -204,9 +306,11 @@ pub static KINDS: &[Kind] = &[
         simulator: "bedrock-mantle",
         required: &[Setting::Region],
         tokenizer: Tokenizer::OpenAi,
-        system: "aws.bedrock",
+        system: AWS_BEDROCK,
         responses_api: false,
-        parts: |config, endpoint| doors::provider_parts(config, endpoint, doors::Door::MantleChat),
+        build: Builder::Bedrock(|bedrock, options, endpoint| {
+            doors::provider_parts(doors::Door::MantleChat(bedrock), options, endpoint)
+        }),
     },
     Kind {
         kind: ProviderKind::BedrockMantleAnthropic,
@@ -214,15 +318,14 @@ pub static KINDS: &[Kind] = &[
         simulator: "bedrock-mantle",
         required: &[Setting::Region],
         tokenizer: Tokenizer::Approximate,
-        system: "aws.bedrock",
+        system: AWS_BEDROCK,
         responses_api: false,
-        parts: |config, endpoint| {
+        build: Builder::Bedrock(|bedrock, _, endpoint| {
             dialects::anthropic::provider_parts(
-                config,
+                dialects::anthropic::Door::BedrockMantle(bedrock),
                 endpoint,
-                dialects::anthropic::Door::BedrockMantle,
             )
-        },
+        }),
     },
     Kind {
         kind: ProviderKind::BedrockRuntimeChat,
@@ -231,9 +334,11 @@ pub static KINDS: &[Kind] = &[
         simulator: "bedrock",
         required: &[Setting::Region],
         tokenizer: Tokenizer::OpenAi,
-        system: "aws.bedrock",
+        system: AWS_BEDROCK,
         responses_api: false,
-        parts: |config, endpoint| doors::provider_parts(config, endpoint, doors::Door::RuntimeChat),
+        build: Builder::Bedrock(|bedrock, options, endpoint| {
+            doors::provider_parts(doors::Door::RuntimeChat(bedrock), options, endpoint)
+        }),
     },
     Kind {
         kind: ProviderKind::VertexOpenaiResponses,
@@ -241,11 +346,11 @@ pub static KINDS: &[Kind] = &[
         simulator: "vertex",
         required: &[Setting::Project, Setting::Location],
         tokenizer: Tokenizer::OpenAi,
-        system: "gcp.vertex_ai",
+        system: GCP_VERTEX_AI,
         responses_api: false,
-        parts: |config, endpoint| {
-            doors::provider_parts(config, endpoint, doors::Door::VertexResponses)
-        },
+        build: Builder::Vertex(|vertex, options, endpoint| {
+            doors::provider_parts(doors::Door::VertexResponses(vertex), options, endpoint)
+        }),
     },
     Kind {
         kind: ProviderKind::VertexOpenaiChat,
@@ -253,9 +358,11 @@ pub static KINDS: &[Kind] = &[
         simulator: "vertex",
         required: &[Setting::Project, Setting::Location],
         tokenizer: Tokenizer::Approximate,
-        system: "gcp.vertex_ai",
+        system: GCP_VERTEX_AI,
         responses_api: false,
-        parts: |config, endpoint| doors::provider_parts(config, endpoint, doors::Door::VertexChat),
+        build: Builder::Vertex(|vertex, options, endpoint| {
+            doors::provider_parts(doors::Door::VertexChat(vertex), options, endpoint)
+        }),
     },
 ];
 

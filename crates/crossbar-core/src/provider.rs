@@ -1,5 +1,6 @@
 //! Providers: an account at an endpoint, speaking one dialect, with its auth, cloud, region and
-//! deadlines, built from the kind's row of the provider table ([`crate::kinds`]).
+//! deadlines, built by the kind's row of the provider table ([`crate::kinds`]) from the typed
+//! settings `Config::validate` made.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -88,9 +89,7 @@ impl Provider {
             key_header,
             mut headers,
             authorizer,
-        } = crate::kinds::of(config)
-            .and_then(|row| (row.parts)(config, endpoint))
-            .map_err(fail)?;
+        } = crate::kinds::parts(config, endpoint).map_err(fail)?;
         let endpoint = endpoint.trim_end_matches('/').to_owned();
         let mut secrets = Vec::new();
         if let (Some(key), Some(header)) = (api_key, key_header) {

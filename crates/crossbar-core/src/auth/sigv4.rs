@@ -9,7 +9,6 @@
 //! which is `aws-sigv4`'s default [`PercentEncodingMode::Double`] and is pinned by a test below:
 //! getting it wrong fails only for model ids with `:` or `/`, that is for almost all of them.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
@@ -24,7 +23,7 @@ use reqwest::header::{HeaderName, HeaderValue};
 use tokio::sync::{Mutex, OnceCell};
 
 use super::Authorize;
-use crate::config::{AwsCredentials, ProviderConfig, ProviderKind};
+use crate::config::AwsCredentials;
 use crate::error::{Error, Result};
 
 /// The SigV4 signing name of Bedrock Runtime (Converse and `/openai/v1`).
@@ -245,65 +244,6 @@ impl SigV4 {
         }
         Ok(())
     }
-}
-
-/// Region of a simulated Bedrock door that names none.
-const SIM_REGION: &str = "us-east-1";
-
-/// The region of a Bedrock door (Mantle or Runtime): its `region`, which must be an AWS region
-/// name since it goes into the host name; a simulated provider that names none gets
-/// `us-east-1`.
-pub(crate) fn bedrock_region(config: &ProviderConfig) -> Result<String, String> {
-    let region = match config.region.as_deref().filter(|r| !r.is_empty()) {
-        Some(region) => region,
-        None if config.kind == ProviderKind::Sim => SIM_REGION,
-        None => return Err("a region is required".to_owned()),
-    };
-    if !region
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        return Err(format!("region `{region}` is not an AWS region name"));
-    }
-    Ok(region.to_owned())
-}
-
-/// The header a door's `api_key` goes in (if any) and its per-request signer (if any).
-pub(crate) type DoorAuth = (Option<&'static str>, Option<Arc<dyn Authorize>>);
-
-/// How a Bedrock door authenticates: `api_key` is a Bedrock API key, sent as `Authorization:
-/// Bearer`; otherwise SigV4 for `service` with the `aws` keys or the standard AWS chain. A
-/// simulated provider with neither signs with fixed placeholder keys: no simulator needs real
-/// ones, and looking for them (IMDS) would stall a test machine. Returns the header `api_key`
-/// goes in, if any, and the signer, if any.
-pub(crate) fn bedrock_door_auth(
-    config: &ProviderConfig,
-    region: &str,
-    service: &'static str,
-) -> Result<DoorAuth, String> {
-    if config.api_key.is_some() {
-        if config.aws.is_some() {
-            return Err(
-                "give either api_key (a Bedrock API key) or aws credentials, not both".to_owned(),
-            );
-        }
-        return Ok((Some("authorization"), None));
-    }
-    let signer = if config.kind == ProviderKind::Sim && config.aws.is_none() {
-        SigV4::with_credentials(
-            Credentials::new(
-                "AKIDSIMULATED",
-                "simulated-secret-access-key",
-                None,
-                None,
-                "crossbar-sim",
-            ),
-            region,
-        )
-    } else {
-        SigV4::from_config(config.aws.as_ref(), region)?
-    };
-    Ok((None, Some(Arc::new(signer.for_service(service)))))
 }
 
 impl Authorize for SigV4 {

@@ -27,8 +27,9 @@ mod validate;
 pub use env::expand_vars;
 pub use models::{DeploymentConfig, ModelConfig, Price};
 pub use providers::{
-    AwsCredentials, AzureAuth, MaxTokensFieldConfig, OpenAiApi, ProviderConfig, ProviderKind,
-    Timeouts,
+    AwsAuth, AwsCredentials, AzureAuth, AzureSettings, BedrockSettings, GoogleAuth,
+    MaxTokensFieldConfig, OpenAiApi, OpenAiOptions, ProviderConfig, ProviderKind, Timeouts,
+    VertexSettings,
 };
 pub use routes::{
     AffinityConfig, BackoffConfig, BreakerConfig, Constraints, HedgeAfter, HedgeConfig,

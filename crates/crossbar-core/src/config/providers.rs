@@ -1,5 +1,6 @@
-//! `[[providers]]`: the upstreams, their kind, endpoint, credentials and deadlines. What each
-//! kind requires is in the provider table (`crate::kinds`).
+//! `[[providers]]`: the upstreams, their kind, endpoint, credentials and deadlines, as written
+//! and (`ProviderSettings`'s pieces) as their kind uses them once checked. What each kind requires
+//! is in the provider table (`crate::kinds`); `validate` turns the one into the other.
 
 use std::collections::BTreeMap;
 
@@ -97,9 +98,12 @@ pub struct ProviderConfig {
     pub image_fetch: crate::images::ImageFetch,
     #[serde(default)]
     pub timeouts: Timeouts,
+    /// The settings as the kind uses them, made by `Config::validate`.
+    #[serde(skip)]
+    pub(crate) settings: Option<crate::kinds::ProviderSettings>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AwsCredentials {
     pub access_key_id: Option<Spanned<Secret>>,
@@ -118,4 +122,60 @@ pub struct Timeouts {
     /// Between two chunks of a stream.
     pub idle_ms: Option<u64>,
     pub total_ms: Option<u64>,
+}
+
+/// The OpenAI dialects' options (`api`, `max_tokens_field`); other dialects have none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpenAiOptions {
+    pub api: OpenAiApi,
+    /// `None`: the service's own default.
+    pub max_tokens_field: Option<MaxTokensFieldConfig>,
+}
+
+/// An Azure resource's settings: Azure OpenAI (its `api-version`) and Claude in Microsoft
+/// Foundry (which has none).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AzureSettings {
+    pub api_version: String,
+    pub auth: AzureAuth,
+}
+
+/// A Bedrock provider's settings (Converse and the Mantle and Runtime doors).
+#[derive(Clone, Debug)]
+pub struct BedrockSettings {
+    /// An AWS region name: it goes into the host name and the signature's scope.
+    pub region: String,
+    pub auth: AwsAuth,
+}
+
+/// How a Bedrock provider authenticates.
+#[derive(Clone, Debug)]
+pub enum AwsAuth {
+    /// `api_key` is a Bedrock API key, sent as `Authorization: Bearer`.
+    ApiKey,
+    /// SigV4 with the `aws` keys or profile, or else the standard AWS chain.
+    SigV4(Option<AwsCredentials>),
+    /// A simulated provider with neither signs with fixed placeholder keys: no simulator needs
+    /// real ones, and looking for them (IMDS) would stall a test machine.
+    Simulated,
+}
+
+/// A Vertex AI provider's settings (Gemini, Claude and the OpenAI doors).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VertexSettings {
+    pub project: String,
+    pub location: String,
+    pub auth: GoogleAuth,
+}
+
+/// How a Vertex AI provider authenticates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GoogleAuth {
+    /// `api_key` is a bearer token, sent as is.
+    Token,
+    /// OAuth tokens from a service-account file, or else application-default credentials.
+    Google { credentials: Option<String> },
+    /// A simulator without a key checks none; asking Google would only make offline setups
+    /// fail.
+    Simulated,
 }

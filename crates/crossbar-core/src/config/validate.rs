@@ -1,17 +1,40 @@
 //! Checks run after parsing and expansion: names, references between sections and every
 //! setting's range, each failure placed at `file:line: key`. What a provider kind requires comes
-//! from the provider table (`crate::kinds`).
+//! from the provider table (`crate::kinds`); each provider's raw settings become its kind's typed
+//! ones here, once.
 
 use std::collections::HashSet;
 
 use toml::Spanned;
 
-use super::{Config, ConfigError, HedgeAfter, MAX_ALIAS_STARS, ProviderKind};
+use super::{
+    AwsAuth, AzureAuth, AzureSettings, BedrockSettings, Config, ConfigError, GoogleAuth,
+    HedgeAfter, MAX_ALIAS_STARS, OpenAiOptions, ProviderConfig, ProviderKind, VertexSettings,
+};
+use crate::kinds::{Access, Builder, Kind, ProviderSettings};
+
+/// What a simulated provider that names none gets: Azure OpenAI's `api_version` (a real one must
+/// name it), Bedrock's region, Vertex AI's project and location.
+const SIM_AZURE_API_VERSION: &str = "2024-10-21";
+const SIM_REGION: &str = "us-east-1";
+const SIM_PROJECT: &str = "crossbar-sim";
+const SIM_LOCATION: &str = "us-central1";
 
 impl Config {
-    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks everything and gives each provider its typed settings.
+    pub(super) fn validate(&mut self) -> Result<(), ConfigError> {
+        let settings = self.check()?;
+        for (provider, settings) in self.providers.iter_mut().zip(settings) {
+            provider.settings = Some(settings);
+        }
+        Ok(())
+    }
+
+    /// The checks, and each provider's typed settings.
+    fn check(&self) -> Result<Vec<ProviderSettings>, ConfigError> {
         self.validate_store()?;
         let mut provider_names = HashSet::new();
+        let mut settings = Vec::with_capacity(self.providers.len());
         for (i, provider) in self.providers.iter().enumerate() {
             let at = |key: &str| format!("providers[{i}].{key}");
             let name = provider.name.get_ref();
@@ -78,6 +101,9 @@ impl Config {
                     ));
                 }
             }
+            let row = crate::kinds::of(provider)
+                .map_err(|message| self.error_at(&provider.name, &at("api"), message))?;
+            settings.push(self.settle(provider, row, &at)?);
         }
         let mut model_names = HashSet::new();
         for (i, model) in self.models.iter().enumerate() {
@@ -127,7 +153,99 @@ impl Config {
         }
         self.validate_routes(&model_names)?;
         self.validate_aliases(&model_names)?;
-        Ok(())
+        Ok(settings)
+    }
+
+    /// A provider's settings as its kind (`row`) uses them; a simulated provider gets what it
+    /// lacks made up. `at` names a key of this provider.
+    fn settle(
+        &self,
+        provider: &ProviderConfig,
+        row: &Kind,
+        at: &dyn Fn(&str) -> String,
+    ) -> Result<ProviderSettings, ConfigError> {
+        let simulated = provider.kind == ProviderKind::Sim;
+        let needs = |what: &str| {
+            self.error_at(
+                &provider.name,
+                &at(what),
+                format!("is required for kind {:?}", provider.kind),
+            )
+        };
+        let options = OpenAiOptions {
+            api: provider.api.unwrap_or_default(),
+            max_tokens_field: provider.max_tokens_field,
+        };
+        let access = match row.build {
+            Builder::Plain(build) => Access::Plain(build),
+            Builder::Azure(build) => {
+                let azure = AzureSettings {
+                    api_version: (provider.api_version.as_deref())
+                        .unwrap_or(SIM_AZURE_API_VERSION)
+                        .to_owned(),
+                    auth: provider.auth.unwrap_or(AzureAuth::ApiKey),
+                };
+                Access::Azure(azure, build)
+            }
+            Builder::Bedrock(build) => {
+                let region = match provider.region.as_deref().filter(|r| !r.is_empty()) {
+                    Some(region) => region,
+                    None if simulated => SIM_REGION,
+                    None => return Err(needs("region")),
+                };
+                // It goes into the host name and the signature's scope.
+                if !region
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                {
+                    return Err(self.error_at(
+                        &provider.name,
+                        &at("region"),
+                        format!("region `{region}` is not an AWS region name"),
+                    ));
+                }
+                let auth = match (&provider.api_key, &provider.aws) {
+                    (Some(key), Some(_)) => {
+                        return Err(self.error_at(
+                            key,
+                            &at("api_key"),
+                            "give either api_key (a Bedrock API key) or aws credentials, not both",
+                        ));
+                    }
+                    (Some(_), None) => AwsAuth::ApiKey,
+                    (None, None) if simulated => AwsAuth::Simulated,
+                    (None, aws) => AwsAuth::SigV4(aws.clone()),
+                };
+                let region = region.to_owned();
+                Access::Bedrock(BedrockSettings { region, auth }, build)
+            }
+            Builder::Vertex(build) => {
+                let made_up = |value: &str| simulated.then(|| value.to_owned());
+                let project = (provider.project.clone())
+                    .or_else(|| made_up(SIM_PROJECT))
+                    .ok_or_else(|| needs("project"))?;
+                let location = (provider.location.clone())
+                    .or_else(|| simulated.then(|| provider.region.clone()).flatten())
+                    .or_else(|| made_up(SIM_LOCATION))
+                    .ok_or_else(|| needs("location"))?;
+                let auth = match &provider.api_key {
+                    Some(_) => GoogleAuth::Token,
+                    None if simulated => GoogleAuth::Simulated,
+                    None => GoogleAuth::Google {
+                        credentials: provider.google_credentials.clone(),
+                    },
+                };
+                Access::Vertex(
+                    VertexSettings {
+                        project,
+                        location,
+                        auth,
+                    },
+                    build,
+                )
+            }
+        };
+        Ok(ProviderSettings { access, options })
     }
 
     /// Aliases: each key a name or pattern that can apply, each target a model or a route
@@ -371,6 +489,84 @@ mod tests {
             err,
             "c.toml:2: providers[0].api_version: is required for kind AzureOpenai"
         );
+    }
+
+    /// What a kind's builder could refuse is refused at load, placed at its key, with the
+    /// builders' former messages.
+    #[test]
+    fn provider_settings_are_checked_once_at_load() {
+        let err = |settings: &str| {
+            let source = format!("[[providers]]\nname = \"p\"\n{settings}\n");
+            Config::from_toml(&source, "t.toml").unwrap_err().0
+        };
+        assert_eq!(
+            err("kind = \"sim\"\ndialect = \"bedrock-mantle-chat\"\nregion = \"US East\""),
+            "t.toml:2: providers[0].region: region `US East` is not an AWS region name"
+        );
+        assert_eq!(
+            err("kind = \"bedrock\"\nregion = \"us-west-2/../x\""),
+            "t.toml:2: providers[0].region: region `us-west-2/../x` is not an AWS region name"
+        );
+        assert_eq!(
+            err(
+                "kind = \"sim\"\ndialect = \"bedrock-mantle-chat\"\napi_key = \"k\"\naws = { profile = \"p\" }"
+            ),
+            "t.toml:5: providers[0].api_key: give either api_key (a Bedrock API key) or aws credentials, not both"
+        );
+        assert_eq!(
+            err("kind = \"bedrock\"\nregion = \"\""),
+            "t.toml:2: providers[0].region: is required for kind Bedrock"
+        );
+        assert_eq!(
+            err("kind = \"anthropic\"\napi_key = \"k\"\napi = \"responses\""),
+            "t.toml:2: providers[0].api: `api = \"responses\"` applies to OpenAI and Azure OpenAI providers only"
+        );
+    }
+
+    /// A simulated provider gets what its kind requires made up; a real one's is taken as is.
+    #[test]
+    fn simulated_providers_get_made_up_settings() {
+        use crate::config::{AwsAuth, GoogleAuth, VertexSettings};
+        use crate::kinds::Access;
+        let access = |settings: &str| {
+            let source = format!("[[providers]]\nname = \"p\"\n{settings}\n");
+            let config = Config::from_toml(&source, "t.toml").unwrap();
+            config.providers[0].settings.clone().unwrap().access
+        };
+        let Access::Vertex(vertex, _) = access("kind = \"sim\"\ndialect = \"vertex-openai-chat\"")
+        else {
+            panic!("not Vertex settings");
+        };
+        assert_eq!(
+            vertex,
+            VertexSettings {
+                project: "crossbar-sim".to_owned(),
+                location: "us-central1".to_owned(),
+                auth: GoogleAuth::Simulated,
+            }
+        );
+        let Access::Vertex(vertex, _) =
+            access("kind = \"vertex\"\nproject = \"p1\"\nlocation = \"global\"")
+        else {
+            panic!("not Vertex settings");
+        };
+        assert_eq!(
+            vertex,
+            VertexSettings {
+                project: "p1".to_owned(),
+                location: "global".to_owned(),
+                auth: GoogleAuth::Google { credentials: None },
+            }
+        );
+        let Access::Bedrock(bedrock, _) = access("kind = \"sim\"\ndialect = \"bedrock\"") else {
+            panic!("not Bedrock settings");
+        };
+        assert_eq!(bedrock.region, "us-east-1");
+        assert!(matches!(bedrock.auth, AwsAuth::Simulated));
+        let Access::Azure(azure, _) = access("kind = \"sim\"\ndialect = \"azure\"") else {
+            panic!("not Azure settings");
+        };
+        assert_eq!(azure.api_version, "2024-10-21");
     }
 
     #[test]

@@ -18,7 +18,6 @@ use crate::chat::{
     Passthrough, Reasoning, ResponseFormat, Role, Sampling, Tool, ToolCall, ToolChoice, Usage,
     WireDialect,
 };
-use crate::config::ProviderConfig;
 use crate::embeddings::{EmbeddingRequest, EmbeddingResponse};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -57,47 +56,25 @@ fn tool_id(id: &str) -> String {
 
 /// This dialect's rows of the provider table: Anthropic itself, Claude on Vertex AI, Claude in
 /// Microsoft Foundry and Claude on Bedrock Mantle.
-pub(crate) fn provider_parts(
-    config: &ProviderConfig,
-    endpoint: Option<String>,
-    door: Door,
-) -> Result<Parts, String> {
+pub(crate) fn provider_parts(door: Door<'_>, endpoint: Option<String>) -> Result<Parts, String> {
     let egress = |vertex, foundry| AnthropicEgress { vertex, foundry };
     let mut parts = match door {
-        Door::Vertex => {
-            let project = config.project.clone().ok_or("Vertex AI needs `project`")?;
-            let location = config
-                .location
-                .clone()
-                .ok_or("Vertex AI needs `location`")?;
-            let endpoint = endpoint.unwrap_or_else(|| super::vertex_endpoint(&location));
-            let mut parts = Parts::new(
-                egress(Some((project, location)), false),
-                endpoint,
-                Some("authorization"),
-            );
+        Door::Vertex(vertex) => {
+            let endpoint = endpoint.unwrap_or_else(|| super::vertex_endpoint(&vertex.location));
+            let place = (vertex.project.clone(), vertex.location.clone());
             // A configured `api_key` is sent as a static bearer token; otherwise Google
             // credentials.
-            if config.api_key.is_none() {
-                let authorizer = crate::auth::google::GoogleAuthorizer::new(
-                    config.google_credentials.as_deref(),
-                )?;
-                parts.authorizer = Some(std::sync::Arc::new(authorizer));
-            }
+            let mut parts = Parts::new(egress(Some(place), false), endpoint, Some("authorization"));
+            parts.authorizer = vertex.authorizer()?;
             return Ok(parts);
         }
         // `https://bedrock-mantle.{region}.api.aws`, the Messages API under `/anthropic`: a
         // Bedrock API key as a bearer token, or SigV4 for `bedrock-mantle`.
-        Door::BedrockMantle => {
-            let region = crate::auth::sigv4::bedrock_region(config)?;
-            let (key_header, authorizer) = crate::auth::sigv4::bedrock_door_auth(
-                config,
-                &region,
-                crate::auth::sigv4::BEDROCK_MANTLE,
-            )?;
+        Door::BedrockMantle(bedrock) => {
+            let (key_header, authorizer) = bedrock.authorize(crate::auth::sigv4::BEDROCK_MANTLE)?;
             let endpoint = endpoint
                 .map(|e| e.trim_end_matches('/').to_owned())
-                .unwrap_or_else(|| format!("https://bedrock-mantle.{region}.api.aws"));
+                .unwrap_or_else(|| format!("https://bedrock-mantle.{}.api.aws", bedrock.region));
             let mut parts = Parts::new(egress(None, true), endpoint, key_header);
             parts.authorizer = authorizer;
             parts
@@ -109,12 +86,12 @@ pub(crate) fn provider_parts(
         ),
         // `https://{resource}.services.ai.azure.com`; the key is the Foundry resource's, sent
         // as `x-api-key` (`auth = "bearer"` sends an Entra ID token instead).
-        Door::Foundry => Parts::new(
+        Door::Foundry(auth) => Parts::new(
             egress(None, true),
             endpoint.ok_or("Microsoft Foundry needs the resource's `endpoint`")?,
-            Some(match config.auth {
-                Some(crate::config::AzureAuth::Bearer) => "authorization",
-                Some(crate::config::AzureAuth::ApiKey) | None => "x-api-key",
+            Some(match auth {
+                crate::config::AzureAuth::Bearer => "authorization",
+                crate::config::AzureAuth::ApiKey => "x-api-key",
             }),
         ),
     };
@@ -125,13 +102,13 @@ pub(crate) fn provider_parts(
     Ok(parts)
 }
 
-/// The clouds' doors to Claude that speak this dialect.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Door {
+/// The clouds' doors to Claude that speak this dialect, with their settings.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Door<'a> {
     Anthropic,
-    Vertex,
-    Foundry,
-    BedrockMantle,
+    Vertex(&'a crate::config::VertexSettings),
+    Foundry(crate::config::AzureAuth),
+    BedrockMantle(&'a crate::config::BedrockSettings),
 }
 
 /// The Anthropic dialect as an upstream. `vertex` holds the project and location for Claude on

@@ -11,84 +11,33 @@ mod response;
 mod stream;
 pub mod wire;
 
-use std::sync::Arc;
-
-use aws_credential_types::Credentials;
-
 pub use stream::StreamDecoder;
 
 use super::Parts;
-use crate::auth::sigv4::SigV4;
+use crate::auth::sigv4::BEDROCK;
 use crate::chat::{ChatRequest, ChatResponse};
-use crate::config::{ProviderConfig, ProviderKind};
+use crate::config::BedrockSettings;
 use crate::dialects::{Egress, Framing, Operation, StreamDecode, encode_path_segment};
 use crate::embeddings::{EmbeddingRequest, EmbeddingResponse};
 use crate::error::{Error, Result};
 
 pub use request::{document_name, tool_use_id};
 
-/// Region of a simulated Bedrock provider that names none.
-const SIM_REGION: &str = "us-east-1";
-
 /// Bedrock Converse as an upstream dialect.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct BedrockEgress;
 
 /// This dialect's row of the provider table: the regional endpoint unless one is configured,
-/// and either a Bedrock API key (`api_key`, sent as `Authorization: Bearer`) or SigV4 with the
-/// `aws` keys, or the standard AWS credential chain. A simulated provider with neither signs
-/// with fixed placeholder keys: no simulator needs real ones, and looking for them (IMDS) would
-/// stall a test machine.
+/// and a Bedrock API key or SigV4 (`BedrockSettings::authorize`).
 pub(crate) fn provider_parts(
-    config: &ProviderConfig,
+    settings: &BedrockSettings,
     endpoint: Option<String>,
 ) -> Result<Parts, String> {
-    let sim = config.kind == ProviderKind::Sim;
-    let region = match config.region.as_deref().filter(|r| !r.is_empty()) {
-        Some(region) => Some(region),
-        None if sim => Some(SIM_REGION),
-        None => None,
-    };
-    if let Some(region) = region
-        && !region
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        return Err(format!("region `{region}` is not an AWS region name"));
-    }
-    let endpoint = match (endpoint, region) {
-        (Some(endpoint), _) => endpoint,
-        (None, Some(region)) => format!("https://bedrock-runtime.{region}.amazonaws.com"),
-        (None, None) => return Err("a region (or an endpoint) is required".to_owned()),
-    };
-    if config.api_key.is_some() {
-        if config.aws.is_some() {
-            return Err(
-                "give either api_key (a Bedrock API key) or aws credentials, not both".to_owned(),
-            );
-        }
-        return Ok(Parts::new(BedrockEgress, endpoint, Some("authorization")));
-    }
-    let region = region.ok_or_else(|| {
-        "a region is required to sign requests with SigV4 (or set api_key to a Bedrock API key)"
-            .to_owned()
-    })?;
-    let signer = if sim && config.aws.is_none() {
-        SigV4::with_credentials(
-            Credentials::new(
-                "AKIDSIMULATED",
-                "simulated-secret-access-key",
-                None,
-                None,
-                "crossbar-sim",
-            ),
-            region,
-        )
-    } else {
-        SigV4::from_config(config.aws.as_ref(), region)?
-    };
-    let mut parts = Parts::new(BedrockEgress, endpoint, None);
-    parts.authorizer = Some(Arc::new(signer));
+    let endpoint = endpoint
+        .unwrap_or_else(|| format!("https://bedrock-runtime.{}.amazonaws.com", settings.region));
+    let (key_header, authorizer) = settings.authorize(BEDROCK)?;
+    let mut parts = Parts::new(BedrockEgress, endpoint, key_header);
+    parts.authorizer = authorizer;
     Ok(parts)
 }
 

@@ -769,8 +769,8 @@ fn urls_encode_the_model_id_as_one_segment() {
 fn provider_table_picks_endpoint_and_auth() {
     let parts = |provider: &str| {
         let source = format!("[[providers]]\nname = \"b\"\n{provider}\n");
-        let config = crate::config::Config::from_toml(&source, "t.toml").unwrap();
-        provider_parts(&config.providers[0], None)
+        let config = crate::config::Config::from_toml(&source, "t.toml").map_err(|e| e.0)?;
+        crate::kinds::parts(&config.providers[0], None)
     };
     let sigv4 = parts("kind = \"bedrock\"\nregion = \"eu-west-3\"\naws = { access_key_id = \"A\", secret_access_key = \"s\" }").unwrap();
     assert_eq!(

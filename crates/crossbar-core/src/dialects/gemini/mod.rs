@@ -37,22 +37,16 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
-use std::sync::Arc;
-
 pub use stream::StreamDecoder;
 
 use super::Parts;
-use crate::auth::google::GoogleAuthorizer;
 use crate::chat::{ChatRequest, ChatResponse};
-use crate::config::{ProviderConfig, ProviderKind};
+use crate::config::VertexSettings;
 use crate::dialects::{Egress, Operation, StreamDecode, encode_path_segment, vertex_endpoint};
 use crate::embeddings::{EmbeddingRequest, EmbeddingResponse};
 use crate::error::{Error, Result};
 
 pub const DEFAULT_GEMINI_ENDPOINT: &str = "https://generativelanguage.googleapis.com/v1beta";
-/// What a simulated Vertex provider uses when the config names no project or location.
-const SIM_PROJECT: &str = "crossbar-sim";
-const SIM_LOCATION: &str = "us-central1";
 
 /// Which of the two APIs speaking this dialect a provider calls.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,48 +125,27 @@ impl Egress for GeminiEgress {
     }
 }
 
-/// This dialect's row of the provider table: the Gemini API (`vertex = false`) or Vertex AI.
+/// This dialect's rows of the provider table: the Gemini API (`vertex = None`) or Vertex AI.
 pub(crate) fn provider_parts(
-    config: &ProviderConfig,
+    vertex: Option<&VertexSettings>,
     endpoint: Option<String>,
-    vertex: bool,
 ) -> Result<Parts, String> {
-    if !vertex {
+    let Some(vertex) = vertex else {
         let endpoint = endpoint.unwrap_or_else(|| DEFAULT_GEMINI_ENDPOINT.to_owned());
         let egress = GeminiEgress {
             api: GeminiApi::Gemini,
         };
         return Ok(Parts::new(egress, endpoint, Some("x-goog-api-key")));
-    }
-    let simulated = config.kind == ProviderKind::Sim;
-    let (project, location) = match (&config.project, &config.location) {
-        (Some(project), Some(location)) => (project.clone(), location.clone()),
-        _ if simulated => (
-            config
-                .project
-                .clone()
-                .unwrap_or_else(|| SIM_PROJECT.to_owned()),
-            config
-                .location
-                .clone()
-                .or_else(|| config.region.clone())
-                .unwrap_or_else(|| SIM_LOCATION.to_owned()),
-        ),
-        _ => return Err("Vertex AI needs `project` and `location`".to_owned()),
     };
-    let endpoint = endpoint.unwrap_or_else(|| vertex_endpoint(&location));
+    let endpoint = endpoint.unwrap_or_else(|| vertex_endpoint(&vertex.location));
     let egress = GeminiEgress {
-        api: GeminiApi::Vertex { project, location },
+        api: GeminiApi::Vertex {
+            project: vertex.project.clone(),
+            location: vertex.location.clone(),
+        },
     };
-    if config.api_key.is_some() {
-        return Ok(Parts::new(egress, endpoint, Some("authorization")));
-    }
-    let mut parts = Parts::new(egress, endpoint, None);
-    // A simulator without a key checks no credentials; asking Google for a token would only
-    // make offline setups fail.
-    if !simulated {
-        let authorizer = GoogleAuthorizer::new(config.google_credentials.as_deref())?;
-        parts.authorizer = Some(Arc::new(authorizer));
-    }
+    // `api_key`, if any, is a bearer token; else Google's.
+    let mut parts = Parts::new(egress, endpoint, Some("authorization"));
+    parts.authorizer = vertex.authorizer()?;
     Ok(parts)
 }

@@ -8,55 +8,49 @@
 //! `https://bedrock-runtime.{region}.amazonaws.com`) or, on Vertex, the versioned API root
 //! (`https://{location}-aiplatform.googleapis.com/v1`); the door's path is added below it.
 
-use std::sync::Arc;
-
-use crate::auth::sigv4::{self, BEDROCK, BEDROCK_MANTLE};
-use crate::config::{MaxTokensFieldConfig, ProviderConfig, ProviderKind};
+use crate::auth::sigv4::{BEDROCK, BEDROCK_MANTLE};
+use crate::config::{BedrockSettings, MaxTokensFieldConfig, OpenAiOptions, VertexSettings};
 use crate::dialects::responses::ResponsesEgress;
 use crate::dialects::{OpenAiEgress, Parts, vertex_endpoint};
 
 use super::MaxTokensField;
 
-/// Project and location of a simulated Vertex door that names none.
-const SIM_PROJECT: &str = "sim-project";
-const SIM_LOCATION: &str = "us-central1";
-
-/// One cloud door speaking an OpenAI dialect.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Door {
+/// One cloud door speaking an OpenAI dialect, with the cloud's settings.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Door<'a> {
     /// Bedrock Mantle, OpenAI's own models: Responses under `/openai/v1` (the path the
     /// `openai` SDK's bedrock provider builds), SigV4 `bedrock-mantle` or a Bedrock API key.
-    MantleResponses,
+    MantleResponses(&'a BedrockSettings),
     /// Bedrock Mantle, open-weight models: Chat Completions under `/v1`.
-    MantleChat,
+    MantleChat(&'a BedrockSettings),
     /// Bedrock Runtime's OpenAI-compatible Chat Completions under `/openai/v1`, SigV4 `bedrock`
     /// or a Bedrock API key.
-    RuntimeChat,
+    RuntimeChat(&'a BedrockSettings),
     /// Vertex AI, OpenAI's models: Responses under `publishers/openai/v1`, Google OAuth.
-    VertexResponses,
+    VertexResponses(&'a VertexSettings),
     /// Vertex AI's OpenAI-compatible Chat Completions (`endpoints/openapi`), for Gemini and
     /// Model Garden models named `publisher/model`, Google OAuth.
-    VertexChat,
+    VertexChat(&'a VertexSettings),
 }
 
-impl Door {
+impl Door<'_> {
     fn responses(self) -> bool {
-        matches!(self, Self::MantleResponses | Self::VertexResponses)
+        matches!(self, Self::MantleResponses(_) | Self::VertexResponses(_))
     }
 }
 
 /// This module's rows of the provider table.
 pub(crate) fn provider_parts(
-    config: &ProviderConfig,
+    door: Door<'_>,
+    options: &OpenAiOptions,
     endpoint: Option<String>,
-    door: Door,
 ) -> Result<Parts, String> {
     let endpoint = endpoint.map(|e| e.trim_end_matches('/').to_owned());
     let (base, key_header, authorizer) = match door {
-        Door::MantleResponses | Door::MantleChat | Door::RuntimeChat => {
-            let region = sigv4::bedrock_region(config)?;
+        Door::MantleResponses(bedrock) | Door::MantleChat(bedrock) | Door::RuntimeChat(bedrock) => {
+            let region = &bedrock.region;
             let (host, service) = match door {
-                Door::RuntimeChat => (
+                Door::RuntimeChat(_) => (
                     format!("https://bedrock-runtime.{region}.amazonaws.com"),
                     BEDROCK,
                 ),
@@ -67,46 +61,24 @@ pub(crate) fn provider_parts(
             };
             let root = endpoint.unwrap_or(host);
             let base = match door {
-                Door::MantleChat => format!("{root}/v1"),
+                Door::MantleChat(_) => format!("{root}/v1"),
                 _ => format!("{root}/openai/v1"),
             };
-            let (key_header, authorizer) = sigv4::bedrock_door_auth(config, &region, service)?;
+            let (key_header, authorizer) = bedrock.authorize(service)?;
             (base, key_header, authorizer)
         }
-        Door::VertexResponses | Door::VertexChat => {
-            let simulated = config.kind == ProviderKind::Sim;
-            let (project, location) = match (&config.project, &config.location) {
-                (Some(project), Some(location)) => (project.clone(), location.clone()),
-                _ if simulated => (
-                    config
-                        .project
-                        .clone()
-                        .unwrap_or_else(|| SIM_PROJECT.to_owned()),
-                    config
-                        .location
-                        .clone()
-                        .unwrap_or_else(|| SIM_LOCATION.to_owned()),
-                ),
-                _ => return Err("Vertex AI needs `project` and `location`".to_owned()),
-            };
-            let root = endpoint.unwrap_or_else(|| vertex_endpoint(&location));
+        Door::VertexResponses(vertex) | Door::VertexChat(vertex) => {
+            let VertexSettings {
+                project, location, ..
+            } = vertex;
+            let root = endpoint.unwrap_or_else(|| vertex_endpoint(location));
             let scope = format!("{root}/projects/{project}/locations/{location}");
             let base = match door {
-                Door::VertexResponses => format!("{scope}/publishers/openai/v1"),
+                Door::VertexResponses(_) => format!("{scope}/publishers/openai/v1"),
                 _ => format!("{scope}/endpoints/openapi"),
             };
             // A configured `api_key` is a static bearer token; otherwise Google credentials.
-            // A simulator without a key checks none, and asking Google would only make offline
-            // setups fail.
-            let authorizer: Option<Arc<dyn crate::auth::Authorize>> =
-                if config.api_key.is_none() && !simulated {
-                    Some(Arc::new(crate::auth::google::GoogleAuthorizer::new(
-                        config.google_credentials.as_deref(),
-                    )?))
-                } else {
-                    None
-                };
-            (base, Some("authorization"), authorizer)
+            (base, Some("authorization"), vertex.authorizer()?)
         }
     };
     let mut parts = if door.responses() {
@@ -119,7 +91,7 @@ pub(crate) fn provider_parts(
         )
     } else {
         // OpenAI-compatible servers of open models: `max_tokens` unless told otherwise.
-        let max_tokens_field = match config.max_tokens_field {
+        let max_tokens_field = match options.max_tokens_field {
             Some(MaxTokensFieldConfig::MaxCompletionTokens) => MaxTokensField::MaxCompletionTokens,
             Some(MaxTokensFieldConfig::MaxTokens) | None => MaxTokensField::MaxTokens,
         };
@@ -149,9 +121,7 @@ mod tests {
         let provider = &config.providers[0];
         // As `Provider::from_config` does: the configured endpoint, if any.
         let endpoint = provider.endpoint.as_ref().map(|e| e.get_ref().clone());
-        let parts = crate::kinds::of(provider)
-            .and_then(|row| (row.parts)(provider, endpoint))
-            .unwrap();
+        let parts = crate::kinds::parts(provider, endpoint).unwrap();
         let url = parts
             .egress
             .url(&parts.endpoint, "m", Operation::Chat { stream: true })
@@ -230,29 +200,6 @@ mod tests {
         assert_eq!(
             vertex("vertex-openai-chat", "europe-west4").0,
             "https://europe-west4-aiplatform.googleapis.com/v1/projects/p1/locations/europe-west4/endpoints/openapi/chat/completions"
-        );
-    }
-
-    #[test]
-    fn a_real_door_needs_its_region_and_one_credential() {
-        let fails = |settings: &str| {
-            let source = format!("[[providers]]\nname = \"p\"\n{settings}\n");
-            let config = Config::from_toml(&source, "t.toml").unwrap();
-            let provider = &config.providers[0];
-            crate::kinds::of(provider)
-                .and_then(|row| (row.parts)(provider, None))
-                .err()
-                .unwrap()
-        };
-        assert_eq!(
-            fails("kind = \"sim\"\ndialect = \"bedrock-mantle-chat\"\nregion = \"US East\""),
-            "region `US East` is not an AWS region name"
-        );
-        assert_eq!(
-            fails(
-                "kind = \"sim\"\ndialect = \"bedrock-mantle-chat\"\napi_key = \"k\"\naws = { profile = \"p\" }"
-            ),
-            "give either api_key (a Bedrock API key) or aws credentials, not both"
         );
     }
 }

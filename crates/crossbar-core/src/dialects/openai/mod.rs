@@ -1175,14 +1175,11 @@ pub(crate) fn decode_stream_error(value: &Value) -> Error {
     error
 }
 
-/// Azure OpenAI's default `api-version` when the config names none.
-const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
-
 /// Which OpenAI service a provider is: they share the dialect and differ in URLs and auth.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Service {
+pub(crate) enum Service<'a> {
     OpenAi,
-    Azure,
+    Azure(&'a crate::config::AzureSettings),
     /// vLLM, llama.cpp, Ollama...: `max_tokens` by default, an endpoint required.
     Compatible,
 }
@@ -1190,9 +1187,9 @@ pub(crate) enum Service {
 /// This dialect's rows of the provider table: OpenAI, Azure OpenAI and OpenAI-compatible
 /// servers, through Chat Completions or (`api = "responses"`) the Responses API.
 pub(crate) fn provider_parts(
-    config: &crate::config::ProviderConfig,
+    service: Service<'_>,
+    options: &crate::config::OpenAiOptions,
     endpoint: Option<String>,
-    service: Service,
 ) -> std::result::Result<super::Parts, String> {
     use crate::config::{AzureAuth, MaxTokensFieldConfig, OpenAiApi};
     let endpoint = match (endpoint, service) {
@@ -1206,25 +1203,20 @@ pub(crate) fn provider_parts(
         }
     };
     let (azure_api_version, key_header) = match service {
-        Service::Azure => (
-            Some(
-                config
-                    .api_version
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_owned()),
-            ),
-            match config.auth {
-                Some(AzureAuth::Bearer) => "authorization",
-                Some(AzureAuth::ApiKey) | None => "api-key",
+        Service::Azure(azure) => (
+            Some(azure.api_version.clone()),
+            match azure.auth {
+                AzureAuth::Bearer => "authorization",
+                AzureAuth::ApiKey => "api-key",
             },
         ),
         Service::OpenAi | Service::Compatible => (None, "authorization"),
     };
-    if config.api == Some(OpenAiApi::Responses) {
+    if options.api == OpenAiApi::Responses {
         let egress = super::responses::ResponsesEgress { azure_api_version };
         return Ok(super::Parts::new(egress, endpoint, Some(key_header)));
     }
-    let max_tokens_field = match (config.max_tokens_field, service) {
+    let max_tokens_field = match (options.max_tokens_field, service) {
         (Some(MaxTokensFieldConfig::MaxTokens), _) | (None, Service::Compatible) => {
             MaxTokensField::MaxTokens
         }
