@@ -73,6 +73,7 @@ pub fn app(state: AppState) -> HttpRouter {
         .merge(gated(s, Gate::Open, admin::routes(s)))
         // Open to load balancers too.
         .route("/healthz", get(routes::health))
+        .route("/readyz", get(routes::ready::ready))
         // Any other URL: the gateway keys, then 404.
         .merge(
             HttpRouter::new()

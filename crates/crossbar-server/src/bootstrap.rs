@@ -131,6 +131,7 @@ impl Gateway {
                 .map(|t| Arc::from(t.get_ref().0.as_str())),
             dashboard,
             responses,
+            shared: shared.clone(),
         };
         Ok(Self {
             router,

@@ -176,6 +176,9 @@ pub struct Shared {
     clock_offset_ms: AtomicI64,
     /// Replicas seen alive at the last health sync (at least this one).
     replicas: AtomicU64,
+    /// Until when (ms since `started`) calls fail at once: Redis just failed.
+    down_until_ms: AtomicU64,
+    started: std::time::Instant,
 }
 
 impl std::fmt::Debug for Shared {
@@ -196,10 +199,20 @@ struct Stamped {
     report: HealthReport,
 }
 
-/// Logs and counts a Redis failure; the caller falls back to local state.
+/// A Redis call that takes longer counts as failed.
+const CALL_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long calls fail at once after one failed.
+const BACKOFF: Duration = Duration::from_secs(1);
+/// What a call answers while backing off.
+const BACKING_OFF: &str = "shared state unavailable (backing off after a failure)";
+
+/// Logs and counts a Redis failure; the caller falls back to local state. Calls refused while
+/// backing off are counted but not logged again: the failure that started it was.
 pub fn degraded(what: &str, error: &redis::RedisError) {
     metrics::counter!("crossbar_shared_state_errors_total", "op" => what.to_owned()).increment(1);
-    tracing::warn!(op = what, error = %error, "shared state unavailable: using this replica's own");
+    if error.detail() != Some(BACKING_OFF) && !error.to_string().contains(BACKING_OFF) {
+        tracing::warn!(op = what, error = %error, "shared state unavailable: using this replica's own");
+    }
 }
 
 impl Shared {
@@ -221,6 +234,8 @@ impl Shared {
             settle: redis::Script::new(SETTLE),
             clock_offset_ms: AtomicI64::new(0),
             replicas: AtomicU64::new(1),
+            down_until_ms: AtomicU64::new(0),
+            started: std::time::Instant::now(),
         };
         let time: (i64, i64) = redis::cmd("TIME")
             .query_async(&mut shared.conn.clone())
@@ -232,6 +247,45 @@ impl Shared {
 
     pub fn replica(&self) -> &str {
         &self.replica
+    }
+
+    fn since_start_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// One Redis call, bounded by [`CALL_TIMEOUT`]. After a failure, calls fail at once for
+    /// [`BACKOFF`] (then one tries again): in an outage a request pays nothing for the shared
+    /// state it cannot have, rather than a timeout per call.
+    async fn call<T>(
+        &self,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> redis::RedisResult<T> {
+        if self.since_start_ms() < self.down_until_ms.load(Ordering::Relaxed) {
+            return Err(redis::RedisError::from((redis::ErrorKind::Io, BACKING_OFF)));
+        }
+        let answer = match tokio::time::timeout(CALL_TIMEOUT, call).await {
+            Ok(answer) => answer,
+            Err(_) => Err(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "Redis did not answer in time",
+            ))),
+        };
+        if answer.is_err() {
+            let backoff = u64::try_from(BACKOFF.as_millis()).unwrap_or(u64::MAX);
+            self.down_until_ms.store(
+                self.since_start_ms().saturating_add(backoff),
+                Ordering::Relaxed,
+            );
+        }
+        answer
+    }
+
+    /// Whether Redis answers.
+    pub async fn ping(&self) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        self.call(async move { redis::cmd("PING").query_async::<String>(&mut conn).await })
+            .await
+            .map(|_| ())
     }
 
     /// Now by Redis's clock, as last learnt, in ms since the epoch.
@@ -265,11 +319,14 @@ impl Shared {
     pub async fn admit_request(&self, id: &str, rpm: u64) -> redis::RedisResult<Option<Duration>> {
         let member = hex::encode(rand::rng().random::<[u8; 8]>());
         let wait: i64 = self
-            .admit_request
-            .key(self.key(id, "requests"))
-            .arg(rpm)
-            .arg(member)
-            .invoke_async(&mut self.conn.clone())
+            .call(async {
+                self.admit_request
+                    .key(self.key(id, "requests"))
+                    .arg(rpm)
+                    .arg(member)
+                    .invoke_async(&mut self.conn.clone())
+                    .await
+            })
             .await?;
         Ok((wait >= 0).then(|| Duration::from_millis(wait.unsigned_abs())))
     }
@@ -285,28 +342,31 @@ impl Shared {
         let member = hex::encode(rand::rng().random::<[u8; 8]>());
         let [day, month, total] = self.spend_keys(id, windows);
         let answer: Vec<i64> = self
-            .reserve
-            .key(self.key(id, "tokens"))
-            .key(self.key(id, "reserved"))
-            .key(day)
-            .key(month)
-            .key(total)
-            .arg(
-                limits
-                    .tpm
-                    .map_or(-1, |t| i64::try_from(t).unwrap_or(i64::MAX)),
-            )
-            .arg(budget_arg(limits.budget_day_pusd))
-            .arg(budget_arg(limits.budget_month_pusd))
-            .arg(budget_arg(limits.budget_total_pusd))
-            .arg(estimate)
-            .arg(&member)
-            .arg(RESERVATION_TTL_MS)
-            .arg(windows.day_start)
-            .arg(windows.day_end())
-            .arg(windows.month_start)
-            .arg(windows.month_end())
-            .invoke_async(&mut self.conn.clone())
+            .call(async {
+                self.reserve
+                    .key(self.key(id, "tokens"))
+                    .key(self.key(id, "reserved"))
+                    .key(day)
+                    .key(month)
+                    .key(total)
+                    .arg(
+                        limits
+                            .tpm
+                            .map_or(-1, |t| i64::try_from(t).unwrap_or(i64::MAX)),
+                    )
+                    .arg(budget_arg(limits.budget_day_pusd))
+                    .arg(budget_arg(limits.budget_month_pusd))
+                    .arg(budget_arg(limits.budget_total_pusd))
+                    .arg(estimate)
+                    .arg(&member)
+                    .arg(RESERVATION_TTL_MS)
+                    .arg(windows.day_start)
+                    .arg(windows.day_end())
+                    .arg(windows.month_start)
+                    .arg(windows.month_end())
+                    .invoke_async(&mut self.conn.clone())
+                    .await
+            })
             .await?;
         let number = |i: usize| answer.get(i).copied().unwrap_or(0);
         Ok(match number(0) {
@@ -349,18 +409,21 @@ impl Shared {
         let day_ttl = 2 * 86_400_000_u64;
         let month_ttl = 33 * 86_400_000_u64;
         let _: i64 = self
-            .settle
-            .key(self.key(id, "reserved"))
-            .key(day)
-            .key(month)
-            .key(total)
-            .key(self.key(id, "tokens"))
-            .arg(member)
-            .arg(cost)
-            .arg(tokens)
-            .arg(day_ttl)
-            .arg(month_ttl)
-            .invoke_async(&mut self.conn.clone())
+            .call(async {
+                self.settle
+                    .key(self.key(id, "reserved"))
+                    .key(day)
+                    .key(month)
+                    .key(total)
+                    .key(self.key(id, "tokens"))
+                    .arg(member)
+                    .arg(cost)
+                    .arg(tokens)
+                    .arg(day_ttl)
+                    .arg(month_ttl)
+                    .invoke_async(&mut self.conn.clone())
+                    .await
+            })
             .await?;
         Ok(())
     }
@@ -382,7 +445,8 @@ impl Shared {
             }
             cmd.ignore();
         }
-        pipe.query_async::<()>(&mut self.conn.clone()).await
+        self.call(pipe.query_async::<()>(&mut self.conn.clone()))
+            .await
     }
 
     /// Publishes this replica's view of every deployment and takes in the other replicas'.
@@ -408,7 +472,8 @@ impl Shared {
                 .ignore()
                 .hgetall(&key);
         }
-        let answers: Vec<Vec<(String, String)>> = pipe.query_async(&mut self.conn.clone()).await?;
+        let answers: Vec<Vec<(String, String)>> =
+            self.call(pipe.query_async(&mut self.conn.clone())).await?;
         let stale_before = now_ms.saturating_sub(i64::try_from(ttl).unwrap_or(i64::MAX));
         for (deployment, entries) in deployments.iter().zip(answers) {
             let peers: Vec<HealthReport> = entries
@@ -429,16 +494,15 @@ impl Shared {
         let key = format!("{}:replicas", self.prefix);
         let now = self.now_ms();
         let ttl = i64::try_from(ttl).unwrap_or(i64::MAX);
-        let (count,): (u64,) = redis::pipe()
-            .zadd(&key, &self.replica, now)
+        let mut pipe = redis::pipe();
+        pipe.zadd(&key, &self.replica, now)
             .ignore()
             .zrembyscore(&key, "-inf", now.saturating_sub(ttl))
             .ignore()
             .pexpire(&key, ttl)
             .ignore()
-            .zcard(&key)
-            .query_async(&mut self.conn.clone())
-            .await?;
+            .zcard(&key);
+        let (count,): (u64,) = self.call(pipe.query_async(&mut self.conn.clone())).await?;
         self.replicas.store(count.max(1), Ordering::Relaxed);
         Ok(())
     }
@@ -463,18 +527,6 @@ impl Shared {
     }
 }
 
-/// How long a turn waits on Redis for a shared value before going on with this replica's own.
-const REASONING_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Logs and counts a Redis call that did not answer in time.
-fn timed_out(what: &str) {
-    metrics::counter!("crossbar_shared_state_errors_total", "op" => what.to_owned()).increment(1);
-    tracing::warn!(
-        op = what,
-        "shared state did not answer in time: using this replica's own"
-    );
-}
-
 /// Values the router shares in Redis (`{prefix}:{key}`): signed reasoning, so a conversation's
 /// next turn finds its thinking blocks on any replica, and prompt-cache affinity. A failure is
 /// logged and counted like every shared-state error; the replica then has its own memory only.
@@ -490,15 +542,11 @@ impl crossbar_core::shared_kv::SharedKv for Shared {
                 command.arg(format!("{}:{key}", self.prefix));
             }
             let get = command.query_async::<Vec<Option<String>>>(&mut conn);
-            match tokio::time::timeout(REASONING_TIMEOUT, get).await {
-                Ok(Ok(values)) if values.len() == keys.len() => values,
-                Ok(Ok(_)) => vec![None; keys.len()],
-                Ok(Err(e)) => {
+            match self.call(get).await {
+                Ok(values) if values.len() == keys.len() => values,
+                Ok(_) => vec![None; keys.len()],
+                Err(e) => {
                     degraded("kv_load", &e);
-                    vec![None; keys.len()]
-                }
-                Err(_) => {
-                    timed_out("kv_load");
                     vec![None; keys.len()]
                 }
             }
@@ -521,10 +569,8 @@ impl crossbar_core::shared_kv::SharedKv for Shared {
                 .arg("PX")
                 .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
             let set = command.query_async::<()>(&mut conn);
-            match tokio::time::timeout(REASONING_TIMEOUT, set).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => degraded("kv_save", &e),
-                Err(_) => timed_out("kv_save"),
+            if let Err(e) = self.call(set).await {
+                degraded("kv_save", &e);
             }
         })
     }

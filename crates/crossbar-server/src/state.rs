@@ -7,6 +7,7 @@ use crossbar_store::{DashboardStore, ResponseStore};
 
 use crate::keys::VirtualKeys;
 use crate::metering::Metering;
+use crate::shared::Shared;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -24,4 +25,6 @@ pub struct AppState {
     pub responses: Arc<dyn ResponseStore>,
     /// The dashboard's reads (the same store as `virtual_keys`); `None` without a store.
     pub dashboard: Option<Arc<dyn DashboardStore>>,
+    /// State shared with the other replicas; `None` without `[redis]`.
+    pub shared: Option<Arc<Shared>>,
 }

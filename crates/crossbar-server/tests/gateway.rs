@@ -402,6 +402,14 @@ async fn gateway_keys_are_enforced_without_echoing_them() {
     assert_eq!(ok.status(), 200);
     let health = gw.get("/healthz").await;
     assert_eq!(health.status(), 200);
+    // Readiness needs no key either, and says what it checked.
+    let ready = gw.get("/readyz").await;
+    assert_eq!(ready.status(), 200);
+    let ready: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["shared_state"], "off", "no [redis]");
+    assert_eq!(ready["spooled_usage_records"], 0);
+    assert!(ready["deployments"].as_u64().unwrap() >= 1, "{ready}");
 }
 
 fn single(sim: &str, extra: &str) -> String {

@@ -46,21 +46,103 @@ impl Default for WriterSettings {
 }
 
 /// Records on disk, one JSON line each, waiting for the store.
+///
+/// Several processes may share a directory (replicas started in one working directory): each
+/// appends to its own file, `<path>.<owner>`, and holds an exclusive lock on `<path>.<owner>.lock`
+/// while it lives. A process claims another's files only when it can take that lock, that is
+/// when their owner is gone; what it claims it renames first, so two claimants never both read
+/// a file and no record is appended to a file that is being written back.
 #[derive(Debug)]
 struct Spool {
+    /// `<path>`: the stem every spool file name starts with.
     path: PathBuf,
-    /// Serializes appends from request threads (a line is written whole).
-    file: std::sync::Mutex<()>,
+    /// This process's part of the names.
+    owner: String,
+    /// Serializes appends and claims (a line is written whole), and holds the owner lock once
+    /// something was spooled.
+    file: std::sync::Mutex<Option<std::fs::File>>,
     /// Records appended and not yet written to the store.
     pending: AtomicU64,
 }
 
 impl Spool {
     fn new(path: PathBuf) -> Self {
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
         Self {
             path,
-            file: std::sync::Mutex::new(()),
+            owner: format!("{}-{started:08x}", std::process::id()),
+            file: std::sync::Mutex::new(None),
             pending: AtomicU64::new(0),
+        }
+    }
+
+    fn dir(&self) -> &Path {
+        self.path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+    }
+
+    fn stem(&self) -> String {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// This process's spool file.
+    fn own_file(&self) -> PathBuf {
+        self.dir().join(format!("{}.{}", self.stem(), self.owner))
+    }
+
+    fn lock_file(&self, owner: &str) -> PathBuf {
+        self.dir().join(format!("{}.{owner}.lock", self.stem()))
+    }
+
+    /// Takes this process's owner lock, once, before its first record is spooled.
+    fn hold_lock(&self, held: &mut Option<std::fs::File>) {
+        if held.is_some() {
+            return;
+        }
+        let path = self.lock_file(&self.owner);
+        match std::fs::File::create(&path).and_then(|file| file.lock().map(|()| file)) {
+            Ok(file) => *held = Some(file),
+            // Without a lock another process may take these files for a dead one's and
+            // write them back early: a record then reaches the store once all the same.
+            Err(error) => tracing::warn!(path = %path.display(), "spool lock not taken: {error}"),
+        }
+    }
+
+    /// Whether `owner`'s files may be taken: its lock file is gone, or free (its process is).
+    fn owner_gone(&self, owner: &str) -> bool {
+        match std::fs::File::open(self.lock_file(owner)) {
+            Err(_) => true,
+            Ok(file) => file.try_lock().is_ok(),
+        }
+    }
+
+    /// Releases the owner lock (the writer stopped); the lock file goes too when nothing of
+    /// this process's is left on disk.
+    fn release(&self) {
+        let mut held = self
+            .file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if held.take().is_none() {
+            return;
+        }
+        let prefix = format!("{}.{}", self.stem(), self.owner);
+        let lock = format!("{prefix}.lock");
+        let left = std::fs::read_dir(self.dir()).is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.starts_with(&prefix) && name != lock
+            })
+        });
+        if !left {
+            let _ = std::fs::remove_file(self.lock_file(&self.owner));
         }
     }
 
@@ -77,14 +159,15 @@ impl Spool {
                 Err(error) => tracing::error!("usage record not serializable: {error}"),
             }
         }
-        let _guard = self
+        let mut held = self
             .file
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.hold_lock(&mut held);
         let written = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&self.path)
+            .open(self.own_file())
             .and_then(|mut file| {
                 file.write_all(text.as_bytes())?;
                 if durable {
@@ -110,45 +193,56 @@ impl Spool {
         }
     }
 
-    /// Takes the spool (and any left by an earlier process) for writing to the store: renamed
-    /// first, so appends go on into a fresh file meanwhile and no other replica claims it.
+    /// Takes this process's spool, and the files of processes that are gone, for writing to
+    /// the store: renamed first, so appends go on into a fresh file meanwhile and no other
+    /// process claims them.
     fn claim(&self) -> Vec<PathBuf> {
         let _guard = self
             .file
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let dir = self
-            .path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let stem = self
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let (dir, stem) = (self.dir().to_owned(), self.stem());
         let mut claimed = Vec::new();
-        let Ok(entries) = std::fs::read_dir(dir) else {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
             return claimed;
         };
+        let mut gone = Vec::new();
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            // `usage.spool` itself, and `usage.spool.<pid>.replay` files a dead process left.
-            let ours = name == stem
-                || (name.starts_with(&format!("{stem}."))
-                    && name.ends_with(".replay")
-                    && !name.contains(&format!(".{}.", std::process::id())));
-            if !ours {
+            // `<stem>` alone is an older version's spool; `<stem>.<owner>[.<n>.replay]` ours.
+            let owner = if name == stem {
+                String::new()
+            } else {
+                match name.strip_prefix(&format!("{stem}.")) {
+                    Some(rest) if !rest.ends_with(".lock") => {
+                        rest.split('.').next().unwrap_or_default().to_owned()
+                    }
+                    _ => continue,
+                }
+            };
+            if owner == self.owner && name.ends_with(".replay") {
+                // Ours from an earlier try: already claimed.
+                claimed.push(entry.path());
                 continue;
             }
+            if owner != self.owner && !owner.is_empty() && !self.owner_gone(&owner) {
+                continue;
+            }
+            if owner != self.owner && !owner.is_empty() {
+                gone.push(owner);
+            }
             let target = dir.join(format!(
-                "{stem}.{}.{}.replay",
-                std::process::id(),
+                "{stem}.{}.{}.{}.replay",
+                self.owner,
+                crate::now_ms(),
                 claimed.len()
             ));
             if std::fs::rename(entry.path(), &target).is_ok() {
                 claimed.push(target);
             }
+        }
+        for owner in gone {
+            let _ = std::fs::remove_file(self.lock_file(&owner));
         }
         self.pending.store(0, Ordering::Relaxed);
         claimed
@@ -251,6 +345,9 @@ impl UsageWriter {
         let _ = stop.send(());
         if let Err(error) = task.await {
             tracing::error!("store writer task failed: {error}");
+        }
+        if let Some(spool) = &self.spool {
+            spool.release();
         }
     }
 }

@@ -181,3 +181,55 @@ async fn a_spool_left_by_a_dead_process_is_written_at_the_next_start() {
             .any(|e| e.file_name().to_string_lossy().starts_with("usage.spool"))
     );
 }
+
+/// Two writers in one directory (replicas started in one working directory): each spools to
+/// its own file, and neither takes the other's while the other lives; once it is gone, the
+/// survivor writes its records back, each exactly once.
+#[tokio::test]
+async fn writers_sharing_a_directory_never_take_a_live_ones_spool() {
+    let dir = tempfile::tempdir().unwrap();
+    let down = store(dir.path()).await;
+    down.down.store(true, Ordering::SeqCst);
+    let up = Arc::new(Flaky {
+        inner: down.inner.clone(),
+        down: AtomicBool::new(false),
+    });
+    let first = UsageWriter::spawn(down.clone(), settings(dir.path(), 1_000));
+    for i in 0..20 {
+        assert!(first.submit(record(i)));
+    }
+    for _ in 0..100 {
+        if first.spooled() == 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(first.spooled(), 20);
+    // A second writer, whose store is up, starts beside the first and spools nothing of its own.
+    let second = UsageWriter::spawn(up.clone(), settings(dir.path(), 1_000));
+    second.submit(record(100));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        ids(&up).await,
+        ["req_100"],
+        "the live writer's spool is its own"
+    );
+    second.flush_and_stop().await;
+    // The first stops with its store still down: its records stay on disk, its lock is let go.
+    first.flush_and_stop().await;
+    assert_eq!(ids(&up).await, ["req_100"]);
+    // The next writer to start finds them and writes them back once.
+    let third = UsageWriter::spawn(up.clone(), settings(dir.path(), 1_000));
+    third.flush_and_stop().await;
+    let mut want = expected(20);
+    want.push("req_100".to_owned());
+    want.sort();
+    assert_eq!(ids(&up).await, want);
+    let left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("usage.spool"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -383,6 +383,13 @@ async fn settled_spend(store: &SqlStore, key: &str) -> u64 {
     last
 }
 
+/// `/readyz`, which answers 200 while the replica can serve.
+async fn readiness(url: &str) -> Value {
+    let response = reqwest::get(format!("{url}/readyz")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
 async fn healthy(url: &str) -> bool {
     reqwest::get(format!("{url}/healthz"))
         .await
@@ -406,6 +413,7 @@ const PICO: u64 = 1_000_000_000_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn budgets_and_records_hold_across_replicas_through_redis_and_postgres_outages() {
+    let clock = std::time::Instant::now();
     let dir = tempfile::tempdir().unwrap();
     // PostgreSQL runs as its own user: the directory must be reachable for it.
     let _ = Command::new("chmod").arg("755").arg(dir.path()).status();
@@ -454,6 +462,7 @@ async fn budgets_and_records_hold_across_replicas_through_redis_and_postgres_out
         "stopped early: {spent}"
     );
 
+    eprintln!("at {:?}", clock.elapsed());
     // 2. Another $0.01 key; Redis is killed once a third of it is spent.
     let (key, secret) = create_key(&store_url, &["--budget-total", "0.01"]);
     let before = load(
@@ -464,6 +473,13 @@ async fn budgets_and_records_hold_across_replicas_through_redis_and_postgres_out
     )
     .await;
     redis.kill();
+    // Out of reach, Redis degrades a replica without taking it out of rotation.
+    let ready = readiness(&urls[0]).await;
+    assert_eq!(
+        (ready["status"].as_str(), ready["shared_state"].as_str()),
+        (Some("degraded"), Some("unreachable")),
+        "{ready}"
+    );
     let during = load(
         Arc::clone(&urls),
         secret.clone(),
@@ -492,10 +508,16 @@ async fn budgets_and_records_hold_across_replicas_through_redis_and_postgres_out
         "spent {spent} > degraded bound {degraded_bound}"
     );
 
+    eprintln!("at {:?}", clock.elapsed());
     // Redis back, empty: the spend is seeded from the ledger (what the outage spent is not
     // added twice), and what is left of the budget, if anything, is spent to the same bound.
     let mut redis = Redis::start(dir.path()).unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        readiness(&urls[1]).await["status"],
+        "ready",
+        "Redis is back"
+    );
     let after = load(
         Arc::clone(&urls),
         secret.clone(),
@@ -517,6 +539,7 @@ async fn budgets_and_records_hold_across_replicas_through_redis_and_postgres_out
         assert!(healthy(url).await, "{url} survived");
     }
 
+    eprintln!("at {:?}", clock.elapsed());
     // 3. PostgreSQL stopped for 30 s mid-load; replica 3 killed (SIGKILL) meanwhile.
     let (key, secret) = create_key(&store_url, &[]);
     let warm = load(
@@ -563,6 +586,16 @@ async fn budgets_and_records_hold_across_replicas_through_redis_and_postgres_out
         outage.answered.len()
     );
     assert_eq!(outage.failed, 0, "no request failed for the store's outage");
+    let ready = readiness(&urls[0]).await;
+    assert_eq!(
+        (ready["status"].as_str(), ready["store"].as_str()),
+        (Some("degraded"), Some("unreachable")),
+        "{ready}"
+    );
+    assert!(
+        ready["spooled_usage_records"].as_u64().unwrap() > 0,
+        "{ready}"
+    );
     pg.up();
     let restarted = replica(&home, &conf).await;
     let answered: Vec<String> = warm.answered.into_iter().chain(outage.answered).collect();

@@ -6,6 +6,7 @@ pub(crate) mod dashboard;
 pub(crate) mod embeddings;
 pub(crate) mod messages;
 pub(crate) mod models;
+pub(crate) mod ready;
 pub(crate) mod responses;
 mod stream;
 
