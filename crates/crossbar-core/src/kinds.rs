@@ -171,72 +171,100 @@ pub struct Kind {
 /// `gen_ai.system` of a simulated provider.
 const SIM_SYSTEM: &str = "crossbar.sim";
 
-/// `gen_ai.system` of the clouds that serve several kinds.
-const AWS_BEDROCK: &str = "aws.bedrock";
-const GCP_VERTEX_AI: &str = "gcp.vertex_ai";
+/// OpenAI's own API; Azure OpenAI and OpenAI-compatible servers are the same dialect elsewhere.
+const OPENAI: Kind = Kind {
+    kind: ProviderKind::Openai,
+    sim_dialect: "openai",
+    simulator: "openai",
+    required: &[Setting::ApiKey],
+    tokenizer: Tokenizer::OpenAi,
+    system: "openai",
+    responses_api: true,
+    build: Builder::Plain(|_, options, endpoint| {
+        dialects::openai::provider_parts(Service::OpenAi, options, endpoint)
+    }),
+};
 
-/// The table.
+/// Anthropic's own API; the clouds' Claude doors differ in where and how they authenticate.
+const ANTHROPIC: Kind = Kind {
+    kind: ProviderKind::Anthropic,
+    sim_dialect: "anthropic",
+    simulator: "anthropic",
+    required: &[Setting::ApiKey],
+    tokenizer: Tokenizer::Approximate,
+    system: "anthropic",
+    responses_api: false,
+    build: Builder::Plain(|_, _, endpoint| {
+        dialects::anthropic::provider_parts(dialects::anthropic::Door::Anthropic, endpoint)
+    }),
+};
+
+/// Bedrock Converse; its doors share its region, auth and telemetry name.
+const BEDROCK: Kind = Kind {
+    kind: ProviderKind::Bedrock,
+    sim_dialect: "bedrock",
+    simulator: "bedrock",
+    required: &[Setting::Region],
+    tokenizer: Tokenizer::Approximate,
+    system: "aws.bedrock",
+    responses_api: false,
+    build: Builder::Bedrock(|bedrock, _, endpoint| {
+        dialects::bedrock::provider_parts(bedrock, endpoint)
+    }),
+};
+
+/// Bedrock Mantle's Responses door; its other doors share its simulator.
+const BEDROCK_MANTLE: Kind = Kind {
+    kind: ProviderKind::BedrockMantleResponses,
+    sim_dialect: "bedrock-mantle-responses",
+    simulator: "bedrock-mantle",
+    tokenizer: Tokenizer::OpenAi,
+    build: Builder::Bedrock(|bedrock, options, endpoint| {
+        doors::provider_parts(doors::Door::MantleResponses(bedrock), options, endpoint)
+    }),
+    ..BEDROCK
+};
+
+/// Gemini on Vertex AI; Vertex's other doors share its project, location, auth, simulator and
+/// telemetry name.
+const VERTEX: Kind = Kind {
+    kind: ProviderKind::Vertex,
+    sim_dialect: "vertex",
+    simulator: "vertex",
+    required: &[Setting::Project, Setting::Location],
+    tokenizer: Tokenizer::Approximate,
+    system: "gcp.vertex_ai",
+    responses_api: false,
+    build: Builder::Vertex(|vertex, _, endpoint| {
+        dialects::gemini::provider_parts(Some(vertex), endpoint)
+    }),
+};
+
+/// The table. A row that is another's door (struct update from it) names only what differs.
 pub static KINDS: &[Kind] = &[
-    Kind {
-        kind: ProviderKind::Openai,
-        sim_dialect: "openai",
-        simulator: "openai",
-        required: &[Setting::ApiKey],
-        tokenizer: Tokenizer::OpenAi,
-        system: "openai",
-        responses_api: true,
-        build: Builder::Plain(|_, options, endpoint| {
-            dialects::openai::provider_parts(Service::OpenAi, options, endpoint)
-        }),
-    },
+    OPENAI,
     Kind {
         kind: ProviderKind::AzureOpenai,
         sim_dialect: "azure",
         simulator: "azure",
         required: &[Setting::Endpoint, Setting::ApiVersion, Setting::ApiKey],
-        tokenizer: Tokenizer::OpenAi,
         system: "az.ai.openai",
-        responses_api: true,
         build: Builder::Azure(|azure, options, endpoint| {
             dialects::openai::provider_parts(Service::Azure(azure), options, endpoint)
         }),
+        ..OPENAI
     },
     Kind {
         kind: ProviderKind::OpenaiCompatible,
         sim_dialect: "openai-compatible",
-        simulator: "openai",
         required: &[Setting::Endpoint],
-        tokenizer: Tokenizer::OpenAi,
-        system: "openai",
-        responses_api: true,
         build: Builder::Plain(|_, options, endpoint| {
             dialects::openai::provider_parts(Service::Compatible, options, endpoint)
         }),
+        ..OPENAI
     },
-    Kind {
-        kind: ProviderKind::Anthropic,
-        sim_dialect: "anthropic",
-        simulator: "anthropic",
-        required: &[Setting::ApiKey],
-        tokenizer: Tokenizer::Approximate,
-        system: "anthropic",
-        responses_api: false,
-        build: Builder::Plain(|_, _, endpoint| {
-            dialects::anthropic::provider_parts(dialects::anthropic::Door::Anthropic, endpoint)
-        }),
-    },
-    Kind {
-        kind: ProviderKind::Bedrock,
-        sim_dialect: "bedrock",
-        simulator: "bedrock",
-        required: &[Setting::Region],
-        tokenizer: Tokenizer::Approximate,
-        system: AWS_BEDROCK,
-        responses_api: false,
-        build: Builder::Bedrock(|bedrock, _, endpoint| {
-            dialects::bedrock::provider_parts(bedrock, endpoint)
-        }),
-    },
+    ANTHROPIC,
+    BEDROCK,
     Kind {
         kind: ProviderKind::Gemini,
         sim_dialect: "gemini",
@@ -247,122 +275,73 @@ pub static KINDS: &[Kind] = &[
         responses_api: false,
         build: Builder::Plain(|_, _, endpoint| dialects::gemini::provider_parts(None, endpoint)),
     },
-    Kind {
-        kind: ProviderKind::Vertex,
-        sim_dialect: "vertex",
-        simulator: "vertex",
-        required: &[Setting::Project, Setting::Location],
-        tokenizer: Tokenizer::Approximate,
-        system: GCP_VERTEX_AI,
-        responses_api: false,
-        build: Builder::Vertex(|vertex, _, endpoint| {
-            dialects::gemini::provider_parts(Some(vertex), endpoint)
-        }),
-    },
+    VERTEX,
+    // Vertex serves Claude beside Gemini, from the same simulated endpoint.
     Kind {
         kind: ProviderKind::VertexAnthropic,
         sim_dialect: "vertex-anthropic",
-        // Vertex serves Claude beside Gemini, from the same simulated endpoint.
-        simulator: "vertex",
-        required: &[Setting::Project, Setting::Location],
-        tokenizer: Tokenizer::Approximate,
-        system: GCP_VERTEX_AI,
-        responses_api: false,
         build: Builder::Vertex(|vertex, _, endpoint| {
             dialects::anthropic::provider_parts(dialects::anthropic::Door::Vertex(vertex), endpoint)
         }),
+        ..VERTEX
     },
     Kind {
         kind: ProviderKind::FoundryAnthropic,
         sim_dialect: "foundry-anthropic",
-        simulator: "anthropic",
         required: &[Setting::Endpoint, Setting::ApiKey],
-        tokenizer: Tokenizer::Approximate,
         system: "az.ai.inference",
-        responses_api: false,
         build: Builder::Azure(|azure, _, endpoint| {
-            dialects::anthropic::provider_parts(
-                dialects::anthropic::Door::Foundry(azure.auth),
-                endpoint,
-            )
+            let door = dialects::anthropic::Door::Foundry(azure.auth);
+            dialects::anthropic::provider_parts(door, endpoint)
         }),
+        ..ANTHROPIC
     },
     // The clouds' own doors to OpenAI's dialects (`dialects::openai::doors`) and to Claude.
-    Kind {
-        kind: ProviderKind::BedrockMantleResponses,
-        sim_dialect: "bedrock-mantle-responses",
-        simulator: "bedrock-mantle",
-        required: &[Setting::Region],
-        tokenizer: Tokenizer::OpenAi,
-        system: AWS_BEDROCK,
-        responses_api: false,
-        build: Builder::Bedrock(|bedrock, options, endpoint| {
-            doors::provider_parts(doors::Door::MantleResponses(bedrock), options, endpoint)
-        }),
-    },
+    BEDROCK_MANTLE,
     Kind {
         kind: ProviderKind::BedrockMantleChat,
         sim_dialect: "bedrock-mantle-chat",
-        simulator: "bedrock-mantle",
-        required: &[Setting::Region],
-        tokenizer: Tokenizer::OpenAi,
-        system: AWS_BEDROCK,
-        responses_api: false,
         build: Builder::Bedrock(|bedrock, options, endpoint| {
             doors::provider_parts(doors::Door::MantleChat(bedrock), options, endpoint)
         }),
+        ..BEDROCK_MANTLE
     },
     Kind {
         kind: ProviderKind::BedrockMantleAnthropic,
         sim_dialect: "bedrock-mantle-anthropic",
-        simulator: "bedrock-mantle",
-        required: &[Setting::Region],
         tokenizer: Tokenizer::Approximate,
-        system: AWS_BEDROCK,
-        responses_api: false,
         build: Builder::Bedrock(|bedrock, _, endpoint| {
-            dialects::anthropic::provider_parts(
-                dialects::anthropic::Door::BedrockMantle(bedrock),
-                endpoint,
-            )
+            let door = dialects::anthropic::Door::BedrockMantle(bedrock);
+            dialects::anthropic::provider_parts(door, endpoint)
         }),
+        ..BEDROCK_MANTLE
     },
+    // Bedrock Runtime serves it beside Converse, from the same simulated endpoint.
     Kind {
         kind: ProviderKind::BedrockRuntimeChat,
         sim_dialect: "bedrock-runtime-chat",
-        // Bedrock Runtime serves it beside Converse, from the same simulated endpoint.
-        simulator: "bedrock",
-        required: &[Setting::Region],
         tokenizer: Tokenizer::OpenAi,
-        system: AWS_BEDROCK,
-        responses_api: false,
         build: Builder::Bedrock(|bedrock, options, endpoint| {
             doors::provider_parts(doors::Door::RuntimeChat(bedrock), options, endpoint)
         }),
+        ..BEDROCK
     },
     Kind {
         kind: ProviderKind::VertexOpenaiResponses,
         sim_dialect: "vertex-openai-responses",
-        simulator: "vertex",
-        required: &[Setting::Project, Setting::Location],
         tokenizer: Tokenizer::OpenAi,
-        system: GCP_VERTEX_AI,
-        responses_api: false,
         build: Builder::Vertex(|vertex, options, endpoint| {
             doors::provider_parts(doors::Door::VertexResponses(vertex), options, endpoint)
         }),
+        ..VERTEX
     },
     Kind {
         kind: ProviderKind::VertexOpenaiChat,
         sim_dialect: "vertex-openai-chat",
-        simulator: "vertex",
-        required: &[Setting::Project, Setting::Location],
-        tokenizer: Tokenizer::Approximate,
-        system: GCP_VERTEX_AI,
-        responses_api: false,
         build: Builder::Vertex(|vertex, options, endpoint| {
             doors::provider_parts(doors::Door::VertexChat(vertex), options, endpoint)
         }),
+        ..VERTEX
     },
 ];
 
