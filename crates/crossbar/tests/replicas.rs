@@ -1,4 +1,4 @@
-//! Two `crossbar serve` processes behind one (imagined) load balancer, sharing a real
+//! Two or three `crossbar serve` processes behind one (imagined) load balancer, sharing a real
 //! `redis-server`: an OpenAI Chat client talking to Claude with thinking and tools gets its
 //! thinking blocks back whichever replica its next turn reaches, and a long prompt prefix stays
 //! on the deployment that holds its cache. A replica without the shared store is the control.
@@ -271,4 +271,77 @@ async fn a_prompt_prefix_stays_on_its_deployment_across_replicas() {
         cached_turn(&alone, Some("And tomorrow?"), None).await,
         "claude-cached@anthropic"
     );
+}
+
+/// Twenty thinking-and-tool conversations at once over three replicas, each turn on the next
+/// replica round the ring (half of them streamed): every one completes. The same second turns
+/// sent to a replica without the shared store all fail, as they would behind a load balancer.
+#[tokio::test(flavor = "multi_thread")]
+async fn twenty_conversations_whose_turns_alternate_three_replicas_all_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_redis, redis_url)) = redis(dir.path()) else {
+        return;
+    };
+    let mut replicas = Vec::new();
+    let mut urls = Vec::new();
+    for name in ["a", "b", "c"] {
+        let (process, url) = replica(dir.path(), name, Some(&redis_url)).await;
+        replicas.push(process);
+        urls.push(url);
+    }
+    let (_alone, alone) = replica(dir.path(), "alone", None).await;
+    let conversations = (0..20_usize).map(|i| {
+        let (first, second) = (urls[i % 3].clone(), urls[(i + 1) % 3].clone());
+        let alone = alone.clone();
+        tokio::spawn(async move {
+            let call = first_turn(&first, i % 2 == 1).await;
+            let (status, body) = next_turn(&second, &call).await;
+            let completed = status == 200
+                && body["choices"][0]["message"]["content"]
+                    .as_str()
+                    .is_some_and(|answer| answer.contains("LIMA-19C"));
+            let (control, _) = next_turn(&alone, &call).await;
+            (completed, control)
+        })
+    });
+    let mut completed = 0;
+    let mut control_refused = 0;
+    for conversation in conversations.collect::<Vec<_>>() {
+        let (done, control) = conversation.await.unwrap();
+        completed += usize::from(done);
+        control_refused += usize::from(control == 400);
+    }
+    eprintln!(
+        "{completed} of 20 completed across replicas; {control_refused} of 20 refused without Redis"
+    );
+    assert_eq!(completed, 20);
+    assert_eq!(control_refused, 20);
+}
+
+/// Three replicas: a prefix placed on one deployment stays there whichever replica its later
+/// turns reach.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prompt_prefix_stays_put_over_three_replicas() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_redis, redis_url)) = redis(dir.path()) else {
+        return;
+    };
+    let (_a, a) = replica(dir.path(), "a", Some(&redis_url)).await;
+    let (_b, b) = replica(dir.path(), "b", Some(&redis_url)).await;
+    let (_c, c) = replica(dir.path(), "c", Some(&redis_url)).await;
+    assert_eq!(
+        cached_turn(&a, None, Some("anthropic-eu")).await,
+        "claude-cached@anthropic-eu"
+    );
+    for (url, later) in [
+        (&b, "And tomorrow?"),
+        (&c, "And the day after?"),
+        (&a, "And Sunday?"),
+    ] {
+        assert_eq!(
+            cached_turn(url, Some(later), None).await,
+            "claude-cached@anthropic-eu",
+            "{url}"
+        );
+    }
 }
