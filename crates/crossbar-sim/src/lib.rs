@@ -20,6 +20,7 @@ mod gemini;
 mod http;
 mod ids;
 mod mantle;
+mod media;
 mod openai;
 mod schema;
 mod state;

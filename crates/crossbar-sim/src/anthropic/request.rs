@@ -446,6 +446,34 @@ fn thinking_compatible(sampling: &Sampling, choice: &ToolChoice) -> Result<(), A
     Ok(())
 }
 
+/// A document's source: base64 must be a PDF (`application/pdf`) that opens, as the API
+/// says of one that does not (anthropics/claude-code#5174); text, URL, content and file
+/// sources are taken as they are.
+fn check_document(block: &Value, at: &str) -> Result<(), ApiError> {
+    let Some(source) = block.get("source") else {
+        return Err(field_required(&format!("{at}.document.source")));
+    };
+    if source.get("type").and_then(Value::as_str) != Some("base64") {
+        return Ok(());
+    }
+    let media_type = source.get("media_type").and_then(Value::as_str);
+    if media_type != Some("application/pdf") {
+        return Err(ApiError::invalid(format!(
+            "{at}.document.source.base64.media_type: Input should be 'application/pdf'"
+        )));
+    }
+    let data = source
+        .get("data")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if !crate::media::decode(data).is_some_and(|bytes| crate::media::is_pdf(&bytes)) {
+        return Err(ApiError::invalid(format!(
+            "{at}.pdf.source.base64.data: The PDF specified was not valid."
+        )));
+    }
+    Ok(())
+}
+
 /// The fields each content block type takes; anything else is "Extra inputs are not permitted".
 fn block_fields(kind: &str) -> Option<&'static [&'static str]> {
     Some(match kind {
@@ -519,6 +547,7 @@ fn check_block(block: &Value, at: &str) -> Result<(), ApiError> {
                 }
             }
         }
+        "document" => check_document(block, at)?,
         "tool_result" => {
             if let Some(Value::Array(inner)) = block.get("content") {
                 for (k, item) in inner.iter().enumerate() {

@@ -486,6 +486,7 @@ impl Builder {
     ) -> Result<Turn, BedrockError> {
         let mut texts = Vec::new();
         let mut attachments = 0;
+        let mut documents = 0;
         let mut results: Vec<Message> = Vec::new();
         let mut other_seen = false;
         let mut cache_after = None;
@@ -507,7 +508,13 @@ impl Builder {
                     attachments += 1;
                     other_seen = true;
                 }
-                "document" | "video" | "audio" => {
+                "document" => {
+                    document(value, &at, i, j)?;
+                    documents += 1;
+                    attachments += 1;
+                    other_seen = true;
+                }
+                "video" | "audio" => {
                     attachments += 1;
                     other_seen = true;
                 }
@@ -550,6 +557,13 @@ impl Builder {
             .collect();
         if !missing.is_empty() {
             return Err(expected_results(i, &missing));
+        }
+        // The service's rule and words (BerriAI/litellm#36499, maximhq/bifrost#5817).
+        if documents > 0 && texts.is_empty() {
+            return Err(BedrockError::validation(
+                "A text block must be included when using documents. Add a text block and retry \
+                 your request.",
+            ));
         }
         let tool_blocks = !results.is_empty();
         let base = self.neutral.len();
@@ -729,6 +743,97 @@ fn image(value: Value, at: &str, i: usize, j: usize) -> Result<Option<(u32, u32)
     }
 }
 
+/// `DocumentBlock`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Document {
+    #[serde(default = "default_document_format")]
+    format: String,
+    name: String,
+    source: Map<String, Value>,
+    #[serde(default)]
+    #[expect(dead_code, reason = "accepted as the API does, not used")]
+    context: Option<String>,
+    #[serde(default)]
+    #[expect(dead_code, reason = "accepted as the API does, not used")]
+    citations: Option<Value>,
+}
+
+/// The spec's default `format`.
+fn default_document_format() -> String {
+    "txt".to_owned()
+}
+
+/// `DocumentFormat`.
+const DOCUMENT_FORMATS: &[&str] = &[
+    "pdf", "csv", "doc", "docx", "xls", "xlsx", "html", "txt", "md",
+];
+
+/// Checks a document block: its format, its name (the service's rule and words, as reported in
+/// simonw/llm-bedrock#8 and vercel/ai#20365: underscores pass, though unlisted), and its source.
+fn document(value: Value, at: &str, i: usize, j: usize) -> Result<(), BedrockError> {
+    let document: Document = typed(value, at)?;
+    let path = format!(
+        "messages.{}.member.content.{}.member.document",
+        i + 1,
+        j + 1
+    );
+    if !DOCUMENT_FORMATS.contains(&document.format.as_str()) {
+        return Err(constraint(
+            &document.format,
+            &format!("{path}.format"),
+            "Member must satisfy enum value set: [pdf, csv, doc, docx, xls, xlsx, html, txt, md]",
+        ));
+    }
+    let length = document.name.chars().count();
+    if length == 0 || length > 200 {
+        let rule = if length == 0 {
+            "Member must have length greater than or equal to 1"
+        } else {
+            "Member must have length less than or equal to 200"
+        };
+        return Err(constraint(&document.name, &format!("{path}.name"), rule));
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || " -()[]_".contains(c);
+    if !document.name.chars().all(allowed) || document.name.contains("  ") {
+        return Err(BedrockError::validation(
+            "The document file name can only contain alphanumeric characters, whitespace \
+             characters, hyphens, parentheses, and square brackets. The name can't contain more \
+             than one consecutive whitespace character. Check that the file name conforms to \
+             these restrictions and retry your request.",
+        ));
+    }
+    let (member, source) = union_member(document.source, &format!("{at}.document.source"))?;
+    match (member.as_str(), source) {
+        ("bytes", Value::String(data)) => match BASE64.decode(data.as_bytes()) {
+            Ok(bytes) if !bytes.is_empty() => {
+                if data.len() > MAX_DOCUMENT_BASE64 {
+                    return Err(BedrockError::validation(format!(
+                        "{at}.document.source.bytes: document exceeds 4.5 MB maximum"
+                    )));
+                }
+                // Anthropic's words for a PDF it cannot open; Bedrock's own are not verified.
+                if document.format == "pdf" && !crate::media::is_pdf(&bytes) {
+                    return Err(model_error(format!(
+                        "{at}.document.source.bytes: The PDF specified was not valid."
+                    )));
+                }
+                Ok(())
+            }
+            _ => Err(malformed(format!(
+                "{at}.document.source.bytes: invalid base64 blob"
+            ))),
+        },
+        ("s3Location", Value::Object(_)) | ("text", Value::String(_)) | ("content", _) => Ok(()),
+        _ => Err(malformed(format!(
+            "{at}.document.source: expected bytes, s3Location, text or content"
+        ))),
+    }
+}
+
+/// Converse's limit on one document, as base64: 4.5 MB of bytes.
+const MAX_DOCUMENT_BASE64: usize = 4_500_000 / 3 * 4;
+
 /// Width and height from a PNG, GIF, JPEG or WebP header; `None` for anything else.
 fn image_size(bytes: &[u8]) -> Option<(u32, u32)> {
     let be16 = |at: usize| {
@@ -830,7 +935,11 @@ fn tool_result(
                 images.push((inner.clone(), size));
                 attachments += 1;
             }
-            (member, _) if ["document", "video", "searchResult"].contains(&member.as_str()) => {
+            (member, value) if member == "document" => {
+                document(value, &inner, i, j)?;
+                attachments += 1;
+            }
+            (member, _) if ["video", "searchResult"].contains(&member.as_str()) => {
                 attachments += 1;
             }
             (member, _) => return Err(malformed(format!("{inner}: unknown member [{member}]"))),

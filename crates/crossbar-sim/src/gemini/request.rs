@@ -174,6 +174,9 @@ fn turns(contents: &[Value], dialect: SimDialect) -> Result<Vec<Turn<'_>>, Googl
                     "required oneof field 'data' must have one initialized field",
                 ));
             }
+            if let Some(blob) = object(get(part, "inlineData")) {
+                check_inline_data(blob, &format!("contents[{i}].parts[{j}].inline_data"))?;
+            }
             if dialect == SimDialect::Vertex && string(part, "text") == Some("") && !signed {
                 return Err(GoogleError::invalid(
                     "Unable to submit request because it has an empty text parameter. Add a \
@@ -185,6 +188,33 @@ fn turns(contents: &[Value], dialect: SimDialect) -> Result<Vec<Turn<'_>>, Googl
         turns.push(Turn { model, parts });
     }
     Ok(turns)
+}
+
+/// The inline types Gemini reads: images, PDFs and plain text documents, audio and video.
+const INLINE_PREFIXES: &[&str] = &["image/", "audio/", "video/"];
+const INLINE_DOCUMENTS: &[&str] = &["application/pdf", "text/plain"];
+
+/// Inline bytes must be base64 of a type the model reads. The decoding failure is the
+/// protobuf JSON mapping's words for a bytes field; the MIME refusal is the API's 400.
+fn check_inline_data(blob: &Map<String, Value>, path: &str) -> Result<(), GoogleError> {
+    let data = string(blob, "data").unwrap_or_default();
+    if crate::media::decode(data).is_none() {
+        return Err(GoogleError::violations(vec![(
+            format!("{path}.data"),
+            format!(
+                "Invalid value at '{path}.data' (TYPE_BYTES), Base64 decoding failed for \"{data}\""
+            ),
+        )]));
+    }
+    let mime_type = string(blob, "mimeType").unwrap_or_default();
+    let readable = INLINE_PREFIXES.iter().any(|p| mime_type.starts_with(p))
+        || INLINE_DOCUMENTS.contains(&mime_type);
+    if !readable {
+        return Err(GoogleError::invalid(format!(
+            "Unsupported MIME type: {mime_type}"
+        )));
+    }
+    Ok(())
 }
 
 /// A function call turn follows a user turn; the next turn answers every call, in one turn.

@@ -18,7 +18,7 @@ use super::tools::{
 use crate::SimDialect;
 use crate::behaviour::{Conversation, Effort, Message, OutputFormat, Role, ToolCall};
 use crate::error::SimError;
-use crate::ids;
+use crate::{ids, media};
 
 /// Top-level properties of `CreateChatCompletionRequest` in openai.openapi.yaml, including
 /// those it inherits from `CreateModelResponseProperties` and `ModelResponseProperties`.
@@ -353,8 +353,16 @@ fn with_content(role: Role, content: &Value, param: &str) -> Result<Message, Sim
             WirePart::InputAudio { input_audio } => {
                 let audio_at = format!("{at}.input_audio");
                 let audio = payload(input_audio.as_ref(), &audio_at)?;
-                required_string(audio, "data", &audio_at)?;
+                let data = required_string(audio, "data", &audio_at)?;
                 let format = required_string(audio, "format", &audio_at)?;
+                if media::decode(data).is_none() {
+                    // Not verified against the real API's wording.
+                    return Err(SimError::invalid(format!(
+                        "Invalid value for '{audio_at}.data': expected base64-encoded audio."
+                    ))
+                    .param(format!("{audio_at}.data"))
+                    .code("invalid_value"));
+                }
                 if !["wav", "mp3"].contains(&format) {
                     return Err(invalid_value(
                         &format!("{audio_at}.format"),
@@ -373,6 +381,9 @@ fn with_content(role: Role, content: &Value, param: &str) -> Result<Message, Sim
                 if !(has("file_id") || (has("file_data") && has("filename"))) {
                     return Err(missing(&format!("{file_at}.file_id")));
                 }
+                if let Some(data) = file.get("file_data").and_then(Value::as_str) {
+                    check_chat_file_data(data, &format!("{file_at}.file_data"))?;
+                }
                 attachments += 1;
             }
         }
@@ -380,6 +391,23 @@ fn with_content(role: Role, content: &Value, param: &str) -> Result<Message, Sim
     let mut message = Message::new(role, texts.join("\n"));
     message.attachments = attachments;
     Ok(message)
+}
+
+/// Chat Completions reads PDFs only, from a base64 data URL; the API's words (seen in
+/// vercel/ai#7266 and trpc-group/trpc-agent-go#1816).
+fn check_chat_file_data(data: &str, param: &str) -> Result<(), SimError> {
+    let expected = "Expected a base64-encoded data URL with an application/pdf MIME type (e.g. \
+                    'data:application/pdf;base64,SGVsbG8sIFdvcmxkIQ==')";
+    let got = match media::data_url(data) {
+        Ok(("application/pdf", _)) => return Ok(()),
+        Ok((media_type, _)) => format!("but got unsupported MIME type '{media_type}'"),
+        Err(_) => "but got an invalid base64-encoded value".to_owned(),
+    };
+    Err(
+        SimError::invalid(format!("Invalid file data: '{param}'. {expected}, {got}."))
+            .param(param)
+            .code("invalid_value"),
+    )
 }
 
 /// A content part's payload object (`image_url`, `input_audio`, `file`), required by the API.

@@ -17,7 +17,7 @@ use crate::behaviour::{
 use crate::error::SimError;
 use crate::faults::{self, Frame, Pacing, StreamBreaks, StreamScript};
 use crate::state::App;
-use crate::{http, ids};
+use crate::{http, ids, media};
 
 const FIELDS: &[&str] = &[
     "model",
@@ -84,7 +84,11 @@ fn text_of(content: &Value, at: &str) -> Result<(String, u64), SimError> {
                         texts.push(part["text"].as_str().unwrap_or_default().to_owned());
                     }
                     Some("refusal") => {}
-                    Some("input_image" | "input_file") => attachments += 1,
+                    Some("input_image") => attachments += 1,
+                    Some("input_file") => {
+                        check_input_file(part, &format!("{at}.content[{j}]"))?;
+                        attachments += 1;
+                    }
                     _ => {
                         return Err(invalid(
                             &format!("{at}.content[{j}].type"),
@@ -99,6 +103,42 @@ fn text_of(content: &Value, at: &str) -> Result<(String, u64), SimError> {
             &format!("{at}.content"),
             format!("Invalid type for '{at}.content'."),
         )),
+    }
+}
+
+/// An `input_file` names one source; inline data is a base64 data URL of a type the API
+/// reads, in the API's words (seen in vercel/ai#7776 and strands-agents/harness-sdk#3576).
+fn check_input_file(part: &Value, at: &str) -> Result<(), SimError> {
+    let sources = ["file_id", "file_data", "file_url"]
+        .iter()
+        .filter(|key| part[**key].is_string())
+        .count();
+    if sources == 0 {
+        return Err(invalid(
+            &format!("{at}.file_id"),
+            format!("Missing required parameter: '{at}.file_id'."),
+        )
+        .code("missing_required_parameter"));
+    }
+    let Some(data) = part["file_data"].as_str() else {
+        return Ok(());
+    };
+    let param = format!("{at}.file_data");
+    match media::data_url(data) {
+        Ok((media_type, _)) if media_type.contains('/') => Ok(()),
+        Ok(_) | Err(Some(_)) => Err(invalid(
+            &param,
+            format!(
+                "Invalid file data: '{param}'. Expected a base64-encoded data URL with a valid \
+                 file MIME type (e.g. 'data:text/plain;base64,SGVsbG8sIFdvcmxkIQ=='), but got an \
+                 invalid base64-encoded value. Please see \
+                 https://platform.openai.com/docs/assistants/tools/file-search#supported-files \
+                 for supported file types."
+            ),
+        )
+        .code("invalid_value")),
+        // Raw base64 without the data URL.
+        Err(None) => Err(invalid(&param, format!("Invalid '{param}'.")).code("invalid_value")),
     }
 }
 
