@@ -308,13 +308,11 @@ impl Provider {
 
     pub async fn chat(&self, request: &ChatRequest, target: &str) -> Result<ChatResponse> {
         let (response, deadline) = self.start_chat(request, target).await?;
-        let body = read_limited(response, deadline)
-            .await
-            .map_err(|e| self.classify_read(e))?;
         let mut response = self
-            .egress
-            .chat_response(&body)
-            .map_err(|e| attributed(&self.name, e))?;
+            .answer(response, deadline, |egress, body| {
+                egress.chat_response(body)
+            })
+            .await?;
         // Some upstreams (Bedrock) name no model in their answers: report the deployment's.
         if response.model.is_empty() {
             response.model = target.to_owned();
@@ -347,13 +345,11 @@ impl Provider {
                 deadline,
             )
             .await?;
-        let body = read_limited(response, deadline)
-            .await
-            .map_err(|e| self.classify_read(e))?;
         let mut response = self
-            .egress
-            .embedding_response(&body)
-            .map_err(|e| attributed(&self.name, e))?;
+            .answer(response, deadline, |egress, body| {
+                egress.embedding_response(body)
+            })
+            .await?;
         // Gemini's batch embeddings name no model and report no usage: say which deployment
         // answered, and estimate the input so metering does not bill it as free.
         if response.model.is_empty() {
@@ -363,6 +359,19 @@ impl Provider {
             response.input_tokens = estimate_embedding_tokens(&request.input);
         }
         Ok(response)
+    }
+
+    /// Reads a whole answer within the deadline and decodes it, its errors naming this provider.
+    async fn answer<T>(
+        &self,
+        response: reqwest::Response,
+        deadline: Instant,
+        decode: impl FnOnce(&dyn Egress, &[u8]) -> Result<T>,
+    ) -> Result<T> {
+        let body = read_limited(response, deadline)
+            .await
+            .map_err(|e| self.classify_read(e))?;
+        decode(self.egress.as_ref(), &body).map_err(|e| attributed(&self.name, e))
     }
 
     fn classify_read(&self, error: ReadError) -> Error {
