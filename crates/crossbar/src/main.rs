@@ -2,7 +2,9 @@
 //! the routing-policy simulator (`simulate`).
 
 mod agent;
+mod catalog;
 mod keys;
+mod models;
 mod report;
 mod simulate;
 mod usage;
@@ -33,8 +35,9 @@ struct Cli {
 enum Command {
     /// Run the gateway.
     Serve {
-        /// Configuration file; without one, ./crossbar.toml if present, else providers from the
-        /// environment, else the built-in simulated providers.
+        /// Configuration file; without one, ./crossbar.toml if present, else every catalog model
+        /// the environment's credentials reach (see `crossbar models`), else the built-in
+        /// simulated providers.
         #[arg(long, env = "CROSSBAR_CONFIG")]
         config: Option<PathBuf>,
         /// Address to listen on (overrides `server.listen`; default 127.0.0.1:4000).
@@ -59,6 +62,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the catalog's models: which deployments this environment's credentials reach (what
+    /// `serve` offers with no configuration file) and why the others are not reachable.
+    Models(models::ModelsArgs),
+    /// Refresh the catalog from LiteLLM's price list (`catalog import FILE`).
+    Catalog(catalog::CatalogArgs),
     /// Manage virtual keys in the store: create (shown once), list, revoke.
     Keys(keys::KeysArgs),
     /// Report recorded traffic: requests, tokens, cost, p50/p95 latency and error rate per
@@ -91,6 +99,8 @@ fn main() -> anyhow::Result<()> {
     let command = match cli.command {
         // Builds its own paused-clock runtimes, which cannot nest in the one below.
         Command::Simulate { scenario, json } => return simulate::command(&scenario, json),
+        Command::Models(args) => return models::command(&args),
+        Command::Catalog(args) => return catalog::command(args),
         command => command,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -109,7 +119,9 @@ fn main() -> anyhow::Result<()> {
                 listen,
                 config,
             } => run_sim(dialect, &listen, config).await,
-            Command::Simulate { .. } => anyhow::bail!("simulate runs on its own virtual clock"),
+            Command::Simulate { .. } | Command::Models(_) | Command::Catalog(_) => {
+                anyhow::bail!("runs without the runtime")
+            }
         }
     });
     // A task stuck in CPU work must not hold the process after its work is done.
