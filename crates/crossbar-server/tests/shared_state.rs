@@ -14,7 +14,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -24,9 +23,9 @@ use serde_json::{Value, json};
 const ADMIN: &str = "admin-token-0123456789";
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// A private `redis-server` on a Unix socket in a temp dir, stopped on drop.
+/// A private `redis-server` in its own temp dir, removed with it.
 struct Redis {
-    child: Child,
+    server: Option<crossbar_testkit::servers::Redis>,
     dir: PathBuf,
 }
 
@@ -38,46 +37,21 @@ impl Redis {
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        let socket = dir.join("redis.sock");
-        let child = Command::new("redis-server")
-            .args(["--port", "0", "--save", "", "--appendonly", "no"])
-            .arg("--unixsocket")
-            .arg(&socket)
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match child {
-            Ok(child) => child,
-            Err(error) => {
-                assert!(
-                    std::env::var_os("CROSSBAR_REQUIRE_REDIS").is_none(),
-                    "CROSSBAR_REQUIRE_REDIS is set but redis-server cannot start: {error}"
-                );
-                eprintln!("skipped: redis-server is not installed ({error})");
-                return None;
-            }
-        };
-        let redis = Self { child, dir };
-        for _ in 0..200 {
-            if socket.exists() {
-                return Some(redis);
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("redis-server did not open {}", socket.display());
+        let server = crossbar_testkit::servers::Redis::start(&dir)?;
+        Some(Self {
+            server: Some(server),
+            dir,
+        })
     }
 
     fn url(&self) -> String {
-        format!("unix://{}", self.dir.join("redis.sock").display())
+        self.server.as_ref().unwrap().url()
     }
 }
 
 impl Drop for Redis {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        drop(self.server.take());
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -5,6 +5,7 @@
 //! - [`providers`]: named simulated providers as the suites configure them again and again.
 //! - [`otlp`]: an OTLP/HTTP JSON trace collector on loopback.
 //! - [`process`]: the real `crossbar` binary as a child process ([`process::GatewayProcess`]).
+//! - [`servers`]: a private `redis-server` and PostgreSQL cluster a test may kill and restart.
 //! - [`gateway`] (feature `gateway`): a gateway in-process on loopback ([`gateway::TestGateway`]).
 
 #[cfg(feature = "gateway")]
@@ -13,6 +14,7 @@ pub mod openapi;
 pub mod otlp;
 pub mod process;
 pub mod providers;
+pub mod servers;
 pub mod smithy;
 
 #[cfg(test)]

@@ -6,61 +6,21 @@
 //! Needs `redis-server` on the PATH (CI installs it); without it the test says so and passes,
 //! unless `CROSSBAR_REQUIRE_REDIS` is set, as CI does.
 
-#![expect(
-    clippy::unwrap_used,
-    clippy::panic,
-    reason = "tests: a failure fails the test"
-)]
+#![expect(clippy::unwrap_used, reason = "tests: a failure fails the test")]
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use crossbar_testkit::process::GatewayProcess;
+use crossbar_testkit::servers::Redis;
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_crossbar");
 
-/// A child process killed on drop.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A private `redis-server` on a Unix socket in `dir`.
-fn redis(dir: &Path) -> Option<(Killed, String)> {
-    let socket = dir.join("redis.sock");
-    let child = Command::new("redis-server")
-        .args(["--port", "0", "--save", "", "--appendonly", "no"])
-        .arg("--unixsocket")
-        .arg(&socket)
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-    let child = match child {
-        Ok(child) => Killed(child),
-        Err(error) => {
-            assert!(
-                std::env::var_os("CROSSBAR_REQUIRE_REDIS").is_none(),
-                "CROSSBAR_REQUIRE_REDIS is set but redis-server cannot start: {error}"
-            );
-            eprintln!("skipped: redis-server is not installed ({error})");
-            return None;
-        }
-    };
-    for _ in 0..200 {
-        if socket.exists() {
-            return Some((child, format!("unix://{}", socket.display())));
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("redis-server did not open {}", socket.display());
+/// A private `redis-server` in `dir`, and its URL.
+fn redis(dir: &Path) -> Option<(Redis, String)> {
+    let redis = Redis::start(dir)?;
+    let url = redis.url();
+    Some((redis, url))
 }
 
 /// A replica on its own port and work directory; `redis` is its `[redis] url`, if any.

@@ -10,192 +10,24 @@
 //! Needs `redis-server` and PostgreSQL's server binaries (CI installs both); without them the
 //! test says so and passes, unless `CROSSBAR_REQUIRE_REDIS` / `CROSSBAR_REQUIRE_POSTGRES` is set.
 
-#![expect(
-    clippy::unwrap_used,
-    clippy::panic,
-    reason = "tests: a failure fails the test"
-)]
+#![expect(clippy::unwrap_used, reason = "tests: a failure fails the test")]
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crossbar_store::{SqlStore, Store as _};
 use crossbar_testkit::process::GatewayProcess;
+use crossbar_testkit::servers::{Postgres, Redis};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_crossbar");
 const REPLICAS: usize = 3;
 /// Concurrent clients, spread over the replicas.
 const CLIENTS: usize = 6;
-
-/// A `redis-server` on a Unix socket, killed (SIGKILL) on drop or on demand.
-struct Redis {
-    child: Option<Child>,
-    dir: PathBuf,
-}
-
-impl Redis {
-    fn socket(dir: &Path) -> PathBuf {
-        dir.join("redis.sock")
-    }
-
-    fn start(dir: &Path) -> Option<Self> {
-        let socket = Self::socket(dir);
-        let _ = std::fs::remove_file(&socket);
-        let child = Command::new("redis-server")
-            .args(["--port", "0", "--save", "", "--appendonly", "no"])
-            .arg("--unixsocket")
-            .arg(&socket)
-            .arg("--dir")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match child {
-            Ok(child) => child,
-            Err(error) => {
-                assert!(
-                    std::env::var_os("CROSSBAR_REQUIRE_REDIS").is_none(),
-                    "CROSSBAR_REQUIRE_REDIS is set but redis-server cannot start: {error}"
-                );
-                eprintln!("skipped: redis-server is not installed ({error})");
-                return None;
-            }
-        };
-        for _ in 0..200 {
-            if socket.exists() {
-                return Some(Self {
-                    child: Some(child),
-                    dir: dir.to_owned(),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("redis-server did not open {}", socket.display());
-    }
-
-    fn url(&self) -> String {
-        format!("unix://{}", Self::socket(&self.dir).display())
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A private PostgreSQL cluster that the test may stop and start again.
-struct Postgres {
-    bin: PathBuf,
-    dir: PathBuf,
-    port: u16,
-}
-
-fn as_owner(program: &Path) -> Command {
-    // PostgreSQL refuses to run as root: as root, run it as the `postgres` user.
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    if root {
-        let mut command = Command::new("runuser");
-        command.args(["-u", "postgres", "--"]).arg(program);
-        command
-    } else {
-        Command::new(program)
-    }
-}
-
-impl Postgres {
-    fn start(dir: &Path) -> Option<Self> {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()
-            .and_then(|entries| {
-                let mut versions: Vec<PathBuf> =
-                    entries.flatten().map(|e| e.path().join("bin")).collect();
-                versions.sort();
-                versions.pop()
-            })
-            .filter(|bin| bin.join("pg_ctl").exists());
-        let Some(bin) = bin else {
-            assert!(
-                std::env::var_os("CROSSBAR_REQUIRE_POSTGRES").is_none(),
-                "CROSSBAR_REQUIRE_POSTGRES is set but PostgreSQL's server binaries are missing"
-            );
-            eprintln!("skipped: PostgreSQL's server binaries are not installed");
-            return None;
-        };
-        let dir = dir.join("pg");
-        std::fs::create_dir_all(&dir).unwrap();
-        let _ = Command::new("chown").arg("postgres").arg(&dir).status();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let status = as_owner(&bin.join("initdb"))
-            .args(["-A", "trust", "-U", "postgres", "-D"])
-            .arg(dir.join("data"))
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "initdb failed");
-        let pg = Self { bin, dir, port };
-        pg.up();
-        Some(pg)
-    }
-
-    fn pg_ctl(&self, args: &[&str]) -> bool {
-        as_owner(&self.bin.join("pg_ctl"))
-            .arg("-D")
-            .arg(self.dir.join("data"))
-            .arg("-l")
-            .arg(self.dir.join("log"))
-            .args(args)
-            .stdout(Stdio::null())
-            .status()
-            .unwrap()
-            .success()
-    }
-
-    fn up(&self) {
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            self.port,
-            self.dir.display()
-        );
-        assert!(
-            self.pg_ctl(&["-w", "-o", &options, "start"]),
-            "pg_ctl start"
-        );
-    }
-
-    fn down(&self) {
-        assert!(self.pg_ctl(&["-w", "-m", "fast", "stop"]), "pg_ctl stop");
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        self.pg_ctl(&["-m", "immediate", "stop"]);
-    }
-}
 
 fn config(store: &str, redis: &str) -> String {
     format!(
