@@ -77,7 +77,7 @@ pub(crate) enum Builder {
 /// A provider's settings as its kind uses them, with its builder: made once by
 /// `Config::validate`, so building the provider checks nothing again.
 #[derive(Clone, Debug)]
-pub struct ProviderSettings {
+pub(crate) struct ProviderSettings {
     pub(crate) access: Access,
     pub(crate) options: OpenAiOptions,
 }

@@ -26,10 +26,12 @@ mod validate;
 
 pub use env::expand_vars;
 pub use models::{DeploymentConfig, ModelConfig, Price};
+pub(crate) use providers::{
+    AwsAuth, AzureSettings, BedrockSettings, GoogleAuth, OpenAiOptions, VertexSettings,
+};
 pub use providers::{
-    AwsAuth, AwsCredentials, AzureAuth, AzureSettings, BedrockSettings, GoogleAuth,
-    MaxTokensFieldConfig, OpenAiApi, OpenAiOptions, ProviderConfig, ProviderKind, Timeouts,
-    VertexSettings,
+    AwsCredentials, AzureAuth, MaxTokensFieldConfig, OpenAiApi, ProviderConfig, ProviderKind,
+    Timeouts,
 };
 pub use routes::{
     AffinityConfig, BackoffConfig, BreakerConfig, Constraints, HedgeAfter, HedgeConfig,

@@ -126,7 +126,7 @@ pub struct Timeouts {
 
 /// The OpenAI dialects' options (`api`, `max_tokens_field`); other dialects have none.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct OpenAiOptions {
+pub(crate) struct OpenAiOptions {
     pub api: OpenAiApi,
     /// `None`: the service's own default.
     pub max_tokens_field: Option<MaxTokensFieldConfig>,
@@ -135,14 +135,14 @@ pub struct OpenAiOptions {
 /// An Azure resource's settings: Azure OpenAI (its `api-version`) and Claude in Microsoft
 /// Foundry (which has none).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AzureSettings {
+pub(crate) struct AzureSettings {
     pub api_version: String,
     pub auth: AzureAuth,
 }
 
 /// A Bedrock provider's settings (Converse and the Mantle and Runtime doors).
 #[derive(Clone, Debug)]
-pub struct BedrockSettings {
+pub(crate) struct BedrockSettings {
     /// An AWS region name: it goes into the host name and the signature's scope.
     pub region: String,
     pub auth: AwsAuth,
@@ -150,7 +150,7 @@ pub struct BedrockSettings {
 
 /// How a Bedrock provider authenticates.
 #[derive(Clone, Debug)]
-pub enum AwsAuth {
+pub(crate) enum AwsAuth {
     /// `api_key` is a Bedrock API key, sent as `Authorization: Bearer`.
     ApiKey,
     /// SigV4 with the `aws` keys or profile, or else the standard AWS chain.
@@ -162,7 +162,7 @@ pub enum AwsAuth {
 
 /// A Vertex AI provider's settings (Gemini, Claude and the OpenAI doors).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VertexSettings {
+pub(crate) struct VertexSettings {
     pub project: String,
     pub location: String,
     pub auth: GoogleAuth,
@@ -170,7 +170,7 @@ pub struct VertexSettings {
 
 /// How a Vertex AI provider authenticates.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum GoogleAuth {
+pub(crate) enum GoogleAuth {
     /// `api_key` is a bearer token, sent as is.
     Token,
     /// OAuth tokens from a service-account file, or else application-default credentials.
