@@ -1157,3 +1157,66 @@ async fn requests_go_only_to_deployments_that_accept_what_they_need() {
     // Refusals never called anything: the one call since is the one that fit.
     assert_eq!(lock(&fake.calls).len(), calls + 1);
 }
+
+/// A deployment the catalog knows (kind and target) takes its limits from there unless its
+/// entry says otherwise: the configuration always wins.
+#[tokio::test(start_paused = true)]
+async fn the_catalog_describes_known_deployments_and_the_config_overrides_it() {
+    let config = "[[providers]]\nname = \"direct\"\nkind = \"openai\"\napi_key = \"k\"\n\n\
+         [[providers]]\nname = \"told\"\nkind = \"openai\"\napi_key = \"k\"\n\n\
+         [[models]]\nname = \"plain\"\ndeployments = [{ provider = \"direct\", target = \"gpt-4o\" }]\n\n\
+         [[models]]\nname = \"stated\"\ndeployments = [{ provider = \"told\", target = \"gpt-4o\", capabilities = [\"reasoning\"], context = 64 }]\n";
+    let fake = Arc::new(Fake::default());
+    let router = build(config, &fake);
+    let accepts = |provider: &str| {
+        router
+            .deployments()
+            .find(|d| d.provider.name == provider)
+            .unwrap()
+            .accepts
+    };
+    // gpt-4o on OpenAI, from the catalog.
+    assert_eq!(
+        accepts("direct"),
+        Accepts {
+            capabilities: Some(crate::catalog::Capabilities::from([
+                crate::catalog::Capability::Tools,
+                crate::catalog::Capability::Vision,
+                crate::catalog::Capability::Documents,
+                crate::catalog::Capability::PromptCaching,
+            ])),
+            context: Some(128_000),
+            max_output: Some(16_384),
+        }
+    );
+    // The entry's capabilities and context replace the catalog's; its output limit stays.
+    assert_eq!(
+        accepts("told"),
+        Accepts {
+            capabilities: Some(crate::catalog::Capabilities::from([
+                crate::catalog::Capability::Reasoning
+            ])),
+            context: Some(64),
+            max_output: Some(16_384),
+        }
+    );
+    let mut thinking = ask("x");
+    thinking.reasoning_effort = Some("high".to_owned());
+    thinking.model = "plain".to_owned();
+    let err = router.chat(&thinking).await.unwrap_err();
+    assert_eq!(
+        err.message,
+        "No deployment of model `plain` accepts reasoning."
+    );
+    thinking.model = "stated".to_owned();
+    assert_eq!(
+        router
+            .chat(&thinking)
+            .await
+            .unwrap()
+            .deployment
+            .provider
+            .name,
+        "told"
+    );
+}
