@@ -135,6 +135,29 @@ fn all_refusing(tally: &Tally) -> bool {
     tally.refusing.iter().all(|n| *n >= 3)
 }
 
+/// The round-robin front: the replicas' URLs, and which one (1-based; 0 for none) it skips.
+#[derive(Clone)]
+struct Front {
+    urls: Arc<Vec<String>>,
+    paused: Arc<AtomicUsize>,
+}
+
+impl Front {
+    async fn load(
+        &self,
+        secret: &str,
+        stop: impl Fn(&Tally) -> bool + Send + Sync + Clone + 'static,
+    ) -> Tally {
+        load(
+            Arc::clone(&self.urls),
+            secret.to_owned(),
+            stop,
+            Arc::clone(&self.paused),
+        )
+        .await
+    }
+}
+
 /// `CLIENTS` clients, client `i` on replica `i % REPLICAS` of `urls` (skipping those `paused`
 /// says to), each until `stop` says so.
 async fn load(
@@ -263,18 +286,15 @@ async fn budgets_and_records_hold_across_replicas_through_redis_and_postgres_out
     }
     let urls: Arc<Vec<String>> = Arc::new(replicas.iter().map(|r| r.url().to_owned()).collect());
     let ledger = SqlStore::open(&store_url).await.unwrap();
-    let not_paused = Arc::new(AtomicUsize::new(0));
+    let front = Front {
+        urls: Arc::clone(&urls),
+        paused: Arc::new(AtomicUsize::new(0)),
+    };
 
     // 1. A $0.01 budget under load from every replica, Redis up.
     let budget = PICO / 100;
     let (key, secret) = create_key(&store_url, &["--budget-total", "0.01"]);
-    let tally = load(
-        Arc::clone(&urls),
-        secret.clone(),
-        all_refusing,
-        Arc::clone(&not_paused),
-    )
-    .await;
+    let tally = front.load(&secret, all_refusing).await;
     let spent = settled_spend(&ledger, &key).await;
     let largest = max_cost(&ledger, &key).await;
     eprintln!(
@@ -297,13 +317,9 @@ async fn budgets_and_records_hold_across_replicas_through_redis_and_postgres_out
     eprintln!("at {:?}", clock.elapsed());
     // 2. Another $0.01 key; Redis is killed once a third of it is spent.
     let (key, secret) = create_key(&store_url, &["--budget-total", "0.01"]);
-    let before = load(
-        Arc::clone(&urls),
-        secret.clone(),
-        |t: &Tally| t.answered.len() >= 12,
-        Arc::clone(&not_paused),
-    )
-    .await;
+    let before = front
+        .load(&secret, |t: &Tally| t.answered.len() >= 12)
+        .await;
     redis.kill();
     // Out of reach, Redis degrades a replica without taking it out of rotation.
     let ready = readiness(&urls[0]).await;
@@ -312,13 +328,7 @@ async fn budgets_and_records_hold_across_replicas_through_redis_and_postgres_out
         (Some("degraded"), Some("unreachable")),
         "{ready}"
     );
-    let during = load(
-        Arc::clone(&urls),
-        secret.clone(),
-        all_refusing,
-        Arc::clone(&not_paused),
-    )
-    .await;
+    let during = front.load(&secret, all_refusing).await;
     let spent = settled_spend(&ledger, &key).await;
     let largest = max_cost(&ledger, &key).await;
     eprintln!(
@@ -350,13 +360,7 @@ async fn budgets_and_records_hold_across_replicas_through_redis_and_postgres_out
         "ready",
         "Redis is back"
     );
-    let after = load(
-        Arc::clone(&urls),
-        secret.clone(),
-        all_refusing,
-        Arc::clone(&not_paused),
-    )
-    .await;
+    let after = front.load(&secret, all_refusing).await;
     let spent = settled_spend(&ledger, &key).await;
     eprintln!(
         "redis back: {} more answered, spent {spent} of {budget} pUSD",
@@ -374,33 +378,24 @@ async fn budgets_and_records_hold_across_replicas_through_redis_and_postgres_out
     eprintln!("at {:?}", clock.elapsed());
     // 3. PostgreSQL stopped for 30 s mid-load; replica 3 killed (SIGKILL) meanwhile.
     let (key, secret) = create_key(&store_url, &[]);
-    let warm = load(
-        Arc::clone(&urls),
-        secret.clone(),
-        |t: &Tally| t.answered.len() >= 30,
-        Arc::clone(&not_paused),
-    )
-    .await;
+    let warm = front
+        .load(&secret, |t: &Tally| t.answered.len() >= 30)
+        .await;
     pg.down();
     let started = tokio::time::Instant::now();
-    let paused = Arc::new(AtomicUsize::new(0));
     let outage = {
-        let paused = Arc::clone(&paused);
-        let urls = Arc::clone(&urls);
-        let secret = secret.clone();
+        let (front, secret) = (front.clone(), secret.clone());
         tokio::spawn(async move {
-            load(
-                urls,
-                secret,
-                move |_: &Tally| started.elapsed() >= Duration::from_secs(30),
-                paused,
-            )
-            .await
+            front
+                .load(&secret, move |_: &Tally| {
+                    started.elapsed() >= Duration::from_secs(30)
+                })
+                .await
         })
     };
     tokio::time::sleep(Duration::from_secs(10)).await;
     // Its clients move to the others; a second later, with its last records spooled, it dies.
-    paused.store(REPLICAS, Ordering::Relaxed);
+    front.paused.store(REPLICAS, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let killed = replicas.pop().unwrap();
     let home = killed.dir().to_owned();
