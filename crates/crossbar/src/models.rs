@@ -44,10 +44,10 @@ const HEADERS: [&str; 8] = [
     "door",
     "target",
     "region",
+    "status",
     "usd_per_m_in",
     "usd_per_m_out",
     "context",
-    "status",
 ];
 
 fn cells(row: &Row) -> [String; 8] {
@@ -61,11 +61,11 @@ fn cells(row: &Row) -> [String; 8] {
         row.kind.clone(),
         row.target.clone(),
         row.region.clone().unwrap_or_else(|| "-".to_owned()),
+        status,
         format!("{:.3}", row.input),
         format!("{:.3}", row.output),
         row.context
             .map_or_else(|| "-".to_owned(), |c| c.to_string()),
-        status,
     ]
 }
 
@@ -107,7 +107,7 @@ pub fn command(args: &ModelsArgs) -> anyhow::Result<()> {
         Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
         Format::Csv => println!("{}", report::csv(&HEADERS, &cells)),
         Format::Table => {
-            println!("{}", report::table(&HEADERS, &cells, 4));
+            println!("{}", report::table(&HEADERS, &cells, 5));
             let reachable = rows.iter().filter(|r| r.provider.is_some()).count();
             println!(
                 "\n{reachable} of {} deployments reachable with this environment's credentials.",
@@ -153,7 +153,7 @@ mod tests {
         assert_eq!(sonnet.provider.as_deref(), Some("bedrock-eu-west-1"));
         assert_eq!(sonnet.region.as_deref(), Some("eu-west-1"));
         assert_eq!(
-            cells(sonnet)[7],
+            cells(sonnet)[4],
             "reachable as bedrock-eu-west-1".to_owned()
         );
         let direct = find("anthropic", "claude-sonnet-4-5");
