@@ -3,57 +3,20 @@
 
 #![expect(clippy::unwrap_used, reason = "test helpers: a failure fails the test")]
 
-use std::sync::atomic::{AtomicU32, Ordering};
+mod common;
 
+use common::suite;
 use crossbar_store::{
     AttemptRecord, DashboardStore, EventRecord, JournalStore, KeySpend, RequestFilter, RunRecord,
     RunTotals, SqlStore, StatusFilter, Store, UsageRecord,
 };
-use sqlx::Connection;
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}_{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 async fn sqlite() -> SqlStore {
-    let path = std::env::temp_dir().join(format!("{}.db", unique("crossbar_dashboard_test")));
-    SqlStore::open(path.to_str().unwrap()).await.unwrap()
+    common::sqlite("crossbar_dashboard_test").await
 }
 
-/// A fresh database on the test server, or `None` (with a notice) when none is configured.
 async fn postgres() -> Option<SqlStore> {
-    let Ok(admin_url) = std::env::var("CROSSBAR_TEST_POSTGRES_URL") else {
-        eprintln!("CROSSBAR_TEST_POSTGRES_URL not set: skipping the PostgreSQL run");
-        return None;
-    };
-    sqlx::any::install_default_drivers();
-    let name = unique("crossbar_dash");
-    let mut admin = sqlx::AnyConnection::connect(&admin_url).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let (base, _) = admin_url.rsplit_once('/').unwrap();
-    Some(SqlStore::open(&format!("{base}/{name}")).await.unwrap())
-}
-
-macro_rules! suite {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite_suite {
-            $(#[tokio::test] async fn $name() { super::$name(super::sqlite().await).await; })*
-        }
-        mod postgres_suite {
-            $(#[tokio::test] async fn $name() {
-                if let Some(store) = super::postgres().await { super::$name(store).await; }
-            })*
-        }
-    };
+    common::postgres("crossbar_dash").await
 }
 
 fn attempt(deployment: &str, outcome: &str) -> AttemptRecord {

@@ -3,52 +3,24 @@
 
 #![expect(clippy::unwrap_used, reason = "test helpers: a failure fails the test")]
 
+mod common;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use common::suite;
 use crossbar_store::{
     AttemptRecord, KeyLimits, KeyRecord, ResponseStore as _, RetentionJob, SqlStore, Store,
     UsageRecord, UsageWriter, WriterSettings, now_ms, spawn_retention, stored_response,
 };
 use futures::future::BoxFuture;
-use sqlx::Connection;
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}_{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn sqlite_path() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("{}.db", unique("crossbar_store_test")))
-}
 
 async fn sqlite() -> SqlStore {
-    SqlStore::open(sqlite_path().to_str().unwrap())
-        .await
-        .unwrap()
+    common::sqlite("crossbar_store_test").await
 }
 
-/// A fresh database on the test server, or `None` (with a notice) when none is configured.
 async fn postgres() -> Option<SqlStore> {
-    let Ok(admin_url) = std::env::var("CROSSBAR_TEST_POSTGRES_URL") else {
-        eprintln!("CROSSBAR_TEST_POSTGRES_URL not set: skipping the PostgreSQL run");
-        return None;
-    };
-    sqlx::any::install_default_drivers();
-    let name = unique("crossbar_test");
-    let mut admin = sqlx::AnyConnection::connect(&admin_url).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let (base, _) = admin_url.rsplit_once('/').unwrap();
-    Some(SqlStore::open(&format!("{base}/{name}")).await.unwrap())
+    common::postgres("crossbar_test").await
 }
 
 fn record(request_id: &str, time_ms: i64, key: Option<&str>, cost_pusd: u64) -> UsageRecord {
@@ -122,20 +94,6 @@ fn key(id: &str, name: Option<&str>, hash: &str) -> KeyRecord {
             budget_total_pusd: Some(100_000_000_000_000),
         },
     }
-}
-
-/// Every test body, run once per engine.
-macro_rules! suite {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite_suite {
-            $(#[tokio::test] async fn $name() { super::$name(super::sqlite().await).await; })*
-        }
-        mod postgres_suite {
-            $(#[tokio::test] async fn $name() {
-                if let Some(store) = super::postgres().await { super::$name(store).await; }
-            })*
-        }
-    };
 }
 
 suite!(
@@ -449,7 +407,7 @@ async fn a_full_queue_refuses_and_counts_without_blocking() {
 
 #[tokio::test]
 async fn sqlite_reopens_without_migrating_twice_and_uses_wal() {
-    let path = sqlite_path();
+    let path = common::sqlite_path("crossbar_store_test");
     let url = path.to_str().unwrap();
     let store = SqlStore::open(url).await.unwrap();
     store
