@@ -19,14 +19,46 @@ use tokio::process::{Child, Command};
 /// What `crossbar serve` prints first, before the URL it listens on.
 const LISTENING: &str = "crossbar listening on ";
 
+/// What `crossbar serve` discovers providers from when it has no configuration (see
+/// `config/discover.rs`): none of it may reach a test, which expects the offline catalog.
+const CLOUD_CREDENTIALS: &[&str] = &[
+    "OPENAI_API_KEY",
+    "AZURE_OPENAI_API_KEY",
+    "AZURE_OPENAI_ENDPOINT",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_FOUNDRY_API_KEY",
+    "ANTHROPIC_FOUNDRY_RESOURCE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_BEARER_TOKEN_BEDROCK",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "GOOGLE_CLOUD_PROJECT",
+    "GOOGLE_CLOUD_LOCATION",
+    "GOOGLE_CLOUD_REGION",
+    "GOOGLE_OAUTH_ACCESS_TOKEN",
+    "GCLOUD_PROJECT",
+    "CLOUDSDK_CONFIG",
+    "CLOUDSDK_CORE_PROJECT",
+    "GEMINI_API_KEY",
+    "GOOGLE_API_KEY",
+];
+
 /// `bin` run in `dir` with nothing from the environment that would point it at a real provider,
 /// another config, gateway, store or collector; stdin and stderr closed; killed when dropped.
 pub fn command(bin: impl AsRef<Path>, dir: &Path) -> Command {
     let mut command = Command::new(bin.as_ref());
+    command.current_dir(dir);
+    for credential in CLOUD_CREDENTIALS {
+        command.env_remove(credential);
+    }
     command
-        .current_dir(dir)
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("AZURE_OPENAI_API_KEY")
         .env_remove("CROSSBAR_CONFIG")
         .env_remove("CROSSBAR_GATEWAY")
         .env_remove("CROSSBAR_GATEWAY_KEY")
