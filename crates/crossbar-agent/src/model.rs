@@ -259,6 +259,17 @@ impl Remote {
         }
         Ok(response)
     }
+
+    /// Posts `request` to the gateway's Chat Completions endpoint, as it asks to be streamed
+    /// or not.
+    async fn send_chat(&self, request: &ChatRequest) -> Result<reqwest::Response> {
+        let body = openai::encode_chat_request(
+            request,
+            &request.model,
+            MaxTokensField::MaxCompletionTokens,
+        )?;
+        self.send("/v1/chat/completions", body).await
+    }
 }
 
 fn connect_error(base: &str, error: &reqwest::Error) -> Error {
@@ -327,12 +338,7 @@ impl ModelClient for Remote {
     fn chat_stream(&self, mut request: ChatRequest) -> BoxFuture<'_, Result<ChatStream>> {
         Box::pin(async move {
             request.stream = true;
-            let body = openai::encode_chat_request(
-                &request,
-                &request.model,
-                MaxTokensField::MaxCompletionTokens,
-            )?;
-            let response = self.send("/v1/chat/completions", body).await?;
+            let response = self.send_chat(&request).await?;
             // Byte-bounded framing: a gateway (or something posing as one) cannot make the
             // agent buffer an endless line.
             let mut events = crossbar_core::framing::sse_frames(
@@ -395,12 +401,7 @@ impl AgentModel for Remote {
     fn complete(&self, mut request: ChatRequest) -> BoxFuture<'_, Result<ModelAnswer>> {
         Box::pin(async move {
             request.stream = false;
-            let body = openai::encode_chat_request(
-                &request,
-                &request.model,
-                MaxTokensField::MaxCompletionTokens,
-            )?;
-            let response = self.send("/v1/chat/completions", body).await?;
+            let response = self.send_chat(&request).await?;
             let provider = header(&response, "x-crossbar-provider");
             let deployment = header(&response, "x-crossbar-deployment");
             let cost = cost_header(&response);

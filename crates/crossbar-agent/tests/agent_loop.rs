@@ -31,10 +31,6 @@ sim-step 2: calculator {\"expression\": 5}
 sim-step 2: shell {\"cmd\": \"ls\"}
 sim-step 2: read_file {\"path\": \"../journal.db\"}";
 
-fn entries(events: &[crossbar_agent::Event]) -> Vec<Entry> {
-    events.iter().map(|e| e.entry.clone()).collect()
-}
-
 fn tool_results(entries: &[Entry], step: u32) -> Vec<(String, String, bool)> {
     let mut out: Vec<(String, String, bool)> = entries
         .iter()
@@ -69,7 +65,7 @@ async fn tool_rounds_run_until_a_final_answer_and_every_step_is_journaled() {
         std::fs::read_to_string(h.path("ws/notes/a.txt")).unwrap(),
         "hello"
     );
-    let entries = entries(&events.lock().unwrap());
+    let entries = common::entries(&events);
     assert_eq!(
         tool_results(&entries, 1),
         vec![
@@ -225,11 +221,7 @@ async fn on_budget_low_switches_to_a_cheaper_route_mid_run() {
     let (agent, events) = h.agent(h.spec(&spec));
     let outcome = agent.run(TASK).await.unwrap();
     assert_eq!(outcome.status, RunStatus::Completed, "{outcome:?}");
-    let providers: Vec<&str> = outcome
-        .providers
-        .iter()
-        .map(|p| p.as_deref().unwrap())
-        .collect();
+    let providers: Vec<&str> = common::providers(&outcome);
     assert_eq!(providers[0], "sim-openai");
     assert!(
         providers[1..].iter().all(|p| *p == "sim-anthropic"),
@@ -275,11 +267,7 @@ async fn on_budget_low_switches_when_the_steps_run_low() {
     let (agent, events) = h.agent(h.spec(&spec));
     let outcome = agent.run(TASK).await.unwrap();
     assert_eq!(outcome.status, RunStatus::Completed, "{outcome:?}");
-    let providers: Vec<&str> = outcome
-        .providers
-        .iter()
-        .map(|p| p.as_deref().unwrap())
-        .collect();
+    let providers: Vec<&str> = common::providers(&outcome);
     // Steps 1 and 2 start with 4 and 3 of 4 steps left; step 3 with 2 (50%, below 60%).
     assert_eq!(providers, ["sim-openai", "sim-openai", "sim-anthropic"]);
     let reasons: Vec<(u32, String)> = events
@@ -353,12 +341,7 @@ url = "http://{addr}/weather/x"
     let (agent, events) = h.agent(h.spec(&spec));
     let outcome = agent.run(&task).await.unwrap();
     assert_eq!(outcome.status, RunStatus::Completed);
-    let entries: Vec<Entry> = events
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|e| e.entry.clone())
-        .collect();
+    let entries: Vec<Entry> = common::entries(&events);
     let results = tool_results(&entries, 1);
     assert_eq!(
         results,
@@ -399,12 +382,7 @@ async fn runs_are_journaled_to_postgres_too() {
         .iter()
         .map(|r| serde_json::from_str(&r.data).unwrap())
         .collect();
-    let seen: Vec<Entry> = events
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|e| e.entry.clone())
-        .collect();
+    let seen: Vec<Entry> = common::entries(&events);
     assert_eq!(journaled, seen);
     let run = h.store.run(&outcome.run_id).await.unwrap().unwrap();
     assert_eq!(run.status, "completed");

@@ -65,11 +65,7 @@ async fn a_run_whose_provider_fails_after_step_2_completes_on_another_provider()
     agent.observer = Some(observer);
     let outcome = agent.run(TASK).await.unwrap();
     assert_eq!(outcome.status, RunStatus::Completed, "{outcome:?}");
-    let providers: Vec<&str> = outcome
-        .providers
-        .iter()
-        .map(|p| p.as_deref().unwrap())
-        .collect();
+    let providers: Vec<&str> = common::providers(&outcome);
     assert_eq!(
         providers,
         ["sim-openai", "sim-openai", "sim-anthropic", "sim-anthropic"]

@@ -12,7 +12,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -20,28 +19,6 @@ use common::{CONFIG, harness};
 use crossbar_agent::spec::{McpSpec, McpTransport};
 use crossbar_agent::{Entry, McpServer, RunStatus};
 use serde_json::json;
-
-/// The server's entry script, or `None` (with a message) when node is not installed.
-fn server(package: &str) -> Option<PathBuf> {
-    if std::process::Command::new("node")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIPPED: node is not installed, so the npm MCP servers cannot run");
-        return None;
-    }
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/mcp/node_modules/@modelcontextprotocol")
-        .join(package)
-        .join("dist/index.js");
-    assert!(
-        script.exists(),
-        "{} is missing: run `npm ci` in crates/crossbar-agent/tests/mcp (scripts/test does)",
-        script.display()
-    );
-    Some(script)
-}
 
 fn everything_stdio(script: &std::path::Path) -> McpSpec {
     McpSpec {
@@ -59,7 +36,7 @@ fn everything_stdio(script: &std::path::Path) -> McpSpec {
 
 #[tokio::test]
 async fn an_agent_uses_the_filesystem_server_over_stdio() {
-    let Some(script) = server("server-filesystem") else {
+    let Some(script) = common::mcp_server("server-filesystem") else {
         return;
     };
     let h = harness(CONFIG).await;
@@ -156,7 +133,7 @@ tools = ["write_file", "read_text_file", "list_directory"]
 
 #[tokio::test]
 async fn a_killed_stdio_server_is_restarted_by_the_supervisor() {
-    let Some(script) = server("server-everything") else {
+    let Some(script) = common::mcp_server("server-everything") else {
         return;
     };
     let server = McpServer::start(everything_stdio(&script)).await.unwrap();
@@ -221,7 +198,7 @@ async fn http_server(script: &std::path::Path, port: u16) -> tokio::process::Chi
 
 #[tokio::test]
 async fn an_agent_calls_tools_over_streamable_http_and_survives_a_lost_session() {
-    let Some(script) = server("server-everything") else {
+    let Some(script) = common::mcp_server("server-everything") else {
         return;
     };
     let port = free_port();

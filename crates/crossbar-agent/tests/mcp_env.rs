@@ -3,32 +3,13 @@
 //! `@modelcontextprotocol/server-everything` (tests/mcp, installed by scripts/test with
 //! `npm ci`), whose `get-env` tool returns the server's whole environment.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use crossbar_agent::McpServer;
 use crossbar_agent::spec::{McpSpec, McpTransport};
 use serde_json::{Value, json};
-
-/// The npm server-everything entry script, or `None` (with a message) when node is missing.
-fn everything_server() -> Option<PathBuf> {
-    if std::process::Command::new("node")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIPPED: node is not installed, so the npm MCP servers cannot run");
-        return None;
-    }
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/mcp/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
-    assert!(
-        script.exists(),
-        "{} is missing: run `npm ci` in crates/crossbar-agent/tests/mcp (scripts/test does)",
-        script.display()
-    );
-    Some(script)
-}
 
 /// Set (with a secret) only in the child test process that [`mcp_child_env`] runs.
 const CHILD_MARKER: &str = "CROSSBAR_TEST_MCP_ENV_CHILD";
@@ -40,7 +21,7 @@ const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 /// started with the secret set.
 #[tokio::test]
 async fn mcp_stdio_servers_do_not_inherit_the_agents_secrets() {
-    if everything_server().is_none() {
+    if common::mcp_server("server-everything").is_none() {
         return;
     }
     let output = std::process::Command::new(std::env::current_exe().unwrap())
@@ -75,7 +56,7 @@ async fn mcp_child_env() {
         return;
     }
     assert_eq!(std::env::var("AWS_SECRET_ACCESS_KEY").unwrap(), SECRET);
-    let script = everything_server().unwrap();
+    let script = common::mcp_server("server-everything").unwrap();
     let mut env = BTreeMap::new();
     env.insert("MCP_SERVER_TOKEN".to_owned(), "from-the-spec=1".to_owned());
     let spec = McpSpec {

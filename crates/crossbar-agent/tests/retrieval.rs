@@ -230,12 +230,7 @@ async fn what_search_docs_spends_on_embeddings_counts_in_the_run_and_survives_re
     let task = "How long do refunds take?\nsim-step 1: search_docs {\"query\": \"refunding\"}";
     let outcome = agent.run(task).await.unwrap();
     assert_eq!(outcome.status, crossbar_agent::RunStatus::Completed);
-    let entries: Vec<Entry> = events
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|e| e.entry.clone())
-        .collect();
+    let entries: Vec<Entry> = common::entries(&events);
     let tool_cost: u64 = entries
         .iter()
         .filter_map(|e| match e {

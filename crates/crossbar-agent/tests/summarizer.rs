@@ -80,12 +80,7 @@ async fn older_turns_are_summarized_by_the_summarizer_and_resume_replays_the_sum
     agent.spans = Some(Arc::clone(&recorder) as Arc<dyn SpanSink>);
     let outcome = agent.run(TASK).await.unwrap();
     assert_eq!(outcome.status, RunStatus::Completed, "{outcome:?}");
-    let entries: Vec<Entry> = events
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|e| e.entry.clone())
-        .collect();
+    let entries: Vec<Entry> = common::entries(&events);
 
     // Before step 2 the only turn is the one to keep; before step 3 the file's turn is older.
     let summaries: Vec<&Entry> = entries

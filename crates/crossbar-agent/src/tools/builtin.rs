@@ -16,6 +16,29 @@ use serde_json::{Value, json};
 use super::{Tool, definition, text_arg};
 use crate::spec::HttpFetchSpec;
 
+/// The parameters of a tool whose arguments are all required strings, `(name, description)`
+/// each, and nothing else.
+fn string_args(args: &[(&str, Option<&str>)]) -> Value {
+    let properties: serde_json::Map<String, Value> = args
+        .iter()
+        .map(|&(name, description)| {
+            let mut property = serde_json::Map::new();
+            property.insert("type".to_owned(), json!("string"));
+            if let Some(description) = description {
+                property.insert("description".to_owned(), json!(description));
+            }
+            (name.to_owned(), Value::Object(property))
+        })
+        .collect();
+    let required: Vec<&str> = args.iter().map(|&(name, _)| name).collect();
+    json!({
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": false
+    })
+}
+
 /// Arithmetic on numbers: `+ - * / % ^`, parentheses, unary minus.
 pub struct Calculator;
 
@@ -24,12 +47,7 @@ impl Tool for Calculator {
         definition(
             "calculator",
             "Evaluates an arithmetic expression with + - * / % ^ and parentheses.",
-            json!({
-                "type": "object",
-                "properties": {"expression": {"type": "string", "description": "e.g. (2 + 3) * 4.5"}},
-                "required": ["expression"],
-                "additionalProperties": false
-            }),
+            string_args(&[("expression", Some("e.g. (2 + 3) * 4.5"))]),
         )
     }
 
@@ -298,12 +316,7 @@ impl Tool for ReadFile {
         definition(
             "read_file",
             "Reads a UTF-8 text file from the agent's workspace directory.",
-            json!({
-                "type": "object",
-                "properties": {"path": {"type": "string", "description": "relative to the workspace"}},
-                "required": ["path"],
-                "additionalProperties": false
-            }),
+            string_args(&[("path", Some("relative to the workspace"))]),
         )
     }
 
@@ -329,15 +342,10 @@ impl Tool for WriteFile {
         definition(
             "write_file",
             "Writes a UTF-8 text file in the agent's workspace directory, creating folders.",
-            json!({
-                "type": "object",
-                "properties": {
-                    "path": {"type": "string", "description": "relative to the workspace"},
-                    "content": {"type": "string"}
-                },
-                "required": ["path", "content"],
-                "additionalProperties": false
-            }),
+            string_args(&[
+                ("path", Some("relative to the workspace")),
+                ("content", None),
+            ]),
         )
     }
 
@@ -444,12 +452,7 @@ impl Tool for HttpFetch {
         definition(
             "http_fetch",
             "Fetches a web page or API response by URL (GET) and returns its status and text.",
-            json!({
-                "type": "object",
-                "properties": {"url": {"type": "string", "description": "an http(s) URL"}},
-                "required": ["url"],
-                "additionalProperties": false
-            }),
+            string_args(&[("url", Some("an http(s) URL"))]),
         )
     }
 
@@ -486,6 +489,25 @@ impl Tool for HttpFetch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn string_args_writes_the_schema_the_tools_declared_by_hand() {
+        assert_eq!(
+            string_args(&[
+                ("path", Some("relative to the workspace")),
+                ("content", None),
+            ]),
+            json!({
+                "type": "object",
+                "properties": {
+                    "path": {"type": "string", "description": "relative to the workspace"},
+                    "content": {"type": "string"}
+                },
+                "required": ["path", "content"],
+                "additionalProperties": false
+            })
+        );
+    }
 
     #[test]
     fn calculator_evaluates_and_reports_errors() {

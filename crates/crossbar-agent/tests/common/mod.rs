@@ -2,10 +2,12 @@
 //! temporary directory, and agents built from spec text.
 #![allow(dead_code, reason = "each test file uses part of the helpers")]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crossbar_agent::{Agent, AgentSpec, Event, InProcess, Observer, ToolContext, toolbox};
+use crossbar_agent::{
+    Agent, AgentSpec, Entry, Event, InProcess, Observer, RunOutcome, ToolContext, toolbox,
+};
 use crossbar_core::config::Config;
 use crossbar_server::Gateway;
 use crossbar_store::{JournalStore, SqlStore};
@@ -116,4 +118,48 @@ impl Harness {
 
 pub fn exists(path: &Path) -> bool {
     path.exists()
+}
+
+/// The journal entries an agent's observer saw, in order.
+#[expect(clippy::unwrap_used, reason = "test helper")]
+pub fn entries(events: &Mutex<Vec<Event>>) -> Vec<Entry> {
+    events
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| e.entry.clone())
+        .collect()
+}
+
+/// The provider of each model call of a run, every one of which must have one.
+#[expect(clippy::unwrap_used, reason = "test helper")]
+pub fn providers(outcome: &RunOutcome) -> Vec<&str> {
+    outcome
+        .providers
+        .iter()
+        .map(|p| p.as_deref().unwrap())
+        .collect()
+}
+
+/// The entry script of npm MCP server `package` (tests/mcp, installed by scripts/test with
+/// `npm ci`), or `None` (with a message) when node is not installed.
+pub fn mcp_server(package: &str) -> Option<PathBuf> {
+    if std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: node is not installed, so the npm MCP servers cannot run");
+        return None;
+    }
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/mcp/node_modules/@modelcontextprotocol")
+        .join(package)
+        .join("dist/index.js");
+    assert!(
+        script.exists(),
+        "{} is missing: run `npm ci` in crates/crossbar-agent/tests/mcp (scripts/test does)",
+        script.display()
+    );
+    Some(script)
 }
