@@ -49,6 +49,25 @@ kind = "sim"
 dialect = "openai"
 api = "responses"
 
+[[providers]]
+name = "vertex"
+kind = "sim"
+dialect = "vertex"
+project = "proj-1"
+location = "us-central1"
+
+[[models]]
+name = "titan"
+deployments = [{ provider = "bedrock", target = "amazon.titan-embed-text-v2:0" }]
+
+[[models]]
+name = "cohere"
+deployments = [{ provider = "bedrock", target = "cohere.embed-english-v3" }]
+
+[[models]]
+name = "vertex-embed"
+deployments = [{ provider = "vertex", target = "text-embedding-005" }]
+
 [[models]]
 name = "on-anthropic"
 deployments = [{ provider = "anthropic", target = "claude-sonnet-4-5" }]
@@ -269,5 +288,145 @@ async fn a_document_alone_through_messages_gets_bedrocks_text_block() {
         sent["messages"][0]["content"],
         json!([{"document": {"format": "pdf", "name": "document", "source": {"bytes": PDF}}},
                {"text": "(document attached)"}])
+    );
+}
+
+/// The simulator's own answer to `body` at `path`, asked directly with the gateway's SigV4
+/// scope where it needs one.
+async fn directly(gw: &TestGateway, provider: &str, path: &str, body: &Value) -> Value {
+    let response = reqwest::Client::new()
+        .post(format!("{}{path}", gw.sim(provider).base_url()))
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/bedrock/aws4_request, \
+             SignedHeaders=content-type;host;x-amz-date, \
+             Signature=1c91d22c6dfb49efad9e8de45bc4dde894ea14c06a0f4b54d7682ee99e1cd6d6",
+        )
+        .header("x-amz-date", "20150830T123600Z")
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn embeddings_on_bedrock_titan_and_cohere_and_on_vertex() {
+    let gw = start(CONFIG).await;
+    let embed = |model: &str, input: Value, dimensions: Option<u32>| {
+        let mut body = json!({"model": model, "input": input});
+        if let Some(dimensions) = dimensions {
+            body["dimensions"] = json!(dimensions);
+        }
+        body
+    };
+    let vectors = |answer: &Value| -> Vec<Value> {
+        answer["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["embedding"].clone())
+            .collect()
+    };
+
+    // Titan: one text; the vector and the token count the model reports.
+    let (answer, sent) = through(
+        &gw,
+        "/v1/embeddings",
+        &embed("titan", json!("refund policy"), Some(256)),
+        "bedrock",
+    )
+    .await;
+    assert_eq!(
+        sent,
+        json!({"inputText": "refund policy", "dimensions": 256})
+    );
+    let direct = directly(
+        &gw,
+        "bedrock",
+        "/model/amazon.titan-embed-text-v2%3A0/invoke",
+        &sent,
+    )
+    .await;
+    assert_eq!(vectors(&answer), vec![direct["embedding"].clone()]);
+    assert_eq!(answer["model"], "amazon.titan-embed-text-v2:0");
+    assert_eq!(
+        answer["usage"],
+        json!({"prompt_tokens": direct["inputTextTokenCount"], "total_tokens": direct["inputTextTokenCount"]})
+    );
+
+    // Cohere: several texts as documents; its body counts no tokens, so the gateway estimates.
+    let (answer, sent) = through(
+        &gw,
+        "/v1/embeddings",
+        &embed("cohere", json!(["refund policy", "shipping times"]), None),
+        "bedrock",
+    )
+    .await;
+    assert_eq!(
+        sent,
+        json!({"texts": ["refund policy", "shipping times"], "input_type": "search_document"})
+    );
+    let direct = directly(
+        &gw,
+        "bedrock",
+        "/model/cohere.embed-english-v3/invoke",
+        &sent,
+    )
+    .await;
+    assert_eq!(
+        vectors(&answer),
+        direct["embeddings"].as_array().unwrap().clone()
+    );
+    assert_eq!(
+        answer["usage"],
+        json!({"prompt_tokens": 8, "total_tokens": 8})
+    );
+
+    // Vertex: `:predict`, the token counts summed.
+    let (answer, sent) = through(
+        &gw,
+        "/v1/embeddings",
+        &embed(
+            "vertex-embed",
+            json!(["refund policy", "shipping times"]),
+            Some(64),
+        ),
+        "vertex",
+    )
+    .await;
+    assert_eq!(
+        sent,
+        json!({"instances": [{"content": "refund policy"}, {"content": "shipping times"}],
+               "parameters": {"outputDimensionality": 64}})
+    );
+    let direct = directly(
+        &gw,
+        "vertex",
+        "/projects/proj-1/locations/us-central1/publishers/google/models/text-embedding-005:predict",
+        &sent,
+    )
+    .await;
+    let predicted: Vec<Value> = direct["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["embeddings"]["values"].clone())
+        .collect();
+    assert_eq!(vectors(&answer), predicted);
+    let tokens: u64 = direct["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            p["embeddings"]["statistics"]["token_count"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(
+        answer["usage"],
+        json!({"prompt_tokens": tokens, "total_tokens": tokens})
     );
 }

@@ -7,6 +7,7 @@
 //! `inputTokens` then excludes both, as on the real service.
 
 mod error;
+mod invoke;
 mod request;
 mod response;
 
@@ -72,6 +73,7 @@ pub(crate) fn router(app: App) -> Router {
     Router::new()
         .route("/model/{model_id}/converse", post(converse))
         .route("/model/{model_id}/converse-stream", post(converse_stream))
+        .route("/model/{model_id}/invoke", post(invoke_model))
         // The OpenAI-compatible Chat Completions beside Converse, behind the same auth.
         .route("/openai/v1/chat/completions", post(openai_chat))
         .route_layer(middleware::from_fn_with_state(sim.clone(), authenticate))
@@ -248,6 +250,24 @@ async fn openai_chat(State(sim): State<Sim>, body: Bytes) -> Response {
 
 async fn converse(State(sim): State<Sim>, Path(model): Path<String>, body: Bytes) -> Response {
     answer(&sim, &model, &body, false).await
+}
+
+async fn invoke_model(State(sim): State<Sim>, Path(model): Path<String>, body: Bytes) -> Response {
+    let request_id = request_id(&sim.app);
+    let config = sim.app.config();
+    let early = match sim.app.decide_fault(&config) {
+        Fault::RateLimit => Some(BedrockError::throttled()),
+        Fault::Error => Some(BedrockError::scripted(config.error_status)),
+        Fault::Hang => return std::future::pending().await,
+        Fault::None | Fault::Malformed => None,
+    };
+    if let Some(error) = early {
+        return error.render(&request_id);
+    }
+    match invoke::invoke(&model, &body) {
+        Ok(response) => response,
+        Err(error) => error.render(&request_id),
+    }
 }
 
 async fn converse_stream(

@@ -145,3 +145,42 @@ pub(crate) fn batch_embed_contents(
     }
     Ok(serde_json::to_string_pretty(&json!({"embeddings": embeddings})).unwrap_or_default())
 }
+
+/// Vertex AI's `:predict` on a publisher text-embedding model: `{instances: [{content,
+/// task_type?, title?}], parameters?: {outputDimensionality?, autoTruncate?}}` → one prediction
+/// per instance with its vector and `statistics` (the model server's snake case), plus the
+/// billable characters. The request is a `google.protobuf.Value`, so unknown keys are the
+/// model's to refuse; these are refused as its 400 words them.
+pub(crate) fn predict(body: &[u8], default_dimensions: usize) -> Result<String, GoogleError> {
+    let object = parse_object(body)?;
+    let instances = get(&object, "instances")
+        .and_then(Value::as_array)
+        .filter(|instances| !instances.is_empty())
+        .ok_or_else(|| GoogleError::invalid("instances must not be empty."))?;
+    let dimensions = match get(&object, "parameters").and_then(|p| p.get("outputDimensionality")) {
+        None | Some(Value::Null) => default_dimensions,
+        Some(value) => value
+            .as_u64()
+            .filter(|d| (1..=MAX_DIMENSIONS).contains(d))
+            .and_then(|d| usize::try_from(d).ok())
+            .ok_or_else(|| {
+                GoogleError::invalid(format!("Invalid outputDimensionality: {value}"))
+            })?,
+    };
+    let mut predictions = Vec::new();
+    let mut characters = 0;
+    for (i, instance) in instances.iter().enumerate() {
+        let content = instance
+            .get("content")
+            .and_then(Value::as_str)
+            .ok_or_else(|| GoogleError::invalid(format!("instances[{i}].content is required.")))?;
+        let input = EmbedInput::Text(content.to_owned());
+        characters += content.chars().filter(|c| !c.is_whitespace()).count();
+        predictions.push(json!({"embeddings": {
+            "values": embed(&input, dimensions),
+            "statistics": {"truncated": false, "token_count": input.tokens()}}}));
+    }
+    Ok(json!({"predictions": predictions,
+              "metadata": {"billableCharacterCount": characters}})
+    .to_string())
+}

@@ -147,6 +147,7 @@ async fn vertex(
         ("google", "streamGenerateContent") => {
             generate(&app, model, Some(framing(query)), &body).await
         }
+        ("google", "predict") => embed(&app, model, method, &body).await,
         ("anthropic", "rawPredict" | "streamRawPredict") => {
             let stream = method == "streamRawPredict";
             crate::anthropic::vertex_raw_predict(app.clone(), model.to_owned(), stream, body).await
@@ -280,6 +281,7 @@ async fn embed(app: &App, model: &str, method: &str, body: &[u8]) -> Response {
     let dimensions = config.embedding_dimensions;
     let answer = match method {
         "embedContent" => embeddings::embed_content(body, dimensions),
+        "predict" => embeddings::predict(body, dimensions),
         _ => embeddings::batch_embed_contents(body, model, dimensions),
     };
     match answer {

@@ -3,9 +3,10 @@
 //! with SigV4 for the `bedrock` service, or sent with a Bedrock API key as a bearer token.
 //!
 //! Request rules live in [`request`], answers and errors in [`response`], stream events in
-//! [`stream`]; providers.md §5 is the reference. Embeddings (Titan / Cohere through InvokeModel)
-//! are not part of this dialect.
+//! [`stream`]; providers.md §5 is the reference. Embeddings (Titan and Cohere through InvokeModel,
+//! `/model/{modelId}/invoke`) are in [`embeddings`].
 
+mod embeddings;
 mod request;
 mod response;
 mod stream;
@@ -59,20 +60,12 @@ pub fn decode_error(status: u16, headers: &reqwest::header::HeaderMap, body: &[u
     response::decode_error(status, headers, body)
 }
 
-fn embeddings_unsupported() -> Error {
-    Error::invalid_request(
-        "Embeddings are not supported by the bedrock dialect; use an embeddings deployment on \
-         another provider.",
-    )
-    .with_code("unsupported_operation")
-}
-
 impl Egress for BedrockEgress {
     fn url(&self, endpoint: &str, target: &str, operation: Operation) -> Result<String> {
         let action = match operation {
             Operation::Chat { stream: false } => "converse",
             Operation::Chat { stream: true } => "converse-stream",
-            Operation::Embeddings => return Err(embeddings_unsupported()),
+            Operation::Embeddings => "invoke",
         };
         Ok(format!(
             "{endpoint}/model/{}/{action}",
@@ -98,12 +91,12 @@ impl Egress for BedrockEgress {
         Box::new(StreamDecoder::new())
     }
 
-    fn embedding_body(&self, _request: &EmbeddingRequest, _target: &str) -> Result<Vec<u8>> {
-        Err(embeddings_unsupported())
+    fn embedding_body(&self, request: &EmbeddingRequest, target: &str) -> Result<Vec<u8>> {
+        embeddings::body(request, target)
     }
 
-    fn embedding_response(&self, _body: &[u8]) -> Result<EmbeddingResponse> {
-        Err(embeddings_unsupported())
+    fn embedding_response(&self, body: &[u8]) -> Result<EmbeddingResponse> {
+        embeddings::decode(body)
     }
 
     fn error(&self, status: u16, headers: &reqwest::header::HeaderMap, body: &[u8]) -> Error {

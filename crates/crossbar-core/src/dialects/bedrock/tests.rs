@@ -754,14 +754,16 @@ fn urls_encode_the_model_id_as_one_segment() {
             .ends_with("/model/m/converse")
     );
     assert_eq!(egress.framing(), Framing::AwsEventStream);
-    let embeddings = egress
-        .url("http://h", "m", Operation::Embeddings)
-        .unwrap_err();
-    assert_eq!(embeddings.status(), 400);
-    assert!(
-        embeddings
-            .message
-            .contains("not supported by the bedrock dialect")
+    // Embeddings go through InvokeModel.
+    assert_eq!(
+        egress
+            .url(
+                "http://h",
+                "amazon.titan-embed-text-v2:0",
+                Operation::Embeddings
+            )
+            .unwrap(),
+        "http://h/model/amazon.titan-embed-text-v2%3A0/invoke"
     );
 }
 

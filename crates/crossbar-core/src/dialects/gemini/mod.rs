@@ -91,7 +91,7 @@ impl Egress for GeminiEgress {
         let method = match operation {
             Operation::Chat { stream: false } => "generateContent",
             Operation::Chat { stream: true } => "streamGenerateContent?alt=sse",
-            Operation::Embeddings if self.vertex() => return Err(embeddings::vertex_unsupported()),
+            Operation::Embeddings if self.vertex() => "predict",
             Operation::Embeddings => "batchEmbedContents",
         };
         Ok(format!("{endpoint}/{}:{method}", self.model_path(target)))
@@ -111,12 +111,15 @@ impl Egress for GeminiEgress {
 
     fn embedding_body(&self, request: &EmbeddingRequest, target: &str) -> Result<Vec<u8>> {
         if self.vertex() {
-            return Err(embeddings::vertex_unsupported());
+            return embeddings::vertex_body(request);
         }
         embeddings::body(request, &self.model_path(target))
     }
 
     fn embedding_response(&self, body: &[u8]) -> Result<EmbeddingResponse> {
+        if self.vertex() {
+            return embeddings::vertex_decode(body);
+        }
         embeddings::decode(body)
     }
 

@@ -104,10 +104,14 @@ fn urls_for_both_apis() {
             .unwrap()
             .ends_with("/models/a%2Fb%3Ac:generateContent")
     );
-    let err = vertex("us-central1")
-        .url(&endpoint, "m", Operation::Embeddings)
-        .unwrap_err();
-    assert_eq!(err.status(), 400);
+    assert_eq!(
+        vertex("us-central1")
+            .url(&endpoint, "m", Operation::Embeddings)
+            .unwrap(),
+        format!(
+            "{endpoint}/projects/my-proj/locations/us-central1/publishers/google/models/m:predict"
+        )
+    );
 }
 
 #[test]
@@ -613,13 +617,20 @@ fn embeddings_batch_text_inputs() {
             .as_deref(),
         Some("input")
     );
+    // Vertex AI embeds through `:predict` on the publisher model.
     assert_eq!(
         vertex("global")
-            .embedding_body(&request, "e")
-            .unwrap_err()
-            .status(),
-        400
+            .url(
+                "https://aiplatform.googleapis.com/v1",
+                "text-embedding-005",
+                Operation::Embeddings
+            )
+            .unwrap(),
+        "https://aiplatform.googleapis.com/v1/projects/my-proj/locations/global/publishers/google/models/text-embedding-005:predict"
     );
+    let body: Value =
+        serde_json::from_slice(&vertex("global").embedding_body(&request, "e").unwrap()).unwrap();
+    assert_eq!(body["instances"][0], json!({"content": "a"}));
 }
 
 /// A tool whose parameters are `schema`, in an OpenAI request.
