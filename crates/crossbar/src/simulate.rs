@@ -601,7 +601,9 @@ fn run_policy(
             p99_ms: percentile(&latencies, 99.0),
             ttft_p99_ms: percentile(&ttfts, 99.0),
             error_rate: errors as f64 / outcomes.len().max(1) as f64,
-            cost_usd: snapshot.iter().map(|d| d.stats.counters.spent_usd).sum(),
+            cost_usd: crossbar_core::pricing::pico_to_usd(
+                snapshot.iter().map(|d| d.stats.counters.spent_pusd).sum(),
+            ),
             calls_per_request: calls as f64 / outcomes.len().max(1) as f64,
             hedges: snapshot.iter().map(|d| d.stats.counters.hedges).sum(),
             p99_vs_unhedged: None,

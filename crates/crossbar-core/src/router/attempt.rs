@@ -149,7 +149,11 @@ impl Lease {
     fn cancelled(self, cost: f64, slow: Option<(bool, Duration)>) {
         let mut live = self.deployment.live();
         live.stats.counters.cancelled += 1;
-        live.stats.counters.spent_usd += cost;
+        live.stats.counters.spent_pusd = live
+            .stats
+            .counters
+            .spent_pusd
+            .saturating_add(crate::pricing::usd_to_pico(cost));
         if let Some((stream, elapsed)) = slow {
             live.stats.record_first_token(stream, elapsed);
         }

@@ -150,12 +150,16 @@ pub fn estimated_cost(price: &Price, prompt_tokens: f64, output_tokens: f64) -> 
     (prompt_tokens * price.input + output_tokens * price.output) * PER_TOKEN
 }
 
-/// What cached input saved against the full input price, in USD as a float: a statistic for
-/// the deployments view, not money charged.
-pub fn cache_saving(price: &Price, usage: &Usage) -> f64 {
-    let cached = usage.cached_input_tokens.min(usage.input_tokens) as f64;
-    let discount = price.input - price.cached_input.unwrap_or(price.input);
-    (cached * discount * PER_TOKEN).max(0.0)
+/// What cached input saved against the full input price, in picodollars: the same usage
+/// priced with its cached tokens at the input price, less its real cost.
+pub fn cache_saving(price: &Price, usage: &Usage) -> u64 {
+    let uncached = Usage {
+        cached_input_tokens: 0,
+        ..*usage
+    };
+    crate::pricing::cost(price, &uncached)
+        .total()
+        .saturating_sub(crate::pricing::cost(price, usage).total())
 }
 
 #[cfg(test)]
@@ -205,7 +209,8 @@ mod tests {
             output_tokens: 100_000,
             reasoning_tokens: 0,
         };
-        assert!((cache_saving(&price, &usage) - 0.6).abs() < 1e-9);
+        // 400,000 cached tokens at $1.50 less per million: $0.60 exactly.
+        assert_eq!(cache_saving(&price, &usage), 600_000_000_000);
         assert!((estimated_cost(&price, 1e6, 0.0) - 2.0).abs() < 1e-9);
     }
 }

@@ -1033,7 +1033,7 @@ impl Completion {
             crate::pricing::cost(&price, &u).total()
         });
         let mut live = self.deployment.live();
-        live.stats.counters.spent_usd += crate::pricing::pico_to_usd(cost);
+        live.stats.counters.spent_pusd = live.stats.counters.spent_pusd.saturating_add(cost);
         if let Some(usage) = usage {
             live.stats.record_usage(
                 usage.output_tokens,
@@ -1045,7 +1045,11 @@ impl Completion {
         if self.affinity {
             live.stats.counters.affinity_hits += 1;
             if let Some(usage) = usage {
-                live.stats.counters.affinity_saving_usd += estimate::cache_saving(&price, &usage);
+                live.stats.counters.affinity_saving_pusd = live
+                    .stats
+                    .counters
+                    .affinity_saving_pusd
+                    .saturating_add(estimate::cache_saving(&price, &usage));
             }
         }
         if let Some((total, first_token, estimated_output)) = stream {
@@ -1062,7 +1066,11 @@ impl Completion {
         let output = output_chars as f64 / 4.0;
         let cost = estimate::estimated_cost(&price, self.prompt_tokens, output);
         let mut live = self.deployment.live();
-        live.stats.counters.spent_usd += cost;
+        live.stats.counters.spent_pusd = live
+            .stats
+            .counters
+            .spent_pusd
+            .saturating_add(crate::pricing::usd_to_pico(cost));
         if retry::blames_deployment(error) {
             live.stats.counters.failures += 1;
             live.stats.record_outcome(true, false);

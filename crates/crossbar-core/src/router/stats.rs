@@ -103,13 +103,20 @@ pub struct Counters {
     pub hedges: u64,
     /// Hedges on this deployment that answered first.
     pub hedges_won: u64,
-    /// Cost of every call, estimated for the cancelled ones.
-    pub spent_usd: f64,
+    /// Cost of every call, estimated for the cancelled ones, in picodollars (shown in USD).
+    #[serde(rename = "spent_usd", serialize_with = "as_usd")]
+    pub spent_pusd: u64,
     /// Requests sent here because an earlier one with the same prefix was.
     pub affinity_hits: u64,
     pub cached_input_tokens: u64,
-    /// What cached input saved on affinity-routed requests.
-    pub affinity_saving_usd: f64,
+    /// What cached input saved on affinity-routed requests, in picodollars (shown in USD).
+    #[serde(rename = "affinity_saving_usd", serialize_with = "as_usd")]
+    pub affinity_saving_pusd: u64,
+}
+
+/// Picodollar counters keep their USD names and values on the wire.
+fn as_usd<S: serde::Serializer>(pico: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(crate::pricing::pico_to_usd(*pico))
 }
 
 impl Stats {
