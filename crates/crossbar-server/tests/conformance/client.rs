@@ -16,6 +16,8 @@ pub enum Turn {
     User(String),
     /// A user turn with a PNG attached.
     UserImage(String),
+    /// A user turn with a PDF attached.
+    UserDocument(String),
     Assistant(String),
     Calls(Vec<Call>),
     Result {
@@ -81,6 +83,8 @@ pub struct Reply {
     pub retry_after: Option<String>,
 }
 
+/// A PDF's first bytes (`%PDF-1.4` and a newline), as base64.
+pub const PDF: &str = "JVBERi0xLjQK";
 pub const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
 
 pub fn tools() -> Vec<(&'static str, &'static str, Value)> {
@@ -109,6 +113,9 @@ fn openai_body(model: &str, spec: &Spec) -> Value {
             Turn::UserImage(text) => json!({"role": "user", "content": [
                 {"type": "text", "text": text},
                 {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{PNG}")}}]}),
+            Turn::UserDocument(text) => json!({"role": "user", "content": [
+                {"type": "text", "text": text},
+                {"type": "file", "file": {"filename": "report.pdf", "file_data": format!("data:application/pdf;base64,{PDF}")}}]}),
             Turn::Assistant(text) => json!({"role": "assistant", "content": text}),
             Turn::Calls(calls) => json!({"role": "assistant", "content": null, "tool_calls": calls.iter().map(|c| json!({
                 "id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}})).collect::<Vec<_>>()}),
@@ -154,6 +161,7 @@ fn anthropic_body(model: &str, spec: &Spec) -> Value {
         match turn {
             Turn::User(text) => push("user", vec![json!({"type": "text", "text": text})]),
             Turn::UserImage(text) => push("user", vec![json!({"type": "text", "text": text}), json!({"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}})]),
+            Turn::UserDocument(text) => push("user", vec![json!({"type": "text", "text": text}), json!({"type": "document", "title": "report.pdf", "source": {"type": "base64", "media_type": "application/pdf", "data": PDF}})]),
             Turn::Assistant(text) => push("assistant", vec![json!({"type": "text", "text": text})]),
             Turn::Calls(calls) => push("assistant", calls.iter().map(|c| json!({"type": "tool_use", "id": c.id, "name": c.name, "input": serde_json::from_str::<Value>(&c.arguments).unwrap_or(json!({}))})).collect()),
             Turn::Result { id, content, is_error } => push("user", vec![json!({"type": "tool_result", "tool_use_id": id, "content": content, "is_error": is_error})]),
@@ -493,6 +501,9 @@ fn responses_body(model: &str, spec: &Spec) -> Value {
             Turn::UserImage(text) => input.push(json!({"role": "user", "content": [
                 {"type": "input_text", "text": text},
                 {"type": "input_image", "image_url": format!("data:image/png;base64,{PNG}")}]})),
+            Turn::UserDocument(text) => input.push(json!({"role": "user", "content": [
+                {"type": "input_text", "text": text},
+                {"type": "input_file", "filename": "report.pdf", "file_data": format!("data:application/pdf;base64,{PDF}")}]})),
             Turn::Assistant(text) => input.push(json!({"type": "message", "role": "assistant",
                 "content": [{"type": "output_text", "text": text, "annotations": []}]})),
             Turn::Calls(calls) => input.extend(calls.iter().map(|c| {

@@ -38,6 +38,7 @@ const CASES: &[&str] = &[
     "tool_result",
     "tool_error",
     "image",
+    "document",
     "json_schema",
     "stop_sequence",
     "max_tokens",
@@ -96,7 +97,7 @@ fn expectation(provider: &str, ingress: Ingress, case: &str) -> Option<Expect> {
 }
 
 /// Cases whose reply is held to the simulator's recorded answer: those before the faults.
-const CONTENT_CASES: &[&str] = CASES.split_at(13).0;
+const CONTENT_CASES: &[&str] = CASES.split_at(14).0;
 
 struct Provider {
     name: &'static str,
@@ -444,6 +445,16 @@ async fn run_case(h: &Harness, case: &str) -> Result<(), String> {
             ok(&h.send(&spec).await)?;
             ensure(h.last_upstream_body().contains(&client::PNG[..24]), || {
                 "image bytes did not reach the provider".into()
+            })
+        }
+        "document" => {
+            let spec = Spec {
+                turns: vec![Turn::UserDocument("Summarize this report".into())],
+                ..Spec::default()
+            };
+            ok(&h.send(&spec).await)?;
+            ensure(h.last_upstream_body().contains(client::PDF), || {
+                "document bytes did not reach the provider".into()
             })
         }
         "json_schema" => {
@@ -842,8 +853,8 @@ fn matrix_counts() {
     assert_eq!(
         counts,
         Counts {
-            run: 848,
-            content: 592,
+            run: 896,
+            content: 640,
             expected_failures: 16,
             not_expressible: 16,
             bodies_validated: 0,
