@@ -3,20 +3,12 @@
 //! lists models then exact aliases, in OpenAI's shape or (with `anthropic-version`) Anthropic's;
 //! an unknown id is a 404 naming close matches; a virtual key applies to the logical model.
 
-#![expect(
-    clippy::unwrap_used,
-    clippy::panic,
-    reason = "test helpers: a failure fails the test"
-)]
+#![expect(clippy::unwrap_used, reason = "test helpers: a failure fails the test")]
 
 mod common;
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
-
 use common::{TestGateway, error_of, start, user};
 use crossbar_core::config::BUILTIN_SIM;
-use crossbar_store::UsageRecord;
 use serde_json::{Value, json};
 
 const ADMIN: &str = "admin-token-0123456789";
@@ -30,15 +22,9 @@ const BUILTIN_MODELS: [&str; 6] = [
     "text-embedding-3-small",
 ];
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
 /// The built-in defaults, with an exact alias, a store and an admin token added.
 fn builtin_with_store() -> String {
-    let path = std::env::temp_dir().join(format!(
-        "crossbar_aliases_{}_{}.db",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    let path = common::temp_db("aliases");
     format!(
         "{BUILTIN_SIM}\"sonnet\" = \"claude-sonnet\"\n\n[store]\nurl = \"{}\"\n\n[admin]\ntoken = \"{ADMIN}\"\n",
         path.display()
@@ -68,20 +54,6 @@ async fn chat(gw: &TestGateway, key: Option<&str>, model: &str) -> reqwest::Resp
     request.send().await.unwrap()
 }
 
-async fn create_key(gw: &TestGateway, models: &[&str]) -> String {
-    let response = gw
-        .client()
-        .post(format!("{}/admin/keys", gw.url))
-        .bearer_auth(ADMIN)
-        .json(&json!({"models": models}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let body: Value = response.json().await.unwrap();
-    body["key"].as_str().unwrap().to_owned()
-}
-
 fn ids(list: &Value) -> Vec<&str> {
     list["data"]
         .as_array()
@@ -89,19 +61,6 @@ fn ids(list: &Value) -> Vec<&str> {
         .iter()
         .map(|m| m["id"].as_str().unwrap())
         .collect()
-}
-
-/// The store's records once `n` have been written (the writer works in the background).
-async fn records(gw: &TestGateway, n: usize) -> Vec<UsageRecord> {
-    let store = gw.gateway.store.clone().unwrap();
-    for _ in 0..400 {
-        let found = store.usage_since(0, 1000).await.unwrap();
-        if found.len() >= n {
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("fewer than {n} usage records were written");
 }
 
 #[tokio::test]
@@ -223,8 +182,8 @@ async fn an_unknown_model_is_a_404_naming_close_matches() {
 #[tokio::test]
 async fn a_key_holds_to_the_logical_model_and_usage_records_it() {
     let gw = start(&builtin_with_store()).await;
-    let claude = create_key(&gw, &["claude-sonnet"]).await;
-    let gpt = create_key(&gw, &["gpt-4o"]).await;
+    let claude = common::admin_key(&gw, ADMIN, &json!({"models": ["claude-sonnet"]})).await;
+    let gpt = common::admin_key(&gw, ADMIN, &json!({"models": ["gpt-4o"]})).await;
 
     // A key for claude-sonnet may ask for any id aliased to it...
     let response = chat(&gw, Some(&claude), "claude-opus-5-5").await;
@@ -261,7 +220,7 @@ async fn a_key_holds_to_the_logical_model_and_usage_records_it() {
     assert_eq!(status, 200);
 
     // The usage record names the logical model, not the id asked for.
-    let found = records(&gw, 3).await;
+    let found = common::usage_records(&gw, 3).await;
     let mut served: Vec<(&str, u16)> = found.iter().map(|r| (r.model.as_str(), r.status)).collect();
     served.sort_unstable();
     assert_eq!(

@@ -6,20 +6,14 @@ mod common;
 use common::{sse_data, start, user, weather_tools};
 use serde_json::{Value, json};
 
-const CONFIG: &str = r#"
-[server]
-api_keys = ["sk-gw"]
-
-[[providers]]
-name = "anthropic"
-kind = "sim"
-dialect = "anthropic"
-api_key = "sk-ant"
-
+const CONFIG: &str = concat!(
+    common::claude_behind_key!(),
+    r#"
 [[models]]
 name = "claude"
 deployments = [{ provider = "anthropic", target = "claude-sonnet-4-20250514" }]
-"#;
+"#
+);
 
 #[expect(clippy::unwrap_used, reason = "test helper")]
 async fn messages(gw: &common::TestGateway, key: Option<&str>, body: &Value) -> (u16, Value) {
@@ -205,16 +199,9 @@ async fn openai_clients_can_continue_thinking_with_tools_on_anthropic() {
 }
 
 /// Claude ranks first, an OpenAI deployment second; `claude-only` has no other deployment.
-const MIXED: &str = r#"
-[server]
-api_keys = ["sk-gw"]
-
-[[providers]]
-name = "anthropic"
-kind = "sim"
-dialect = "anthropic"
-api_key = "sk-ant"
-
+const MIXED: &str = concat!(
+    common::claude_behind_key!(),
+    r#"
 [[providers]]
 name = "openai"
 kind = "sim"
@@ -233,7 +220,8 @@ deployments = [{ provider = "anthropic", target = "claude-sonnet-4-20250514" }]
 
 [routes.default]
 objective = "order"
-"#;
+"#
+);
 
 #[expect(clippy::unwrap_used, reason = "test helper")]
 async fn chat(gw: &common::TestGateway, body: &Value) -> reqwest::Response {

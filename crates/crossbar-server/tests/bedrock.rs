@@ -38,14 +38,7 @@ cloud = "aws"
 region = "us-east-1"
 api_key = "bedrock-api-key-123"
 sim = {{ api_key = "bedrock-api-key-123" }}
-
-[[providers]]
-name = "sim-openai"
-kind = "sim"
-dialect = "openai"
-cloud = "openai"
-region = "us"
-
+{sim_openai}
 [[models]]
 name = "claude"
 deployments = [{{ provider = "sim-bedrock", target = "{TARGET}" }}]
@@ -60,7 +53,8 @@ deployments = [
   {{ provider = "sim-bedrock", target = "{TARGET}" }},
   {{ provider = "sim-openai", target = "gpt-4o" }},
 ]
-"#
+"#,
+        sim_openai = crossbar_testkit::sim_openai!(),
     )
 }
 
@@ -358,8 +352,7 @@ async fn json_schema_output_is_structured() {
             "response_format": {"type": "json_schema", "json_schema": {"name": "person", "schema": schema, "strict": true}}}),
     )
     .await;
-    let content: Value =
-        serde_json::from_str(body["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
+    let content: Value = common::content_json(&body);
     assert!(
         content["name"].is_string() && content["age"].as_i64().unwrap() >= 0,
         "{content}"
@@ -390,36 +383,23 @@ async fn throttling_fails_over_or_reaches_the_client_as_429() {
         assert_eq!(response.headers()["x-crossbar-provider"], "sim-openai");
     }
     assert!(!gw.sim("sim-bedrock").requests().is_empty());
-    let response = gw
-        .post(
-            "/v1/chat/completions",
-            &json!({"model": "claude", "messages": [user("hi")]}),
-        )
-        .await;
-    assert_eq!(response.status(), 429);
-    let error: Value = response.json().await.unwrap();
+    let error = refused_saying(
+        common::chat(&gw, "claude", "hi").await,
+        429,
+        "Too many requests",
+    )
+    .await;
     assert_eq!(error["error"]["type"], "rate_limit_error");
-    assert!(
-        error["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("Too many requests"),
-        "{error}"
-    );
     // A validation failure upstream is the client's 400, with Bedrock's message.
     script(&gw, SimConfig::default());
     let orphan = json!({"model": "claude", "messages": [user("hi"), {"role": "tool", "tool_call_id": "call_1", "content": "x"}]});
-    let response = gw.post("/v1/chat/completions", &orphan).await;
-    assert_eq!(response.status(), 400);
-    let error: Value = response.json().await.unwrap();
+    let error = refused_saying(
+        gw.post("/v1/chat/completions", &orphan).await,
+        400,
+        "exceeds the number of toolUse blocks of previous turn",
+    )
+    .await;
     assert_eq!(error["error"]["code"], "ValidationException");
-    assert!(
-        error["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("exceeds the number of toolUse blocks of previous turn"),
-        "{error}"
-    );
 }
 
 #[tokio::test]
@@ -437,11 +417,7 @@ async fn a_mid_stream_exception_ends_with_an_error_event_not_done() {
                 ..SimConfig::default()
             },
         );
-        let body = json!({"model": "claude", "messages": [user("a long answer please about many things")], "stream": true});
-        let response = gw.post("/v1/chat/completions", &body).await;
-        assert_eq!(response.status(), 200);
-        let (frames, end) = sse_data(response).await;
-        end.unwrap();
+        let frames = long_stream(&gw).await;
         assert!(!frames.contains(&"[DONE]".to_owned()));
         let chunks = chunks(&frames);
         assert!(!streamed_text(&chunks).is_empty(), "content came first");
@@ -467,11 +443,7 @@ async fn a_cut_stream_ends_with_an_error_event_not_done() {
             ..SimConfig::default()
         },
     );
-    let body = json!({"model": "claude", "messages": [user("a long answer please about many things")], "stream": true});
-    let response = gw.post("/v1/chat/completions", &body).await;
-    assert_eq!(response.status(), 200);
-    let (frames, end) = sse_data(response).await;
-    end.unwrap();
+    let frames = long_stream(&gw).await;
     assert_ne!(frames.last().unwrap(), "[DONE]");
     let chunks = chunks(&frames);
     assert!(!streamed_text(&chunks).is_empty());
@@ -486,9 +458,35 @@ async fn a_cut_stream_ends_with_an_error_event_not_done() {
             ..SimConfig::default()
         },
     );
-    let response = gw.post("/v1/chat/completions", &body).await;
+    let response = gw.post("/v1/chat/completions", &long_stream_body()).await;
     let (frames, _) = sse_data(response).await;
     assert!(!frames.contains(&"[DONE]".to_owned()));
+}
+
+/// A streamed chat asking `claude` for a long answer.
+fn long_stream_body() -> Value {
+    json!({"model": "claude", "messages": [user("a long answer please about many things")], "stream": true})
+}
+
+/// Streams [`long_stream_body`], which must start (200) and end without a transport error:
+/// its `data:` frames.
+async fn long_stream(gw: &TestGateway) -> Vec<String> {
+    let response = gw.post("/v1/chat/completions", &long_stream_body()).await;
+    assert_eq!(response.status(), 200);
+    let (frames, end) = sse_data(response).await;
+    end.unwrap();
+    frames
+}
+
+/// Checks `response` is a `status` error whose message contains `says`: the error body.
+async fn refused_saying(response: reqwest::Response, status: u16, says: &str) -> Value {
+    assert_eq!(response.status(), status);
+    let error: Value = response.json().await.unwrap();
+    assert!(
+        error["error"]["message"].as_str().unwrap().contains(says),
+        "{error}"
+    );
+    error
 }
 
 /// An Anthropic Messages call to the gateway.

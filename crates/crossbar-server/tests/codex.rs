@@ -101,23 +101,32 @@ async fn sse_events(response: reqwest::Response) -> Vec<(String, Value)> {
     let status = response.status();
     let text = response.text().await.unwrap();
     assert_eq!(status, 200, "{text}");
-    text.split("\n\n")
-        .filter(|block| !block.trim().is_empty())
-        .map(|block| {
-            let mut event = None;
-            let mut data = None;
-            for line in block.lines() {
-                if let Some(name) = line.strip_prefix("event: ") {
-                    event = Some(name.to_owned());
-                } else if let Some(payload) = line.strip_prefix("data: ") {
-                    data = Some(serde_json::from_str::<Value>(payload).unwrap());
-                }
-            }
-            let (event, data) = (event.unwrap(), data.unwrap());
-            assert_eq!(data["type"], event.as_str());
-            (event, data)
-        })
+    common::responses_events(&text)
+}
+
+/// The last request the simulator behind `provider` received.
+fn last_request(gw: &TestGateway, provider: &str) -> crossbar_sim::RecordedRequest {
+    gw.requests(provider).pop().unwrap()
+}
+
+/// The names of the tools in a request body sent upstream.
+fn tool_names(sent: &Value) -> Vec<&str> {
+    sent["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
         .collect()
+}
+
+/// Codex's session headers stay with the gateway: none is among the upstream's `headers`.
+fn assert_session_headers_stayed(headers: &[(String, String)]) {
+    for header in ["session_id", "originator", "version"] {
+        assert!(
+            !headers.iter().any(|(name, _)| name == header),
+            "{header} reached the upstream"
+        );
+    }
 }
 
 /// A well-formed stream: created first, completed last, sequence numbers counting from 0, and
@@ -156,12 +165,7 @@ async fn a_codex_turn_streams_from_a_responses_upstream() {
     let events = sse_events(codex_post(&gw, &codex_body("codex-gpt")).await).await;
     let response = assert_well_formed(&events);
     assert_eq!(response["model"], "o3");
-    let upstream = gw
-        .sim("openai-responses")
-        .requests()
-        .last()
-        .unwrap()
-        .clone();
+    let upstream = last_request(&gw, "openai-responses");
     assert!(upstream.path.ends_with("/responses"), "{}", upstream.path);
     let sent = upstream.body.unwrap();
     assert_eq!(sent["include"], json!(["reasoning.encrypted_content"]));
@@ -169,13 +173,7 @@ async fn a_codex_turn_streams_from_a_responses_upstream() {
     assert_eq!(sent["stream"], true);
     assert_eq!(sent["reasoning"]["effort"], "medium");
     assert_eq!(sent["parallel_tool_calls"], false);
-    let names: Vec<&str> = sent["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["exec_command", "update_plan"]);
+    assert_eq!(tool_names(&sent), ["exec_command", "update_plan"]);
     // The client's own Responses fields reach a Responses upstream verbatim.
     assert_eq!(
         sent["client_metadata"],
@@ -186,12 +184,7 @@ async fn a_codex_turn_streams_from_a_responses_upstream() {
         "019ae3c1-5b5e-7a31-9c0e-2f6d1e0c4b21"
     );
     // Codex's session headers stay with the gateway.
-    for header in ["session_id", "originator", "version"] {
-        assert!(
-            !upstream.headers.iter().any(|(name, _)| name == header),
-            "{header} reached the upstream"
-        );
-    }
+    assert_session_headers_stayed(&upstream.headers);
 }
 
 #[tokio::test]
@@ -200,26 +193,15 @@ async fn a_codex_turn_streams_from_an_anthropic_upstream() {
     let events = sse_events(codex_post(&gw, &codex_body("codex-claude")).await).await;
     let response = assert_well_formed(&events);
     assert_eq!(response["model"], "claude-sonnet-4-20250514");
-    let upstream = gw.sim("sim-anthropic").requests().last().unwrap().clone();
+    let upstream = last_request(&gw, "sim-anthropic");
     assert!(upstream.path.ends_with("/v1/messages"), "{}", upstream.path);
     let sent = upstream.body.unwrap();
     for field in OPENAI_ONLY {
         assert_eq!(sent.get(field), None, "{field} reached Anthropic: {sent}");
     }
     assert_eq!(sent["stream"], true);
-    let names: Vec<&str> = sent["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["exec_command", "update_plan"]);
-    for header in ["session_id", "originator", "version"] {
-        assert!(
-            !upstream.headers.iter().any(|(name, _)| name == header),
-            "{header} reached the upstream"
-        );
-    }
+    assert_eq!(tool_names(&sent), ["exec_command", "update_plan"]);
+    assert_session_headers_stayed(&upstream.headers);
 }
 
 /// Codex's hosted `web_search` tool goes to a Responses upstream as sent; another dialect cannot
@@ -237,14 +219,7 @@ async fn codex_hosted_tools_reach_responses_upstreams_and_are_refused_or_dropped
     };
     let events = sse_events(codex_post(&gw, &with_search("codex-gpt")).await).await;
     assert_well_formed(&events);
-    let sent = gw
-        .sim("openai-responses")
-        .requests()
-        .last()
-        .unwrap()
-        .body
-        .clone()
-        .unwrap();
+    let sent = last_request(&gw, "openai-responses").body.unwrap();
     assert_eq!(
         sent["tools"][2],
         json!({"type": "web_search", "external_web_access": false})
@@ -272,21 +247,8 @@ async fn codex_hosted_tools_reach_responses_upstreams_and_are_refused_or_dropped
         .unwrap();
     let events = sse_events(response).await;
     assert_well_formed(&events);
-    let sent = gw
-        .sim("sim-anthropic")
-        .requests()
-        .last()
-        .unwrap()
-        .body
-        .clone()
-        .unwrap();
-    let names: Vec<&str> = sent["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["exec_command", "update_plan"]);
+    let sent = last_request(&gw, "sim-anthropic").body.unwrap();
+    assert_eq!(tool_names(&sent), ["exec_command", "update_plan"]);
 }
 
 /// A field the gateway does not know is refused in OpenAI's words by default; a route that
@@ -314,14 +276,7 @@ async fn unknown_fields_are_refused_or_passed_by_the_route() {
     };
     let (status, error) = common::error_of(passed(&body).await.unwrap()).await;
     assert_eq!(status, 400, "{error}");
-    let sent = gw
-        .sim("openai-responses")
-        .requests()
-        .last()
-        .unwrap()
-        .body
-        .clone()
-        .unwrap();
+    let sent = last_request(&gw, "openai-responses").body.unwrap();
     assert_eq!(sent["frobnicate"], 1);
     body["model"] = json!("codex-claude");
     let (status, error) = common::error_of(passed(&body).await.unwrap()).await;

@@ -8,16 +8,9 @@ mod common;
 use common::{sse_data, start};
 use serde_json::{Value, json};
 
-const CONFIG: &str = r#"
-[server]
-api_keys = ["sk-gw"]
-
-[[providers]]
-name = "anthropic"
-kind = "sim"
-dialect = "anthropic"
-api_key = "sk-ant"
-
+const CONFIG: &str = concat!(
+    common::claude_behind_key!(),
+    r#"
 [[providers]]
 name = "openai"
 kind = "sim"
@@ -33,7 +26,8 @@ deployments = [{ provider = "anthropic", target = "claude-opus-5-5" }]
 [[models]]
 name = "gpt-5"
 deployments = [{ provider = "openai", target = "gpt-5" }]
-"#;
+"#
+);
 
 /// The betas Claude Code 2.1 lists in `anthropic-beta`.
 const BETAS: &str = "claude-code-20250219,oauth-2025-04-20,interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14,context-management-2025-06-27,prompt-caching-scope-2026-01-05,effort-2025-11-24,advanced-tool-use-2025-11-20";

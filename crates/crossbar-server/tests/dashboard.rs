@@ -3,7 +3,6 @@
 //! the binary and, once keys exist, only to the admin token.
 
 #![expect(
-    clippy::expect_used,
     clippy::unwrap_used,
     clippy::panic,
     reason = "test helpers: a failure fails the test"
@@ -11,27 +10,15 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
-
 use base64::Engine as _;
 use common::{TestGateway, start, user};
 use crossbar_store::{EventRecord, JournalStore, RunRecord, RunTotals, SqlStore, UsageRecord};
 use serde_json::{Value, json};
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
 const ADMIN: &str = "admin-token-dashboard-0123";
 
 fn store_path() -> String {
-    std::env::temp_dir()
-        .join(format!(
-            "crossbar_dashboard_{}_{}.db",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ))
-        .display()
-        .to_string()
+    common::temp_db("dashboard").display().to_string()
 }
 
 /// Two clouds answering, one deployment that always fails with 503 (first choice: cheapest).
@@ -59,19 +46,6 @@ async fn open_gateway() -> TestGateway {
     start(&format!("[store]\nurl = \"{}\"\n{PROVIDERS}", store_path())).await
 }
 
-/// The store's records once `n` have been written (the writer works in the background).
-async fn records(gw: &TestGateway, n: usize) -> Vec<UsageRecord> {
-    let store = gw.gateway.store.clone().expect("store enabled");
-    for _ in 0..400 {
-        let found = store.usage_since(0, 1000).await.expect("store readable");
-        if found.len() >= n {
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("fewer than {n} usage records were written");
-}
-
 async fn get_json(gw: &TestGateway, path: &str) -> Value {
     let response = gw.get(path).await;
     assert_eq!(response.status(), 200, "{path}");
@@ -97,12 +71,7 @@ async fn known_traffic(gw: &TestGateway) -> Vec<String> {
                 .to_owned(),
         );
     }
-    let missing = gw
-        .post(
-            "/v1/chat/completions",
-            &json!({"model": "nope", "messages": [user("hi")]}),
-        )
-        .await;
+    let missing = common::chat(gw, "nope", "hi").await;
     assert_eq!(missing.status(), 404);
     ids
 }
@@ -124,7 +93,7 @@ fn usd(pico: u64) -> String {
 async fn the_overview_counts_known_traffic_by_provider_and_cloud() {
     let gw = open_gateway().await;
     known_traffic(&gw).await;
-    let stored = records(&gw, 6).await;
+    let stored = common::usage_records(&gw, 6).await;
     let total: u64 = stored.iter().map(|r| r.cost_pusd).sum();
     let cost_of = |provider: &str| -> u64 {
         stored
@@ -179,7 +148,7 @@ async fn the_overview_counts_known_traffic_by_provider_and_cloud() {
 async fn the_request_log_filters_and_shows_attempts_tokens_and_cost() {
     let gw = open_gateway().await;
     let ids = known_traffic(&gw).await;
-    let stored = records(&gw, 6).await;
+    let stored = common::usage_records(&gw, 6).await;
 
     let all = get_json(&gw, "/v1/crossbar/requests").await;
     let listed: Vec<&str> = all["data"]
@@ -251,7 +220,7 @@ async fn the_request_log_filters_and_shows_attempts_tokens_and_cost() {
 async fn whatif_keys_runs_and_the_ui_are_served() {
     let gw = open_gateway().await;
     known_traffic(&gw).await;
-    let stored = records(&gw, 6).await;
+    let stored = common::usage_records(&gw, 6).await;
 
     let whatif = get_json(&gw, "/v1/crossbar/whatif?since=1h").await;
     let rows = whatif["data"].as_array().unwrap();
@@ -458,7 +427,7 @@ async fn with_keys_only_the_admin_token_opens_the_dashboard() {
             .unwrap();
         assert_eq!(response.status(), 200);
     }
-    let stored = records(&gw, 2).await;
+    let stored = common::usage_records(&gw, 2).await;
     let spent: u64 = stored.iter().map(|r| r.cost_pusd).sum();
 
     for path in [

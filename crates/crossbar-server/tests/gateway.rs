@@ -178,12 +178,7 @@ async fn parallel_tool_calls_round_trip() {
         );
         history.push(json!({"role": "tool", "tool_call_id": calls[1].0, "content": "14:05"}));
         let body = json!({"model": model, "messages": history, "tools": weather_tools()});
-        let response: Value = gw
-            .post("/v1/chat/completions", &body)
-            .await
-            .json()
-            .await
-            .unwrap();
+        let response: Value = common::chat_answer(&gw, &body).await;
         let content = response["choices"][0]["message"]["content"]
             .as_str()
             .unwrap();
@@ -201,18 +196,8 @@ async fn json_schema_output_and_image_input() {
         "required": ["name", "age"], "additionalProperties": false});
     let body = json!({"model": "chat-azure", "messages": [user("Extract the person")],
         "response_format": {"type": "json_schema", "json_schema": {"name": "person", "schema": schema, "strict": true}}});
-    let response: Value = gw
-        .post("/v1/chat/completions", &body)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let content: Value = serde_json::from_str(
-        response["choices"][0]["message"]["content"]
-            .as_str()
-            .unwrap(),
-    )
-    .unwrap();
+    let response: Value = common::chat_answer(&gw, &body).await;
+    let content: Value = common::content_json(&response);
     assert!(
         content["name"].is_string() && content["age"].as_i64().unwrap() >= 0,
         "{content}"
@@ -338,28 +323,14 @@ async fn client_errors_have_precise_statuses_and_openai_bodies() {
         (400, Some("temperature"))
     );
 
-    let (status, body) = error_of(
-        gw.post(
-            "/v1/chat/completions",
-            &json!({"model": "gpt-nine", "messages": [user("x")]}),
-        )
-        .await,
-    )
-    .await;
+    let (status, body) = error_of(common::chat(&gw, "gpt-nine", "x").await).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (404, Some("model_not_found"))
     );
 
     let big = "x".repeat(8192);
-    let (status, body) = error_of(
-        gw.post(
-            "/v1/chat/completions",
-            &json!({"model": "chat", "messages": [user(&big)]}),
-        )
-        .await,
-    )
-    .await;
+    let (status, body) = error_of(common::chat(&gw, "chat", &big).await).await;
     assert_eq!(status, 413);
     assert!(body["error"]["message"].as_str().unwrap().contains("4096"));
 
@@ -433,12 +404,7 @@ deployments = [{{ provider = "flaky", target = "gpt-4o" }}]
 async fn upstream_failures_map_to_precise_statuses() {
     // 429 with Retry-After passed through.
     let gw = start(&single("rate_limit_rate = 1.0, retry_after_s = 7", "")).await;
-    let response = gw
-        .post(
-            "/v1/chat/completions",
-            &json!({"model": "m", "messages": [user("x")]}),
-        )
-        .await;
+    let response = common::chat(&gw, "m", "x").await;
     assert_eq!(response.headers()["retry-after"], "7");
     let (status, body) = error_of(response).await;
     assert_eq!(
@@ -447,25 +413,11 @@ async fn upstream_failures_map_to_precise_statuses() {
     );
 
     let gw = start(&single("error_rate = 1.0, error_status = 503", "")).await;
-    let (status, _) = error_of(
-        gw.post(
-            "/v1/chat/completions",
-            &json!({"model": "m", "messages": [user("x")]}),
-        )
-        .await,
-    )
-    .await;
+    let (status, _) = error_of(common::chat(&gw, "m", "x").await).await;
     assert_eq!(status, 503);
 
     let gw = start(&single("malformed_rate = 1.0", "")).await;
-    let (status, body) = error_of(
-        gw.post(
-            "/v1/chat/completions",
-            &json!({"model": "m", "messages": [user("x")]}),
-        )
-        .await,
-    )
-    .await;
+    let (status, body) = error_of(common::chat(&gw, "m", "x").await).await;
     assert_eq!(status, 502);
     assert!(
         body["error"]["message"].as_str().unwrap().contains("flaky"),
@@ -477,14 +429,7 @@ async fn upstream_failures_map_to_precise_statuses() {
         "timeouts = { first_byte_ms = 300 }",
     ))
     .await;
-    let (status, _) = error_of(
-        gw.post(
-            "/v1/chat/completions",
-            &json!({"model": "m", "messages": [user("x")]}),
-        )
-        .await,
-    )
-    .await;
+    let (status, _) = error_of(common::chat(&gw, "m", "x").await).await;
     assert_eq!(status, 504);
 }
 

@@ -131,15 +131,8 @@ async fn streams_report_the_final_usage_snapshot_never_a_sum() {
     let gw = start(CONFIG).await;
     for (model, provider) in BOTH {
         let messages = json!([user("Stream a long answer about rivers and their deltas")]);
-        let whole: Value = gw
-            .post(
-                "/v1/chat/completions",
-                &json!({"model": model, "messages": messages}),
-            )
-            .await
-            .json()
-            .await
-            .unwrap();
+        let whole: Value =
+            common::chat_answer(&gw, &json!({"model": model, "messages": messages})).await;
         let body = json!({"model": model, "messages": messages, "stream": true, "stream_options": {"include_usage": true}});
         let (frames, end) = sse_data(gw.post("/v1/chat/completions", &body).await).await;
         end.unwrap();
@@ -272,18 +265,20 @@ async fn answers_with_the_result(gw: &TestGateway, body: &Value) {
     assert!(content.contains("sunny"), "{content}");
 }
 
+/// Asks `model` for the weather in Paris with the weather tools and low reasoning effort: the
+/// question, and the answer (a tool call).
+async fn ask_the_weather(gw: &TestGateway, model: &str) -> (Value, Value) {
+    let question = user("What is the weather in Paris? use get_weather");
+    let body = json!({"model": model, "messages": [question], "tools": weather_tools(), "reasoning_effort": "low"});
+    let response = common::chat_answer(gw, &body).await;
+    (question, response)
+}
+
 #[tokio::test]
 async fn thinking_tool_call_ids_fit_openai_and_their_signatures_come_back() {
     let gw = start(CONFIG).await;
     for (model, provider) in BOTH {
-        let question = user("What is the weather in Paris? use get_weather");
-        let body = json!({"model": model, "messages": [question], "tools": weather_tools(), "reasoning_effort": "low"});
-        let response: Value = gw
-            .post("/v1/chat/completions", &body)
-            .await
-            .json()
-            .await
-            .unwrap();
+        let (question, response) = ask_the_weather(&gw, model).await;
         let call = response["choices"][0]["message"]["tool_calls"][0].clone();
         let id = call["id"].as_str().unwrap();
         // OpenAI rejects `tool_calls[].id` over 40 characters: the signature is not in the id.
@@ -337,14 +332,7 @@ async fn thinking_tool_call_ids_fit_openai_and_their_signatures_come_back() {
 async fn a_lost_signature_becomes_googles_documented_dummy_not_an_error() {
     let gw = start(CONFIG).await;
     for (model, provider) in BOTH {
-        let question = user("What is the weather in Paris? use get_weather");
-        let body = json!({"model": model, "messages": [question], "tools": weather_tools(), "reasoning_effort": "low"});
-        let response: Value = gw
-            .post("/v1/chat/completions", &body)
-            .await
-            .json()
-            .await
-            .unwrap();
+        let (question, response) = ask_the_weather(&gw, model).await;
         // An id the gateway's memory never saw (expired, or kept by another replica).
         let mut call = response["choices"][0]["message"]["tool_calls"][0].clone();
         call["id"] = json!("call_gemini_0000000000000000");
@@ -430,18 +418,8 @@ async fn json_schema_output_is_requested_and_honoured() {
     for (model, provider) in BOTH {
         let body = json!({"model": model, "messages": [user("Describe Paris")],
             "response_format": {"type": "json_schema", "json_schema": {"name": "city", "schema": schema, "strict": true}}});
-        let response: Value = gw
-            .post("/v1/chat/completions", &body)
-            .await
-            .json()
-            .await
-            .unwrap();
-        let content: Value = serde_json::from_str(
-            response["choices"][0]["message"]["content"]
-                .as_str()
-                .unwrap(),
-        )
-        .unwrap();
+        let response: Value = common::chat_answer(&gw, &body).await;
+        let content: Value = common::content_json(&response);
         assert!(
             content["city"].is_string() && content["population"].is_i64(),
             "{content}"
@@ -478,12 +456,7 @@ async fn rate_limit_retry_info_becomes_retry_after() {
         "rate_limit_rate = 1.0, retry_after_s = 7",
     ))
     .await;
-    let response = gw
-        .post(
-            "/v1/chat/completions",
-            &json!({"model": "m", "messages": [user("x")]}),
-        )
-        .await;
+    let response = common::chat(&gw, "m", "x").await;
     assert_eq!(response.headers()["retry-after"], "7");
     let (status, body) = error_of(response).await;
     assert_eq!(
@@ -498,12 +471,7 @@ async fn rate_limit_retry_info_becomes_retry_after() {
         "rate_limit_rate = 1.0, retry_after_s = 7",
     ))
     .await;
-    let response = gw
-        .post(
-            "/v1/chat/completions",
-            &json!({"model": "m", "messages": [user("x")]}),
-        )
-        .await;
+    let response = common::chat(&gw, "m", "x").await;
     assert_eq!(response.status(), 429);
     assert!(response.headers().get("retry-after").is_none());
 }
@@ -538,25 +506,11 @@ async fn upstream_statuses_map_precisely() {
             &format!("error_rate = 1.0, error_status = {status}"),
         ))
         .await;
-        let (got, _) = error_of(
-            gw.post(
-                "/v1/chat/completions",
-                &json!({"model": "m", "messages": [user("x")]}),
-            )
-            .await,
-        )
-        .await;
+        let (got, _) = error_of(common::chat(&gw, "m", "x").await).await;
         assert_eq!(got, expected);
     }
     let gw = start(&faulty("gemini", "malformed_rate = 1.0")).await;
-    let (status, _) = error_of(
-        gw.post(
-            "/v1/chat/completions",
-            &json!({"model": "m", "messages": [user("x")]}),
-        )
-        .await,
-    )
-    .await;
+    let (status, _) = error_of(common::chat(&gw, "m", "x").await).await;
     assert_eq!(status, 502);
 }
 

@@ -1,11 +1,7 @@
 //! Attacks from issue 18 against the real handler on port 0: each test reproduces one and
 //! asserts the gateway's answer (and that it stays available).
 
-#![expect(
-    clippy::unwrap_used,
-    clippy::panic,
-    reason = "test helpers: a failure fails the test"
-)]
+#![expect(clippy::unwrap_used, reason = "test helpers: a failure fails the test")]
 
 mod common;
 
@@ -191,17 +187,12 @@ fn store_path(name: &str) -> String {
     dir.join("usage.db").display().to_string()
 }
 
-/// The store's usage records once at least `n` have been written.
-async fn records(gw: &common::TestGateway, n: usize) -> Vec<crossbar_store::UsageRecord> {
-    let store = gw.gateway.store.clone().unwrap();
-    for _ in 0..400 {
-        let found = store.usage_since(0, 1000).await.unwrap();
-        if found.len() >= n {
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("fewer than {n} usage records were written");
+/// The `[store]` (a fresh `name` directory) and `[admin]` sections of a keyed gateway.
+fn keyed_store(name: &str) -> String {
+    format!(
+        "[store]\nurl = \"{}\"\n[admin]\ntoken = \"{ADMIN}\"\n",
+        store_path(name)
+    )
 }
 
 async fn error_of(response: reqwest::Response) -> (u16, Value) {
@@ -210,6 +201,11 @@ async fn error_of(response: reqwest::Response) -> (u16, Value) {
         status,
         response.json::<Value>().await.unwrap()["error"].clone(),
     )
+}
+
+/// Sends `request`: the status and the `error` object of the answer.
+async fn refusal(request: reqwest::RequestBuilder) -> (u16, Value) {
+    error_of(request.send().await.unwrap()).await
 }
 
 /// An open gateway (no keys) was reachable from any web page the user had open: a `text/plain`
@@ -221,13 +217,10 @@ async fn an_open_gateway_refuses_web_pages_and_rebinding() {
     let gw = start(&format!("[store]\nurl = \"{store}\"\n{TWO_CLOUDS}")).await;
     let chat = || gw.client().post(format!("{}/v1/chat/completions", gw.url));
     let body = json!({"model": "chat", "messages": [user("spend my money")]}).to_string();
-    let (status, error) = error_of(
+    let (status, error) = refusal(
         chat()
             .header("content-type", "text/plain")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap(),
+            .body(body.clone()),
     )
     .await;
     assert_eq!(status, 415);
@@ -236,14 +229,11 @@ async fn an_open_gateway_refuses_web_pages_and_rebinding() {
         error["message"],
         "Request bodies must be JSON, sent with `content-type: application/json`."
     );
-    let (status, error) = error_of(
+    let (status, error) = refusal(
         chat()
             .header("content-type", "application/json")
             .header("origin", "https://evil.example")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap(),
+            .body(body.clone()),
     )
     .await;
     assert_eq!(status, 403);
@@ -258,13 +248,10 @@ async fn an_open_gateway_refuses_web_pages_and_rebinding() {
             .unwrap();
         assert_eq!(response.status(), 403, "{path}");
     }
-    let (status, error) = error_of(
+    let (status, error) = refusal(
         chat()
             .header("host", "rebind.evil.example")
-            .json(&json!({"model": "chat", "messages": [user("hi")]}))
-            .send()
-            .await
-            .unwrap(),
+            .json(&json!({"model": "chat", "messages": [user("hi")]})),
     )
     .await;
     assert_eq!(status, 403);
@@ -278,7 +265,7 @@ async fn an_open_gateway_refuses_web_pages_and_rebinding() {
         .unwrap();
     assert_eq!(ok.status(), 200);
     // Records are written in order: the refused requests would have come first.
-    let written = records(&gw, 1).await;
+    let written = common::usage_records(&gw, 1).await;
     assert_eq!(written.len(), 1, "{written:?}");
     assert_eq!(written[0].status, 200);
 }
@@ -289,23 +276,8 @@ const ADMIN: &str = "admin-token-0123456789";
 /// it now needs the admin token. Requests without a valid key are counted, not recorded.
 #[tokio::test]
 async fn keyed_metrics_need_the_admin_token_and_strangers_leave_no_rows() {
-    let store = store_path("keyed");
-    let gw = start(&format!(
-        "[store]\nurl = \"{store}\"\n[admin]\ntoken = \"{ADMIN}\"\n{TWO_CLOUDS}"
-    ))
-    .await;
-    let created: Value = gw
-        .client()
-        .post(format!("{}/admin/keys", gw.url))
-        .bearer_auth(ADMIN)
-        .json(&json!({"name": "team"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = created["key"].as_str().unwrap().to_owned();
+    let gw = start(&format!("{}{TWO_CLOUDS}", keyed_store("keyed"))).await;
+    let (key, id) = create_key(&gw, json!({"name": "team"})).await;
     let metrics = |token: Option<&str>| {
         let request = gw.client().get(format!("{}/metrics", gw.url));
         match token {
@@ -335,9 +307,9 @@ async fn keyed_metrics_need_the_admin_token_and_strangers_leave_no_rows() {
     assert_eq!(chat(None).await.unwrap().status(), 401);
     assert_eq!(chat(Some("cb-not-a-key")).await.unwrap().status(), 401);
     assert_eq!(chat(Some(&key)).await.unwrap().status(), 200);
-    let written = records(&gw, 1).await;
+    let written = common::usage_records(&gw, 1).await;
     assert_eq!(written.len(), 1, "{written:?}");
-    assert_eq!(written[0].key_id.as_deref(), created["id"].as_str());
+    assert_eq!(written[0].key_id.as_deref(), Some(id.as_str()));
     let scraped = metrics(Some(ADMIN)).await.unwrap();
     assert_eq!(scraped.status(), 200);
     let text = scraped.text().await.unwrap();
@@ -388,13 +360,8 @@ async fn spent_by(gw: &common::TestGateway, id: &str) -> u64 {
 /// prices the assembled request, so the ledger stays within the budget.
 #[tokio::test]
 async fn continuations_reserve_their_history_and_keep_to_the_budget() {
-    let store = store_path("continuations");
     let gw = start(&format!(
-        r#"[store]
-url = "{store}"
-[admin]
-token = "{ADMIN}"
-[[providers]]
+        r#"{}[[providers]]
 name = "sim-slow"
 kind = "sim"
 dialect = "openai"
@@ -402,7 +369,8 @@ sim = {{ ttft_ms = 300 }}
 [[models]]
 name = "chat"
 deployments = [{{ provider = "sim-slow", target = "gpt-4o", price = {{ input = 2.5, output = 10.0 }} }}]
-"#
+"#,
+        keyed_store("continuations")
     ))
     .await;
     let (key, id) = create_key(&gw, json!({"name": "capped", "budget_usd_total": 1.0})).await;
@@ -451,13 +419,8 @@ deployments = [{{ provider = "sim-slow", target = "gpt-4o", price = {{ input = 2
 /// provider never sees it. A key without limits still gets the fallback.
 #[tokio::test]
 async fn a_keys_model_list_holds_through_fallbacks() {
-    let store = store_path("fallbacks");
     let gw = start(&format!(
-        r#"[store]
-url = "{store}"
-[admin]
-token = "{ADMIN}"
-[[providers]]
+        r#"{}[[providers]]
 name = "sim-mini"
 kind = "sim"
 dialect = "openai"
@@ -474,7 +437,8 @@ name = "big"
 deployments = [{{ provider = "sim-big", target = "gpt-4o", price = {{ input = 3.0, output = 15.0 }} }}]
 [routes.default]
 fallbacks = ["big"]
-"#
+"#,
+        keyed_store("fallbacks")
     ))
     .await;
     let (limited, _) = create_key(&gw, json!({"name": "mini-only", "models": ["mini"]})).await;

@@ -1,30 +1,18 @@
 //! Black-box metering: every API request through the real gateway yields one usage record in
 //! the store, with its deployment, attempts, tokens and exact cost; `/metrics` counts them.
 
-#![expect(
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test helpers: a failure fails the test"
-)]
+#![expect(clippy::unwrap_used, reason = "test helpers: a failure fails the test")]
 
 mod common;
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use common::{TestGateway, sse_data, start, user};
-use crossbar_store::UsageRecord;
 use serde_json::{Value, json};
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A fresh SQLite file per gateway.
 fn store_section() -> String {
-    let path = std::env::temp_dir().join(format!(
-        "crossbar_metering_{}_{}.db",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    let path = common::temp_db("metering");
     format!("[store]\nurl = \"{}\"\n", path.display())
 }
 
@@ -83,17 +71,18 @@ async fn gateway() -> TestGateway {
     start(&format!("{}{PROVIDERS}", store_section())).await
 }
 
-/// The store's records once `n` have been written (the writer works in the background).
-async fn records(gw: &TestGateway, n: usize) -> Vec<UsageRecord> {
-    let store = gw.gateway.store.clone().expect("store enabled");
-    for _ in 0..400 {
-        let found = store.usage_since(0, 1000).await.expect("store readable");
-        if found.len() >= n {
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("fewer than {n} usage records were written");
+/// Sends `text` to `model`, which must answer: the request id and the prompt and completion
+/// tokens of the answer.
+async fn answered(gw: &TestGateway, model: &str, text: &str) -> (String, u64, u64) {
+    let response = common::chat(gw, model, text).await;
+    assert_eq!(response.status(), 200);
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: Value = response.json().await.unwrap();
+    let (prompt, completion) = common::chat_tokens(&body);
+    (request_id, prompt, completion)
 }
 
 /// Picodollars for `tokens` at `usd_per_million`, computed here independently.
@@ -104,23 +93,10 @@ fn pico(tokens: u64, usd_per_million: u64) -> u64 {
 #[tokio::test]
 async fn a_chat_call_is_recorded_with_its_deployment_tokens_and_exact_cost() {
     let gw = gateway().await;
-    let response = gw
-        .post(
-            "/v1/chat/completions",
-            &json!({"model": "chat", "messages": [user("Tell me about otters")]}),
-        )
-        .await;
-    assert_eq!(response.status(), 200);
-    let request_id = response.headers()["x-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let body: Value = response.json().await.unwrap();
-    let prompt = body["usage"]["prompt_tokens"].as_u64().unwrap();
-    let completion = body["usage"]["completion_tokens"].as_u64().unwrap();
+    let (request_id, prompt, completion) = answered(&gw, "chat", "Tell me about otters").await;
     assert!(prompt > 0 && completion > 0);
 
-    let record = records(&gw, 1).await.remove(0);
+    let record = common::usage_records(&gw, 1).await.remove(0);
     assert_eq!(record.request_id, request_id);
     assert_eq!(record.api, "chat");
     assert_eq!(record.model, "chat");
@@ -171,7 +147,7 @@ async fn a_stream_is_recorded_with_the_usage_that_arrived_inside_it() {
     let prompt = usage["prompt_tokens"].as_u64().unwrap();
     let completion = usage["completion_tokens"].as_u64().unwrap();
 
-    let record = records(&gw, 1).await.remove(0);
+    let record = common::usage_records(&gw, 1).await.remove(0);
     assert!(record.stream);
     assert_eq!(record.status, 200);
     assert_eq!(record.error, None, "the stream ended normally");
@@ -195,7 +171,7 @@ async fn a_stream_is_recorded_with_the_usage_that_arrived_inside_it() {
         frames.iter().all(|f| !f.contains("\"usage\":{")),
         "not sent to the client"
     );
-    let quiet = records(&gw, 2).await.remove(1);
+    let quiet = common::usage_records(&gw, 2).await.remove(1);
     assert_eq!(
         (quiet.input_tokens, quiet.output_tokens),
         (prompt, completion)
@@ -206,18 +182,12 @@ async fn a_stream_is_recorded_with_the_usage_that_arrived_inside_it() {
 #[tokio::test]
 async fn failover_records_every_attempt_and_bills_only_the_answer() {
     let gw = gateway().await;
-    let response = gw
-        .post(
-            "/v1/chat/completions",
-            &json!({"model": "failover", "messages": [user("hello")]}),
-        )
-        .await;
+    let response = common::chat(&gw, "failover", "hello").await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
-    let prompt = body["usage"]["prompt_tokens"].as_u64().unwrap();
-    let completion = body["usage"]["completion_tokens"].as_u64().unwrap();
+    let (prompt, completion) = common::chat_tokens(&body);
 
-    let record = records(&gw, 1).await.remove(0);
+    let record = common::usage_records(&gw, 1).await.remove(0);
     assert_eq!(record.deployment.as_deref(), Some("failover@sim-azure"));
     assert_eq!(record.cloud.as_deref(), Some("azure"));
     let outcomes: Vec<_> = record
@@ -249,7 +219,7 @@ async fn a_stream_broken_midway_is_recorded_with_its_error() {
         .await;
     assert_eq!(response.status(), 200);
     let _ = response.text().await;
-    let record = records(&gw, 1).await.remove(0);
+    let record = common::usage_records(&gw, 1).await.remove(0);
     assert!(record.stream);
     assert_eq!(record.deployment.as_deref(), Some("cut@cutting"));
     assert!(record.error.is_some(), "{record:?}");
@@ -267,16 +237,11 @@ async fn embeddings_and_failures_are_recorded_too() {
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     let tokens = body["usage"]["prompt_tokens"].as_u64().unwrap();
-    let missing = gw
-        .post(
-            "/v1/chat/completions",
-            &json!({"model": "no-such-model", "messages": [user("x")]}),
-        )
-        .await;
+    let missing = common::chat(&gw, "no-such-model", "x").await;
     assert_eq!(missing.status(), 404);
     let _ = missing.text().await;
 
-    let mut found = records(&gw, 2).await;
+    let mut found = common::usage_records(&gw, 2).await;
     found.sort_by_key(|r| r.status);
     let (embed, failed) = (&found[0], &found[1]);
     assert_eq!(embed.api, "embeddings");
@@ -300,7 +265,7 @@ async fn the_messages_api_is_recorded_as_messages() {
         .await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
-    let record = records(&gw, 1).await.remove(0);
+    let record = common::usage_records(&gw, 1).await.remove(0);
     assert_eq!(record.api, "messages");
     assert_eq!(record.deployment.as_deref(), Some("chat@sim-openai"));
     assert_eq!(
@@ -313,12 +278,7 @@ async fn the_messages_api_is_recorded_as_messages() {
 async fn shutdown_flushes_every_queued_record() {
     let mut gw = gateway().await;
     for i in 0..12 {
-        let response = gw
-            .post(
-                "/v1/chat/completions",
-                &json!({"model": "chat", "messages": [user(&format!("message {i}"))]}),
-            )
-            .await;
+        let response = common::chat(&gw, "chat", &format!("message {i}")).await;
         assert_eq!(response.status(), 200);
         let _ = response.bytes().await;
     }
@@ -332,24 +292,14 @@ async fn shutdown_flushes_every_queued_record() {
 #[tokio::test]
 async fn metrics_count_requests_tokens_cost_and_the_store_queue() {
     let gw = gateway().await;
-    let response = gw
-        .post(
-            "/v1/chat/completions",
-            &json!({"model": "chat", "messages": [user("count me")]}),
-        )
-        .await;
+    let response = common::chat(&gw, "chat", "count me").await;
     assert_eq!(response.status(), 200);
     let _ = response.bytes().await;
     // A made-up model name must not become a label value.
-    let unknown = gw
-        .post(
-            "/v1/chat/completions",
-            &json!({"model": "made-up-model-123", "messages": [user("x")]}),
-        )
-        .await;
+    let unknown = common::chat(&gw, "made-up-model-123", "x").await;
     assert_eq!(unknown.status(), 404);
     let _ = unknown.bytes().await;
-    records(&gw, 2).await;
+    common::usage_records(&gw, 2).await;
     let metrics = gw.get("/metrics").await;
     assert_eq!(metrics.status(), 200);
     let text = metrics.text().await.unwrap();
@@ -382,20 +332,7 @@ async fn the_gateway_records_to_postgresql_when_configured() {
         return;
     };
     let gw = start(&format!("[store]\nurl = \"{url}\"\n{PROVIDERS}")).await;
-    let response = gw
-        .post(
-            "/v1/chat/completions",
-            &json!({"model": "failover", "messages": [user("to postgres")]}),
-        )
-        .await;
-    assert_eq!(response.status(), 200);
-    let request_id = response.headers()["x-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let body: Value = response.json().await.unwrap();
-    let prompt = body["usage"]["prompt_tokens"].as_u64().unwrap();
-    let completion = body["usage"]["completion_tokens"].as_u64().unwrap();
+    let (request_id, prompt, completion) = answered(&gw, "failover", "to postgres").await;
     let store = gw.gateway.store.clone().unwrap();
     assert_eq!(store.backend(), "postgres");
     let mut mine = Vec::new();
@@ -450,7 +387,7 @@ deployments = [
         let body: Value = response.json().await.unwrap();
         usages.push(body["usage"].clone());
     }
-    let found = records(&gw, 2).await;
+    let found = common::usage_records(&gw, 2).await;
     let n = |u: &Value, field: &str| u[field].as_u64().unwrap_or(0);
     let written = n(&usages[0], "cache_creation_input_tokens");
     let read = n(&usages[1], "cache_read_input_tokens");
@@ -500,7 +437,7 @@ async fn traces_reach_the_collector_with_genai_attributes_and_the_clients_trace(
         .unwrap();
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
-    records(&gw, 1).await;
+    common::usage_records(&gw, 1).await;
     gw.gateway.flush().await;
 
     let batches = received.lock().unwrap().clone();
@@ -601,7 +538,7 @@ async fn a_request_whose_every_attempt_failed_is_recorded_with_them() {
             .await;
         assert_eq!(response.status(), 503);
     }
-    let records = records(&gw, 2).await;
+    let records = common::usage_records(&gw, 2).await;
     for record in &records {
         assert_eq!(record.status, 503);
         assert_eq!(record.cost_pusd, 0);

@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use common::{TestGateway, start, user};
@@ -21,17 +20,11 @@ use serde_json::{Value, json};
 
 const ADMIN: &str = "admin-token-0123456789";
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
 /// A fresh SQLite file, an admin token, a quick and a stuck provider, and a route that hedges
 /// after 100 ms: `hedged` asks `stuck` first, which never answers, so `sim-openai` answers and
 /// `stuck` is cancelled.
 fn config() -> String {
-    let path = std::env::temp_dir().join(format!(
-        "crossbar_money_{}_{}.db",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    let path = common::temp_db("money");
     format!(
         r#"
 [store]
@@ -68,21 +61,6 @@ hedge = {{ after = "100ms", budget = 1.0 }}
         path.display(),
         crossbar_testkit::sim_openai!()
     )
-}
-
-/// A key with a $1 total budget: its secret.
-async fn key(gw: &TestGateway) -> String {
-    let response = gw
-        .client()
-        .post(format!("{}/admin/keys", gw.url))
-        .bearer_auth(ADMIN)
-        .json(&json!({"name": "money", "budget_usd_total": 1.0}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let body: Value = response.json().await.unwrap();
-    body["key"].as_str().unwrap().to_owned()
 }
 
 /// Sends `body` to `path` with `secret`; returns the cost header as sent, the request id and
@@ -133,7 +111,12 @@ async fn key_spent(gw: &TestGateway, secret: &str, expected: u64) -> u64 {
 #[tokio::test]
 async fn the_cost_header_the_usage_record_and_the_key_budget_agree_to_the_picodollar() {
     let gw = start(&config()).await;
-    let secret = key(&gw).await;
+    let secret = common::admin_key(
+        &gw,
+        ADMIN,
+        &json!({"name": "money", "budget_usd_total": 1.0}),
+    )
+    .await;
     let mut billed = 0;
 
     // A chat answer: $2.50 and $10 per million are 2,500,000 and 10,000,000 picodollars a token.
@@ -144,8 +127,7 @@ async fn the_cost_header_the_usage_record_and_the_key_budget_agree_to_the_picodo
         json!({"model": "chat", "messages": [user("Tell me about otters")]}),
     )
     .await;
-    let prompt = body["usage"]["prompt_tokens"].as_u64().unwrap();
-    let completion = body["usage"]["completion_tokens"].as_u64().unwrap();
+    let (prompt, completion) = common::chat_tokens(&body);
     let expected = prompt * 2_500_000 + completion * 10_000_000;
     assert!(expected > 0);
     assert_eq!(header, format_usd(expected));
@@ -180,8 +162,7 @@ async fn the_cost_header_the_usage_record_and_the_key_budget_agree_to_the_picodo
         json!({"model": "hedged", "messages": [user("Tell me about rivers")]}),
     )
     .await;
-    let prompt = body["usage"]["prompt_tokens"].as_u64().unwrap();
-    let completion = body["usage"]["completion_tokens"].as_u64().unwrap();
+    let (prompt, completion) = common::chat_tokens(&body);
     let answer = prompt * 2_000_000 + completion * 8_000_000;
     let record = record(&gw, &id).await;
     assert_eq!(record.attempts.len(), 2, "{:?}", record.attempts);

@@ -10,8 +10,6 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
 use common::{TestGateway, start};
 use serde_json::{Value, json};
 
@@ -98,23 +96,18 @@ async fn sse_events(response: reqwest::Response) -> Vec<(String, Value)> {
             .starts_with("text/event-stream")
     );
     let text = response.text().await.unwrap();
-    text.split("\n\n")
-        .filter(|block| !block.trim().is_empty())
-        .map(|block| {
-            let mut event = None;
-            let mut data = None;
-            for line in block.lines() {
-                if let Some(name) = line.strip_prefix("event: ") {
-                    event = Some(name.to_owned());
-                } else if let Some(payload) = line.strip_prefix("data: ") {
-                    data = Some(serde_json::from_str::<Value>(payload).unwrap());
-                }
-            }
-            let (event, data) = (event.unwrap(), data.unwrap());
-            assert_eq!(data["type"], event.as_str());
-            (event, data)
-        })
-        .collect()
+    common::responses_events(&text)
+}
+
+/// `GET /v1/responses/{id}` with no key.
+async fn fetch(gw: &TestGateway, id: &str) -> (u16, Value) {
+    call(
+        gw,
+        reqwest::Method::GET,
+        None,
+        &format!("/v1/responses/{id}"),
+    )
+    .await
 }
 
 fn function_calls(response: &Value) -> Vec<&Value> {
@@ -202,13 +195,7 @@ async fn a_tool_loop_continued_from_the_stored_response_on_two_dialects() {
             .to_string();
         assert!(seen.contains("Use get_weather for Paris."), "{seen}");
 
-        let (status, fetched) = call(
-            &gw,
-            reqwest::Method::GET,
-            None,
-            &format!("/v1/responses/{}", second["id"].as_str().unwrap()),
-        )
-        .await;
+        let (status, fetched) = fetch(&gw, second["id"].as_str().unwrap()).await;
         assert_eq!(status, 200);
         assert_eq!(fetched["id"], second["id"]);
         assert_eq!(fetched["output"], second["output"]);
@@ -255,13 +242,7 @@ async fn streams_the_event_sequence_and_stores_the_result() {
             .collect();
         assert_eq!(streamed, done[0]["arguments"].as_str().unwrap());
         let id = completed["id"].as_str().unwrap();
-        let (status, fetched) = call(
-            &gw,
-            reqwest::Method::GET,
-            None,
-            &format!("/v1/responses/{id}"),
-        )
-        .await;
+        let (status, fetched) = fetch(&gw, id).await;
         assert_eq!(status, 200);
         assert_eq!(function_calls(&fetched), function_calls(completed));
 
@@ -283,13 +264,7 @@ async fn streams_the_event_sequence_and_stores_the_result() {
         assert!(!text.is_empty());
         assert_eq!(output_text(completed), text);
         let id = completed["id"].as_str().unwrap();
-        let (status, _) = call(
-            &gw,
-            reqwest::Method::GET,
-            None,
-            &format!("/v1/responses/{id}"),
-        )
-        .await;
+        let (status, _) = fetch(&gw, id).await;
         assert_eq!(status, 404, "store: false keeps nothing");
     }
 }
@@ -311,13 +286,7 @@ async fn a_cut_stream_ends_with_response_failed() {
     assert!(!events.iter().any(|(k, _)| k == "response.completed"));
     // A failed stream is not stored.
     let id = last["response"]["id"].as_str().unwrap();
-    let (status, _) = call(
-        &gw,
-        reqwest::Method::GET,
-        None,
-        &format!("/v1/responses/{id}"),
-    )
-    .await;
+    let (status, _) = fetch(&gw, id).await;
     assert_eq!(status, 404);
 }
 
@@ -363,8 +332,6 @@ async fn client_errors_name_the_field() {
 
 const ADMIN: &str = "admin-token-0123456789";
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
 /// A gateway storing responses in a fresh SQLite file, with the virtual keys `alice` and `bob`.
 struct Stored {
     gw: TestGateway,
@@ -376,18 +343,14 @@ struct Stored {
 }
 
 async fn with_store_and_two_keys() -> Stored {
-    let path = std::env::temp_dir().join(format!(
-        "crossbar_responses_{}_{}.db",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    let path = common::temp_db("responses");
     let config = format!(
         "[store]\nurl = \"{}\"\n\n[admin]\ntoken = \"{ADMIN}\"\n{CONFIG}",
         path.display()
     );
     let gw = start(&config).await;
-    let alice = create_key(&gw, "alice").await;
-    let bob = create_key(&gw, "bob").await;
+    let alice = common::admin_key(&gw, ADMIN, &json!({"name": "alice"})).await;
+    let bob = common::admin_key(&gw, ADMIN, &json!({"name": "bob"})).await;
     Stored {
         gw,
         config,
@@ -395,20 +358,6 @@ async fn with_store_and_two_keys() -> Stored {
         alice,
         bob,
     }
-}
-
-async fn create_key(gw: &TestGateway, name: &str) -> String {
-    let response = gw
-        .client()
-        .post(format!("{}/admin/keys", gw.url))
-        .bearer_auth(ADMIN)
-        .json(&json!({"name": name}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let body: Value = response.json().await.unwrap();
-    body["key"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]

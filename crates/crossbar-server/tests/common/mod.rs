@@ -3,6 +3,12 @@
 
 pub use crossbar_testkit::gateway::*;
 
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use crossbar_store::UsageRecord;
+use serde_json::Value;
+
 /// Two simulated clouds (OpenAI and Azure dialects) serving `chat` and `embed`, with no latency.
 #[allow(dead_code, reason = "each test binary uses part of this module")]
 pub const TWO_CLOUDS: &str = concat!(
@@ -27,3 +33,134 @@ name = "embed"
 deployments = [{ provider = "sim-openai", target = "text-embedding-3-small" }]
 "#
 );
+
+static TEMP_FILES: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh path in the temp dir, `crossbar_{name}_{pid}_{n}.db`, for a SQLite store of its own.
+#[allow(dead_code, reason = "each test binary uses part of this module")]
+pub fn temp_db(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "crossbar_{name}_{}_{}.db",
+        std::process::id(),
+        TEMP_FILES.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// The store's usage records once at least `n` have been written (the writer works in the
+/// background).
+#[allow(dead_code, reason = "each test binary uses part of this module")]
+#[expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helper: a failure fails the test"
+)]
+pub async fn usage_records(gw: &TestGateway, n: usize) -> Vec<UsageRecord> {
+    let store = gw.gateway.store.clone().unwrap();
+    for _ in 0..400 {
+        let found = store.usage_since(0, 1000).await.unwrap();
+        if found.len() >= n {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("fewer than {n} usage records were written");
+}
+
+/// Creates a virtual key from `spec` with the admin token `admin` (201 expected): its secret.
+#[allow(dead_code, reason = "each test binary uses part of this module")]
+#[expect(clippy::unwrap_used, reason = "test helper: a failure fails the test")]
+pub async fn admin_key(gw: &TestGateway, admin: &str, spec: &Value) -> String {
+    let response = gw
+        .client()
+        .post(format!("{}/admin/keys", gw.url))
+        .bearer_auth(admin)
+        .json(spec)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.unwrap();
+    body["key"].as_str().unwrap().to_owned()
+}
+
+/// A Chat Completions answer's `usage`: its prompt and completion tokens.
+#[allow(dead_code, reason = "each test binary uses part of this module")]
+#[expect(clippy::unwrap_used, reason = "test helper: a failure fails the test")]
+pub fn chat_tokens(body: &Value) -> (u64, u64) {
+    let usage = &body["usage"];
+    (
+        usage["prompt_tokens"].as_u64().unwrap(),
+        usage["completion_tokens"].as_u64().unwrap(),
+    )
+}
+
+/// The events of a Responses API stream's text: `(event name, data)`, checking they agree.
+#[allow(dead_code, reason = "each test binary uses part of this module")]
+#[expect(clippy::unwrap_used, reason = "test helper: a failure fails the test")]
+pub fn responses_events(text: &str) -> Vec<(String, Value)> {
+    text.split("\n\n")
+        .filter(|block| !block.trim().is_empty())
+        .map(|block| {
+            let mut event = None;
+            let mut data = None;
+            for line in block.lines() {
+                if let Some(name) = line.strip_prefix("event: ") {
+                    event = Some(name.to_owned());
+                } else if let Some(payload) = line.strip_prefix("data: ") {
+                    data = Some(serde_json::from_str::<Value>(payload).unwrap());
+                }
+            }
+            let (event, data) = (event.unwrap(), data.unwrap());
+            assert_eq!(data["type"], event.as_str());
+            (event, data)
+        })
+        .collect()
+}
+
+/// A gateway that wants the key `sk-gw`, in front of a simulated Anthropic provider named
+/// `anthropic` holding the key `sk-ant`; a string literal, for `concat!`.
+#[allow(unused_macros, reason = "each test binary uses part of this module")]
+macro_rules! claude_behind_key {
+    () => {
+        r#"
+[server]
+api_keys = ["sk-gw"]
+
+[[providers]]
+name = "anthropic"
+kind = "sim"
+dialect = "anthropic"
+api_key = "sk-ant"
+"#
+    };
+}
+#[allow(unused_imports, reason = "each test binary uses part of this module")]
+pub(crate) use claude_behind_key;
+
+/// Posts a one-message chat, `text` from the user to `model`, with no key.
+#[allow(dead_code, reason = "each test binary uses part of this module")]
+pub async fn chat(gw: &TestGateway, model: &str, text: &str) -> reqwest::Response {
+    gw.post(
+        "/v1/chat/completions",
+        &serde_json::json!({"model": model, "messages": [user(text)]}),
+    )
+    .await
+}
+
+/// Posts `body` to Chat Completions with no key: the answer's JSON.
+#[allow(dead_code, reason = "each test binary uses part of this module")]
+#[expect(clippy::unwrap_used, reason = "test helper: a failure fails the test")]
+pub async fn chat_answer(gw: &TestGateway, body: &Value) -> Value {
+    gw.post("/v1/chat/completions", body)
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
+/// A Chat Completions answer's message content, itself JSON (structured output).
+#[allow(dead_code, reason = "each test binary uses part of this module")]
+#[expect(clippy::unwrap_used, reason = "test helper: a failure fails the test")]
+pub fn content_json(answer: &Value) -> Value {
+    serde_json::from_str(answer["choices"][0]["message"]["content"].as_str().unwrap()).unwrap()
+}
