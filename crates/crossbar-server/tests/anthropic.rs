@@ -200,13 +200,8 @@ async fn openai_clients_can_continue_thinking_with_tools_on_anthropic() {
 
 /// Claude ranks first, an OpenAI deployment second; `claude-only` has no other deployment.
 const MIXED: &str = concat!(
-    common::claude_behind_key!(),
+    common::claude_and_openai!(),
     r#"
-[[providers]]
-name = "openai"
-kind = "sim"
-dialect = "openai"
-
 [[models]]
 name = "mixed"
 deployments = [

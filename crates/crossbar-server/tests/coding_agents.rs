@@ -9,13 +9,8 @@ use common::{sse_data, start};
 use serde_json::{Value, json};
 
 const CONFIG: &str = concat!(
-    common::claude_behind_key!(),
-    r#"
-[[providers]]
-name = "openai"
-kind = "sim"
-dialect = "openai"
-api_key = "sk-oai"
+    common::claude_and_openai!(),
+    r#"api_key = "sk-oai"
 # As OpenAI itself: gpt-5 refuses `max_tokens`.
 max_tokens_field = "max_completion_tokens"
 

@@ -164,3 +164,22 @@ pub async fn chat_answer(gw: &TestGateway, body: &Value) -> Value {
 pub fn content_json(answer: &Value) -> Value {
     serde_json::from_str(answer["choices"][0]["message"]["content"].as_str().unwrap()).unwrap()
 }
+
+/// [`claude_behind_key!`] and a simulated OpenAI provider named `openai` (no key; settings
+/// written after it belong to it).
+#[allow(unused_macros, reason = "each test binary uses part of this module")]
+macro_rules! claude_and_openai {
+    () => {
+        concat!(
+            $crate::common::claude_behind_key!(),
+            r#"
+[[providers]]
+name = "openai"
+kind = "sim"
+dialect = "openai"
+"#
+        )
+    };
+}
+#[allow(unused_imports, reason = "each test binary uses part of this module")]
+pub(crate) use claude_and_openai;
