@@ -606,7 +606,7 @@ async fn faults_take_bedrock_shapes() {
 async fn unknown_operations_are_404() {
     let server = bedrock(SimConfig::default()).await;
     let response = reqwest::Client::new()
-        .post(format!("{}/model/m/invoke", server.base_url()))
+        .post(format!("{}/model/m/frobnicate", server.base_url()))
         .header("authorization", SIGNED)
         .json(&user("x"))
         .send()
