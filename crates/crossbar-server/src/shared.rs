@@ -210,7 +210,7 @@ const BACKING_OFF: &str = "shared state unavailable (backing off after a failure
 /// backing off are counted but not logged again: the failure that started it was.
 pub fn degraded(what: &str, error: &redis::RedisError) {
     metrics::counter!("crossbar_shared_state_errors_total", "op" => what.to_owned()).increment(1);
-    if error.detail() != Some(BACKING_OFF) && !error.to_string().contains(BACKING_OFF) {
+    if !error.to_string().contains(BACKING_OFF) {
         tracing::warn!(op = what, error = %error, "shared state unavailable: using this replica's own");
     }
 }
@@ -573,5 +573,20 @@ impl crossbar_core::shared_kv::SharedKv for Shared {
                 degraded("kv_save", &e);
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `degraded` recognises a refusal made while backing off by its text: it must survive
+    /// the error's formatting.
+    #[test]
+    fn a_backing_off_refusal_is_told_apart_by_its_text() {
+        let refused = redis::RedisError::from((redis::ErrorKind::Io, BACKING_OFF));
+        assert!(refused.to_string().contains(BACKING_OFF), "{refused}");
+        let real = redis::RedisError::from((redis::ErrorKind::Io, "Connection refused"));
+        assert!(!real.to_string().contains(BACKING_OFF));
     }
 }

@@ -287,6 +287,13 @@ impl VirtualKeys {
         *lock(&self.any_checked) = None;
     }
 
+    /// A live key was just found: the gateway is closed, without asking the store again
+    /// (the key's lookup stays cached for the request that found it).
+    pub(crate) fn saw_key(&self) {
+        self.any_keys.store(true, Ordering::Relaxed);
+        *lock(&self.any_checked) = Some(Instant::now());
+    }
+
     /// Whether any unrevoked key exists, so that anonymous calls must be refused.
     pub async fn any_keys(&self) -> Result<bool> {
         let fresh = lock(&self.any_checked).is_some_and(|at| at.elapsed() < CACHE_TTL);
