@@ -7,7 +7,7 @@
 //! of the requests and tokens per minute, so that together they stay within the limits.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossbar_core::{Error, Result};
@@ -17,12 +17,9 @@ use tokio::time::Instant;
 
 use super::calendar::Windows;
 use super::limiter::{Limiter, Ticket, Window, budget_error, has_budget, rpm_error, tpm_error};
+use super::lock;
 
 const MINUTE: Duration = Duration::from_secs(60);
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// One key's live counters.
 #[derive(Debug)]

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use crossbar_core::{Error, Result};
 use crossbar_store::{KeyLimits, Store};
@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use super::calendar::Windows;
 use super::limiter::{Limiter, Ticket, budget_error, rpm_error, tpm_error};
 use super::local::{Local, read_spend};
+use super::lock;
 use crate::shared::{self, Reserved, Shared};
 
 /// Reservations whose settlement did not reach Redis, kept to release them later; beyond this
@@ -23,10 +24,6 @@ use crate::shared::{self, Reserved, Shared};
 const MAX_UNRELEASED: usize = 1024;
 /// A seed or clock correction, then the reservation: more answers than that is a fault.
 const ATTEMPTS: usize = 3;
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// Spend Redis has not seen yet: costs settled while it was out of reach, by window.
 #[derive(Debug, Default)]
