@@ -18,6 +18,7 @@ mod affinity;
 mod attempt;
 mod breaker;
 mod capabilities;
+mod carry;
 mod catalog;
 mod estimate;
 mod hedge;
