@@ -216,14 +216,32 @@ pub fn degraded(what: &str, error: &redis::RedisError) {
 }
 
 impl Shared {
-    /// Connects (the connection reconnects by itself later). The error never shows the URL,
-    /// which may hold a password.
+    /// Connects (the connection reconnects by itself later). Redis out of reach at start does
+    /// not stop the replica: it starts degraded, as if Redis had gone away a moment later (its
+    /// own share of each limit, `/readyz` saying so), and the connection is made on a later call.
+    /// A URL that cannot be parsed does stop it. The error never shows the URL, which may hold a
+    /// password.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, String> {
         let client = redis::Client::open(url).map_err(|e| format!("redis.url: {:?}", e.kind()))?;
-        let conn = tokio::time::timeout(Duration::from_secs(10), client.get_connection_manager())
+        let first = tokio::time::timeout(Duration::from_secs(10), client.get_connection_manager())
             .await
-            .map_err(|_| "redis: no answer within 10 s".to_owned())?
-            .map_err(|e| format!("redis: {e}"))?;
+            .map_err(|_| "no answer within 10 s".to_owned())
+            .and_then(|conn| conn.map_err(|e| e.to_string()));
+        let (conn, reachable) = match first {
+            Ok(conn) => (conn, true),
+            Err(error) => {
+                tracing::warn!(
+                    %error,
+                    "redis unreachable at start: serving on this replica's own share until it answers"
+                );
+                let lazy = ConnectionManager::new_lazy_with_config(
+                    client,
+                    redis::aio::ConnectionManagerConfig::new(),
+                )
+                .map_err(|e| format!("redis: {e}"))?;
+                (lazy, false)
+            }
+        };
         let replica = hex::encode(rand::rng().random::<[u8; 6]>());
         let shared = Self {
             conn,
@@ -237,6 +255,12 @@ impl Shared {
             down_until_ms: AtomicU64::new(0),
             started: std::time::Instant::now(),
         };
+        if !reachable {
+            // Back off at once, so the first requests do not each wait on a dead Redis.
+            let backoff = u64::try_from(BACKOFF.as_millis()).unwrap_or(u64::MAX);
+            shared.down_until_ms.store(backoff, Ordering::Relaxed);
+            return Ok(shared);
+        }
         let time: (i64, i64) = redis::cmd("TIME")
             .query_async(&mut shared.conn.clone())
             .await
