@@ -11,6 +11,7 @@ pub mod dialects;
 pub mod embeddings;
 pub mod error;
 pub mod framing;
+pub mod guardrails;
 pub mod images;
 pub mod ingress;
 pub mod kinds;
