@@ -294,19 +294,8 @@ async fn a_document_alone_through_messages_gets_bedrocks_text_block() {
 /// The simulator's own answer to `body` at `path`, asked directly with the gateway's SigV4
 /// scope where it needs one.
 async fn directly(gw: &TestGateway, provider: &str, path: &str, body: &Value) -> Value {
-    let response = reqwest::Client::new()
-        .post(format!("{}{path}", gw.sim(provider).base_url()))
-        .header(
-            "authorization",
-            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/bedrock/aws4_request, \
-             SignedHeaders=content-type;host;x-amz-date, \
-             Signature=1c91d22c6dfb49efad9e8de45bc4dde894ea14c06a0f4b54d7682ee99e1cd6d6",
-        )
-        .header("x-amz-date", "20150830T123600Z")
-        .json(body)
-        .send()
-        .await
-        .unwrap();
+    let url = format!("{}{path}", gw.sim(provider).base_url());
+    let response = crossbar_testkit::providers::post_signed(&url, body).await;
     assert_eq!(response.status(), 200);
     response.json().await.unwrap()
 }

@@ -134,6 +134,20 @@ pub(crate) enum Effort {
 }
 
 impl Effort {
+    /// The effort OpenAI's APIs spell `name` (`none` to `max`).
+    pub fn named(name: &str) -> Option<Self> {
+        Some(match name {
+            "none" => Self::None,
+            "minimal" => Self::Minimal,
+            "low" => Self::Low,
+            "medium" => Self::Medium,
+            "high" => Self::High,
+            "xhigh" => Self::XHigh,
+            "max" => Self::Max,
+            _ => return None,
+        })
+    }
+
     pub fn reasoning_tokens(self) -> u64 {
         match self {
             Self::None | Self::Minimal => 0,

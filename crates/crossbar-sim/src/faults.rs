@@ -6,12 +6,14 @@
 use std::io;
 use std::time::Duration;
 
+use axum::http::StatusCode;
+use axum::response::Response;
 use bytes::Bytes;
 use futures::Stream;
 use rand::Rng;
 use rand::rngs::StdRng;
 
-use crate::SimConfig;
+use crate::{SimConfig, http};
 
 /// What goes wrong with one model call, decided before it is answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,6 +119,23 @@ pub(crate) fn malformed_index(frames: usize) -> usize {
 pub(crate) fn truncate_json(json: &str) -> String {
     let keep = json.chars().count() / 2;
     json.chars().take(keep).collect()
+}
+
+/// A JSON answer, cut in half by a malformed fault.
+pub(crate) fn json_answer(body: String, malformed: bool) -> Response {
+    let body = if malformed {
+        truncate_json(&body)
+    } else {
+        body
+    };
+    http::json_body(StatusCode::OK, body)
+}
+
+/// An event-stream answer: `script` played after the time to first token, paced per token.
+pub(crate) async fn stream_answer(config: &SimConfig, script: StreamScript) -> Response {
+    let pacing = Pacing::new(config);
+    tokio::time::sleep(pacing.ttft).await;
+    http::event_stream(play(script, StreamBreaks::new(config), pacing.per_token))
 }
 
 const FLUSH_PAUSE: Duration = Duration::from_millis(10);

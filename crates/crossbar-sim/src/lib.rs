@@ -197,6 +197,31 @@ impl RecordedRequest {
 /// Request counters. A response that the server ends on purpose (including a scripted cut)
 /// counts as completed; `cancelled` counts requests whose handler or response stream was
 /// dropped before finishing because the client went away.
+/// A dialect's `routes` as served: unknown paths and methods get the dialect's `not_found`, and
+/// every request is recorded by [`http::observe`], which also enforces the body limit (so axum's
+/// own limit is off).
+fn served<S, H, T>(
+    routes: axum::Router<S>,
+    app: &state::App,
+    state: S,
+    not_found: H,
+) -> axum::Router
+where
+    S: Clone + Send + Sync + 'static,
+    H: axum::handler::Handler<T, S>,
+    T: 'static,
+{
+    routes
+        .fallback(not_found.clone())
+        .method_not_allowed_fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            http::observe,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SimStats {
     pub requests: u64,

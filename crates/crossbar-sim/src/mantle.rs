@@ -16,33 +16,28 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
+use crate::SimDialect;
 use crate::error::{ErrorKind, SimError};
 use crate::openai::{Operation, Target};
 use crate::state::App;
-use crate::{SimDialect, http};
 
 /// Services a Mantle SigV4 scope may name; the first is the one a refusal names.
 const SERVICES: &[&str] = &["bedrock-mantle", "bedrock"];
 
 pub(crate) fn router(app: App) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/openai/v1/responses", post(openai_responses))
         .route("/v1/chat/completions", post(open_chat))
         .route("/v1/responses", post(open_responses))
         .route("/anthropic/v1/messages", post(anthropic_messages))
-        .route_layer(middleware::from_fn_with_state(app.clone(), authenticate))
-        .fallback(not_found)
-        .method_not_allowed_fallback(not_found)
-        .layer(middleware::from_fn_with_state(app.clone(), http::observe))
-        // `observe` already enforced the body limit while recording.
-        .layer(DefaultBodyLimit::disable())
-        .with_state(app)
+        .route_layer(middleware::from_fn_with_state(app.clone(), authenticate));
+    crate::served(routes, &app, app.clone(), not_found)
 }
 
 fn target() -> Target {

@@ -12,12 +12,11 @@ mod common;
 
 use common::{eventually, start, user};
 use crossbar_sim::{SimConfig, SimDialect, SimServer};
+use crossbar_testkit::providers::{SIGNED, post_signed};
 use crossbar_testkit::smithy;
 use serde_json::{Value, json};
 
 const MODEL: &str = "anthropic.claude-3-5-sonnet-20240620-v1:0";
-/// A SigV4 header of the right shape; the simulator checks the scope, not the signature.
-const SIGNED: &str = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/bedrock/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=1c91d22c6dfb49efad9e8de45bc4dde894ea14c06a0f4b54d7682ee99e1cd6d6";
 
 async fn bedrock(config: SimConfig) -> SimServer {
     start(SimDialect::Bedrock, config).await
@@ -48,14 +47,7 @@ async fn send(server: &SimServer, stream: bool, body: &Value) -> reqwest::Respon
 }
 
 async fn send_to(server: &SimServer, model: &str, stream: bool, body: &Value) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(url_for(server, model, stream))
-        .header("authorization", SIGNED)
-        .header("x-amz-date", "20150830T123600Z")
-        .json(body)
-        .send()
-        .await
-        .unwrap()
+    post_signed(&url_for(server, model, stream), body).await
 }
 
 fn text(words: &str) -> Value {

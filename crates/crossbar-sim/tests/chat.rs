@@ -368,15 +368,8 @@ async fn validation_errors_have_openai_shape() {
         body["error"]["message"],
         "Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'."
     );
-    let response = reqwest::Client::new()
-        .post(&url)
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 400);
-    let body: Value = response.json().await.unwrap();
+    let (status, body) = post_unparsable(&url).await;
+    assert_eq!(status, 400);
     assert_eq!(body["error"]["type"], "invalid_request_error");
     let (status, body) = post_json(&format!("{}/nope", server.base_url()), &json!({})).await;
     assert_eq!(status, 404);

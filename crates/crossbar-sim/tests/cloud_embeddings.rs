@@ -11,20 +11,13 @@ mod common;
 
 use common::{post_json, start};
 use crossbar_sim::{SimConfig, SimDialect, SimServer};
+use crossbar_testkit::providers::post_signed;
 use serde_json::{Value, json};
-
-const SIGNED: &str = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/bedrock/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=1c91d22c6dfb49efad9e8de45bc4dde894ea14c06a0f4b54d7682ee99e1cd6d6";
 
 /// Status, the token-count header, and the body (or the error's message).
 async fn invoke(server: &SimServer, model: &str, body: &Value) -> (u16, Option<u64>, Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{}/model/{model}/invoke", server.base_url()))
-        .header("authorization", SIGNED)
-        .header("x-amz-date", "20150830T123600Z")
-        .json(body)
-        .send()
-        .await
-        .unwrap();
+    let url = format!("{}/model/{model}/invoke", server.base_url());
+    let response = post_signed(&url, body).await;
     let status = response.status().as_u16();
     let tokens = response
         .headers()

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::start;
+use common::{post, post_json, post_unparsable, start};
 use crossbar_sim::{SimConfig, SimDialect, SimServer};
 use serde_json::{Value, json};
 
@@ -39,34 +39,6 @@ fn tools() -> Value {
             "required": ["city", "unit"]}},
         {"name": "get_time", "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}, "required": ["zone"]}}
     ]}])
-}
-
-#[expect(
-    clippy::unwrap_used,
-    reason = "test helper: an unexpected answer fails the test"
-)]
-async fn post(url: &str, body: &Value) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(url)
-        .json(body)
-        .send()
-        .await
-        .unwrap()
-}
-
-#[expect(
-    clippy::unwrap_used,
-    clippy::panic,
-    reason = "test helper: an unexpected answer fails the test"
-)]
-async fn post_json(url: &str, body: &Value) -> (u16, Value) {
-    let response = post(url, body).await;
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}")),
-    )
 }
 
 /// The chunks of an `alt=sse` body, checking Gemini's framing: `data:` only, CRLF CRLF.
@@ -351,14 +323,8 @@ async fn validation_errors_use_the_services_messages_and_shapes() {
         "Invalid value at 'contents[2].parts[0].function_response.response' (type.googleapis.com/google.protobuf.Struct), \"sunny\""
     );
 
-    let response = reqwest::Client::new()
-        .post(&generate)
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 400);
-    let body: Value = response.json().await.unwrap();
+    let (status, body) = post_unparsable(&generate).await;
+    assert_eq!(status, 400);
     assert!(
         error_of(&body)
             .1
@@ -458,98 +424,90 @@ fn refused(message: &str) -> (u16, String, String) {
     (400, "INVALID_ARGUMENT".to_owned(), message.to_owned())
 }
 
+/// Each model's thinking budgets: those refused, in the Gemini API's and Vertex AI's words, and
+/// those both accept. 2.5 Pro cannot turn thinking off, and each model has its own range.
 #[tokio::test]
-async fn gemini_2_5_pro_cannot_turn_thinking_off() {
-    let [gemini, vertex] = both().await;
-    assert_eq!(
-        budget(&gemini, "gemini-2.5-pro", 0).await,
-        refused("Budget 0 is invalid. This model only works in thinking mode.")
-    );
-    assert_eq!(
-        budget(&vertex, "gemini-2.5-pro", 0).await,
-        refused("The model does not support setting thinking_budget to 0.")
-    );
-    for server in [&gemini, &vertex] {
-        assert_eq!(budget(server, "gemini-2.5-pro", -1).await, accepted());
-        assert_eq!(budget(server, "gemini-2.5-pro", 128).await, accepted());
-    }
-}
-
-#[tokio::test]
-async fn gemini_2_5_pro_budgets_run_from_128_to_32768() {
-    let [gemini, vertex] = both().await;
-    for (value, gemini_message) in [
+async fn thinking_budgets_follow_each_models_range() {
+    let gemini_range = |value: i64, low: i64, high: i64| {
+        format!(
+            "The thinking budget {value} is invalid. Please choose a value between {low} and {high}."
+        )
+    };
+    let vertex_range = |low: i64, high: i64| {
+        format!(
+            "thinking_budget is out of range; supported values are integers from {low} to {high}"
+        )
+    };
+    let cases = [
         (
-            127,
-            "The thinking budget 127 is invalid. Please choose a value between 128 and 32768.",
+            "gemini-2.5-pro",
+            vec![
+                (
+                    0,
+                    "Budget 0 is invalid. This model only works in thinking mode.".to_owned(),
+                    "The model does not support setting thinking_budget to 0.".to_owned(),
+                ),
+                (
+                    127,
+                    gemini_range(127, 128, 32_768),
+                    vertex_range(128, 32_768),
+                ),
+                (
+                    32_769,
+                    gemini_range(32_769, 128, 32_768),
+                    vertex_range(128, 32_768),
+                ),
+            ],
+            vec![-1, 128, 32_768],
         ),
         (
-            32_769,
-            "The thinking budget 32769 is invalid. Please choose a value between 128 and 32768.",
+            "gemini-2.5-flash",
+            vec![(
+                24_577,
+                gemini_range(24_577, 0, 24_576),
+                vertex_range(1, 24_576),
+            )],
+            vec![-1, 0, 1, 24_576],
         ),
-    ] {
-        assert_eq!(
-            budget(&gemini, "gemini-2.5-pro", value).await,
-            refused(gemini_message)
-        );
-        assert_eq!(
-            budget(&vertex, "gemini-2.5-pro", value).await,
-            refused(
-                "thinking_budget is out of range; supported values are integers from 128 to 32768"
-            )
-        );
-    }
-    for server in [&gemini, &vertex] {
-        assert_eq!(budget(server, "gemini-2.5-pro", 32_768).await, accepted());
-    }
-}
-
-#[tokio::test]
-async fn gemini_2_5_flash_budgets_run_from_0_to_24576() {
+        (
+            "gemini-2.5-flash-lite",
+            vec![
+                (
+                    128,
+                    gemini_range(128, 512, 24_576),
+                    vertex_range(512, 24_576),
+                ),
+                (
+                    24_577,
+                    gemini_range(24_577, 512, 24_576),
+                    vertex_range(512, 24_576),
+                ),
+            ],
+            vec![-1, 0, 512, 24_576],
+        ),
+    ];
     let [gemini, vertex] = both().await;
-    assert_eq!(
-        budget(&gemini, "gemini-2.5-flash", 24_577).await,
-        refused("The thinking budget 24577 is invalid. Please choose a value between 0 and 24576.")
-    );
-    assert_eq!(
-        budget(&vertex, "gemini-2.5-flash", 24_577).await,
-        refused("thinking_budget is out of range; supported values are integers from 1 to 24576")
-    );
-    for server in [&gemini, &vertex] {
-        for value in [-1, 0, 1, 24_576] {
+    for (model, refusals, fine) in cases {
+        for (value, gemini_message, vertex_message) in refusals {
             assert_eq!(
-                budget(server, "gemini-2.5-flash", value).await,
-                accepted(),
-                "{value}"
+                budget(&gemini, model, value).await,
+                refused(&gemini_message),
+                "{model} {value}"
+            );
+            assert_eq!(
+                budget(&vertex, model, value).await,
+                refused(&vertex_message),
+                "{model} {value}"
             );
         }
-    }
-}
-
-#[tokio::test]
-async fn gemini_2_5_flash_lite_budgets_are_0_or_512_to_24576() {
-    let [gemini, vertex] = both().await;
-    for value in [128, 24_577] {
-        assert_eq!(
-            budget(&gemini, "gemini-2.5-flash-lite", value).await,
-            refused(&format!(
-                "The thinking budget {value} is invalid. Please choose a value between 512 and 24576."
-            ))
-        );
-        assert_eq!(
-            budget(&vertex, "gemini-2.5-flash-lite", value).await,
-            refused(
-                "thinking_budget is out of range; supported values are integers from 512 to 24576"
-            )
-        );
-    }
-    for server in [&gemini, &vertex] {
-        for value in [-1, 0, 512, 24_576] {
-            assert_eq!(
-                budget(server, "gemini-2.5-flash-lite", value).await,
-                accepted(),
-                "{value}"
-            );
+        for server in [&gemini, &vertex] {
+            for value in &fine {
+                assert_eq!(
+                    budget(server, model, *value).await,
+                    accepted(),
+                    "{model} {value}"
+                );
+            }
         }
     }
 }

@@ -12,6 +12,7 @@ mod common;
 
 use common::{chat_url, post_json, start};
 use crossbar_sim::{SimConfig, SimDialect};
+use crossbar_testkit::providers::post_signed;
 use serde_json::{Value, json};
 
 /// `%PDF-1.4` and a newline.
@@ -188,22 +189,11 @@ async fn anthropic_reads_pdf_documents_and_refuses_others() {
 
 async fn converse(body: &Value) -> (u16, String, Value) {
     let server = start(SimDialect::Bedrock, SimConfig::default()).await;
-    let response = reqwest::Client::new()
-        .post(format!(
-            "{}/model/amazon.nova-pro-v1%3A0/converse",
-            server.base_url()
-        ))
-        .header(
-            "authorization",
-            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/bedrock/aws4_request, \
-             SignedHeaders=content-type;host;x-amz-date, \
-             Signature=1c91d22c6dfb49efad9e8de45bc4dde894ea14c06a0f4b54d7682ee99e1cd6d6",
-        )
-        .header("x-amz-date", "20150830T123600Z")
-        .json(body)
-        .send()
-        .await
-        .unwrap();
+    let url = format!(
+        "{}/model/amazon.nova-pro-v1%3A0/converse",
+        server.base_url()
+    );
+    let response = post_signed(&url, body).await;
     let status = response.status().as_u16();
     let kind = response
         .headers()

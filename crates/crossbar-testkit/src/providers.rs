@@ -202,6 +202,26 @@ macro_rules! aws_example_keys {
     };
 }
 
+/// A SigV4 `authorization` header for `bedrock` in `us-east-1` with AWS's documentation example
+/// key, dated [`SIGNED_AT`]: the shape the simulators check (the scope, not the signature).
+pub const SIGNED: &str = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/bedrock/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=1c91d22c6dfb49efad9e8de45bc4dde894ea14c06a0f4b54d7682ee99e1cd6d6";
+
+/// The `x-amz-date` that goes with [`SIGNED`].
+pub const SIGNED_AT: &str = "20150830T123600Z";
+
+/// Posts `body` to a Bedrock simulator's `url` signed with [`SIGNED`].
+#[expect(clippy::unwrap_used, reason = "test helper: a failure fails the test")]
+pub async fn post_signed(url: &str, body: &serde_json::Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(url)
+        .header("authorization", SIGNED)
+        .header("x-amz-date", SIGNED_AT)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// OpenAI's own models on Bedrock Mantle (`us-east-2`): the Responses API under `/openai/v1`,
 /// SigV4 for `bedrock-mantle`.
 pub const BEDROCK_MANTLE_RESPONSES: SimProvider = SimProvider {

@@ -8,30 +8,26 @@ mod response;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::json;
 
-use crate::faults::{self, Fault, Pacing, StreamBreaks};
+use crate::faults::{self, Fault, Pacing};
 use crate::state::App;
 use crate::{behaviour, http, ids};
 
 pub(crate) fn router(app: App) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/v1/messages", post(messages))
         .route("/v1/messages/count_tokens", post(count_tokens))
         // Claude in Microsoft Foundry: the same API under the resource's `/anthropic`.
         .route("/anthropic/v1/messages", post(messages))
         .route("/anthropic/v1/messages/count_tokens", post(count_tokens))
-        .route_layer(middleware::from_fn_with_state(app.clone(), authenticate))
-        .fallback(not_found)
-        .method_not_allowed_fallback(not_found)
-        .layer(middleware::from_fn_with_state(app.clone(), http::observe))
-        .layer(DefaultBodyLimit::disable())
-        .with_state(app)
+        .route_layer(middleware::from_fn_with_state(app.clone(), authenticate));
+    crate::served(routes, &app, app.clone(), not_found)
 }
 
 /// An Anthropic API error: status, `error.type` and message.
@@ -218,25 +214,13 @@ async fn respond(
         answer.usage.cached_tokens = app.cached_tokens(&parsed.conversation.prompt_segments());
     }
     let render = response::Render::new(&parsed, app.next_sequence());
-    let pacing = Pacing::new(&config);
     let malformed = fault == Fault::Malformed;
     let mut response = if parsed.stream {
-        tokio::time::sleep(pacing.ttft).await;
-        let script = render.stream(&answer, malformed);
-        http::event_stream(faults::play(
-            script,
-            StreamBreaks::new(&config),
-            pacing.per_token,
-        ))
+        faults::stream_answer(&config, render.stream(&answer, malformed)).await
     } else {
+        let pacing = Pacing::new(&config);
         tokio::time::sleep(pacing.total(answer.usage.completion_tokens)).await;
-        let body = render.message(&answer).to_string();
-        let body = if malformed {
-            faults::truncate_json(&body)
-        } else {
-            body
-        };
-        http::json_body(StatusCode::OK, body)
+        faults::json_answer(render.message(&answer).to_string(), malformed)
     };
     let headers = response.headers_mut();
     rate_limit_headers(headers, 999);

@@ -626,10 +626,7 @@ fn user_message(
     for (j, block) in blocks.iter().enumerate() {
         let here = format!("{at}.content.{j}");
         match block.get("type").and_then(Value::as_str) {
-            Some("text") => text.push(texts(
-                &Value::Array(vec![block.clone()]),
-                &format!("{at}.content"),
-            )?),
+            Some("text") => text.push(block_text(block, at)?),
             Some("image") | Some("document") => attachments += 1,
             Some("tool_result") => {
                 let id = block
@@ -674,6 +671,11 @@ fn user_message(
     Ok(())
 }
 
+/// The text of one `text` block of the message at `at`, checked as a one-block content.
+fn block_text(block: &Value, at: &str) -> Result<String, ApiError> {
+    texts(&Value::Array(vec![block.clone()]), &format!("{at}.content"))
+}
+
 fn assistant_message(
     content: &Value,
     at: &str,
@@ -693,10 +695,7 @@ fn assistant_message(
     for (j, block) in blocks.iter().enumerate() {
         let here = format!("{at}.content.{j}");
         match block.get("type").and_then(Value::as_str) {
-            Some("text") => text.push(texts(
-                &Value::Array(vec![block.clone()]),
-                &format!("{at}.content"),
-            )?),
+            Some("text") => text.push(block_text(block, at)?),
             Some("thinking") => {
                 let thinking = block
                     .get("thinking")

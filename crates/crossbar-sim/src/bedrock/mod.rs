@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -28,7 +28,7 @@ use self::response::Tokens;
 use crate::behaviour::{self, Segment};
 use crate::faults::{self, Fault, Pacing, StreamBreaks};
 use crate::state::App;
-use crate::{http, ids};
+use crate::{SimConfig, http, ids};
 
 const SALT_REQUEST_ID: u64 = 0x7271_6964;
 /// Smallest prefix a cache point caches (Claude's minimum on Bedrock).
@@ -70,19 +70,14 @@ pub(crate) fn router(app: App) -> Router {
         app: app.clone(),
         cache: Arc::default(),
     };
-    Router::new()
+    let routes = Router::new()
         .route("/model/{model_id}/converse", post(converse))
         .route("/model/{model_id}/converse-stream", post(converse_stream))
         .route("/model/{model_id}/invoke", post(invoke_model))
         // The OpenAI-compatible Chat Completions beside Converse, behind the same auth.
         .route("/openai/v1/chat/completions", post(openai_chat))
-        .route_layer(middleware::from_fn_with_state(sim.clone(), authenticate))
-        .fallback(unknown_operation)
-        .method_not_allowed_fallback(unknown_operation)
-        .layer(middleware::from_fn_with_state(app.clone(), http::observe))
-        // `observe` already enforced the body limit while recording.
-        .layer(DefaultBodyLimit::disable())
-        .with_state(sim)
+        .route_layer(middleware::from_fn_with_state(sim.clone(), authenticate));
+    crate::served(routes, &app, sim, unknown_operation)
 }
 
 fn request_id(app: &App) -> String {
@@ -255,19 +250,25 @@ async fn converse(State(sim): State<Sim>, Path(model): Path<String>, body: Bytes
 async fn invoke_model(State(sim): State<Sim>, Path(model): Path<String>, body: Bytes) -> Response {
     let request_id = request_id(&sim.app);
     let config = sim.app.config();
-    let early = match sim.app.decide_fault(&config) {
-        Fault::RateLimit => Some(BedrockError::throttled()),
-        Fault::Error => Some(BedrockError::scripted(config.error_status)),
-        Fault::Hang => return std::future::pending().await,
-        Fault::None | Fault::Malformed => None,
-    };
-    if let Some(error) = early {
-        return error.render(&request_id);
+    let fault = sim.app.decide_fault(&config);
+    if let Some(response) = early_fault(&config, fault, &request_id).await {
+        return response;
     }
     match invoke::invoke(&model, &body) {
         Ok(response) => response,
         Err(error) => error.render(&request_id),
     }
+}
+
+/// Answers throttling and error faults, and never answers a hang; other requests proceed.
+async fn early_fault(config: &SimConfig, fault: Fault, request_id: &str) -> Option<Response> {
+    let error = match fault {
+        Fault::RateLimit => BedrockError::throttled(),
+        Fault::Error => BedrockError::scripted(config.error_status),
+        Fault::Hang => return Some(std::future::pending().await),
+        Fault::None | Fault::Malformed => return None,
+    };
+    Some(error.render(request_id))
 }
 
 async fn converse_stream(
@@ -282,14 +283,8 @@ async fn answer(sim: &Sim, model: &str, body: &[u8], stream: bool) -> Response {
     let request_id = request_id(&sim.app);
     let config = sim.app.config();
     let fault = sim.app.decide_fault(&config);
-    let early = match fault {
-        Fault::RateLimit => Some(BedrockError::throttled()),
-        Fault::Error => Some(BedrockError::scripted(config.error_status)),
-        Fault::Hang => return std::future::pending().await,
-        Fault::None | Fault::Malformed => None,
-    };
-    if let Some(error) = early {
-        return error.render(&request_id);
+    if let Some(response) = early_fault(&config, fault, &request_id).await {
+        return response;
     }
     if model.is_empty() || model.len() > 2048 {
         return error::constraint(
@@ -339,12 +334,7 @@ async fn answer(sim: &Sim, model: &str, body: &[u8], stream: bool) -> Response {
     } else {
         tokio::time::sleep(pacing.total(answer.usage.completion_tokens)).await;
         let body = response::converse(&answer, tokens, latency_ms, request.thinking);
-        let body = if malformed {
-            faults::truncate_json(&body)
-        } else {
-            body
-        };
-        let mut response = http::json_body(StatusCode::OK, body);
+        let mut response = faults::json_answer(body, malformed);
         if let Ok(id) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert("x-amzn-requestid", id);
         }

@@ -248,6 +248,15 @@ fn blank_text(object: &str, at: &str) -> BedrockError {
     ))
 }
 
+/// A message's `text` block, which may not be blank.
+fn block_text(value: &Value, at: &str) -> Result<String, BedrockError> {
+    let text = value.as_str().unwrap_or_default();
+    if text.trim().is_empty() {
+        return Err(blank_text("ContentBlock", at));
+    }
+    Ok(text.to_owned())
+}
+
 /// An error Claude itself raises: Bedrock passes its message on behind this prefix.
 fn model_error(message: impl std::fmt::Display) -> BedrockError {
     BedrockError::validation(format!(
@@ -495,11 +504,7 @@ impl Builder {
             let (member, value) = union_member(block, &at)?;
             match member.as_str() {
                 "text" => {
-                    let text = value.as_str().unwrap_or_default();
-                    if text.trim().is_empty() {
-                        return Err(blank_text("ContentBlock", &at));
-                    }
-                    texts.push(text.to_owned());
+                    texts.push(block_text(&value, &at)?);
                     other_seen = true;
                 }
                 "image" => {
@@ -628,11 +633,7 @@ impl Builder {
             let (member, value) = union_member(block, &at)?;
             match member.as_str() {
                 "text" => {
-                    let text = value.as_str().unwrap_or_default();
-                    if text.trim().is_empty() {
-                        return Err(blank_text("ContentBlock", &at));
-                    }
-                    texts.push(text.to_owned());
+                    texts.push(block_text(&value, &at)?);
                 }
                 "toolUse" => {
                     let call: ToolUse = typed(value, &at)?;

@@ -18,10 +18,9 @@ mod response;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
-use axum::middleware;
+use axum::http::{HeaderMap, HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use futures::Stream;
@@ -51,13 +50,7 @@ pub(crate) fn router(app: App) -> Router {
             .route("/v1beta/models/{call}", post(gemini))
             .route("/v1/models/{call}", post(gemini)),
     };
-    routes
-        .fallback(not_found)
-        .method_not_allowed_fallback(not_found)
-        .layer(middleware::from_fn_with_state(app.clone(), http::observe))
-        // `observe` already enforced the body limit while recording.
-        .layer(DefaultBodyLimit::disable())
-        .with_state(app)
+    crate::served(routes, &app, app.clone(), not_found)
 }
 
 async fn not_found(uri: Uri) -> Response {
@@ -267,7 +260,7 @@ async fn generate(app: &App, model: &str, stream: Option<Framing>, body: &[u8]) 
         }
         None => {
             tokio::time::sleep(pacing.total(answer.usage.completion_tokens)).await;
-            json_answer(render.completion(&answer), malformed)
+            faults::json_answer(render.completion(&answer), malformed)
         }
     }
 }
@@ -287,19 +280,10 @@ async fn embed(app: &App, model: &str, method: &str, body: &[u8]) -> Response {
     match answer {
         Ok(body) => {
             tokio::time::sleep(Pacing::new(&config).ttft).await;
-            json_answer(body, fault == Fault::Malformed)
+            faults::json_answer(body, fault == Fault::Malformed)
         }
         Err(error) => error.render(),
     }
-}
-
-fn json_answer(body: String, malformed: bool) -> Response {
-    let body = if malformed {
-        faults::truncate_json(&body)
-    } else {
-        body
-    };
-    http::json_body(StatusCode::OK, body)
 }
 
 /// `streamGenerateContent` without `alt=sse`: one JSON array, sent as it is produced.

@@ -6,7 +6,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde::Serialize;
 
-use super::headers::{REQUEST_LIMIT, go_duration};
+use super::headers::{REQUEST_LIMIT, azure_headers, go_duration};
 use super::{Operation, Target};
 use crate::SimDialect;
 use crate::error::{ErrorKind, SimError};
@@ -88,19 +88,13 @@ pub(crate) fn render(dialect: SimDialect, error: &SimError) -> Response {
         };
         set("retry-after", seconds.to_string());
         set("x-ratelimit-remaining-requests", "0".to_owned());
-        match dialect {
-            SimDialect::OpenAi
-            | SimDialect::Anthropic
-            | SimDialect::Bedrock
-            | SimDialect::Gemini
-            | SimDialect::Vertex
-            | SimDialect::BedrockMantle => {
-                set(
-                    "x-ratelimit-reset-requests",
-                    go_duration(seconds.saturating_mul(1000)),
-                );
-            }
-            SimDialect::Azure => set("retry-after-ms", seconds.saturating_mul(1000).to_string()),
+        if azure_headers(dialect) {
+            set("retry-after-ms", seconds.saturating_mul(1000).to_string());
+        } else {
+            set(
+                "x-ratelimit-reset-requests",
+                go_duration(seconds.saturating_mul(1000)),
+            );
         }
     }
     response

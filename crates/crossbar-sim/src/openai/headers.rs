@@ -52,30 +52,37 @@ pub(crate) async fn decorate(State(app): State<App>, request: Request, next: Nex
         "x-ratelimit-remaining-tokens",
         TOKEN_LIMIT.saturating_sub(tokens).to_string(),
     );
-    match app.dialect {
+    if azure_headers(app.dialect) {
+        set("apim-request-id", ids::uuid(&mut rng));
+        set("x-ms-region", "East US".to_owned());
+    } else {
+        set("openai-version", "2020-10-01".to_owned());
+        set("openai-processing-ms", elapsed.to_string());
+        set(
+            "x-ratelimit-reset-requests",
+            go_duration(60_000 / REQUEST_LIMIT),
+        );
+        set(
+            "x-ratelimit-reset-tokens",
+            go_duration(tokens.saturating_mul(60_000) / TOKEN_LIMIT),
+        );
+    }
+    response
+}
+
+/// Whether answers in `dialect` carry Azure's headers (`apim-request-id`, `retry-after-ms`)
+/// rather than OpenAI's (`openai-version`, `x-ratelimit-reset-*`). Every dialect is named, so a
+/// new one has to choose.
+pub(crate) fn azure_headers(dialect: SimDialect) -> bool {
+    match dialect {
+        SimDialect::Azure => true,
         SimDialect::OpenAi
         | SimDialect::Anthropic
         | SimDialect::Bedrock
         | SimDialect::Gemini
         | SimDialect::Vertex
-        | SimDialect::BedrockMantle => {
-            set("openai-version", "2020-10-01".to_owned());
-            set("openai-processing-ms", elapsed.to_string());
-            set(
-                "x-ratelimit-reset-requests",
-                go_duration(60_000 / REQUEST_LIMIT),
-            );
-            set(
-                "x-ratelimit-reset-tokens",
-                go_duration(tokens.saturating_mul(60_000) / TOKEN_LIMIT),
-            );
-        }
-        SimDialect::Azure => {
-            set("apim-request-id", ids::uuid(&mut rng));
-            set("x-ms-region", "East US".to_owned());
-        }
+        | SimDialect::BedrockMantle => false,
     }
-    response
 }
 
 /// A duration the way Go prints it (`0s`, `6ms`, `1.5s`, `6m0s`, `1h2m3s`), as OpenAI's

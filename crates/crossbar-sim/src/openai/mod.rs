@@ -23,7 +23,7 @@ use axum::routing::{get, post};
 use serde_json::json;
 
 pub(crate) use self::error::render as render_error;
-use crate::faults::{self, Fault, Pacing, StreamBreaks};
+use crate::faults::{self, Fault, Pacing};
 use crate::state::App;
 use crate::{SimConfig, SimDialect, behaviour, http};
 
@@ -235,16 +235,13 @@ pub(crate) async fn chat(app: &App, target: &Target, body: &[u8]) -> Response {
     answer.usage.cached_tokens = app.cached_tokens(&conversation.prompt_segments());
     let model = target.reported_model(&request.model);
     let render = response::Render::new(target.dialect, &request, model, app.next_sequence());
-    let pacing = Pacing::new(&config);
     let malformed = fault == Fault::Malformed;
     if request.stream {
-        tokio::time::sleep(pacing.ttft).await;
-        let script = render.stream(&answer, malformed);
-        let frames = faults::play(script, StreamBreaks::new(&config), pacing.per_token);
-        http::event_stream(frames)
+        faults::stream_answer(&config, render.stream(&answer, malformed)).await
     } else {
+        let pacing = Pacing::new(&config);
         tokio::time::sleep(pacing.total(answer.usage.completion_tokens)).await;
-        json_answer(render.completion(&answer), malformed)
+        faults::json_answer(render.completion(&answer), malformed)
     }
 }
 
@@ -261,7 +258,7 @@ async fn embed(app: &App, target: &Target, body: &[u8]) -> Response {
     tokio::time::sleep(Pacing::new(&config).ttft).await;
     let model = target.reported_model(&request.model);
     let body = request.respond(&model, config.embedding_dimensions);
-    json_answer(body, fault == Fault::Malformed)
+    faults::json_answer(body, fault == Fault::Malformed)
 }
 
 /// Answers rate-limit and error faults, and never answers a hang; other requests proceed.
@@ -273,13 +270,4 @@ async fn early_fault(config: &SimConfig, fault: Fault, target: &Target) -> Optio
         Fault::None | Fault::Malformed => return None,
     };
     Some(render_error(target.dialect, &error))
-}
-
-fn json_answer(body: String, malformed: bool) -> Response {
-    let body = if malformed {
-        faults::truncate_json(&body)
-    } else {
-        body
-    };
-    http::json_body(StatusCode::OK, body)
 }

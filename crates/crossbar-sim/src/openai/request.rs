@@ -592,18 +592,12 @@ fn choice_count(object: &Map<String, Value>) -> Result<(), SimError> {
 
 fn effort(object: &Map<String, Value>) -> Result<Effort, SimError> {
     const EFFORTS: &[&str] = &["none", "minimal", "low", "medium", "high", "xhigh", "max"];
-    Ok(
-        match field::<String>(object, "reasoning_effort")?.as_deref() {
-            None | Some("none") => Effort::None,
-            Some("minimal") => Effort::Minimal,
-            Some("low") => Effort::Low,
-            Some("medium") => Effort::Medium,
-            Some("high") => Effort::High,
-            Some("xhigh") => Effort::XHigh,
-            Some("max") => Effort::Max,
-            Some(other) => return Err(invalid_value("reasoning_effort", other, EFFORTS)),
-        },
-    )
+    match field::<String>(object, "reasoning_effort")?.as_deref() {
+        None => Ok(Effort::None),
+        Some(name) => {
+            Effort::named(name).ok_or_else(|| invalid_value("reasoning_effort", name, EFFORTS))
+        }
+    }
 }
 
 #[cfg(test)]

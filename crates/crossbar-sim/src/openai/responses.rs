@@ -9,15 +9,15 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
-use super::{Target, early_fault, json_answer, render_error};
+use super::{Target, early_fault, render_error};
 use crate::behaviour::{
     self, Answer, Conversation, Effort, Finish, Message, Output, OutputFormat, Role, Tool,
     ToolCall, ToolChoice,
 };
 use crate::error::SimError;
-use crate::faults::{self, Frame, Pacing, StreamBreaks, StreamScript};
+use crate::faults::{self, Frame, Pacing, StreamScript};
 use crate::state::App;
-use crate::{http, ids, media};
+use crate::{ids, media};
 
 const FIELDS: &[&str] = &[
     "model",
@@ -152,26 +152,19 @@ fn required_str<'v>(item: &'v Value, key: &str, at: &str) -> Result<&'v str, Sim
 }
 
 fn parse_effort(object: &Map<String, Value>) -> Result<Effort, SimError> {
-    Ok(
-        match object
-            .get("reasoning")
-            .and_then(|r| r.get("effort"))
-            .and_then(Value::as_str)
-        {
-            None | Some("none") => Effort::None,
-            Some("minimal") => Effort::Minimal,
-            Some("low") => Effort::Low,
-            Some("medium") => Effort::Medium,
-            Some("high") => Effort::High,
-            Some("xhigh") => Effort::XHigh,
-            Some(_) => {
-                return Err(invalid(
-                    "reasoning.effort",
-                    "Invalid value for 'reasoning.effort'.",
-                ));
-            }
-        },
-    )
+    let name = object
+        .get("reasoning")
+        .and_then(|r| r.get("effort"))
+        .and_then(Value::as_str);
+    match name.map(Effort::named) {
+        None => Ok(Effort::None),
+        // The Responses API has no `max`.
+        Some(None | Some(Effort::Max)) => Err(invalid(
+            "reasoning.effort",
+            "Invalid value for 'reasoning.effort'.",
+        )),
+        Some(Some(effort)) => Ok(effort),
+    }
 }
 
 fn parse_items(
@@ -670,19 +663,13 @@ pub(crate) async fn handle(app: &App, target: &Target, body: &[u8]) -> Response 
     answer.usage.cached_tokens = app.cached_tokens(&request.conversation.prompt_segments());
     let model = target.reported_model(&request.model);
     let render = Render::new(&request, model, app.next_sequence());
-    let pacing = Pacing::new(&config);
     let malformed = fault == faults::Fault::Malformed;
     if request.stream {
-        tokio::time::sleep(pacing.ttft).await;
-        let script = render.stream(&answer, malformed);
-        http::event_stream(faults::play(
-            script,
-            StreamBreaks::new(&config),
-            pacing.per_token,
-        ))
+        faults::stream_answer(&config, render.stream(&answer, malformed)).await
     } else {
+        let pacing = Pacing::new(&config);
         tokio::time::sleep(pacing.total(answer.usage.completion_tokens)).await;
-        json_answer(render.response(Some(&answer)).to_string(), malformed)
+        faults::json_answer(render.response(Some(&answer)).to_string(), malformed)
     }
 }
 

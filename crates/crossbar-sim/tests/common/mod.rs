@@ -57,6 +57,18 @@ pub async fn post_json(url: &str, body: &Value) -> (u16, Value) {
     (status, json)
 }
 
+/// Posts a JSON body cut short (`{not json`) and returns status and parsed JSON error.
+pub async fn post_unparsable(url: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
 /// The payloads of a complete SSE body, asserting it only has `data:` events.
 pub fn sse_payloads(body: &str) -> Vec<String> {
     assert!(
