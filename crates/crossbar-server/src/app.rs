@@ -33,10 +33,12 @@ pub fn app(state: AppState) -> HttpRouter {
         )
         .route("/v1/models", get(routes::models::list))
         .route("/v1/models/{id}", get(routes::models::retrieve));
-    let deployments = HttpRouter::new().route(
-        "/v1/crossbar/deployments",
-        get(routes::crossbar::deployments),
-    );
+    let deployments = HttpRouter::new()
+        .route(
+            "/v1/crossbar/deployments",
+            get(routes::crossbar::deployments),
+        )
+        .route("/v1/crossbar/config", get(routes::config::version));
     let metrics = HttpRouter::new().route("/metrics", get(metrics::render));
     HttpRouter::new()
         .merge(metered(
@@ -71,6 +73,12 @@ pub fn app(state: AppState) -> HttpRouter {
         // Both check the admin token themselves.
         .merge(gated(s, Gate::Open, routes::dashboard::routes(s)))
         .merge(gated(s, Gate::Open, admin::routes(s)))
+        // Checks the admin token itself, as the admin API does.
+        .merge(gated(
+            s,
+            Gate::Open,
+            HttpRouter::new().route("/admin/reload", post(routes::config::reload)),
+        ))
         // Open to load balancers too.
         .route("/healthz", get(routes::health))
         .route("/readyz", get(routes::ready::ready))

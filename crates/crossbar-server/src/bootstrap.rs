@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossbar_core::config::{Config, ConfigError, ProviderKind};
+use crossbar_core::config::{Config, ConfigError, ProviderConfig, ProviderKind};
 use crossbar_core::router::Router;
 use crossbar_sim::{SimConfig, SimDialect, SimServer};
 use crossbar_store::{
@@ -45,46 +45,12 @@ pub struct Gateway {
 
 impl Gateway {
     pub async fn build(config: &Config) -> Result<Self, ConfigError> {
-        let mut sims = HashMap::new();
-        let mut endpoints = HashMap::new();
-        for (i, provider) in config.providers.iter().enumerate() {
-            if provider.kind != ProviderKind::Sim || provider.endpoint.is_some() {
-                continue;
-            }
-            let name = provider.name.get_ref().clone();
-            let dialect: SimDialect = match &provider.dialect {
-                // The simulator of the kind the dialect stands for (the provider table's row).
-                Some(d) => crossbar_core::kinds::simulated(d.get_ref())
-                    .ok_or_else(|| format!("unknown dialect `{}`", d.get_ref()))
-                    .and_then(|row| row.simulator.parse().map_err(|e| format!("{e}")))
-                    .map_err(|e| config.error_at(d, &format!("providers[{i}].dialect"), e))?,
-                None => {
-                    return Err(ConfigError(format!(
-                        "provider `{name}`: dialect is required"
-                    )));
-                }
-            };
-            let sim_config: SimConfig = match &provider.sim {
-                Some(table) => toml::Value::Table(table.get_ref().clone())
-                    .try_into()
-                    .map_err(|e| config.error_at(table, &format!("providers[{i}].sim"), e))?,
-                None => SimConfig::default(),
-            };
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .map_err(|e| {
-                    ConfigError(format!("provider `{name}`: starting its simulator: {e}"))
-                })?;
-            let sim = SimServer::start(listener, dialect, sim_config)
-                .await
-                .map_err(|e| {
-                    ConfigError(format!("provider `{name}`: starting its simulator: {e}"))
-                })?;
-            tracing::info!(provider = %name, dialect = %dialect, url = %sim.base_url(), "simulated provider started");
-            endpoints.insert(name.clone(), sim.base_url());
-            sims.insert(name, sim);
-        }
+        let (sims, endpoints) = start_sims(config, &HashMap::new()).await?;
         let router = Arc::new(Router::from_config(config, &endpoints)?);
+        let sims = sims
+            .into_iter()
+            .map(|(name, (_, sim))| (name, sim))
+            .collect();
         crate::metrics::install();
         let (store, dashboard, responses, writer, retention) = open_store(config).await?;
         let shared = match &config.redis.url {
@@ -107,14 +73,7 @@ impl Gateway {
         });
         let state = AppState {
             router: router.clone(),
-            keys: Arc::new(
-                config
-                    .server
-                    .api_keys
-                    .iter()
-                    .map(|k| k.get_ref().0.clone())
-                    .collect(),
-            ),
+            keys: Arc::new(gateway_keys(config)),
             max_body_bytes: config.server.max_body_bytes(),
             metering: Arc::new(Metering::new(writer, telemetry(config))),
             virtual_keys: store.as_ref().map(|s| {
@@ -124,14 +83,11 @@ impl Gateway {
                     None => keys,
                 })
             }),
-            admin_token: config
-                .admin
-                .token
-                .as_ref()
-                .map(|t| Arc::from(t.get_ref().0.as_str())),
+            admin_token: admin_token(config),
             dashboard,
             responses,
             shared: shared.clone(),
+            reload: None,
         };
         Ok(Self {
             router,
@@ -148,6 +104,104 @@ impl Gateway {
     pub async fn flush(&self) {
         self.state.metering.flush().await;
     }
+}
+
+/// In-process simulators by provider name, each with the settings it was started from (see
+/// [`sim_settings`]), so that a reload keeps the ones whose settings did not change.
+pub(crate) type Sims = HashMap<String, (String, SimServer)>;
+
+/// What a `kind = "sim"` provider's in-process simulator is started from: its dialect and its
+/// `sim` table. `None` for providers that need none (other kinds, or a sim with an endpoint).
+pub(crate) fn sim_settings(provider: &ProviderConfig) -> Option<String> {
+    if provider.kind != ProviderKind::Sim || provider.endpoint.is_some() {
+        return None;
+    }
+    let dialect = provider.dialect.as_ref().map(|d| d.get_ref().as_str());
+    let table = provider
+        .sim
+        .as_ref()
+        .map(|t| toml::Value::Table(t.get_ref().clone()).to_string());
+    Some(format!("{dialect:?} {table:?}"))
+}
+
+/// Starts the simulators `config`'s `kind = "sim"` providers need, except those `running`
+/// already has with the same settings. Returns the ones started, and every simulated
+/// provider's endpoint (started or running) for the router.
+pub(crate) async fn start_sims(
+    config: &Config,
+    running: &Sims,
+) -> Result<(Sims, HashMap<String, String>), ConfigError> {
+    let mut sims = HashMap::new();
+    let mut endpoints = HashMap::new();
+    for (i, provider) in config.providers.iter().enumerate() {
+        let Some(settings) = sim_settings(provider) else {
+            continue;
+        };
+        let name = provider.name.get_ref().clone();
+        if let Some((running_settings, sim)) = running.get(&name)
+            && *running_settings == settings
+        {
+            endpoints.insert(name, sim.base_url());
+            continue;
+        }
+        let dialect: SimDialect = match &provider.dialect {
+            // The simulator of the kind the dialect stands for (the provider table's row).
+            Some(d) => crossbar_core::kinds::simulated(d.get_ref())
+                .ok_or_else(|| format!("unknown dialect `{}`", d.get_ref()))
+                .and_then(|row| row.simulator.parse().map_err(|e| format!("{e}")))
+                .map_err(|e| config.error_at(d, &format!("providers[{i}].dialect"), e))?,
+            None => {
+                return Err(ConfigError(format!(
+                    "provider `{name}`: dialect is required"
+                )));
+            }
+        };
+        let sim_config: SimConfig = match &provider.sim {
+            Some(table) => toml::Value::Table(table.get_ref().clone())
+                .try_into()
+                .map_err(|e| config.error_at(table, &format!("providers[{i}].sim"), e))?,
+            None => SimConfig::default(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| ConfigError(format!("provider `{name}`: starting its simulator: {e}")))?;
+        let sim = SimServer::start(listener, dialect, sim_config)
+            .await
+            .map_err(|e| ConfigError(format!("provider `{name}`: starting its simulator: {e}")))?;
+        tracing::info!(provider = %name, dialect = %dialect, url = %sim.base_url(), "simulated provider started");
+        endpoints.insert(name.clone(), sim.base_url());
+        sims.insert(name, (settings, sim));
+    }
+    Ok((sims, endpoints))
+}
+
+/// `old` with what a reloaded `config` changes: the router, the gateway keys, the body limit
+/// and the admin token. The store, the meter and the shared state stay (they need a restart).
+pub(crate) fn reloaded_state(old: &AppState, config: &Config, router: Arc<Router>) -> AppState {
+    AppState {
+        router,
+        keys: Arc::new(gateway_keys(config)),
+        max_body_bytes: config.server.max_body_bytes(),
+        admin_token: admin_token(config),
+        ..old.clone()
+    }
+}
+
+fn gateway_keys(config: &Config) -> Vec<String> {
+    config
+        .server
+        .api_keys
+        .iter()
+        .map(|k| k.get_ref().0.clone())
+        .collect()
+}
+
+fn admin_token(config: &Config) -> Option<Arc<str>> {
+    config
+        .admin
+        .token
+        .as_ref()
+        .map(|t| Arc::from(t.get_ref().0.as_str()))
 }
 
 /// The trace exporter, when `telemetry.otlp_endpoint` is set.

@@ -13,6 +13,7 @@ mod error;
 mod keys;
 mod metering;
 mod metrics;
+mod reload;
 mod request_id;
 mod routes;
 mod serve;
@@ -24,6 +25,8 @@ pub use app::app;
 pub use bootstrap::Gateway;
 /// Minting a virtual key (`crossbar keys create`, as `POST /admin/keys`).
 pub use keys::{NewKey, create as create_key};
+/// Hot reload of the configuration while serving (`crossbar serve`).
+pub use reload::{Handle as ReloadHandle, Reloadable, Reloaded, Trigger, Version};
 pub use serve::{ServeLimits, serve};
 pub use state::AppState;
 /// The OpenTelemetry exporter the gateway sends request spans to; `crossbar agent` sends its

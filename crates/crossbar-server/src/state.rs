@@ -27,4 +27,7 @@ pub struct AppState {
     pub dashboard: Option<Arc<dyn DashboardStore>>,
     /// State shared with the other replicas; `None` without `[redis]`.
     pub shared: Option<Arc<Shared>>,
+    /// Hot reload and the active configuration's version; `None` when the gateway was built
+    /// without it (tests, `crossbar agent`).
+    pub reload: Option<crate::reload::Handle>,
 }

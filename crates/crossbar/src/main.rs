@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use crossbar_core::config::Config;
-use crossbar_server::{Gateway, ServeLimits, app, serve};
+use crossbar_server::{Gateway, Reloadable, ServeLimits, serve};
 use crossbar_sim::{SimConfig, SimDialect, SimServer};
 use tokio::net::TcpListener;
 
@@ -140,7 +140,20 @@ fn load_config(path: Option<PathBuf>) -> anyhow::Result<Config> {
 }
 
 async fn run_serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> {
-    let config = load_config(config)?;
+    // The file's text too: hot reload reports its sha256 and compares later versions with it.
+    let file = match config {
+        Some(path) => Some(path),
+        None => Some(PathBuf::from("crossbar.toml")).filter(|p| p.exists()),
+    }
+    .map(|path| {
+        let text = crossbar_core::config::read_toml(&path)?;
+        anyhow::Ok((path, text))
+    })
+    .transpose()?;
+    let config = match &file {
+        Some((path, text)) => Config::from_toml(text, &path.display().to_string())?,
+        None => Config::discover()?,
+    };
     let listen = listen.unwrap_or_else(|| config.listen().to_owned());
     let gateway = Gateway::build(&config).await?;
     let listener = TcpListener::bind(&listen)
@@ -169,15 +182,12 @@ async fn run_serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::R
         "gateway ready"
     );
     // The first line of stdout is the URL, so scripts and tests can find an ephemeral port.
+    // SIGHUP, `POST /admin/reload` and changes to the file reload it (docs/operations.md);
+    // SIGHUP is handled from here on, before anyone learns the address.
+    let gateway = Reloadable::start(gateway, &config, file)?;
     println!("crossbar listening on http://{addr}");
     let limits = ServeLimits::of(&config.server);
-    serve(
-        listener,
-        app(gateway.state.clone()),
-        watchdog(limits.grace),
-        limits,
-    )
-    .await?;
+    serve(listener, gateway.app(), watchdog(limits.grace), limits).await?;
     // Every finished request's record reaches the store before exit.
     gateway.flush().await;
     tracing::info!("stopped");

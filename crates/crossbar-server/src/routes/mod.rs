@@ -1,6 +1,7 @@
 //! Ingress routes, one file per API.
 
 pub(crate) mod chat_like;
+pub(crate) mod config;
 pub(crate) mod crossbar;
 pub(crate) mod dashboard;
 pub(crate) mod embeddings;
