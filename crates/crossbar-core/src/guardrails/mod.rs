@@ -14,6 +14,9 @@ use std::ops::Range;
 
 use serde::Deserialize;
 
+use crate::chat::{ChatRequest, ContentPart};
+use crate::error::Error;
+
 pub use detect::{Detector, iban_checksum, luhn};
 
 /// What a rule does with a finding.
@@ -140,6 +143,66 @@ impl Rules {
             text: Cow::Owned(masked),
             findings,
         }
+    }
+}
+
+impl Findings {
+    fn merge(&mut self, other: Findings) {
+        for (detector, (action, n)) in other.0 {
+            self.0.entry(detector).or_insert((action, 0)).1 += n;
+        }
+    }
+}
+
+/// The 400 a `block` rule answers: it names the rule, never what matched (the client has the
+/// text; logs and error bodies must not).
+pub fn blocked(detector: Detector) -> Error {
+    Error::invalid_request(format!(
+        "blocked by guardrail rule `{}`: the request contains data this route does not send to \
+         providers",
+        detector.name()
+    ))
+    .with_code("guardrail_blocked")
+}
+
+impl Rules {
+    /// Applies the rules to every text the request would send: message text, and the arguments
+    /// of tool calls the conversation already holds. Masks in place; a `block` finding anywhere
+    /// refuses the whole request before anything is changed upstream.
+    pub fn check_request(&self, request: &mut ChatRequest) -> Result<Findings, Error> {
+        let mut findings = Findings::default();
+        if self.is_empty() {
+            return Ok(findings);
+        }
+        let texts = request.messages.iter_mut().flat_map(|message| {
+            let parts = message.content.iter_mut().filter_map(|part| match part {
+                ContentPart::Text { text } => Some(text),
+                _ => None,
+            });
+            parts.chain(
+                message
+                    .tool_calls
+                    .iter_mut()
+                    .map(|call| &mut call.arguments),
+            )
+        });
+        for text in texts {
+            match self.check(text) {
+                Verdict::Block { detector, .. } => return Err(blocked(detector)),
+                Verdict::Pass {
+                    text: Cow::Owned(masked),
+                    findings: found,
+                } => {
+                    *text = masked;
+                    findings.merge(found);
+                }
+                Verdict::Pass {
+                    text: Cow::Borrowed(_),
+                    findings: found,
+                } => findings.merge(found),
+            }
+        }
+        Ok(findings)
     }
 }
 

@@ -1,8 +1,8 @@
-#![expect(clippy::panic, reason = "tests")]
-
 use std::borrow::Cow;
 
 use super::*;
+use crate::chat::{ChatRequest, ContentPart, Message, Role, ToolCall};
+use crate::error::ErrorKind;
 
 fn found(detector: Detector, text: &str) -> Vec<&str> {
     detector
@@ -194,4 +194,100 @@ fn rules_read_from_toml() {
     );
     let unknown = toml::from_str::<BTreeMap<String, Rules>>("guardrails = { ssn = \"block\" }");
     assert!(unknown.is_err_and(|e| e.to_string().contains("unknown variant `ssn`")));
+}
+
+fn conversation() -> ChatRequest {
+    let mut assistant = Message::new(Role::Assistant, vec![]);
+    assistant.tool_calls = vec![ToolCall {
+        id: "call_1".to_owned(),
+        name: "send_mail".to_owned(),
+        arguments: r#"{"to":"jane@example.com"}"#.to_owned(),
+    }];
+    ChatRequest::new(
+        "m",
+        vec![
+            Message::new(
+                Role::System,
+                vec![ContentPart::Text {
+                    text: "Support bot. Escalate to +44 20 7946 0958.".to_owned(),
+                }],
+            ),
+            Message::new(
+                Role::User,
+                vec![
+                    ContentPart::Text {
+                        text: "My card is 4111 1111 1111 1111".to_owned(),
+                    },
+                    ContentPart::Text {
+                        text: "and mail me at jane@example.com".to_owned(),
+                    },
+                ],
+            ),
+            assistant,
+        ],
+    )
+}
+
+fn texts(request: &ChatRequest) -> Vec<String> {
+    request
+        .messages
+        .iter()
+        .flat_map(|m| {
+            m.content
+                .iter()
+                .filter_map(|p| match p {
+                    ContentPart::Text { text } => Some(text.clone()),
+                    _ => None,
+                })
+                .chain(m.tool_calls.iter().map(|c| c.arguments.clone()))
+        })
+        .collect()
+}
+
+#[test]
+fn a_request_is_masked_in_every_text_it_sends() {
+    let mut request = conversation();
+    let findings = rules(&[
+        (Detector::PaymentCard, Action::Mask),
+        (Detector::Email, Action::Mask),
+        (Detector::Phone, Action::Log),
+    ])
+    .check_request(&mut request)
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        texts(&request),
+        [
+            "Support bot. Escalate to +44 20 7946 0958.",
+            "My card is [REDACTED:payment_card]",
+            "and mail me at [REDACTED:email]",
+            r#"{"to":"[REDACTED:email]"}"#,
+        ]
+    );
+    assert_eq!(
+        findings.summary(),
+        "payment_card:mask=1,email:mask=2,phone:log=1"
+    );
+}
+
+#[test]
+fn a_blocked_request_is_a_400_naming_the_rule_and_is_left_as_it_was() {
+    let mut request = conversation();
+    let before = texts(&request);
+    let error = rules(&[
+        (Detector::Email, Action::Mask),
+        (Detector::PaymentCard, Action::Block),
+    ])
+    .check_request(&mut request)
+    .err()
+    .unwrap_or_else(|| panic!("a card under a block rule passed"));
+    assert_eq!(error.kind, ErrorKind::InvalidRequest);
+    assert_eq!(error.code.as_deref(), Some("guardrail_blocked"));
+    assert_eq!(
+        error.message,
+        "blocked by guardrail rule `payment_card`: the request contains data this route does \
+         not send to providers"
+    );
+    assert!(!error.message.contains("4111"));
+    // The system text came first and had nothing to mask; the card's part was never rewritten.
+    assert_eq!(texts(&request)[..2], before[..2]);
 }
