@@ -64,6 +64,10 @@ pub struct RouteConfig {
     pub hosted_tools: Option<HostedTools>,
     /// What a request field the gateway does not know does.
     pub unknown_fields: Option<UnknownFields>,
+    /// Personal data and secrets in what the request sends: `{ email = "mask",
+    /// payment_card = "block", phone = "log" }`. A route's own table replaces the default
+    /// route's whole (rules do not merge, so a route can also turn one off).
+    pub guardrails: Option<crate::guardrails::Rules>,
 }
 
 /// `hosted_tools`: a tool only the provider can run (OpenAI's `web_search`, Anthropic's server
