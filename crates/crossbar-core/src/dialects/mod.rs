@@ -41,6 +41,16 @@ pub struct Frame<'a> {
     pub data: &'a str,
 }
 
+/// How an upstream stream's end is judged: complete once `done`, else cut short (`missing`
+/// says what it still owed).
+pub(crate) fn stream_end(done: bool, missing: &str) -> Result<()> {
+    if done {
+        Ok(())
+    } else {
+        Err(Error::stream_interrupted(missing))
+    }
+}
+
 /// What is being called, which decides the URL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operation {
@@ -271,3 +281,5 @@ mod tests {
 
 #[cfg(test)]
 mod media_tests;
+#[cfg(test)]
+mod test_support;

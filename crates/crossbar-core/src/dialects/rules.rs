@@ -153,16 +153,9 @@ pub fn claude_thinking_compatible(request: &ChatRequest) -> Result<()> {
         ));
     }
     let sampling = &request.sampling;
-    if let Some(t) = sampling.temperature
-        && t != 1.0
-    {
-        return Err(Error::invalid_field(
-            "temperature",
-            format!(
-                "Invalid 'temperature': {t}. Claude takes no temperature other than 1 while reasoning is on; omit it or turn reasoning off."
-            ),
-        ));
-    }
+    temperature_one(sampling.temperature, || {
+        "Claude takes no temperature other than 1 while reasoning is on; omit it or turn reasoning off.".to_owned()
+    })?;
     if let Some(k) = sampling.top_k {
         return Err(Error::invalid_field(
             "top_k",
@@ -182,6 +175,17 @@ pub fn claude_thinking_compatible(request: &ChatRequest) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Refuses a `temperature` other than 1, saying why with `rule`.
+fn temperature_one(temperature: Option<f64>, rule: impl FnOnce() -> String) -> Result<()> {
+    match temperature {
+        Some(t) if t != 1.0 => Err(Error::invalid_field(
+            "temperature",
+            format!("Invalid 'temperature': {t}. {}", rule()),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A provider-neutral token estimate (about four characters a token), for providers or
@@ -313,16 +317,9 @@ pub fn openai_reasoning_compatible(target: &str, request: &ChatRequest) -> Resul
         return Ok(());
     }
     let sampling = &request.sampling;
-    if let Some(t) = sampling.temperature
-        && t != 1.0
-    {
-        return Err(Error::invalid_field(
-            "temperature",
-            format!(
-                "Invalid 'temperature': {t}. OpenAI reasoning models (`{target}`) take no temperature other than 1."
-            ),
-        ));
-    }
+    temperature_one(sampling.temperature, || {
+        format!("OpenAI reasoning models (`{target}`) take no temperature other than 1.")
+    })?;
     let passthrough = |key: &str| {
         request
             .openai_passthrough

@@ -549,13 +549,7 @@ fn decode_message(i: usize, message: wire::InputMessage, out: &mut Vec<Message>)
             }
             wire::Block::ToolUse {
                 id, name, input, ..
-            } if role == Role::Assistant => {
-                current.tool_calls.push(ToolCall {
-                    id,
-                    name,
-                    arguments: input.to_string(),
-                });
-            }
+            } if role == Role::Assistant => current.tool_calls.push(tool_call(id, name, &input)),
             wire::Block::ToolResult {
                 tool_use_id,
                 content,
@@ -1058,19 +1052,25 @@ pub(crate) fn encode_stop_reason(reason: FinishReason, raw: Option<&str>) -> &'s
     }
 }
 
-/// Anthropic's `input_tokens` excludes cache reads and writes; canonical input includes them.
+/// Anthropic's `input_tokens` excludes cache reads and writes.
 pub(crate) fn decode_usage(usage: &wire::Usage) -> Usage {
-    let read = usage.cache_read_input_tokens.unwrap_or(0);
-    let write = usage.cache_creation_input_tokens.unwrap_or(0);
+    usage_beside_cache(
+        usage.input_tokens,
+        usage.cache_read_input_tokens.unwrap_or(0),
+        usage.cache_creation_input_tokens.unwrap_or(0),
+        usage.output_tokens,
+    )
+}
+
+/// Canonical usage from counts whose input excludes cache reads and writes (Anthropic's
+/// `input_tokens`, Bedrock's `inputTokens`); canonical input includes them.
+pub(crate) fn usage_beside_cache(input: u64, read: u64, write: u64, output: u64) -> Usage {
     Usage {
         // Saturating: an upstream may send counts up to `u64::MAX`.
-        input_tokens: usage
-            .input_tokens
-            .saturating_add(read)
-            .saturating_add(write),
+        input_tokens: input.saturating_add(read).saturating_add(write),
         cached_input_tokens: read,
         cache_write_tokens: write,
-        output_tokens: usage.output_tokens,
+        output_tokens: output,
         reasoning_tokens: 0,
     }
 }
@@ -1088,6 +1088,15 @@ pub(crate) fn encode_usage(usage: &Usage) -> wire::Usage {
     }
 }
 
+/// A `tool_use` block as a canonical call, its input as JSON text.
+fn tool_call(id: String, name: String, input: &Value) -> ToolCall {
+    ToolCall {
+        id,
+        name,
+        arguments: input.to_string(),
+    }
+}
+
 /// Decodes an Anthropic (or Vertex-hosted Claude) non-streamed answer.
 pub fn decode_response(body: &[u8]) -> Result<ChatResponse> {
     let wire: wire::MessagesResponse = serde_json::from_slice(body).map_err(|e| {
@@ -1101,13 +1110,7 @@ pub fn decode_response(body: &[u8]) -> Result<ChatResponse> {
             }
             wire::Block::ToolUse {
                 id, name, input, ..
-            } => {
-                message.tool_calls.push(ToolCall {
-                    id,
-                    name,
-                    arguments: input.to_string(),
-                });
-            }
+            } => message.tool_calls.push(tool_call(id, name, &input)),
             wire::Block::Thinking {
                 thinking,
                 signature,

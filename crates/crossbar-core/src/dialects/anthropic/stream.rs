@@ -156,13 +156,7 @@ impl StreamDecode for StreamDecoder {
     }
 
     fn finish(&mut self) -> Result<()> {
-        if self.done {
-            Ok(())
-        } else {
-            Err(Error::stream_interrupted(
-                "The upstream stream ended before message_stop.",
-            ))
-        }
+        crate::dialects::stream_end(self.done, "The upstream stream ended before message_stop.")
     }
 }
 
@@ -260,6 +254,16 @@ impl StreamEncoder {
         index
     }
 
+    /// Adds `delta` to the open thinking block, opening one if another block is open.
+    fn thinking_delta(&mut self, delta: Value, out: &mut BytesMut) {
+        let index = self.open(
+            Block::Thinking,
+            json!({"type": "thinking", "thinking": "", "signature": ""}),
+            out,
+        );
+        Self::delta(out, index, delta);
+    }
+
     fn delta(out: &mut BytesMut, index: u32, delta: Value) {
         Self::write(
             out,
@@ -292,26 +296,14 @@ impl StreamEncoder {
             }) => {
                 self.ensure_started(out);
                 if let Some(thinking) = data.get("thinking").and_then(Value::as_str) {
-                    let index = self.open(
-                        Block::Thinking,
-                        json!({"type": "thinking", "thinking": "", "signature": ""}),
-                        out,
-                    );
-                    Self::delta(
-                        out,
-                        index,
+                    self.thinking_delta(
                         json!({"type": "thinking_delta", "thinking": thinking}),
+                        out,
                     );
                 } else if let Some(signature) = data.get("signature").and_then(Value::as_str) {
-                    let index = self.open(
-                        Block::Thinking,
-                        json!({"type": "thinking", "thinking": "", "signature": ""}),
-                        out,
-                    );
-                    Self::delta(
-                        out,
-                        index,
+                    self.thinking_delta(
                         json!({"type": "signature_delta", "signature": signature}),
+                        out,
                     );
                     // The signature ends its block: thinking after it is a new block (two
                     // Bedrock reasoning blocks in a row must not merge into one).

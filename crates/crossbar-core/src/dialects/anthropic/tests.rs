@@ -5,14 +5,10 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::chat::StreamEvent;
-use crate::dialects::{Frame, FrameKind};
+use crate::dialects::test_support;
 
 fn golden(name: &str) -> String {
-    let path = format!(
-        "{}/tests/golden/anthropic/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    test_support::golden("anthropic", name)
 }
 
 #[test]
@@ -241,50 +237,18 @@ fn upstream_errors_classify_529_and_billing() {
 }
 
 fn decode_stream(name: &str) -> (Vec<StreamEvent>, Result<()>) {
-    let mut decoder = StreamDecoder::new();
-    let mut events = Vec::new();
-    let text = golden(name);
-    for block in text.split("\n\n") {
-        let mut event = "";
-        let mut data = "";
-        for line in block.lines() {
-            if let Some(e) = line.strip_prefix("event: ") {
-                event = e;
-            } else if let Some(d) = line.strip_prefix("data: ") {
-                data = d;
-            }
-        }
-        if data.is_empty() {
-            continue;
-        }
-        if let Err(e) = StreamDecode::decode(
-            &mut decoder,
-            &Frame {
-                kind: FrameKind::Event,
-                event,
-                data,
-            },
-            &mut events,
-        ) {
-            return (events, Err(e));
-        }
-    }
-    (events, decoder.finish())
+    test_support::decode_sse(StreamDecoder::new(), &golden(name))
 }
 
 #[test]
 fn decodes_a_stream_with_thinking_text_and_tools() {
-    let (events, end) = decode_stream("stream_tool_use.sse");
-    end.unwrap();
-    assert!(matches!(&events[0], StreamEvent::Start { id, .. } if id == "msg_01"));
-    let text: String = events
-        .iter()
-        .filter_map(|e| match e {
-            StreamEvent::TextDelta(t) => Some(t.as_str()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(text, "Okay, checking.");
+    let events = test_support::clean_stream(
+        StreamDecoder::new(),
+        "anthropic",
+        "stream_tool_use.sse",
+        "msg_01",
+    );
+    assert_eq!(test_support::streamed_text(&events), "Okay, checking.");
     let starts: Vec<(u32, &str)> = events
         .iter()
         .filter_map(|e| match e {

@@ -472,22 +472,28 @@ fn image(source: &ImageSource, param: &str) -> Result<wire::ImageBlock> {
                     ));
                 }
             };
-            if data.len() > MAX_IMAGE_BASE64 {
-                return Err(Error::invalid_field(
-                    param,
-                    format!(
-                        "Bedrock takes images of at most 3.75 MB ({MAX_IMAGE_BASE64} bytes as \
-                         base64); this one is {} bytes as base64.",
-                        data.len()
-                    ),
-                ));
-            }
+            within(param, data, MAX_IMAGE_BASE64, "images", "3.75 MB")?;
             Ok(wire::ImageBlock {
                 format,
                 source: wire::ImageSource::Bytes(data.clone()),
             })
         }
     }
+}
+
+/// Refuses base64 `data` over `max` bytes: Converse takes `what` of at most `size`.
+fn within(param: &str, data: &str, max: usize, what: &str, size: &str) -> Result<()> {
+    if data.len() > max {
+        return Err(Error::invalid_field(
+            param,
+            format!(
+                "Bedrock takes {what} of at most {size} ({max} bytes as base64); this one is {} \
+                 bytes as base64.",
+                data.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Converse's audio blocks are for a few models and formats of their own; the gateway does not
@@ -542,16 +548,7 @@ fn document(
                 ),
             )
         })?;
-    if data.len() > MAX_DOCUMENT_BASE64 {
-        return Err(Error::invalid_field(
-            param,
-            format!(
-                "Bedrock takes documents of at most 4.5 MB ({MAX_DOCUMENT_BASE64} bytes as \
-                 base64); this one is {} bytes as base64.",
-                data.len()
-            ),
-        ));
-    }
+    within(param, data, MAX_DOCUMENT_BASE64, "documents", "4.5 MB")?;
     Ok(wire::DocumentBlock {
         format,
         name: document_name(filename),

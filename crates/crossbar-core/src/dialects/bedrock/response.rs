@@ -80,17 +80,9 @@ pub(crate) fn reasoning_block(value: Value) -> Reasoning {
         }),
         (_, Some(Value::String(data))) => json!({"type": "redacted_thinking", "data": data}),
         // A member newer than this code: only Bedrock can make sense of it.
-        _ => {
-            return Reasoning {
-                family: Family::Bedrock,
-                data: value,
-            };
-        }
+        _ => return bedrock_reasoning(value),
     };
-    Reasoning {
-        family: Family::Anthropic,
-        data,
-    }
+    anthropic_reasoning(data)
 }
 
 /// One streamed `reasoningContent` fragment as the Anthropic stream decoder emits it: the
@@ -103,13 +95,23 @@ pub(crate) fn reasoning_fragment(value: Value) -> Reasoning {
     } else if let Some(Value::String(data)) = value.get("redactedContent") {
         json!({"type": "redacted_thinking", "data": data})
     } else {
-        return Reasoning {
-            family: Family::Bedrock,
-            data: value,
-        };
+        return bedrock_reasoning(value);
     };
+    anthropic_reasoning(data)
+}
+
+/// Reasoning any Claude deployment can take back.
+fn anthropic_reasoning(data: Value) -> Reasoning {
     Reasoning {
         family: Family::Anthropic,
+        data,
+    }
+}
+
+/// Reasoning only Bedrock can make sense of.
+fn bedrock_reasoning(data: Value) -> Reasoning {
+    Reasoning {
+        family: Family::Bedrock,
         data,
     }
 }
@@ -125,20 +127,14 @@ pub(crate) fn finish_reason(raw: &str) -> FinishReason {
     }
 }
 
-/// `inputTokens` excludes cache traffic on Bedrock; canonical input includes it.
+/// `inputTokens` excludes cache traffic on Bedrock, as on Anthropic's API.
 pub(crate) fn usage(usage: wire::TokenUsage) -> Usage {
-    let read = usage.cache_read_input_tokens.unwrap_or(0);
-    let write = usage.cache_write_input_tokens.unwrap_or(0);
-    Usage {
-        input_tokens: usage
-            .input_tokens
-            .saturating_add(read)
-            .saturating_add(write),
-        cached_input_tokens: read,
-        cache_write_tokens: write,
-        output_tokens: usage.output_tokens,
-        reasoning_tokens: 0,
-    }
+    crate::dialects::anthropic::usage_beside_cache(
+        usage.input_tokens,
+        usage.cache_read_input_tokens.unwrap_or(0),
+        usage.cache_write_input_tokens.unwrap_or(0),
+        usage.output_tokens,
+    )
 }
 
 pub(crate) fn response_id() -> String {

@@ -22,8 +22,7 @@ fn golden_path(name: &str) -> String {
 }
 
 fn golden(name: &str) -> String {
-    let path = golden_path(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    crate::dialects::test_support::golden("bedrock", name)
 }
 
 fn golden_bytes(name: &str) -> Vec<u8> {

@@ -115,13 +115,10 @@ impl StreamDecoder {
 
     /// A Gemini stream that ends before any `finishReason` was cut off.
     pub fn finish_stream(&self) -> Result<()> {
-        if self.finished {
-            Ok(())
-        } else {
-            Err(Error::stream_interrupted(
-                "The upstream stream ended before a finishReason: the answer is incomplete.",
-            ))
-        }
+        crate::dialects::stream_end(
+            self.finished,
+            "The upstream stream ended before a finishReason: the answer is incomplete.",
+        )
     }
 }
 

@@ -16,8 +16,7 @@ use crate::error::ErrorKind;
 const SIGNATURE: &str = "c2ltLXRob3VnaHQ6AQL+/yBzaWduYXR1cmUgYnl0ZXM=";
 
 fn golden(name: &str) -> String {
-    let path = format!("{}/tests/golden/gemini/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    crate::dialects::test_support::golden("gemini", name)
 }
 
 fn gemini() -> GeminiEgress {

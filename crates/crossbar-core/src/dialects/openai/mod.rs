@@ -785,7 +785,7 @@ fn encode_tool_choice(choice: &ToolChoice) -> Value {
     }
 }
 
-fn encode_response_format(format: &ResponseFormat) -> Value {
+pub(crate) fn encode_response_format(format: &ResponseFormat) -> Value {
     match format {
         ResponseFormat::Text => json!({"type": "text"}),
         ResponseFormat::JsonObject => json!({"type": "json_object"}),

@@ -96,13 +96,10 @@ impl StreamDecoder {
 
     /// Checks the stream ended properly: an OpenAI stream that stops before `[DONE]` was cut.
     pub fn finish(&self) -> Result<()> {
-        if self.done {
-            Ok(())
-        } else {
-            Err(Error::stream_interrupted(
-                "The upstream stream ended before it was complete.",
-            ))
-        }
+        crate::dialects::stream_end(
+            self.done,
+            "The upstream stream ended before it was complete.",
+        )
     }
 }
 

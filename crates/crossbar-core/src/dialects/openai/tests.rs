@@ -5,11 +5,11 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::chat::StreamEvent;
+use crate::dialects::test_support;
 use crate::error::ErrorKind;
 
 fn golden(name: &str) -> String {
-    let path = format!("{}/tests/golden/openai/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    test_support::golden("openai", name)
 }
 
 fn decode(body: Value) -> Result<IngressChat> {
@@ -194,31 +194,18 @@ fn upstream_errors_keep_retryability() {
 }
 
 fn decode_stream(name: &str) -> (Vec<StreamEvent>, Result<()>) {
-    let mut decoder = StreamDecoder::new();
-    let mut events = Vec::new();
-    for line in golden(name).lines() {
-        if let Some(data) = line.strip_prefix("data: ")
-            && let Err(e) = decoder.decode(data, &mut events)
-        {
-            return (events, Err(e));
-        }
-    }
-    (events, decoder.finish())
+    test_support::decode_sse(StreamDecoder::new(), &golden(name))
 }
 
 #[test]
 fn decodes_an_azure_stream_with_empty_first_chunk() {
-    let (events, end) = decode_stream("stream_azure_text.sse");
-    end.unwrap();
-    assert!(matches!(&events[0], StreamEvent::Start { id, .. } if id == "chatcmpl-az1"));
-    let text: String = events
-        .iter()
-        .filter_map(|e| match e {
-            StreamEvent::TextDelta(t) => Some(t.as_str()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(text, "Hello there");
+    let events = test_support::clean_stream(
+        StreamDecoder::new(),
+        "openai",
+        "stream_azure_text.sse",
+        "chatcmpl-az1",
+    );
+    assert_eq!(test_support::streamed_text(&events), "Hello there");
     assert!(events.iter().any(|e| matches!(
         e,
         StreamEvent::Finish {

@@ -126,31 +126,15 @@ fn input_items(messages: &[Message]) -> Result<Vec<Value>> {
 }
 
 fn encode_format(format: &ResponseFormat) -> Value {
-    match format {
-        ResponseFormat::Text => json!({"type": "text"}),
-        ResponseFormat::JsonObject => json!({"type": "json_object"}),
-        ResponseFormat::JsonSchema {
-            name,
-            description,
-            schema,
-            strict,
-        } => {
-            let mut spec = Map::new();
-            spec.insert("type".into(), json!("json_schema"));
-            spec.insert("name".into(), json!(name));
-            if let Some(description) = description {
-                spec.insert("description".into(), json!(description));
-            }
-            spec.insert(
-                "schema".into(),
-                schema.clone().unwrap_or_else(|| json!({"type": "object"})),
-            );
-            if let Some(strict) = strict {
-                spec.insert("strict".into(), json!(strict));
-            }
-            Value::Object(spec)
-        }
+    let mut value = openai::encode_response_format(format);
+    // The Responses API takes a schema's settings beside `type`, and always a schema.
+    if let Some(Value::Object(mut spec)) = value.get_mut("json_schema").map(Value::take) {
+        spec.insert("type".into(), json!("json_schema"));
+        spec.entry("schema")
+            .or_insert_with(|| json!({"type": "object"}));
+        value = Value::Object(spec);
     }
+    value
 }
 
 /// Encodes a canonical request as a `CreateResponse` body for `target`. Nothing is stored
@@ -465,13 +449,10 @@ impl StreamDecode for ResponsesStreamDecoder {
     }
 
     fn finish(&mut self) -> Result<()> {
-        if self.done {
-            Ok(())
-        } else {
-            Err(Error::stream_interrupted(
-                "The upstream stream ended before it was complete.",
-            ))
-        }
+        crate::dialects::stream_end(
+            self.done,
+            "The upstream stream ended before it was complete.",
+        )
     }
 }
 
