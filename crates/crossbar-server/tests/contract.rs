@@ -5,6 +5,7 @@
 mod common;
 
 use common::{TWO_CLOUDS, sse_data, start, user, weather_tools};
+use crossbar_testkit::http::json_of;
 use crossbar_testkit::openapi::check;
 use serde_json::{Value, json};
 
@@ -70,15 +71,7 @@ async fn gateway_traffic_matches_the_openai_spec() {
             }
         }
     }
-    let models: Value = gw
-        .client()
-        .get(format!("{}/v1/models", gw.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let models = json_of(gw.client().get(format!("{}/v1/models", gw.url))).await;
     check("ListModelsResponse", &models);
 
     for bad in [

@@ -13,6 +13,7 @@ mod common;
 use base64::Engine as _;
 use common::{TestGateway, start, user};
 use crossbar_store::{EventRecord, JournalStore, RunRecord, RunTotals, SqlStore, UsageRecord};
+use crossbar_testkit::http::json_of;
 use serde_json::{Value, json};
 
 const ADMIN: &str = "admin-token-dashboard-0123";
@@ -406,16 +407,13 @@ async fn with_keys_only_the_admin_token_opens_the_dashboard() {
     };
 
     // A virtual key with a daily budget, then traffic on it.
-    let created: Value = client
-        .post(format!("{}/admin/keys", gw.url))
-        .bearer_auth(ADMIN)
-        .json(&json!({"name": "team-a", "budget_usd_day": 2.0, "rpm": 100}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = json_of(
+        client
+            .post(format!("{}/admin/keys", gw.url))
+            .bearer_auth(ADMIN)
+            .json(&json!({"name": "team-a", "budget_usd_day": 2.0, "rpm": 100})),
+    )
+    .await;
     let secret = created["key"].as_str().unwrap();
     for _ in 0..2 {
         let response = client

@@ -6,7 +6,8 @@
 mod common;
 
 use common::{start, user};
-use serde_json::{Value, json};
+use crossbar_testkit::http::json_of;
+use serde_json::json;
 
 const CONFIG: &str = r#"
 [[providers]]
@@ -25,19 +26,15 @@ deployments = [{ provider = "foundry-eastus2", target = "claude-opus-4-7" }]
 #[tokio::test]
 async fn foundry_serves_claude_to_chat_and_messages_clients() {
     let gw = start(CONFIG).await;
-    let chat: Value = gw
-        .client()
-        .post(format!("{}/v1/chat/completions", gw.url))
-        .json(
-            &json!({"model": "claude", "messages": [user("Hello Foundry")],
+    let chat = json_of(
+        gw.client()
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .json(
+                &json!({"model": "claude", "messages": [user("Hello Foundry")],
                       "reasoning_effort": "low"}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+            ),
+    )
+    .await;
     assert_eq!(chat["model"], "claude-opus-4-7", "{chat}");
     assert_eq!(chat["choices"][0]["message"]["role"], "assistant");
     let messages = gw

@@ -8,6 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{TWO_CLOUDS, start, user};
+use crossbar_testkit::http::json_of;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -321,17 +322,13 @@ async fn keyed_metrics_need_the_admin_token_and_strangers_leave_no_rows() {
 
 /// Creates a virtual key through the admin API: (secret, id).
 async fn create_key(gw: &common::TestGateway, spec: Value) -> (String, String) {
-    let created: Value = gw
-        .client()
-        .post(format!("{}/admin/keys", gw.url))
-        .bearer_auth(ADMIN)
-        .json(&spec)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = json_of(
+        gw.client()
+            .post(format!("{}/admin/keys", gw.url))
+            .bearer_auth(ADMIN)
+            .json(&spec),
+    )
+    .await;
     (
         created["key"].as_str().unwrap().to_owned(),
         created["id"].as_str().unwrap().to_owned(),
@@ -375,17 +372,13 @@ deployments = [{{ provider = "sim-slow", target = "gpt-4o", price = {{ input = 2
     .await;
     let (key, id) = create_key(&gw, json!({"name": "capped", "budget_usd_total": 1.0})).await;
     let big = "lorem ".repeat(52_000);
-    let first: Value = gw
-        .client()
-        .post(format!("{}/v1/responses", gw.url))
-        .bearer_auth(&key)
-        .json(&json!({"model": "chat", "input": big, "max_output_tokens": 16}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let first = json_of(
+        gw.client()
+            .post(format!("{}/v1/responses", gw.url))
+            .bearer_auth(&key)
+            .json(&json!({"model": "chat", "input": big, "max_output_tokens": 16})),
+    )
+    .await;
     let previous = first["id"].as_str().unwrap().to_owned();
     let one_call = spent_by(&gw, &id).await;
     assert!(

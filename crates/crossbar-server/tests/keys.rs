@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use common::{TestGateway, assert_rpm_limited, start, user};
@@ -13,17 +12,8 @@ use serde_json::{Value, json};
 
 const ADMIN: &str = "admin-token-0123456789";
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
 fn store_path() -> String {
-    std::env::temp_dir()
-        .join(format!(
-            "crossbar_keys_{}_{}.db",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ))
-        .display()
-        .to_string()
+    common::temp_db("keys").display().to_string()
 }
 
 fn config(store: &str) -> String {

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use common::{TestGateway, assert_rpm_limited, start, user};
+use crossbar_testkit::http::json_of;
 use serde_json::{Value, json};
 
 const ADMIN: &str = "admin-token-0123456789";
@@ -99,14 +100,7 @@ deployments = [
 }
 
 fn store_path() -> String {
-    std::env::temp_dir()
-        .join(format!(
-            "crossbar_shared_{}_{}.db",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ))
-        .display()
-        .to_string()
+    common::temp_db("shared").display().to_string()
 }
 
 /// Two replicas on one Redis and one store, and a key made through the first.
@@ -219,16 +213,12 @@ async fn one_keys_budget_holds_across_replicas_within_one_request() {
 }
 
 async fn deployment(gw: &TestGateway, key: &str, id: &str) -> Value {
-    let body: Value = gw
-        .client()
-        .get(format!("{}/v1/crossbar/deployments", gw.url))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = json_of(
+        gw.client()
+            .get(format!("{}/v1/crossbar/deployments", gw.url))
+            .bearer_auth(key),
+    )
+    .await;
     body["data"]
         .as_array()
         .unwrap()

@@ -2,6 +2,7 @@
 //! depends on this one.
 //!
 //! - [`openapi`] and [`smithy`]: bodies checked against the providers' published specs.
+//! - [`http`]: a request's answer as JSON.
 //! - [`providers`]: named simulated providers as the suites configure them again and again.
 //! - [`otlp`]: an OTLP/HTTP JSON trace collector on loopback.
 //! - [`process`]: the real `crossbar` binary as a child process ([`process::GatewayProcess`]).
@@ -10,6 +11,7 @@
 
 #[cfg(feature = "gateway")]
 pub mod gateway;
+pub mod http;
 pub mod openapi;
 pub mod otlp;
 pub mod process;

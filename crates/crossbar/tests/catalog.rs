@@ -9,6 +9,7 @@ use std::process::Command;
 
 use crossbar_core::pricing::{parse_usd, pico_per_token};
 use crossbar_sim::{SimConfig, SimDialect, SimServer};
+use crossbar_testkit::http::json_of;
 use crossbar_testkit::process::{GatewayProcess, command};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -137,14 +138,7 @@ async fn one_openai_model_on_bedrock_mantle_and_vertex_from_the_catalog_alone() 
     let client = reqwest::Client::new();
 
     // gpt-5.4 is one logical model with a deployment on each cloud, at each cloud's price.
-    let deployments: Value = client
-        .get(format!("{url}/v1/crossbar/deployments"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let deployments = json_of(client.get(format!("{url}/v1/crossbar/deployments"))).await;
     let mut gpt: Vec<(String, String, f64, f64)> = deployments["data"]
         .as_array()
         .unwrap()

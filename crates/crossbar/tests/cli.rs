@@ -4,8 +4,9 @@
 use std::process::Command;
 use std::time::Duration;
 
+use crossbar_testkit::http::json_of;
 use crossbar_testkit::process::GatewayProcess;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_crossbar");
 
@@ -31,14 +32,7 @@ async fn serves_the_builtin_simulated_catalog_offline() {
         GatewayProcess::start_in(BIN, dir.path(), &["serve", "--listen", "127.0.0.1:0"]).await;
     let url = gateway.url().to_owned();
     let client = reqwest::Client::new();
-    let models: Value = client
-        .get(format!("{url}/v1/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let models = json_of(client.get(format!("{url}/v1/models"))).await;
     let ids: Vec<&str> = models["data"]
         .as_array()
         .unwrap()
@@ -56,15 +50,12 @@ async fn serves_the_builtin_simulated_catalog_offline() {
             "text-embedding-3-small"
         ]
     );
-    let answer: Value = client
-        .post(format!("{url}/v1/chat/completions"))
-        .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello offline world"}]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = json_of(
+        client
+            .post(format!("{url}/v1/chat/completions"))
+            .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello offline world"}]})),
+    )
+    .await;
     assert!(
         answer["choices"][0]["message"]["content"]
             .as_str()
