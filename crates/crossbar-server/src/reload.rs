@@ -495,6 +495,89 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 mod tests {
     use super::*;
 
+    fn config(deployments: &[&str], sim: &str) -> String {
+        let mut text = String::from("[store]\nenabled = false\n");
+        for name in ["a", "b", "c"] {
+            text.push_str(&format!(
+                "[[providers]]\nname = \"{name}\"\nkind = \"sim\"\ndialect = \"openai\"\nsim = {{ {sim} }}\n"
+            ));
+        }
+        let entries: Vec<String> = deployments
+            .iter()
+            .map(|p| format!("{{ provider = \"{p}\", target = \"gpt-4o\" }}"))
+            .collect();
+        text.push_str(&format!(
+            "[[models]]\nname = \"m\"\ndeployments = [{}]\n",
+            entries.join(", ")
+        ));
+        text
+    }
+
+    #[tokio::test]
+    async fn a_reload_swaps_what_changed_and_an_invalid_file_nothing() {
+        let dir = std::env::temp_dir().join(format!("crossbar-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("crossbar.toml");
+        let first = config(&["a", "b"], "ttft_ms = 1");
+        std::fs::write(&path, &first).unwrap();
+        let loaded = Config::from_toml(&first, "crossbar.toml").unwrap();
+        let gateway = Gateway::build(&loaded).await.unwrap();
+        let b_url = gateway.sims["b"].base_url();
+        let reloadable =
+            Reloadable::start(gateway, &loaded, Some((path.clone(), first.clone()))).unwrap();
+        let handle = reloadable.handle();
+        let start = handle.version();
+        assert_eq!(start.sha256.as_deref(), Some(sha256(&first).as_str()));
+        assert_eq!((start.reloads, start.rejected, start.trigger), (0, 0, None));
+
+        let same = handle.reload(Trigger::Admin).await.unwrap();
+        assert!(!same.changed);
+        assert_eq!(same.config.reloads, 0);
+
+        // `b` leaves, `c` arrives, `a`'s simulator changes its settings.
+        let second = config(&["c", "a"], "ttft_ms = 2");
+        std::fs::write(&path, &second).unwrap();
+        let done = handle.reload(Trigger::Signal).await.unwrap();
+        assert!(done.changed);
+        assert_eq!(done.carried, ["m@a"]);
+        assert_eq!(done.added, ["m@c"]);
+        assert_eq!(done.removed, ["m@b"]);
+        assert!(done.needs_restart.is_empty());
+        assert_eq!(
+            done.config.sha256.as_deref(),
+            Some(sha256(&second).as_str())
+        );
+        assert_eq!(done.config.reloads, 1);
+        assert_eq!(done.config.trigger, Some(Trigger::Signal));
+
+        // Retired simulators answer the old router's calls for the grace period.
+        let retired = reqwest::get(format!("{b_url}/models")).await;
+        assert!(retired.is_ok(), "{retired:?}");
+
+        // An invalid file: the error names it, nothing changes.
+        std::fs::write(&path, "[[models]]\nname = 3\n").unwrap();
+        let refused = handle.reload(Trigger::Admin).await.unwrap_err();
+        assert_eq!(refused.code.as_deref(), Some("invalid_config"));
+        assert!(
+            refused
+                .message
+                .starts_with("The configuration was not reloaded (the running one stays): "),
+            "{}",
+            refused.message
+        );
+        let after = handle.version();
+        assert_eq!(after.sha256, done.config.sha256);
+        assert_eq!((after.reloads, after.rejected), (1, 1));
+        let rejection = after.last_error.unwrap();
+        assert_eq!(rejection.trigger, Trigger::Admin);
+        assert_eq!(
+            rejection.sha256.as_deref(),
+            Some(sha256("[[models]]\nname = 3\n").as_str())
+        );
+        assert!(refused.message.ends_with(&rejection.error));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn restart_only_settings_are_compared_as_written() {
         let before = restart_only(
