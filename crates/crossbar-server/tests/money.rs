@@ -95,6 +95,22 @@ async fn record(gw: &TestGateway, request_id: &str) -> UsageRecord {
 
 /// What the key's budget has counted as spent, in picodollars: its $1 less what it may still
 /// spend, once `expected` is settled (a request settles when its answer has been sent).
+/// A call's cost (`expected`, not zero) agrees everywhere: its header, its usage record and its
+/// key's spend, of which `billed` keeps the running total.
+async fn assert_billed(
+    gw: &TestGateway,
+    secret: &str,
+    (header, id): (&str, &str),
+    expected: u64,
+    billed: &mut u64,
+) {
+    assert!(expected > 0);
+    assert_eq!(header, format_usd(expected));
+    assert_eq!(record(gw, id).await.cost_pusd, expected);
+    *billed += expected;
+    assert_eq!(key_spent(gw, secret, *billed).await, *billed);
+}
+
 async fn key_spent(gw: &TestGateway, secret: &str, expected: u64) -> u64 {
     let keys = gw.gateway.state.virtual_keys.clone().unwrap();
     let key = keys.authenticate(secret).await.unwrap().unwrap();
@@ -129,12 +145,8 @@ async fn the_cost_header_the_usage_record_and_the_key_budget_agree_to_the_picodo
     .await;
     let (prompt, completion) = common::chat_tokens(&body);
     let expected = prompt * 2_500_000 + completion * 10_000_000;
-    assert!(expected > 0);
-    assert_eq!(header, format_usd(expected));
     assert_eq!(parse_usd(&header), Some(expected));
-    assert_eq!(record(&gw, &id).await.cost_pusd, expected);
-    billed += expected;
-    assert_eq!(key_spent(&gw, &secret, billed).await, billed);
+    assert_billed(&gw, &secret, (&header, &id), expected, &mut billed).await;
 
     // An embedding: $0.02 per million is 20,000 picodollars a token, a cost far below what
     // eight decimals of a dollar could say.
@@ -147,11 +159,7 @@ async fn the_cost_header_the_usage_record_and_the_key_budget_agree_to_the_picodo
     .await;
     let tokens = body["usage"]["prompt_tokens"].as_u64().unwrap();
     let expected = tokens * 20_000;
-    assert!(expected > 0);
-    assert_eq!(header, format_usd(expected));
-    assert_eq!(record(&gw, &id).await.cost_pusd, expected);
-    billed += expected;
-    assert_eq!(key_spent(&gw, &secret, billed).await, billed);
+    assert_billed(&gw, &secret, (&header, &id), expected, &mut billed).await;
 
     // A hedged request: the answer at $2 and $8, plus the cancelled attempt at the router's
     // estimate; the header, the record and the budget count both the same way.
