@@ -128,36 +128,8 @@ async fn parallel_tool_calls_round_trip() {
             first.get("content").is_some(),
             "content: null must be present"
         );
-        // Reassemble by index; id/type/name only in each call's first fragment.
-        let mut calls: Vec<(String, String, String)> = Vec::new();
-        for chunk in &chunks {
-            let Some(fragments) = chunk["choices"]
-                .get(0)
-                .and_then(|c| c["delta"]["tool_calls"].as_array())
-            else {
-                continue;
-            };
-            for fragment in fragments {
-                let index = fragment["index"].as_u64().unwrap() as usize;
-                if let Some(id) = fragment["id"].as_str() {
-                    assert_eq!(index, calls.len());
-                    assert_eq!(fragment["type"], "function");
-                    calls.push((
-                        id.to_owned(),
-                        fragment["function"]["name"].as_str().unwrap().to_owned(),
-                        String::new(),
-                    ));
-                } else {
-                    assert!(
-                        fragment.get("type").is_none()
-                            && fragment["function"].get("name").is_none()
-                    );
-                }
-                calls[index]
-                    .2
-                    .push_str(fragment["function"]["arguments"].as_str().unwrap_or(""));
-            }
-        }
+        // Reassembled by index; id/type/name only in each call's first fragment.
+        let calls = common::streamed_calls(&chunks);
         let names: Vec<&str> = calls.iter().map(|c| c.1.as_str()).collect();
         assert_eq!(names, vec!["get_weather", "get_time"], "{model}");
         let weather: Value = serde_json::from_str(&calls[0].2).unwrap();
@@ -383,34 +355,16 @@ async fn gateway_keys_are_enforced_without_echoing_them() {
     assert!(ready["deployments"].as_u64().unwrap() >= 1, "{ready}");
 }
 
+/// [`common::flaky`] on OpenAI's dialect.
 fn single(sim: &str, extra: &str) -> String {
-    format!(
-        r#"
-[[providers]]
-name = "flaky"
-kind = "sim"
-dialect = "openai"
-sim = {{ {sim} }}
-{extra}
-
-[[models]]
-name = "m"
-deployments = [{{ provider = "flaky", target = "gpt-4o" }}]
-"#
-    )
+    common::flaky("openai", "gpt-4o", sim, extra)
 }
 
 #[tokio::test]
 async fn upstream_failures_map_to_precise_statuses() {
     // 429 with Retry-After passed through.
     let gw = start(&single("rate_limit_rate = 1.0, retry_after_s = 7", "")).await;
-    let response = common::chat(&gw, "m", "x").await;
-    assert_eq!(response.headers()["retry-after"], "7");
-    let (status, body) = error_of(response).await;
-    assert_eq!(
-        (status, body["error"]["type"].as_str()),
-        (429, Some("rate_limit_error"))
-    );
+    common::rate_limited_for_7s(&gw).await;
 
     let gw = start(&single("error_rate = 1.0, error_status = 503", "")).await;
     let (status, _) = error_of(common::chat(&gw, "m", "x").await).await;

@@ -2,7 +2,10 @@
 
 mod common;
 
-use common::{TestGateway, chunks, error_of, sse_data, start, streamed_text, user, weather_tools};
+use common::{
+    TestGateway, chunks, error_of, sse_data, start, streamed_calls, streamed_text, user,
+    weather_tools,
+};
 use serde_json::{Value, json};
 
 const CONFIG: &str = r#"
@@ -41,38 +44,6 @@ deployments = [{ provider = "sim-vertex", target = "text-embedding-005" }]
 
 /// `(logical model, provider)` for both APIs.
 const BOTH: [(&str, &str); 2] = [("gemini", "sim-gemini"), ("vertex", "sim-vertex")];
-
-/// Tool calls reassembled from stream chunks by index: (id, name, arguments).
-#[expect(
-    clippy::unwrap_used,
-    reason = "test helper: a malformed answer fails the test"
-)]
-fn streamed_calls(chunks: &[Value]) -> Vec<(String, String, String)> {
-    let mut calls: Vec<(String, String, String)> = Vec::new();
-    for chunk in chunks {
-        let Some(deltas) = chunk["choices"]
-            .get(0)
-            .and_then(|c| c["delta"]["tool_calls"].as_array())
-        else {
-            continue;
-        };
-        for delta in deltas {
-            let index = usize::try_from(delta["index"].as_u64().unwrap()).unwrap();
-            if let Some(id) = delta["id"].as_str() {
-                assert_eq!(index, calls.len());
-                calls.push((
-                    id.to_owned(),
-                    delta["function"]["name"].as_str().unwrap().to_owned(),
-                    String::new(),
-                ));
-            }
-            calls[index]
-                .2
-                .push_str(delta["function"]["arguments"].as_str().unwrap_or_default());
-        }
-    }
-    calls
-}
 
 /// The upstream request bodies a simulator received.
 fn upstream(gw: &TestGateway, provider: &str) -> Vec<Value> {
@@ -433,20 +404,9 @@ async fn json_schema_output_is_requested_and_honoured() {
     }
 }
 
+/// [`common::flaky`] on a Google dialect.
 fn faulty(dialect: &str, sim: &str) -> String {
-    format!(
-        r#"
-[[providers]]
-name = "flaky"
-kind = "sim"
-dialect = "{dialect}"
-sim = {{ {sim} }}
-
-[[models]]
-name = "m"
-deployments = [{{ provider = "flaky", target = "gemini-2.5-flash" }}]
-"#
-    )
+    common::flaky(dialect, "gemini-2.5-flash", sim, "")
 }
 
 #[tokio::test]
@@ -456,13 +416,7 @@ async fn rate_limit_retry_info_becomes_retry_after() {
         "rate_limit_rate = 1.0, retry_after_s = 7",
     ))
     .await;
-    let response = common::chat(&gw, "m", "x").await;
-    assert_eq!(response.headers()["retry-after"], "7");
-    let (status, body) = error_of(response).await;
-    assert_eq!(
-        (status, body["error"]["type"].as_str()),
-        (429, Some("rate_limit_error"))
-    );
+    let body = common::rate_limited_for_7s(&gw).await;
     assert_eq!(body["error"]["code"], "RESOURCE_EXHAUSTED");
 
     // Vertex's shared-capacity 429 says nothing about when: no Retry-After is invented.

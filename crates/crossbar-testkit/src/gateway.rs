@@ -165,6 +165,42 @@ pub fn chunks(frames: &[String]) -> Vec<Value> {
         .collect()
 }
 
+/// Tool calls reassembled from an OpenAI stream's chunks by index: (id, name, arguments). Only
+/// a call's first fragment carries its id, `type` and name.
+pub fn streamed_calls(chunks: &[Value]) -> Vec<(String, String, String)> {
+    let mut calls: Vec<(String, String, String)> = Vec::new();
+    for chunk in chunks {
+        let Some(fragments) = chunk["choices"]
+            .get(0)
+            .and_then(|c| c["delta"]["tool_calls"].as_array())
+        else {
+            continue;
+        };
+        for fragment in fragments {
+            let index = usize::try_from(fragment["index"].as_u64().unwrap()).unwrap();
+            if let Some(id) = fragment["id"].as_str() {
+                assert_eq!(index, calls.len());
+                assert_eq!(fragment["type"], "function");
+                calls.push((
+                    id.to_owned(),
+                    fragment["function"]["name"].as_str().unwrap().to_owned(),
+                    String::new(),
+                ));
+            } else {
+                assert!(
+                    fragment.get("type").is_none() && fragment["function"].get("name").is_none()
+                );
+            }
+            calls[index].2.push_str(
+                fragment["function"]["arguments"]
+                    .as_str()
+                    .unwrap_or_default(),
+            );
+        }
+    }
+    calls
+}
+
 /// The text content of an OpenAI stream's chunks.
 pub fn streamed_text(chunks: &[Value]) -> String {
     chunks

@@ -137,6 +137,40 @@ api_key = "sk-ant"
 #[allow(unused_imports, reason = "each test binary uses part of this module")]
 pub(crate) use claude_behind_key;
 
+/// One simulated provider, `flaky`, of `dialect` with the simulator settings `sim` (its faults)
+/// and the provider settings `extra`, serving `target` as the model `m`.
+#[allow(dead_code, reason = "each test binary uses part of this module")]
+pub fn flaky(dialect: &str, target: &str, sim: &str, extra: &str) -> String {
+    format!(
+        r#"
+[[providers]]
+name = "flaky"
+kind = "sim"
+dialect = "{dialect}"
+sim = {{ {sim} }}
+{extra}
+
+[[models]]
+name = "m"
+deployments = [{{ provider = "flaky", target = "{target}" }}]
+"#
+    )
+}
+
+/// A chat to `m` refused for a rate limit whose retry hint was 7 s: a 429 of type
+/// `rate_limit_error` with `Retry-After: 7`. Its error body.
+#[allow(dead_code, reason = "each test binary uses part of this module")]
+pub async fn rate_limited_for_7s(gw: &TestGateway) -> Value {
+    let response = chat(gw, "m", "x").await;
+    assert_eq!(response.headers()["retry-after"], "7");
+    let (status, body) = error_of(response).await;
+    assert_eq!(
+        (status, body["error"]["type"].as_str()),
+        (429, Some("rate_limit_error"))
+    );
+    body
+}
+
 /// Posts a one-message chat, `text` from the user to `model`, with no key.
 #[allow(dead_code, reason = "each test binary uses part of this module")]
 pub async fn chat(gw: &TestGateway, model: &str, text: &str) -> reqwest::Response {
