@@ -57,12 +57,7 @@ async fn streams_openai_framing_with_and_without_usage() {
             }
             let response = gw.post("/v1/chat/completions", &body).await;
             assert_eq!(response.status(), 200);
-            assert!(
-                response.headers()["content-type"]
-                    .to_str()
-                    .unwrap()
-                    .starts_with("text/event-stream")
-            );
+            crossbar_testkit::http::assert_content_type(&response, "text/event-stream");
             let (frames, end) = sse_data(response).await;
             end.unwrap();
             assert_eq!(frames.last().unwrap(), "[DONE]", "{model}");

@@ -89,12 +89,7 @@ async fn call(
 /// The SSE events of a Responses stream: `(event name, data)`, checking they agree.
 async fn sse_events(response: reqwest::Response) -> Vec<(String, Value)> {
     assert_eq!(response.status(), 200);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/event-stream")
-    );
+    crossbar_testkit::http::assert_content_type(&response, "text/event-stream");
     let text = response.text().await.unwrap();
     common::responses_events(&text)
 }

@@ -125,12 +125,7 @@ async fn sse_streams_use_crlf_frames_running_usage_and_no_sentinel() {
         )
         .await;
         assert_eq!(response.status(), 200);
-        assert!(
-            response.headers()["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with("text/event-stream")
-        );
+        crossbar_testkit::http::assert_content_type(&response, "text/event-stream");
         let chunks = sse_chunks(&response.text().await.unwrap());
         assert!(chunks.len() > 3);
         assert_eq!(text_of(&chunks), text_of(std::slice::from_ref(&whole)));
@@ -162,12 +157,7 @@ async fn without_alt_sse_the_stream_is_one_json_array() {
     let body = json!({"contents": [user("Stream a few words about lakes")]});
     let response = post(&url(&server, "streamGenerateContent"), &body).await;
     assert_eq!(response.status(), 200);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("application/json")
-    );
+    crossbar_testkit::http::assert_content_type(&response, "application/json");
     let text = response.text().await.unwrap();
     assert!(text.starts_with("[{") && text.ends_with("\n]"), "{text}");
     assert!(text.contains("\n,\r\n"));

@@ -8,3 +8,9 @@ use serde_json::Value;
 pub async fn json_of(request: reqwest::RequestBuilder) -> Value {
     request.send().await.unwrap().json().await.unwrap()
 }
+
+/// Asserts that `response`'s `content-type` begins with `prefix`.
+pub fn assert_content_type(response: &reqwest::Response, prefix: &str) {
+    let found = response.headers()["content-type"].to_str().unwrap();
+    assert!(found.starts_with(prefix), "content-type: {found}");
+}
