@@ -1,8 +1,10 @@
 //! Readers the dialects' unit tests share: golden files, a whole SSE body fed to a stream
 //! decoder, and the text a decoded stream carries.
 
-use super::{Frame, FrameKind, StreamDecode};
-use crate::chat::StreamEvent;
+use serde_json::{Value, json};
+
+use super::{Egress, Frame, FrameKind, StreamDecode};
+use crate::chat::{ChatRequest, Family, Reasoning, StreamEvent, Usage};
 use crate::error::Result;
 
 /// `tests/golden/{dialect}/{name}` as text.
@@ -12,6 +14,34 @@ pub(crate) fn golden(dialect: &str, name: &str) -> String {
         env!("CARGO_MANIFEST_DIR")
     );
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Claude's reasoning item `data`, as any Claude deployment takes it back.
+pub(crate) fn claude_reasoning(data: Value) -> Reasoning {
+    Reasoning {
+        family: Family::Anthropic,
+        data,
+    }
+}
+
+/// Claude's thinking as a stream without signatures showed it: its signature empty.
+pub(crate) fn unsigned_thinking() -> Reasoning {
+    claude_reasoning(json!({"type": "thinking", "thinking": "unsigned", "signature": ""}))
+}
+
+/// A usage's input, cached input, cache writes and output, the counts a cache changes.
+pub(crate) fn cache_counts(usage: &Usage) -> (u64, u64, u64, u64) {
+    (
+        usage.input_tokens,
+        usage.cached_input_tokens,
+        usage.cache_write_tokens,
+        usage.output_tokens,
+    )
+}
+
+/// The body `egress` sends upstream for `request` to `target`, as JSON.
+pub(crate) fn chat_body(egress: &dyn Egress, request: &ChatRequest, target: &str) -> Value {
+    serde_json::from_slice(&egress.chat_body(request, target).unwrap()).unwrap()
 }
 
 /// Feeds an SSE body to `decoder` one event at a time (events without data are skipped): the

@@ -52,12 +52,7 @@ fn request_round_trips_to_an_anthropic_upstream() {
         vertex: None,
         foundry: false,
     };
-    let encoded: Value = serde_json::from_slice(
-        &egress
-            .chat_body(&ingress.request, "claude-sonnet-4-20250514")
-            .unwrap(),
-    )
-    .unwrap();
+    let encoded = test_support::chat_body(&egress, &ingress.request, "claude-sonnet-4-20250514");
     let expected: Value = serde_json::from_str(&golden("request_full.upstream.json")).unwrap();
     assert_eq!(encoded, expected);
 }
@@ -202,12 +197,7 @@ fn decodes_responses_and_usage_including_cache() {
     let usage = response.usage.unwrap();
     // input_tokens excludes cache traffic; canonical input includes it.
     assert_eq!(
-        (
-            usage.input_tokens,
-            usage.cached_input_tokens,
-            usage.cache_write_tokens,
-            usage.output_tokens
-        ),
+        test_support::cache_counts(&usage),
         (100 + 2000 + 50, 2000, 50, 40)
     );
     let back: Value = serde_json::from_slice(&encode_response(&response).unwrap()).unwrap();
@@ -351,8 +341,7 @@ fn vertex_urls_and_bodies() {
         "https://us-east5-aiplatform.googleapis.com/v1/projects/proj/locations/us-east5/publishers/anthropic/models/claude-sonnet-4@20250514:streamRawPredict"
     );
     let request = ChatRequest::new("m", vec![Message::text(Role::User, "hi")]);
-    let body: Value =
-        serde_json::from_slice(&egress.chat_body(&request, "claude").unwrap()).unwrap();
+    let body = test_support::chat_body(&egress, &request, "claude");
     assert!(body.get("model").is_none());
     assert_eq!(body["anthropic_version"], "vertex-2023-10-16");
 }
@@ -565,17 +554,13 @@ fn tool_schemas_always_say_object() {
 /// refuses: it is left out of the replay, while signed thinking goes back as it came.
 #[test]
 fn thinking_without_a_signature_is_not_replayed() {
-    use crate::chat::{Family, Message, Reasoning, Role};
+    use crate::chat::{Message, Role};
     let mut assistant = Message::text(Role::Assistant, "done");
     assistant.reasoning = vec![
-        Reasoning {
-            family: Family::Anthropic,
-            data: json!({"type": "thinking", "thinking": "unsigned", "signature": ""}),
-        },
-        Reasoning {
-            family: Family::Anthropic,
-            data: json!({"type": "thinking", "thinking": "signed", "signature": "sig-1"}),
-        },
+        test_support::unsigned_thinking(),
+        test_support::claude_reasoning(
+            json!({"type": "thinking", "thinking": "signed", "signature": "sig-1"}),
+        ),
     ];
     let request = ChatRequest::new(
         "m",
@@ -793,8 +778,7 @@ fn anthropic_gets_the_client_extras_and_the_thinking_its_model_takes() {
         foundry: false,
     };
     // Opus 4.7 and later think only adaptively: the client's own thinking and effort go through.
-    let body: Value =
-        serde_json::from_slice(&anthropic.chat_body(&request, "claude-opus-4-7").unwrap()).unwrap();
+    let body = test_support::chat_body(&anthropic, &request, "claude-opus-4-7");
     assert_eq!(
         body["thinking"],
         json!({"type": "adaptive", "display": "omitted"})
@@ -814,12 +798,7 @@ fn anthropic_gets_the_client_extras_and_the_thinking_its_model_takes() {
         )]
     );
     // Claude Sonnet 4 takes only a budget: the effort becomes one.
-    let body: Value = serde_json::from_slice(
-        &anthropic
-            .chat_body(&request, "claude-sonnet-4-20250514")
-            .unwrap(),
-    )
-    .unwrap();
+    let body = test_support::chat_body(&anthropic, &request, "claude-sonnet-4-20250514");
     assert_eq!(
         body["thinking"],
         json!({"type": "enabled", "budget_tokens": 16384})
@@ -838,12 +817,7 @@ fn anthropic_gets_the_client_extras_and_the_thinking_its_model_takes() {
     let mut known = request.clone();
     known.passthrough.fields.remove("speed");
     known.passthrough.required.clear();
-    let body: Value = serde_json::from_slice(
-        &vertex
-            .chat_body(&known, "claude-opus-4-7@20260101")
-            .unwrap(),
-    )
-    .unwrap();
+    let body = test_support::chat_body(&vertex, &known, "claude-opus-4-7@20260101");
     assert_eq!(body["thinking"], json!({"type": "adaptive"}));
     assert_eq!(body["output_config"], json!({"effort": "high"}));
     assert!(body.get("context_management").is_none());
@@ -914,12 +888,7 @@ fn server_tools_are_refused_by_name_or_dropped() {
     .unwrap_err();
     assert_eq!(error.param.as_deref(), Some("tools[0].type"));
     request.passthrough.drop_hosted_tools = true;
-    let body: Value = serde_json::from_slice(
-        &anthropic
-            .chat_body(&request, "claude-sonnet-4-20250514")
-            .unwrap(),
-    )
-    .unwrap();
+    let body = test_support::chat_body(&anthropic, &request, "claude-sonnet-4-20250514");
     assert_eq!(
         body["tools"],
         json!([{"name": "f", "input_schema": {"type": "object"}}])

@@ -13,6 +13,7 @@ use crate::chat::{
     StreamEvent, Tool, ToolCall, ToolChoice,
 };
 use crate::dialects::openai::{self, StreamEncoder};
+use crate::dialects::test_support;
 use crate::dialects::{Frame, FrameKind};
 use crate::error::ErrorKind;
 use crate::framing::{OwnedFrame, aws_event_stream};
@@ -309,10 +310,9 @@ fn reasoning_goes_to_claude_thinking_and_replays_as_reasoning_content() {
             family: Family::Bedrock,
             data: json!({"reasoningText": {"text": "hmm", "signature": "sig"}}),
         },
-        Reasoning {
-            family: Family::Anthropic,
-            data: json!({"type": "thinking", "thinking": "other", "signature": "x"}),
-        },
+        test_support::claude_reasoning(
+            json!({"type": "thinking", "thinking": "other", "signature": "x"}),
+        ),
     ];
     let history = ChatRequest::new("m", vec![user("q"), answer, user("again")]);
     let body = encode(&history).unwrap();
@@ -331,14 +331,8 @@ fn reasoning_goes_to_claude_thinking_and_replays_as_reasoning_content() {
 fn unsigned_thinking_is_dropped_for_claude_and_sent_without_signature_to_others() {
     let mut answer = Message::text(Role::Assistant, "42");
     answer.reasoning = vec![
-        Reasoning {
-            family: Family::Anthropic,
-            data: json!({"type": "thinking", "thinking": "unsigned", "signature": ""}),
-        },
-        Reasoning {
-            family: Family::Anthropic,
-            data: json!({"type": "redacted_thinking", "data": "b3BhcXVl"}),
-        },
+        test_support::unsigned_thinking(),
+        test_support::claude_reasoning(json!({"type": "redacted_thinking", "data": "b3BhcXVl"})),
         Reasoning {
             family: Family::Gemini,
             data: json!({"thought": "x"}),
@@ -346,19 +340,16 @@ fn unsigned_thinking_is_dropped_for_claude_and_sent_without_signature_to_others(
     ];
     let history = ChatRequest::new("m", vec![user("q"), answer, user("again")]);
     let egress = BedrockEgress;
-    let claude: Value = serde_json::from_slice(
-        &egress
-            .chat_body(&history, "us.anthropic.claude-sonnet-4-5-20250929-v1:0")
-            .unwrap(),
-    )
-    .unwrap();
+    let claude = test_support::chat_body(
+        &egress,
+        &history,
+        "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+    );
     assert_eq!(
         claude["messages"][1]["content"],
         json!([{"reasoningContent": {"redactedContent": "b3BhcXVl"}}, {"text": "42"}])
     );
-    let nova: Value =
-        serde_json::from_slice(&egress.chat_body(&history, "amazon.nova-pro-v1:0").unwrap())
-            .unwrap();
+    let nova = test_support::chat_body(&egress, &history, "amazon.nova-pro-v1:0");
     assert_eq!(
         nova["messages"][1]["content"],
         json!([
@@ -444,19 +435,13 @@ fn decodes_a_converse_response() {
     assert_eq!(calls[1].arguments, "{}");
     assert_eq!(
         response.message.reasoning,
-        vec![Reasoning {
-            family: Family::Anthropic,
-            data: json!({"type": "thinking", "thinking": "Two lookups.", "signature": "c2lnbmF0dXJl"}),
-        }]
+        vec![test_support::claude_reasoning(
+            json!({"type": "thinking", "thinking": "Two lookups.", "signature": "c2lnbmF0dXJl"})
+        )]
     );
     let usage = response.usage.unwrap();
     assert_eq!(
-        (
-            usage.input_tokens,
-            usage.cached_input_tokens,
-            usage.cache_write_tokens,
-            usage.output_tokens
-        ),
+        test_support::cache_counts(&usage),
         (412 + 2048, 2048, 0, 87)
     );
     assert_eq!(usage.total_tokens(), 2547);
