@@ -9,8 +9,8 @@ use crossbar_core::config::{Config, ConfigError, ProviderConfig, ProviderKind};
 use crossbar_core::router::Router;
 use crossbar_sim::{SimConfig, SimDialect, SimServer};
 use crossbar_store::{
-    DashboardStore, MemoryResponses, ResponseStore, RetentionJob, SqlStore, Store, UsageWriter,
-    WriterSettings, spawn_retention,
+    AuditStore, DashboardStore, MemoryResponses, ResponseStore, RetentionJob, SqlStore, Store,
+    UsageWriter, WriterSettings, spawn_retention,
 };
 
 use crate::app::AppState;
@@ -52,7 +52,7 @@ impl Gateway {
             .map(|(name, (_, sim))| (name, sim))
             .collect();
         crate::metrics::install();
-        let (store, dashboard, responses, writer, retention) = open_store(config).await?;
+        let (store, dashboard, audit, responses, writer, retention) = open_store(config).await?;
         let shared = match &config.redis.url {
             Some(url) => Some(Arc::new(
                 Shared::connect(&url.get_ref().0, config.redis.prefix())
@@ -85,6 +85,7 @@ impl Gateway {
             }),
             admin_token: admin_token(config),
             dashboard,
+            audit,
             responses,
             shared: shared.clone(),
             reload: None,
@@ -219,6 +220,7 @@ fn telemetry(config: &Config) -> Option<Telemetry> {
 type OpenedStore = (
     Option<Arc<dyn Store>>,
     Option<Arc<dyn DashboardStore>>,
+    Option<Arc<dyn AuditStore>>,
     Arc<dyn ResponseStore>,
     Option<UsageWriter>,
     Option<Background>,
@@ -248,7 +250,7 @@ async fn open_store(config: &Config) -> Result<OpenedStore, ConfigError> {
             MEMORY_RESPONSES,
             MEMORY_RESPONSE_BYTES,
         ));
-        return Ok((None, None, responses, None, None));
+        return Ok((None, None, None, responses, None, None));
     }
     let sql = Arc::new(
         SqlStore::open(config.store.url())
@@ -257,6 +259,7 @@ async fn open_store(config: &Config) -> Result<OpenedStore, ConfigError> {
     );
     let dashboard: Arc<dyn DashboardStore> = Arc::clone(&sql) as _;
     let responses: Arc<dyn ResponseStore> = Arc::clone(&sql) as _;
+    let audit: Arc<dyn AuditStore> = Arc::clone(&sql) as _;
     let store: Arc<dyn Store> = sql;
     tracing::info!(backend = store.backend(), "usage store open");
     let writer = UsageWriter::spawn(
@@ -282,11 +285,18 @@ async fn open_store(config: &Config) -> Result<OpenedStore, ConfigError> {
             days(config.store.responses_retention_days()),
         ));
     }
+    if config.store.audit_retention_days() > 0 {
+        jobs.push(RetentionJob::audit(
+            Arc::clone(&audit),
+            days(config.store.audit_retention_days()),
+        ));
+    }
     let retention = (!jobs.is_empty())
         .then(|| Background(spawn_retention(jobs, RETENTION_BATCH, RETENTION_INTERVAL)));
     Ok((
         Some(store),
         Some(dashboard),
+        Some(audit),
         responses,
         Some(writer),
         retention,

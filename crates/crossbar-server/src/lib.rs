@@ -7,6 +7,7 @@
 
 mod admin;
 mod app;
+mod audit;
 mod auth;
 mod bootstrap;
 mod error;

@@ -64,6 +64,19 @@ pub enum Trigger {
 }
 
 impl Trigger {
+    /// Who the audit log names for a reload this trigger caused.
+    fn who(self) -> crate::audit::Who {
+        let (actor, source) = match self {
+            Self::Signal => ("signal", "SIGHUP"),
+            Self::Admin => ("admin", "POST /admin/reload"),
+            Self::Watch => ("config-watch", "file"),
+        };
+        crate::audit::Who {
+            actor,
+            source: source.to_owned(),
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Self::Signal => "signal",
@@ -323,6 +336,7 @@ impl Reloader {
             .cloned()
             .collect();
         let needs_restart = self.needs_restart(&text);
+        let previous_sha = read(&self.version).sha256.clone();
         self.state = reloaded_state(&self.state, &config, Arc::clone(&router));
         let app = crate::app::app(self.state.clone());
         *self.app.write().unwrap_or_else(PoisonError::into_inner) = app;
@@ -343,6 +357,20 @@ impl Reloader {
             version.clone()
         };
         metrics::counter!("crossbar_config_reloads_total", "result" => "ok").increment(1);
+        crate::audit::record(
+            &self.state,
+            trigger.who(),
+            "config.reload",
+            &version.origin,
+            Some(serde_json::json!({ "sha256": previous_sha })),
+            Some(serde_json::json!({
+                "sha256": version.sha256,
+                "added": added,
+                "removed": removed,
+                "needs_restart": needs_restart,
+            })),
+        )
+        .await;
         tracing::info!(
             trigger = trigger.as_str(),
             sha256 = version.sha256.as_deref().unwrap_or_default(),
@@ -518,7 +546,16 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("crossbar-reload-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("crossbar.toml");
-        let first = config(&["a", "b"], "ttft_ms = 1");
+        // A store, so the reload is audited.
+        let db = dir.join("audit.db");
+        let _ = std::fs::remove_file(&db);
+        let with_store = |text: String| {
+            text.replace(
+                "[store]\nenabled = false\n",
+                &format!("[store]\nurl = \"{}\"\n", db.display()),
+            )
+        };
+        let first = with_store(config(&["a", "b"], "ttft_ms = 1"));
         std::fs::write(&path, &first).unwrap();
         let loaded = Config::from_toml(&first, "crossbar.toml").unwrap();
         let gateway = Gateway::build(&loaded).await.unwrap();
@@ -535,7 +572,7 @@ mod tests {
         assert_eq!(same.config.reloads, 0);
 
         // `b` leaves, `c` arrives, `a`'s simulator changes its settings.
-        let second = config(&["c", "a"], "ttft_ms = 2");
+        let second = with_store(config(&["c", "a"], "ttft_ms = 2"));
         std::fs::write(&path, &second).unwrap();
         let done = handle.reload(Trigger::Signal).await.unwrap();
         assert!(done.changed);
@@ -549,6 +586,42 @@ mod tests {
         );
         assert_eq!(done.config.reloads, 1);
         assert_eq!(done.config.trigger, Some(Trigger::Signal));
+        // One audit entry: who (the signal), what (the file's hashes, the deployments).
+        let store = crossbar_store::SqlStore::open(&db.display().to_string())
+            .await
+            .unwrap();
+        let audit = crossbar_store::AuditStore::list_audit(
+            &store,
+            &crossbar_store::AuditQuery {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(audit.len(), 1, "{audit:?}");
+        assert_eq!(
+            (
+                audit[0].actor.as_str(),
+                audit[0].action.as_str(),
+                audit[0].source.as_str()
+            ),
+            ("signal", "config.reload", "SIGHUP")
+        );
+        assert_eq!(audit[0].target, done.config.origin);
+        assert_eq!(
+            audit[0].before,
+            Some(serde_json::json!({ "sha256": sha256(&first) }))
+        );
+        assert_eq!(
+            audit[0].after,
+            Some(serde_json::json!({
+                "sha256": sha256(&second),
+                "added": ["m@c"],
+                "removed": ["m@b"],
+                "needs_restart": [],
+            }))
+        );
 
         // Retired simulators answer the old router's calls for the grace period.
         let retired = reqwest::get(format!("{b_url}/models")).await;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crossbar_core::router::Router;
-use crossbar_store::{DashboardStore, ResponseStore};
+use crossbar_store::{AuditStore, DashboardStore, ResponseStore};
 
 use crate::keys::VirtualKeys;
 use crate::metering::Metering;
@@ -25,6 +25,8 @@ pub struct AppState {
     pub responses: Arc<dyn ResponseStore>,
     /// The dashboard's reads (the same store as `virtual_keys`); `None` without a store.
     pub dashboard: Option<Arc<dyn DashboardStore>>,
+    /// Where administrative changes are recorded (the same store); `None` without a store.
+    pub audit: Option<Arc<dyn AuditStore>>,
     /// State shared with the other replicas; `None` without `[redis]`.
     pub shared: Option<Arc<Shared>>,
     /// Hot reload and the active configuration's version; `None` when the gateway was built

@@ -8,6 +8,7 @@
 //! Views of what is stored, shared by the gateway and the `crossbar` command: [`key_json`] (a
 //! key as people see it) and [`whatif`] (recorded traffic re-priced on other deployments).
 
+mod audit;
 mod dashboard;
 mod journal;
 mod key_view;
@@ -20,6 +21,7 @@ mod writer;
 
 use futures::future::BoxFuture;
 
+pub use audit::{AuditEntry, AuditQuery, AuditStore};
 pub use dashboard::{DashboardStore, KeySpend, RequestFilter, StatusFilter, UsagePoint};
 pub use journal::{EventRecord, JournalStore, MemoryRecord, RunRecord, RunTotals};
 pub use key_view::key_json;

@@ -5,6 +5,7 @@ use futures::future::BoxFuture;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+use crate::audit;
 use crate::journal;
 use crate::model::{AttemptRecord, KeyLimits, KeyRecord, UsageRecord};
 use crate::responses;
@@ -138,6 +139,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 5,
         sqlite: &[USAGE_DEDUPLICATE, USAGE_REQUEST_INDEX],
         postgres: &[USAGE_DEDUPLICATE, USAGE_REQUEST_INDEX],
+    },
+    Migration {
+        version: 6,
+        sqlite: &[audit::AUDIT_TABLE_SQLITE, audit::AUDIT_TIME_INDEX],
+        postgres: &[audit::AUDIT_TABLE_POSTGRES, audit::AUDIT_TIME_INDEX],
     },
 ];
 

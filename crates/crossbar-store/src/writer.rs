@@ -549,6 +549,18 @@ impl RetentionJob {
         }
     }
 
+    /// Audit log entries (`kind="audit"`), kept by their own setting.
+    pub fn audit(store: Arc<dyn crate::AuditStore>, max_age: Duration) -> Self {
+        Self {
+            kind: "audit",
+            max_age,
+            delete: Box::new(move |before, limit| {
+                let store = Arc::clone(&store);
+                Box::pin(async move { store.delete_audit_before(before, limit).await })
+            }),
+        }
+    }
+
     /// Deletes everything past its age, `batch` rows per statement with a pause between
     /// statements so request-path writes get in.
     async fn run(&self, batch: u32) {

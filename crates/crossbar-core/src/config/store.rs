@@ -22,6 +22,9 @@ pub struct StoreConfig {
     /// Stored Responses API answers (`store: true`) older than this many days are deleted in
     /// the background, as OpenAI keeps them 30 days; 0 keeps them forever.
     pub responses_retention_days: Option<Spanned<u64>>,
+    /// Audit log entries older than this many days are deleted (default 400: a year and a
+    /// review period); 0 keeps them forever.
+    pub audit_retention_days: Option<Spanned<u64>>,
     /// Records waiting to be written beyond this many are dropped (counted and logged).
     pub queue_capacity: Option<Spanned<usize>>,
     /// Records written per transaction at most.
@@ -47,6 +50,12 @@ impl StoreConfig {
         self.responses_retention_days
             .as_ref()
             .map_or(30, |d| *d.get_ref())
+    }
+
+    pub fn audit_retention_days(&self) -> u64 {
+        self.audit_retention_days
+            .as_ref()
+            .map_or(400, |d| *d.get_ref())
     }
 
     pub fn queue_capacity(&self) -> usize {
