@@ -23,12 +23,12 @@ const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Streamed;
 
-/// Outermost middleware: records every request and counts it as completed or cancelled.
+/// Outermost middleware: records every request (unless recording is off) and counts it as completed or cancelled.
 pub(crate) async fn observe(State(app): State<App>, request: Request, next: Next) -> Response {
     let guard = app.begin();
     let (parts, body) = request.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
-        app.record(recorded(&parts, &Bytes::new()));
+        app.record(|| recorded(&parts, &Bytes::new()));
         guard.finish();
         let error = SimError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -37,7 +37,7 @@ pub(crate) async fn observe(State(app): State<App>, request: Request, next: Next
         );
         return crate::openai::render_error(app.dialect, &error);
     };
-    let index = app.record(recorded(&parts, &bytes));
+    let index = app.record(|| recorded(&parts, &bytes));
     let response = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
@@ -78,7 +78,7 @@ fn guarded(
     body: Body,
     guard: RequestGuard,
     app: App,
-    index: usize,
+    index: Option<usize>,
 ) -> impl Stream<Item = Result<Bytes, axum::Error>> + Send + 'static {
     async_stream::stream! {
         let mut data = body.into_data_stream();

@@ -1,7 +1,7 @@
 //! State shared by all requests of one server: script, fault RNG, recordings, counters and
 //! the simulated prompt cache.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use rand::SeedableRng;
@@ -9,7 +9,7 @@ use rand::rngs::StdRng;
 
 use crate::behaviour::{PromptCache, Segment};
 use crate::faults::{self, Fault};
-use crate::{RecordedRequest, SimConfig, SimDialect, SimStats};
+use crate::{RecordedRequest, SimConfig, SimDialect, SimServer, SimStats};
 
 pub(crate) type App = Arc<Shared>;
 
@@ -18,6 +18,9 @@ pub(crate) struct Shared {
     config: RwLock<SimConfig>,
     fault_rng: Mutex<StdRng>,
     requests: Mutex<Vec<RecordedRequest>>,
+    /// Off for load tests: every recording keeps the whole request and answer for the
+    /// server's lifetime, so a long benchmark would grow the simulator without bound.
+    recording: AtomicBool,
     stats: Mutex<SimStats>,
     cache: Mutex<PromptCache>,
     sequence: AtomicU64,
@@ -36,6 +39,7 @@ impl Shared {
             fault_rng: Mutex::new(StdRng::seed_from_u64(config.seed)),
             config: RwLock::new(config),
             requests: Mutex::new(Vec::new()),
+            recording: AtomicBool::new(true),
             stats: Mutex::new(SimStats::default()),
             cache: Mutex::new(PromptCache::default()),
             sequence: AtomicU64::new(0),
@@ -67,15 +71,20 @@ impl Shared {
         self.sequence.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Records a request; its response is added under the returned index.
-    pub fn record(&self, request: RecordedRequest) -> usize {
+    /// Records a request unless recording is off (then `request` is never built); its response
+    /// is added under the returned index.
+    pub fn record(&self, request: impl FnOnce() -> RecordedRequest) -> Option<usize> {
+        if !self.recording.load(Ordering::Relaxed) {
+            return None;
+        }
         let mut requests = lock(&self.requests);
-        requests.push(request);
-        requests.len() - 1
+        requests.push(request());
+        Some(requests.len() - 1)
     }
 
-    /// Appends what the server sent for the request recorded at `index`.
-    pub fn record_response(&self, index: usize, bytes: &[u8]) {
+    /// Appends what the server sent for the request recorded at `index` (none: not recorded).
+    pub fn record_response(&self, index: Option<usize>, bytes: &[u8]) {
+        let Some(index) = index else { return };
         if let Some(request) = lock(&self.requests).get_mut(index) {
             request
                 .response
@@ -108,6 +117,15 @@ impl Shared {
     }
 }
 
+impl SimServer {
+    /// Turns request recording on (the default) or off. Off, [`SimServer::requests`] stays as
+    /// it was and the server's memory stays flat however long it runs (`crossbar sim
+    /// --no-record`, which the benchmark uses); the counters in [`SimServer::stats`] still count.
+    pub fn set_recording(&self, on: bool) {
+        self.shared.recording.store(on, Ordering::Relaxed);
+    }
+}
+
 /// Lives as long as the server works on a request; dropping it unfinished means the client
 /// went away (the handler future or the response stream was dropped).
 pub(crate) struct RequestGuard {
@@ -130,5 +148,52 @@ impl Drop for RequestGuard {
         } else {
             stats.cancelled += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::{SimConfig, SimDialect, SimServer, SimStats};
+
+    async fn chat(server: &SimServer, stream: bool) -> String {
+        let body = json!({"model": "gpt-4o", "stream": stream,
+            "messages": [{"role": "user", "content": "hello"}]});
+        let response = reqwest::Client::new()
+            .post(format!("{}/chat/completions", server.base_url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn recording_off_keeps_nothing_but_still_counts() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = SimServer::start(listener, SimDialect::OpenAi, SimConfig::default())
+            .await
+            .unwrap();
+        server.set_recording(false);
+        chat(&server, false).await;
+        chat(&server, true).await;
+        assert_eq!(server.requests().len(), 0);
+        let stats = SimStats {
+            requests: 2,
+            completed: 2,
+            cancelled: 0,
+            in_flight: 0,
+        };
+        assert_eq!(server.stats(), stats);
+
+        server.set_recording(true);
+        let answer = chat(&server, true).await;
+        let requests = server.requests();
+        assert_eq!(requests.len(), 1);
+        assert_eq!(requests[0].path, "/v1/chat/completions");
+        assert_eq!(requests[0].body.as_ref().unwrap()["stream"], json!(true));
+        assert_eq!(requests[0].response.as_deref(), Some(answer.as_bytes()));
     }
 }

@@ -53,6 +53,10 @@ enum Command {
         /// TOML file with the simulator's latency and fault settings (see `[providers.sim]`).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Keep no copy of requests and answers, so memory stays flat under long load (the
+        /// benchmark uses it).
+        #[arg(long)]
+        no_record: bool,
     },
     /// Run agents from a TOML spec, resume killed runs, list runs.
     Agent(agent::AgentArgs),
@@ -118,7 +122,8 @@ fn main() -> anyhow::Result<()> {
                 dialect,
                 listen,
                 config,
-            } => run_sim(dialect, &listen, config).await,
+                no_record,
+            } => run_sim(dialect, &listen, config, !no_record).await,
             Command::Simulate { .. } | Command::Models(_) | Command::Catalog(_) => {
                 anyhow::bail!("runs without the runtime")
             }
@@ -194,7 +199,12 @@ async fn run_serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::R
     Ok(())
 }
 
-async fn run_sim(dialect: SimDialect, listen: &str, config: Option<PathBuf>) -> anyhow::Result<()> {
+async fn run_sim(
+    dialect: SimDialect,
+    listen: &str,
+    config: Option<PathBuf>,
+    record: bool,
+) -> anyhow::Result<()> {
     let sim_config: SimConfig = match config {
         Some(path) => {
             let text =
@@ -207,6 +217,7 @@ async fn run_sim(dialect: SimDialect, listen: &str, config: Option<PathBuf>) -> 
         .await
         .with_context(|| format!("binding {listen}"))?;
     let sim = SimServer::start(listener, dialect, sim_config).await?;
+    sim.set_recording(record);
     println!("{}", sim.addr());
     println!("{dialect} simulator; base URL {}", sim.base_url());
     tokio::select! {
