@@ -61,6 +61,22 @@ fn responses() -> ResponsesEgress {
     }
 }
 
+/// A Chat Completions request as the gateway decodes it.
+fn openai_chat(client: &Value) -> ChatRequest {
+    super::openai::decode_chat_request(client.to_string().as_bytes())
+        .unwrap()
+        .request
+}
+
+/// `client`'s second part of its first message decodes to `part`, and the messages go upstream
+/// to `target` as they came.
+fn openai_round_trip(client: &Value, part: ContentPart, target: &str) {
+    let request = openai_chat(client);
+    assert_eq!(request.messages[0].content[1], part);
+    let upstream = body(&OpenAiEgress::default(), &request, target).unwrap();
+    assert_eq!(upstream["messages"], client["messages"]);
+}
+
 #[test]
 fn openai_chat_file_parts_decode_to_a_document_and_back() {
     let client = json!({"model": "m", "messages": [{"role": "user", "content": [
@@ -68,12 +84,7 @@ fn openai_chat_file_parts_decode_to_a_document_and_back() {
         {"type": "file", "file": {"filename": "report.pdf",
                                   "file_data": format!("data:application/pdf;base64,{PDF_DATA}")}}
     ]}]});
-    let request = super::openai::decode_chat_request(client.to_string().as_bytes())
-        .unwrap()
-        .request;
-    assert_eq!(request.messages[0].content[1], pdf_part());
-    let upstream = body(&OpenAiEgress::default(), &request, "gpt-5").unwrap();
-    assert_eq!(upstream["messages"], client["messages"]);
+    openai_round_trip(&client, pdf_part(), "gpt-5");
 }
 
 #[test]
@@ -81,9 +92,7 @@ fn openai_chat_file_data_without_a_data_url_is_a_pdf() {
     let client = json!({"model": "m", "messages": [{"role": "user", "content": [
         {"type": "file", "file": {"file_data": PDF_DATA}}
     ]}]});
-    let request = super::openai::decode_chat_request(client.to_string().as_bytes())
-        .unwrap()
-        .request;
+    let request = openai_chat(&client);
     assert_eq!(
         request.messages[0].content[0],
         ContentPart::Document {
@@ -142,12 +151,7 @@ fn openai_chat_audio_decodes_and_round_trips() {
         {"type": "text", "text": "Summarize."},
         {"type": "input_audio", "input_audio": {"data": WAV_DATA, "format": "wav"}}
     ]}]});
-    let request = super::openai::decode_chat_request(client.to_string().as_bytes())
-        .unwrap()
-        .request;
-    assert_eq!(request.messages[0].content[1], audio_part());
-    let upstream = body(&OpenAiEgress::default(), &request, "gpt-4o-audio-preview").unwrap();
-    assert_eq!(upstream["messages"], client["messages"]);
+    openai_round_trip(&client, audio_part(), "gpt-4o-audio-preview");
 }
 
 #[test]
@@ -193,13 +197,8 @@ fn responses_refuses_file_ids_urls_and_audio() {
             "Files by URL is not supported by this gateway.".to_owned()
         )
     );
-    let error = body(&responses(), &request_with(audio_part()), "gpt-5").unwrap_err();
+    let error = audio_refused(&responses(), "gpt-5");
     assert_eq!(error.kind, ErrorKind::InvalidRequest);
-    assert_eq!(
-        error.clone().unsupported_here().kind,
-        ErrorKind::Unsupported
-    );
-    assert_eq!(error.param.as_deref(), Some("messages[0].content[1]"));
     assert_eq!(
         error.message,
         "The Responses API takes no audio input: this model's deployment cannot read the \
@@ -234,17 +233,7 @@ fn anthropic_refuses_other_document_sources_and_audio() {
         "messages.0.content.0.source: this gateway takes documents as base64 PDF sources only \
          (type \"base64\", media_type \"application/pdf\")."
     );
-    let error = body(
-        &anthropic(),
-        &request_with(audio_part()),
-        "claude-sonnet-4-5",
-    )
-    .unwrap_err();
-    assert_eq!(
-        error.clone().unsupported_here().kind,
-        ErrorKind::Unsupported
-    );
-    assert_eq!(error.param.as_deref(), Some("messages[0].content[1]"));
+    let error = audio_refused(&anthropic(), "claude-sonnet-4-5");
     assert_eq!(
         error.message,
         "Claude takes no audio input: this model's deployment cannot read the request's audio."
@@ -261,14 +250,25 @@ fn anthropic_refuses_other_document_sources_and_audio() {
     );
 }
 
+/// `egress` refuses the audio part for `target` as another deployment's to serve: the error.
+fn audio_refused(egress: &dyn Egress, target: &str) -> Error {
+    let error = body(egress, &request_with(audio_part()), target).unwrap_err();
+    assert_eq!(
+        error.clone().unsupported_here().kind,
+        ErrorKind::Unsupported
+    );
+    assert_eq!(error.param.as_deref(), Some("messages[0].content[1]"));
+    error
+}
+
+/// The Converse body of a user message with `part` for Nova, or why it is refused.
+fn to_nova(part: ContentPart) -> Result<Value, Error> {
+    body(&BedrockEgress, &request_with(part), "amazon.nova-pro-v1:0")
+}
+
 #[test]
 fn bedrock_document_blocks_are_named_as_converse_requires() {
-    let upstream = body(
-        &BedrockEgress,
-        &request_with(pdf_part()),
-        "amazon.nova-pro-v1:0",
-    )
-    .unwrap();
+    let upstream = to_nova(pdf_part()).unwrap();
     assert_eq!(
         upstream["messages"][0]["content"],
         json!([{"text": "Summarize."},
@@ -288,16 +288,7 @@ fn bedrock_document_blocks_are_named_as_converse_requires() {
 
 #[test]
 fn bedrock_refuses_audio_and_unknown_document_types() {
-    let error = body(
-        &BedrockEgress,
-        &request_with(audio_part()),
-        "amazon.nova-pro-v1:0",
-    )
-    .unwrap_err();
-    assert_eq!(
-        error.clone().unsupported_here().kind,
-        ErrorKind::Unsupported
-    );
+    let error = audio_refused(&BedrockEgress, "amazon.nova-pro-v1:0");
     assert_eq!(
         error.message,
         "Bedrock Converse deployments take no audio input through this gateway: this model's \
@@ -308,7 +299,7 @@ fn bedrock_refuses_audio_and_unknown_document_types() {
         data: "UEsDBA==".into(),
         filename: None,
     };
-    let error = body(&BedrockEgress, &request_with(zip), "amazon.nova-pro-v1:0").unwrap_err();
+    let error = to_nova(zip).unwrap_err();
     assert_eq!(
         error.message,
         "Bedrock reads documents of type pdf, csv, doc, docx, xls, xlsx, html, txt or md, not \
