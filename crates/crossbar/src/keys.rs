@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use crossbar_server::{NewKey, create_key};
-use crossbar_store::{SqlStore, Store, key_json, now_ms};
+use crossbar_store::{AuditEntry, AuditStore as _, SqlStore, Store, key_json, now_ms};
 
 #[derive(Args)]
 pub struct KeysArgs {
@@ -97,6 +97,14 @@ async fn run(store: &SqlStore, command: KeysCommand) -> anyhow::Result<()> {
             let (secret, record) = create_key(store, new)
                 .await
                 .map_err(|e| anyhow::anyhow!(e.message))?;
+            audit(
+                store,
+                "key.create",
+                &record.id,
+                None,
+                Some(key_json(&record)),
+            )
+            .await;
             if json {
                 let mut shown = key_json(&record);
                 shown["key"] = serde_json::json!(secret);
@@ -158,7 +166,19 @@ async fn run(store: &SqlStore, command: KeysCommand) -> anyhow::Result<()> {
             }
         }
         KeysCommand::Revoke { id } => {
-            if store.revoke_key(&id, now_ms()).await? {
+            let before =
+                store.list_keys().await?.into_iter().find(|k| {
+                    k.revoked_ms.is_none() && (k.id == id || k.name.as_deref() == Some(&id))
+                });
+            let at = now_ms();
+            if store.revoke_key(&id, at).await? {
+                if let Some(before) = before {
+                    let mut after = before.clone();
+                    after.revoked_ms = Some(at);
+                    let (before, after) = (key_json(&before), key_json(&after));
+                    let target = before["id"].as_str().unwrap_or_default().to_owned();
+                    audit(store, "key.revoke", &target, Some(before), Some(after)).await;
+                }
                 println!("revoked {id}");
             } else {
                 anyhow::bail!("no live key `{id}`");
@@ -166,4 +186,32 @@ async fn run(store: &SqlStore, command: KeysCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Appends a change made from the command line to the audit log (actor `cli`, source
+/// `cli:<user>@<host>`). A failure is said on stderr; the change itself stands.
+async fn audit(
+    store: &SqlStore,
+    action: &str,
+    target: &str,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+) {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned());
+    let entry = AuditEntry {
+        id: 0,
+        at_ms: now_ms(),
+        actor: "cli".to_owned(),
+        action: action.to_owned(),
+        target: target.to_owned(),
+        before,
+        after,
+        source: format!("cli:{user}@{host}"),
+    };
+    if let Err(error) = store.append_audit(&entry).await {
+        eprintln!("warning: the audit entry for {action} {target} was not written: {error}");
+    }
 }

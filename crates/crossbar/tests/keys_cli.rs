@@ -5,7 +5,7 @@
 
 use std::process::{Command, Output};
 
-use crossbar_store::{SqlStore, Store};
+use crossbar_store::{AuditQuery, AuditStore as _, SqlStore, Store};
 use crossbar_testkit::process::GatewayProcess;
 use serde_json::{Value, json};
 
@@ -127,4 +127,35 @@ async fn keys_are_created_listed_used_and_revoked() {
     let again = run(dir.path(), &["keys", "revoke", "ci"]);
     assert!(!again.status.success(), "already revoked");
     assert!(stdout(&run(dir.path(), &["keys", "list"])).contains("revoked"));
+
+    // Both changes are in the audit log, once each, by the command line, without the secret.
+    let store = SqlStore::open(dir.path().join("crossbar.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let audit = store
+        .list_audit(&AuditQuery {
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    let actions: Vec<(&str, &str, &str)> = audit
+        .iter()
+        .map(|e| (e.action.as_str(), e.actor.as_str(), e.target.as_str()))
+        .collect();
+    let id = json[0]["id"].as_str().unwrap();
+    assert_eq!(
+        actions,
+        [("key.revoke", "cli", id), ("key.create", "cli", id)]
+    );
+    assert!(audit.iter().all(|e| e.source.starts_with("cli:")));
+    assert!(
+        !format!("{audit:?}").contains(&secret),
+        "the secret reached the audit log"
+    );
+    assert_eq!(audit[1].before, None);
+    assert_eq!(audit[0].before, audit[1].after);
+    assert_eq!(audit[1].after.as_ref().unwrap()["name"], "ci");
+    assert!(audit[0].after.as_ref().unwrap()["revoked_ms"].is_i64());
+    store.close().await;
 }
