@@ -3,6 +3,7 @@
 //! Nothing here knows about the HTTP server or the CLI.
 
 pub mod auth;
+pub mod cache;
 pub mod catalog;
 pub mod chat;
 pub mod client;
