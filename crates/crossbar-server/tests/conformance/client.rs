@@ -294,12 +294,19 @@ pub async fn send(
 }
 
 pub fn openai_usage(usage: &Value) -> Option<Usage> {
+    usage_named(usage, "prompt_tokens", "completion_tokens")
+}
+
+/// Usage in OpenAI's shape, its input and output counts named `input` and `output`, each with
+/// its `_details`.
+fn usage_named(usage: &Value, input: &str, output: &str) -> Option<Usage> {
+    let details = |count_of: &str, field: &str| count(&usage[format!("{count_of}_details")][field]);
     Some(Usage {
-        input: usage["prompt_tokens"].as_u64()?,
-        cached: count(&usage["prompt_tokens_details"]["cached_tokens"]),
-        cache_write: count(&usage["prompt_tokens_details"]["cache_write_tokens"]),
-        output: usage["completion_tokens"].as_u64()?,
-        reasoning: count(&usage["completion_tokens_details"]["reasoning_tokens"]),
+        input: usage[input].as_u64()?,
+        cached: details(input, "cached_tokens"),
+        cache_write: details(input, "cache_write_tokens"),
+        output: usage[output].as_u64()?,
+        reasoning: details(output, "reasoning_tokens"),
     })
 }
 
@@ -573,13 +580,7 @@ fn responses_reply(value: &Value) -> Reply {
 }
 
 pub fn responses_usage(usage: &Value) -> Option<Usage> {
-    Some(Usage {
-        input: usage["input_tokens"].as_u64()?,
-        cached: count(&usage["input_tokens_details"]["cached_tokens"]),
-        cache_write: count(&usage["input_tokens_details"]["cache_write_tokens"]),
-        output: usage["output_tokens"].as_u64()?,
-        reasoning: count(&usage["output_tokens_details"]["reasoning_tokens"]),
-    })
+    usage_named(usage, "input_tokens", "output_tokens")
 }
 
 /// Text from the `output_text` deltas, calls from the finished items, the rest from the

@@ -582,37 +582,19 @@ async fn run_case(h: &Harness, case: &str) -> Result<(), String> {
                 format!("{reply:?}")
             })
         }
-        "midstream_error" => {
+        "midstream_error" | "cut_stream" => {
             let spec = Spec {
                 stream: true,
                 ..user("a long streamed answer about many things please")
             };
-            broken_stream(
-                &h.with_fault(
-                    SimConfig {
-                        stream_error_after_chunks: 3,
-                        ..SimConfig::default()
-                    },
-                    &spec,
-                )
-                .await,
-            )
-        }
-        "cut_stream" => {
-            let spec = Spec {
-                stream: true,
-                ..user("a long streamed answer about many things please")
-            };
-            broken_stream(
-                &h.with_fault(
-                    SimConfig {
-                        cut_after_chunks: 3,
-                        ..SimConfig::default()
-                    },
-                    &spec,
-                )
-                .await,
-            )
+            // Three chunks in, the stream ends with an in-band error or the connection is cut.
+            let mut fault = SimConfig::default();
+            if case == "cut_stream" {
+                fault.cut_after_chunks = 3;
+            } else {
+                fault.stream_error_after_chunks = 3;
+            }
+            broken_stream(&h.with_fault(fault, &spec).await)
         }
         other => Err(format!("unknown case {other}")),
     }
