@@ -166,13 +166,7 @@ fn client_errors_are_named() {
             "messages.0.content.0.type",
         ),
     ] {
-        let err = decode_request(body.to_string().as_bytes()).unwrap_err();
-        assert_eq!(
-            (err.status(), err.param.as_deref()),
-            (400, Some(param)),
-            "{body}: {}",
-            err.message
-        );
+        refused_at(&body, param);
     }
     let body = encode_error(&Error::invalid_field(
         "x",
@@ -224,6 +218,18 @@ fn upstream_errors_classify_529_and_billing() {
         br#"{"type":"error","error":{"type":"billing_error","message":"no credit"}}"#,
     );
     assert!(!err.retryable);
+}
+
+/// A client request the decoder refuses with a 400 naming `param`: the error.
+fn refused_at(body: &Value, param: &str) -> Error {
+    let err = decode_request(body.to_string().as_bytes()).unwrap_err();
+    assert_eq!(
+        (err.status(), err.param.as_deref()),
+        (400, Some(param)),
+        "{body}: {}",
+        err.message
+    );
+    err
 }
 
 fn decode_stream(name: &str) -> (Vec<StreamEvent>, Result<()>) {
@@ -706,13 +712,7 @@ fn new_fields_with_bad_values_are_named() {
         for (key, value) in extra.as_object().unwrap() {
             body[key] = value.clone();
         }
-        let err = decode_request(body.to_string().as_bytes()).unwrap_err();
-        assert_eq!(
-            (err.status(), err.param.as_deref()),
-            (400, Some(param)),
-            "{body}: {}",
-            err.message
-        );
+        let err = refused_at(&body, param);
         assert!(err.message.contains(message), "{}", err.message);
     }
 }
