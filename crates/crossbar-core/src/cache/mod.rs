@@ -205,10 +205,12 @@ pub fn decide(config: &CacheConfig, request: &ChatRequest, directive: Directive)
     }
 }
 
-/// A cached answer and when it was kept (Unix milliseconds, the writing replica's clock).
+/// A cached answer, when it was kept and until when it answers (Unix milliseconds, the
+/// writing replica's clock).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Cached {
     pub stored_at: u64,
+    pub expires_at: u64,
     pub response: ChatResponse,
 }
 
@@ -322,12 +324,9 @@ impl ResponseCache {
         (self.0.clock)()
     }
 
-    fn ttl_ms(&self) -> u64 {
-        u64::try_from(self.0.ttl.as_millis()).unwrap_or(u64::MAX)
-    }
-
-    fn fresh(&self, stored_at: u64, now: u64) -> bool {
-        now.saturating_sub(stored_at) < self.ttl_ms()
+    /// The TTL of [`Self::put`], from the configuration.
+    pub fn ttl(&self) -> Duration {
+        self.0.ttl
     }
 
     fn with_memory<T>(&self, f: impl FnOnce(&mut Lru) -> T) -> T {
@@ -339,7 +338,7 @@ impl ResponseCache {
     pub async fn get(&self, key: &CacheKey) -> Option<Cached> {
         let now = self.now_ms();
         let found = self.with_memory(|memory| match memory.get(key.as_str()) {
-            Some(cached) if self.fresh(cached.stored_at, now) => Some(Ok(cached)),
+            Some(cached) if now < cached.expires_at => Some(Ok(cached)),
             Some(_) => {
                 memory.remove(key.as_str());
                 memory.expired += 1;
@@ -371,8 +370,8 @@ impl ResponseCache {
                 return None;
             }
         };
-        // The store expires entries itself; this guards against a longer TTL elsewhere.
-        if !self.fresh(cached.stored_at, now) {
+        // The store expires entries itself; this guards against clocks that disagree.
+        if now >= cached.expires_at {
             return None;
         }
         let cached = Arc::new(cached);
@@ -380,17 +379,25 @@ impl ResponseCache {
         Some(Cached::clone(&cached))
     }
 
-    /// Keeps `response` under `key`, here and in the shared store, unless it is too large or
-    /// ended in a way worth retrying.
+    /// Keeps `response` under `key` for the configured TTL, here and in the shared store,
+    /// unless it is too large or ended in a way worth retrying.
     pub async fn put(&self, key: &CacheKey, response: &ChatResponse) -> Put {
+        self.put_for(key, response, self.0.ttl).await
+    }
+
+    /// [`Self::put`] for `ttl` (a route's own), in the same bounded memory.
+    pub async fn put_for(&self, key: &CacheKey, response: &ChatResponse, ttl: Duration) -> Put {
         if matches!(
             response.finish_reason,
             FinishReason::ContentFilter | FinishReason::Other
         ) {
             return Put::NotCacheable;
         }
+        let stored_at = self.now_ms();
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         let cached = Cached {
-            stored_at: self.now_ms(),
+            stored_at,
+            expires_at: stored_at.saturating_add(ttl_ms),
             response: response.clone(),
         };
         let value = match serde_json::to_string(&cached) {
@@ -403,7 +410,7 @@ impl ResponseCache {
         };
         self.remember(key, Arc::new(cached), value.len());
         if let Some(shared) = self.0.shared.get() {
-            shared.save(&shared_key(key), value, self.0.ttl).await;
+            shared.save(&shared_key(key), value, ttl).await;
         }
         self.0.stores.fetch_add(1, Ordering::Relaxed);
         Put::Stored

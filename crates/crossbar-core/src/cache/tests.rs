@@ -401,10 +401,11 @@ async fn an_entry_answers_until_its_ttl_then_is_dropped() {
     assert_eq!(
         (
             hit.stored_at,
+            hit.expires_at,
             hit.response.clone(),
             hit.age_s(cache.now_ms())
         ),
-        (1_000_000, answer("4"), 299)
+        (1_000_000, 1_300_000, answer("4"), 299)
     );
     assert_eq!(hit.usage().total_tokens(), 25);
     now.store(1_000_000 + 300_000, Ordering::Relaxed);
@@ -457,6 +458,7 @@ async fn memory_keeps_the_most_recently_used_within_its_bound() {
     );
     let one = serde_json::to_string(&Cached {
         stored_at: 0,
+        expires_at: 300_000,
         response: answer("a"),
     })
     .unwrap()
@@ -468,11 +470,12 @@ async fn memory_keeps_the_most_recently_used_within_its_bound() {
 async fn an_answer_over_the_entry_bound_is_not_kept() {
     let size = serde_json::to_string(&Cached {
         stored_at: 0,
+        expires_at: 300_000,
         response: answer("four"),
     })
     .unwrap()
     .len();
-    assert_eq!(size, 503);
+    assert_eq!(size, 523);
     let (_, clock) = manual_clock(0);
     let exact = ResponseCache::with_clock(&config(10, size), SharedSlot::default(), clock.clone());
     assert_eq!(exact.put(&numbered(1), &answer("four")).await, Put::Stored);
@@ -534,8 +537,20 @@ async fn another_replica_finds_the_entry_in_the_shared_store() {
         let (value, ttl) = &values[&stored_key];
         assert_eq!(*ttl, Duration::from_secs(300));
         let cached: Cached = serde_json::from_str(value).unwrap();
-        assert_eq!((cached.stored_at, cached.response), (5_000, answer("4")));
+        assert_eq!(
+            (cached.stored_at, cached.expires_at, cached.response),
+            (5_000, 305_000, answer("4"))
+        );
     }
+    // A route's own TTL goes to the store and the entry alike.
+    let short = numbered(3);
+    one.put_for(&short, &answer("7"), Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        shared.values.lock().unwrap()[&format!("response_cache:{short}")].1,
+        Duration::from_secs(10)
+    );
+    assert_eq!(one.get(&short).await.unwrap().expires_at, 15_000);
     now.store(65_000, Ordering::Relaxed);
     let hit = two.get(&key).await.unwrap();
     assert_eq!((hit.stored_at, hit.response), (5_000, answer("4")));
