@@ -246,37 +246,62 @@ fn results_first(blocks: &mut Vec<ContentBlock>) {
     blocks.extend(results.into_iter().chain(others).flatten());
 }
 
-fn user_blocks(i: usize, message: &Message) -> Result<Vec<ContentBlock>> {
-    let mut blocks = Vec::new();
+/// Makers of one kind of Converse content (a message's blocks, a tool result's content) from a
+/// text, an image and a document.
+type Makers<B> = (
+    fn(String) -> B,
+    fn(wire::ImageBlock) -> B,
+    fn(wire::DocumentBlock) -> B,
+);
+
+/// Message `i`'s parts as the content `makers` make: blank text is left out and audio refused.
+/// An image is named by its part's path and `image_field`.
+fn converse_content<B>(
+    i: usize,
+    message: &Message,
+    image_field: &str,
+    (text_block, image_block, document_block): Makers<B>,
+) -> Result<Vec<B>> {
+    let mut content = Vec::new();
     for (j, part) in message.content.iter().enumerate() {
+        let param = format!("messages[{i}].content[{j}]");
         match part {
             ContentPart::Text { text } => {
                 if !text.trim().is_empty() {
-                    blocks.push(ContentBlock::Text(text.clone()));
+                    content.push(text_block(text.clone()));
                 }
             }
             ContentPart::Image { source, .. } => {
-                let param = format!("messages[{i}].content[{j}].image_url.url");
-                blocks.push(ContentBlock::Image(image(source, &param)?));
+                let field = format!("{param}{image_field}");
+                content.push(image_block(image(source, &field)?));
             }
             ContentPart::Document {
                 media_type,
                 data,
                 filename,
-            } => {
-                let param = format!("messages[{i}].content[{j}]");
-                blocks.push(ContentBlock::Document(document(
-                    media_type,
-                    data,
-                    filename.as_deref(),
-                    &param,
-                )?));
-            }
-            ContentPart::Audio { .. } => {
-                return Err(no_audio(&format!("messages[{i}].content[{j}]")));
-            }
+            } => content.push(document_block(document(
+                media_type,
+                data,
+                filename.as_deref(),
+                &param,
+            )?)),
+            ContentPart::Audio { .. } => return Err(no_audio(&param)),
         }
     }
+    Ok(content)
+}
+
+fn user_blocks(i: usize, message: &Message) -> Result<Vec<ContentBlock>> {
+    let mut blocks = converse_content(
+        i,
+        message,
+        ".image_url.url",
+        (
+            ContentBlock::Text,
+            ContentBlock::Image,
+            ContentBlock::Document,
+        ),
+    )?;
     // Converse refuses documents without a text block ("A text block must be included when
     // using documents"), which other dialects allow: a neutral one is added.
     let documents = blocks
@@ -359,36 +384,16 @@ fn reasoning_content(reasoning: &crate::chat::Reasoning, claude: bool) -> Option
 }
 
 fn tool_result(i: usize, message: &Message) -> Result<ContentBlock> {
-    let mut content = Vec::new();
-    for (j, part) in message.content.iter().enumerate() {
-        match part {
-            ContentPart::Text { text } => {
-                if !text.trim().is_empty() {
-                    content.push(wire::ToolResultContent::Text(text.clone()));
-                }
-            }
-            ContentPart::Image { source, .. } => {
-                let param = format!("messages[{i}].content[{j}]");
-                content.push(wire::ToolResultContent::Image(image(source, &param)?));
-            }
-            ContentPart::Document {
-                media_type,
-                data,
-                filename,
-            } => {
-                let param = format!("messages[{i}].content[{j}]");
-                content.push(wire::ToolResultContent::Document(document(
-                    media_type,
-                    data,
-                    filename.as_deref(),
-                    &param,
-                )?));
-            }
-            ContentPart::Audio { .. } => {
-                return Err(no_audio(&format!("messages[{i}].content[{j}]")));
-            }
-        }
-    }
+    let content = converse_content(
+        i,
+        message,
+        "",
+        (
+            wire::ToolResultContent::Text,
+            wire::ToolResultContent::Image,
+            wire::ToolResultContent::Document,
+        ),
+    )?;
     Ok(ContentBlock::ToolResult(wire::ToolResult {
         tool_use_id: tool_use_id(message.tool_call_id.as_deref().unwrap_or_default()),
         content,
