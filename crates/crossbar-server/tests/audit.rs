@@ -40,16 +40,7 @@ async fn admin(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut request = gw
-        .client()
-        .request(method, format!("{}{path}", gw.url))
-        .bearer_auth(ADMIN);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    common::admin_call(gw, ADMIN, method, path, body).await
 }
 
 #[tokio::test]
@@ -111,7 +102,10 @@ async fn key_changes_are_audited_once_without_their_secret() {
         None,
     )
     .await;
-    assert_eq!(only["data"].as_array().unwrap(), std::slice::from_ref(create));
+    assert_eq!(
+        only["data"].as_array().unwrap(),
+        std::slice::from_ref(create)
+    );
     let before = revoke["id"].as_i64().unwrap();
     let (_, page) = admin(
         &gw,
@@ -120,7 +114,10 @@ async fn key_changes_are_audited_once_without_their_secret() {
         None,
     )
     .await;
-    assert_eq!(page["data"].as_array().unwrap(), std::slice::from_ref(create));
+    assert_eq!(
+        page["data"].as_array().unwrap(),
+        std::slice::from_ref(create)
+    );
     let (status, bad) = admin(&gw, reqwest::Method::GET, "/admin/audit?limit=ten", None).await;
     assert_eq!(status, 400, "{bad}");
     assert!(

@@ -54,16 +54,7 @@ async fn admin(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut request = gw
-        .client()
-        .request(method, format!("{}{path}", gw.url))
-        .bearer_auth(ADMIN);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    common::admin_call(gw, ADMIN, method, path, body).await
 }
 
 async fn create_key(gw: &TestGateway, spec: Value) -> (String, String) {

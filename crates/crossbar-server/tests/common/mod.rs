@@ -217,3 +217,25 @@ dialect = "openai"
 }
 #[allow(unused_imports, reason = "each test binary uses part of this module")]
 pub(crate) use claude_and_openai;
+
+/// A call to the admin API with `token`: the status and the JSON body (null when none).
+#[allow(dead_code, reason = "each test binary uses part of this module")]
+#[expect(clippy::unwrap_used, reason = "test helper: a failure fails the test")]
+pub async fn admin_call(
+    gw: &TestGateway,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = gw
+        .client()
+        .request(method, format!("{}{path}", gw.url))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
