@@ -365,6 +365,18 @@ test("the dashboard shows the traffic, its cost and the failing deployment", { t
   await waitText(page, 'tr[data-whatif="chat@sim-openai"]', (t) => !t.includes("cheapest"), "no badge on a tie");
   await page.screenshot({ path: join(output, "whatif.png"), fullPage: true });
 
+  // Audit log: the two keys this test created, newest first, by the admin from this machine,
+  // and never their secrets.
+  await page.goto(`${url}/ui#/audit`);
+  await waitText(page, 'table[data-table="audit"]', has(teamA.id), "audit lists team-a's key");
+  const audited = await page.locator('tr[data-action="key.create"] [data-field="target"]').allTextContents();
+  assert.deepEqual(audited, [teamB.id, teamA.id]);
+  const actors = await page.locator('tr[data-action="key.create"] [data-field="actor"]').allTextContents();
+  assert.deepEqual(actors, ["admin", "admin"]);
+  const auditText = await page.locator("#page").innerText();
+  assert.ok(!auditText.includes(teamA.secret) && !auditText.includes(teamB.secret), "a secret on the audit page");
+  await page.screenshot({ path: join(output, "audit.png"), fullPage: true });
+
   // Agent runs: none yet, and the page says so.
   await page.goto(`${url}/ui#/runs`);
   await waitText(page, '[data-empty="runs"]', has("No agent runs"), "runs empty state");

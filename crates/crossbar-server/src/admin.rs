@@ -158,7 +158,7 @@ async fn revoke_key(
 /// `GET /admin/audit` query: all optional.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AuditParams {
+pub(crate) struct AuditParams {
     action: Option<String>,
     target: Option<String>,
     before_id: Option<i64>,
@@ -166,7 +166,7 @@ struct AuditParams {
     limit: Option<u32>,
 }
 
-async fn list_audit(
+pub(crate) async fn list_audit(
     State(state): State<AppState>,
     params: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {

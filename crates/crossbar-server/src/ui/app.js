@@ -441,6 +441,33 @@ pages.runs = {
   },
 };
 
+/** What an audit entry changed: the fields whose values differ between before and after. */
+function auditChange(e) {
+  if (!e.before) return "created";
+  if (!e.after) return "deleted";
+  const keys = [...new Set([...Object.keys(e.before), ...Object.keys(e.after)])];
+  const changed = keys.filter((k) => JSON.stringify(e.before[k]) !== JSON.stringify(e.after[k]));
+  return changed.map((k) => `${k}: ${JSON.stringify(e.before[k]) ?? "–"} → ${JSON.stringify(e.after[k]) ?? "–"}`).join("; ");
+}
+
+pages.audit = {
+  title: "Audit log",
+  controls() { return []; },
+  async load() { return getJson("/v1/crossbar/audit?limit=200"); },
+  draw(a) {
+    if (!a.data.length) {
+      return render(card(null, h("div", { class: "empty", "data-empty": "audit" }, h("strong", {}, "No administrative changes yet"),
+        "Key creations and revocations and configuration reloads are recorded here, newest first.")));
+    }
+    render(card(null, table(["time", "who", "from", "action", "target", "change"],
+      a.data.map((e) => h("tr", { "data-audit": e.id, "data-action": e.action },
+        h("td", {}, fmt.time(e.at_ms)), h("td", { "data-field": "actor" }, e.actor), h("td", { class: "muted" }, e.source),
+        h("td", { "data-field": "action" }, e.action), h("td", { class: "mono", "data-field": "target" }, e.target),
+        h("td", { class: "muted task", "data-field": "change" }, auditChange(e)))), { "data-table": "audit" })),
+    h("p", { class: "muted" }, "Append-only; secrets are never recorded. The same list: GET /admin/audit."));
+  },
+};
+
 function drawRun(run) {
   render(
     h("p", {}, h("a", { class: "back", href: "#/runs" }, "← all runs")),

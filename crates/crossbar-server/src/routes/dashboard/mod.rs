@@ -38,6 +38,8 @@ pub(crate) fn routes(state: &AppState) -> HttpRouter<AppState> {
         .route("/v1/crossbar/whatif", get(api::whatif))
         .route("/v1/crossbar/runs", get(api::runs))
         .route("/v1/crossbar/runs/{id}", get(api::run))
+        // The admin API's list, for the dashboard's audit page (behind the dashboard's guard).
+        .route("/v1/crossbar/audit", get(crate::admin::list_audit))
         .route_layer(middleware::from_fn_with_state(state.clone(), guard))
 }
 
