@@ -347,6 +347,13 @@ async fn assert_deployment(gw: &Gateway, deployment: &str, count: usize) {
     }
 }
 
+/// `answer`, a second turn's, came from Claude on `provider`, which served all three calls.
+async fn assert_second_turn_on_claude(gw: &Gateway, provider: &str, answer: &str) {
+    assert!(answer.contains("PEAR-19"), "{provider}: {answer}");
+    assert_deployment(gw, &format!("claude-sonnet@{provider}"), 3).await;
+    assert_usage(gw, "claude-sonnet", 3).await;
+}
+
 /// Claude through each cloud's own door (Anthropic, Bedrock's Converse, Vertex AI), a tool
 /// round trip and a second turn each: thinking blocks signed by one cloud go back to it.
 #[tokio::test(flavor = "multi_thread")]
@@ -374,9 +381,7 @@ async fn claude_code_on_claude_in_each_cloud() {
             Some(provider),
         )
         .await;
-        assert!(answer.contains("PEAR-19"), "{provider}: {answer}");
-        assert_deployment(&gw, &format!("claude-sonnet@{provider}"), 3).await;
-        assert_usage(&gw, "claude-sonnet", 3).await;
+        assert_second_turn_on_claude(&gw, provider, &answer).await;
     }
 }
 
@@ -405,9 +410,7 @@ async fn codex_on_claude_on_bedrock_and_vertex() {
             Some(provider),
         )
         .await;
-        assert!(answer.contains("PEAR-19"), "{provider}: {answer}");
-        assert_deployment(&gw, &format!("claude-sonnet@{provider}"), 3).await;
-        assert_usage(&gw, "claude-sonnet", 3).await;
+        assert_second_turn_on_claude(&gw, provider, &answer).await;
     }
 }
 
