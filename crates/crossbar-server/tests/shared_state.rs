@@ -60,12 +60,7 @@ impl Drop for Redis {
 fn config(redis: &Redis, store: &str, extra: &str) -> String {
     format!(
         r#"
-[store]
-url = "{store}"
-
-[admin]
-token = "{ADMIN}"
-
+{keyed}
 [redis]
 url = "{url}"
 sync_interval_ms = 50
@@ -95,6 +90,7 @@ deployments = [
 ]
 {extra}
 "#,
+        keyed = common::keyed(store, ADMIN),
         url = redis.url()
     )
 }
