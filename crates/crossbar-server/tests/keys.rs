@@ -19,7 +19,12 @@ fn store_path() -> String {
 fn config(store: &str) -> String {
     format!(
         r#"
-{}
+[store]
+url = "{store}"
+
+[admin]
+token = "{ADMIN}"
+
 [[providers]]
 name = "sim-openai"
 kind = "sim"
@@ -35,8 +40,7 @@ deployments = [{{ provider = "sim-openai", target = "gpt-4o-mini", price = {{ in
 
 [routes.cheap]
 models = ["other"]
-"#,
-        common::keyed(store, ADMIN)
+"#
     )
 }
 

@@ -60,7 +60,12 @@ impl Drop for Redis {
 fn config(redis: &Redis, store: &str, extra: &str) -> String {
     format!(
         r#"
-{keyed}
+[store]
+url = "{store}"
+
+[admin]
+token = "{ADMIN}"
+
 [redis]
 url = "{url}"
 sync_interval_ms = 50
@@ -90,7 +95,6 @@ deployments = [
 ]
 {extra}
 "#,
-        keyed = common::keyed(store, ADMIN),
         url = redis.url()
     )
 }

@@ -137,12 +137,6 @@ api_key = "sk-ant"
 #[allow(unused_imports, reason = "each test binary uses part of this module")]
 pub(crate) use claude_behind_key;
 
-/// The `[store]` at `store` and the `[admin]` token `admin` of a gateway with virtual keys.
-#[allow(dead_code, reason = "each test binary uses part of this module")]
-pub fn keyed(store: &str, admin: &str) -> String {
-    format!("[store]\nurl = \"{store}\"\n\n[admin]\ntoken = \"{admin}\"\n")
-}
-
 /// One simulated provider, `flaky`, of `dialect` with the simulator settings `sim` (its faults)
 /// and the provider settings `extra`, serving `target` as the model `m`.
 #[allow(dead_code, reason = "each test binary uses part of this module")]
