@@ -505,17 +505,12 @@ fn anthropic_tools() -> Value {
         "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}])
 }
 
-/// The JSON payloads of an AWS event stream (prelude, headers, payload, CRC per message).
-fn event_payloads(mut bytes: &[u8]) -> Vec<Value> {
-    let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
-    let mut out = Vec::new();
-    while bytes.len() >= 16 {
-        let total = be32(bytes);
-        let headers = be32(&bytes[4..]);
-        out.push(serde_json::from_slice(&bytes[12 + headers..total - 4]).unwrap());
-        bytes = &bytes[total..];
-    }
-    out
+/// The JSON payloads of an AWS event stream, every one of which must be whole JSON.
+fn event_payloads(bytes: &[u8]) -> Vec<Value> {
+    crossbar_testkit::http::event_payloads(bytes)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect()
 }
 
 /// The reasoning text and signature the simulator sent in its last answer, streamed or not.

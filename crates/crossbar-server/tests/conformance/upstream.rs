@@ -279,22 +279,12 @@ fn converse(value: &Value) -> Answer {
     answer
 }
 
-/// The JSON payloads of an AWS event stream (prelude, headers, payload, CRC per message).
-fn event_payloads(mut bytes: &[u8]) -> Vec<Value> {
-    let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
-    let mut out = Vec::new();
-    while bytes.len() >= 16 {
-        let total = be32(bytes);
-        let headers = be32(&bytes[4..]);
-        if total > bytes.len() || 12 + headers + 4 > total {
-            break;
-        }
-        if let Ok(value) = serde_json::from_slice(&bytes[12 + headers..total - 4]) {
-            out.push(value);
-        }
-        bytes = &bytes[total..];
-    }
-    out
+/// The JSON payloads of an AWS event stream, up to a message cut short; others are skipped.
+fn event_payloads(bytes: &[u8]) -> Vec<Value> {
+    crossbar_testkit::http::event_payloads(bytes)
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 fn converse_stream(bytes: &[u8]) -> Answer {
