@@ -64,7 +64,8 @@ fn sse_chunks(body: &str) -> Vec<Value> {
         .collect()
 }
 
-fn text_of(chunks: &[Value]) -> String {
+/// The parts of each chunk's first candidate, in order.
+fn parts(chunks: &[Value]) -> Vec<Value> {
     chunks
         .iter()
         .flat_map(|c| {
@@ -73,6 +74,12 @@ fn text_of(chunks: &[Value]) -> String {
                 .cloned()
                 .unwrap_or_default()
         })
+        .collect()
+}
+
+fn text_of(chunks: &[Value]) -> String {
+    parts(chunks)
+        .into_iter()
         .filter(|p| p.get("thought").is_none())
         .filter_map(|p| p["text"].as_str().map(str::to_owned))
         .collect()
@@ -184,16 +191,7 @@ async fn some_streams_carry_empty_text_parts() {
         )
         .await;
         let chunks = sse_chunks(&response.text().await.unwrap());
-        empty_parts += chunks
-            .iter()
-            .flat_map(|c| {
-                c["candidates"][0]["content"]["parts"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-            })
-            .filter(|p| p["text"] == "")
-            .count();
+        empty_parts += parts(&chunks).iter().filter(|p| p["text"] == "").count();
     }
     assert!(
         empty_parts > 0,
@@ -414,86 +412,69 @@ fn refused(message: &str) -> (u16, String, String) {
     (400, "INVALID_ARGUMENT".to_owned(), message.to_owned())
 }
 
+/// A model, its budget range's low end on the Gemini API and on Vertex AI and its high end,
+/// budgets out of the range, budgets both APIs accept.
+type BudgetRange = (
+    &'static str,
+    (i64, i64, i64),
+    &'static [i64],
+    &'static [i64],
+);
+
 /// Each model's thinking budgets: those refused, in the Gemini API's and Vertex AI's words, and
 /// those both accept. 2.5 Pro cannot turn thinking off, and each model has its own range.
 #[tokio::test]
 async fn thinking_budgets_follow_each_models_range() {
-    let gemini_range = |value: i64, low: i64, high: i64| {
-        format!(
-            "The thinking budget {value} is invalid. Please choose a value between {low} and {high}."
-        )
-    };
-    let vertex_range = |low: i64, high: i64| {
-        format!(
-            "thinking_budget is out of range; supported values are integers from {low} to {high}"
-        )
-    };
-    let cases = [
+    let [gemini, vertex] = both().await;
+    assert_eq!(
+        budget(&gemini, "gemini-2.5-pro", 0).await,
+        refused("Budget 0 is invalid. This model only works in thinking mode.")
+    );
+    assert_eq!(
+        budget(&vertex, "gemini-2.5-pro", 0).await,
+        refused("The model does not support setting thinking_budget to 0.")
+    );
+    let cases: [BudgetRange; 3] = [
         (
             "gemini-2.5-pro",
-            vec![
-                (
-                    0,
-                    "Budget 0 is invalid. This model only works in thinking mode.".to_owned(),
-                    "The model does not support setting thinking_budget to 0.".to_owned(),
-                ),
-                (
-                    127,
-                    gemini_range(127, 128, 32_768),
-                    vertex_range(128, 32_768),
-                ),
-                (
-                    32_769,
-                    gemini_range(32_769, 128, 32_768),
-                    vertex_range(128, 32_768),
-                ),
-            ],
-            vec![-1, 128, 32_768],
+            (128, 128, 32_768),
+            &[127, 32_769],
+            &[-1, 128, 32_768],
         ),
         (
             "gemini-2.5-flash",
-            vec![(
-                24_577,
-                gemini_range(24_577, 0, 24_576),
-                vertex_range(1, 24_576),
-            )],
-            vec![-1, 0, 1, 24_576],
+            (0, 1, 24_576),
+            &[24_577],
+            &[-1, 0, 1, 24_576],
         ),
         (
             "gemini-2.5-flash-lite",
-            vec![
-                (
-                    128,
-                    gemini_range(128, 512, 24_576),
-                    vertex_range(512, 24_576),
-                ),
-                (
-                    24_577,
-                    gemini_range(24_577, 512, 24_576),
-                    vertex_range(512, 24_576),
-                ),
-            ],
-            vec![-1, 0, 512, 24_576],
+            (512, 512, 24_576),
+            &[128, 24_577],
+            &[-1, 0, 512, 24_576],
         ),
     ];
-    let [gemini, vertex] = both().await;
-    for (model, refusals, fine) in cases {
-        for (value, gemini_message, vertex_message) in refusals {
+    for (model, (gemini_low, vertex_low, high), out_of_range, fine) in cases {
+        for &value in out_of_range {
             assert_eq!(
                 budget(&gemini, model, value).await,
-                refused(&gemini_message),
+                refused(&format!(
+                    "The thinking budget {value} is invalid. Please choose a value between {gemini_low} and {high}."
+                )),
                 "{model} {value}"
             );
             assert_eq!(
                 budget(&vertex, model, value).await,
-                refused(&vertex_message),
+                refused(&format!(
+                    "thinking_budget is out of range; supported values are integers from {vertex_low} to {high}"
+                )),
                 "{model} {value}"
             );
         }
         for server in [&gemini, &vertex] {
-            for value in &fine {
+            for &value in fine {
                 assert_eq!(
-                    budget(server, model, *value).await,
+                    budget(server, model, value).await,
                     accepted(),
                     "{model} {value}"
                 );
@@ -517,14 +498,20 @@ async fn send(url: &str, headers: &[(&str, &str)]) -> (u16, Value) {
     (response.status().as_u16(), response.json().await.unwrap())
 }
 
-#[tokio::test]
-async fn gemini_takes_the_key_in_a_header_or_the_query() {
+/// A simulator of `dialect` that wants the key `key`, and its `generateContent` URL.
+async fn keyed(dialect: SimDialect, key: &str) -> (SimServer, String) {
     let config = SimConfig {
-        api_key: Some("AIza-sim".to_owned()),
+        api_key: Some(key.to_owned()),
         ..SimConfig::default()
     };
-    let server = start(SimDialect::Gemini, config).await;
+    let server = start(dialect, config).await;
     let generate = url(&server, "generateContent");
+    (server, generate)
+}
+
+#[tokio::test]
+async fn gemini_takes_the_key_in_a_header_or_the_query() {
+    let (_server, generate) = keyed(SimDialect::Gemini, "AIza-sim").await;
     let (status, body) = send(&generate, &[]).await;
     assert_eq!((status, error_of(&body).0), (403, "PERMISSION_DENIED"));
     let (status, body) = send(&generate, &[("x-goog-api-key", "AIza-wrong")]).await;
@@ -549,12 +536,7 @@ async fn gemini_takes_the_key_in_a_header_or_the_query() {
 
 #[tokio::test]
 async fn vertex_takes_a_bearer_token_and_also_guards_hosted_claude() {
-    let config = SimConfig {
-        api_key: Some("ya29.sim".to_owned()),
-        ..SimConfig::default()
-    };
-    let server = start(SimDialect::Vertex, config).await;
-    let generate = url(&server, "generateContent");
+    let (server, generate) = keyed(SimDialect::Vertex, "ya29.sim").await;
     let (status, body) = send(&generate, &[]).await;
     assert_eq!((status, error_of(&body).0), (401, "UNAUTHENTICATED"));
     assert_eq!(body["error"]["details"][0]["reason"], "CREDENTIALS_MISSING");
