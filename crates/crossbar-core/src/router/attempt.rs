@@ -21,11 +21,13 @@ use crate::router::{Attempt, Deployment, lock};
 
 /// Everything decided about a request before its first attempt.
 #[derive(Debug)]
-pub struct Plan {
+pub struct Plan<'r> {
     pub model: String,
     pub route: Arc<Route>,
-    /// Best first.
-    pub candidates: Vec<Candidate>,
+    /// Best first, as far as `ranked`; the rest rank after those, sorted when first needed
+    /// ([`Plan::rank_all`]).
+    pub candidates: Vec<Candidate<'r>>,
+    pub ranked: usize,
     pub stream: bool,
     pub started: Instant,
     pub affinity_key: Option<u64>,
@@ -33,15 +35,46 @@ pub struct Plan {
     pub affinity_hit: Option<usize>,
 }
 
-impl Plan {
+impl Plan<'_> {
     /// Upstream calls allowed: the route's budget, else every candidate once and at least 3.
     fn budget(&self) -> u32 {
-        self.route.attempts.unwrap_or_else(|| {
-            u32::try_from(self.candidates.len())
-                .unwrap_or(u32::MAX)
-                .clamp(3, 10)
-        })
+        budget(self.route.attempts, self.candidates.len())
     }
+
+    /// Puts every candidate in its ranked place (see [`super::policy::rank`]).
+    pub fn rank_all(&mut self) {
+        if self.ranked < self.candidates.len() {
+            super::policy::rank_rest(self.route.objective, &mut self.candidates[self.ranked..]);
+            self.ranked = self.candidates.len();
+        }
+    }
+
+    /// Moves the candidate at `position` to the front, the others keeping their order.
+    pub fn move_to_front(&mut self, position: usize) {
+        if position >= self.ranked {
+            self.rank_all();
+        }
+        self.candidates[..=position].rotate_right(1);
+    }
+
+    /// The position of the first candidate, in ranked order, that `wanted` accepts.
+    pub fn find(&mut self, wanted: impl Fn(&Candidate<'_>) -> bool) -> Option<usize> {
+        if let Some(position) = self.candidates[..self.ranked].iter().position(&wanted) {
+            return Some(position);
+        }
+        let from = self.ranked;
+        self.rank_all();
+        self.candidates[from..]
+            .iter()
+            .position(wanted)
+            .map(|position| from + position)
+    }
+}
+
+/// Upstream calls allowed: `attempts` (the route's budget), else every candidate once and at
+/// least 3, at most 10.
+pub fn budget(attempts: Option<u32>, candidates: usize) -> u32 {
+    attempts.unwrap_or_else(|| u32::try_from(candidates).unwrap_or(u32::MAX).clamp(3, 10))
 }
 
 /// Every attempt failed (or none could start): the error to answer with, and the attempts,
@@ -189,8 +222,8 @@ async fn hedge_due(timer: &mut Option<Pin<Box<Sleep>>>) {
     }
 }
 
-struct Run<'p, 'a, T> {
-    plan: &'p Plan,
+struct Run<'p, 'r, 'a, T> {
+    plan: &'p mut Plan<'r>,
     rng: &'p Mutex<StdRng>,
     tried: Vec<bool>,
     excluded: Vec<bool>,
@@ -206,34 +239,51 @@ struct Run<'p, 'a, T> {
     deadline: Option<Instant>,
 }
 
-impl<'a, T: Send + 'a> Run<'_, 'a, T> {
-    fn untried(&self) -> impl Iterator<Item = (usize, &Candidate)> {
-        self.plan
-            .candidates
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !self.tried[*i] && !self.excluded[*i])
-            .filter(|(i, _)| !self.in_flight.iter().any(|f| f.candidate == *i))
+impl<'a, T: Send + 'a> Run<'_, '_, 'a, T> {
+    /// The best untried candidate that `take` takes, with what it returned. Walks the ranked
+    /// candidates first and ranks the rest only if none of those will do.
+    fn first_untried<X>(
+        &mut self,
+        mut take: impl FnMut(&Candidate<'_>) -> Option<X>,
+    ) -> Option<(usize, X)> {
+        let mut from = 0;
+        loop {
+            let end = self.plan.ranked;
+            for i in from..end {
+                if self.tried[i]
+                    || self.excluded[i]
+                    || self.in_flight.iter().any(|f| f.candidate == i)
+                {
+                    continue;
+                }
+                if let Some(taken) = take(&self.plan.candidates[i]) {
+                    return Some((i, taken));
+                }
+            }
+            if end == self.plan.candidates.len() {
+                return None;
+            }
+            self.plan.rank_all();
+            from = end;
+        }
     }
 
     /// The best untried candidate that may be called now, with leave to call it.
-    fn pick(&self, now: Instant) -> Option<(usize, Lease)> {
-        self.untried()
-            .find_map(|(i, c)| Lease::acquire(&c.deployment, now, false).map(|lease| (i, lease)))
+    fn pick(&mut self, now: Instant) -> Option<(usize, Lease)> {
+        self.first_untried(|c| Lease::acquire(c.deployment, now, false))
     }
 
     /// The best untried candidate that may be called now, without taking leave yet.
-    fn next_available(&self, now: Instant) -> Option<usize> {
-        self.untried()
-            .find(|(_, c)| c.deployment.available(now))
-            .map(|(i, _)| i)
+    fn next_available(&mut self, now: Instant) -> Option<usize> {
+        self.first_untried(|c| c.deployment.available(now).then_some(()))
+            .map(|(i, ())| i)
     }
 
     fn launch<F>(&mut self, candidate: usize, lease: Lease, hedge: bool, call: &F)
     where
         F: Fn(Arc<Deployment>) -> BoxFuture<'a, Result<T>>,
     {
-        let deployment = Arc::clone(&self.plan.candidates[candidate].deployment);
+        let deployment = Arc::clone(self.plan.candidates[candidate].deployment);
         self.tried[candidate] = true;
         self.launched += 1;
         self.hedged |= hedge;
@@ -319,7 +369,8 @@ impl<'a, T: Send + 'a> Run<'_, 'a, T> {
         F: Fn(Arc<Deployment>) -> BoxFuture<'a, Result<T>>,
     {
         self.hedge_timer = None;
-        let Some(hedging) = &self.plan.route.hedge else {
+        let route = Arc::clone(&self.plan.route);
+        let Some(hedging) = &route.hedge else {
             return;
         };
         let now = Instant::now();
@@ -333,7 +384,7 @@ impl<'a, T: Send + 'a> Run<'_, 'a, T> {
         if !hedging.try_spend() {
             return;
         }
-        let deployment = &self.plan.candidates[candidate].deployment;
+        let deployment = self.plan.candidates[candidate].deployment;
         if let Some(lease) = Lease::acquire(deployment, now, true) {
             tracing::debug!(deployment = %deployment.id(), "hedging a slow first attempt");
             self.launch(candidate, lease, true, call);
@@ -360,7 +411,7 @@ impl<'a, T: Send + 'a> Run<'_, 'a, T> {
             let slow = (!flight.hedge).then_some((self.plan.stream, elapsed));
             flight.lease.cancelled(cost, slow);
             self.attempts.push(Attempt {
-                deployment: Arc::clone(&candidate.deployment),
+                deployment: Arc::clone(candidate.deployment),
                 elapsed,
                 error: None,
                 hedge: flight.hedge,
@@ -374,7 +425,7 @@ impl<'a, T: Send + 'a> Run<'_, 'a, T> {
 /// Runs the attempts of one request. `call` makes one upstream call and resolves at its first
 /// token (streams) or answer. The attempts share the image URLs they fetch.
 pub async fn execute<'a, T, F>(
-    plan: &Plan,
+    plan: &mut Plan<'_>,
     rng: &Mutex<StdRng>,
     call: F,
 ) -> std::result::Result<Won<T>, Failed>
@@ -386,7 +437,7 @@ where
 }
 
 async fn attempts<'a, T, F>(
-    plan: &Plan,
+    plan: &mut Plan<'_>,
     rng: &Mutex<StdRng>,
     call: F,
 ) -> std::result::Result<Won<T>, Failed>
@@ -395,28 +446,30 @@ where
     F: Fn(Arc<Deployment>) -> BoxFuture<'a, Result<T>>,
 {
     let count = plan.candidates.len();
-    let mut run: Run<'_, 'a, T> = Run {
+    let budget = plan.budget();
+    let deadline = plan.route.total_timeout.map(|t| plan.started + t);
+    if let Some(hedging) = &plan.route.hedge {
+        hedging.credit();
+    }
+    let mut run: Run<'_, '_, 'a, T> = Run {
         plan,
         rng,
         tried: vec![false; count],
         excluded: vec![false; count],
         round: 0,
         launched: 0,
-        budget: plan.budget(),
+        budget,
         hedged: false,
         next_id: 0,
         running: FuturesUnordered::new(),
         in_flight: Vec::new(),
         attempts: Vec::new(),
         hedge_timer: None,
-        deadline: plan.route.total_timeout.map(|t| plan.started + t),
+        deadline,
     };
-    if let Some(hedging) = &plan.route.hedge {
-        hedging.credit();
-    }
     let Some((first, lease)) = run.pick(Instant::now()) else {
         return Err(Failed {
-            error: unavailable(plan),
+            error: unavailable(run.plan),
             attempts: Vec::new(),
         });
     };
@@ -448,10 +501,11 @@ where
                     continue;
                 };
                 let elapsed = flight.started.elapsed();
-                let deployment = Arc::clone(&plan.candidates[flight.candidate].deployment);
+                let deployment = Arc::clone(run.plan.candidates[flight.candidate].deployment);
+                let stream = run.plan.stream;
                 match result {
                     Ok(value) => {
-                        flight.lease.succeeded(plan.stream, elapsed, flight.hedge);
+                        flight.lease.succeeded(stream, elapsed, flight.hedge);
                         run.attempts.push(Attempt {
                             deployment,
                             elapsed,
@@ -478,7 +532,7 @@ where
                             "attempt failed: {}",
                             error.message
                         );
-                        flight.lease.failed(&error, plan.stream, elapsed);
+                        flight.lease.failed(&error, stream, elapsed);
                         run.attempts.push(Attempt {
                             deployment,
                             elapsed,

@@ -98,15 +98,19 @@ fn fits(accepts: &Accepts, needs: &Needs, prompt_tokens: f64) -> bool {
 
 /// Keeps the deployments that give what the request needs; with none, the client's 400 naming
 /// what no deployment of `model` has.
-pub(super) fn admit(
+pub(super) fn admit<'r>(
     model: &str,
-    deployments: Vec<(Arc<Deployment>, f64)>,
+    deployments: Vec<(&'r Arc<Deployment>, f64)>,
     needs: &Needs,
-) -> Result<Vec<(Arc<Deployment>, f64)>> {
-    if deployments
+) -> Result<Vec<(&'r Arc<Deployment>, f64)>> {
+    let fitting = deployments
         .iter()
-        .any(|(d, prompt)| fits(&d.accepts, needs, *prompt))
-    {
+        .filter(|(d, prompt)| fits(&d.accepts, needs, *prompt))
+        .count();
+    if fitting == deployments.len() && fitting > 0 {
+        return Ok(deployments);
+    }
+    if fitting > 0 {
         return Ok(deployments
             .into_iter()
             .filter(|(d, prompt)| fits(&d.accepts, needs, *prompt))
@@ -117,7 +121,7 @@ pub(super) fn admit(
 
 /// Why no deployment fits: the first need no deployment meets, else that no single one meets
 /// them all.
-fn refusal(model: &str, deployments: &[(Arc<Deployment>, f64)], needs: &Needs) -> Error {
+fn refusal(model: &str, deployments: &[(&Arc<Deployment>, f64)], needs: &Needs) -> Error {
     for capability in needs.capabilities.iter() {
         if !deployments.iter().any(|(d, _)| d.accepts.has(capability)) {
             return Error::invalid_request(format!(

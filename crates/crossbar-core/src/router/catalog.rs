@@ -227,6 +227,16 @@ impl Preferences {
         }
     }
 
+    /// Whether the caller allows every deployment (no provider headers, no key constraints).
+    pub(crate) fn allows_all(&self) -> bool {
+        self.providers.is_empty()
+            && self.exclude_providers.is_empty()
+            && self
+                .key
+                .as_ref()
+                .is_none_or(|k| unconstrained(&k.constraints))
+    }
+
     /// Whether the caller allows this deployment.
     pub fn allows(&self, deployment: &Deployment) -> bool {
         let name = deployment.provider.name.as_str();
@@ -237,6 +247,14 @@ impl Preferences {
                 .as_ref()
                 .is_none_or(|k| allowed(&k.constraints, deployment))
     }
+}
+
+/// Whether constraints let every deployment through: then a routing decision skips checking
+/// each one.
+pub(crate) fn unconstrained(constraints: &Constraints) -> bool {
+    constraints.clouds.is_empty()
+        && constraints.regions.is_empty()
+        && constraints.providers.is_empty()
 }
 
 /// Whether a deployment satisfies constraints.

@@ -21,6 +21,7 @@ mod capabilities;
 mod carry;
 mod catalog;
 mod estimate;
+mod glance;
 mod hedge;
 mod peers;
 mod policy;
@@ -85,6 +86,8 @@ pub struct Deployment {
     /// What it accepts (capabilities, context, output), from its entry or the catalog.
     pub accepts: Accepts,
     live: Mutex<Live>,
+    /// What ranking reads of `live`, readable without its lock.
+    glance: glance::Glance,
 }
 
 /// What the router learns about a deployment as it calls it.
@@ -104,8 +107,8 @@ impl Deployment {
         format!("{}@{}", self.model, self.provider.name)
     }
 
-    pub(crate) fn live(&self) -> MutexGuard<'_, Live> {
-        lock(&self.live)
+    pub(crate) fn live(&self) -> glance::LiveGuard<'_> {
+        glance::LiveGuard::new(lock(&self.live), &self.glance)
     }
 
     /// Whether a call may start now: not cooling down, breaker not open.
@@ -286,7 +289,7 @@ fn by_specificity(a: &str, b: &str) -> std::cmp::Ordering {
 }
 
 /// A deployment a request may use, with the request's prompt tokens under its tokenizer.
-type Priced = (Arc<Deployment>, f64);
+type Priced<'r> = (&'r Arc<Deployment>, f64);
 
 impl Router {
     /// Builds providers and the catalog. `endpoints` overrides provider endpoints by name
@@ -356,6 +359,12 @@ impl Router {
                     .get(d.provider.get_ref())
                     .filter(|kind| **kind != crate::config::ProviderKind::Sim)
                     .and_then(|kind| catalog.find(*kind, &d.target));
+                let live = Live {
+                    stats: stats::Stats::default(),
+                    breaker: breaker::Breaker::new(breaker_settings),
+                    cooldown_until: None,
+                    peers: None,
+                };
                 let deployment = Arc::new(Deployment {
                     model: name.clone(),
                     target: d.target.clone(),
@@ -364,12 +373,8 @@ impl Router {
                     index: deployments.len(),
                     tokenizer,
                     accepts: Accepts::resolve(d, listed),
-                    live: Mutex::new(Live {
-                        stats: stats::Stats::default(),
-                        breaker: breaker::Breaker::new(breaker_settings),
-                        cooldown_until: None,
-                        peers: None,
-                    }),
+                    glance: glance::Glance::of(&live),
+                    live: Mutex::new(live),
                 });
                 deployments.push(Arc::clone(&deployment));
                 own.push(deployment);
@@ -539,7 +544,7 @@ impl Router {
         route: &Route,
         model: &str,
         preferences: &Preferences,
-    ) -> Result<Vec<Arc<Deployment>>> {
+    ) -> Result<Vec<&Arc<Deployment>>> {
         let own: Vec<&str> = if self.models.contains_key(model) {
             vec![model]
         } else {
@@ -568,12 +573,12 @@ impl Router {
                 names.push(name);
             }
         }
+        let everyone = catalog::unconstrained(&route.constraints) && preferences.allows_all();
         let eligible: Vec<_> = names
             .iter()
             .filter_map(|name| self.models.get(*name))
             .flatten()
-            .filter(|d| allowed(&route.constraints, d) && preferences.allows(d))
-            .cloned()
+            .filter(|d| everyone || (allowed(&route.constraints, d) && preferences.allows(d)))
             .collect();
         if eligible.is_empty() {
             return Err(Error::not_found(format!(
@@ -588,12 +593,12 @@ impl Router {
     /// The logical model, the route, and each deployment the request may use with its prompt
     /// tokens under the deployment's tokenizer (before calibration); the OpenAI tokenizer runs
     /// only if needed.
-    fn eligible_priced<'a>(
-        &'a self,
-        requested: &'a str,
+    fn eligible_priced<'r: 'm, 'm>(
+        &'r self,
+        requested: &'m str,
         preferences: &Preferences,
         prompt: &Prompt,
-    ) -> Result<(&'a str, Arc<Route>, Vec<Priced>)> {
+    ) -> Result<(&'m str, Arc<Route>, Vec<Priced<'r>>)> {
         let model = self.resolve_for(requested, preferences)?;
         let route = self.route_for(model, preferences)?;
         let deployments = self.eligible(&route, model, preferences)?;
@@ -666,29 +671,27 @@ impl Router {
         prompt: &estimate::Prompt,
         output: Output,
         chat: Option<&ChatRequest>,
-    ) -> Result<Plan> {
+    ) -> Result<Plan<'_>> {
         let (model, route, deployments) = self.eligible_priced(model, preferences, prompt)?;
         let deployments = match chat {
             Some(request) => capabilities::admit(model, deployments, &needs(request))?,
             None => deployments,
         };
-        let mut candidates: Vec<Candidate> = deployments
+        let mut candidates: Vec<Candidate<'_>> = deployments
             .into_iter()
-            .map(|(deployment, raw)| {
-                let live = deployment.live();
-                let prompt_tokens = raw * live.stats.calibration.unwrap_or(1.0);
+            .enumerate()
+            .map(|(order, (deployment, raw))| {
+                let seen = deployment.glance.read(stream);
+                let prompt_tokens = raw * seen.calibration.unwrap_or(1.0);
                 let output_tokens = match output {
                     Output::Nothing => 0.0,
                     Output::Chat { max_tokens } => {
-                        let expected = live
-                            .stats
+                        let expected = seen
                             .output_tokens
                             .unwrap_or(estimate::DEFAULT_OUTPUT_TOKENS);
                         max_tokens.map_or(expected, |max| expected.min(f64::from(max)))
                     }
                 };
-                let (expected_ms, failure) = expectations(&live, stream);
-                drop(live);
                 Candidate {
                     estimated_cost: estimate::estimated_cost(
                         &deployment.price,
@@ -696,11 +699,13 @@ impl Router {
                         output_tokens,
                     ),
                     deployment,
+                    order,
                     raw_prompt_tokens: raw,
                     prompt_tokens,
-                    expected_ms,
-                    failure,
+                    expected_ms: seen.expected_ms,
+                    failure: seen.failure,
                     score: 0.0,
+                    latency: 0.0,
                 }
             })
             .collect();
@@ -721,10 +726,13 @@ impl Router {
             }
         }
         let rotation = route.rotation.fetch_add(1, Ordering::Relaxed);
-        policy::rank(
+        // Only as many as the attempts may reach are sorted now.
+        let keep = attempt::budget(route.attempts, candidates.len());
+        let ranked = policy::rank(
             route.objective,
             route.cost_weight,
             rotation,
+            usize::try_from(keep).unwrap_or(usize::MAX),
             &mut candidates,
         );
         let now = Instant::now();
@@ -733,18 +741,32 @@ impl Router {
                 .affinity
                 .and_then(|a| affinity::prefix_key(request, a.min_prefix_tokens))
         });
-        let affinity_hit = affinity_key
+        let mut plan = Plan {
+            model: model.to_owned(),
+            route,
+            candidates,
+            ranked,
+            stream,
+            started: now,
+            affinity_key,
+            affinity_hit: None,
+        };
+        plan.affinity_hit = affinity_key
             .and_then(|key| self.affinity.lookup(key, now))
-            .and_then(|index| to_front(&mut candidates, now, |d| d.index == index));
-        let explored = affinity_hit.is_none()
+            .and_then(|index| to_front(&mut plan, now, |d| d.index == index));
+        let explored = plan.affinity_hit.is_none()
             && policy::explore(
-                route.objective,
-                route.explore,
+                plan.route.objective,
+                plan.route.explore,
                 &mut *lock(&self.rng),
-                &mut candidates,
-            );
+                plan.candidates.len(),
+            )
+            .map(|chosen| plan.move_to_front(chosen))
+            .is_some();
         if tracing::enabled!(tracing::Level::DEBUG) {
-            let ranked: Vec<String> = candidates
+            plan.rank_all();
+            let ranked: Vec<String> = plan
+                .candidates
                 .iter()
                 .map(|c| {
                     format!(
@@ -760,28 +782,20 @@ impl Router {
                 })
                 .collect();
             tracing::debug!(
-                route = %route.name,
+                route = %plan.route.name,
                 model,
-                objective = route.objective.as_str(),
+                objective = plan.route.objective.as_str(),
                 explored,
-                affinity = affinity_hit.is_some(),
+                affinity = plan.affinity_hit.is_some(),
                 ranked = %ranked.join(", "),
                 "routing decision"
             );
         }
-        Ok(Plan {
-            model: model.to_owned(),
-            route,
-            candidates,
-            stream,
-            started: now,
-            affinity_key,
-            affinity_hit,
-        })
+        Ok(plan)
     }
 
     /// Records a non-streamed answer and builds the result.
-    fn finish<T>(&self, plan: &Plan, won: Won<T>, usage: Option<Usage>) -> Routed<T> {
+    fn finish<T>(&self, plan: &Plan<'_>, won: Won<T>, usage: Option<Usage>) -> Routed<T> {
         let candidate = &plan.candidates[won.candidate];
         let mut attempts = won.attempts;
         let cost = Completion::new(plan, won.candidate).record(usage, None);
@@ -795,7 +809,7 @@ impl Router {
         self.remember_affinity(plan, candidate);
         Routed {
             value: won.value,
-            deployment: Arc::clone(&candidate.deployment),
+            deployment: Arc::clone(candidate.deployment),
             route: plan.route.name.clone(),
             cost_pico: Some(attempts.iter().map(|a| a.cost_pico).sum()),
             estimated_cost_usd: candidate.estimated_cost,
@@ -807,7 +821,7 @@ impl Router {
     /// With a store shared by the replicas, a prefix this replica has not seen goes where
     /// another replica placed it, if that deployment is a candidate and available: the first
     /// placement is the routing policy's (cost, latency, health), and every replica follows it.
-    async fn shared_affinity(&self, plan: &mut Plan) {
+    async fn shared_affinity(&self, plan: &mut Plan<'_>) {
         let (Some(key), None, Some(settings), Some(shared)) = (
             plan.affinity_key,
             plan.affinity_hit,
@@ -820,7 +834,7 @@ impl Router {
             return;
         };
         let now = Instant::now();
-        if let Some(index) = to_front(&mut plan.candidates, now, |d| d.id() == id) {
+        if let Some(index) = to_front(plan, now, |d| d.id() == id) {
             plan.affinity_hit = Some(index);
             self.affinity.remember(key, index, now, settings.ttl);
         }
@@ -828,7 +842,7 @@ impl Router {
 
     /// Tells the other replicas where a prefix was placed, when that is news: a first placement,
     /// or a move away from a deployment that failed.
-    async fn share_affinity(&self, plan: &Plan, candidate: &Candidate) {
+    async fn share_affinity(&self, plan: &Plan<'_>, candidate: &Candidate<'_>) {
         if let (Some(key), Some(settings), Some(shared)) =
             (plan.affinity_key, plan.route.affinity, self.shared.get())
             && plan.affinity_hit != Some(candidate.deployment.index)
@@ -843,7 +857,7 @@ impl Router {
         }
     }
 
-    fn remember_affinity(&self, plan: &Plan, candidate: &Candidate) {
+    fn remember_affinity(&self, plan: &Plan<'_>, candidate: &Candidate<'_>) {
         if let (Some(key), Some(settings)) = (plan.affinity_key, plan.route.affinity) {
             self.affinity.remember(
                 key,
@@ -860,7 +874,7 @@ impl Router {
         request: &ChatRequest,
         preferences: &Preferences,
         stream: bool,
-    ) -> Result<Plan> {
+    ) -> Result<Plan<'_>> {
         let prompt = estimate::Prompt::of_chat(request);
         let output = Output::Chat {
             max_tokens: request.max_tokens,
@@ -896,7 +910,7 @@ impl Router {
         let mut plan = self.chat_plan(request, preferences, false)?;
         self.shared_affinity(&mut plan).await;
         let upstream = &self.upstream;
-        let won = attempt::execute(&plan, &self.rng, |d| upstream.chat(d, request))
+        let won = attempt::execute(&mut plan, &self.rng, |d| upstream.chat(d, request))
             .await
             .map_err(|failed| failed.report(preferences))?;
         self.share_affinity(&plan, &plan.candidates[won.candidate])
@@ -920,7 +934,7 @@ impl Router {
         let mut plan = self.chat_plan(request, preferences, true)?;
         self.shared_affinity(&mut plan).await;
         let upstream = &self.upstream;
-        let won = attempt::execute(&plan, &self.rng, |d| {
+        let won = attempt::execute(&mut plan, &self.rng, |d| {
             Box::pin(async move {
                 let name = d.id();
                 let stream = upstream.chat_stream(d, request).await?;
@@ -937,7 +951,7 @@ impl Router {
         let stream = recorded(prefix, rest, completion, won.started, won.first_token);
         Ok(Routed {
             value: stream,
-            deployment: Arc::clone(&candidate.deployment),
+            deployment: Arc::clone(candidate.deployment),
             route: plan.route.name.clone(),
             cost_pico: None,
             estimated_cost_usd: candidate.estimated_cost,
@@ -956,7 +970,7 @@ impl Router {
         preferences: &Preferences,
     ) -> Result<Routed<EmbeddingResponse>> {
         let prompt = estimate::Prompt::of_embedding(request);
-        let plan = self.plan(
+        let mut plan = self.plan(
             &request.model,
             preferences,
             false,
@@ -965,7 +979,7 @@ impl Router {
             None,
         )?;
         let upstream = &self.upstream;
-        let won = attempt::execute(&plan, &self.rng, |d| upstream.embed(d, request))
+        let won = attempt::execute(&mut plan, &self.rng, |d| upstream.embed(d, request))
             .await
             .map_err(|failed| failed.report(preferences))?;
         let usage = Usage {
@@ -1014,10 +1028,10 @@ struct Completion {
 }
 
 impl Completion {
-    fn new(plan: &Plan, candidate: usize) -> Self {
+    fn new(plan: &Plan<'_>, candidate: usize) -> Self {
         let c = &plan.candidates[candidate];
         Self {
-            deployment: Arc::clone(&c.deployment),
+            deployment: Arc::clone(c.deployment),
             raw_prompt_tokens: c.raw_prompt_tokens,
             prompt_tokens: c.prompt_tokens,
             estimated_cost: c.estimated_cost,
@@ -1135,7 +1149,7 @@ impl ModelClient for Router {
 /// A deployment's prompt estimate as a reservation counts it: calibrated to what the deployment
 /// reported before, never below the raw estimate.
 fn reserved_prompt_tokens(deployment: &Deployment, raw: f64) -> u64 {
-    let calibration = deployment.live().stats.calibration.unwrap_or(1.0);
+    let calibration = deployment.glance.calibration().unwrap_or(1.0);
     // Saturating float-to-int conversion: an absurd estimate caps, never wraps.
     (raw * calibration.max(1.0)).ceil() as u64
 }
@@ -1150,13 +1164,11 @@ fn shared_affinity_key(key: u64) -> String {
 /// available, and returns its index: affinity yields to health and constraints, so only an
 /// eligible, available deployment is moved.
 fn to_front(
-    candidates: &mut [Candidate],
+    plan: &mut Plan<'_>,
     now: Instant,
     wanted: impl Fn(&Deployment) -> bool,
 ) -> Option<usize> {
-    let position = candidates
-        .iter()
-        .position(|c| wanted(&c.deployment) && c.deployment.available(now))?;
-    candidates[..=position].rotate_right(1);
-    Some(candidates[0].deployment.index)
+    let position = plan.find(|c| wanted(c.deployment) && c.deployment.available(now))?;
+    plan.move_to_front(position);
+    Some(plan.candidates[0].deployment.index)
 }

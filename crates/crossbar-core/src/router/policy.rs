@@ -20,9 +20,12 @@ const MAX_FAILURE: f64 = 0.95;
 const FAILURE_PENALTY_MS: f64 = 1000.0;
 
 /// One deployment as this request sees it.
-#[derive(Clone, Debug)]
-pub struct Candidate {
-    pub deployment: Arc<Deployment>,
+#[derive(Clone, Copy, Debug)]
+pub struct Candidate<'r> {
+    /// The router's own handle: a decision clones none of them, only what it calls.
+    pub deployment: &'r Arc<Deployment>,
+    /// Position among the request's candidates before ranking: ties rank in this order.
+    pub order: usize,
     /// Our estimate before the deployment's calibration (what calibration is learned against).
     pub raw_prompt_tokens: f64,
     /// Calibrated by the usage the deployment reported so far.
@@ -34,9 +37,11 @@ pub struct Candidate {
     pub failure: f64,
     /// What the objective ranked on (lower is better), for the decision log.
     pub score: f64,
+    /// [`Candidate::latency_score`], once ranking computed it.
+    pub latency: f64,
 }
 
-impl Candidate {
+impl Candidate<'_> {
     /// Expected time including the retries failures cost; unknown counts as instant so that
     /// a new deployment is tried.
     pub fn latency_score(&self) -> f64 {
@@ -49,13 +54,24 @@ fn cmp(a: f64, b: f64) -> Ordering {
     a.total_cmp(&b)
 }
 
-/// Orders `candidates` (given in config order) best first.
-pub fn rank(objective: Objective, cost_weight: f64, rotation: usize, candidates: &mut [Candidate]) {
+/// Orders `candidates` (given in config order) best first, as far as the first `keep` (the
+/// attempts a request may make): returns how many lead in their final order. The rest all rank
+/// after them, in no particular order until [`rank_rest`] sorts them, which the attempt loop
+/// does only if it walks past the first `keep` (deployments cooling down or failing). Sorting
+/// every candidate of a 1,000-deployment model was most of a routing decision.
+pub fn rank(
+    objective: Objective,
+    cost_weight: f64,
+    rotation: usize,
+    keep: usize,
+    candidates: &mut Vec<Candidate<'_>>,
+) -> usize {
     match objective {
         Objective::Order => {
             for (i, c) in candidates.iter_mut().enumerate() {
                 c.score = i as f64;
             }
+            return candidates.len();
         }
         Objective::RoundRobin => {
             if !candidates.is_empty() {
@@ -65,61 +81,116 @@ pub fn rank(objective: Objective, cost_weight: f64, rotation: usize, candidates:
             for (i, c) in candidates.iter_mut().enumerate() {
                 c.score = i as f64;
             }
+            return candidates.len();
         }
         Objective::Cost => {
             for c in candidates.iter_mut() {
+                c.latency = c.latency_score();
                 c.score = c.estimated_cost;
             }
-            candidates.sort_by(|a, b| {
-                cmp(a.estimated_cost, b.estimated_cost)
-                    .then_with(|| cmp(a.latency_score(), b.latency_score()))
-            });
         }
         Objective::Latency => {
             for c in candidates.iter_mut() {
-                c.score = c.latency_score();
+                c.latency = c.latency_score();
+                c.score = c.latency;
             }
-            candidates.sort_by(|a, b| cmp(a.score, b.score));
         }
         Objective::Balanced => {
-            let max_cost = candidates
-                .iter()
-                .map(|c| c.estimated_cost)
-                .fold(0.0, f64::max);
-            let max_latency = candidates
-                .iter()
-                .map(Candidate::latency_score)
-                .fold(0.0, f64::max);
+            let (mut max_cost, mut max_latency) = (0.0, 0.0);
+            for c in candidates.iter_mut() {
+                c.latency = c.latency_score();
+                max_cost = f64::max(max_cost, c.estimated_cost);
+                max_latency = f64::max(max_latency, c.latency);
+            }
             let share = |value: f64, max: f64| if max > 0.0 { value / max } else { 0.0 };
             for c in candidates.iter_mut() {
                 c.score = cost_weight * share(c.estimated_cost, max_cost)
-                    + (1.0 - cost_weight) * share(c.latency_score(), max_latency);
+                    + (1.0 - cost_weight) * share(c.latency, max_latency);
             }
-            candidates.sort_by(|a, b| cmp(a.score, b.score));
         }
     }
+    select(objective, keep.max(1), candidates)
 }
 
-/// With probability `rate`, moves a random other candidate to the front. Only the ranking
-/// objectives explore: `order` and `round-robin` are meant to be predictable.
+/// Moves the best `keep` candidates, in order, to the front, the rest following in their
+/// current order; returns how many lead in order. One pass over the candidates, comparing
+/// most of them with the worst kept only.
+fn select(objective: Objective, keep: usize, candidates: &mut Vec<Candidate<'_>>) -> usize {
+    let by = |a: &Candidate<'_>, b: &Candidate<'_>| compare(objective, a, b);
+    let len = candidates.len();
+    // Selecting pays off only when it leaves most candidates unsorted.
+    if len <= keep.saturating_mul(4) {
+        candidates.sort_unstable_by(by);
+        return len;
+    }
+    // Positions of the best so far, best first.
+    let mut best: Vec<usize> = Vec::with_capacity(keep + 1);
+    for (i, c) in candidates.iter().enumerate() {
+        if best.len() == keep
+            && best
+                .last()
+                .is_some_and(|&worst| by(c, &candidates[worst]) != Ordering::Less)
+        {
+            continue;
+        }
+        let at = best.partition_point(|&b| by(&candidates[b], c) == Ordering::Less);
+        best.insert(at, i);
+        best.truncate(keep);
+    }
+    let mut chosen = vec![false; len];
+    for &b in &best {
+        chosen[b] = true;
+    }
+    let mut ranked = Vec::with_capacity(len);
+    ranked.extend(best.iter().map(|&b| candidates[b]));
+    ranked.extend(
+        candidates
+            .iter()
+            .zip(&chosen)
+            .filter(|(_, chosen)| !**chosen)
+            .map(|(c, _)| *c),
+    );
+    *candidates = ranked;
+    best.len()
+}
+
+/// Sorts the candidates [`rank`] left unsorted (they all rank after those it sorted).
+pub fn rank_rest(objective: Objective, rest: &mut [Candidate<'_>]) {
+    rest.sort_unstable_by(|a, b| compare(objective, a, b));
+}
+
+/// The ranking order: the objective's, then config order, so it is total and an unstable sort
+/// orders as a stable one would.
+fn compare(objective: Objective, a: &Candidate<'_>, b: &Candidate<'_>) -> Ordering {
+    let by_objective = match objective {
+        Objective::Order | Objective::RoundRobin => Ordering::Equal,
+        Objective::Cost => {
+            cmp(a.estimated_cost, b.estimated_cost).then_with(|| cmp(a.latency, b.latency))
+        }
+        Objective::Latency | Objective::Balanced => cmp(a.score, b.score),
+    };
+    by_objective.then(a.order.cmp(&b.order))
+}
+
+/// With probability `rate`, picks a random other candidate to move to the front, returning its
+/// position. Only the ranking objectives explore: `order` and `round-robin` are meant to be
+/// predictable.
 pub fn explore(
     objective: Objective,
     rate: f64,
     rng: &mut impl Rng,
-    candidates: &mut [Candidate],
-) -> bool {
+    candidates: usize,
+) -> Option<usize> {
     if !matches!(
         objective,
         Objective::Cost | Objective::Latency | Objective::Balanced
-    ) || candidates.len() < 2
+    ) || candidates < 2
         || rate <= 0.0
     {
-        return false;
+        return None;
     }
     if rng.random::<f64>() >= rate {
-        return false;
+        return None;
     }
-    let chosen = rng.random_range(1..candidates.len());
-    candidates[..=chosen].rotate_right(1);
-    true
+    Some(rng.random_range(1..candidates))
 }
