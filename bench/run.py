@@ -730,15 +730,24 @@ def targets_table(names, raw, args, streaming_broken):
         for n in names:
             if n == base:
                 cells.append("1.00×" if suffix == "×" else "-")
-            elif not values[n]:
-                cells.append("-")
             elif n == "portkey" and streaming_broken and rounds is stream:
                 cells.append("fails to stream")
+            elif not values[n]:
+                cells.append("-")
             else:
                 cells.append(fmt_spread(values[n], digits, suffix))
         s = spread(values.get("crossbar", []))
-        verdict = "-" if s is None else (f"**met** ({fmt(s[0], digits)}{suffix})" if test(s[0])
-                                         else f"not met ({fmt(s[0], digits)}{suffix})")
+        if s is None:
+            verdict = "-"
+        else:
+            # Met only if every round meets it; a spread across the line is said as such.
+            figure = fmt_spread(values["crossbar"], digits, suffix)
+            if test(s[1]) and test(s[2]):
+                verdict = f"**met**: {figure}"
+            elif not test(s[1]) and not test(s[2]):
+                verdict = f"not met: {figure}"
+            else:
+                verdict = f"unclear, the spread crosses the target: {figure}"
         vs = []
         for p in peers:
             if p == "portkey" and streaming_broken and rounds is stream:
@@ -751,7 +760,9 @@ def targets_table(names, raw, args, streaming_broken):
             ahead[p][1] += 1
             if statistics.median(f) > 1:
                 ahead[p][0] += 1
-            vs.append(("ahead " if statistics.median(f) > 1 else "behind ") + fmt_spread(f, 2, "×"))
+            counted = "" if len(f) == len(rounds) else f", {len(f)} of {len(rounds)} rounds"
+            vs.append(("ahead " if statistics.median(f) > 1 else "behind ") + fmt_spread(f, 2, "×")
+                      + counted)
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {goal} | {verdict} | " +
                      " | ".join(vs) + " |")
     # RSS with open streams.
