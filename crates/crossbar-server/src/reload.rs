@@ -590,15 +590,10 @@ mod tests {
         let store = crossbar_store::SqlStore::open(&db.display().to_string())
             .await
             .unwrap();
-        let audit = crossbar_store::AuditStore::list_audit(
-            &store,
-            &crossbar_store::AuditQuery {
-                limit: 10,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+        let audit =
+            crossbar_store::AuditStore::list_audit(&store, &crossbar_store::AuditQuery::newest(10))
+                .await
+                .unwrap();
         assert_eq!(audit.len(), 1, "{audit:?}");
         assert_eq!(
             (

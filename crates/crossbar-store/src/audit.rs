@@ -53,6 +53,16 @@ pub struct AuditQuery {
     pub limit: u32,
 }
 
+impl AuditQuery {
+    /// The newest `limit` entries, unfiltered.
+    pub fn newest(limit: u32) -> Self {
+        Self {
+            limit,
+            ..Self::default()
+        }
+    }
+}
+
 /// Where the audit log lives. Object-safe so the gateway holds an `Arc<dyn AuditStore>`.
 pub trait AuditStore: Send + Sync {
     /// Appends `entry` (its `id` is ignored) and returns the id it got.
@@ -127,16 +137,6 @@ impl AuditStore for SqlStore {
     }
 
     fn delete_audit_before(&self, before_ms: i64, limit: u32) -> BoxFuture<'_, Result<u64>> {
-        Box::pin(async move {
-            let done = sqlx::query(
-                "DELETE FROM crossbar_audit WHERE id IN \
-                 (SELECT id FROM crossbar_audit WHERE at_ms < $1 ORDER BY at_ms LIMIT $2)",
-            )
-            .bind(before_ms)
-            .bind(i64::from(limit))
-            .execute(&self.pool)
-            .await?;
-            Ok(done.rows_affected())
-        })
+        Box::pin(self.delete_older("crossbar_audit", "at_ms", before_ms, limit))
     }
 }

@@ -118,19 +118,7 @@ impl ResponseStore for SqlStore {
     }
 
     fn delete_responses_before(&self, before_ms: i64, limit: u32) -> BoxFuture<'_, Result<u64>> {
-        Box::pin(async move {
-            // A bounded batch (found through the created_ms index) keeps each delete short.
-            let done = sqlx::query(
-                "DELETE FROM crossbar_responses WHERE id IN \
-                 (SELECT id FROM crossbar_responses WHERE created_ms < $1 \
-                 ORDER BY created_ms LIMIT $2)",
-            )
-            .bind(before_ms)
-            .bind(i64::from(limit))
-            .execute(&self.pool)
-            .await?;
-            Ok(done.rows_affected())
-        })
+        Box::pin(self.delete_older("crossbar_responses", "created_ms", before_ms, limit))
     }
 }
 

@@ -161,6 +161,28 @@ pub struct SqlStore {
 }
 
 impl SqlStore {
+    /// Retention's delete: at most `limit` rows of `table` (keyed by `id`) whose `time_column` is before
+    /// `before_ms`, oldest first; returns how many went. A bounded batch (found through the
+    /// time index) keeps each statement and its locks short. `table` and `time_column` are
+    /// constants of this crate, never input.
+    pub(crate) async fn delete_older(
+        &self,
+        table: &str,
+        time_column: &str,
+        before_ms: i64,
+        limit: u32,
+    ) -> Result<u64> {
+        let done = sqlx::query(&format!(
+            "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} \
+             WHERE {time_column} < $1 ORDER BY {time_column} LIMIT $2)"
+        ))
+        .bind(before_ms)
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Opens (creating a SQLite file when needed) and migrates. `postgres://` and
     /// `postgresql://` URLs go to PostgreSQL; `sqlite:` URLs and bare paths to SQLite.
     pub async fn open(url: &str) -> Result<Self> {
@@ -437,18 +459,7 @@ impl Store for SqlStore {
     }
 
     fn delete_usage_before(&self, before_ms: i64, limit: u32) -> BoxFuture<'_, Result<u64>> {
-        Box::pin(async move {
-            // A bounded batch by primary key keeps each delete (and its lock) short.
-            let done = sqlx::query(
-                "DELETE FROM crossbar_usage WHERE id IN \
-                 (SELECT id FROM crossbar_usage WHERE time_ms < $1 ORDER BY id LIMIT $2)",
-            )
-            .bind(before_ms)
-            .bind(i64::from(limit))
-            .execute(&self.pool)
-            .await?;
-            Ok(done.rows_affected())
-        })
+        Box::pin(self.delete_older("crossbar_usage", "time_ms", before_ms, limit))
     }
 
     fn create_key<'a>(&'a self, key: &'a KeyRecord) -> BoxFuture<'a, Result<()>> {

@@ -49,13 +49,7 @@ async fn entries_round_trip_newest_first(store: SqlStore) {
     }
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
 
-    let all = store
-        .list_audit(&AuditQuery {
-            limit: 10,
-            ..AuditQuery::default()
-        })
-        .await
-        .unwrap();
+    let all = store.list_audit(&AuditQuery::newest(10)).await.unwrap();
     let expected: Vec<AuditEntry> = [(&reload, ids[2]), (&revoked, ids[1]), (&created, ids[0])]
         .into_iter()
         .map(|(e, id)| AuditEntry { id, ..e.clone() })
@@ -86,13 +80,7 @@ async fn entries_round_trip_newest_first(store: SqlStore) {
     assert_eq!(revokes, [expected[1].clone()]);
 
     // Paging backwards from the newest: one page of 2, then the rest.
-    let page = store
-        .list_audit(&AuditQuery {
-            limit: 2,
-            ..AuditQuery::default()
-        })
-        .await
-        .unwrap();
+    let page = store.list_audit(&AuditQuery::newest(2)).await.unwrap();
     assert_eq!(
         page.iter().map(|e| e.id).collect::<Vec<_>>(),
         [ids[2], ids[1]]
@@ -119,13 +107,7 @@ async fn retention_removes_only_old_entries(store: SqlStore) {
     assert_eq!(store.delete_audit_before(350, 2).await.unwrap(), 2);
     assert_eq!(store.delete_audit_before(350, 2).await.unwrap(), 1);
     assert_eq!(store.delete_audit_before(350, 2).await.unwrap(), 0);
-    let left = store
-        .list_audit(&AuditQuery {
-            limit: 10,
-            ..AuditQuery::default()
-        })
-        .await
-        .unwrap();
+    let left = store.list_audit(&AuditQuery::newest(10)).await.unwrap();
     assert_eq!(
         left.iter().map(|e| e.target.as_str()).collect::<Vec<_>>(),
         ["k500", "k400"]

@@ -132,13 +132,7 @@ async fn keys_are_created_listed_used_and_revoked() {
     let store = SqlStore::open(dir.path().join("crossbar.db").to_str().unwrap())
         .await
         .unwrap();
-    let audit = store
-        .list_audit(&AuditQuery {
-            limit: 10,
-            ..AuditQuery::default()
-        })
-        .await
-        .unwrap();
+    let audit = store.list_audit(&AuditQuery::newest(10)).await.unwrap();
     let actions: Vec<(&str, &str, &str)> = audit
         .iter()
         .map(|e| (e.action.as_str(), e.actor.as_str(), e.target.as_str()))
