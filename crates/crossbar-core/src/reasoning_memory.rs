@@ -112,26 +112,9 @@ fn entry_bytes(id: &str, reasoning: &[Reasoning]) -> usize {
     reasoning
         .iter()
         .fold(id.len() + ENTRY_OVERHEAD, |sum, block| {
-            sum.saturating_add(json_bytes(&block.data))
+            sum.saturating_add(crate::shared_kv::json_len(&block.data))
                 .saturating_add(ENTRY_OVERHEAD)
         })
-}
-
-/// The length of `value` as compact JSON, without building the text.
-fn json_bytes(value: &Value) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 = self.0.saturating_add(buf.len());
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    // A `Value` always serializes; were it not to, the entry is refused as too large.
-    serde_json::to_writer(&mut count, value).map_or(usize::MAX, |()| count.0)
 }
 
 /// The memory's key of tool call `id` in `scope` (a unit separator cannot occur in either).
@@ -316,7 +299,7 @@ impl StreamCollector {
     fn push(&mut self, block: Reasoning) {
         self.bytes = self
             .bytes
-            .saturating_add(json_bytes(&block.data))
+            .saturating_add(crate::shared_kv::json_len(&block.data))
             .saturating_add(ENTRY_OVERHEAD);
         self.blocks.push(block);
     }

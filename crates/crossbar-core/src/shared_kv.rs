@@ -50,3 +50,21 @@ impl SharedSlot {
             .clone()
     }
 }
+
+/// The length of `value` as compact JSON, without building the text: what the process caches
+/// in front of the shared store (reasoning memory, response cache) weigh their entries by.
+pub fn json_len(value: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 = self.0.saturating_add(buf.len());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // A `Value` always serializes; were it not to, the entry counts as too large.
+    serde_json::to_writer(&mut count, value).map_or(usize::MAX, |()| count.0)
+}

@@ -451,22 +451,6 @@ fn shared_key(key: &CacheKey) -> String {
     format!("response_cache:{key}")
 }
 
-/// The length of `value` as compact JSON, without building the text.
-fn json_len(value: &serde_json::Value) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 = self.0.saturating_add(buf.len());
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    serde_json::to_writer(&mut count, value).map_or(usize::MAX, |()| count.0)
-}
-
 struct Entry {
     cached: Arc<Cached>,
     bytes: usize,

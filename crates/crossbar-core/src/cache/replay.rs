@@ -212,7 +212,7 @@ impl Assembler {
             }
         }
         self.end_thinking();
-        self.count(super::json_len(data));
+        self.count(crate::shared_kv::json_len(data));
         self.reasoning.push(block.clone());
     }
 
