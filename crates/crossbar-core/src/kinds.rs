@@ -15,13 +15,46 @@ use aws_credential_types::Credentials;
 use crate::auth::Authorize;
 use crate::auth::google::GoogleAuthorizer;
 use crate::auth::sigv4::SigV4;
+use serde::Deserialize;
+
 use crate::config::{
     AwsAuth, AzureSettings, BedrockSettings, GoogleAuth, OpenAiApi, OpenAiOptions, ProviderConfig,
-    ProviderKind, VertexSettings,
+    VertexSettings,
 };
 use crate::dialects::openai::{Service, doors};
 use crate::dialects::{self, Parts};
 use crate::router::Tokenizer;
+
+/// A provider kind, as `kind = "..."` names it in `[[providers]]`. Each has its row in
+/// [`KINDS`]: adding a provider is a variant here and a row below.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderKind {
+    Openai,
+    AzureOpenai,
+    OpenaiCompatible,
+    Anthropic,
+    Bedrock,
+    Gemini,
+    Vertex,
+    /// Claude on Vertex AI: the Anthropic dialect at a Vertex publisher URL with Google auth.
+    VertexAnthropic,
+    /// Claude in Microsoft Foundry: the Anthropic dialect under a Foundry resource.
+    FoundryAnthropic,
+    /// Bedrock Mantle, OpenAI's own models: the Responses API under `/openai/v1`.
+    BedrockMantleResponses,
+    /// Bedrock Mantle, open-weight models: OpenAI Chat Completions under `/v1`.
+    BedrockMantleChat,
+    /// Bedrock Mantle, Claude: the Anthropic Messages API under `/anthropic`.
+    BedrockMantleAnthropic,
+    /// Bedrock Runtime's OpenAI-compatible Chat Completions under `/openai/v1`.
+    BedrockRuntimeChat,
+    /// Vertex AI, OpenAI's models: the Responses API under `publishers/openai/v1`.
+    VertexOpenaiResponses,
+    /// Vertex AI's OpenAI-compatible Chat Completions (`endpoints/openapi`).
+    VertexOpenaiChat,
+    Sim,
+}
 
 /// A provider setting a kind cannot do without.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

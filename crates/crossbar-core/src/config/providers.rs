@@ -9,34 +9,8 @@ use toml::Spanned;
 
 use super::Secret;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ProviderKind {
-    Openai,
-    AzureOpenai,
-    OpenaiCompatible,
-    Anthropic,
-    Bedrock,
-    Gemini,
-    Vertex,
-    /// Claude on Vertex AI: the Anthropic dialect at a Vertex publisher URL with Google auth.
-    VertexAnthropic,
-    /// Claude in Microsoft Foundry: the Anthropic dialect under a Foundry resource.
-    FoundryAnthropic,
-    /// Bedrock Mantle, OpenAI's own models: the Responses API under `/openai/v1`.
-    BedrockMantleResponses,
-    /// Bedrock Mantle, open-weight models: OpenAI Chat Completions under `/v1`.
-    BedrockMantleChat,
-    /// Bedrock Mantle, Claude: the Anthropic Messages API under `/anthropic`.
-    BedrockMantleAnthropic,
-    /// Bedrock Runtime's OpenAI-compatible Chat Completions under `/openai/v1`.
-    BedrockRuntimeChat,
-    /// Vertex AI, OpenAI's models: the Responses API under `publishers/openai/v1`.
-    VertexOpenaiResponses,
-    /// Vertex AI's OpenAI-compatible Chat Completions (`endpoints/openapi`).
-    VertexOpenaiChat,
-    Sim,
-}
+/// Defined beside the provider table, so a new kind is added in one file.
+pub use crate::kinds::ProviderKind;
 
 /// How an Azure deployment authenticates: `api-key` header or an Entra ID bearer token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
