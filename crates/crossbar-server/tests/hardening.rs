@@ -455,3 +455,77 @@ fallbacks = ["big"]
         "the fallback the key may not use was not called"
     );
 }
+
+/// Guardrails on the default route: an e-mail address is masked before it leaves (on every
+/// ingress dialect), a payment card refuses the request with a 400 naming the rule in the
+/// client's dialect and nothing reaches the provider; both are counted by name only.
+#[tokio::test]
+async fn guardrails_mask_or_block_what_leaves_for_the_provider() {
+    let config = format!(
+        "{TWO_CLOUDS}\n[routes.default]\nguardrails = {{ email = \"mask\", payment_card = \"block\", secret = \"block\" }}\n"
+    );
+    let gw = start(&config).await;
+    let chat = |text: &str| json!({"model": "chat-azure", "messages": [user(text)]});
+
+    let response = gw
+        .post(
+            "/v1/chat/completions",
+            &chat("Mail jane.doe@example.com the summary."),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let sent = gw.requests("sim-azure");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0].body.as_ref().unwrap()["messages"][0]["content"],
+        "Mail [REDACTED:email] the summary."
+    );
+
+    for body in [
+        chat("My card: 4111 1111 1111 1111"),
+        chat("key AKIAIOSFODNN7EXAMPLE"),
+    ] {
+        let response = gw.post("/v1/chat/completions", &body).await;
+        assert_eq!(response.status(), 400);
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["type"], "invalid_request_error");
+        assert_eq!(error["error"]["code"], "guardrail_blocked");
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(
+            !message.contains("4111") && !message.contains("AKIA"),
+            "{message}"
+        );
+    }
+    // Anthropic Messages clients get their own error shape, naming the rule.
+    let response = gw
+        .client()
+        .post(format!("{}/v1/messages", gw.url))
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model": "chat-azure", "max_tokens": 16,
+            "messages": [{"role": "user", "content": "card 5555-5555-5555-4444"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["type"], "error");
+    assert_eq!(error["error"]["type"], "invalid_request_error");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("blocked by guardrail rule `payment_card`"),
+        "{error}"
+    );
+    // Nothing blocked reached the provider.
+    assert_eq!(gw.requests("sim-azure").len(), 1);
+
+    let metrics = gw.get("/metrics").await.text().await.unwrap();
+    for line in [
+        r#"crossbar_guardrail_findings_total{detector="email",action="mask"} 1"#,
+        r#"crossbar_guardrail_findings_total{detector="payment_card",action="block"} 2"#,
+        r#"crossbar_guardrail_findings_total{detector="secret",action="block"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
+}

@@ -154,22 +154,31 @@ impl Findings {
     }
 }
 
+/// A request a `block` rule refused: the rule, and what the check had found until then.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Blocked {
+    pub detector: Detector,
+    pub findings: Findings,
+}
+
 /// The 400 a `block` rule answers: it names the rule, never what matched (the client has the
 /// text; logs and error bodies must not).
-pub fn blocked(detector: Detector) -> Error {
-    Error::invalid_request(format!(
-        "blocked by guardrail rule `{}`: the request contains data this route does not send to \
-         providers",
-        detector.name()
-    ))
-    .with_code("guardrail_blocked")
+impl From<Blocked> for Error {
+    fn from(blocked: Blocked) -> Self {
+        Error::invalid_request(format!(
+            "blocked by guardrail rule `{}`: the request contains data this route does not send \
+             to providers",
+            blocked.detector.name()
+        ))
+        .with_code("guardrail_blocked")
+    }
 }
 
 impl Rules {
     /// Applies the rules to every text the request would send: message text, and the arguments
     /// of tool calls the conversation already holds. Masks in place; a `block` finding anywhere
     /// refuses the whole request before anything is changed upstream.
-    pub fn check_request(&self, request: &mut ChatRequest) -> Result<Findings, Error> {
+    pub fn check_request(&self, request: &mut ChatRequest) -> Result<Findings, Blocked> {
         let mut findings = Findings::default();
         if self.is_empty() {
             return Ok(findings);
@@ -188,7 +197,13 @@ impl Rules {
         });
         for text in texts {
             match self.check(text) {
-                Verdict::Block { detector, .. } => return Err(blocked(detector)),
+                Verdict::Block {
+                    detector,
+                    findings: found,
+                } => {
+                    findings.merge(found);
+                    return Err(Blocked { detector, findings });
+                }
                 Verdict::Pass {
                     text: Cow::Owned(masked),
                     findings: found,

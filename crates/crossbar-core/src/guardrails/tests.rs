@@ -253,7 +253,7 @@ fn a_request_is_masked_in_every_text_it_sends() {
         (Detector::Phone, Action::Log),
     ])
     .check_request(&mut request)
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(
         texts(&request),
         [
@@ -280,6 +280,9 @@ fn a_blocked_request_is_a_400_naming_the_rule_and_is_left_as_it_was() {
     .check_request(&mut request)
     .err()
     .unwrap_or_else(|| panic!("a card under a block rule passed"));
+    assert_eq!(error.detector, Detector::PaymentCard);
+    assert_eq!(error.findings.summary(), "payment_card:block=1");
+    let error = Error::from(error);
     assert_eq!(error.kind, ErrorKind::InvalidRequest);
     assert_eq!(error.code.as_deref(), Some("guardrail_blocked"));
     assert_eq!(

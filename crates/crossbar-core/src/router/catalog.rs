@@ -40,6 +40,9 @@ pub struct Route {
     pub hosted_tools: HostedTools,
     /// What the ingress does with a request field it does not know.
     pub unknown_fields: UnknownFields,
+    /// Personal data and secrets in what requests send: the route's own table, else the
+    /// default route's (whole, not merged).
+    pub guardrails: Arc<crate::guardrails::Rules>,
     /// Round-robin position.
     pub rotation: AtomicUsize,
 }
@@ -83,6 +86,7 @@ impl Route {
                 .unwrap_or(DEFAULT_EXPLORE),
             hosted_tools: pick(own, default, |c| c.hosted_tools).unwrap_or_default(),
             unknown_fields: pick(own, default, |c| c.unknown_fields).unwrap_or_default(),
+            guardrails: Arc::new(pick(own, default, |c| c.guardrails.clone()).unwrap_or_default()),
             rotation: AtomicUsize::new(0),
         }
     }

@@ -291,6 +291,14 @@ fn by_specificity(a: &str, b: &str) -> std::cmp::Ordering {
 /// A deployment a request may use, with the request's prompt tokens under its tokenizer.
 type Priced<'r> = (&'r Arc<Deployment>, f64);
 
+/// What the ingress applies to a request on its route before routing it.
+#[derive(Clone, Debug)]
+pub struct Policies {
+    pub hosted_tools: HostedTools,
+    pub unknown_fields: UnknownFields,
+    pub guardrails: Arc<crate::guardrails::Rules>,
+}
+
 impl Router {
     /// Builds providers and the catalog. `endpoints` overrides provider endpoints by name
     /// (simulators started on ephemeral ports).
@@ -501,14 +509,14 @@ impl Router {
 
     /// The ingress policies of the route a request for `model` would use (the same route as
     /// routing picks, after alias resolution).
-    pub fn policies_for(
-        &self,
-        model: &str,
-        preferences: &Preferences,
-    ) -> Result<(HostedTools, UnknownFields)> {
+    pub fn policies_for(&self, model: &str, preferences: &Preferences) -> Result<Policies> {
         let logical = self.resolve_for(model, preferences)?;
         let route = self.route_for(logical, preferences)?;
-        Ok((route.hosted_tools, route.unknown_fields))
+        Ok(Policies {
+            hosted_tools: route.hosted_tools,
+            unknown_fields: route.unknown_fields,
+            guardrails: Arc::clone(&route.guardrails),
+        })
     }
 
     pub fn deployments(&self) -> impl Iterator<Item = &Arc<Deployment>> {

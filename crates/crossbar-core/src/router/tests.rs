@@ -1022,8 +1022,10 @@ async fn a_key_applies_to_the_logical_model_an_alias_leads_to() {
 fn policies_follow_the_route_a_request_would_use() {
     let router = build(&aliased(), &Arc::new(Fake::default()));
     let none = Preferences::default();
-    let policies =
-        |model: &str, preferences: &Preferences| router.policies_for(model, preferences).unwrap();
+    let policies = |model: &str, preferences: &Preferences| {
+        let p = router.policies_for(model, preferences).unwrap();
+        (p.hosted_tools, p.unknown_fields)
+    };
     // Route `default`: its own settings.
     assert_eq!(
         policies("m", &none),
@@ -1057,10 +1059,40 @@ fn policies_follow_the_route_a_request_would_use() {
     );
     // Without any route settings, the built-in defaults.
     let plain = build(&three(""), &Arc::new(Fake::default()));
+    let p = plain.policies_for("m", &none).unwrap();
     assert_eq!(
-        plain.policies_for("m", &none).unwrap(),
+        (p.hosted_tools, p.unknown_fields),
         (HostedTools::Refuse, UnknownFields::Reject)
     );
+    assert!(p.guardrails.is_empty());
+}
+
+#[test]
+fn guardrails_are_the_routes_own_else_the_defaults_whole() {
+    use crate::guardrails::{Action, Detector};
+    let config = three(
+        "[routes.default]\nguardrails = { email = \"mask\", phone = \"log\" }\n\n\
+         [routes.strict]\nmodels = [\"m\"]\nguardrails = { payment_card = \"block\" }\n\n\
+         [routes.open]\nmodels = [\"m\"]\nguardrails = {}\n",
+    );
+    let router = build(&config, &Arc::new(Fake::default()));
+    let rules = |route: Option<&str>| {
+        let preferences = Preferences::from_headers(route, None, None).unwrap();
+        let p = router.policies_for("m", &preferences).unwrap();
+        p.guardrails.0.clone().into_iter().collect::<Vec<_>>()
+    };
+    assert_eq!(
+        rules(None),
+        [
+            (Detector::Email, Action::Mask),
+            (Detector::Phone, Action::Log)
+        ]
+    );
+    assert_eq!(
+        rules(Some("strict")),
+        [(Detector::PaymentCard, Action::Block)]
+    );
+    assert_eq!(rules(Some("open")), []);
 }
 
 /// Capability-aware routing: a request goes only to deployments whose entry (or the catalog)

@@ -86,14 +86,40 @@ pub(crate) fn apply_policies(
     preferences: &Preferences,
     unknown: fn(&str) -> Error,
 ) -> Result<(), Error> {
-    let (hosted, fields) = router.policies_for(&request.model, preferences)?;
-    if fields == UnknownFields::Reject
+    let policies = router.policies_for(&request.model, preferences)?;
+    if policies.unknown_fields == UnknownFields::Reject
         && let Some(key) = request.passthrough.required.first()
     {
         return Err(unknown(key));
     }
-    request.passthrough.drop_hosted_tools = hosted == HostedTools::Drop;
-    Ok(())
+    request.passthrough.drop_hosted_tools = policies.hosted_tools == HostedTools::Drop;
+    // Last, on the request as it will be sent: masked text is what leaves.
+    match policies.guardrails.check_request(request) {
+        Ok(findings) => {
+            count_findings(&findings);
+            Ok(())
+        }
+        Err(blocked) => {
+            count_findings(&blocked.findings);
+            tracing::info!(
+                rule = blocked.detector.name(),
+                "request blocked by a guardrail"
+            );
+            Err(blocked.into())
+        }
+    }
+}
+
+/// `crossbar_guardrail_findings_total{detector, action}`: names and counts, never the text.
+fn count_findings(findings: &crossbar_core::guardrails::Findings) {
+    for (detector, (action, n)) in &findings.0 {
+        metrics::counter!(
+            "crossbar_guardrail_findings_total",
+            "detector" => detector.name(),
+            "action" => action.name()
+        )
+        .increment(u64::try_from(*n).unwrap_or(u64::MAX));
+    }
 }
 
 /// Tells the client which deployment answered (useful when debugging failover).
