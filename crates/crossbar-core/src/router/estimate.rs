@@ -1,7 +1,9 @@
 //! Prompt-size and cost estimates made before a call (the router ranks and caps on them), and
 //! the cost of a call from the usage its provider reported.
 
-use std::sync::OnceLock;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::{Mutex, OnceLock};
 
 use tiktoken_rs::CoreBPE;
 
@@ -29,6 +31,34 @@ const MESSAGE_OVERHEAD: f64 = 4.0;
 /// Output tokens expected when a deployment has reported none yet and the request sets no
 /// `max_tokens`.
 pub const DEFAULT_OUTPUT_TOKENS: f64 = 256.0;
+
+/// Samples whose token counts are remembered (see [`counted`]).
+const REMEMBERED: usize = 256;
+
+/// Recent samples and their token counts, in a slot chosen by the sample's hash.
+type Remembered = Vec<Option<(String, usize)>>;
+
+/// The OpenAI token count of `sample`, remembered: every turn of an agent's conversation (and
+/// every retry of a request) starts with the same system prompt and first messages, so its
+/// sample (the first [`SAMPLE_BYTES`]) repeats, and tokenizing it again (`fancy_regex`) was a
+/// third of a small request's CPU. The sample itself is kept and compared, so a count is never
+/// another text's.
+fn counted(bpe: &CoreBPE, sample: &str) -> usize {
+    static COUNTS: OnceLock<Mutex<Remembered>> = OnceLock::new();
+    let counts = COUNTS.get_or_init(|| Mutex::new(vec![None; REMEMBERED]));
+    let mut hasher = DefaultHasher::new();
+    sample.hash(&mut hasher);
+    // The remainder is below REMEMBERED, so it fits.
+    let slot = usize::try_from(hasher.finish() % REMEMBERED as u64).unwrap_or(0);
+    if let Some((text, count)) = &crate::router::lock(counts)[slot]
+        && text == sample
+    {
+        return *count;
+    }
+    let count = bpe.encode_ordinary(sample).len();
+    crate::router::lock(counts)[slot] = Some((sample.to_owned(), count));
+    count
+}
 
 /// The BPE is large: loaded once, on the first request that needs it.
 fn bpe() -> Option<&'static CoreBPE> {
@@ -128,7 +158,7 @@ impl Prompt {
     pub fn tokens(&self, tokenizer: Tokenizer) -> f64 {
         let text = match (tokenizer, bpe()) {
             (Tokenizer::OpenAi, Some(bpe)) if !self.sample.is_empty() => {
-                let sampled = bpe.encode_ordinary(&self.sample).len() as f64;
+                let sampled = counted(bpe, &self.sample) as f64;
                 sampled * self.bytes as f64 / self.sample.len() as f64
             }
             _ => self.bytes as f64 / 4.0,
@@ -192,6 +222,21 @@ mod tests {
             (estimate - exact).abs() / exact < 0.02,
             "{estimate} vs {exact}"
         );
+    }
+
+    #[test]
+    fn a_remembered_count_is_the_same_text_s() {
+        let bpe = bpe().unwrap();
+        let text = "Remembered counts belong to their own text only. ".repeat(3);
+        let first = counted(bpe, &text);
+        assert_eq!(first, bpe.encode_ordinary(&text).len());
+        assert_eq!(counted(bpe, &text), first);
+        // Any other text is counted afresh, whatever slot it lands in.
+        for n in 0..2 * REMEMBERED {
+            let other = format!("{n} other words");
+            assert_eq!(counted(bpe, &other), bpe.encode_ordinary(&other).len());
+        }
+        assert_eq!(counted(bpe, &text), first);
     }
 
     #[test]
