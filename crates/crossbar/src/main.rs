@@ -20,6 +20,11 @@ use crossbar_server::{Gateway, Reloadable, ServeLimits, serve};
 use crossbar_sim::{SimConfig, SimDialect, SimServer};
 use tokio::net::TcpListener;
 
+/// mimalloc instead of glibc's malloc: allocation and freeing were about a fifth of the
+/// gateway's instructions per request (many small, short-lived buffers across tokio workers).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "crossbar",
