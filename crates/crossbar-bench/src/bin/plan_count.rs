@@ -20,8 +20,14 @@ use crossbar_core::router::{Prompt, Router, Tokenizer};
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let kind = args.get(1).map_or("anthropic", String::as_str);
-    let size: usize = args.get(2).map_or(Ok(1000), |s| s.parse()).expect("DEPLOYMENTS");
-    let iterations: usize = args.get(3).map_or(Ok(100), |s| s.parse()).expect("ITERATIONS");
+    let size: usize = args
+        .get(2)
+        .map_or(Ok(1000), |s| s.parse())
+        .expect("DEPLOYMENTS");
+    let iterations: usize = args
+        .get(3)
+        .map_or(Ok(100), |s| s.parse())
+        .expect("ITERATIONS");
     let request = if args.get(4).map(String::as_str) == Some("large") {
         let mut large = Ingress::OpenAiChat
             .decode(&Ingress::OpenAiChat.request_body(REQUEST_BYTES))
@@ -40,7 +46,8 @@ fn main() {
             ],
         )
     };
-    let router = Router::from_config(&catalog_config(size, kind).unwrap(), &HashMap::new()).unwrap();
+    let router =
+        Router::from_config(&catalog_config(size, kind).unwrap(), &HashMap::new()).unwrap();
     // What is loaded once (the BPE) is not what is counted: it loads here, outside
     // `plan_for_bench`.
     black_box(Prompt::of_chat(&request).tokens(Tokenizer::OpenAi));
