@@ -1252,3 +1252,46 @@ async fn the_catalog_describes_known_deployments_and_the_config_overrides_it() {
         "told"
     );
 }
+
+/// Ranking only the attempt budget's worth of candidates, then the rest when the attempt loop
+/// walks past them, must give exactly the order a full sort gives, ties (config order) included,
+/// for every objective and budget.
+#[test]
+fn ranking_the_first_few_then_the_rest_equals_ranking_all() {
+    use crate::config::Objective;
+    use crate::router::policy::{Candidate, rank, rank_rest};
+    let router = build(&three(""), &Arc::new(Fake::default()));
+    let deployment = router.deployments().next().unwrap();
+    let mut rng = StdRng::seed_from_u64(17);
+    for objective in [Objective::Cost, Objective::Latency, Objective::Balanced] {
+        for keep in [1, 3, 10, 60] {
+            // 200 candidates, a coarse grid of values so many tie.
+            let candidates: Vec<Candidate<'_>> = (0..200)
+                .map(|order| Candidate {
+                    deployment,
+                    order,
+                    raw_prompt_tokens: 100.0,
+                    prompt_tokens: 100.0,
+                    estimated_cost: f64::from(rng.random_range(0..8u8)) * 0.001,
+                    expected_ms: (rng.random_range(0..4u8) > 0)
+                        .then(|| f64::from(rng.random_range(0..6u8)) * 50.0),
+                    failure: f64::from(rng.random_range(0..3u8)) * 0.1,
+                    score: 0.0,
+                    latency: 0.0,
+                })
+                .collect();
+            let mut all = candidates.clone();
+            let sorted = rank(objective, 0.5, 0, all.len(), &mut all);
+            assert_eq!(sorted, all.len());
+            let mut few = candidates;
+            let ranked = rank(objective, 0.5, 0, keep, &mut few);
+            assert!(ranked >= keep.min(200), "{ranked} < {keep}");
+            let lead: Vec<usize> = few[..ranked].iter().map(|c| c.order).collect();
+            let expected: Vec<usize> = all[..ranked].iter().map(|c| c.order).collect();
+            assert_eq!(lead, expected, "{objective:?}, keep {keep}: the leaders");
+            rank_rest(objective, &mut few[ranked..]);
+            let order = |v: &[Candidate<'_>]| v.iter().map(|c| c.order).collect::<Vec<_>>();
+            assert_eq!(order(&few), order(&all), "{objective:?}, keep {keep}: the whole order");
+        }
+    }
+}
