@@ -1291,7 +1291,11 @@ fn ranking_the_first_few_then_the_rest_equals_ranking_all() {
             assert_eq!(lead, expected, "{objective:?}, keep {keep}: the leaders");
             rank_rest(objective, &mut few[ranked..]);
             let order = |v: &[Candidate<'_>]| v.iter().map(|c| c.order).collect::<Vec<_>>();
-            assert_eq!(order(&few), order(&all), "{objective:?}, keep {keep}: the whole order");
+            assert_eq!(
+                order(&few),
+                order(&all),
+                "{objective:?}, keep {keep}: the whole order"
+            );
         }
     }
 }
