@@ -58,16 +58,6 @@ impl Detector {
         }
     }
 
-    fn patterns(self) -> &'static [Regex] {
-        match self {
-            Self::Secret => &SECRET,
-            Self::PaymentCard => std::slice::from_ref(&*CARD),
-            Self::Iban => std::slice::from_ref(&*IBAN),
-            Self::Email => std::slice::from_ref(&*EMAIL),
-            Self::Phone => &PHONE,
-        }
-    }
-
     fn confirms(self, found: &str) -> bool {
         match self {
             Self::PaymentCard => luhn(found),
@@ -82,10 +72,11 @@ impl Detector {
 
     /// The confirmed findings of this detector in `text`, as byte ranges.
     pub fn find(self, text: &str) -> Vec<Range<usize>> {
-        let mut found: Vec<Range<usize>> = self
-            .patterns()
+        let mut found: Vec<Range<usize>> = PATTERNS
             .iter()
-            .flat_map(|pattern| pattern.find_iter(text))
+            .zip(EACH.iter())
+            .filter(|((detector, _), _)| *detector == self)
+            .flat_map(|(_, pattern)| pattern.find_iter(text))
             .filter(|m| self.confirms(m.as_str()))
             .map(|m| m.range())
             .collect();
@@ -93,6 +84,13 @@ impl Detector {
         found.dedup_by(|later, earlier| later.start < earlier.end);
         found
     }
+}
+
+/// Whether any pattern of any detector matches somewhere in `text`: one pass of one automaton
+/// that stops at the first match, so clean text (the common case) is scanned once rather than
+/// once per pattern. A match may still be refused by its detector's check.
+pub fn any(text: &str) -> bool {
+    ANY.is_match(text)
 }
 
 /// A regex that is a constant of this file: a failure to compile is a bug caught by every test
@@ -105,50 +103,63 @@ fn compile(pattern: &str) -> Regex {
     Regex::new(pattern).expect("built-in guardrail pattern compiles")
 }
 
-static SECRET: LazyLock<Vec<Regex>> = LazyLock::new(|| {
-    [
-        // OpenAI (sk-, sk-proj-, sk-svcacct-, sk-admin-) and Anthropic (sk-ant-api03-...) keys.
-        r"\bsk-[A-Za-z0-9_-]{20,}",
-        // Stripe secret and restricted keys.
-        r"\b[sr]k_live_[A-Za-z0-9]{16,}",
-        // AWS access key ids (long-lived and temporary).
-        r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b",
-        // Google API keys.
-        r"\bAIza[0-9A-Za-z_-]{35}",
-        // GitHub tokens (personal, OAuth, user-to-server, server-to-server, refresh) and
-        // fine-grained personal tokens.
-        r"\bgh[pousr]_[A-Za-z0-9]{36,}",
-        r"\bgithub_pat_[A-Za-z0-9_]{60,}",
-        // Slack tokens.
-        r"\bxox[abprs]-[A-Za-z0-9-]{10,}",
-        // A PEM private key, to its END line or the end of the text when cut off.
+/// Every detector's patterns, in the order overlapping matches of one detector are kept.
+const PATTERNS: &[(Detector, &str)] = &[
+    // OpenAI (sk-, sk-proj-, sk-svcacct-, sk-admin-) and Anthropic (sk-ant-api03-...) keys.
+    (Detector::Secret, r"(?-u:\b)sk-[A-Za-z0-9_-]{20,}"),
+    // Stripe secret and restricted keys.
+    (Detector::Secret, r"(?-u:\b)[sr]k_live_[A-Za-z0-9]{16,}"),
+    // AWS access key ids (long-lived and temporary).
+    (
+        Detector::Secret,
+        r"(?-u:\b)(?:AKIA|ASIA)[A-Z0-9]{16}(?-u:\b)",
+    ),
+    // Google API keys.
+    (Detector::Secret, r"(?-u:\b)AIza[0-9A-Za-z_-]{35}"),
+    // GitHub tokens (personal, OAuth, user-to-server, server-to-server, refresh) and
+    // fine-grained personal tokens.
+    (Detector::Secret, r"(?-u:\b)gh[pousr]_[A-Za-z0-9]{36,}"),
+    (Detector::Secret, r"(?-u:\b)github_pat_[A-Za-z0-9_]{60,}"),
+    // Slack tokens.
+    (Detector::Secret, r"(?-u:\b)xox[abprs]-[A-Za-z0-9-]{10,}"),
+    // A PEM private key, to its END line or the end of the text when cut off.
+    (
+        Detector::Secret,
         r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----(?s:.*?)(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|\z)",
-    ]
-    .into_iter()
-    .map(compile)
-    .collect()
+    ),
+    (
+        Detector::PaymentCard,
+        r"(?-u:\b)\d(?:[ -]?\d){12,18}(?-u:\b)",
+    ),
+    (
+        Detector::Iban,
+        r"(?-u:\b)[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?-u:\b)",
+    ),
+    (
+        Detector::Email,
+        r"(?-u:\b)[A-Za-z0-9._%+-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}(?-u:\b)",
+    ),
+    // International: +CC then groups of digits, spaces, dots, dashes or parentheses.
+    (Detector::Phone, r"\+\d(?:[ .-]?\(?\d+\)?){2,8}"),
+    // North American: (555) 123-4567, 555-123-4567, 555.123.4567.
+    (
+        Detector::Phone,
+        r"(?:\(\d{3}\) ?|(?-u:\b)\d{3}[.-])\d{3}[.-]\d{4}(?-u:\b)",
+    ),
+];
+
+/// [`PATTERNS`] compiled one by one, to find where each matches.
+static EACH: LazyLock<Vec<Regex>> = LazyLock::new(|| {
+    PATTERNS
+        .iter()
+        .map(|(_, pattern)| compile(pattern))
+        .collect()
 });
 
-static CARD: LazyLock<Regex> = LazyLock::new(|| compile(r"\b\d(?:[ -]?\d){12,18}\b"));
-
-static IBAN: LazyLock<Regex> = LazyLock::new(|| compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"));
-
-static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
-    compile(
-        r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}\b",
-    )
-});
-
-static PHONE: LazyLock<Vec<Regex>> = LazyLock::new(|| {
-    [
-        // International: +CC then groups of digits, spaces, dots, dashes or parentheses.
-        r"\+\d(?:[ .-]?\(?\d+\)?){2,8}",
-        // North American: (555) 123-4567, 555-123-4567, 555.123.4567.
-        r"(?:\(\d{3}\) ?|\b\d{3}[.-])\d{3}[.-]\d{4}\b",
-    ]
-    .into_iter()
-    .map(compile)
-    .collect()
+/// [`PATTERNS`] as one alternation, for [`any`].
+static ANY: LazyLock<Regex> = LazyLock::new(|| {
+    let alternation: Vec<String> = PATTERNS.iter().map(|(_, p)| format!("(?:{p})")).collect();
+    compile(&alternation.join("|"))
 });
 
 /// The Luhn check of the digits in `text` (separators ignored), for 13 to 19 digits.

@@ -294,3 +294,26 @@ fn a_blocked_request_is_a_400_naming_the_rule_and_is_left_as_it_was() {
     // The system text came first and had nothing to mask; the card's part was never rewritten.
     assert_eq!(texts(&request)[..2], before[..2]);
 }
+
+#[test]
+fn the_one_pass_pre_check_sees_every_finding() {
+    let texts = [
+        "visa 4111 1111 1111 1111 and jane@example.com",
+        "GB82 WEST 1234 5698 7654 32, +1 415 555 0132",
+        "-----BEGIN PRIVATE KEY-----\nabc",
+        "AKIAIOSFODNN7EXAMPLE (415) 555-0132",
+        "sk-ant-api03-abcdefghijklmnopqrstuvwxyz",
+    ];
+    for text in texts {
+        assert!(detect::any(text), "{text:?}");
+        assert!(
+            Detector::ALL.iter().any(|d| !d.find(text).is_empty()),
+            "{text:?}"
+        );
+    }
+    assert!(!detect::any("nothing to see here, version 1.2.3"));
+    // A candidate the checks refuse passes the pre-check, then is found as nothing.
+    let look_alike = "order 1234567812345678";
+    assert!(detect::any(look_alike));
+    assert!(Detector::PaymentCard.find(look_alike).is_empty());
+}
