@@ -13,29 +13,11 @@ use std::collections::HashMap;
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use crossbar_bench::{Ingress, REQUEST_BYTES, catalog_config};
-use crossbar_core::chat::{ChatRequest, Message, Role};
+use crossbar_bench::{catalog_config, routing_requests};
 use crossbar_core::router::Router;
 
-fn small_request() -> ChatRequest {
-    ChatRequest::new(
-        "m",
-        vec![
-            Message::text(Role::System, "You are a helpful assistant."),
-            Message::text(
-                Role::User,
-                "What is the capital of France? Answer in one word.",
-            ),
-        ],
-    )
-}
-
 fn plan(c: &mut Criterion) {
-    let small = small_request();
-    let mut large = Ingress::OpenAiChat
-        .decode(&Ingress::OpenAiChat.request_body(REQUEST_BYTES))
-        .unwrap();
-    large.model = "m".to_owned();
+    let (small, large) = routing_requests().unwrap();
     let mut group = c.benchmark_group("plan");
     for (kind, tokenizer) in [("openai-compatible", "tiktoken"), ("anthropic", "approx")] {
         for size in [10, 100, 1000] {

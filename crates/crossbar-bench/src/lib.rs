@@ -5,7 +5,7 @@
 //! whose input is rejected on its first field would time an error path.
 
 use bytes::{Bytes, BytesMut};
-use crossbar_core::chat::StreamEvent;
+use crossbar_core::chat::{ChatRequest, Message, Role, StreamEvent};
 use crossbar_core::config::Config;
 use crossbar_core::dialects::anthropic::AnthropicEgress;
 use crossbar_core::dialects::bedrock::BedrockEgress;
@@ -249,7 +249,7 @@ impl Ingress {
     }
 
     /// Decodes a body of this dialect into the canonical request, as the server's route does.
-    pub fn decode(self, body: &[u8]) -> Result<crossbar_core::chat::ChatRequest> {
+    pub fn decode(self, body: &[u8]) -> Result<ChatRequest> {
         match self {
             Self::OpenAiChat => openai::decode_chat_request(body).map(|i| i.request),
             Self::AnthropicMessages => anthropic::decode_request(body).map(|i| i.request),
@@ -700,6 +700,24 @@ impl Pipeline {
         pipeline.push(upstream.text_chunk(" Hello")?)?;
         Ok(pipeline)
     }
+}
+
+/// The requests a routing decision over [`catalog_config`] is measured with: a two-message chat
+/// for model `m`, and the same model asked with the [`REQUEST_BYTES`] OpenAI Chat body.
+pub fn routing_requests() -> Result<(ChatRequest, ChatRequest)> {
+    let small = ChatRequest::new(
+        "m",
+        vec![
+            Message::text(Role::System, "You are a helpful assistant."),
+            Message::text(
+                Role::User,
+                "What is the capital of France? Answer in one word.",
+            ),
+        ],
+    );
+    let mut large = Ingress::OpenAiChat.decode(&Ingress::OpenAiChat.request_body(REQUEST_BYTES))?;
+    large.model = "m".to_owned();
+    Ok((small, large))
 }
 
 /// A config with one logical model `m` served by `deployments` OpenAI-compatible providers on

@@ -13,8 +13,7 @@
 use std::collections::HashMap;
 use std::hint::black_box;
 
-use crossbar_bench::{Ingress, REQUEST_BYTES, catalog_config};
-use crossbar_core::chat::{ChatRequest, Message, Role};
+use crossbar_bench::{catalog_config, routing_requests};
 use crossbar_core::router::{Prompt, Router, Tokenizer};
 
 fn main() {
@@ -28,23 +27,11 @@ fn main() {
         .get(3)
         .map_or(Ok(100), |s| s.parse())
         .expect("ITERATIONS");
+    let (small, large) = routing_requests().expect("the benchmark's requests");
     let request = if args.get(4).map(String::as_str) == Some("large") {
-        let mut large = Ingress::OpenAiChat
-            .decode(&Ingress::OpenAiChat.request_body(REQUEST_BYTES))
-            .unwrap();
-        large.model = "m".to_owned();
         large
     } else {
-        ChatRequest::new(
-            "m",
-            vec![
-                Message::text(Role::System, "You are a helpful assistant."),
-                Message::text(
-                    Role::User,
-                    "What is the capital of France? Answer in one word.",
-                ),
-            ],
-        )
+        small
     };
     let router =
         Router::from_config(&catalog_config(size, kind).unwrap(), &HashMap::new()).unwrap();
