@@ -384,6 +384,7 @@ impl Drop for Finish {
             ttft_ms: ttft.map(millis),
             overhead_ms: millis(overhead),
             attempts: std::mem::take(&mut p.attempts),
+            tags: crossbar_store::UsageTags::default(),
         };
         drop(p);
         // Label values come from the catalog, never from what a client typed: an unknown model

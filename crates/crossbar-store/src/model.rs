@@ -41,6 +41,22 @@ pub struct UsageRecord {
     /// Time spent in the gateway rather than waiting on upstreams.
     pub overhead_ms: u64,
     pub attempts: Vec<AttemptRecord>,
+    /// Who the call was for beyond the key, and what the gateway did on the way.
+    pub tags: UsageTags,
+}
+
+/// A usage record's notes beyond the call itself (migration 9).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageTags {
+    /// The team of the caller's key, when it has one.
+    pub team_id: Option<String>,
+    /// The end user inside the key: the request's `user` field or `x-crossbar-user`.
+    pub end_user: Option<String>,
+    /// Answered from the response cache: no upstream call, no upstream cost.
+    pub cache_hit: bool,
+    /// What the guardrails found and did, e.g. `email:mask:2,secret:block:1` (names and
+    /// counts, never the text).
+    pub guardrails: Option<String>,
 }
 
 /// One upstream call made for a request.

@@ -7,8 +7,11 @@ use sqlx::{AnyPool, Row};
 
 use crate::audit;
 use crate::journal;
-use crate::model::{AttemptRecord, KeyLimits, KeyRecord, UsageRecord};
+use crate::model::{AttemptRecord, KeyLimits, KeyRecord, UsageRecord, UsageTags};
+use crate::org;
+use crate::payloads;
 use crate::responses;
+use crate::runs;
 use crate::{Result, Store, StoreError, now_ms};
 
 /// Without `store.url`: a SQLite file in the working directory, created when missing.
@@ -145,6 +148,37 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: &[audit::AUDIT_TABLE_SQLITE, audit::AUDIT_TIME_INDEX],
         postgres: &[audit::AUDIT_TABLE_POSTGRES, audit::AUDIT_TIME_INDEX],
     },
+    // Agent runs as a service (crate::runs): the queue, leases and idempotent submits.
+    Migration {
+        version: 7,
+        sqlite: runs::MIGRATION,
+        postgres: runs::MIGRATION,
+    },
+    // Organizations: teams and scoped admin tokens (crate::org).
+    Migration {
+        version: 8,
+        sqlite: org::MIGRATION_SQLITE,
+        postgres: org::MIGRATION_POSTGRES,
+    },
+    // Usage records' tags (model::UsageTags).
+    Migration {
+        version: 9,
+        sqlite: USAGE_TAGS,
+        postgres: USAGE_TAGS,
+    },
+    // Payload logs (crate::payloads).
+    Migration {
+        version: 10,
+        sqlite: payloads::MIGRATION_SQLITE,
+        postgres: payloads::MIGRATION_POSTGRES,
+    },
+];
+
+const USAGE_TAGS: &[&str] = &[
+    "ALTER TABLE crossbar_usage ADD COLUMN team_id TEXT",
+    "ALTER TABLE crossbar_usage ADD COLUMN end_user TEXT",
+    "ALTER TABLE crossbar_usage ADD COLUMN cache_hit BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE crossbar_usage ADD COLUMN guardrails TEXT",
 ];
 
 const USAGE_DEDUPLICATE: &str = "DELETE FROM crossbar_usage WHERE request_id <> '' AND id NOT IN \
@@ -287,7 +321,7 @@ fn json_list(values: &[String]) -> Result<String> {
 pub(crate) const USAGE_SELECT: &str = "SELECT request_id, time_ms, key_id, api, model, route, deployment, \
      provider, cloud, region, stream, status, error, input_tokens, cached_input_tokens, \
      cache_write_tokens, output_tokens, reasoning_tokens, cost_pusd, latency_ms, ttft_ms, \
-     overhead_ms, attempts FROM crossbar_usage";
+     overhead_ms, attempts, team_id, end_user, cache_hit, guardrails FROM crossbar_usage";
 
 pub(crate) fn usage_from_row(row: &AnyRow) -> Result<UsageRecord> {
     let attempts: String = row.try_get("attempts")?;
@@ -317,6 +351,12 @@ pub(crate) fn usage_from_row(row: &AnyRow) -> Result<UsageRecord> {
         overhead_ms: get("overhead_ms")?,
         attempts: serde_json::from_str::<Vec<AttemptRecord>>(&attempts)
             .map_err(|e| StoreError::Invalid(format!("attempts column: {e}")))?,
+        tags: UsageTags {
+            team_id: row.try_get("team_id")?,
+            end_user: row.try_get("end_user")?,
+            cache_hit: row.try_get::<i64, _>("cache_hit")? != 0,
+            guardrails: row.try_get("guardrails")?,
+        },
     })
 }
 
@@ -349,10 +389,10 @@ fn key_from_row(row: &AnyRow) -> Result<KeyRecord> {
     })
 }
 
-/// Usage records per `INSERT` statement: 64 rows × 23 columns stays far below both engines'
+/// Usage records per `INSERT` statement: 64 rows × 27 columns stays far below both engines'
 /// limits on bound parameters.
 const ROWS_PER_INSERT: usize = 64;
-const USAGE_COLUMNS: usize = 23;
+const USAGE_COLUMNS: usize = 27;
 
 /// `INSERT INTO crossbar_usage (...) VALUES ($1, ...), (...)` for `rows` rows: placeholders
 /// only, every value is bound.
@@ -362,7 +402,7 @@ fn insert_sql(rows: usize) -> String {
         "INSERT INTO crossbar_usage (request_id, time_ms, key_id, api, model, route, deployment, \
          provider, cloud, region, stream, status, error, input_tokens, cached_input_tokens, \
          cache_write_tokens, output_tokens, reasoning_tokens, cost_pusd, latency_ms, ttft_ms, \
-         overhead_ms, attempts) VALUES ",
+         overhead_ms, attempts, team_id, end_user, cache_hit, guardrails) VALUES ",
     );
     for row in 0..rows {
         sql.push_str(if row == 0 { "(" } else { ", (" });
@@ -421,7 +461,11 @@ impl Store for SqlStore {
                         .bind(int(r.latency_ms))
                         .bind(r.ttft_ms.map(int))
                         .bind(int(r.overhead_ms))
-                        .bind(attempts);
+                        .bind(attempts)
+                        .bind(r.tags.team_id.clone())
+                        .bind(r.tags.end_user.clone())
+                        .bind(i64::from(r.tags.cache_hit))
+                        .bind(r.tags.guardrails.clone());
                 }
                 query.execute(&mut *tx).await?;
             }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::suite;
 use crossbar_store::{
     AttemptRecord, KeyLimits, KeyRecord, ResponseStore as _, RetentionJob, SqlStore, Store,
-    UsageRecord, UsageWriter, WriterSettings, now_ms, spawn_retention, stored_response,
+    UsageRecord, UsageTags, UsageWriter, WriterSettings, now_ms, spawn_retention, stored_response,
 };
 use futures::future::BoxFuture;
 
@@ -73,6 +73,12 @@ fn record(request_id: &str, time_ms: i64, key: Option<&str>, cost_pusd: u64) -> 
                 cost_pusd,
             },
         ],
+        tags: UsageTags {
+            team_id: Some("team-payments".to_owned()),
+            end_user: Some("user-42".to_owned()),
+            cache_hit: false,
+            guardrails: Some("email:mask:1".to_owned()),
+        },
     }
 }
 
