@@ -68,6 +68,9 @@ pub struct RouteConfig {
     /// payment_card = "block", phone = "log" }`. A route's own table replaces the default
     /// route's whole (rules do not merge, so a route can also turn one off).
     pub guardrails: Option<crate::guardrails::Rules>,
+    /// The response cache for deterministic requests (`cache = { enabled = true, ttl_s = 600 }`);
+    /// a route's own table replaces the default route's whole.
+    pub cache: Option<crate::cache::CacheConfig>,
 }
 
 /// `hosted_tools`: a tool only the provider can run (OpenAI's `web_search`, Anthropic's server

@@ -405,6 +405,11 @@ impl Config {
                     .map_err(|e| self.error_at(&hedge.after, &key("hedge.after"), e))?;
                 share(&hedge.budget, "hedge.budget")?;
             }
+            if let Some(cache) = &config.cache {
+                cache
+                    .validate()
+                    .map_err(|e| self.error_at(spanned, &key("cache"), e))?;
+            }
             if let Some(backoff) = &config.backoff {
                 let b = backoff.get_ref();
                 if b.base_ms.unwrap_or(0) > b.max_ms.unwrap_or(u64::MAX) {

@@ -43,6 +43,8 @@ pub struct Route {
     /// Personal data and secrets in what requests send: the route's own table, else the
     /// default route's (whole, not merged).
     pub guardrails: Arc<crate::guardrails::Rules>,
+    /// The response cache's settings, when the route (or the default route) enables it.
+    pub cache: Option<Arc<crate::cache::CacheConfig>>,
     /// Round-robin position.
     pub rotation: AtomicUsize,
 }
@@ -87,6 +89,9 @@ impl Route {
             hosted_tools: pick(own, default, |c| c.hosted_tools).unwrap_or_default(),
             unknown_fields: pick(own, default, |c| c.unknown_fields).unwrap_or_default(),
             guardrails: Arc::new(pick(own, default, |c| c.guardrails.clone()).unwrap_or_default()),
+            cache: pick(own, default, |c| c.cache.clone())
+                .filter(|c| c.enabled)
+                .map(Arc::new),
             rotation: AtomicUsize::new(0),
         }
     }

@@ -297,6 +297,8 @@ pub struct Policies {
     pub hosted_tools: HostedTools,
     pub unknown_fields: UnknownFields,
     pub guardrails: Arc<crate::guardrails::Rules>,
+    /// The route's response cache settings; `None` when the route does not cache.
+    pub cache: Option<Arc<crate::cache::CacheConfig>>,
 }
 
 impl Router {
@@ -516,6 +518,7 @@ impl Router {
             hosted_tools: route.hosted_tools,
             unknown_fields: route.unknown_fields,
             guardrails: Arc::clone(&route.guardrails),
+            cache: route.cache.clone(),
         })
     }
 
