@@ -124,7 +124,7 @@ fn int(value: u64) -> i64 {
 const RUN_SELECT: &str = "SELECT id, agent, spec_path, spec, task, status, created_ms, \
      updated_ms, steps, tokens, cost_pusd, elapsed_ms, answer FROM crossbar_agent_runs";
 
-fn run_from_row(row: &AnyRow) -> Result<RunRecord> {
+pub(crate) fn run_from_row(row: &AnyRow) -> Result<RunRecord> {
     let get = |name: &str| -> Result<u64> { Ok(uint(row.try_get::<i64, _>(name)?)) };
     Ok(RunRecord {
         id: row.try_get("id")?,

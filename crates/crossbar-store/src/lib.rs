@@ -29,7 +29,11 @@ pub use dashboard::{DashboardStore, KeySpend, RequestFilter, StatusFilter, Usage
 pub use journal::{EventRecord, JournalStore, MemoryRecord, RunRecord, RunTotals};
 pub use key_view::key_json;
 pub use model::{AttemptRecord, KeyLimits, KeyRecord, UsageRecord, UsageTags};
+pub use org::{AdminTokenRecord, OrgStore, TeamRecord};
 pub use responses::{MemoryResponses, ResponseStore, StoredResponse, stored_response};
+pub use runs::{
+    Claim, Heartbeat, QueueFigures, QueueState, QueuedRun, RunFilter, RunQueue, is_terminal,
+};
 pub use sql::{DEFAULT_URL, SqlStore};
 pub use vectors::{VectorHit, VectorStore};
 pub use writer::{RetentionJob, UsageWriter, WriterSettings, spawn_retention};
@@ -41,6 +45,9 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("store: {0}")]
     Invalid(String),
+    /// A worker's write for a run another worker has since claimed.
+    #[error("store: run `{0}` is held by another worker (lease lost)")]
+    Fenced(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -76,6 +83,11 @@ pub trait Store: Send + Sync {
     /// Whether any key was ever created, revoked or not: the gateway is closed to anonymous
     /// callers from the first key on, so revoking the last key never opens it.
     fn has_keys(&self) -> BoxFuture<'_, Result<bool>>;
+
+    /// Teams and admin tokens, where the engine keeps them (the SQL store does).
+    fn org(&self) -> Option<&dyn OrgStore> {
+        None
+    }
 }
 
 /// Milliseconds since the Unix epoch, the store's time unit.

@@ -1,5 +1,496 @@
-//! Agent runs as a service (issue 20): the queue of submitted runs, workers' leases and
-//! idempotent submits, on the journal's run table. Migration 7.
+//! Agent runs as a service: runs submitted over the network wait in the journal's run table
+//! (status `queued`) until a worker claims one with a lease; the worker heartbeats the lease,
+//! and a run whose lease expires is claimed again by another worker, which resumes it from its
+//! journal. Each claim bumps the run's lease generation, and every step a worker journals is
+//! checked against the generation it claimed in the same transaction that writes the step
+//! ([`RunQueue::append_fenced`]), so a worker that lost its run (killed, paused, partitioned)
+//! can never journal after the new owner started.
+//!
+//! PostgreSQL claims with `FOR UPDATE SKIP LOCKED`, so any number of workers claim side by
+//! side without waiting on each other; SQLite serializes writers and serves one host.
+
+use futures::future::BoxFuture;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::journal::{EventRecord, RunRecord, RunTotals};
+use crate::sql::{Backend, uint};
+use crate::{Result, SqlStore, StoreError, now_ms};
 
 /// Migration 7, the same DDL on both engines.
-pub(crate) const MIGRATION: &[&str] = &[];
+pub(crate) const MIGRATION: &[&str] = &[
+    // The virtual key that submitted the run ('' for an open gateway, the admin or the CLI).
+    "ALTER TABLE crossbar_agent_runs ADD COLUMN owner_key TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE crossbar_agent_runs ADD COLUMN idempotency_key TEXT",
+    "ALTER TABLE crossbar_agent_runs ADD COLUMN worker TEXT",
+    // Null for runs no worker holds (queued, ended, or run from the CLI).
+    "ALTER TABLE crossbar_agent_runs ADD COLUMN lease_until_ms BIGINT",
+    "ALTER TABLE crossbar_agent_runs ADD COLUMN lease_gen BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE crossbar_agent_runs ADD COLUMN claimed_ms BIGINT",
+    "ALTER TABLE crossbar_agent_runs ADD COLUMN takeovers BIGINT NOT NULL DEFAULT 0",
+    // Whether the latest claim took the run from a worker whose lease had expired.
+    "ALTER TABLE crossbar_agent_runs ADD COLUMN took_over BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE crossbar_agent_runs ADD COLUMN cancel_requested BIGINT NOT NULL DEFAULT 0",
+    // The submit's budget and deadline overrides, JSON.
+    "ALTER TABLE crossbar_agent_runs ADD COLUMN limits TEXT",
+    "CREATE UNIQUE INDEX IF NOT EXISTS crossbar_agent_runs_idempotency \
+     ON crossbar_agent_runs (owner_key, idempotency_key) WHERE idempotency_key IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS crossbar_agent_runs_queue \
+     ON crossbar_agent_runs (status, created_ms)",
+];
+
+/// A run's place in the queue, beside its journal record.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueueState {
+    pub owner_key: String,
+    pub idempotency_key: Option<String>,
+    /// The worker holding (or last holding) the run.
+    pub worker: Option<String>,
+    pub lease_until_ms: Option<i64>,
+    /// Bumped by every claim; a worker's writes carry the generation it claimed.
+    pub lease_gen: u64,
+    /// When a worker first claimed the run (claim latency = this − `created_ms`).
+    pub claimed_ms: Option<i64>,
+    /// Claims of the run after its holder's lease expired.
+    pub takeovers: u64,
+    pub cancel_requested: bool,
+    /// The submit's overrides of the spec's budget, JSON.
+    pub limits: Option<String>,
+}
+
+/// A run as the runs API shows it: the journal's record and its queue state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueuedRun {
+    pub run: RunRecord,
+    pub queue: QueueState,
+}
+
+/// A run a worker now holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    pub run: RunRecord,
+    /// The lease generation every write for this claim is fenced by.
+    pub generation: u64,
+    /// Another worker held the run before its lease expired.
+    pub takeover: bool,
+    pub limits: Option<String>,
+}
+
+/// What a heartbeat learned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Heartbeat {
+    /// The lease was extended; `cancel` when someone asked to cancel the run.
+    Held { cancel: bool },
+    /// Another worker claimed the run (or it was handed back): stop working on it.
+    Lost,
+}
+
+/// Which runs a list shows.
+#[derive(Clone, Debug, Default)]
+pub struct RunFilter {
+    /// Only runs submitted with this key (`None`: everyone's, for the admin).
+    pub owner_key: Option<String>,
+    pub status: Option<String>,
+    pub agent: Option<String>,
+    pub limit: u32,
+}
+
+/// The queue's figures for `/metrics`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueueFigures {
+    /// Runs per status.
+    pub by_status: Vec<(String, u64)>,
+    /// Takeovers summed over every run.
+    pub takeovers: u64,
+}
+
+/// The run queue. Object-safe, like [`crate::Store`].
+pub trait RunQueue: Send + Sync {
+    /// Queues `run` (its status `queued`). With an idempotency key already used by the same
+    /// owner, nothing is queued and the earlier run is returned; the flag says whether this
+    /// call created it.
+    fn submit<'a>(
+        &'a self,
+        run: &'a RunRecord,
+        queue: &'a QueueState,
+    ) -> BoxFuture<'a, Result<(QueuedRun, bool)>>;
+
+    fn queued_run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<QueuedRun>>>;
+
+    /// Newest first.
+    fn list_queued<'a>(&'a self, filter: &'a RunFilter) -> BoxFuture<'a, Result<Vec<QueuedRun>>>;
+
+    /// Claims up to `limit` runs for `worker`: queued ones oldest first, and running ones whose
+    /// lease expired (a takeover).
+    fn claim<'a>(
+        &'a self,
+        worker: &'a str,
+        lease_ms: u64,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<Claim>>>;
+
+    /// Extends the lease while `generation` still holds it.
+    fn heartbeat<'a>(
+        &'a self,
+        run_id: &'a str,
+        generation: u64,
+        lease_ms: u64,
+    ) -> BoxFuture<'a, Result<Heartbeat>>;
+
+    /// Hands a run back to the queue (a worker stopping); false when the lease was lost.
+    fn release<'a>(&'a self, run_id: &'a str, generation: u64) -> BoxFuture<'a, Result<bool>>;
+
+    /// Asks for a run to be cancelled: a queued run is cancelled at once, a running one by its
+    /// worker at its next heartbeat. Returns the run's status after, `None` when unknown.
+    fn cancel<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<String>>>;
+
+    /// Appends a step and sets the run's status and totals, only while `generation` holds the
+    /// run ([`StoreError::Fenced`] otherwise), in one transaction.
+    fn append_fenced<'a>(
+        &'a self,
+        event: &'a EventRecord,
+        status: &'a str,
+        totals: RunTotals,
+        generation: u64,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// Sets the status (and answer) only while `generation` holds the run; an ended run's
+    /// lease is cleared.
+    fn set_status_fenced<'a>(
+        &'a self,
+        run_id: &'a str,
+        status: &'a str,
+        totals: RunTotals,
+        answer: Option<&'a str>,
+        generation: u64,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    fn queue_figures(&self) -> BoxFuture<'_, Result<QueueFigures>>;
+}
+
+const QUEUED_SELECT: &str = "SELECT id, agent, spec_path, spec, task, status, created_ms, \
+     updated_ms, steps, tokens, cost_pusd, elapsed_ms, answer, owner_key, idempotency_key, \
+     worker, lease_until_ms, lease_gen, claimed_ms, takeovers, cancel_requested, limits \
+     FROM crossbar_agent_runs";
+
+fn queued_from_row(row: &AnyRow) -> Result<QueuedRun> {
+    Ok(QueuedRun {
+        run: crate::journal::run_from_row(row)?,
+        queue: QueueState {
+            owner_key: row.try_get("owner_key")?,
+            idempotency_key: row.try_get("idempotency_key")?,
+            worker: row.try_get("worker")?,
+            lease_until_ms: row.try_get("lease_until_ms")?,
+            lease_gen: uint(row.try_get("lease_gen")?),
+            claimed_ms: row.try_get("claimed_ms")?,
+            takeovers: uint(row.try_get("takeovers")?),
+            cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
+            limits: row.try_get("limits")?,
+        },
+    })
+}
+
+fn int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// Whether a status is one a run ends with.
+pub fn is_terminal(status: &str) -> bool {
+    !matches!(status, "queued" | "running")
+}
+
+impl RunQueue for SqlStore {
+    fn submit<'a>(
+        &'a self,
+        run: &'a RunRecord,
+        queue: &'a QueueState,
+    ) -> BoxFuture<'a, Result<(QueuedRun, bool)>> {
+        Box::pin(async move {
+            // The unique index decides between two submits racing with one key.
+            let done = sqlx::query(
+                "INSERT INTO crossbar_agent_runs (id, agent, spec_path, spec, task, status, \
+                 created_ms, updated_ms, steps, tokens, cost_pusd, elapsed_ms, answer, \
+                 owner_key, idempotency_key, limits) VALUES ($1, $2, $3, $4, $5, 'queued', $6, \
+                 $7, 0, 0, 0, 0, NULL, $8, $9, $10) ON CONFLICT DO NOTHING",
+            )
+            .bind(&run.id)
+            .bind(&run.agent)
+            .bind(&run.spec_path)
+            .bind(&run.spec)
+            .bind(&run.task)
+            .bind(run.created_ms)
+            .bind(run.updated_ms)
+            .bind(&queue.owner_key)
+            .bind(queue.idempotency_key.as_deref())
+            .bind(queue.limits.as_deref())
+            .execute(&self.pool)
+            .await?;
+            let created = done.rows_affected() == 1;
+            let found = if created {
+                self.queued_run(&run.id).await?
+            } else if let Some(key) = &queue.idempotency_key {
+                let row = sqlx::query(&format!(
+                    "{QUEUED_SELECT} WHERE owner_key = $1 AND idempotency_key = $2"
+                ))
+                .bind(&queue.owner_key)
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.as_ref().map(queued_from_row).transpose()?
+            } else {
+                None
+            };
+            let found = found.ok_or_else(|| {
+                StoreError::Invalid(format!("run `{}` could not be queued", run.id))
+            })?;
+            Ok((found, created))
+        })
+    }
+
+    fn queued_run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<QueuedRun>>> {
+        Box::pin(async move {
+            let row = sqlx::query(&format!("{QUEUED_SELECT} WHERE id = $1"))
+                .bind(run_id)
+                .fetch_optional(&self.pool)
+                .await?;
+            row.as_ref().map(queued_from_row).transpose()
+        })
+    }
+
+    fn list_queued<'a>(&'a self, filter: &'a RunFilter) -> BoxFuture<'a, Result<Vec<QueuedRun>>> {
+        Box::pin(async move {
+            // Optional filters as `($n IS NULL OR column = $n)`: one statement, all bound.
+            let rows = sqlx::query(&format!(
+                "{QUEUED_SELECT} WHERE ($1 IS NULL OR owner_key = $1) \
+                 AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR agent = $3) \
+                 ORDER BY created_ms DESC, id DESC LIMIT $4"
+            ))
+            .bind(filter.owner_key.as_deref())
+            .bind(filter.status.as_deref())
+            .bind(filter.agent.as_deref())
+            .bind(i64::from(filter.limit.max(1)))
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(queued_from_row).collect()
+        })
+    }
+
+    fn claim<'a>(
+        &'a self,
+        worker: &'a str,
+        lease_ms: u64,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<Claim>>> {
+        Box::pin(async move {
+            let now = now_ms();
+            // Workers on PostgreSQL skip each other's rows instead of waiting on them; SQLite
+            // has one writer at a time anyway.
+            let lock = match self.backend {
+                Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+                Backend::Sqlite => "",
+            };
+            let rows = sqlx::query(&format!(
+                "UPDATE crossbar_agent_runs SET worker = $1, lease_until_ms = $2, \
+                 lease_gen = lease_gen + 1, \
+                 takeovers = takeovers + CASE WHEN status = 'running' THEN 1 ELSE 0 END, \
+                 took_over = CASE WHEN status = 'running' THEN 1 ELSE 0 END, \
+                 claimed_ms = COALESCE(claimed_ms, $3), status = 'running', updated_ms = $3 \
+                 WHERE id IN (SELECT id FROM crossbar_agent_runs WHERE \
+                 (status = 'queued' AND cancel_requested = 0) OR \
+                 (status = 'running' AND lease_until_ms IS NOT NULL AND lease_until_ms < $3) \
+                 ORDER BY created_ms, id LIMIT $4{lock}) \
+                 RETURNING id, lease_gen, took_over, limits"
+            ))
+            .bind(worker)
+            .bind(now.saturating_add(int(lease_ms)))
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            let mut claims = Vec::with_capacity(rows.len());
+            for row in rows {
+                let id: String = row.try_get("id")?;
+                let generation = uint(row.try_get("lease_gen")?);
+                let Some(run) = crate::JournalStore::run(self, &id).await? else {
+                    continue;
+                };
+                claims.push(Claim {
+                    takeover: row.try_get::<i64, _>("took_over")? != 0,
+                    run,
+                    generation,
+                    limits: row.try_get("limits")?,
+                });
+            }
+            Ok(claims)
+        })
+    }
+
+    fn heartbeat<'a>(
+        &'a self,
+        run_id: &'a str,
+        generation: u64,
+        lease_ms: u64,
+    ) -> BoxFuture<'a, Result<Heartbeat>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "UPDATE crossbar_agent_runs SET lease_until_ms = $1 \
+                 WHERE id = $2 AND lease_gen = $3 AND status = 'running' \
+                 RETURNING cancel_requested",
+            )
+            .bind(now_ms().saturating_add(int(lease_ms)))
+            .bind(run_id)
+            .bind(int(generation))
+            .fetch_optional(&self.pool)
+            .await?;
+            Ok(match row {
+                Some(row) => Heartbeat::Held {
+                    cancel: row.try_get::<i64, _>("cancel_requested")? != 0,
+                },
+                None => Heartbeat::Lost,
+            })
+        })
+    }
+
+    fn release<'a>(&'a self, run_id: &'a str, generation: u64) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let done = sqlx::query(
+                "UPDATE crossbar_agent_runs SET status = 'queued', lease_until_ms = NULL, \
+                 lease_gen = lease_gen + 1, updated_ms = $1 \
+                 WHERE id = $2 AND lease_gen = $3 AND status = 'running'",
+            )
+            .bind(now_ms())
+            .bind(run_id)
+            .bind(int(generation))
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    fn cancel<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<String>>> {
+        Box::pin(async move {
+            let now = now_ms();
+            sqlx::query(
+                "UPDATE crossbar_agent_runs SET status = 'cancelled', cancel_requested = 1, \
+                 updated_ms = $1, answer = NULL WHERE id = $2 AND status = 'queued'",
+            )
+            .bind(now)
+            .bind(run_id)
+            .execute(&self.pool)
+            .await?;
+            sqlx::query(
+                "UPDATE crossbar_agent_runs SET cancel_requested = 1, updated_ms = $1 \
+                 WHERE id = $2 AND status = 'running'",
+            )
+            .bind(now)
+            .bind(run_id)
+            .execute(&self.pool)
+            .await?;
+            let status: Option<String> =
+                sqlx::query_scalar("SELECT status FROM crossbar_agent_runs WHERE id = $1")
+                    .bind(run_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            Ok(status)
+        })
+    }
+
+    fn append_fenced<'a>(
+        &'a self,
+        event: &'a EventRecord,
+        status: &'a str,
+        totals: RunTotals,
+        generation: u64,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            // The run's row first: on PostgreSQL this locks it, so a claim of the run waits
+            // for this step (or this step fails when the claim came first).
+            let held = sqlx::query(
+                "UPDATE crossbar_agent_runs SET status = $1, updated_ms = $2, steps = $3, \
+                 tokens = $4, cost_pusd = $5, elapsed_ms = $6 \
+                 WHERE id = $7 AND lease_gen = $8",
+            )
+            .bind(status)
+            .bind(event.time_ms)
+            .bind(int(totals.steps))
+            .bind(int(totals.tokens))
+            .bind(int(totals.cost_pusd))
+            .bind(int(totals.elapsed_ms))
+            .bind(&event.run_id)
+            .bind(int(generation))
+            .execute(&mut *tx)
+            .await?;
+            if held.rows_affected() != 1 {
+                tx.rollback().await?;
+                return Err(StoreError::Fenced(event.run_id.clone()));
+            }
+            sqlx::query(
+                "INSERT INTO crossbar_agent_events (run_id, seq, time_ms, kind, data) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&event.run_id)
+            .bind(int(event.seq))
+            .bind(event.time_ms)
+            .bind(&event.kind)
+            .bind(&event.data)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn set_status_fenced<'a>(
+        &'a self,
+        run_id: &'a str,
+        status: &'a str,
+        totals: RunTotals,
+        answer: Option<&'a str>,
+        generation: u64,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let done = sqlx::query(
+                "UPDATE crossbar_agent_runs SET status = $1, updated_ms = $2, steps = $3, \
+                 tokens = $4, cost_pusd = $5, elapsed_ms = $6, answer = $7, \
+                 lease_until_ms = CASE WHEN $8 = 1 THEN NULL ELSE lease_until_ms END \
+                 WHERE id = $9 AND lease_gen = $10",
+            )
+            .bind(status)
+            .bind(now_ms())
+            .bind(int(totals.steps))
+            .bind(int(totals.tokens))
+            .bind(int(totals.cost_pusd))
+            .bind(int(totals.elapsed_ms))
+            .bind(answer)
+            .bind(i64::from(is_terminal(status)))
+            .bind(run_id)
+            .bind(int(generation))
+            .execute(&self.pool)
+            .await?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::Fenced(run_id.to_owned()));
+            }
+            Ok(())
+        })
+    }
+
+    fn queue_figures(&self) -> BoxFuture<'_, Result<QueueFigures>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT status, COUNT(*) AS n, CAST(COALESCE(SUM(takeovers), 0) AS BIGINT) AS t \
+                 FROM crossbar_agent_runs GROUP BY status ORDER BY status",
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            let mut figures = QueueFigures::default();
+            for row in rows {
+                figures
+                    .by_status
+                    .push((row.try_get("status")?, uint(row.try_get("n")?)));
+                figures.takeovers += uint(row.try_get("t")?);
+            }
+            Ok(figures)
+        })
+    }
+}
