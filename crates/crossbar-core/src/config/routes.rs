@@ -71,6 +71,38 @@ pub struct RouteConfig {
     /// The response cache for deterministic requests (`cache = { enabled = true, ttl_s = 600 }`);
     /// a route's own table replaces the default route's whole.
     pub cache: Option<crate::cache::CacheConfig>,
+    /// Canary and weighted routing: `split = [{ deployment = "m@p", share = 0.1 }, { model =
+    /// "m2", share = 0.1 }]`; each share of the route's conversations starts on its target
+    /// (sticky per conversation), the rest route as usual. Shares sum to at most 1.
+    pub split: Option<Spanned<Vec<TargetShare>>>,
+    /// `shadow = { deployment = "m@p", share = 0.2 }` (or `model`): a copy of that share of
+    /// requests goes to the shadow in the background; its answers are measured, never returned.
+    pub shadow: Option<Spanned<ShadowConfig>>,
+    /// Whether deployments are ranked down as the quota their provider reports runs out
+    /// (`x-ratelimit-remaining-*`, `anthropic-ratelimit-*`), before they answer 429. Default true.
+    pub headroom: Option<bool>,
+}
+
+/// A deployment (`model@provider`) or a logical model, and the share of requests it takes.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetShare {
+    pub deployment: Option<String>,
+    pub model: Option<String>,
+    /// In `(0, 1]`.
+    pub share: f64,
+}
+
+/// A shadow target: where copies go, what share of requests, how many at once.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowConfig {
+    pub deployment: Option<String>,
+    pub model: Option<String>,
+    /// In `(0, 1]`.
+    pub share: f64,
+    /// Copies in flight at once (default 8); beyond it copies are dropped and counted.
+    pub max_concurrency: Option<usize>,
 }
 
 /// `hosted_tools`: a tool only the provider can run (OpenAI's `web_search`, Anthropic's server

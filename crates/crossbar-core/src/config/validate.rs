@@ -405,6 +405,7 @@ impl Config {
                     .map_err(|e| self.error_at(&hedge.after, &key("hedge.after"), e))?;
                 share(&hedge.budget, "hedge.budget")?;
             }
+            self.validate_shares(spanned, route, model_names)?;
             if let Some(cache) = &config.cache {
                 cache
                     .validate()
@@ -450,6 +451,76 @@ impl Config {
                 if let Some(message) = bad {
                     return Err(self.error_at(breaker, &key("breaker"), message));
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// A route's `split` and `shadow`: each names one known deployment (`model@provider`) or
+    /// model, with a share in `(0, 1]`; the split's shares sum to at most 1.
+    fn validate_shares(
+        &self,
+        spanned: &Spanned<super::RouteConfig>,
+        route: &str,
+        model_names: &HashSet<&str>,
+    ) -> Result<(), ConfigError> {
+        let config = spanned.get_ref();
+        let deployments: HashSet<String> = self
+            .models
+            .iter()
+            .flat_map(|m| {
+                m.deployments
+                    .iter()
+                    .map(|d| format!("{}@{}", m.name.get_ref(), d.provider.get_ref()))
+            })
+            .collect();
+        let target = |deployment: &Option<String>,
+                      model: &Option<String>,
+                      share: f64|
+         -> Result<(), String> {
+            match (deployment, model) {
+                (Some(d), None) if !deployments.contains(d) => {
+                    return Err(format!(
+                        "unknown deployment `{d}` (write it `model@provider`)"
+                    ));
+                }
+                (None, Some(m)) if !model_names.contains(m.as_str()) => {
+                    return Err(format!("unknown model `{m}`"));
+                }
+                (Some(_), None) | (None, Some(_)) => {}
+                _ => return Err("name exactly one of `deployment` or `model`".to_owned()),
+            }
+            if !(share > 0.0 && share <= 1.0) {
+                return Err("share must be above 0 and at most 1".to_owned());
+            }
+            Ok(())
+        };
+        let key = |field: &str| format!("routes.{route}.{field}");
+        if let Some(split) = &config.split {
+            let mut sum = 0.0;
+            for entry in split.get_ref() {
+                target(&entry.deployment, &entry.model, entry.share)
+                    .map_err(|e| self.error_at(split, &key("split"), e))?;
+                sum += entry.share;
+            }
+            if sum > 1.0 + 1e-9 {
+                return Err(self.error_at(
+                    split,
+                    &key("split"),
+                    format!("shares sum to {sum}, more than 1"),
+                ));
+            }
+        }
+        if let Some(shadow) = &config.shadow {
+            let s = shadow.get_ref();
+            target(&s.deployment, &s.model, s.share)
+                .map_err(|e| self.error_at(shadow, &key("shadow"), e))?;
+            if s.max_concurrency == Some(0) {
+                return Err(self.error_at(
+                    shadow,
+                    &key("shadow"),
+                    "max_concurrency must be at least 1",
+                ));
             }
         }
         Ok(())

@@ -33,6 +33,8 @@ pub struct Plan<'r> {
     pub affinity_key: Option<u64>,
     /// The deployment (by index) that affinity put first.
     pub affinity_hit: Option<usize>,
+    /// Whether a canary split put its target first.
+    pub split: bool,
 }
 
 impl Plan<'_> {

@@ -11,6 +11,7 @@ use crate::router::Deployment;
 use crate::router::affinity::AffinitySettings;
 use crate::router::hedge::Hedging;
 use crate::router::retry::Backoff;
+use crate::router::split::{DEFAULT_SHADOW_CONCURRENCY, Shadow, Split, Target};
 
 pub const ROUTE_HEADER: &str = "x-crossbar-route";
 pub const PROVIDER_HEADER: &str = "x-crossbar-provider";
@@ -45,6 +46,13 @@ pub struct Route {
     pub guardrails: Arc<crate::guardrails::Rules>,
     /// The response cache's settings, when the route (or the default route) enables it.
     pub cache: Option<Arc<crate::cache::CacheConfig>>,
+    /// Shares of conversations that start on a named deployment or model (canaries).
+    pub split: Vec<Split>,
+    /// Where copies of a share of requests go, measured and never returned.
+    pub shadow: Option<Arc<Shadow>>,
+    /// Whether reported quota (headroom) ranks deployments down before they answer 429.
+    #[expect(dead_code, reason = "ranking reads it once headroom is tracked")]
+    pub headroom: bool,
     /// Round-robin position.
     pub rotation: AtomicUsize,
 }
@@ -92,6 +100,31 @@ impl Route {
             cache: pick(own, default, |c| c.cache.clone())
                 .filter(|c| c.enabled)
                 .map(Arc::new),
+            split: pick(own, default, |c| c.split.as_ref())
+                .map(|s| {
+                    s.get_ref()
+                        .iter()
+                        .filter_map(|e| {
+                            Some(Split {
+                                target: Target::from_config(
+                                    e.deployment.as_ref(),
+                                    e.model.as_ref(),
+                                )?,
+                                share: e.share,
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            shadow: pick(own, default, |c| c.shadow.as_ref()).and_then(|s| {
+                let s = s.get_ref();
+                Some(Arc::new(Shadow {
+                    target: Target::from_config(s.deployment.as_ref(), s.model.as_ref())?,
+                    share: s.share,
+                    max_concurrency: s.max_concurrency.unwrap_or(DEFAULT_SHADOW_CONCURRENCY),
+                }))
+            }),
+            headroom: pick(own, default, |c| c.headroom).unwrap_or(true),
             rotation: AtomicUsize::new(0),
         }
     }
@@ -109,6 +142,9 @@ pub struct KeyScope {
     /// fallbacks too, so a route cannot serve a key a model it may not call.
     pub models: Option<Vec<String>>,
     pub max_cost_usd: Option<f64>,
+    /// The key's id: mixed into the conversation hash of canary splits, so two callers sending
+    /// the same first message are split independently.
+    pub id: Option<String>,
 }
 
 /// What a caller asked of the router for one request.

@@ -26,6 +26,7 @@ mod hedge;
 mod peers;
 mod policy;
 mod retry;
+mod split;
 mod stats;
 mod upstream;
 
@@ -64,6 +65,7 @@ pub use catalog::{
 };
 pub use estimate::{Prompt, Tokenizer};
 pub use peers::{HealthReport, PeerHealth};
+pub use split::{Shadow, Target};
 pub use stats::{Counters, SeriesView, StatsView};
 pub use upstream::{HttpUpstream, Upstream};
 
@@ -248,6 +250,15 @@ pub struct Routed<T> {
     pub affinity: bool,
 }
 
+/// Which canary models join a request's candidates.
+#[derive(Clone, Copy, Debug)]
+enum Extra {
+    /// Every split's (what a budget reserves for).
+    Splits,
+    /// The one whose band holds the conversation's point, if any (`None`: not a chat).
+    Split(Option<f64>),
+}
+
 /// What a chat or embedding call is expected to produce, for its cost estimate.
 #[derive(Clone, Copy, Debug)]
 enum Output {
@@ -294,11 +305,18 @@ type Priced<'r> = (&'r Arc<Deployment>, f64);
 /// What the ingress applies to a request on its route before routing it.
 #[derive(Clone, Debug)]
 pub struct Policies {
+    /// The route whose policies these are (a response cache is kept per route).
+    pub route: String,
+    /// The logical model the requested name resolved to (aliases of one model share cached
+    /// answers).
+    pub model: String,
     pub hosted_tools: HostedTools,
     pub unknown_fields: UnknownFields,
     pub guardrails: Arc<crate::guardrails::Rules>,
     /// The route's response cache settings; `None` when the route does not cache.
     pub cache: Option<Arc<crate::cache::CacheConfig>>,
+    /// Where copies of a share of the route's requests go; `None` without a shadow.
+    pub shadow: Option<Arc<Shadow>>,
 }
 
 impl Router {
@@ -515,11 +533,25 @@ impl Router {
         let logical = self.resolve_for(model, preferences)?;
         let route = self.route_for(logical, preferences)?;
         Ok(Policies {
+            route: route.name.clone(),
+            model: logical.to_owned(),
             hosted_tools: route.hosted_tools,
             unknown_fields: route.unknown_fields,
             guardrails: Arc::clone(&route.guardrails),
             cache: route.cache.clone(),
+            shadow: route.shadow.clone(),
         })
+    }
+
+    /// Every route that caches answers, with its settings (the default route too, also when
+    /// the file has no `routes.default`), for building one response cache per route.
+    pub fn cache_configs(&self) -> impl Iterator<Item = (&str, &Arc<crate::cache::CacheConfig>)> {
+        let default =
+            (!self.routes.contains_key(&self.default_route.name)).then_some(&self.default_route);
+        self.routes
+            .values()
+            .chain(default)
+            .filter_map(|route| route.cache.as_ref().map(|c| (route.name.as_str(), c)))
     }
 
     pub fn deployments(&self) -> impl Iterator<Item = &Arc<Deployment>> {
@@ -555,6 +587,7 @@ impl Router {
         route: &Route,
         model: &str,
         preferences: &Preferences,
+        extra: Extra,
     ) -> Result<Vec<&Arc<Deployment>>> {
         let own: Vec<&str> = if self.models.contains_key(model) {
             vec![model]
@@ -579,7 +612,19 @@ impl Router {
             .iter()
             .map(String::as_str)
             .filter(|name| preferences.key_allows_model(name));
-        for name in own.into_iter().chain(fallbacks) {
+        // A canary's model joins the candidates of the requests it takes (after the others:
+        // the split moves it first); a budget reserves for every one a request may take.
+        let splits = route
+            .split
+            .iter()
+            .filter(|s| match extra {
+                Extra::Splits => true,
+                Extra::Split(Some(point)) => split::pick(&route.split, point) == Some(&s.target),
+                Extra::Split(None) => false,
+            })
+            .map(|s| s.target.model())
+            .filter(|name| preferences.key_allows_model(name));
+        for name in own.into_iter().chain(fallbacks).chain(splits) {
             if !names.contains(&name) {
                 names.push(name);
             }
@@ -609,10 +654,11 @@ impl Router {
         requested: &'m str,
         preferences: &Preferences,
         prompt: &Prompt,
+        extra: Extra,
     ) -> Result<(&'m str, Arc<Route>, Vec<Priced<'r>>)> {
         let model = self.resolve_for(requested, preferences)?;
         let route = self.route_for(model, preferences)?;
-        let deployments = self.eligible(&route, model, preferences)?;
+        let deployments = self.eligible(&route, model, preferences, extra)?;
         let approximate = prompt.tokens(Tokenizer::Approximate);
         let openai = deployments
             .iter()
@@ -641,7 +687,8 @@ impl Router {
         prompt: &Prompt,
         max_output: u64,
     ) -> Result<u64> {
-        let (_, _, deployments) = self.eligible_priced(model, preferences, prompt)?;
+        let (_, _, deployments) =
+            self.eligible_priced(model, preferences, prompt, Extra::Splits)?;
         Ok(deployments
             .iter()
             .map(|(deployment, raw)| {
@@ -666,7 +713,8 @@ impl Router {
         preferences: &Preferences,
         prompt: &Prompt,
     ) -> Result<u64> {
-        let (_, _, deployments) = self.eligible_priced(model, preferences, prompt)?;
+        let (_, _, deployments) =
+            self.eligible_priced(model, preferences, prompt, Extra::Splits)?;
         Ok(deployments
             .iter()
             .map(|(deployment, raw)| reserved_prompt_tokens(deployment, *raw))
@@ -683,7 +731,13 @@ impl Router {
         output: Output,
         chat: Option<&ChatRequest>,
     ) -> Result<Plan<'_>> {
-        let (model, route, deployments) = self.eligible_priced(model, preferences, prompt)?;
+        // Where the conversation falls among the route's canary shares (chats only).
+        let point = chat.map(|request| {
+            let caller = preferences.key.as_ref().and_then(|k| k.id.as_deref());
+            split::point(request, caller, "split")
+        });
+        let (model, route, deployments) =
+            self.eligible_priced(model, preferences, prompt, Extra::Split(point))?;
         let deployments = match chat {
             Some(request) => capabilities::admit(model, deployments, &needs(request))?,
             None => deployments,
@@ -761,11 +815,30 @@ impl Router {
             started: now,
             affinity_key,
             affinity_hit: None,
+            split: false,
         };
-        plan.affinity_hit = affinity_key
-            .and_then(|key| self.affinity.lookup(key, now))
-            .and_then(|index| to_front(&mut plan, now, |d| d.index == index));
-        let explored = plan.affinity_hit.is_none()
+        // A canary's conversations start on it; affinity and exploration leave them there.
+        let split_target = point
+            .and_then(|point| split::pick(&plan.route.split, point))
+            .cloned();
+        plan.split = split_target.is_some_and(|target| {
+            plan.rank_all();
+            let (mut first, rest): (Vec<_>, Vec<_>) = plan
+                .candidates
+                .drain(..)
+                .partition(|c| target.matches(c.deployment) && c.deployment.available(now));
+            let moved = !first.is_empty();
+            first.extend(rest);
+            plan.candidates = first;
+            moved
+        });
+        if !plan.split {
+            plan.affinity_hit = affinity_key
+                .and_then(|key| self.affinity.lookup(key, now))
+                .and_then(|index| to_front(&mut plan, now, |d| d.index == index));
+        }
+        let explored = !plan.split
+            && plan.affinity_hit.is_none()
             && policy::explore(
                 plan.route.objective,
                 plan.route.explore,

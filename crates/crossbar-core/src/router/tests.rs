@@ -1299,3 +1299,147 @@ fn ranking_the_first_few_then_the_rest_equals_ranking_all() {
         }
     }
 }
+
+/// `m` on `a` then `b` (config order), and model `small` on `c`, under `route`.
+fn canary(route: &str) -> String {
+    format!(
+        "{}{}{}{route}",
+        providers(&[
+            ("a", "azure", "eastus"),
+            ("b", "aws", "us-east-1"),
+            ("c", "gcp", "europe-west4")
+        ]),
+        model("m", &[("a", 1.0), ("b", 2.0)]),
+        model("small", &[("c", 0.5)])
+    )
+}
+
+/// The conversation `n`, at turn `turn` (each turn adds an answer and a question).
+fn conversation(n: usize, turn: usize) -> ChatRequest {
+    let mut messages = vec![Message::text(
+        Role::User,
+        format!("conversation {n}: hello"),
+    )];
+    for t in 0..turn {
+        messages.push(Message::text(Role::Assistant, "ok"));
+        messages.push(Message::text(Role::User, format!("turn {t}")));
+    }
+    ChatRequest::new("m", messages)
+}
+
+/// Canary shares measured over 2,000 distinct conversations: 10% start on deployment `m@b`,
+/// 5% on model `small`, the rest on `a` (the `order` objective's first); every conversation
+/// stays on its side for all its turns.
+#[tokio::test(start_paused = true)]
+async fn a_canary_takes_its_share_of_conversations_and_keeps_each_one() {
+    let fake = Arc::new(Fake::default());
+    let router = build(
+        &canary(
+            "[routes.m]\nobjective = \"order\"\nsplit = [{ deployment = \"m@b\", share = 0.1 }, { model = \"small\", share = 0.05 }]\n",
+        ),
+        &fake,
+    );
+    let mut sides: HashMap<String, usize> = HashMap::new();
+    for n in 0..2000 {
+        let mut first = None;
+        for turn in 0..3 {
+            let routed = router.chat(&conversation(n, turn)).await.unwrap();
+            let side = routed.deployment.provider.name.clone();
+            assert_eq!(
+                *first.get_or_insert_with(|| side.clone()),
+                side,
+                "conversation {n} changed sides at turn {turn}"
+            );
+        }
+        *sides.entry(first.unwrap()).or_default() += 1;
+    }
+    let share = |p: &str| sides.get(p).copied().unwrap_or(0) as f64 / 2000.0;
+    assert!((share("b") - 0.10).abs() <= 0.03, "m@b took {}", share("b"));
+    assert!(
+        (share("c") - 0.05).abs() <= 0.03,
+        "small took {}",
+        share("c")
+    );
+    assert_eq!(sides.values().sum::<usize>(), 2000);
+    assert_eq!(fake.total_calls(), 6000);
+    // Exact figures of this build's hashing, so a change in the draw is seen.
+    eprintln!("canary sides over 2,000 conversations: {sides:?}");
+}
+
+/// A canary that fails hands its conversation to the normal order; one that is unavailable
+/// is skipped; without a split the canary model is not a candidate at all.
+#[tokio::test(start_paused = true)]
+async fn a_failing_canary_fails_over_to_the_normal_order() {
+    let fake = Arc::new(Fake::default());
+    let router = build(
+        &canary(
+            "[routes.m]\nobjective = \"order\"\nsplit = [{ model = \"small\", share = 1.0 }]\n",
+        ),
+        &fake,
+    );
+    fake.set("c", |s| {
+        s.queued.push_back(Error::from_upstream_status(503, "down"));
+    });
+    let routed = router.chat(&conversation(1, 0)).await.unwrap();
+    assert_eq!(routed.deployment.provider.name, "a");
+    assert_eq!(routed.attempts.len(), 2);
+    assert_eq!(routed.attempts[0].deployment.provider.name, "c");
+    let routed = router.chat(&conversation(1, 1)).await.unwrap();
+    assert_eq!(routed.deployment.provider.name, "c");
+    // Budgets reserve for the canary too (it is dearer or cheaper than the model's own).
+    let plain = build(&canary("[routes.m]\nobjective = \"order\"\n"), &fake);
+    fake.set("a", |s| {
+        s.queued.push_back(Error::from_upstream_status(503, "down"));
+        s.queued.push_back(Error::from_upstream_status(503, "down"));
+    });
+    let routed = plain.chat(&conversation(2, 0)).await.unwrap();
+    assert_eq!(
+        routed.deployment.provider.name, "b",
+        "small is no fallback of m"
+    );
+}
+
+#[test]
+fn splits_and_shadows_are_validated_with_locations() {
+    let base = canary("");
+    for (route, expected) in [
+        (
+            "[routes.m]\nsplit = [{ deployment = \"m@z\", share = 0.1 }]\n",
+            "routes.m.split: unknown deployment `m@z`",
+        ),
+        (
+            "[routes.m]\nsplit = [{ model = \"zz\", share = 0.1 }]\n",
+            "routes.m.split: unknown model `zz`",
+        ),
+        (
+            "[routes.m]\nsplit = [{ model = \"small\", deployment = \"m@a\", share = 0.1 }]\n",
+            "routes.m.split: name exactly one of",
+        ),
+        (
+            "[routes.m]\nsplit = [{ model = \"small\", share = 0.0 }]\n",
+            "routes.m.split: share must be above 0",
+        ),
+        (
+            "[routes.m]\nsplit = [{ model = \"small\", share = 0.6 }, { deployment = \"m@b\", share = 0.5 }]\n",
+            "routes.m.split: shares sum to 1.1, more than 1",
+        ),
+        (
+            "[routes.m]\nshadow = { deployment = \"small@a\", share = 0.5 }\n",
+            "routes.m.shadow: unknown deployment `small@a`",
+        ),
+        (
+            "[routes.m]\nshadow = { model = \"small\", share = 0.5, max_concurrency = 0 }\n",
+            "routes.m.shadow: max_concurrency must be at least 1",
+        ),
+    ] {
+        let err = Config::from_toml(&format!("{base}{route}"), "test.toml").unwrap_err();
+        assert!(err.0.contains(expected), "{route}: {}", err.0);
+    }
+    let fine = Config::from_toml(
+        &format!(
+            "{base}[routes.m]\nsplit = [{{ model = \"small\", share = 0.5 }}, {{ deployment = \"m@b\", share = 0.5 }}]\nshadow = {{ model = \"small\", share = 0.2 }}\nheadroom = false\n"
+        ),
+        "test.toml",
+    );
+    assert!(fine.is_ok());
+}
