@@ -6,6 +6,7 @@
 
 pub mod model;
 pub mod run;
+pub mod service;
 pub mod spec;
 pub mod tools;
 

@@ -41,6 +41,9 @@ struct SpecFile {
     #[serde(default)]
     description: Option<String>,
     instructions: Spanned<String>,
+    /// The JSON Schema a submit's `input` must match (runs API); without it, any input.
+    #[serde(default)]
+    input_schema: Option<Spanned<toml::Value>>,
     /// Role → logical model or route. `default` is required; `planner` (first step) and
     /// `summarizer` (`[context]` summaries) are optional.
     models: Spanned<BTreeMap<String, Spanned<String>>>,
@@ -192,6 +195,8 @@ pub struct AgentSpec {
     pub name: String,
     pub description: Option<String>,
     pub instructions: String,
+    /// What a runs-API submit's `input` must match (JSON Schema).
+    pub input_schema: Option<serde_json::Value>,
     /// Role → logical model or route; always has `default`.
     pub models: BTreeMap<String, String>,
     pub max_steps: u32,
@@ -427,6 +432,21 @@ impl AgentSpec {
             }
             names.push(name);
         }
+        let input_schema = match &file.input_schema {
+            Some(schema) => {
+                let json = serde_json::to_value(schema.get_ref())
+                    .map_err(|e| here.at(schema, "input_schema", e.to_string()))?;
+                jsonschema::validator_for(&json).map_err(|e| {
+                    here.at(
+                        schema,
+                        "input_schema",
+                        format!("not a valid JSON Schema: {e}"),
+                    )
+                })?;
+                Some(json)
+            }
+            None => None,
+        };
         let mut mcp = Vec::new();
         for (i, server) in file.mcp.iter().enumerate() {
             let spec = Self::mcp(&here, i, server)?;
@@ -443,6 +463,7 @@ impl AgentSpec {
             name,
             description: file.description,
             instructions: file.instructions.into_inner(),
+            input_schema,
             models,
             max_steps,
             max_tokens: file.max_tokens.map(Spanned::into_inner),

@@ -20,6 +20,7 @@ pub mod pricing;
 pub mod provider;
 pub mod reasoning_memory;
 pub mod router;
+pub mod runs;
 pub mod shared_kv;
 pub mod trace;
 

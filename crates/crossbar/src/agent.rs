@@ -6,9 +6,11 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
+use crossbar_agent::service::{AgentBuilder, Worker, WorkerSettings};
 use crossbar_agent::tools::retrieval::Embedding;
 use crossbar_agent::tools::retrieval::vectors::{Backend, Embedder};
 use crossbar_agent::{
@@ -95,6 +97,29 @@ enum AgentCommand {
         /// Keep the vectors beside the index even when the store is PostgreSQL.
         #[arg(long, requires = "embeddings")]
         embedded_vectors: bool,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Claim runs submitted to the runs API (`POST /v1/crossbar/runs`) from the shared store
+    /// and run them, heartbeating each lease; on SIGTERM, finish within `--grace-s` or hand
+    /// the runs back. Any number of workers, on any hosts, may share one store (PostgreSQL).
+    Worker {
+        /// Runs at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Seconds a claim holds a run without a heartbeat (another worker takes it over
+        /// after that).
+        #[arg(long, default_value_t = 30)]
+        lease_s: u64,
+        /// Milliseconds between looks for new runs when idle.
+        #[arg(long, default_value_t = 500)]
+        poll_ms: u64,
+        /// Seconds running runs may take to finish on SIGTERM before they are handed back.
+        #[arg(long, default_value_t = 30)]
+        grace_s: u64,
+        /// This worker's name in the store and the logs (default: worker-<pid>@<host>).
+        #[arg(long)]
+        id: Option<String>,
         #[command(flatten)]
         connection: Connection,
     },
@@ -187,6 +212,51 @@ pub async fn command(args: AgentArgs) -> anyhow::Result<()> {
             embedded_vectors,
             connection,
         } => ingest(&dir, &index, embeddings, embedded_vectors, &connection).await,
+        AgentCommand::Worker {
+            concurrency,
+            lease_s,
+            poll_ms,
+            grace_s,
+            id,
+            connection,
+        } => {
+            if concurrency == 0 || lease_s == 0 || poll_ms == 0 {
+                bail!("--concurrency, --lease-s and --poll-ms must be at least 1");
+            }
+            let session = Arc::new(Session::open(&connection).await?);
+            let settings = WorkerSettings {
+                id: id.unwrap_or_else(default_worker_id),
+                concurrency,
+                lease: Duration::from_secs(lease_s),
+                poll: Duration::from_millis(poll_ms),
+                grace: Duration::from_secs(grace_s),
+            };
+            eprintln!(
+                "worker {} · {} run(s) at once · lease {lease_s}s · models via {} · store {}",
+                settings.id,
+                concurrency,
+                session.model.describe(),
+                session.journal.backend()
+            );
+            let worker = Worker {
+                store: Arc::clone(&session.journal),
+                builder: Arc::new(WorkerAgents(Arc::clone(&session))),
+                settings,
+            };
+            let report = worker.run(crate::shutdown_signal()).await;
+            session.flush().await;
+            eprintln!(
+                "worker stopped: {} claimed ({} taken over), {} ended, {} cancelled, {} lost, {} handed back, {} failed",
+                report.claimed,
+                report.takeovers,
+                report.ended,
+                report.cancelled,
+                report.lost,
+                report.handed_back,
+                report.failed
+            );
+            Ok(())
+        }
         AgentCommand::Journal { run_id, store } => {
             let journal = open_store(store.as_deref(), None).await?;
             for event in journal.events(&run_id).await? {
@@ -300,6 +370,55 @@ impl Session {
             spans: self.telemetry.clone().map(|t| t as Arc<dyn SpanSink>),
         };
         Ok((agent, servers))
+    }
+}
+
+/// `worker-<pid>@<host>`: unique among live workers, readable in the store.
+fn default_worker_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("worker-{}@{host}", std::process::id())
+}
+
+/// A worker's agents: the session's model layer and tools, journaling through the claim's
+/// fenced journal, each step logged.
+struct WorkerAgents(Arc<Session>);
+
+impl AgentBuilder for WorkerAgents {
+    fn build(
+        &self,
+        spec: AgentSpec,
+        journal: Arc<dyn JournalStore>,
+    ) -> futures::future::BoxFuture<'_, Result<(Agent, Vec<Arc<McpServer>>), String>> {
+        Box::pin(async move {
+            let session = &self.0;
+            let context = ToolContext {
+                journal: Arc::clone(&journal),
+                model: Arc::clone(&session.model),
+                vectors: pgvector(&session.journal),
+            };
+            let (tools, servers) = tools_for(&spec, &context).await?;
+            let observer: Observer = Arc::new(|event: &Event| {
+                tracing::info!(run = %event.run_id, seq = event.seq, kind = event.entry.kind(),
+                    steps = event.totals.steps, cost_usd = event.totals.cost_usd, "step");
+            });
+            let agent = Agent {
+                spec: Arc::new(spec),
+                model: Arc::clone(&session.model),
+                tools: Arc::new(tools),
+                journal,
+                observer: Some(observer),
+                spans: session.telemetry.clone().map(|t| t as Arc<dyn SpanSink>),
+            };
+            Ok((agent, servers))
+        })
     }
 }
 

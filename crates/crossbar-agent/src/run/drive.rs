@@ -20,7 +20,7 @@ use super::trace::{self, step_span_id, trace_id, traceparent_at};
 use super::{Agent, Event, RunError, RunOutcome, RunStatus, State, tool_message};
 use crate::model::{TOOL_SPEND, TRACEPARENT, ToolSpend};
 use crate::spec::{AgentSpec, DEFAULT_RESERVED_OUTPUT_TOKENS};
-use crate::tools::ToolOutput;
+use crate::tools::{IDEMPOTENCY_KEY, ToolOutput, idempotency_key_for};
 
 fn new_run_id() -> String {
     let bytes: [u8; 8] = rand::random();
@@ -61,6 +61,20 @@ impl Agent {
                 answer: None,
             })
             .await?;
+        self.begin(run_id, task, now).await
+    }
+
+    /// Starts a run whose record exists with no step journaled (submitted to the runs API
+    /// and claimed by a worker), or resumes it when it has steps.
+    pub async fn start_or_resume(&self, run: &RunRecord) -> Result<RunOutcome, RunError> {
+        if self.journal.events(&run.id).await?.is_empty() {
+            self.begin(run.id.clone(), &run.task, run.created_ms).await
+        } else {
+            self.resume(&run.id).await
+        }
+    }
+
+    async fn begin(&self, run_id: String, task: &str, now: i64) -> Result<RunOutcome, RunError> {
         let mut state = State {
             run_id,
             seq: 0,
@@ -452,6 +466,7 @@ impl Agent {
                     call_id: call.id.clone(),
                     name: call.name.clone(),
                     arguments: call.arguments.clone(),
+                    idempotency_key: Some(idempotency_key_for(&state.run_id, step, &call.id)),
                 },
             )
             .await?;
@@ -460,10 +475,16 @@ impl Agent {
             .iter()
             .map(|call| {
                 let tools = Arc::clone(&self.tools);
+                let key = idempotency_key_for(&state.run_id, step, &call.id);
                 async move {
                     let started = SystemTime::now();
                     let spend = Arc::new(ToolSpend::default());
-                    let output = TOOL_SPEND.scope(Arc::clone(&spend), tools.run(call)).await;
+                    let output = TOOL_SPEND
+                        .scope(
+                            Arc::clone(&spend),
+                            IDEMPOTENCY_KEY.scope(key, tools.run(call)),
+                        )
+                        .await;
                     (call, output, started, spend.pico())
                 }
             })

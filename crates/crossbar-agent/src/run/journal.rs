@@ -75,6 +75,9 @@ pub enum Entry {
         call_id: String,
         name: String,
         arguments: String,
+        /// Sent with the call (`Idempotency-Key`, MCP `_meta`): the same on every attempt.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        idempotency_key: Option<String>,
     },
     ToolResult {
         step: u32,

@@ -51,6 +51,8 @@ pub enum RunStatus {
     BudgetLow,
     /// The model layer failed (every deployment); resumable.
     Failed,
+    /// Cancelled through the runs API.
+    Cancelled,
 }
 
 impl RunStatus {
@@ -62,6 +64,7 @@ impl RunStatus {
             Self::BudgetExhausted => "budget_exhausted",
             Self::BudgetLow => "budget_low",
             Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
         }
     }
 

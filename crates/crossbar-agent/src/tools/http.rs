@@ -87,6 +87,10 @@ impl Tool for HttpTool {
             for (name, value) in &self.spec.headers {
                 request = request.header(name, value);
             }
+            // The same key for the same call however many times it is sent (a takeover).
+            if let Some(key) = super::idempotency_key() {
+                request = request.header("Idempotency-Key", key);
+            }
             if body_method {
                 request = request.json(&Value::Object(rest));
             }

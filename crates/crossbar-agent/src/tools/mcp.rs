@@ -237,8 +237,14 @@ impl McpServer {
         arguments: Value,
         idempotent: bool,
     ) -> Result<String, String> {
+        // MCP has no idempotency header: the key travels in the request's `_meta`.
+        let meta = super::idempotency_key().map(|key| {
+            let mut meta = rmcp::model::Meta::new();
+            meta.0.insert("idempotency_key".to_owned(), Value::String(key));
+            meta
+        });
         let params = CallToolRequestParams {
-            meta: None,
+            meta,
             name: tool.to_owned().into(),
             arguments: match arguments {
                 Value::Object(map) => Some(map),

@@ -18,6 +18,33 @@ use crossbar_core::dialects::rules::parse_tool_arguments;
 use futures::future::BoxFuture;
 use serde_json::Value;
 
+tokio::task_local! {
+    /// The idempotency key of the tool call running in this task: the same for a call
+    /// whatever process runs it (derived from run, step and call id), so a tool that
+    /// deduplicates on it runs a side effect once even when a run is taken over mid-call.
+    pub static IDEMPOTENCY_KEY: String;
+}
+
+/// The idempotency key of the tool call running in this task, if any.
+pub fn idempotency_key() -> Option<String> {
+    IDEMPOTENCY_KEY.try_with(Clone::clone).ok()
+}
+
+/// The idempotency key of call `call_id` of `step` in run `run_id`: a digest, so it is
+/// header-safe whatever id the model gave the call.
+pub fn idempotency_key_for(run_id: &str, step: u32, call_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(run_id.as_bytes())
+        .chain_update([0])
+        .chain_update(step.to_be_bytes())
+        .chain_update([0])
+        .chain_update(call_id.as_bytes())
+        .finalize();
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("xb-{hex}")
+}
+
 /// Longest tool result handed back to the model; the rest is cut with a note.
 pub const MAX_RESULT_CHARS: usize = 32 * 1024;
 

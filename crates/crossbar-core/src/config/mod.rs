@@ -77,6 +77,9 @@ pub struct Config {
     /// State shared by replicas (limits, budgets, breakers, latency); in memory without it.
     #[serde(default)]
     pub redis: RedisConfig,
+    /// Agent runs submitted over HTTP; without it `POST /v1/crossbar/runs` is refused.
+    #[serde(default)]
+    pub agents: Option<crate::runs::AgentsConfig>,
     /// Where this configuration came from, for messages.
     #[serde(skip)]
     pub origin: String,
