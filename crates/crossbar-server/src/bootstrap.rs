@@ -16,6 +16,7 @@ use crossbar_store::{
 use crate::app::AppState;
 use crate::keys::VirtualKeys;
 use crate::metering::{Background, Metering};
+use crate::routes::cache::Caches;
 use crate::shared::Shared;
 use crate::telemetry::Telemetry;
 
@@ -87,6 +88,7 @@ impl Gateway {
             dashboard,
             audit,
             responses,
+            caches: Arc::new(Caches::build(&router, shared.as_ref(), None)),
             shared: shared.clone(),
             reload: None,
         };
@@ -176,10 +178,16 @@ pub(crate) async fn start_sims(
     Ok((sims, endpoints))
 }
 
-/// `old` with what a reloaded `config` changes: the router, the gateway keys, the body limit
-/// and the admin token. The store, the meter and the shared state stay (they need a restart).
+/// `old` with what a reloaded `config` changes: the router (and the routes' response caches,
+/// kept where a route's settings did not change), the gateway keys, the body limit and the
+/// admin token. The store, the meter and the shared state stay (they need a restart).
 pub(crate) fn reloaded_state(old: &AppState, config: &Config, router: Arc<Router>) -> AppState {
     AppState {
+        caches: Arc::new(Caches::build(
+            &router,
+            old.shared.as_ref(),
+            Some(&old.caches),
+        )),
         router,
         keys: Arc::new(gateway_keys(config)),
         max_body_bytes: config.server.max_body_bytes(),

@@ -100,6 +100,10 @@ struct Pending {
     /// Refused before any key was known (no key, a wrong key, a remote client of an open
     /// gateway): counted in a metric, but no usage record, so strangers cannot fill the ledger.
     refused_unauthenticated: Option<&'static str>,
+    /// The record's notes: end user, cache hit (the guardrails' come from `findings`).
+    tags: crossbar_store::UsageTags,
+    /// What the guardrails found in the request and the answer.
+    findings: crossbar_core::guardrails::Findings,
 }
 
 /// The request's meter, shared by the layers and the route that handle it. A default meter
@@ -132,6 +136,8 @@ impl Meter {
             stream_done: false,
             attempt_log: AttemptLog::enabled(),
             refused_unauthenticated: None,
+            tags: crossbar_store::UsageTags::default(),
+            findings: crossbar_core::guardrails::Findings::default(),
         }))))
     }
 
@@ -245,6 +251,29 @@ impl Meter {
                 p.usage = usage;
             }
         });
+    }
+
+    /// An answer from the response cache for `route`: no deployment, no attempts, so no
+    /// upstream cost; the cached token counts; marked as a hit.
+    pub(crate) fn cache_hit(&self, route: &str, usage: Usage) {
+        self.with(|p| {
+            p.route = Some(route.to_owned());
+            p.usage = Some(usage);
+            p.tags.cache_hit = true;
+        });
+    }
+
+    /// The end user inside the caller's key (the request's `user`, or `x-crossbar-user`).
+    pub(crate) fn end_user(&self, user: Option<String>) {
+        self.with(|p| p.tags.end_user = user);
+    }
+
+    /// Adds what a guardrail check found (request, answer or stream) to the record's note.
+    pub(crate) fn guardrails(&self, findings: &crossbar_core::guardrails::Findings) {
+        if findings.is_empty() {
+            return;
+        }
+        self.with(|p| p.findings.merge(findings.clone()));
     }
 
     /// Passes a stream through, keeping its usage event and noting how it ended.
@@ -384,7 +413,10 @@ impl Drop for Finish {
             ttft_ms: ttft.map(millis),
             overhead_ms: millis(overhead),
             attempts: std::mem::take(&mut p.attempts),
-            tags: crossbar_store::UsageTags::default(),
+            tags: crossbar_store::UsageTags {
+                guardrails: (!p.findings.is_empty()).then(|| p.findings.summary()),
+                ..std::mem::take(&mut p.tags)
+            },
         };
         drop(p);
         // Label values come from the catalog, never from what a client typed: an unknown model

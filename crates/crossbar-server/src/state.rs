@@ -32,4 +32,6 @@ pub struct AppState {
     /// Hot reload and the active configuration's version; `None` when the gateway was built
     /// without it (tests, `crossbar agent`).
     pub reload: Option<crate::reload::Handle>,
+    /// The routes' response caches (rebuilt with the router on reload).
+    pub caches: Arc<crate::routes::cache::Caches>,
 }

@@ -153,7 +153,8 @@ impl Rules {
 }
 
 impl Findings {
-    fn merge(&mut self, other: Findings) {
+    /// Adds `other`'s counts (request and answer checks of one call add up).
+    pub fn merge(&mut self, other: Findings) {
         for (detector, (action, n)) in other.0 {
             self.0.entry(detector).or_insert((action, 0)).1 += n;
         }

@@ -1,7 +1,7 @@
 //! The chat operation for every ingress dialect ([`ChatIngress`]): decode, the route's policies
 //! on what the client sent beyond the canonical request, admission (keys, limits, budgets),
-//! routing, then the answer or the stream written in the client's dialect. Mounting a dialect is
-//! `post(chat_like::serve::<Dialect>)`.
+//! the response cache, routing, then the answer or the stream written in the client's dialect.
+//! Mounting a dialect is `post(chat_like::serve::<Dialect>)`.
 
 use axum::Extension;
 use axum::body::Bytes;
@@ -9,14 +9,20 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use crossbar_core::cache::{Cached, replay};
+use crossbar_core::chat::ChatRequest;
 use crossbar_core::ingress::ChatIngress;
-use crossbar_core::router::Prompt;
+use crossbar_core::router::{Policies, Prompt};
 
-use super::{apply_policies, body, decode, preferences, routed_headers, stream};
+use super::cache::{self, Lookup};
+use super::{body, checked_policies, decode, preferences, routed_headers, stream};
 use crate::app::AppState;
 use crate::auth::CallerKey;
 use crate::error::ApiError;
 use crate::metering::Meter;
+
+/// The header naming the end user inside the caller's key; it wins over the body's field.
+pub(crate) const USER_HEADER: &str = "x-crossbar-user";
 
 pub(crate) async fn serve<I: ChatIngress>(
     State(state): State<AppState>,
@@ -29,11 +35,14 @@ pub(crate) async fn serve<I: ChatIngress>(
     let raw = body(raw, state.max_body_bytes).map_err(fail)?;
     let mut decoded = decode(raw, I::decode).await.map_err(fail)?;
     I::headers(&mut decoded, &headers);
+    let key_id = caller.map(|Extension(CallerKey(id))| id);
     // What the gateway remembers of the conversation stays with the caller's key.
-    I::request_mut(&mut decoded).scope = caller.map(|Extension(CallerKey(id))| id);
+    I::request_mut(&mut decoded).scope = key_id.clone();
+    let directive = cache::directive(&headers).map_err(fail)?;
     // Routing headers narrow the route; the caller's virtual key narrows it further.
     let mut preferences = preferences(&headers).map_err(fail)?;
     let request = I::request(&decoded);
+    meter.end_user(end_user(&headers, request));
     meter
         .admit(
             &state.router,
@@ -46,43 +55,111 @@ pub(crate) async fn serve<I: ChatIngress>(
         .await
         .map_err(fail)?;
     // After admission, so the route is chosen (and a 404 worded) within the caller's key.
-    apply_policies(
+    let policies = checked_policies(
         &state.router,
         I::request_mut(&mut decoded),
         &preferences,
         I::unknown_field_error,
+        &meter,
     )
     .map_err(fail)?;
     let request = I::request(&decoded);
-    if !request.stream {
+    // Keyed by the request as it leaves (masked), so a hit answers exactly what was sent.
+    let lookup = Lookup::new(
+        &state.caches,
+        &policies,
+        request,
+        directive,
+        key_id.as_deref(),
+    );
+    if let Some(lookup) = &lookup
+        && let Some(hit) = lookup.get().await
+    {
+        let age = hit.age_s(lookup.cache.now_ms());
+        meter.cache_hit(&policies.route, hit.usage());
+        let mut response = answer_hit::<I>(&decoded, &meter, &policies, hit).map_err(fail)?;
+        cache::headers(&mut response, true, Some(age));
+        return Ok(response);
+    }
+    let mut response = if !request.stream {
         let routed = state
             .router
             .chat_with(request, &preferences)
             .await
             .map_err(fail)?;
         meter.routed(&routed, routed.value.usage);
+        if let Some(lookup) = &lookup {
+            lookup.put(&routed.value).await;
+        }
         let body = I::encode_response(&decoded, &routed.value).map_err(fail)?;
-        let mut response = (
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            body,
-        )
-            .into_response();
+        let mut response = json(body);
         routed_headers(&mut response, &routed);
-        return Ok(response);
+        response
+    } else {
+        let mut routed = state
+            .router
+            .chat_stream_with(request, &preferences)
+            .await
+            .map_err(fail)?;
+        // The events go into the body; the rest of `routed` still says who answered.
+        let mut events = std::mem::replace(&mut routed.value, Box::pin(futures::stream::empty()));
+        meter.routed(&routed, None);
+        if let Some(lookup) = lookup.clone() {
+            events = lookup.storing(events);
+        }
+        let events = meter.observe(events);
+        let mut response = stream::response(events, I::stream_encoder(&decoded));
+        routed_headers(&mut response, &routed);
+        response
+    };
+    if lookup.is_some() {
+        cache::headers(&mut response, false, None);
     }
-    let mut routed = state
-        .router
-        .chat_stream_with(request, &preferences)
-        .await
-        .map_err(fail)?;
-    // The events go into the body; the rest of `routed` still says who answered.
-    let events = std::mem::replace(&mut routed.value, Box::pin(futures::stream::empty()));
-    meter.routed(&routed, None);
-    let events = meter.observe(events);
-    let mut response = stream::response(events, I::stream_encoder(&decoded));
-    routed_headers(&mut response, &routed);
     Ok(response)
+}
+
+/// A cached answer in the client's dialect: the answer, or its replay as a stream.
+fn answer_hit<I: ChatIngress>(
+    decoded: &I::Decoded,
+    meter: &Meter,
+    policies: &Policies,
+    hit: Cached,
+) -> Result<Response, crossbar_core::Error> {
+    let mut response = if I::request(decoded).stream {
+        let events = replay(&hit.response).into_iter().map(Ok);
+        let events = meter.observe(Box::pin(futures::stream::iter(events)));
+        stream::response(events, I::stream_encoder(decoded))
+    } else {
+        json(I::encode_response(decoded, &hit.response)?)
+    };
+    if let Ok(value) = HeaderValue::from_str(&policies.route) {
+        response.headers_mut().insert("x-crossbar-route", value);
+    }
+    response
+        .headers_mut()
+        .insert("x-crossbar-attempts", HeaderValue::from(0));
+    Ok(response)
+}
+
+fn json(body: Vec<u8>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// The end user inside the caller's key: `x-crossbar-user`, else the request's own field
+/// (OpenAI `user`, Anthropic `metadata.user_id`).
+fn end_user(headers: &HeaderMap, request: &ChatRequest) -> Option<String> {
+    headers
+        .get(USER_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .or_else(|| request.user.clone())
 }

@@ -1,5 +1,6 @@
 //! Ingress routes, one file per API.
 
+pub(crate) mod cache;
 pub(crate) mod chat_like;
 pub(crate) mod config;
 pub(crate) mod crossbar;
@@ -20,11 +21,12 @@ use crossbar_core::Error;
 use crossbar_core::chat::ChatRequest;
 use crossbar_core::config::{HostedTools, UnknownFields};
 use crossbar_core::router::{
-    Deployment, MAX_COST_HEADER, PROVIDER_HEADER, Preferences, ROUTE_HEADER, Routed,
+    Deployment, MAX_COST_HEADER, PROVIDER_HEADER, Policies, Preferences, ROUTE_HEADER, Routed,
 };
 use serde_json::json;
 
 use crate::error::ApiError;
+use crate::metering::Meter;
 
 pub(crate) async fn health() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
@@ -76,16 +78,28 @@ pub(crate) async fn decode<T: Send + 'static>(
         .map_err(|e| Error::internal(format!("decoding the request failed: {e}")))?
 }
 
-/// Applies the route's policies to what a client sent beyond the canonical request: a field the
-/// gateway does not know is refused in the client's own words (`unknown`) unless the route passes
-/// it on (`unknown_fields = "pass"`), and provider-run tools may be left behind for other dialects
-/// (`hosted_tools = "drop"`).
+/// [`checked_policies`] for an ingress that notes nothing on the usage record.
 pub(crate) fn apply_policies(
     router: &crossbar_core::router::Router,
     request: &mut ChatRequest,
     preferences: &Preferences,
     unknown: fn(&str) -> Error,
-) -> Result<(), Error> {
+) -> Result<Policies, Error> {
+    checked_policies(router, request, preferences, unknown, &Meter::default())
+}
+
+/// Applies the route's policies to what a client sent beyond the canonical request: a field the
+/// gateway does not know is refused in the client's own words (`unknown`) unless the route passes
+/// it on (`unknown_fields = "pass"`), and provider-run tools may be left behind for other dialects
+/// (`hosted_tools = "drop"`); last, the guardrails, whose findings the `meter` notes. Gives the
+/// policies for what follows (the response cache, the answer's guardrails).
+pub(crate) fn checked_policies(
+    router: &crossbar_core::router::Router,
+    request: &mut ChatRequest,
+    preferences: &Preferences,
+    unknown: fn(&str) -> Error,
+    meter: &Meter,
+) -> Result<Policies, Error> {
     let policies = router.policies_for(&request.model, preferences)?;
     if policies.unknown_fields == UnknownFields::Reject
         && let Some(key) = request.passthrough.required.first()
@@ -97,10 +111,12 @@ pub(crate) fn apply_policies(
     match policies.guardrails.check_request(request) {
         Ok(findings) => {
             count_findings(&findings);
-            Ok(())
+            meter.guardrails(&findings);
+            Ok(policies)
         }
         Err(blocked) => {
             count_findings(&blocked.findings);
+            meter.guardrails(&blocked.findings);
             tracing::info!(
                 rule = blocked.detector.name(),
                 "request blocked by a guardrail"
@@ -111,7 +127,7 @@ pub(crate) fn apply_policies(
 }
 
 /// `crossbar_guardrail_findings_total{detector, action}`: names and counts, never the text.
-fn count_findings(findings: &crossbar_core::guardrails::Findings) {
+pub(crate) fn count_findings(findings: &crossbar_core::guardrails::Findings) {
     for (detector, (action, n)) in &findings.0 {
         metrics::counter!(
             "crossbar_guardrail_findings_total",

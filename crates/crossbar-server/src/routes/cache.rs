@@ -1,0 +1,167 @@
+//! The gateway's response caches: one [`ResponseCache`] per route that enables `cache`, in
+//! front of the replicas' shared store when `[redis]` is configured. Built at start and again
+//! on each reload, where a route whose settings did not change keeps its cache (and entries).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::Response;
+use crossbar_core::cache::{
+    Assembler, CacheConfig, CacheKey, Cached, Decision, Directive, HEADER, Put, ResponseCache,
+    decide,
+};
+use crossbar_core::chat::{ChatRequest, ChatResponse};
+use crossbar_core::router::{Policies, Router};
+use crossbar_core::shared_kv::SharedSlot;
+use crossbar_core::{ChatStream, Error};
+use futures::StreamExt;
+
+use crate::shared::Shared;
+
+/// Route name to its cache and the settings it was built from.
+#[derive(Debug, Default)]
+pub struct Caches {
+    by_route: HashMap<String, (Arc<CacheConfig>, ResponseCache)>,
+}
+
+impl Caches {
+    /// A cache for each route of `router` that caches; the ones of `old` whose route kept the
+    /// same settings carry over.
+    pub fn build(router: &Router, shared: Option<&Arc<Shared>>, old: Option<&Caches>) -> Self {
+        let by_route = router
+            .cache_configs()
+            .map(|(route, config)| {
+                let kept = old
+                    .and_then(|old| old.by_route.get(route))
+                    .filter(|(old_config, _)| old_config == config)
+                    .map(|(_, cache)| cache.clone());
+                let cache = kept.unwrap_or_else(|| {
+                    let slot = SharedSlot::default();
+                    if let Some(shared) = shared {
+                        slot.attach(Arc::clone(shared) as _);
+                    }
+                    ResponseCache::new(config, slot)
+                });
+                (route.to_owned(), (Arc::clone(config), cache))
+            })
+            .collect();
+        Self { by_route }
+    }
+
+    /// The cache of `route`, if it caches.
+    pub fn get(&self, route: &str) -> Option<&ResponseCache> {
+        self.by_route.get(route).map(|(_, cache)| cache)
+    }
+}
+
+/// A request that uses the cache: where its answer is (or will be) kept, and whether a fresh
+/// answer is kept.
+#[derive(Clone)]
+pub(crate) struct Lookup {
+    pub cache: ResponseCache,
+    pub key: CacheKey,
+    pub store: bool,
+    /// The route's largest entry, for assembling a streamed answer.
+    pub max_entry_bytes: usize,
+}
+
+impl Lookup {
+    /// Whether `request` (after the route's policies) uses the route's cache, counting a skip.
+    /// The partition is the caller's key.
+    // TODO(teams): pass the key's team id (`CacheScope::Team`) once virtual keys carry one
+    // (the teams work adds `team_id` to the key record); until then a team scope is the key's.
+    pub(crate) fn new(
+        caches: &Caches,
+        policies: &Policies,
+        request: &ChatRequest,
+        directive: Directive,
+        key_id: Option<&str>,
+    ) -> Option<Self> {
+        let config = policies.cache.as_deref()?;
+        let cache = caches.get(&policies.route)?;
+        let decision = decide(config, request, directive);
+        if let Decision::Skip(_) = decision {
+            count("skip");
+            return None;
+        }
+        let partition = config.scope.partition(key_id, None);
+        let key = CacheKey::new(&partition, &policies.model, request)?;
+        Some(Self {
+            cache: cache.clone(),
+            key,
+            store: decision.store(),
+            max_entry_bytes: config.max_entry_bytes,
+        })
+    }
+
+    /// The answer kept for this request, counting a hit or a miss.
+    pub(crate) async fn get(&self) -> Option<Cached> {
+        let found = self.cache.get(&self.key).await;
+        count(if found.is_some() { "hit" } else { "miss" });
+        found
+    }
+
+    /// Keeps `response` if this request may store, counting a store.
+    pub(crate) async fn put(&self, response: &ChatResponse) {
+        if self.store && self.cache.put(&self.key, response).await == Put::Stored {
+            count("store");
+        }
+    }
+
+    /// Passes a streamed answer through and keeps it once the stream has ended without an
+    /// error (a stream cut by the client is dropped before its end, and kept by no one).
+    pub(crate) fn storing(self, mut events: ChatStream) -> ChatStream {
+        if !self.store {
+            return events;
+        }
+        Box::pin(async_stream::stream! {
+            let mut answer = Assembler::new(self.max_entry_bytes);
+            while let Some(event) = events.next().await {
+                match event {
+                    Ok(event) => {
+                        answer.observe(&event);
+                        yield Ok(event);
+                    }
+                    Err(error) => {
+                        yield Err(error);
+                        return;
+                    }
+                }
+            }
+            if let Some(response) = answer.finish() {
+                self.put(&response).await;
+            }
+        })
+    }
+}
+
+/// `crossbar_cache_total{result="hit|miss|skip|store"}`.
+fn count(result: &'static str) {
+    metrics::counter!("crossbar_cache_total", "result" => result).increment(1);
+}
+
+/// `x-crossbar-cache: hit` (or `miss`) on an answer, and a hit's `age` in seconds.
+pub(crate) fn headers(response: &mut Response, hit: bool, age_s: Option<u64>) {
+    let headers = response.headers_mut();
+    headers.insert(
+        HEADER,
+        HeaderValue::from_static(if hit { "hit" } else { "miss" }),
+    );
+    if let Some(age) = age_s {
+        headers.insert(header::AGE, HeaderValue::from(age));
+    }
+}
+
+/// The caller's `x-crossbar-cache` directive.
+pub(crate) fn directive(headers: &HeaderMap) -> Result<Directive, Error> {
+    let value = headers
+        .get(HEADER)
+        .map(|v| {
+            v.to_str().map_err(|_| {
+                Error::invalid_field(HEADER, format!("`{HEADER}` must be visible ASCII."))
+            })
+        })
+        .transpose()?;
+    Directive::parse(value)
+}
