@@ -147,6 +147,12 @@ pub struct SimConfig {
     pub api_key: Option<String>,
     /// Embedding size when the request gives no `dimensions`.
     pub embedding_dimensions: usize,
+    /// Model calls allowed per `quota_window_ms` (0: a large account's quota, never spent).
+    /// Each answer reports what is left (`x-ratelimit-*`, `anthropic-ratelimit-*`) and, once
+    /// spent, calls are answered 429 until the window ends, as the real services do.
+    pub quota_requests: u64,
+    /// The quota's window, from its first call (default 60,000: a minute).
+    pub quota_window_ms: u64,
 }
 
 impl Default for SimConfig {
@@ -165,6 +171,8 @@ impl Default for SimConfig {
             seed: 0,
             api_key: None,
             embedding_dimensions: 1536,
+            quota_requests: 0,
+            quota_window_ms: 60_000,
         }
     }
 }

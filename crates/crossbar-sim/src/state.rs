@@ -24,6 +24,26 @@ pub(crate) struct Shared {
     stats: Mutex<SimStats>,
     cache: Mutex<PromptCache>,
     sequence: AtomicU64,
+    /// The quota window's start and the calls counted in it.
+    quota: Mutex<(Option<tokio::time::Instant>, u64)>,
+}
+
+/// Where a model call leaves the simulated quota: what the answer's headers report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Quota {
+    pub limit: u64,
+    pub remaining: u64,
+    /// Until the window ends.
+    pub reset_ms: u64,
+    /// Whether the call was admitted (else it gets a 429).
+    pub admitted: bool,
+}
+
+impl Quota {
+    /// `Retry-After` seconds for a refused call: the rest of the window, at least 1.
+    pub fn retry_after_s(&self) -> u64 {
+        self.reset_ms.div_ceil(1000).max(1)
+    }
 }
 
 /// Locks ignoring poisoning: every critical section here leaves the data consistent, and a
@@ -43,6 +63,7 @@ impl Shared {
             stats: Mutex::new(SimStats::default()),
             cache: Mutex::new(PromptCache::default()),
             sequence: AtomicU64::new(0),
+            quota: Mutex::new((None, 0)),
         }
     }
 
@@ -63,6 +84,35 @@ impl Shared {
 
     pub fn decide_fault(&self, config: &SimConfig) -> Fault {
         faults::decide(&mut lock(&self.fault_rng), config)
+    }
+
+    /// Counts a model call against the quota (`None` without one): admitted while calls are
+    /// left in the window, which starts at its first call and lasts `quota_window_ms`.
+    pub fn take_quota(&self, config: &SimConfig) -> Option<Quota> {
+        if config.quota_requests == 0 {
+            return None;
+        }
+        let now = tokio::time::Instant::now();
+        let window = std::time::Duration::from_millis(config.quota_window_ms.max(1));
+        let mut quota = lock(&self.quota);
+        let start = match quota.0 {
+            Some(start) if now < start + window => start,
+            _ => {
+                *quota = (Some(now), 0);
+                now
+            }
+        };
+        let admitted = quota.1 < config.quota_requests;
+        if admitted {
+            quota.1 += 1;
+        }
+        let reset = (start + window).saturating_duration_since(now);
+        Some(Quota {
+            limit: config.quota_requests,
+            remaining: config.quota_requests - quota.1,
+            reset_ms: u64::try_from(reset.as_millis()).unwrap_or(u64::MAX),
+            admitted,
+        })
     }
 
     /// A number unique to this request on this server, for ids that must differ between
@@ -195,5 +245,76 @@ mod tests {
         assert_eq!(requests[0].path, "/v1/chat/completions");
         assert_eq!(requests[0].body.as_ref().unwrap()["stream"], json!(true));
         assert_eq!(requests[0].response.as_deref(), Some(answer.as_bytes()));
+    }
+
+    /// A small quota is spent call by call, each answer saying what is left and when it
+    /// resets, then refused with 429 until its window ends, in the OpenAI and Anthropic
+    /// dialects' own headers.
+    #[tokio::test]
+    async fn a_quota_counts_down_refuses_and_resets() {
+        let config = SimConfig {
+            quota_requests: 2,
+            quota_window_ms: 300,
+            ..SimConfig::default()
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let openai = SimServer::start(listener, SimDialect::OpenAi, config.clone())
+            .await
+            .unwrap();
+        let client = reqwest::Client::new();
+        let call = || {
+            client
+                .post(format!("{}/chat/completions", openai.base_url()))
+                .json(&json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}))
+                .send()
+        };
+        let header =
+            |r: &reqwest::Response, name: &str| r.headers()[name].to_str().unwrap().to_owned();
+        for left in ["1", "0"] {
+            let r = call().await.unwrap();
+            assert_eq!(r.status(), 200);
+            assert_eq!(header(&r, "x-ratelimit-limit-requests"), "2");
+            assert_eq!(header(&r, "x-ratelimit-remaining-requests"), left);
+            assert!(header(&r, "x-ratelimit-reset-requests").ends_with("ms"));
+        }
+        let refused = call().await.unwrap();
+        assert_eq!(refused.status(), 429);
+        assert_eq!(header(&refused, "x-ratelimit-remaining-requests"), "0");
+        assert_eq!(header(&refused, "retry-after"), "1");
+        tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+        let again = call().await.unwrap();
+        assert_eq!(again.status(), 200);
+        assert_eq!(header(&again, "x-ratelimit-remaining-requests"), "1");
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let anthropic = SimServer::start(listener, SimDialect::Anthropic, config)
+            .await
+            .unwrap();
+        let call = || {
+            client
+                .post(format!("{}/v1/messages", anthropic.base_url()))
+                .header("anthropic-version", "2023-06-01")
+                .header("x-api-key", "sk-ant-test")
+                .json(&json!({"model": "claude", "max_tokens": 10,
+                    "messages": [{"role": "user", "content": "hi"}]}))
+                .send()
+        };
+        let first = call().await.unwrap();
+        assert_eq!(first.status(), 200);
+        assert_eq!(header(&first, "anthropic-ratelimit-requests-limit"), "2");
+        assert_eq!(
+            header(&first, "anthropic-ratelimit-requests-remaining"),
+            "1"
+        );
+        assert_eq!(header(&first, "anthropic-ratelimit-tokens-limit"), "800");
+        let reset = header(&first, "anthropic-ratelimit-requests-reset");
+        assert!(reset.starts_with("20") && reset.ends_with('Z'), "{reset}");
+        assert_eq!(call().await.unwrap().status(), 200);
+        let refused = call().await.unwrap();
+        assert_eq!(refused.status(), 429);
+        assert_eq!(
+            header(&refused, "anthropic-ratelimit-requests-remaining"),
+            "0"
+        );
     }
 }

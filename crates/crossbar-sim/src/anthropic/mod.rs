@@ -16,7 +16,7 @@ use axum::routing::post;
 use serde_json::json;
 
 use crate::faults::{self, Fault, Pacing};
-use crate::state::App;
+use crate::state::{App, Quota};
 use crate::{behaviour, http, ids};
 
 pub(crate) fn router(app: App) -> Router {
@@ -187,6 +187,20 @@ async fn respond(
     stream: Option<bool>,
 ) -> Response {
     let config = app.config();
+    let quota = app.take_quota(&config);
+    if let Some(quota) = quota.filter(|q| !q.admitted) {
+        let mut response = ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            kind: "rate_limit_error",
+            message:
+                "This request would exceed your organization's rate limit of requests per minute."
+                    .to_owned(),
+            retry_after_s: Some(quota.retry_after_s()),
+        }
+        .into_response();
+        rate_limit_headers(response.headers_mut(), 0, Some(quota));
+        return response;
+    }
     let fault = app.decide_fault(&config);
     match fault {
         Fault::RateLimit => {
@@ -198,7 +212,7 @@ async fn respond(
                 retry_after_s: Some(config.retry_after_s),
             }
             .into_response();
-            rate_limit_headers(response.headers_mut(), 0);
+            rate_limit_headers(response.headers_mut(), 0, quota);
             return response;
         }
         Fault::Error => return scripted(config.error_status).into_response(),
@@ -223,7 +237,7 @@ async fn respond(
         faults::json_answer(render.message(&answer).to_string(), malformed)
     };
     let headers = response.headers_mut();
-    rate_limit_headers(headers, 999);
+    rate_limit_headers(headers, 999, quota);
     let mut rng = ids::rng(app.next_sequence(), 0x7265_7169);
     if let Ok(value) = HeaderValue::from_str(&format!("req_{}", ids::alphanumeric(&mut rng, 24))) {
         headers.insert("request-id", value);
@@ -248,22 +262,39 @@ fn scripted(status: u16) -> ApiError {
     }
 }
 
-/// `anthropic-ratelimit-*` with RFC 3339 resets, as the API sends on every answer.
-fn rate_limit_headers(headers: &mut HeaderMap, remaining: u64) {
-    let reset = "2026-01-01T00:00:30Z";
+/// `anthropic-ratelimit-*` with RFC 3339 resets, as the API sends on every answer: a large
+/// account's (`remaining` requests of 1,000), or the configured quota's state.
+fn rate_limit_headers(headers: &mut HeaderMap, remaining: u64, quota: Option<Quota>) {
+    let fixed = "2026-01-01T00:00:30Z";
+    let (limit, remaining, requests_reset) = match quota {
+        Some(q) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            let at = i64::try_from(now.saturating_add(u128::from(q.reset_ms))).unwrap_or(0);
+            let at = aws_smithy_types::DateTime::from_millis(at)
+                .fmt(aws_smithy_types::date_time::Format::DateTime)
+                .unwrap_or_else(|_| fixed.to_owned());
+            (q.limit, q.remaining, at)
+        }
+        None => (1000, remaining, fixed.to_owned()),
+    };
     for (name, value) in [
-        ("anthropic-ratelimit-requests-limit", "1000".to_owned()),
+        ("anthropic-ratelimit-requests-limit", limit.to_string()),
         (
             "anthropic-ratelimit-requests-remaining",
             remaining.to_string(),
         ),
-        ("anthropic-ratelimit-requests-reset", reset.to_owned()),
-        ("anthropic-ratelimit-tokens-limit", "400000".to_owned()),
+        ("anthropic-ratelimit-requests-reset", requests_reset.clone()),
+        (
+            "anthropic-ratelimit-tokens-limit",
+            (limit * 400).to_string(),
+        ),
         (
             "anthropic-ratelimit-tokens-remaining",
             (remaining * 400).to_string(),
         ),
-        ("anthropic-ratelimit-tokens-reset", reset.to_owned()),
+        ("anthropic-ratelimit-tokens-reset", requests_reset),
     ] {
         if let Ok(value) = HeaderValue::from_str(&value) {
             headers.entry(name).or_insert(value);

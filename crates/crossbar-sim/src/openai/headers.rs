@@ -11,7 +11,7 @@ use axum::response::Response;
 
 use crate::SimDialect;
 use crate::ids;
-use crate::state::App;
+use crate::state::{App, Quota};
 
 /// Simulated requests-per-minute limit.
 pub(crate) const REQUEST_LIMIT: u64 = 10_000;
@@ -32,7 +32,27 @@ pub(crate) async fn decorate(State(app): State<App>, request: Request, next: Nex
     let mut response = next.run(request).await;
     let elapsed = started.elapsed().as_millis();
     let mut rng = ids::rng(app.next_sequence(), SALT_HEADERS);
+    let quota = response.extensions().get::<Quota>().copied();
     let headers = response.headers_mut();
+    if let Some(quota) = quota {
+        // A configured quota's state replaces the large account's.
+        for (name, value) in [
+            ("x-ratelimit-limit-requests", quota.limit.to_string()),
+            (
+                "x-ratelimit-remaining-requests",
+                quota.remaining.to_string(),
+            ),
+            ("x-ratelimit-reset-requests", go_duration(quota.reset_ms)),
+        ] {
+            // Azure sends no reset times.
+            if name.starts_with("x-ratelimit-reset") && azure_headers(app.dialect) {
+                continue;
+            }
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(HeaderName::from_static(name), value);
+            }
+        }
+    }
     // Headers already set (the 429 rate-limit state) win.
     let mut set = |name: &'static str, value: String| {
         if let Ok(value) = HeaderValue::from_str(&value) {

@@ -219,8 +219,35 @@ fn resource_not_found() -> Response {
     render_error(SimDialect::Azure, &error)
 }
 
+/// Counts a model call against the simulated quota ([`SimConfig::quota_requests`]): once it
+/// is spent, a 429 with `Retry-After` until the window ends; the response carries what is
+/// left, which [`headers::decorate`] reports.
+pub(crate) async fn metered(
+    app: &App,
+    target: &Target,
+    answer: impl std::future::Future<Output = Response>,
+) -> Response {
+    let Some(quota) = app.take_quota(&app.config()) else {
+        return answer.await;
+    };
+    let mut response = if quota.admitted {
+        answer.await
+    } else {
+        render_error(
+            target.dialect,
+            &error::rate_limited(target, quota.retry_after_s()),
+        )
+    };
+    response.extensions_mut().insert(quota);
+    response
+}
+
 /// Answers one Chat Completions request addressed to `target` (also the clouds' OpenAI doors).
 pub(crate) async fn chat(app: &App, target: &Target, body: &[u8]) -> Response {
+    metered(app, target, answer_chat(app, target, body)).await
+}
+
+async fn answer_chat(app: &App, target: &Target, body: &[u8]) -> Response {
     let config = app.config();
     let fault = app.decide_fault(&config);
     if let Some(response) = early_fault(&config, fault, target).await {
@@ -246,6 +273,10 @@ pub(crate) async fn chat(app: &App, target: &Target, body: &[u8]) -> Response {
 }
 
 async fn embed(app: &App, target: &Target, body: &[u8]) -> Response {
+    metered(app, target, answer_embed(app, target, body)).await
+}
+
+async fn answer_embed(app: &App, target: &Target, body: &[u8]) -> Response {
     let config = app.config();
     let fault = app.decide_fault(&config);
     if let Some(response) = early_fault(&config, fault, target).await {

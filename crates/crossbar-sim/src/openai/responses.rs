@@ -650,6 +650,10 @@ fn frame_bytes(kind: &str, data: &str) -> Bytes {
 
 /// Answers one `POST .../responses` (also the clouds' OpenAI doors).
 pub(crate) async fn handle(app: &App, target: &Target, body: &[u8]) -> Response {
+    super::metered(app, target, answer(app, target, body)).await
+}
+
+async fn answer(app: &App, target: &Target, body: &[u8]) -> Response {
     let config = app.config();
     let fault = app.decide_fault(&config);
     if let Some(response) = early_fault(&config, fault, target).await {
