@@ -39,6 +39,15 @@ pub fn app(state: AppState) -> HttpRouter {
             get(routes::crossbar::deployments),
         )
         .route("/v1/crossbar/config", get(routes::config::version));
+    // Agent runs: a key's own, or everyone's for the admin.
+    let runs = HttpRouter::new()
+        .route(
+            "/v1/crossbar/runs",
+            get(routes::runs::list).post(routes::runs::submit),
+        )
+        .route("/v1/crossbar/runs/{id}", get(routes::runs::show))
+        .route("/v1/crossbar/runs/{id}/events", get(routes::runs::events))
+        .route("/v1/crossbar/runs/{id}/cancel", post(routes::runs::cancel));
     let metrics = HttpRouter::new().route("/metrics", get(metrics::render));
     HttpRouter::new()
         .merge(metered(
@@ -68,17 +77,13 @@ pub fn app(state: AppState) -> HttpRouter {
         .merge(gated(s, Gate::Keys, model_apis))
         // The router's live view: for gateway keys, and for the dashboard (admin token).
         .merge(gated(s, Gate::KeysOrAdmin, deployments))
+        .merge(gated(s, Gate::KeysOrAdmin, runs))
         // Per-key spend: the admin's, like the admin API.
         .merge(gated(s, Gate::Metrics, metrics))
         // Both check the admin token themselves.
         .merge(gated(s, Gate::Open, routes::dashboard::routes(s)))
+        // With `/admin/reload` among them.
         .merge(gated(s, Gate::Open, admin::routes(s)))
-        // Checks the admin token itself, as the admin API does.
-        .merge(gated(
-            s,
-            Gate::Open,
-            HttpRouter::new().route("/admin/reload", post(routes::config::reload)),
-        ))
         // Open to load balancers too.
         .route("/healthz", get(routes::health))
         .route("/readyz", get(routes::ready::ready))

@@ -53,7 +53,8 @@ impl Gateway {
             .map(|(name, (_, sim))| (name, sim))
             .collect();
         crate::metrics::install();
-        let (store, dashboard, audit, responses, writer, retention) = open_store(config).await?;
+        let (store, dashboard, audit, responses, writer, retention, runs) =
+            open_store(config).await?;
         let shared = match &config.redis.url {
             Some(url) => Some(Arc::new(
                 Shared::connect(&url.get_ref().0, config.redis.prefix())
@@ -90,6 +91,7 @@ impl Gateway {
             responses,
             caches: Arc::new(Caches::build(&router, shared.as_ref(), None)),
             shared: shared.clone(),
+            runs: runs.map(|store| crate::routes::runs::Runs { store, specs: None }),
             reload: None,
         };
         Ok(Self {
@@ -232,6 +234,7 @@ type OpenedStore = (
     Arc<dyn ResponseStore>,
     Option<UsageWriter>,
     Option<Background>,
+    Option<Arc<dyn crate::routes::runs::RunStore>>,
 );
 
 /// Where usage records wait when the store cannot take them: beside a SQLite file
@@ -258,7 +261,7 @@ async fn open_store(config: &Config) -> Result<OpenedStore, ConfigError> {
             MEMORY_RESPONSES,
             MEMORY_RESPONSE_BYTES,
         ));
-        return Ok((None, None, None, responses, None, None));
+        return Ok((None, None, None, responses, None, None, None));
     }
     let sql = Arc::new(
         SqlStore::open(config.store.url())
@@ -268,6 +271,7 @@ async fn open_store(config: &Config) -> Result<OpenedStore, ConfigError> {
     let dashboard: Arc<dyn DashboardStore> = Arc::clone(&sql) as _;
     let responses: Arc<dyn ResponseStore> = Arc::clone(&sql) as _;
     let audit: Arc<dyn AuditStore> = Arc::clone(&sql) as _;
+    let runs: Arc<dyn crate::routes::runs::RunStore> = Arc::clone(&sql) as _;
     let store: Arc<dyn Store> = sql;
     tracing::info!(backend = store.backend(), "usage store open");
     let writer = UsageWriter::spawn(
@@ -308,6 +312,7 @@ async fn open_store(config: &Config) -> Result<OpenedStore, ConfigError> {
         responses,
         Some(writer),
         retention,
+        Some(runs),
     ))
 }
 

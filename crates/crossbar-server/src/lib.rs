@@ -23,9 +23,13 @@ mod state;
 mod telemetry;
 
 pub use app::app;
+pub use routes::runs::{RunStore, Runs};
 pub use bootstrap::Gateway;
 /// Minting a virtual key (`crossbar keys create`, as `POST /admin/keys`).
 pub use keys::{NewKey, create as create_key};
+/// Teams and scoped admin tokens (`crossbar teams`, `crossbar admin-tokens`, as `/admin/teams`
+/// and `/admin/tokens`).
+pub use keys::{teams, tokens};
 /// Hot reload of the configuration while serving (`crossbar serve`).
 pub use reload::{Handle as ReloadHandle, Reloadable, Reloaded, Trigger, Version};
 pub use serve::{ServeLimits, serve};

@@ -141,6 +141,29 @@ pub(crate) fn limit_rejected(key_id: &str, limit: &str) {
     .increment(1);
 }
 
+/// `crossbar_agent_runs_submitted_total{agent}`: runs queued through the runs API.
+pub(crate) fn run_submitted(agent: &str) {
+    metrics::counter!("crossbar_agent_runs_submitted_total", "agent" => agent.to_owned())
+        .increment(1);
+}
+
+/// The run queue's gauges, read from the store at each scrape: runs per status (queue depth
+/// is `status="queued"`) and lease takeovers summed over runs.
+async fn run_queue_gauges(state: &AppState) {
+    let Some(runs) = &state.runs else {
+        return;
+    };
+    match runs.store.queue_figures().await {
+        Ok(figures) => {
+            for (status, n) in &figures.by_status {
+                metrics::gauge!("crossbar_agent_runs", "status" => status.clone()).set(*n as f64);
+            }
+            metrics::gauge!("crossbar_agent_run_takeovers").set(figures.takeovers as f64);
+        }
+        Err(error) => tracing::warn!(%error, "reading the run queue's figures failed"),
+    }
+}
+
 /// `GET /metrics`, in the Prometheus text format. Open like `/healthz`: labels carry key ids
 /// and names of deployments, never secrets.
 pub(crate) async fn render(State(state): State<AppState>) -> Response {
@@ -158,6 +181,7 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
     if let Some(writer) = state.metering.writer() {
         metrics::gauge!("crossbar_store_queue_depth").set(writer.depth() as f64);
     }
+    run_queue_gauges(&state).await;
     handle.run_upkeep();
     let mut response = handle.render().into_response();
     response.headers_mut().insert(

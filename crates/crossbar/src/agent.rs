@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
-use crossbar_agent::service::{AgentBuilder, Worker, WorkerSettings};
+use crossbar_agent::service::{AgentBuilder, SpecDir, Worker, WorkerSettings};
 use crossbar_agent::tools::retrieval::Embedding;
 use crossbar_agent::tools::retrieval::vectors::{Backend, Embedder};
 use crossbar_agent::{
@@ -231,8 +231,9 @@ pub async fn command(args: AgentArgs) -> anyhow::Result<()> {
                 poll: Duration::from_millis(poll_ms),
                 grace: Duration::from_secs(grace_s),
             };
-            eprintln!(
-                "worker {} · {} run(s) at once · lease {lease_s}s · models via {} · store {}",
+            // Stdout's first line says the worker is up (scripts and tests wait for it).
+            println!(
+                "crossbar worker {} ready · {} run(s) at once · lease {lease_s}s · models via {} · store {}",
                 settings.id,
                 concurrency,
                 session.model.describe(),
@@ -371,6 +372,36 @@ impl Session {
         };
         Ok((agent, servers))
     }
+}
+
+/// With `[agents]`, the gateway takes runs (`POST /v1/crossbar/runs`) of the specs in
+/// `[agents] specs` (relative to the configuration file) for workers to claim.
+pub fn take_runs(gateway: &mut Gateway, config: &Config) -> anyhow::Result<()> {
+    let Some(agents) = &config.agents else {
+        return Ok(());
+    };
+    let Some(runs) = gateway.state.runs.as_mut() else {
+        bail!(
+            "{}: [agents] needs the store (store.enabled)",
+            config.origin
+        );
+    };
+    let mut agents = agents.clone();
+    if agents.specs.is_relative()
+        && let Some(dir) = Path::new(&config.origin).parent()
+    {
+        agents.specs = dir.join(&agents.specs);
+    }
+    if !agents.specs.is_dir() {
+        bail!(
+            "{}: agents.specs: {} is not a directory",
+            config.origin,
+            agents.specs.display()
+        );
+    }
+    tracing::info!(specs = %agents.specs.display(), "taking agent runs");
+    runs.specs = Some(Arc::new(SpecDir::new(&agents)));
+    Ok(())
 }
 
 /// `worker-<pid>@<host>`: unique among live workers, readable in the store.

@@ -1,12 +1,14 @@
 //! The `crossbar` command: the gateway (`serve`), standalone simulated providers (`sim`) and
 //! the routing-policy simulator (`simulate`).
 
+mod admin_tokens;
 mod agent;
 mod catalog;
 mod keys;
 mod models;
 mod report;
 mod simulate;
+mod teams;
 mod usage;
 mod whatif;
 
@@ -78,8 +80,14 @@ enum Command {
     Catalog(catalog::CatalogArgs),
     /// Manage virtual keys in the store: create (shown once), list, revoke.
     Keys(keys::KeysArgs),
+    /// Manage teams (budgets, limits and allow-lists over their keys): create, list, show,
+    /// update, delete.
+    Teams(teams::TeamsArgs),
+    /// Manage scoped admin tokens (admin, team-admin, viewer): create (shown once), list,
+    /// revoke.
+    AdminTokens(admin_tokens::AdminTokensArgs),
     /// Report recorded traffic: requests, tokens, cost, p50/p95 latency and error rate per
-    /// key, model, deployment, provider or cloud.
+    /// team, key, end user, model, deployment, provider or cloud.
     Usage(usage::UsageArgs),
     /// Re-price the recorded traffic on every deployment of the same logical models (of this
     /// configuration or another), next to what it really cost.
@@ -121,6 +129,8 @@ fn main() -> anyhow::Result<()> {
             Command::Agent(args) => agent::command(args).await,
             Command::Demo { json } => agent::demo(json).await,
             Command::Keys(args) => keys::command(args).await,
+            Command::Teams(args) => teams::command(args).await,
+            Command::AdminTokens(args) => admin_tokens::command(args).await,
             Command::Usage(args) => usage::command(args).await,
             Command::Whatif(args) => whatif::command(args).await,
             Command::Sim {
@@ -165,7 +175,8 @@ async fn run_serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::R
         None => Config::discover()?,
     };
     let listen = listen.unwrap_or_else(|| config.listen().to_owned());
-    let gateway = Gateway::build(&config).await?;
+    let mut gateway = Gateway::build(&config).await?;
+    agent::take_runs(&mut gateway, &config)?;
     let listener = TcpListener::bind(&listen)
         .await
         .with_context(|| format!("binding {listen}"))?;

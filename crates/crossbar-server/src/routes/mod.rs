@@ -10,6 +10,7 @@ pub(crate) mod messages;
 pub(crate) mod models;
 pub(crate) mod ready;
 pub(crate) mod responses;
+pub mod runs;
 mod stream;
 
 use axum::Json;
@@ -18,8 +19,9 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use crossbar_core::Error;
-use crossbar_core::chat::ChatRequest;
+use crossbar_core::chat::{ChatRequest, ChatResponse};
 use crossbar_core::config::{HostedTools, UnknownFields};
+use crossbar_core::guardrails::{OnError, Webhook, WebhookOutcome};
 use crossbar_core::router::{
     Deployment, MAX_COST_HEADER, PROVIDER_HEADER, Policies, Preferences, ROUTE_HEADER, Routed,
 };
@@ -122,6 +124,117 @@ pub(crate) fn checked_policies(
                 "request blocked by a guardrail"
             );
             Err(blocked.into())
+        }
+    }
+}
+
+/// Asks the route's guardrail webhook, if it has one, about `request` (as the detectors left
+/// it): `deny` refuses it (400 `guardrail_blocked` with the webhook's reason), `rewrite`
+/// replaces it (all but the model, `stream` and the caller's scope, which the gateway keeps),
+/// and a webhook that cannot answer is the route's `on_error` (a refusal is a 503
+/// `guardrail_unavailable`).
+pub(crate) async fn webhook_request(
+    policies: &Policies,
+    request: &mut ChatRequest,
+    meter: &Meter,
+) -> Result<(), Error> {
+    let Some(webhook) = &policies.guardrails.webhook else {
+        return Ok(());
+    };
+    match webhook.check_request(&policies.route, request).await {
+        WebhookOutcome::Allow => webhook_decided(meter, "allow"),
+        WebhookOutcome::Deny { reason } => {
+            webhook_decided(meter, "deny");
+            return Err(webhook_denied(reason, "request"));
+        }
+        WebhookOutcome::Rewrite(mut rewritten) => {
+            webhook_decided(meter, "rewrite");
+            rewritten.model = std::mem::take(&mut request.model);
+            rewritten.stream = request.stream;
+            rewritten.scope = request.scope.take();
+            *request = *rewritten;
+        }
+        WebhookOutcome::Failed { error } => webhook_failed(webhook, meter, &error)?,
+    }
+    Ok(())
+}
+
+/// The route's guardrails on a whole (non-streamed) answer: the detectors mask it in place or
+/// block it (403 `guardrail_blocked`), then the webhook, when it asks for answers, may deny
+/// (403) or rewrite it. Streams go through [`stream::guarded`] instead.
+pub(crate) async fn check_answer(
+    policies: &Policies,
+    request: &ChatRequest,
+    answer: &mut ChatResponse,
+    meter: &Meter,
+) -> Result<(), Error> {
+    let rules = &policies.guardrails;
+    match rules.check_answer(answer) {
+        Ok(findings) => {
+            count_findings(&findings);
+            meter.guardrails(&findings);
+        }
+        Err(blocked) => {
+            count_findings(&blocked.findings);
+            meter.guardrails(&blocked.findings);
+            tracing::info!(
+                rule = blocked.detector.name(),
+                "answer blocked by a guardrail"
+            );
+            return Err(blocked.answer_error());
+        }
+    }
+    let Some(webhook) = rules.webhook.as_ref().filter(|w| w.answers) else {
+        return Ok(());
+    };
+    match webhook.check_answer(&policies.route, request, answer).await {
+        WebhookOutcome::Allow => webhook_decided(meter, "allow"),
+        WebhookOutcome::Deny { reason } => {
+            webhook_decided(meter, "deny");
+            return Err(webhook_denied(reason, "answer"));
+        }
+        WebhookOutcome::Rewrite(rewritten) => {
+            webhook_decided(meter, "rewrite");
+            *answer = *rewritten;
+        }
+        WebhookOutcome::Failed { error } => webhook_failed(webhook, meter, &error)?,
+    }
+    Ok(())
+}
+
+/// `crossbar_guardrail_webhook_total{result}` and the usage record's note.
+fn webhook_decided(meter: &Meter, result: &'static str) {
+    metrics::counter!("crossbar_guardrail_webhook_total", "result" => result).increment(1);
+    meter.webhook(result);
+}
+
+/// A webhook's `deny`: a request is refused as a 400, an answer (the request was fine) as a 403;
+/// both `guardrail_blocked`, with the webhook's reason.
+fn webhook_denied(reason: Option<String>, what: &str) -> Error {
+    let reason = reason.map_or_else(String::new, |r| format!(": {r}"));
+    let message = format!("the {what} was denied by the route's guardrail webhook{reason}");
+    if what == "request" {
+        Error::invalid_request(message).with_code("guardrail_blocked")
+    } else {
+        Error::permission_denied(message, "guardrail_blocked")
+    }
+}
+
+/// A webhook that could not answer: its `on_error` decides (`fail_open` or `fail_closed`).
+fn webhook_failed(webhook: &Webhook, meter: &Meter, error: &str) -> Result<(), Error> {
+    tracing::warn!(url = %webhook.url, "guardrail webhook failed: {error}");
+    match webhook.on_error {
+        OnError::Allow => {
+            webhook_decided(meter, "fail_open");
+            Ok(())
+        }
+        OnError::Deny => {
+            webhook_decided(meter, "fail_closed");
+            Err(Error::overloaded(
+                "The route's guardrail webhook could not be reached, and the route refuses \
+                 requests it cannot check.",
+            )
+            .with_code("guardrail_unavailable"))
         }
     }
 }

@@ -88,6 +88,13 @@ impl Setup {
         let mut entries: Vec<Value> = json_lines(&lines)
             .into_iter()
             .filter(|e| !matches!(e["kind"].as_str(), Some("started" | "resumed")))
+            .map(|mut e| {
+                // Derived from the run id: the same call in another run has another key.
+                if let Some(entry) = e.as_object_mut() {
+                    entry.remove("idempotency_key");
+                }
+                e
+            })
             .collect();
         entries.sort_by_key(|e| {
             let step = e["step"].as_u64().unwrap_or(u64::MAX);

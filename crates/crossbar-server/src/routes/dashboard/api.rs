@@ -1,26 +1,28 @@
 //! The JSON behind each dashboard page. Money is shown twice: as a float for charts
 //! (`*_usd`) and as an exact decimal string (`cost`, `spent`) for reading.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
+use axum::{Extension, Json};
 use crossbar_core::Error;
 use crossbar_core::pricing::{format_usd, pico_to_usd};
 use crossbar_store::whatif::{self, Row};
 use crossbar_store::{
-    AttemptRecord, DashboardStore, KeyRecord, KeySpend, RequestFilter, RunRecord, StatusFilter,
-    UsageRecord, key_json, now_ms,
+    AttemptRecord, DashboardStore, KeyRecord, KeySpend, RequestFilter, StatusFilter, UsageRecord,
+    key_json, now_ms,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::overview::{self, Overview, Window};
 use crate::app::AppState;
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::keys::day_and_month_start;
+use crate::keys::teams::team_json;
 
 /// The overview reads at most this many requests; older ones in the window are left out.
 const MAX_POINTS: u32 = 200_000;
@@ -90,6 +92,29 @@ fn instant_ms(text: &str, param: &str, now: i64) -> Result<i64> {
     Ok(now - duration_ms(text, param)?)
 }
 
+/// The keys a team admin may see (`None`: every key, for the other roles).
+async fn visible_keys(
+    store: &Arc<dyn DashboardStore>,
+    principal: &Principal,
+) -> Result<Option<HashSet<String>>> {
+    let Some(team) = principal.confined() else {
+        return Ok(None);
+    };
+    let keys = store.list_keys().await.map_err(unavailable)?;
+    Ok(Some(
+        keys.into_iter()
+            .filter(|k| k.team_id.as_deref() == Some(team))
+            .map(|k| k.id)
+            .collect(),
+    ))
+}
+
+/// Whether traffic under `key_id` is in `visible` (`None` sees all; keyless traffic is no
+/// team's).
+fn shows(visible: Option<&HashSet<String>>, key_id: Option<&String>) -> bool {
+    visible.is_none_or(|set| key_id.is_some_and(|k| set.contains(k)))
+}
+
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct OverviewQuery {
     window: Option<String>,
@@ -99,6 +124,7 @@ pub(crate) struct OverviewQuery {
 /// `GET /v1/crossbar/overview?window=15m&buckets=60`.
 pub(crate) async fn overview(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     params: std::result::Result<Query<OverviewQuery>, QueryRejection>,
 ) -> Result<Json<Overview>> {
     let params = query(params)?;
@@ -108,11 +134,14 @@ pub(crate) async fn overview(
         span_ms: duration_ms(params.window.as_deref().unwrap_or("15m"), "window")?,
         buckets: params.buckets.unwrap_or(60).clamp(1, 240),
     };
-    let points = store
+    let mut points = store
         .usage_points(window.since_ms(), MAX_POINTS)
         .await
         .map_err(unavailable)?;
     let truncated = points.len() >= MAX_POINTS as usize;
+    if let Some(visible) = visible_keys(store, &principal).await? {
+        points.retain(|p| shows(Some(&visible), p.key_id.as_ref()));
+    }
     Ok(Json(overview::overview(&points, window, truncated)))
 }
 
@@ -209,6 +238,7 @@ fn non_empty(value: Option<String>) -> Option<String> {
 /// `GET /v1/crossbar/requests?key=&model=&deployment=&status=&since=&until=&limit=`.
 pub(crate) async fn requests(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     params: std::result::Result<Query<RequestsQuery>, QueryRejection>,
 ) -> Result<Json<Value>> {
     let params = query(params)?;
@@ -235,7 +265,29 @@ pub(crate) async fn requests(
             .transpose()?,
         limit: params.limit.unwrap_or(100).clamp(1, MAX_REQUESTS),
     };
-    let records = store.requests(&filter).await.map_err(unavailable)?;
+    let records = match visible_keys(store, &principal).await? {
+        None => store.requests(&filter).await.map_err(unavailable)?,
+        // A team admin's: one query per key of the team (or the one it asked for, if the
+        // team's), merged newest first.
+        Some(visible) => {
+            let asked: Vec<String> = match &filter.key_id {
+                Some(key) if visible.contains(key) => vec![key.clone()],
+                Some(_) => Vec::new(),
+                None => visible.into_iter().collect(),
+            };
+            let mut merged = Vec::new();
+            for key in asked {
+                let one = RequestFilter {
+                    key_id: Some(key),
+                    ..filter.clone()
+                };
+                merged.extend(store.requests(&one).await.map_err(unavailable)?);
+            }
+            merged.sort_by_key(|r| std::cmp::Reverse(r.time_ms));
+            merged.truncate(filter.limit as usize);
+            merged
+        }
+    };
     let data: Vec<Value> = records.iter().map(request_json).collect();
     Ok(Json(json!({ "object": "list", "data": data })))
 }
@@ -243,10 +295,14 @@ pub(crate) async fn requests(
 /// `GET /v1/crossbar/requests/{id}`.
 pub(crate) async fn request(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>> {
     let store = store(&state)?;
-    let Some(record) = store.request(&id).await.map_err(unavailable)? else {
+    let visible = visible_keys(store, &principal).await?;
+    let found = store.request(&id).await.map_err(unavailable)?;
+    // Another team's request, to a team admin: as if it were not there.
+    let Some(record) = found.filter(|r| shows(visible.as_ref(), r.key_id.as_ref())) else {
         return Err(Error::not_found(format!("No request `{id}` in the store.")).into());
     };
     Ok(Json(request_json(&record)))
@@ -288,11 +344,15 @@ fn by_key(spend: Vec<KeySpend>) -> HashMap<Option<String>, KeySpend> {
 
 /// `GET /v1/crossbar/keys`: each key's limits and its spend today, this month, in total and
 /// in the last minute (against its rpm and tpm); `unkeyed` is traffic without a virtual key.
-pub(crate) async fn keys(State(state): State<AppState>) -> Result<Json<Value>> {
+pub(crate) async fn keys(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<Value>> {
     let store = store(&state)?;
     let now = now_ms();
     let (day, month) = day_and_month_start(now);
-    let keys: Vec<KeyRecord> = store.list_keys().await.map_err(unavailable)?;
+    let mut keys: Vec<KeyRecord> = store.list_keys().await.map_err(unavailable)?;
+    keys.retain(|k| principal.sees(k.team_id.as_deref()));
     let day_spend = by_key(store.spend_by_key(day).await.map_err(unavailable)?);
     let month_spend = by_key(store.spend_by_key(month).await.map_err(unavailable)?);
     let total_spend = by_key(store.spend_by_key(0).await.map_err(unavailable)?);
@@ -328,15 +388,82 @@ pub(crate) async fn keys(State(state): State<AppState>) -> Result<Json<Value>> {
             shown
         })
         .collect();
-    Ok(Json(json!({
-        "object": "list",
-        "data": data,
-        "unkeyed": {
+    // Keyless traffic is no team's: a team admin is not shown it.
+    let unkeyed = principal.confined().is_none().then(|| {
+        json!({
             "day": spend(day_spend.get(&None), None),
             "month": spend(month_spend.get(&None), None),
             "total": spend(total_spend.get(&None), None),
-        },
+        })
+    });
+    Ok(Json(json!({
+        "object": "list",
+        "data": data,
+        "unkeyed": unkeyed,
     })))
+}
+
+/// `GET /v1/crossbar/teams`: each team (a team admin's own only) with its limits and what
+/// its keys together spent today, this month and in total.
+pub(crate) async fn teams(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<Value>> {
+    let store = store(&state)?;
+    let Some(org) = store.org() else {
+        return Ok(Json(json!({ "object": "list", "data": [] })));
+    };
+    let now = now_ms();
+    let (day, month) = day_and_month_start(now);
+    let teams = org.list_teams().await.map_err(unavailable)?;
+    let keys: Vec<KeyRecord> = store.list_keys().await.map_err(unavailable)?;
+    let mut windows = Vec::new();
+    for since in [day, month, 0] {
+        windows.push(by_key(
+            store.spend_by_key(since).await.map_err(unavailable)?,
+        ));
+    }
+    let data: Vec<Value> = teams
+        .iter()
+        .filter(|t| principal.sees(Some(&t.id)))
+        .map(|team| {
+            let members: Vec<&KeyRecord> = keys
+                .iter()
+                .filter(|k| k.team_id.as_deref() == Some(&team.id))
+                .collect();
+            let sum = |window: &HashMap<Option<String>, KeySpend>| {
+                members.iter().fold(KeySpend::default(), |mut total, k| {
+                    if let Some(s) = window.get(&Some(k.id.clone())) {
+                        total.requests += s.requests;
+                        total.tokens += s.tokens;
+                        total.cost_pusd += s.cost_pusd;
+                    }
+                    total
+                })
+            };
+            let limits = team.limits;
+            let mut shown = team_json(team);
+            shown["keys"] = json!(members.iter().filter(|k| k.revoked_ms.is_none()).count());
+            shown["spend"] = json!({
+                "day": spend(Some(&sum(&windows[0])), limits.budget_day_pusd),
+                "month": spend(Some(&sum(&windows[1])), limits.budget_month_pusd),
+                "total": spend(Some(&sum(&windows[2])), limits.budget_total_pusd),
+            });
+            shown
+        })
+        .collect();
+    Ok(Json(json!({ "object": "list", "data": data })))
+}
+
+/// `GET /v1/crossbar/whoami`: the caller's role (and team), so the page shows only what it
+/// may use. The server enforces the same regardless.
+pub(crate) async fn whoami(Extension(principal): Extension<Principal>) -> Json<Value> {
+    Json(json!({
+        "object": "crossbar.whoami",
+        "role": principal.role,
+        "team": principal.team,
+        "actor": principal.actor,
+    }))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -348,17 +475,21 @@ pub(crate) struct WhatifQuery {
 /// of its model that the running gateway knows (as `crossbar whatif`).
 pub(crate) async fn whatif(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     params: std::result::Result<Query<WhatifQuery>, QueryRejection>,
 ) -> Result<Json<Value>> {
     let params = query(params)?;
     let store = store(&state)?;
     let now = now_ms();
     let since = now - duration_ms(params.since.as_deref().unwrap_or("7d"), "since")?;
-    let records = store
+    let mut records = store
         .usage_since(since, MAX_WHATIF_RECORDS)
         .await
         .map_err(unavailable)?;
     let truncated = records.len() >= MAX_WHATIF_RECORDS as usize;
+    if let Some(visible) = visible_keys(store, &principal).await? {
+        records.retain(|r| shows(Some(&visible), r.key_id.as_ref()));
+    }
     let candidates = whatif::candidates_from_views(&state.router.snapshot());
     let rows: Vec<Row> = whatif::reprice(&records, &candidates);
     Ok(Json(json!({
@@ -367,153 +498,6 @@ pub(crate) async fn whatif(
         "truncated": truncated,
         "data": rows,
     })))
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct RunsQuery {
-    limit: Option<u32>,
-}
-
-fn run_json(run: &RunRecord, tool_calls: u64) -> Value {
-    json!({
-        "id": run.id,
-        "agent": run.agent,
-        "task": run.task,
-        "status": run.status,
-        "created_ms": run.created_ms,
-        "updated_ms": run.updated_ms,
-        "steps": run.totals.steps,
-        "tool_calls": tool_calls,
-        "tokens": run.totals.tokens,
-        "cost": format_usd(run.totals.cost_pusd),
-        "cost_usd": pico_to_usd(run.totals.cost_pusd),
-        "elapsed_ms": run.totals.elapsed_ms,
-        "answer": run.answer,
-    })
-}
-
-/// `GET /v1/crossbar/runs?limit=50`: agent runs from the journal, newest first, with their
-/// status, steps, tool calls, tokens and cost.
-pub(crate) async fn runs(
-    State(state): State<AppState>,
-    params: std::result::Result<Query<RunsQuery>, QueryRejection>,
-) -> Result<Json<Value>> {
-    let params = query(params)?;
-    let store = store(&state)?;
-    let limit = params.limit.unwrap_or(50).clamp(1, MAX_REQUESTS);
-    let runs = store.list_runs(limit).await.map_err(unavailable)?;
-    let calls: HashMap<String, u64> = store
-        .tool_calls_by_run(limit)
-        .await
-        .map_err(unavailable)?
-        .into_iter()
-        .collect();
-    let data: Vec<Value> = runs
-        .iter()
-        .map(|run| run_json(run, calls.get(&run.id).copied().unwrap_or(0)))
-        .collect();
-    Ok(Json(json!({ "object": "list", "data": data })))
-}
-
-/// One model call of a run, with the tools it asked for.
-#[derive(Debug, Default, Serialize)]
-struct Step {
-    step: u64,
-    model: Option<String>,
-    deployment: Option<String>,
-    input_tokens: u64,
-    output_tokens: u64,
-    cost_usd: f64,
-    error: Option<String>,
-    tools: Vec<Value>,
-}
-
-/// Model calls and tool calls per step, from the journal's entries.
-fn steps(entries: &[Value]) -> Vec<Step> {
-    let mut steps: Vec<Step> = Vec::new();
-    let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
-    let number = |v: &Value, path: &[&str]| {
-        path.iter()
-            .try_fold(v, |v, k| v.get(*k))
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
-    };
-    for entry in entries {
-        let Some(step) = entry.get("step").and_then(Value::as_u64) else {
-            continue;
-        };
-        if steps.last().is_none_or(|s| s.step != step) {
-            steps.push(Step {
-                step,
-                ..Step::default()
-            });
-        }
-        let Some(current) = steps.last_mut() else {
-            continue;
-        };
-        match entry.get("kind").and_then(Value::as_str) {
-            Some("model_call") => {
-                current.model = text(entry, "model");
-                current.deployment = text(entry, "deployment");
-                current.input_tokens += number(entry, &["usage", "input_tokens"]);
-                current.output_tokens += number(entry, &["usage", "output_tokens"]);
-                current.cost_usd += entry.get("cost_usd").and_then(Value::as_f64).unwrap_or(0.0);
-            }
-            Some("model_failed") => {
-                current.model = text(entry, "model");
-                current.error = text(entry, "error");
-            }
-            // The summary written before this step: its tokens and cost belong to the step.
-            Some("summarized") => {
-                current.input_tokens += number(entry, &["usage", "input_tokens"]);
-                current.output_tokens += number(entry, &["usage", "output_tokens"]);
-                current.cost_usd += entry.get("cost_usd").and_then(Value::as_f64).unwrap_or(0.0);
-            }
-            Some("tool_result") => {
-                // A tool's own model spend (embedding a query) is part of its step's cost.
-                current.cost_usd += entry.get("cost_usd").and_then(Value::as_f64).unwrap_or(0.0);
-                current.tools.push(json!({
-                    "name": text(entry, "name"),
-                    "call_id": text(entry, "call_id"),
-                    "is_error": entry.get("is_error").and_then(Value::as_bool).unwrap_or(false),
-                }));
-            }
-            _ => {}
-        }
-    }
-    steps
-}
-
-/// `GET /v1/crossbar/runs/{id}`: one run, its journal entries and a per-step summary (model,
-/// tokens, cost, tool calls).
-pub(crate) async fn run(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>> {
-    let store = store(&state)?;
-    let Some(run) = store.run(&id).await.map_err(unavailable)? else {
-        return Err(Error::not_found(format!("No agent run `{id}` in the store.")).into());
-    };
-    let events = store.events(&id).await.map_err(unavailable)?;
-    let entries: Vec<Value> = events
-        .iter()
-        .map(|e| serde_json::from_str(&e.data).unwrap_or_else(|_| json!({ "kind": e.kind })))
-        .collect();
-    let tool_calls = entries
-        .iter()
-        .filter(|e| e.get("kind").and_then(Value::as_str) == Some("tool_started"))
-        .count() as u64;
-    let mut shown = run_json(&run, tool_calls);
-    if let Some(object) = shown.as_object_mut() {
-        object.insert("per_step".to_owned(), json!(steps(&entries)));
-        let journal: Vec<Value> = events
-            .iter()
-            .zip(entries)
-            .map(|(e, entry)| json!({ "seq": e.seq, "time_ms": e.time_ms, "kind": e.kind, "entry": entry }))
-            .collect();
-        object.insert("events".to_owned(), json!(journal));
-    }
-    Ok(Json(shown))
 }
 
 #[cfg(test)]
@@ -542,41 +526,6 @@ mod tests {
             .collect();
         assert_eq!(spans, [(0, 30), (30, 130), (90, 130)]);
         assert_eq!((view.retries, view.hedges), (1, 1));
-    }
-
-    #[test]
-    fn steps_gather_model_and_tool_calls() {
-        let entries = vec![
-            json!({"kind": "started", "task": "t", "agent": "a"}),
-            json!({"kind": "model_call", "step": 1, "model": "chat", "deployment": "chat@x",
-                "usage": {"input_tokens": 10, "output_tokens": 4}, "cost_usd": 0.5}),
-            json!({"kind": "tool_started", "step": 1, "call_id": "c1", "name": "calc"}),
-            json!({"kind": "tool_result", "step": 1, "call_id": "c1", "name": "calc", "is_error": true,
-                "cost_usd": 0.125}),
-            json!({"kind": "summarized", "step": 2, "model": "cheap",
-                "usage": {"input_tokens": 7, "output_tokens": 3}, "cost_usd": 0.25}),
-            json!({"kind": "model_failed", "step": 2, "model": "chat", "error": "503"}),
-            json!({"kind": "finished", "status": "failed"}),
-        ];
-        let steps = steps(&entries);
-        assert_eq!(steps.len(), 2);
-        assert_eq!(
-            (steps[1].input_tokens, steps[1].cost_usd),
-            (7, 0.25),
-            "the summary's share"
-        );
-        assert_eq!(steps[1].model.as_deref(), Some("chat"));
-        assert_eq!(steps[0].deployment.as_deref(), Some("chat@x"));
-        assert_eq!((steps[0].input_tokens, steps[0].output_tokens), (10, 4));
-        assert_eq!(
-            steps[0].cost_usd, 0.625,
-            "the model call and the tool's spend"
-        );
-        assert_eq!(
-            steps[0].tools,
-            [json!({"name": "calc", "call_id": "c1", "is_error": true})]
-        );
-        assert_eq!(steps[1].error.as_deref(), Some("503"));
     }
 
     #[test]

@@ -2,54 +2,117 @@
 //! behind its pages under `/v1/crossbar/...` (the same data, for scripts).
 //!
 //! Who may look: an open gateway (no keys) serves its own machine, as it does for the API; once
-//! keys exist, only the admin token opens it, as `Authorization: Bearer <token>` or as the
-//! password of HTTP Basic auth (any user name), which lets a browser ask for it once and send it
-//! with every poll. With keys but no admin token the dashboard does not exist.
+//! keys exist, only an admin token opens it (the root `admin.token` or a scoped one from the
+//! store), as `Authorization: Bearer <token>` or as the password of HTTP Basic auth (any user
+//! name), which lets a browser ask for it once and send it with every poll. With keys but no
+//! admin token the dashboard does not exist. A scoped token sees what its role may
+//! ([`crate::auth::allowed`]): a team admin its own team's keys, usage, requests and audit
+//! entries; `GET /v1/crossbar/whoami` tells the page which role it has.
 
 mod api;
 mod overview;
 mod ui;
+
+use std::sync::Arc;
 
 use axum::Router as HttpRouter;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{MethodRouter, get};
 use crossbar_core::Error;
 
 use crate::app::AppState;
-use crate::auth::admin_presented;
+use crate::auth::{Access, Principal, Rule};
 use crate::error::ApiError;
 
 const REALM: &str = "Basic realm=\"crossbar dashboard\", charset=\"UTF-8\"";
 
+/// Every dashboard endpoint with its rule: the list the router and the guard are built from.
+pub(crate) fn endpoints() -> Vec<(Rule, MethodRouter<AppState>)> {
+    let read = |path, access| Rule {
+        method: "GET",
+        path,
+        access,
+    };
+    vec![
+        (read("/ui", Access::TeamRead), get(ui::index)),
+        (read("/ui/", Access::TeamRead), get(ui::to_index)),
+        (read("/ui/{file}", Access::TeamRead), get(ui::asset)),
+        (
+            read("/v1/crossbar/overview", Access::TeamRead),
+            get(api::overview),
+        ),
+        (
+            read("/v1/crossbar/requests", Access::TeamRead),
+            get(api::requests),
+        ),
+        (
+            read("/v1/crossbar/requests/{id}", Access::TeamRead),
+            get(api::request),
+        ),
+        (read("/v1/crossbar/keys", Access::TeamRead), get(api::keys)),
+        (
+            read("/v1/crossbar/whatif", Access::TeamRead),
+            get(api::whatif),
+        ),
+        // The admin API's list, for the dashboard's audit page (behind the dashboard's guard).
+        (
+            read("/v1/crossbar/audit", Access::TeamRead),
+            get(crate::admin::list_audit),
+        ),
+        (
+            read("/v1/crossbar/teams", Access::TeamRead),
+            get(api::teams),
+        ),
+        (
+            read("/v1/crossbar/whoami", Access::TeamRead),
+            get(api::whoami),
+        ),
+    ]
+}
+
+/// Rules for the dashboard's routes declared outside [`endpoints`] (none: agent runs moved to
+/// the runs API, `routes::runs`, which scopes them to their submitting key or the admin).
+pub(crate) const OTHER_RULES: &[Rule] = &[];
+
 /// The dashboard's routes, each behind its guard (the app mounts them behind the open
 /// gateway's rule too).
 pub(crate) fn routes(state: &AppState) -> HttpRouter<AppState> {
-    HttpRouter::new()
-        .route("/ui", get(ui::index))
-        .route("/ui/", get(ui::to_index))
-        .route("/ui/{file}", get(ui::asset))
-        .route("/v1/crossbar/overview", get(api::overview))
-        .route("/v1/crossbar/requests", get(api::requests))
-        .route("/v1/crossbar/requests/{id}", get(api::request))
-        .route("/v1/crossbar/keys", get(api::keys))
-        .route("/v1/crossbar/whatif", get(api::whatif))
-        .route("/v1/crossbar/runs", get(api::runs))
-        .route("/v1/crossbar/runs/{id}", get(api::run))
-        // The admin API's list, for the dashboard's audit page (behind the dashboard's guard).
-        .route("/v1/crossbar/audit", get(crate::admin::list_audit))
-        .route_layer(middleware::from_fn_with_state(state.clone(), guard))
+    let table = endpoints();
+    let rules: Arc<[Rule]> = table
+        .iter()
+        .map(|(rule, _)| *rule)
+        .chain(OTHER_RULES.iter().copied())
+        .collect();
+    table
+        .into_iter()
+        .fold(HttpRouter::new(), |router, (rule, methods)| {
+            router.route(rule.path, methods)
+        })
+        .route_layer(middleware::from_fn_with_state(
+            (state.clone(), rules),
+            guard,
+        ))
 }
 
-/// Admits the admin, or anyone on this machine while the gateway has no keys.
-async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if admin_presented(&state, request.headers()) {
-        return next.run(request).await;
-    }
+/// Admits an admin token as its role allows, or anyone on this machine while the gateway has
+/// no keys (as the root admin).
+async fn guard(
+    State((state, rules)): State<(AppState, Arc<[Rule]>)>,
+    request: Request,
+    next: Next,
+) -> Response {
     let encode = crate::error::encoder_of_path(request.uri().path());
     let reject = |error: Error| ApiError { error, encode }.into_response();
+    match crate::auth::admin_principal(&state, request.headers()).await {
+        Ok(Some(principal)) => {
+            return crate::auth::authorize(principal, &rules, request, next).await;
+        }
+        Ok(None) => {}
+        Err(error) => return reject(error),
+    }
     let keyed = match &state.virtual_keys {
         Some(keys) => match keys.any_keys().await {
             Ok(live) => live,
@@ -61,7 +124,7 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
         // The same rule as the API's (the app's auth layer applies it first): this machine
         // only, by a loopback name, not for a foreign page.
         return match crate::auth::open_gateway_admits(&request) {
-            Ok(()) => next.run(request).await,
+            Ok(()) => crate::auth::authorize(Principal::root(), &rules, request, next).await,
             Err((error, _)) => reject(error),
         };
     }

@@ -1,0 +1,525 @@
+//! The runs API: agent runs submitted over HTTP, queued in the store for workers
+//! (`crossbar agent worker`) to claim. Runs belong to the virtual key that submitted them: a
+//! key sees and cancels its own, the admin everyone's.
+//!
+//! - `POST /v1/crossbar/runs` — `{"agent": NAME | "spec": TOML, "input": ..., "budget": {...}}`;
+//!   an `Idempotency-Key` header makes a retried submit return the same run (200, not 201).
+//! - `GET /v1/crossbar/runs/{id}/events` — the journal as server-sent events, live until the run
+//!   ends, resumable with `Last-Event-ID` (the entry's sequence number).
+//! - `POST /v1/crossbar/runs/{id}/cancel`.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Extension;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use crossbar_core::Error;
+use crossbar_core::pricing::{format_usd, pico_to_usd};
+use crossbar_core::runs::{RunSpecs, Submit};
+use crossbar_store::{
+    JournalStore, QueueState, QueuedRun, RunFilter, RunQueue, RunRecord, RunTotals, now_ms,
+};
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::auth::{CallerKey, CallerScope};
+use crate::error::ApiError;
+
+/// What the runs API needs of the store: the queue and the journal.
+pub trait RunStore: RunQueue + JournalStore {}
+
+impl<T: RunQueue + JournalStore> RunStore for T {}
+
+/// The runs API's parts: the store's queue, and the agent runtime's specs when `[agents]` is
+/// configured (without them, submits are refused; reads still work).
+#[derive(Clone)]
+pub struct Runs {
+    pub store: Arc<dyn RunStore>,
+    pub specs: Option<Arc<dyn RunSpecs>>,
+}
+
+type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+/// The longest `Idempotency-Key` kept.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+/// How often a live event stream looks for new journal entries.
+const EVENT_POLL: Duration = Duration::from_millis(200);
+
+fn runs(state: &AppState) -> Result<&Runs> {
+    state.runs.as_ref().ok_or_else(|| {
+        Error::not_found("Agent runs need a store (`store.enabled`).")
+            .with_code("runs_disabled")
+            .into()
+    })
+}
+
+fn unavailable(error: crossbar_store::StoreError) -> ApiError {
+    Error::overloaded(format!("The store is unavailable: {error}")).into()
+}
+
+/// Whose runs a caller may see: `None` for the admin (everyone's), else its key's ('' for
+/// callers without a virtual key: an open gateway, a `server.api_keys` key).
+fn owner(state: &AppState, headers: &HeaderMap, caller: Option<&CallerKey>) -> Option<String> {
+    if crate::auth::admin_presented(state, headers) {
+        return None;
+    }
+    Some(caller.map(|CallerKey(id)| id.clone()).unwrap_or_default())
+}
+
+/// The run, if it exists and the caller may see it; another owner's run is "not found" too,
+/// so ids of other keys' runs are not confirmed.
+async fn visible(runs: &Runs, id: &str, owner: Option<&str>) -> Result<QueuedRun> {
+    let found = runs.store.queued_run(id).await.map_err(unavailable)?;
+    match found {
+        Some(run) if owner.is_none_or(|o| o == run.queue.owner_key) => Ok(run),
+        _ => Err(Error::not_found(format!("No agent run `{id}`."))
+            .with_code("run_not_found")
+            .into()),
+    }
+}
+
+/// A run as the API shows it; `tool_calls` when counted.
+pub(crate) fn run_json(queued: &QueuedRun, tool_calls: Option<u64>) -> Value {
+    let run = &queued.run;
+    let queue = &queued.queue;
+    json!({
+        "tool_calls": tool_calls,
+        "object": "crossbar.run",
+        "id": run.id,
+        "agent": run.agent,
+        "task": run.task,
+        "status": run.status,
+        "created_ms": run.created_ms,
+        "updated_ms": run.updated_ms,
+        "steps": run.totals.steps,
+        "tokens": run.totals.tokens,
+        "cost": format_usd(run.totals.cost_pusd),
+        "cost_usd": pico_to_usd(run.totals.cost_pusd),
+        "elapsed_ms": run.totals.elapsed_ms,
+        "answer": run.answer,
+        "worker": queue.worker,
+        "lease_until_ms": queue.lease_until_ms,
+        "claimed_ms": queue.claimed_ms,
+        "takeovers": queue.takeovers,
+        "cancel_requested": queue.cancel_requested,
+        "idempotency_key": queue.idempotency_key,
+        "budget": queue.limits.as_deref().and_then(|l| serde_json::from_str::<Value>(l).ok()),
+    })
+}
+
+/// `GET /v1/crossbar/runs?status=&agent=&limit=50`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    status: Option<String>,
+    agent: Option<String>,
+    limit: Option<u32>,
+}
+
+/// The most runs one list returns.
+const MAX_LIST: u32 = 1000;
+
+/// `GET /v1/crossbar/runs`: the caller's runs (everyone's for the admin), newest first, with
+/// their status, steps, tool calls, tokens and cost.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    caller: Option<Extension<CallerKey>>,
+    headers: HeaderMap,
+    params: std::result::Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Value>> {
+    let runs = runs(&state)?;
+    let Query(params) = params.map_err(|e| Error::invalid_request(e.body_text()))?;
+    let limit = params.limit.unwrap_or(50).clamp(1, MAX_LIST);
+    let filter = RunFilter {
+        owner_key: owner(&state, &headers, caller.as_ref().map(|Extension(c)| c)),
+        status: params.status,
+        agent: params.agent,
+        limit,
+    };
+    let listed = runs.store.list_queued(&filter).await.map_err(unavailable)?;
+    let calls: HashMap<String, u64> = match &state.dashboard {
+        Some(dashboard) => dashboard
+            .tool_calls_by_run(limit)
+            .await
+            .map_err(unavailable)?
+            .into_iter()
+            .collect(),
+        None => HashMap::new(),
+    };
+    let data: Vec<Value> = listed
+        .iter()
+        .map(|run| run_json(run, Some(calls.get(&run.run.id).copied().unwrap_or(0))))
+        .collect();
+    Ok(Json(json!({ "object": "list", "data": data })))
+}
+
+/// `GET /v1/crossbar/runs/{id}`: one run, its journal entries and a per-step summary (model,
+/// tokens, cost, tool calls).
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    caller: Option<Extension<CallerKey>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
+    let runs = runs(&state)?;
+    let owner = owner(&state, &headers, caller.as_ref().map(|Extension(c)| c));
+    let run = visible(runs, &id, owner.as_deref()).await?;
+    let events = runs.store.events(&id).await.map_err(unavailable)?;
+    let entries: Vec<Value> = events
+        .iter()
+        .map(|e| serde_json::from_str(&e.data).unwrap_or_else(|_| json!({ "kind": e.kind })))
+        .collect();
+    let tool_calls = entries
+        .iter()
+        .filter(|e| e.get("kind").and_then(Value::as_str) == Some("tool_started"))
+        .count() as u64;
+    let mut shown = run_json(&run, Some(tool_calls));
+    if let Some(object) = shown.as_object_mut() {
+        object.insert("per_step".to_owned(), json!(steps(&entries)));
+        let journal: Vec<Value> = events
+            .iter()
+            .zip(entries)
+            .map(|(e, entry)| json!({ "seq": e.seq, "time_ms": e.time_ms, "kind": e.kind, "entry": entry }))
+            .collect();
+        object.insert("events".to_owned(), json!(journal));
+    }
+    Ok(Json(shown))
+}
+
+/// One model call of a run, with the tools it asked for.
+#[derive(Debug, Default, Serialize)]
+struct Step {
+    step: u64,
+    model: Option<String>,
+    deployment: Option<String>,
+    input_tokens: u64,
+    output_tokens: u64,
+    cost_usd: f64,
+    error: Option<String>,
+    tools: Vec<Value>,
+}
+
+/// Model calls and tool calls per step, from the journal's entries.
+fn steps(entries: &[Value]) -> Vec<Step> {
+    let mut steps: Vec<Step> = Vec::new();
+    let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+    let number = |v: &Value, path: &[&str]| {
+        path.iter()
+            .try_fold(v, |v, k| v.get(*k))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    for entry in entries {
+        let Some(step) = entry.get("step").and_then(Value::as_u64) else {
+            continue;
+        };
+        if steps.last().is_none_or(|s| s.step != step) {
+            steps.push(Step {
+                step,
+                ..Step::default()
+            });
+        }
+        let Some(current) = steps.last_mut() else {
+            continue;
+        };
+        match entry.get("kind").and_then(Value::as_str) {
+            Some("model_call") => {
+                current.model = text(entry, "model");
+                current.deployment = text(entry, "deployment");
+                current.input_tokens += number(entry, &["usage", "input_tokens"]);
+                current.output_tokens += number(entry, &["usage", "output_tokens"]);
+                current.cost_usd += entry.get("cost_usd").and_then(Value::as_f64).unwrap_or(0.0);
+            }
+            Some("model_failed") => {
+                current.model = text(entry, "model");
+                current.error = text(entry, "error");
+            }
+            // The summary written before this step: its tokens and cost belong to the step.
+            Some("summarized") => {
+                current.input_tokens += number(entry, &["usage", "input_tokens"]);
+                current.output_tokens += number(entry, &["usage", "output_tokens"]);
+                current.cost_usd += entry.get("cost_usd").and_then(Value::as_f64).unwrap_or(0.0);
+            }
+            Some("tool_result") => {
+                // A tool's own model spend (embedding a query) is part of its step's cost.
+                current.cost_usd += entry.get("cost_usd").and_then(Value::as_f64).unwrap_or(0.0);
+                current.tools.push(json!({
+                    "name": text(entry, "name"),
+                    "call_id": text(entry, "call_id"),
+                    "is_error": entry.get("is_error").and_then(Value::as_bool).unwrap_or(false),
+                }));
+            }
+            _ => {}
+        }
+    }
+    steps
+}
+
+/// `POST /v1/crossbar/runs`.
+pub(crate) async fn submit(
+    State(state): State<AppState>,
+    caller: Option<Extension<CallerKey>>,
+    scope: Option<Extension<CallerScope>>,
+    headers: HeaderMap,
+    raw: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let runs = runs(&state)?;
+    let Some(specs) = &runs.specs else {
+        return Err(Error::not_found(
+            "This gateway does not take agent runs (configure `[agents]`).",
+        )
+        .with_code("agents_disabled")
+        .into());
+    };
+    let raw = super::body(raw, state.max_body_bytes)?;
+    let submit: Submit = serde_json::from_slice(&raw)
+        .map_err(|e| Error::invalid_request(format!("The submit is not valid: {e}")))?;
+    let idempotency_key = idempotency_key(&headers)?;
+    if let (Some(Extension(CallerScope(key))), Some(usd)) = (&scope, submit.budget.usd) {
+        let limits = key.record().limits;
+        let smallest = [
+            limits.budget_day_pusd,
+            limits.budget_month_pusd,
+            limits.budget_total_pusd,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        if let Some(pusd) = smallest
+            && crossbar_core::pricing::usd_to_pico(usd) > pusd
+        {
+            return Err(Error::invalid_field(
+                "budget.usd",
+                format!(
+                    "`budget.usd` ({usd}) is above this key's budget ({}).",
+                    format_usd(pusd)
+                ),
+            )
+            .into());
+        }
+    }
+    let prepared = specs.prepare(&submit)?;
+    let now = now_ms();
+    let record = RunRecord {
+        id: new_run_id(),
+        agent: prepared.agent,
+        spec_path: prepared.spec_path,
+        spec: prepared.spec,
+        task: prepared.task,
+        status: "queued".to_owned(),
+        created_ms: now,
+        updated_ms: now,
+        totals: RunTotals::default(),
+        answer: None,
+    };
+    let queue = QueueState {
+        owner_key: caller
+            .map(|Extension(CallerKey(id))| id)
+            .unwrap_or_default(),
+        idempotency_key,
+        limits: (!submit.budget.is_empty())
+            .then(|| serde_json::to_string(&submit.budget))
+            .transpose()
+            .map_err(|e| Error::internal(e.to_string()))?,
+        ..QueueState::default()
+    };
+    let (queued, created) = runs
+        .store
+        .submit(&record, &queue)
+        .await
+        .map_err(unavailable)?;
+    if created {
+        crate::metrics::run_submitted(&queued.run.agent);
+    }
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let mut response = (status, Json(run_json(&queued, None))).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/crossbar/runs/{}", queued.run.id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY)
+        .ok_or_else(|| {
+            Error::invalid_field(
+                "Idempotency-Key",
+                format!(
+                    "`Idempotency-Key` must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters."
+                ),
+            )
+        })?;
+    Ok(Some(key.to_owned()))
+}
+
+fn new_run_id() -> String {
+    let bytes: [u8; 8] = rand::random();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("run_{hex}")
+}
+
+/// `POST /v1/crossbar/runs/{id}/cancel`.
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    caller: Option<Extension<CallerKey>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
+    let runs = runs(&state)?;
+    let owner = owner(&state, &headers, caller.as_ref().map(|Extension(c)| c));
+    let run = visible(runs, &id, owner.as_deref()).await?;
+    if crossbar_store::is_terminal(&run.run.status) {
+        return Err(Error::invalid_request(format!(
+            "Cannot cancel run `{id}`: it already ended ({}).",
+            run.run.status
+        ))
+        .with_code("run_ended")
+        .into());
+    }
+    runs.store.cancel(&id).await.map_err(unavailable)?;
+    let run = visible(runs, &id, owner.as_deref()).await?;
+    Ok(Json(run_json(&run, None)))
+}
+
+/// `GET /v1/crossbar/runs/{id}/events`.
+pub(crate) async fn events(
+    State(state): State<AppState>,
+    caller: Option<Extension<CallerKey>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let runs = runs(&state)?.clone();
+    let owner = owner(&state, &headers, caller.as_ref().map(|Extension(c)| c));
+    visible(&runs, &id, owner.as_deref()).await?;
+    let after = match headers.get("last-event-id") {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    Error::invalid_field(
+                        "Last-Event-ID",
+                        "`Last-Event-ID` must be a sequence number.",
+                    )
+                })?,
+        ),
+    };
+    Ok(Sse::new(journal_events(runs, id, after))
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// The run's journal entries after `after`, then new ones as they are journaled, then `end`
+/// once the run has ended and every entry was sent. A store that fails mid-stream ends it
+/// with an `error` event.
+fn journal_events(
+    runs: Runs,
+    id: String,
+    after: Option<u64>,
+) -> impl Stream<Item = std::result::Result<Event, Infallible>> {
+    async_stream::stream! {
+        let mut next = after.map_or(0, |seq| seq + 1);
+        loop {
+            // The status first: entries read after it include every one journaled before it.
+            let status = match runs.store.queued_run(&id).await {
+                Ok(Some(run)) => run.run.status,
+                Ok(None) => "gone".to_owned(),
+                Err(error) => {
+                    yield Ok(error_event(&error.to_string()));
+                    return;
+                }
+            };
+            let events = match runs.store.events(&id).await {
+                Ok(events) => events,
+                Err(error) => {
+                    yield Ok(error_event(&error.to_string()));
+                    return;
+                }
+            };
+            let from = next;
+            for event in events.into_iter().filter(|e| e.seq >= from) {
+                next = event.seq + 1;
+                yield Ok(Event::default()
+                    .id(event.seq.to_string())
+                    .event(event.kind)
+                    .data(event.data));
+            }
+            if crossbar_store::is_terminal(&status) {
+                yield Ok(Event::default().event("end").data(json!({ "status": status }).to_string()));
+                return;
+            }
+            tokio::time::sleep(EVENT_POLL).await;
+        }
+    }
+}
+
+fn error_event(message: &str) -> Event {
+    Event::default().event("error").data(
+        json!({ "error": { "type": "api_error", "code": "store_unavailable",
+            "message": format!("The store is unavailable: {message}") } })
+        .to_string(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_gather_model_and_tool_calls() {
+        let entries = vec![
+            json!({"kind": "started", "task": "t", "agent": "a"}),
+            json!({"kind": "model_call", "step": 1, "model": "chat", "deployment": "chat@x",
+                "usage": {"input_tokens": 10, "output_tokens": 4}, "cost_usd": 0.5}),
+            json!({"kind": "tool_started", "step": 1, "call_id": "c1", "name": "calc"}),
+            json!({"kind": "tool_result", "step": 1, "call_id": "c1", "name": "calc", "is_error": true,
+                "cost_usd": 0.125}),
+            json!({"kind": "summarized", "step": 2, "model": "cheap",
+                "usage": {"input_tokens": 7, "output_tokens": 3}, "cost_usd": 0.25}),
+            json!({"kind": "model_failed", "step": 2, "model": "chat", "error": "503"}),
+            json!({"kind": "finished", "status": "failed"}),
+        ];
+        let steps = steps(&entries);
+        assert_eq!(steps.len(), 2);
+        assert_eq!(
+            (steps[1].input_tokens, steps[1].cost_usd),
+            (7, 0.25),
+            "the summary's share"
+        );
+        assert_eq!(steps[1].model.as_deref(), Some("chat"));
+        assert_eq!(steps[0].deployment.as_deref(), Some("chat@x"));
+        assert_eq!((steps[0].input_tokens, steps[0].output_tokens), (10, 4));
+        assert_eq!(
+            steps[0].cost_usd, 0.625,
+            "the model call and the tool's spend"
+        );
+        assert_eq!(
+            steps[0].tools,
+            [json!({"name": "calc", "call_id": "c1", "is_error": true})]
+        );
+        assert_eq!(steps[1].error.as_deref(), Some("503"));
+    }
+}
