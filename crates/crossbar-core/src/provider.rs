@@ -30,6 +30,10 @@ const DEFAULT_TOTAL: Duration = Duration::from_secs(600);
 /// Largest non-streamed upstream body we buffer.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
+/// Where a call reports the quota its answer's headers say is left (the router's headroom
+/// for the deployment called); `None` when nobody is listening.
+pub type QuotaSink<'a> = Option<&'a (dyn Fn(crate::router::Quota) + Send + Sync)>;
+
 pub struct Provider {
     pub name: String,
     pub kind: ProviderKind,
@@ -151,6 +155,7 @@ impl Provider {
         body: Vec<u8>,
         extra_headers: HeaderMap,
         deadline: Instant,
+        quota: QuotaSink<'_>,
     ) -> Result<reqwest::Response> {
         let url = self.egress.url(&self.endpoint, target, operation)?;
         let mut headers = self.headers.clone();
@@ -188,6 +193,13 @@ impl Provider {
             }
             Ok(result) => result?,
         };
+        // Answers and refusals alike say how much quota is left.
+        if let Some(sink) = quota
+            && let Some(reading) =
+                crate::router::Quota::from_headers(response.headers(), crate::router::wall_ms())
+        {
+            sink(reading);
+        }
         let status = response.status().as_u16();
         if (200..300).contains(&status) {
             return Ok(response);
@@ -276,6 +288,7 @@ impl Provider {
         &self,
         request: &ChatRequest,
         target: &str,
+        quota: QuotaSink<'_>,
     ) -> Result<(reqwest::Response, Instant)> {
         let deadline = Instant::now() + self.total;
         let prepared = self
@@ -301,13 +314,24 @@ impl Provider {
             })
             .collect();
         Ok((
-            self.send(operation, target, body, extra, deadline).await?,
+            self.send(operation, target, body, extra, deadline, quota)
+                .await?,
             deadline,
         ))
     }
 
     pub async fn chat(&self, request: &ChatRequest, target: &str) -> Result<ChatResponse> {
-        let (response, deadline) = self.start_chat(request, target).await?;
+        self.chat_reporting(request, target, None).await
+    }
+
+    /// [`Provider::chat`], reporting the quota the answer says is left to `quota`.
+    pub async fn chat_reporting(
+        &self,
+        request: &ChatRequest,
+        target: &str,
+        quota: QuotaSink<'_>,
+    ) -> Result<ChatResponse> {
+        let (response, deadline) = self.start_chat(request, target, quota).await?;
         let mut response = self
             .answer(response, deadline, |egress, body| {
                 egress.chat_response(body)
@@ -331,6 +355,16 @@ impl Provider {
         request: &EmbeddingRequest,
         target: &str,
     ) -> Result<EmbeddingResponse> {
+        self.embed_reporting(request, target, None).await
+    }
+
+    /// [`Provider::embed`], reporting the quota the answer says is left to `quota`.
+    pub async fn embed_reporting(
+        &self,
+        request: &EmbeddingRequest,
+        target: &str,
+        quota: QuotaSink<'_>,
+    ) -> Result<EmbeddingResponse> {
         let deadline = Instant::now() + self.total;
         let body = self
             .egress
@@ -343,6 +377,7 @@ impl Provider {
                 body,
                 HeaderMap::new(),
                 deadline,
+                quota,
             )
             .await?;
         let mut response = self
@@ -395,7 +430,17 @@ impl Provider {
     /// Starts a streamed chat. The stream yields canonical events; it ends with an `Err` item
     /// when the upstream breaks off, times out or reports an error mid-stream.
     pub async fn chat_stream(&self, request: &ChatRequest, target: &str) -> Result<ChatStream> {
-        let (response, deadline) = self.start_chat(request, target).await?;
+        self.chat_stream_reporting(request, target, None).await
+    }
+
+    /// [`Provider::chat_stream`], reporting the quota the answer says is left to `quota`.
+    pub async fn chat_stream_reporting(
+        &self,
+        request: &ChatRequest,
+        target: &str,
+        quota: QuotaSink<'_>,
+    ) -> Result<ChatStream> {
+        let (response, deadline) = self.start_chat(request, target, quota).await?;
         let mut decoder = self.egress.stream_decoder();
         let idle = self.idle;
         let name = self.name.clone();

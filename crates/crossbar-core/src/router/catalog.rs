@@ -51,7 +51,6 @@ pub struct Route {
     /// Where copies of a share of requests go, measured and never returned.
     pub shadow: Option<Arc<Shadow>>,
     /// Whether reported quota (headroom) ranks deployments down before they answer 429.
-    #[expect(dead_code, reason = "ranking reads it once headroom is tracked")]
     pub headroom: bool,
     /// Round-robin position.
     pub rotation: AtomicUsize,

@@ -22,6 +22,7 @@ mod carry;
 mod catalog;
 mod estimate;
 mod glance;
+mod headroom;
 mod hedge;
 mod peers;
 mod policy;
@@ -64,6 +65,7 @@ pub use catalog::{
     glob,
 };
 pub use estimate::{Prompt, Tokenizer};
+pub use headroom::{HeadroomReport, HeadroomView, Limit, Quota, now_ms as wall_ms};
 pub use peers::{HealthReport, PeerHealth};
 pub use split::{Shadow, Target};
 pub use stats::{Counters, SeriesView, StatsView};
@@ -90,6 +92,8 @@ pub struct Deployment {
     live: Mutex<Live>,
     /// What ranking reads of `live`, readable without its lock.
     glance: glance::Glance,
+    /// The quota the provider last reported left, and when it resets.
+    headroom: headroom::Slot,
 }
 
 /// What the router learns about a deployment as it calls it.
@@ -117,6 +121,22 @@ impl Deployment {
     pub fn available(&self, now: Instant) -> bool {
         let live = self.live();
         live.cooldown_until.is_none_or(|until| until <= now) && live.breaker.allows(now)
+    }
+
+    /// Takes in the quota an answer from this deployment reported (see [`headroom`]).
+    pub fn observe_quota(&self, quota: Quota) {
+        self.headroom
+            .observe(quota, Instant::now(), headroom::now_ms());
+    }
+
+    /// This replica's latest headroom reading, while it holds, for the other replicas.
+    pub fn headroom_report(&self, now: Instant, now_ms: i64) -> Option<HeadroomReport> {
+        self.headroom.report(now, now_ms)
+    }
+
+    /// Takes in another replica's headroom reading when it is newer than this one's.
+    pub fn apply_headroom(&self, report: HeadroomReport, now: Instant, now_ms: i64) {
+        self.headroom.apply(report, now, now_ms);
     }
 
     pub fn breaker_state(&self) -> BreakerState {
@@ -150,6 +170,7 @@ impl Deployment {
                 .map(|until| millis(until - now)),
             stats: live.stats.view(),
             peers: live.peers,
+            headroom: self.headroom.view(now),
         }
     }
 }
@@ -197,6 +218,8 @@ pub struct DeploymentView {
     /// What the other replicas measured, when they share state through Redis.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peers: Option<PeerHealth>,
+    /// The quota the provider last reported left (`null`: no reading, or it reset).
+    pub headroom: Option<HeadroomView>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -403,6 +426,7 @@ impl Router {
                     accepts: Accepts::resolve(d, listed),
                     glance: glance::Glance::of(&live),
                     live: Mutex::new(live),
+                    headroom: headroom::Slot::new(),
                 });
                 deployments.push(Arc::clone(&deployment));
                 own.push(deployment);
@@ -742,6 +766,7 @@ impl Router {
             Some(request) => capabilities::admit(model, deployments, &needs(request))?,
             None => deployments,
         };
+        let now = Instant::now();
         let mut candidates: Vec<Candidate<'_>> = deployments
             .into_iter()
             .enumerate()
@@ -769,6 +794,11 @@ impl Router {
                     prompt_tokens,
                     expected_ms: seen.expected_ms,
                     failure: seen.failure,
+                    pressure: if route.headroom {
+                        deployment.headroom.pressure(now)
+                    } else {
+                        0.0
+                    },
                     score: 0.0,
                     latency: 0.0,
                 }
@@ -800,7 +830,6 @@ impl Router {
             usize::try_from(keep).unwrap_or(usize::MAX),
             &mut candidates,
         );
-        let now = Instant::now();
         let affinity_key = chat.and_then(|request| {
             route
                 .affinity

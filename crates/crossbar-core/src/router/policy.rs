@@ -18,6 +18,9 @@ const MAX_FAILURE: f64 = 0.95;
 /// also keeps a deployment that has only ever failed (so has no latency sample) from ranking
 /// as "unknown, hence instant".
 const FAILURE_PENALTY_MS: f64 = 1000.0;
+/// Under `order` and `round-robin`, deployments at least this close to their limit go after
+/// the others, in their order.
+const PRESSURE_LAST: f64 = 0.5;
 
 /// One deployment as this request sees it.
 #[derive(Clone, Copy, Debug)]
@@ -35,6 +38,9 @@ pub struct Candidate<'r> {
     pub expected_ms: Option<f64>,
     /// Recent share of failed and rate-limited calls.
     pub failure: f64,
+    /// How close the deployment is to its provider's rate limit, from 0 (not near) to 1
+    /// (nothing left): see [`super::headroom`].
+    pub pressure: f64,
     /// What the objective ranked on (lower is better), for the decision log.
     pub score: f64,
     /// [`Candidate::latency_score`], once ranking computed it.
@@ -45,8 +51,24 @@ impl Candidate<'_> {
     /// Expected time including the retries failures cost; unknown counts as instant so that
     /// a new deployment is tried.
     pub fn latency_score(&self) -> f64 {
-        let failure = self.failure.clamp(0.0, MAX_FAILURE);
+        // Nearing a rate limit counts as that share of calls about to be refused.
+        let failure = self
+            .failure
+            .max(self.pressure * MAX_FAILURE)
+            .clamp(0.0, MAX_FAILURE);
         self.expected_ms.unwrap_or(0.0) / (1.0 - failure) + failure * FAILURE_PENALTY_MS
+    }
+}
+
+/// A score (lower is better) scaled up as a deployment nears its rate limit: by
+/// `1 / (1 - pressure)`, i.e. the threshold over the share left (1 at the threshold, 2 at half
+/// of it, 10 at a tenth), and last of all once nothing is left, where its next call would
+/// be refused.
+fn held_back(score: f64, pressure: f64) -> f64 {
+    if pressure >= 1.0 {
+        f64::INFINITY
+    } else {
+        score / (1.0 - pressure)
     }
 }
 
@@ -67,16 +89,14 @@ pub fn rank(
     candidates: &mut Vec<Candidate<'_>>,
 ) -> usize {
     match objective {
-        Objective::Order => {
-            for (i, c) in candidates.iter_mut().enumerate() {
-                c.score = i as f64;
-            }
-            return candidates.len();
-        }
-        Objective::RoundRobin => {
-            if !candidates.is_empty() {
+        Objective::Order | Objective::RoundRobin => {
+            if objective == Objective::RoundRobin && !candidates.is_empty() {
                 let len = candidates.len();
                 candidates.rotate_left(rotation % len);
+            }
+            if candidates.iter().any(|c| c.pressure >= PRESSURE_LAST) {
+                // Stable: the rest keep their order.
+                candidates.sort_by_key(|c| c.pressure >= PRESSURE_LAST);
             }
             for (i, c) in candidates.iter_mut().enumerate() {
                 c.score = i as f64;
@@ -86,13 +106,13 @@ pub fn rank(
         Objective::Cost => {
             for c in candidates.iter_mut() {
                 c.latency = c.latency_score();
-                c.score = c.estimated_cost;
+                c.score = held_back(c.estimated_cost, c.pressure);
             }
         }
         Objective::Latency => {
             for c in candidates.iter_mut() {
                 c.latency = c.latency_score();
-                c.score = c.latency;
+                c.score = held_back(c.latency, c.pressure);
             }
         }
         Objective::Balanced => {
@@ -104,8 +124,11 @@ pub fn rank(
             }
             let share = |value: f64, max: f64| if max > 0.0 { value / max } else { 0.0 };
             for c in candidates.iter_mut() {
-                c.score = cost_weight * share(c.estimated_cost, max_cost)
-                    + (1.0 - cost_weight) * share(c.latency, max_latency);
+                c.score = held_back(
+                    cost_weight * share(c.estimated_cost, max_cost)
+                        + (1.0 - cost_weight) * share(c.latency, max_latency),
+                    c.pressure,
+                );
             }
         }
     }
@@ -164,9 +187,7 @@ pub fn rank_rest(objective: Objective, rest: &mut [Candidate<'_>]) {
 fn compare(objective: Objective, a: &Candidate<'_>, b: &Candidate<'_>) -> Ordering {
     let by_objective = match objective {
         Objective::Order | Objective::RoundRobin => Ordering::Equal,
-        Objective::Cost => {
-            cmp(a.estimated_cost, b.estimated_cost).then_with(|| cmp(a.latency, b.latency))
-        }
+        Objective::Cost => cmp(a.score, b.score).then_with(|| cmp(a.latency, b.latency)),
         Objective::Latency | Objective::Balanced => cmp(a.score, b.score),
     };
     by_objective.then(a.order.cmp(&b.order))

@@ -30,6 +30,12 @@ struct Script {
     cut_after_content: bool,
     input_tokens: u64,
     cached_tokens: u64,
+    /// Requests allowed per `quota_window` (0: no quota), reported on every answer as
+    /// providers do, and answered 429 once spent.
+    quota_limit: u64,
+    quota_window: Duration,
+    quota_used: u64,
+    quota_start: Option<Instant>,
 }
 
 impl Default for Script {
@@ -42,6 +48,10 @@ impl Default for Script {
             cut_after_content: false,
             input_tokens: 50,
             cached_tokens: 0,
+            quota_limit: 0,
+            quota_window: Duration::from_secs(10),
+            quota_used: 0,
+            quota_start: None,
         }
     }
 }
@@ -53,6 +63,8 @@ struct Fake {
     calls: Mutex<Vec<String>>,
     errors: AtomicU64,
     cancelled: AtomicU64,
+    /// 429s answered because a quota was spent.
+    rate_limited: AtomicU64,
 }
 
 /// Counts a call as cancelled when dropped before it finished.
@@ -88,6 +100,35 @@ impl Fake {
         lock(&self.calls).push(name.clone());
         let mut scripts = lock(&self.scripts);
         let script = scripts.entry(name).or_default();
+        if script.quota_limit > 0 {
+            let now = Instant::now();
+            let start = *script.quota_start.get_or_insert(now);
+            let start = if now >= start + script.quota_window {
+                script.quota_used = 0;
+                *script.quota_start.insert(now)
+            } else {
+                start
+            };
+            let reset = start + script.quota_window - now;
+            let admitted = script.quota_used < script.quota_limit;
+            if admitted {
+                script.quota_used += 1;
+            }
+            deployment.observe_quota(Quota {
+                limits: vec![Limit {
+                    name: "requests",
+                    remaining: script.quota_limit - script.quota_used,
+                    limit: Some(script.quota_limit),
+                    reset_ms: Some(millis(reset)),
+                }],
+            });
+            if !admitted {
+                self.rate_limited.fetch_add(1, Ordering::SeqCst);
+                let mut error = Error::from_upstream_status(429, "rate limited");
+                error.retry_after = Some(reset);
+                return Err(error);
+            }
+        }
         if let Some(error) = script.queued.pop_front() {
             self.errors.fetch_add(1, Ordering::SeqCst);
             return Err(error);
@@ -1079,7 +1120,11 @@ fn guardrails_are_the_routes_own_else_the_defaults_whole() {
     let rules = |route: Option<&str>| {
         let preferences = Preferences::from_headers(route, None, None).unwrap();
         let p = router.policies_for("m", &preferences).unwrap();
-        p.guardrails.0.clone().into_iter().collect::<Vec<_>>()
+        p.guardrails
+            .detectors
+            .clone()
+            .into_iter()
+            .collect::<Vec<_>>()
     };
     assert_eq!(
         rules(None),
@@ -1276,6 +1321,7 @@ fn ranking_the_first_few_then_the_rest_equals_ranking_all() {
                     expected_ms: (rng.random_range(0..4u8) > 0)
                         .then(|| f64::from(rng.random_range(0..6u8)) * 50.0),
                     failure: f64::from(rng.random_range(0..3u8)) * 0.1,
+                    pressure: f64::from(rng.random_range(0..3u8)) * 0.4,
                     score: 0.0,
                     latency: 0.0,
                 })
@@ -1442,4 +1488,56 @@ fn splits_and_shadows_are_validated_with_locations() {
         "test.toml",
     );
     assert!(fine.is_ok());
+}
+
+/// `a` (cheapest) with a quota of 20 requests per 10 s, `b` without, under `objective` and
+/// `headroom`; 30 requests one after another (3 s): returns the providers that answered and
+/// the 429s `a` answered.
+async fn drain_quota(objective: &str, headroom: bool) -> (Vec<String>, u64, Router, Arc<Fake>) {
+    let fake = Arc::new(Fake::default());
+    fake.set("a", |s| s.quota_limit = 20);
+    let router = build(
+        &three(&format!(
+            "[routes.default]\nobjective = \"{objective}\"\nexplore = 0.0\nheadroom = {headroom}\n"
+        )),
+        &fake,
+    );
+    let mut served = Vec::new();
+    for i in 0..30 {
+        let routed = router.chat(&ask(&format!("q{i}"))).await.unwrap();
+        served.push(routed.deployment.provider.name.clone());
+    }
+    let limited = fake.rate_limited.load(Ordering::SeqCst);
+    (served, limited, router, fake)
+}
+
+/// A deployment nearing its quota ranks down before it answers any 429 (under every
+/// objective), and ranks first again once the quota resets; without headroom it is called
+/// until it refuses.
+#[tokio::test(start_paused = true)]
+async fn a_deployment_near_its_rate_limit_is_ranked_down_before_any_429_and_restored_at_reset() {
+    for objective in ["cost", "balanced", "latency", "order"] {
+        let (served, limited, router, _fake) = drain_quota(objective, true).await;
+        assert_eq!(limited, 0, "{objective}: no 429 with headroom: {served:?}");
+        let on_a = served.iter().filter(|p| *p == "a").count();
+        // Ranked down under 10% left, as far as its lead allows, and last with nothing left.
+        assert!((18..=20).contains(&on_a), "{objective}: a served {on_a}");
+        eprintln!("{objective}: a served {on_a} of 30 before moving, 0 429s");
+        assert!(
+            served[25..].iter().all(|p| p != "a"),
+            "{objective}: {served:?}"
+        );
+        let headroom = view(&router, "a").headroom.unwrap();
+        assert!(headroom.remaining <= 0.1, "{objective}: {headroom:?}");
+        assert!(headroom.reset_in_ms <= 10_000);
+        // The quota resets 10 s after its first call: `a` leads again.
+        tokio::time::advance(Duration::from_secs(8)).await;
+        let routed = router.chat(&ask("after reset")).await.unwrap();
+        assert_eq!(routed.deployment.provider.name, "a", "{objective}");
+        assert!(view(&router, "a").headroom.unwrap().remaining > 0.9);
+    }
+    // The same traffic without headroom runs into the limit.
+    let (served, limited, _, _) = drain_quota("cost", false).await;
+    assert_eq!(limited, 1, "one 429, then Retry-After keeps it out");
+    assert_eq!(served.iter().filter(|p| *p == "a").count(), 20);
 }

@@ -44,7 +44,13 @@ impl Upstream for HttpUpstream {
         deployment: Arc<Deployment>,
         request: &'a ChatRequest,
     ) -> BoxFuture<'a, Result<ChatResponse>> {
-        Box::pin(async move { deployment.provider.chat(request, &deployment.target).await })
+        Box::pin(async move {
+            let quota = |q| deployment.observe_quota(q);
+            deployment
+                .provider
+                .chat_reporting(request, &deployment.target, Some(&quota))
+                .await
+        })
     }
 
     fn chat_stream<'a>(
@@ -53,9 +59,10 @@ impl Upstream for HttpUpstream {
         request: &'a ChatRequest,
     ) -> BoxFuture<'a, Result<ChatStream>> {
         Box::pin(async move {
+            let quota = |q| deployment.observe_quota(q);
             deployment
                 .provider
-                .chat_stream(request, &deployment.target)
+                .chat_stream_reporting(request, &deployment.target, Some(&quota))
                 .await
         })
     }
@@ -65,6 +72,12 @@ impl Upstream for HttpUpstream {
         deployment: Arc<Deployment>,
         request: &'a EmbeddingRequest,
     ) -> BoxFuture<'a, Result<EmbeddingResponse>> {
-        Box::pin(async move { deployment.provider.embed(request, &deployment.target).await })
+        Box::pin(async move {
+            let quota = |q| deployment.observe_quota(q);
+            deployment
+                .provider
+                .embed_reporting(request, &deployment.target, Some(&quota))
+                .await
+        })
     }
 }
