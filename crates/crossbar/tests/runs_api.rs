@@ -1,0 +1,397 @@
+//! The runs API against the real binary (SQLite store, virtual keys): bad submits get a 4xx
+//! naming the field and queue nothing; runs belong to the key that submitted them; an
+//! `Idempotency-Key` makes one run per key; cancel; the journal as server-sent events,
+//! resumable with `Last-Event-ID`.
+
+#![expect(clippy::unwrap_used, reason = "test code: a failure fails the test")]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{BIN, command};
+use crossbar_testkit::process::GatewayProcess;
+use serde_json::{Value, json};
+
+const ADMIN: &str = "admin-secret-for-runs";
+
+const TYPED: &str = r#"
+name = "typed"
+instructions = "Answer about the city."
+max_steps = 3
+input_schema = { type = "object", required = ["city"], properties = { city = { type = "string" } }, additionalProperties = false }
+
+[models]
+default = "smart"
+
+[budget]
+usd = 1.0
+"#;
+
+fn config(store: &str) -> String {
+    format!(
+        "{}\n[[models]]\nname = \"smart\"\n\
+         deployments = [{{ provider = \"sim-openai\", target = \"gpt-4o\", price = {{ input = 2.5, output = 10.0 }} }}]\n\n\
+         [store]\nurl = \"{store}\"\n\n[admin]\ntoken = \"{ADMIN}\"\n\n[agents]\nspecs = \"agents\"\n",
+        crossbar_testkit::sim_openai!()
+    )
+}
+
+fn create_key(dir: &std::path::Path, store: &str, args: &[&str]) -> String {
+    let output = std::process::Command::new(BIN)
+        .current_dir(dir)
+        .args(["keys", "--store", store, "create", "--json"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let key: Value = serde_json::from_slice(&output.stdout).unwrap();
+    key["key"].as_str().unwrap().to_owned()
+}
+
+struct Api {
+    url: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (u16, String) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(token);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    async fn json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let (status, text) = self.send(method, path, token, body, headers).await;
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{text}")),
+        )
+    }
+
+    async fn submit(&self, token: &str, body: Value, idempotency: Option<&str>) -> (u16, Value) {
+        let headers: Vec<(&str, &str)> = idempotency
+            .map(|k| vec![("Idempotency-Key", k)])
+            .unwrap_or_default();
+        self.json(
+            reqwest::Method::POST,
+            "/v1/crossbar/runs",
+            token,
+            Some(body),
+            &headers,
+        )
+        .await
+    }
+
+    async fn ids(&self, token: &str) -> Vec<String> {
+        let (status, list) = self
+            .json(reqwest::Method::GET, "/v1/crossbar/runs", token, None, &[])
+            .await;
+        assert_eq!(status, 200, "{list}");
+        list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+/// The refusal's status and `error.param`.
+fn refused(answer: &(u16, Value)) -> (u16, &str) {
+    (
+        answer.0,
+        answer.1["error"]["param"].as_str().unwrap_or("<none>"),
+    )
+}
+
+#[tokio::test]
+async fn runs_are_submitted_checked_scoped_cancelled_and_streamed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}?mode=rwc", dir.path().join("runs.db").display());
+    std::fs::create_dir_all(dir.path().join("agents")).unwrap();
+    std::fs::write(dir.path().join("agents/typed.toml"), TYPED).unwrap();
+    std::fs::write(dir.path().join("crossbar.toml"), config(&store)).unwrap();
+    let small = create_key(
+        dir.path(),
+        &store,
+        &["--name", "small", "--budget-total", "0.5"],
+    );
+    let other = create_key(dir.path(), &store, &["--name", "other"]);
+    let gateway = GatewayProcess::spawn(command(dir.path()).args([
+        "serve",
+        "--config",
+        "crossbar.toml",
+        "--listen",
+        "127.0.0.1:0",
+    ]))
+    .await;
+    let api = Api {
+        url: gateway.url().to_owned(),
+        http: reqwest::Client::new(),
+    };
+    let paris = json!({ "agent": "typed", "input": { "city": "Paris" } });
+
+    // Bad submits: each names its field; nothing is queued.
+    let cases = [
+        (json!({ "agent": "nobody", "input": "x" }), 404, "agent"),
+        (json!({ "agent": "../typed", "input": "x" }), 400, "agent"),
+        (
+            json!({ "agent": "typed", "input": { "town": "Paris" } }),
+            400,
+            "input",
+        ),
+        (
+            json!({ "agent": "typed", "input": { "city": 5 } }),
+            400,
+            "input.city",
+        ),
+        (
+            json!({ "agent": "typed", "input": { "city": "Paris" }, "budget": { "usd": 2.0 } }),
+            400,
+            "budget.usd",
+        ),
+        (
+            json!({ "agent": "typed", "input": { "city": "Paris" }, "budget": { "max_steps": 0 } }),
+            400,
+            "budget.max_steps",
+        ),
+        (json!({ "spec": "name = \"x\"", "input": "x" }), 400, "spec"),
+        (
+            json!({ "agent": "typed", "spec": "name = \"x\"", "input": "x" }),
+            400,
+            "spec",
+        ),
+        (json!({ "input": "x" }), 400, "agent"),
+    ];
+    for (body, status, param) in cases {
+        let answer = api.submit(&other, body.clone(), None).await;
+        assert_eq!(refused(&answer), (status, param), "{body} → {}", answer.1);
+        assert!(answer.1["error"]["message"].as_str().unwrap().len() > 10);
+    }
+    // Within the spec's $1 but above the key's $0.50.
+    let answer = api
+        .submit(
+            &small,
+            json!({ "agent": "typed", "input": { "city": "Paris" }, "budget": { "usd": 0.8 } }),
+            None,
+        )
+        .await;
+    assert_eq!(refused(&answer), (400, "budget.usd"), "{}", answer.1);
+    assert!(
+        answer.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("this key's budget")
+    );
+    let (status, _) = api
+        .send(
+            reqwest::Method::POST,
+            "/v1/crossbar/runs",
+            &other,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 400, "an empty body");
+    assert!(
+        api.ids(ADMIN).await.is_empty(),
+        "a refused submit queues nothing"
+    );
+
+    // One run per key and idempotency key.
+    let (status, first) = api.submit(&small, paris.clone(), Some("job-1")).await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(first["status"], "queued");
+    assert_eq!(first["task"], r#"{"city":"Paris"}"#);
+    let first_id = first["id"].as_str().unwrap().to_owned();
+    let (status, again) = api.submit(&small, paris.clone(), Some("job-1")).await;
+    assert_eq!(
+        (status, again["id"].as_str()),
+        (200, Some(first_id.as_str()))
+    );
+    let (status, theirs) = api.submit(&other, paris.clone(), Some("job-1")).await;
+    assert_eq!(status, 201);
+    let their_id = theirs["id"].as_str().unwrap().to_owned();
+    assert_ne!(their_id, first_id);
+
+    // Each key sees its own runs; the admin sees every run.
+    assert_eq!(api.ids(&small).await, [first_id.clone()]);
+    assert_eq!(api.ids(&other).await, [their_id.clone()]);
+    assert_eq!(api.ids(ADMIN).await, [their_id.clone(), first_id.clone()]);
+    let path = format!("/v1/crossbar/runs/{first_id}");
+    let (status, hidden) = api
+        .json(reqwest::Method::GET, &path, &other, None, &[])
+        .await;
+    assert_eq!(
+        (status, hidden["error"]["code"].as_str()),
+        (404, Some("run_not_found"))
+    );
+    let cancel = format!("{path}/cancel");
+    let (status, _) = api
+        .json(reqwest::Method::POST, &cancel, &other, None, &[])
+        .await;
+    assert_eq!(status, 404, "another key cannot cancel it");
+
+    // Cancel a queued run: at once; a second cancel is refused.
+    let (status, cancelled) = api
+        .json(reqwest::Method::POST, &cancel, &small, None, &[])
+        .await;
+    assert_eq!(
+        (status, cancelled["status"].as_str()),
+        (200, Some("cancelled"))
+    );
+    let (status, twice) = api
+        .json(reqwest::Method::POST, &cancel, &small, None, &[])
+        .await;
+    assert_eq!(
+        (status, twice["error"]["code"].as_str()),
+        (400, Some("run_ended"))
+    );
+    let (status, text) = api
+        .send(
+            reqwest::Method::GET,
+            &format!("{path}/events"),
+            &small,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(text, "event: end\ndata: {\"status\":\"cancelled\"}\n\n");
+
+    // A worker runs the other key's run; its journal streams, and resumes after an id.
+    let mut worker = GatewayProcess::spawn(command(dir.path()).args([
+        "agent",
+        "worker",
+        "--config",
+        "crossbar.toml",
+        "--store",
+        &store,
+        "--id",
+        "w",
+        "--poll-ms",
+        "50",
+    ]))
+    .await;
+    let events_path = format!("/v1/crossbar/runs/{their_id}/events");
+    let (status, text) = api
+        .send(reqwest::Method::GET, &events_path, &other, None, &[])
+        .await;
+    assert_eq!(status, 200);
+    let ids: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .collect();
+    let kinds: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(kinds.first(), Some(&"started"), "{text}");
+    assert_eq!(kinds[kinds.len() - 2..], ["finished", "end"], "{text}");
+    assert_eq!(
+        ids,
+        (0..ids.len()).map(|i| i.to_string()).collect::<Vec<_>>()
+    );
+    assert!(
+        text.ends_with("event: end\ndata: {\"status\":\"completed\"}\n\n"),
+        "{text}"
+    );
+    let (_, rest) = api
+        .send(
+            reqwest::Method::GET,
+            &events_path,
+            &other,
+            None,
+            &[("Last-Event-ID", "0")],
+        )
+        .await;
+    let resumed: Vec<&str> = rest
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .collect();
+    assert_eq!(resumed, ids[1..]);
+    let (status, bad) = api
+        .json(
+            reqwest::Method::GET,
+            &events_path,
+            &other,
+            None,
+            &[("Last-Event-ID", "x")],
+        )
+        .await;
+    assert_eq!(
+        refused(&(status, bad.clone())),
+        (400, "Last-Event-ID"),
+        "{bad}"
+    );
+
+    let (status, shown) = api
+        .json(
+            reqwest::Method::GET,
+            &format!("/v1/crossbar/runs/{their_id}"),
+            &other,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(shown["status"], "completed");
+    assert_eq!(shown["worker"], "w");
+    assert_eq!(shown["takeovers"], 0);
+    assert!(shown["claimed_ms"].as_i64().unwrap() >= shown["created_ms"].as_i64().unwrap());
+    assert_eq!(shown["per_step"].as_array().unwrap().len(), 1);
+    assert!(shown["cost_usd"].as_f64().unwrap() > 0.0);
+
+    // The queue in /metrics.
+    let (status, metrics) = api
+        .send(reqwest::Method::GET, "/metrics", ADMIN, None, &[])
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("crossbar_agent_runs{status=\"completed\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("crossbar_agent_runs{status=\"cancelled\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("crossbar_agent_runs_submitted_total{agent=\"typed\"} 2"),
+        "{metrics}"
+    );
+
+    // SIGTERM: an idle worker stops at once.
+    worker.terminate();
+    let start = Instant::now();
+    let status = worker.wait().await;
+    assert!(status.success(), "{status}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
