@@ -104,6 +104,8 @@ struct Pending {
     tags: crossbar_store::UsageTags,
     /// What the guardrails found in the request and the answer.
     findings: crossbar_core::guardrails::Findings,
+    /// What the guardrail webhook decided, by result (`allow`, `deny`, `fail_open`...).
+    webhook: std::collections::BTreeMap<&'static str, usize>,
 }
 
 /// The request's meter, shared by the layers and the route that handle it. A default meter
@@ -138,6 +140,7 @@ impl Meter {
             refused_unauthenticated: None,
             tags: crossbar_store::UsageTags::default(),
             findings: crossbar_core::guardrails::Findings::default(),
+            webhook: std::collections::BTreeMap::new(),
         }))))
     }
 
@@ -276,6 +279,11 @@ impl Meter {
         self.with(|p| p.findings.merge(findings.clone()));
     }
 
+    /// Notes a guardrail webhook's decision (`result` as in its metric).
+    pub(crate) fn webhook(&self, result: &'static str) {
+        self.with(|p| *p.webhook.entry(result).or_default() += 1);
+    }
+
     /// Passes a stream through, keeping its usage event and noting how it ended.
     pub(crate) fn observe(&self, mut events: ChatStream) -> ChatStream {
         if self.0.is_none() {
@@ -300,6 +308,20 @@ impl Meter {
             meter.with(|p| p.stream_done = true);
         })
     }
+}
+
+/// `email:mask=2,webhook:allow=1`: the detectors' findings then the webhook's decisions, names
+/// and counts only; `None` when nothing was found or asked.
+fn guardrail_note(
+    findings: &crossbar_core::guardrails::Findings,
+    webhook: &std::collections::BTreeMap<&'static str, usize>,
+) -> Option<String> {
+    let notes: Vec<String> = (!findings.is_empty())
+        .then(|| findings.summary())
+        .into_iter()
+        .chain(webhook.iter().map(|(result, n)| format!("webhook:{result}={n}")))
+        .collect();
+    (!notes.is_empty()).then(|| notes.join(","))
 }
 
 fn attempt_record(attempt: &Attempt) -> AttemptRecord {
@@ -414,7 +436,7 @@ impl Drop for Finish {
             overhead_ms: millis(overhead),
             attempts: std::mem::take(&mut p.attempts),
             tags: crossbar_store::UsageTags {
-                guardrails: (!p.findings.is_empty()).then(|| p.findings.summary()),
+                guardrails: guardrail_note(&p.findings, &p.webhook),
                 ..std::mem::take(&mut p.tags)
             },
         };

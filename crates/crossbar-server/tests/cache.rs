@@ -3,11 +3,7 @@
 //! usage record marked as a hit at no cost), sampled requests are not cached unless forced, two
 //! virtual keys never share an entry, and replicas on one Redis share entries.
 
-#![expect(
-    clippy::unwrap_used,
-    clippy::panic,
-    reason = "tests: a failure fails the test"
-)]
+#![expect(clippy::unwrap_used, reason = "tests: a failure fails the test")]
 
 mod common;
 

@@ -4,9 +4,13 @@
 //! A route's rules name a built-in [`Detector`] and an [`Action`]: `mask` replaces each finding
 //! with a placeholder before the text leaves, `block` refuses the request with a 400 that names
 //! the rule (never the matched text), `log` lets it through and only counts it. Checking is pure
-//! (text in, verdict out), so the same rules serve requests, answers and stream windows.
+//! (text in, verdict out), so the same rules serve requests, answers ([`Rules::check_answer`])
+//! and stream windows ([`StreamGuard`]). A route may also ask an external service
+//! ([`Webhook`]) about each request (and answer).
 
 mod detect;
+mod stream;
+mod webhook;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -14,10 +18,12 @@ use std::ops::Range;
 
 use serde::Deserialize;
 
-use crate::chat::{ChatRequest, ContentPart};
+use crate::chat::{ChatRequest, ChatResponse, ContentPart};
 use crate::error::Error;
 
 pub use detect::{Detector, iban_checksum, luhn};
+pub use stream::{STREAM_WINDOW, StreamGuard};
+pub use webhook::{OnError, Webhook, WebhookOutcome};
 
 /// What a rule does with a finding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -41,10 +47,17 @@ impl Action {
     }
 }
 
-/// A route's rules: `guardrails = { payment_card = "block", email = "mask", phone = "log" }`.
+/// A route's rules: `guardrails = { payment_card = "block", email = "mask", phone = "log" }`,
+/// and optionally `webhook = { url = "...", timeout_ms = 500, on_error = "deny" }`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Rules(pub BTreeMap<Detector, Action>);
+pub struct Rules {
+    /// The external guardrail asked about each request (and answer, if it wants them).
+    #[serde(default)]
+    pub webhook: Option<Webhook>,
+    /// Built-in detectors and what each does (every other key of the table).
+    #[serde(flatten)]
+    pub detectors: BTreeMap<Detector, Action>,
+}
 
 /// How many findings each rule had in one check.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -85,29 +98,32 @@ pub enum Verdict<'a> {
     },
 }
 
+/// One finding: where, which detector, what its rule does.
+type Found = (Range<usize>, Detector, Action);
+
 impl Rules {
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+    /// Rules from detectors alone (no webhook).
+    pub fn detectors(pairs: impl IntoIterator<Item = (Detector, Action)>) -> Self {
+        Self {
+            webhook: None,
+            detectors: pairs.into_iter().collect(),
+        }
     }
 
-    /// Checks `text` against every rule. Overlapping findings go to the detector that comes
+    /// Neither detectors nor a webhook.
+    pub fn is_empty(&self) -> bool {
+        self.detectors.is_empty() && self.webhook.is_none()
+    }
+
+    /// The findings in `text`, by position. Overlapping findings go to the detector that comes
     /// first in [`Detector::ALL`] (a key made of digits is a secret, not a phone number).
-    pub fn check<'a>(&self, text: &'a str) -> Verdict<'a> {
-        if self.0.is_empty() {
-            return Verdict::Pass {
-                text: Cow::Borrowed(text),
-                findings: Findings::default(),
-            };
+    fn scan(&self, text: &str) -> Vec<Found> {
+        if self.detectors.is_empty() || !detect::any(text) {
+            return Vec::new();
         }
-        if !detect::any(text) {
-            return Verdict::Pass {
-                text: Cow::Borrowed(text),
-                findings: Findings::default(),
-            };
-        }
-        let mut found: Vec<(Range<usize>, Detector, Action)> = Vec::new();
+        let mut found: Vec<Found> = Vec::new();
         for detector in Detector::ALL {
-            let Some(&action) = self.0.get(&detector) else {
+            let Some(&action) = self.detectors.get(&detector) else {
                 continue;
             };
             for range in detector.find(text) {
@@ -119,36 +135,45 @@ impl Rules {
                 }
             }
         }
-        let mut findings = Findings::default();
-        for (_, detector, action) in &found {
-            findings.add(*detector, *action);
-        }
-        if let Some(detector) = Detector::ALL
-            .into_iter()
-            .find(|d| findings.0.get(d).is_some_and(|(a, _)| *a == Action::Block))
-        {
-            return Verdict::Block { detector, findings };
-        }
-        found.retain(|(_, _, action)| *action == Action::Mask);
-        if found.is_empty() {
-            return Verdict::Pass {
-                text: Cow::Borrowed(text),
-                findings,
-            };
-        }
         found.sort_by_key(|(range, ..)| range.start);
-        let mut masked = String::with_capacity(text.len());
-        let mut at = 0;
-        for (range, detector, _) in found {
-            masked.push_str(&text[at..range.start]);
-            masked.push_str(detector.placeholder());
-            at = range.end;
-        }
-        masked.push_str(&text[at..]);
-        Verdict::Pass {
-            text: Cow::Owned(masked),
+        found
+    }
+
+    /// Checks `text` against every rule.
+    pub fn check<'a>(&self, text: &'a str) -> Verdict<'a> {
+        verdict(text, &self.scan(text))
+    }
+}
+
+/// What `found` (from [`Rules::scan`], in order) makes of `text`.
+fn verdict<'a>(text: &'a str, found: &[Found]) -> Verdict<'a> {
+    let mut findings = Findings::default();
+    for (_, detector, action) in found {
+        findings.add(*detector, *action);
+    }
+    if let Some(detector) = Detector::ALL
+        .into_iter()
+        .find(|d| findings.0.get(d).is_some_and(|(a, _)| *a == Action::Block))
+    {
+        return Verdict::Block { detector, findings };
+    }
+    if !found.iter().any(|(.., action)| *action == Action::Mask) {
+        return Verdict::Pass {
+            text: Cow::Borrowed(text),
             findings,
-        }
+        };
+    }
+    let mut masked = String::with_capacity(text.len());
+    let mut at = 0;
+    for (range, detector, _) in found.iter().filter(|(.., a)| *a == Action::Mask) {
+        masked.push_str(&text[at..range.start]);
+        masked.push_str(detector.placeholder());
+        at = range.end;
+    }
+    masked.push_str(&text[at..]);
+    Verdict::Pass {
+        text: Cow::Owned(masked),
+        findings,
     }
 }
 
@@ -166,6 +191,22 @@ impl Findings {
 pub struct Blocked {
     pub detector: Detector,
     pub findings: Findings,
+}
+
+impl Blocked {
+    /// An answer a `block` rule refused: a 403 `guardrail_blocked` naming the rule (the request
+    /// was fine, so not a 400; the route's policy keeps the answer from the client). In a stream
+    /// it is the error event that ends it.
+    pub fn answer_error(&self) -> Error {
+        Error::permission_denied(
+            format!(
+                "blocked by guardrail rule `{}`: the answer contains data this route does not \
+                 return to clients",
+                self.detector.name()
+            ),
+            "guardrail_blocked",
+        )
+    }
 }
 
 /// The 400 a `block` rule answers: it names the rule, never what matched (the client has the
@@ -186,9 +227,8 @@ impl Rules {
     /// of tool calls the conversation already holds. Masks in place; a `block` finding anywhere
     /// refuses the whole request before anything is changed upstream.
     pub fn check_request(&self, request: &mut ChatRequest) -> Result<Findings, Blocked> {
-        let mut findings = Findings::default();
-        if self.is_empty() {
-            return Ok(findings);
+        if self.detectors.is_empty() {
+            return Ok(Findings::default());
         }
         let texts = request.messages.iter_mut().flat_map(|message| {
             let parts = message.content.iter_mut().filter_map(|part| match part {
@@ -202,6 +242,39 @@ impl Rules {
                     .map(|call| &mut call.arguments),
             )
         });
+        self.check_texts(texts)
+    }
+
+    /// Applies the rules to an answer before it goes to the client: its text, refusal and
+    /// tool-call arguments. Masks in place; a `block` finding anywhere refuses the whole answer
+    /// (see [`Blocked::answer_error`]).
+    pub fn check_answer(&self, response: &mut ChatResponse) -> Result<Findings, Blocked> {
+        if self.detectors.is_empty() {
+            return Ok(Findings::default());
+        }
+        let message = &mut response.message;
+        let texts = message
+            .content
+            .iter_mut()
+            .filter_map(|part| match part {
+                ContentPart::Text { text } => Some(text),
+                _ => None,
+            })
+            .chain(message.refusal.as_mut())
+            .chain(
+                message
+                    .tool_calls
+                    .iter_mut()
+                    .map(|call| &mut call.arguments),
+            );
+        self.check_texts(texts)
+    }
+
+    fn check_texts<'t>(
+        &self,
+        texts: impl Iterator<Item = &'t mut String>,
+    ) -> Result<Findings, Blocked> {
+        let mut findings = Findings::default();
         for text in texts {
             match self.check(text) {
                 Verdict::Block {

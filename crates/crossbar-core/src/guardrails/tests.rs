@@ -13,7 +13,7 @@ fn found(detector: Detector, text: &str) -> Vec<&str> {
 }
 
 fn rules(pairs: &[(Detector, Action)]) -> Rules {
-    Rules(pairs.iter().copied().collect())
+    Rules::detectors(pairs.iter().copied())
 }
 
 #[test]
@@ -316,4 +316,158 @@ fn the_one_pass_pre_check_sees_every_finding() {
     let look_alike = "order 1234567812345678";
     assert!(detect::any(look_alike));
     assert!(Detector::PaymentCard.find(look_alike).is_empty());
+}
+
+#[test]
+fn a_webhook_reads_from_toml_beside_the_detectors() {
+    let parsed: BTreeMap<String, Rules> = toml::from_str(
+        "guardrails = { email = \"mask\", webhook = { url = \"http://127.0.0.1:9/check\", \
+         timeout_ms = 250, on_error = \"deny\", answers = true } }",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let rules = &parsed["guardrails"];
+    assert_eq!(
+        rules.detectors,
+        [(Detector::Email, Action::Mask)].into_iter().collect()
+    );
+    assert_eq!(
+        rules.webhook,
+        Some(Webhook {
+            url: "http://127.0.0.1:9/check".to_owned(),
+            timeout: std::time::Duration::from_millis(250),
+            on_error: OnError::Deny,
+            answers: true,
+        })
+    );
+    let defaults: BTreeMap<String, Rules> =
+        toml::from_str("guardrails = { webhook = { url = \"https://guard.example/v1\" } }")
+            .unwrap_or_else(|e| panic!("{e}"));
+    let webhook = defaults["guardrails"].webhook.clone();
+    assert_eq!(
+        webhook.map(|w| (w.timeout.as_millis(), w.on_error, w.answers)),
+        Some((1000, OnError::Allow, false))
+    );
+    for (bad, says) in [
+        ("url = \"ftp://x/y\"", "must be http or https"),
+        (
+            "url = \"http://x/\", timeout_ms = 0",
+            "timeout_ms must be 1 to 60000",
+        ),
+        ("url = \"http://x/\", when = 1", "unknown field `when`"),
+    ] {
+        let error = toml::from_str::<BTreeMap<String, Rules>>(&format!(
+            "guardrails = {{ webhook = {{ {bad} }} }}"
+        ))
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains(says), "{bad}: {error}");
+    }
+}
+
+#[test]
+fn answers_are_masked_or_blocked_text_refusal_and_tool_arguments_alike() {
+    let mut answer = crate::chat::ChatResponse {
+        id: "a".to_owned(),
+        model: "m".to_owned(),
+        created: 0,
+        message: Message::new(
+            Role::Assistant,
+            vec![ContentPart::Text {
+                text: "write to ann@example.com".to_owned(),
+            }],
+        ),
+        finish_reason: crate::chat::FinishReason::Stop,
+        raw_finish_reason: None,
+        usage: None,
+        system_fingerprint: None,
+    };
+    answer.message.tool_calls.push(ToolCall {
+        id: "c".to_owned(),
+        name: "mail".to_owned(),
+        arguments: r#"{"to":"bob@example.org"}"#.to_owned(),
+    });
+    let mask = rules(&[(Detector::Email, Action::Mask)]);
+    let findings = mask
+        .check_answer(&mut answer)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(findings.summary(), "email:mask=2");
+    assert_eq!(answer.message.text_content(), "write to [REDACTED:email]");
+    assert_eq!(
+        answer.message.tool_calls[0].arguments,
+        r#"{"to":"[REDACTED:email]"}"#
+    );
+    answer.message.refusal = Some("call +44 20 7946 0958".to_owned());
+    let block = rules(&[(Detector::Phone, Action::Block)]);
+    let blocked = block.check_answer(&mut answer).unwrap_err();
+    assert_eq!(blocked.detector, Detector::Phone);
+    let error = blocked.answer_error();
+    assert_eq!(
+        (error.status(), error.code.as_deref()),
+        (403, Some("guardrail_blocked"))
+    );
+    assert!(!error.message.contains("7946"));
+}
+
+/// The text a guard releases for `deltas`, then its flush; and the findings' summary.
+fn streamed(guard: &mut StreamGuard, deltas: &[&str]) -> Result<(Vec<String>, String), Blocked> {
+    let mut out = Vec::new();
+    let mut findings = Findings::default();
+    for delta in deltas {
+        let (text, found) = guard.push(delta)?;
+        out.push(text);
+        findings.merge(found);
+    }
+    let (text, found) = guard.flush()?;
+    out.push(text);
+    findings.merge(found);
+    Ok((out, findings.summary()))
+}
+
+#[test]
+fn a_stream_window_masks_a_finding_split_across_deltas() {
+    let mask = std::sync::Arc::new(rules(&[(Detector::Email, Action::Mask)]));
+    let mut guard = StreamGuard::with_window(std::sync::Arc::clone(&mask), 16);
+    let (out, findings) = streamed(
+        &mut guard,
+        &[
+            "Reach me at ann.lee@exa",
+            "mple.com today",
+            ", or later this week.",
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    // The last 16 bytes stay back; the address, split across deltas, is held whole until it is
+    // masked, and never leaves in clear.
+    assert_eq!(
+        out,
+        [
+            "Reach m",
+            "e at ",
+            "[REDACTED:email] today, or ",
+            "later this week."
+        ]
+    );
+    assert_eq!(findings, "email:mask=1");
+    // The same text in one delta, and with the default window: the same result.
+    let whole = "Reach me at ann.lee@example.com today, or later this week.";
+    let mut guard = StreamGuard::new(mask);
+    let (out, _) = streamed(&mut guard, &[whole]).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(
+        out.concat(),
+        "Reach me at [REDACTED:email] today, or later this week."
+    );
+    assert_eq!(out[0], "");
+}
+
+#[test]
+fn a_stream_window_blocks_before_the_finding_leaves() {
+    let block = std::sync::Arc::new(rules(&[(Detector::PaymentCard, Action::Block)]));
+    let mut guard = StreamGuard::with_window(block, 32);
+    let (first, _) = guard
+        .push("Your card is 4111 1111")
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(first, "");
+    let blocked = streamed(&mut guard, &[" 1111 1111, keep it safe."]).unwrap_err();
+    assert_eq!(blocked.detector, Detector::PaymentCard);
 }

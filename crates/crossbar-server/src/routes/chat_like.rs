@@ -3,6 +3,8 @@
 //! the response cache, routing, then the answer or the stream written in the client's dialect.
 //! Mounting a dialect is `post(chat_like::serve::<Dialect>)`.
 
+use std::sync::Arc;
+
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -15,7 +17,10 @@ use crossbar_core::ingress::ChatIngress;
 use crossbar_core::router::{Policies, Prompt};
 
 use super::cache::{self, Lookup};
-use super::{body, checked_policies, decode, preferences, routed_headers, stream};
+use super::{
+    body, check_answer, checked_policies, decode, preferences, routed_headers, stream,
+    webhook_request,
+};
 use crate::app::AppState;
 use crate::auth::CallerKey;
 use crate::error::ApiError;
@@ -63,8 +68,11 @@ pub(crate) async fn serve<I: ChatIngress>(
         &meter,
     )
     .map_err(fail)?;
+    webhook_request(&policies, I::request_mut(&mut decoded), &meter)
+        .await
+        .map_err(fail)?;
     let request = I::request(&decoded);
-    // Keyed by the request as it leaves (masked), so a hit answers exactly what was sent.
+    // Keyed by the request as it leaves (masked, rewritten), so a hit answers what was sent.
     let lookup = Lookup::new(
         &state.caches,
         &policies,
@@ -77,17 +85,23 @@ pub(crate) async fn serve<I: ChatIngress>(
     {
         let age = hit.age_s(lookup.cache.now_ms());
         meter.cache_hit(&policies.route, hit.usage());
-        let mut response = answer_hit::<I>(&decoded, &meter, &policies, hit).map_err(fail)?;
+        let mut response = answer_hit::<I>(&decoded, &meter, &policies, hit)
+            .await
+            .map_err(fail)?;
         cache::headers(&mut response, true, Some(age));
         return Ok(response);
     }
     let mut response = if !request.stream {
-        let routed = state
+        let mut routed = state
             .router
             .chat_with(request, &preferences)
             .await
             .map_err(fail)?;
         meter.routed(&routed, routed.value.usage);
+        check_answer(&policies, request, &mut routed.value, &meter)
+            .await
+            .map_err(fail)?;
+        // Kept as the client gets it: masked, and only if no rule blocked it.
         if let Some(lookup) = &lookup {
             lookup.put(&routed.value).await;
         }
@@ -104,6 +118,7 @@ pub(crate) async fn serve<I: ChatIngress>(
         // The events go into the body; the rest of `routed` still says who answered.
         let mut events = std::mem::replace(&mut routed.value, Box::pin(futures::stream::empty()));
         meter.routed(&routed, None);
+        events = stream::guarded(events, Arc::clone(&policies.guardrails), meter.clone());
         if let Some(lookup) = lookup.clone() {
             events = lookup.storing(events);
         }
@@ -119,17 +134,21 @@ pub(crate) async fn serve<I: ChatIngress>(
 }
 
 /// A cached answer in the client's dialect: the answer, or its replay as a stream.
-fn answer_hit<I: ChatIngress>(
+/// The route's guardrails apply to it as to a fresh one (the rules may have changed since).
+async fn answer_hit<I: ChatIngress>(
     decoded: &I::Decoded,
     meter: &Meter,
     policies: &Policies,
-    hit: Cached,
+    mut hit: Cached,
 ) -> Result<Response, crossbar_core::Error> {
-    let mut response = if I::request(decoded).stream {
+    let request = I::request(decoded);
+    let mut response = if request.stream {
         let events = replay(&hit.response).into_iter().map(Ok);
-        let events = meter.observe(Box::pin(futures::stream::iter(events)));
-        stream::response(events, I::stream_encoder(decoded))
+        let events = Box::pin(futures::stream::iter(events));
+        let events = stream::guarded(events, Arc::clone(&policies.guardrails), meter.clone());
+        stream::response(meter.observe(events), I::stream_encoder(decoded))
     } else {
+        check_answer(policies, request, &mut hit.response, meter).await?;
         json(I::encode_response(decoded, &hit.response)?)
     };
     if let Ok(value) = HeaderValue::from_str(&policies.route) {
