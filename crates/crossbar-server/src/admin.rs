@@ -1,8 +1,18 @@
-//! The admin API, guarded by `admin.token` (`Authorization: Bearer <token>`) and absent
-//! without one: `POST /admin/keys` creates a virtual key and shows its secret once,
-//! `GET /admin/keys` lists keys (never secrets nor hashes), `DELETE /admin/keys/{id}` revokes
-//! a key by id or name, `GET /admin/audit` lists the audit log (newest first; `action`,
-//! `target`, `before_id` and `limit` narrow it). Every change is recorded in the audit log.
+//! The admin API, guarded by `admin.token` (`Authorization: Bearer <token>`) or a scoped admin
+//! token from the store, and absent without `admin.token`:
+//!
+//! - keys: `POST /admin/keys` creates a virtual key (in a `team` when given) and shows its
+//!   secret once, `GET /admin/keys` lists keys (never secrets nor hashes),
+//!   `DELETE /admin/keys/{id}` revokes a key by id or name;
+//! - teams: `POST /admin/teams`, `GET /admin/teams`, `GET|PATCH|DELETE /admin/teams/{id}`;
+//! - scoped tokens: `POST /admin/tokens` (secret shown once), `GET /admin/tokens`,
+//!   `DELETE /admin/tokens/{id}`;
+//! - `GET /admin/audit` lists the audit log (newest first; `action`, `target`, `before_id`
+//!   and `limit` narrow it); `POST /admin/reload` reloads the configuration.
+//!
+//! Each endpoint is declared once, with its [`Rule`]: the guard lets a token's role through
+//! only as [`crate::auth::allowed`] says, and a team admin sees its own team's objects only
+//! (another team's are 404s). Every change is recorded in the audit log.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,55 +20,121 @@ use std::sync::Arc;
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, delete, get, post};
+use axum::routing::{MethodRouter, any, delete, get, patch, post};
 use axum::{Json, Router as HttpRouter};
 use crossbar_core::Error;
-use crossbar_store::{AuditQuery, key_json, now_ms};
+use crossbar_store::{AuditQuery, key_json};
 use serde::Deserialize;
-use serde_json::json;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
 
 use crate::app::AppState;
-use crate::audit::{self, Who};
-use crate::auth::constant_time_eq;
+use crate::audit;
+use crate::auth::{Access, Principal, Rule};
 use crate::error::ApiError;
+use crate::keys::teams::{self, NewTeam, TeamPatch, team_json};
+use crate::keys::tokens::{self, NewToken, token_json};
 use crate::keys::{self, NewKey, VirtualKeys};
 
-/// The admin API's routes, each behind the admin token. Other paths under `/admin/` are
-/// unknown URLs, answered without asking for a gateway key: the admin API's callers hold the
-/// admin token, not a key.
+/// Every admin endpoint with its rule: the one list the router and the guard are built from.
+pub(crate) fn endpoints() -> Vec<(Rule, MethodRouter<AppState>)> {
+    let rule = |method, path, access| Rule {
+        method,
+        path,
+        access,
+    };
+    vec![
+        (
+            rule("POST", "/admin/keys", Access::TeamWrite),
+            post(create_key),
+        ),
+        (rule("GET", "/admin/keys", Access::TeamRead), get(list_keys)),
+        (
+            rule("DELETE", "/admin/keys/{id}", Access::TeamWrite),
+            delete(revoke_key),
+        ),
+        (
+            rule("POST", "/admin/teams", Access::Write),
+            post(create_team),
+        ),
+        (
+            rule("GET", "/admin/teams", Access::TeamRead),
+            get(list_teams),
+        ),
+        (
+            rule("GET", "/admin/teams/{id}", Access::TeamRead),
+            get(show_team),
+        ),
+        (
+            rule("PATCH", "/admin/teams/{id}", Access::Write),
+            patch(update_team),
+        ),
+        (
+            rule("DELETE", "/admin/teams/{id}", Access::Write),
+            delete(delete_team),
+        ),
+        (
+            rule("POST", "/admin/tokens", Access::Write),
+            post(create_token),
+        ),
+        (rule("GET", "/admin/tokens", Access::Read), get(list_tokens)),
+        (
+            rule("DELETE", "/admin/tokens/{id}", Access::Write),
+            delete(revoke_token),
+        ),
+        (
+            rule("GET", "/admin/audit", Access::TeamRead),
+            get(list_audit),
+        ),
+        // The handler also asks for the root token itself.
+        (
+            rule("POST", "/admin/reload", Access::Write),
+            post(crate::routes::config::reload),
+        ),
+    ]
+}
+
+/// The admin API's routes, each behind the guard. Other paths under `/admin/` are unknown
+/// URLs, answered without asking for a gateway key: the admin API's callers hold an admin
+/// token, not a key.
 pub(crate) fn routes(state: &AppState) -> HttpRouter<AppState> {
-    HttpRouter::new()
-        .route("/admin/keys", post(create_key).get(list_keys))
-        .route("/admin/keys/{id}", delete(revoke_key))
-        .route("/admin/audit", get(list_audit))
-        .route_layer(middleware::from_fn_with_state(state.clone(), guard))
+    let table = endpoints();
+    let rules: Arc<[Rule]> = table.iter().map(|(rule, _)| *rule).collect();
+    table
+        .into_iter()
+        .fold(HttpRouter::new(), |router, (rule, methods)| {
+            router.route(rule.path, methods)
+        })
+        .route_layer(middleware::from_fn_with_state(
+            (state.clone(), rules),
+            guard,
+        ))
         .route("/admin/{*rest}", any(crate::routes::not_found))
 }
 
-/// Admits the admin token; without one configured the admin API does not exist.
-async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(token) = state.admin_token.as_deref() else {
+/// Admits the root admin token or a live scoped token whose role the endpoint's rule allows;
+/// without `admin.token` configured the admin API does not exist.
+async fn guard(
+    State((state, rules)): State<(AppState, Arc<[Rule]>)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if state.admin_token.is_none() {
         return ApiError::from(
             Error::not_found("The admin API is disabled: set `admin.token`.")
                 .with_code("admin_disabled"),
         )
         .into_response();
-    };
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .unwrap_or_default();
-    if !constant_time_eq(presented.as_bytes(), token.as_bytes()) {
-        return ApiError::from(Error::authentication("Incorrect or missing admin token."))
-            .into_response();
     }
-    next.run(request).await
+    match crate::auth::admin_principal(&state, request.headers()).await {
+        Ok(Some(principal)) => crate::auth::authorize(principal, &rules, request, next).await,
+        Ok(None) => ApiError::from(Error::authentication("Incorrect or missing admin token."))
+            .into_response(),
+        Err(error) => ApiError::from(error).into_response(),
+    }
 }
 
 /// The key registry, which needs a store.
@@ -68,27 +144,84 @@ fn registry(state: &AppState) -> Result<Arc<VirtualKeys>, ApiError> {
     })
 }
 
+fn unavailable(error: crossbar_store::StoreError) -> ApiError {
+    Error::internal(format!("The key store is unavailable: {error}")).into()
+}
+
 type Peer = Option<Extension<ConnectInfo<SocketAddr>>>;
+
+/// Appends an audit entry for a change `principal` made from `peer`.
+async fn record_change(
+    state: &AppState,
+    principal: &Principal,
+    peer: Peer,
+    action: &str,
+    target: &str,
+    before: Option<Value>,
+    after: Option<Value>,
+) {
+    let source = peer.map_or_else(
+        || "unknown".to_owned(),
+        |Extension(ConnectInfo(addr))| addr.ip().to_string(),
+    );
+    audit::record_as(
+        state,
+        principal.actor.clone(),
+        source,
+        action,
+        target,
+        before,
+        after,
+    )
+    .await;
+}
+
+/// A JSON body, or the default for an empty one.
+fn body<T: DeserializeOwned + Default>(body: &Bytes, what: &str) -> Result<T, ApiError> {
+    if body.is_empty() {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| Error::invalid_request(format!("Invalid {what} request: {e}")).into())
+}
+
+/// Another team's object, to a team admin: as if it did not exist.
+fn hidden(what: &str, id: &str) -> ApiError {
+    Error::not_found(format!("No {what} `{id}`.")).into()
+}
 
 async fn create_key(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     peer: Peer,
-    body: Bytes,
+    bytes: Bytes,
 ) -> Result<Response, ApiError> {
     let keys = registry(&state)?;
-    let new: NewKey = if body.is_empty() {
-        NewKey::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| Error::invalid_request(format!("Invalid key request: {e}")))?
-    };
+    let mut new: NewKey = body(&bytes, "key")?;
+    if let Some(own) = principal.confined() {
+        match new.team.as_deref() {
+            None => new.team = Some(own.to_owned()),
+            Some(named) => {
+                let team = teams::get(keys.store().as_ref(), named).await?;
+                if team.is_none_or(|t| t.id != own) {
+                    return Err(Error::permission_denied(
+                        format!("A team admin creates keys in its own team (`{own}`) only."),
+                        "role_forbidden",
+                    )
+                    .with_param("team")
+                    .into());
+                }
+            }
+        }
+    }
     let (secret, record) = keys::create(keys.store().as_ref(), new).await?;
     keys.invalidate();
     tracing::info!(key = %record.id, "virtual key created");
     let view = key_json(&record);
-    audit::record(
+    record_change(
         &state,
-        Who::admin(peer),
+        &principal,
+        peer,
         "key.create",
         &record.id,
         None,
@@ -100,59 +233,249 @@ async fn create_key(
     Ok((StatusCode::CREATED, Json(shown)).into_response())
 }
 
-async fn list_keys(State(state): State<AppState>) -> Result<Response, ApiError> {
+async fn list_keys(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Response, ApiError> {
     let keys = registry(&state)?;
-    let records = keys
-        .store()
-        .list_keys()
-        .await
-        .map_err(|e| Error::internal(format!("The key store is unavailable: {e}")))?;
-    let data: Vec<_> = records.iter().map(key_json).collect();
+    let records = keys.store().list_keys().await.map_err(unavailable)?;
+    let data: Vec<_> = records
+        .iter()
+        .filter(|k| principal.sees(k.team_id.as_deref()))
+        .map(key_json)
+        .collect();
     Ok(Json(json!({ "data": data })).into_response())
 }
 
 async fn revoke_key(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     peer: Peer,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let keys = registry(&state)?;
-    let unavailable = |e: crossbar_store::StoreError| {
-        Error::internal(format!("The key store is unavailable: {e}"))
-    };
-    // The key as it was, for the audit log: the live one the id or name names.
-    let before = keys
+    // The key as it was, for the audit log: the live one the id or name names (and that the
+    // caller may see).
+    let Some(before) = keys
         .store()
         .list_keys()
         .await
         .map_err(unavailable)?
         .into_iter()
-        .find(|k| k.revoked_ms.is_none() && (k.id == id || k.name.as_deref() == Some(&id)));
-    let at = now_ms();
+        .find(|k| {
+            k.revoked_ms.is_none()
+                && (k.id == id || k.name.as_deref() == Some(&id))
+                && principal.sees(k.team_id.as_deref())
+        })
+    else {
+        return Err(Error::not_found(format!("No live key `{id}`.")).into());
+    };
+    let at = crossbar_store::now_ms();
     let revoked = keys
         .store()
-        .revoke_key(&id, at)
+        .revoke_key(&before.id, at)
         .await
         .map_err(unavailable)?;
     keys.invalidate();
     if !revoked {
         return Err(Error::not_found(format!("No live key `{id}`.")).into());
     }
-    tracing::info!(key = %id, "virtual key revoked");
-    if let Some(before) = before {
-        let mut after = before.clone();
-        after.revoked_ms = Some(at);
-        audit::record(
-            &state,
-            Who::admin(peer),
-            "key.revoke",
-            &before.id,
-            Some(key_json(&before)),
-            Some(key_json(&after)),
-        )
-        .await;
-    }
+    tracing::info!(key = %before.id, "virtual key revoked");
+    let mut after = before.clone();
+    after.revoked_ms = Some(at);
+    record_change(
+        &state,
+        &principal,
+        peer,
+        "key.revoke",
+        &before.id,
+        Some(key_json(&before)),
+        Some(key_json(&after)),
+    )
+    .await;
     Ok(Json(json!({ "id": id, "revoked": true })).into_response())
+}
+
+async fn create_team(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    peer: Peer,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let keys = registry(&state)?;
+    let new: NewTeam = if bytes.is_empty() {
+        return Err(Error::invalid_field("name", "A team needs `name`.").into());
+    } else {
+        body(&bytes, "team")?
+    };
+    let team = teams::create(keys.store().as_ref(), new).await?;
+    tracing::info!(team = %team.id, "team created");
+    let view = team_json(&team);
+    record_change(
+        &state,
+        &principal,
+        peer,
+        "team.create",
+        &team.id,
+        None,
+        Some(view.clone()),
+    )
+    .await;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+async fn list_teams(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Response, ApiError> {
+    let keys = registry(&state)?;
+    let Some(org) = keys.store().org() else {
+        return Ok(Json(json!({ "data": [] })).into_response());
+    };
+    let data: Vec<Value> = org
+        .list_teams()
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .filter(|t| principal.sees(Some(&t.id)))
+        .map(team_json)
+        .collect();
+    Ok(Json(json!({ "data": data })).into_response())
+}
+
+async fn show_team(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let keys = registry(&state)?;
+    let team = teams::get(keys.store().as_ref(), &id)
+        .await?
+        .filter(|t| principal.sees(Some(&t.id)))
+        .ok_or_else(|| hidden("team", &id))?;
+    let members: Vec<Value> = keys
+        .store()
+        .list_keys()
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .filter(|k| k.team_id.as_deref() == Some(&team.id))
+        .map(key_json)
+        .collect();
+    let mut shown = team_json(&team);
+    shown["keys"] = json!(members);
+    Ok(Json(shown).into_response())
+}
+
+async fn update_team(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    peer: Peer,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let keys = registry(&state)?;
+    let patch: TeamPatch = body(&bytes, "team")?;
+    let (before, after) = teams::update(keys.store().as_ref(), &id, patch).await?;
+    // Keys look their team up again on their next request here (other replicas within the
+    // key cache's few seconds).
+    keys.invalidate();
+    let view = team_json(&after);
+    record_change(
+        &state,
+        &principal,
+        peer,
+        "team.update",
+        &after.id,
+        Some(team_json(&before)),
+        Some(view.clone()),
+    )
+    .await;
+    Ok(Json(view).into_response())
+}
+
+async fn delete_team(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    peer: Peer,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let keys = registry(&state)?;
+    let team = teams::delete(keys.store().as_ref(), &id).await?;
+    keys.invalidate();
+    record_change(
+        &state,
+        &principal,
+        peer,
+        "team.delete",
+        &team.id,
+        Some(team_json(&team)),
+        None,
+    )
+    .await;
+    Ok(Json(json!({ "id": team.id, "deleted": true })).into_response())
+}
+
+async fn create_token(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    peer: Peer,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let keys = registry(&state)?;
+    let new: NewToken = body(&bytes, "token")?;
+    let (secret, token) = tokens::create(keys.store().as_ref(), new).await?;
+    tracing::info!(token = %token.id, role = %token.role, "admin token created");
+    let view = token_json(&token);
+    record_change(
+        &state,
+        &principal,
+        peer,
+        "token.create",
+        &token.id,
+        None,
+        Some(view.clone()),
+    )
+    .await;
+    let mut shown = view;
+    shown["token"] = json!(secret);
+    Ok((StatusCode::CREATED, Json(shown)).into_response())
+}
+
+async fn list_tokens(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let keys = registry(&state)?;
+    let Some(org) = keys.store().org() else {
+        return Ok(Json(json!({ "data": [] })).into_response());
+    };
+    let data: Vec<Value> = org
+        .list_admin_tokens()
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(token_json)
+        .collect();
+    Ok(Json(json!({ "data": data })).into_response())
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    peer: Peer,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let keys = registry(&state)?;
+    let (before, after) = tokens::revoke(keys.store().as_ref(), &id).await?;
+    record_change(
+        &state,
+        &principal,
+        peer,
+        "token.revoke",
+        &before.id,
+        Some(token_json(&before)),
+        Some(token_json(&after)),
+    )
+    .await;
+    Ok(Json(json!({ "id": before.id, "revoked": true })).into_response())
 }
 
 /// `GET /admin/audit` query: all optional.
@@ -166,8 +489,10 @@ pub(crate) struct AuditParams {
     limit: Option<u32>,
 }
 
+/// The audit log, newest first; a team admin's holds the entries about its team only.
 pub(crate) async fn list_audit(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     params: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) =
@@ -181,6 +506,7 @@ pub(crate) async fn list_audit(
     let query = AuditQuery {
         action: params.action,
         target: params.target,
+        team: principal.confined().map(str::to_owned),
         before_id: params.before_id,
         limit: params.limit.unwrap_or(100).clamp(1, 1000),
     };

@@ -2,11 +2,7 @@
 //! An entry that cannot be written is logged at ERROR and counted
 //! (`crossbar_audit_errors_total`), never dropped silently; the change itself stands.
 
-use std::net::SocketAddr;
-
-use axum::Extension;
-use axum::extract::ConnectInfo;
-use crossbar_store::{AuditEntry, now_ms};
+use crossbar_store::{AuditEntry, audit_team, now_ms};
 use serde_json::Value;
 
 use crate::state::AppState;
@@ -18,19 +14,6 @@ pub(crate) struct Who {
     pub source: String,
 }
 
-impl Who {
-    /// The admin token's holder, at the connection's address.
-    pub fn admin(peer: Option<Extension<ConnectInfo<SocketAddr>>>) -> Self {
-        Self {
-            actor: "admin",
-            source: peer.map_or_else(
-                || "unknown".to_owned(),
-                |Extension(ConnectInfo(addr))| addr.ip().to_string(),
-            ),
-        }
-    }
-}
-
 /// Appends one entry; `before`/`after` must already be free of secrets (key views, hashes).
 pub(crate) async fn record(
     state: &AppState,
@@ -40,18 +23,42 @@ pub(crate) async fn record(
     before: Option<Value>,
     after: Option<Value>,
 ) {
+    record_as(
+        state,
+        who.actor.to_owned(),
+        who.source,
+        action,
+        target,
+        before,
+        after,
+    )
+    .await;
+}
+
+/// [`record`] for an actor named at run time (a scoped admin token: `token:<id>`).
+pub(crate) async fn record_as(
+    state: &AppState,
+    actor: String,
+    source: String,
+    action: &str,
+    target: &str,
+    before: Option<Value>,
+    after: Option<Value>,
+) {
     let Some(audit) = &state.audit else {
         return;
     };
+    let team_id = audit_team(action, target, after.as_ref().or(before.as_ref()));
     let entry = AuditEntry {
         id: 0,
         at_ms: now_ms(),
-        actor: who.actor.to_owned(),
+        actor,
         action: action.to_owned(),
         target: target.to_owned(),
         before,
         after,
-        source: who.source,
+        source,
+        team_id,
     };
     if let Err(error) = audit.append_audit(&entry).await {
         metrics::counter!("crossbar_audit_errors_total").increment(1);

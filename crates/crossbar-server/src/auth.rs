@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -80,10 +80,22 @@ pub(crate) async fn layer(
             Err((error, reason)) => refuse(error, reason),
         };
     }
+    // A scoped admin token opens what the root one does here, as its role allows: reads of
+    // the deployments view for every role (never a write: those are the root's or a key's),
+    // `/metrics` (every key's spend) for admins and viewers.
+    let reads = matches!(*request.method(), Method::GET | Method::HEAD);
+    let scoped = match gate {
+        Gate::KeysOrAdmin | Gate::Metrics if reads => admin_principal(&state, request.headers())
+            .await
+            .ok()
+            .flatten()
+            .map(|p| p.role),
+        Gate::KeysOrAdmin | Gate::Metrics | Gate::Keys | Gate::Open => None,
+    };
     match gate {
         Gate::Open => return next.run(request).await,
         Gate::Metrics => {
-            return if admin_presented(&state, request.headers()) {
+            return if matches!(scoped, Some(Role::Admin | Role::Viewer)) {
                 next.run(request).await
             } else {
                 refuse(
@@ -94,7 +106,7 @@ pub(crate) async fn layer(
                 )
             };
         }
-        Gate::KeysOrAdmin if admin_presented(&state, request.headers()) => {
+        Gate::KeysOrAdmin if scoped.is_some() => {
             return next.run(request).await;
         }
         Gate::KeysOrAdmin | Gate::Keys => {}
@@ -193,6 +205,192 @@ pub(crate) fn admin_presented(state: &AppState, headers: &HeaderMap) -> bool {
         return false;
     };
     constant_time_eq(presented.as_bytes(), token.as_bytes())
+}
+
+/// What an admin token may do: everything, one team's objects, or read everything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Role {
+    Admin,
+    TeamAdmin,
+    Viewer,
+}
+
+impl Role {
+    pub(crate) const ALL: [Self; 3] = [Self::Admin, Self::TeamAdmin, Self::Viewer];
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::TeamAdmin => "team-admin",
+            Self::Viewer => "viewer",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+}
+
+/// Who holds the admin token a request presented: the root (`admin.token`, or anyone on this
+/// machine while an open gateway has no keys) or a scoped token from the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Principal {
+    pub role: Role,
+    /// The team a `team-admin` manages.
+    pub team: Option<String>,
+    /// For the audit log: `admin`, or `token:<id>`.
+    pub actor: String,
+}
+
+impl Principal {
+    pub(crate) fn root() -> Self {
+        Self {
+            role: Role::Admin,
+            team: None,
+            actor: "admin".to_owned(),
+        }
+    }
+
+    /// The team this principal is confined to: `Some` for a team admin only.
+    pub(crate) fn confined(&self) -> Option<&str> {
+        match self.role {
+            Role::TeamAdmin => self.team.as_deref(),
+            Role::Admin | Role::Viewer => None,
+        }
+    }
+
+    /// Whether an object of `team` is one this principal may see; a team admin's is its own.
+    pub(crate) fn sees(&self, team: Option<&str>) -> bool {
+        self.confined().is_none_or(|own| team == Some(own))
+    }
+}
+
+/// Whether an endpoint reads or changes, and whether it is about a team's objects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Reads what a team admin may see narrowed to its team (keys, usage, requests, audit).
+    TeamRead,
+    /// Changes a team's objects (its keys): a team admin's own team only.
+    TeamWrite,
+    /// Reads about the whole gateway (tokens, agent runs, the config): admins and viewers.
+    Read,
+    /// Changes beyond one team's keys (teams, tokens, reloads): the admin role only.
+    Write,
+}
+
+/// One admin or dashboard endpoint and what it takes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rule {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+/// The one authorization decision: may `role` use an endpoint of this access? (Objects are
+/// narrowed to a team admin's team by the handlers, through [`Principal::sees`]: another
+/// team's object is a 404, as if it did not exist.)
+pub(crate) fn allowed(role: Role, access: Access) -> bool {
+    match (role, access) {
+        (Role::Admin, _) => true,
+        (Role::Viewer, Access::TeamRead | Access::Read) => true,
+        (Role::Viewer, Access::TeamWrite | Access::Write) => false,
+        (Role::TeamAdmin, Access::TeamRead | Access::TeamWrite) => true,
+        (Role::TeamAdmin, Access::Read | Access::Write) => false,
+    }
+}
+
+/// The admin token a request presents (bearer, or a Basic-auth password), if any.
+fn presented_admin_token(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    if let Some(bearer) = value.strip_prefix("Bearer ") {
+        return Some(bearer.trim().to_owned()).filter(|t| !t.is_empty());
+    }
+    let basic = value.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(basic.trim())
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())?;
+    decoded
+        .split_once(':')
+        .map(|(_, password)| password.to_owned())
+        .filter(|p| !p.is_empty())
+}
+
+/// The principal behind the request's admin token: the root token, or a live scoped token
+/// from the store; `None` when neither.
+pub(crate) async fn admin_principal(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Principal>, Error> {
+    if admin_presented(state, headers) {
+        return Ok(Some(Principal::root()));
+    }
+    let Some(token) = presented_admin_token(headers) else {
+        return Ok(None);
+    };
+    // Scoped tokens are `cbadm-...`: other secrets (a virtual key) are not looked up.
+    if !token.starts_with(crate::keys::tokens::PREFIX) {
+        return Ok(None);
+    }
+    let Some(org) = state.virtual_keys.as_ref().and_then(|k| k.store().org()) else {
+        return Ok(None);
+    };
+    let found = org
+        .admin_token_by_hash(&crate::keys::hash_secret(&token))
+        .await
+        .map_err(|e| Error::internal(format!("The key store is unavailable: {e}")))?;
+    Ok(found.filter(|t| t.revoked_ms.is_none()).and_then(|t| {
+        Some(Principal {
+            role: Role::parse(&t.role)?,
+            team: t.team_id,
+            actor: format!("token:{}", t.id),
+        })
+    }))
+}
+
+/// The rule for a request's method and matched route, from `rules`.
+pub(crate) fn rule_for<'a>(rules: &'a [Rule], request: &Request) -> Option<&'a Rule> {
+    let path = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(axum::extract::MatchedPath::as_str)?;
+    let method = request.method().as_str();
+    rules
+        .iter()
+        .find(|r| r.path == path && (r.method == method || (r.method == "GET" && method == "HEAD")))
+}
+
+/// Lets `principal` through to the endpoint if its rule allows the role: a route without a
+/// rule is the root admin's alone. The principal rides along for the handler to narrow by.
+pub(crate) async fn authorize(
+    principal: Principal,
+    rules: &[Rule],
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let encode = crate::error::encoder_of_path(request.uri().path());
+    let permitted = match rule_for(rules, &request) {
+        Some(rule) => allowed(principal.role, rule.access),
+        None => principal.role == Role::Admin,
+    };
+    if !permitted {
+        return ApiError {
+            error: Error::permission_denied(
+                format!(
+                    "Your admin token's role (`{}`) may not use {} {}.",
+                    principal.role.as_str(),
+                    request.method(),
+                    request.uri().path()
+                ),
+                "role_forbidden",
+            ),
+            encode,
+        }
+        .into_response();
+    }
+    request.extensions_mut().insert(principal);
+    next.run(request).await
 }
 
 /// The id of the virtual key that authenticated a request, for routes that scope what they

@@ -437,6 +437,7 @@ impl Drop for Finish {
             attempts: std::mem::take(&mut p.attempts),
             tags: crossbar_store::UsageTags {
                 guardrails: guardrail_note(&p.findings, &p.webhook),
+                team_id: p.key.as_ref().and_then(|k| k.team_id()),
                 ..std::mem::take(&mut p.tags)
             },
         };

@@ -41,6 +41,21 @@ pub struct AuditEntry {
     pub after: Option<Value>,
     /// From where: the client's address, `signal`, `file` or `cli@<host>`.
     pub source: String,
+    /// The team the changed object belongs to (a team, a team's key, a team admin's token),
+    /// so a team's admin can list what happened to its own (migration 8).
+    pub team_id: Option<String>,
+}
+
+/// The team an entry is about: a team's own id (`team.*`), else the changed object's `team`
+/// field (a key's, a token's), as the views show them.
+pub fn audit_team(action: &str, target: &str, object: Option<&Value>) -> Option<String> {
+    if action.starts_with("team.") {
+        return Some(target.to_owned());
+    }
+    object
+        .and_then(|o| o.get("team"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
 }
 
 /// Which entries to list: newest first, optionally narrowed.
@@ -48,6 +63,8 @@ pub struct AuditEntry {
 pub struct AuditQuery {
     pub action: Option<String>,
     pub target: Option<String>,
+    /// Only entries about this team's objects.
+    pub team: Option<String>,
     /// Only entries older than this id (paging backwards).
     pub before_id: Option<i64>,
     pub limit: u32,
@@ -90,7 +107,8 @@ impl AuditStore for SqlStore {
         Box::pin(async move {
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO crossbar_audit (at_ms, actor, action, target, before_json, \
-                 after_json, source) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                 after_json, source, team_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 RETURNING id",
             )
             .bind(entry.at_ms)
             .bind(&entry.actor)
@@ -99,6 +117,7 @@ impl AuditStore for SqlStore {
             .bind(json_text(entry.before.as_ref()))
             .bind(json_text(entry.after.as_ref()))
             .bind(&entry.source)
+            .bind(entry.team_id.as_deref())
             .fetch_one(&self.pool)
             .await?;
             Ok(id)
@@ -109,14 +128,16 @@ impl AuditStore for SqlStore {
         Box::pin(async move {
             // Unset filters bind values that match everything, so one statement serves all.
             let rows = sqlx::query(
-                "SELECT id, at_ms, actor, action, target, before_json, after_json, source \
-                 FROM crossbar_audit WHERE ($1 = '' OR action = $1) AND ($2 = '' OR target = $2) \
+                "SELECT id, at_ms, actor, action, target, before_json, after_json, source, \
+                 team_id FROM crossbar_audit WHERE ($1 = '' OR action = $1) \
+                 AND ($2 = '' OR target = $2) AND ($5 = '' OR team_id = $5) \
                  AND id < $3 ORDER BY id DESC LIMIT $4",
             )
             .bind(query.action.clone().unwrap_or_default())
             .bind(query.target.clone().unwrap_or_default())
             .bind(query.before_id.unwrap_or(i64::MAX))
             .bind(i64::from(query.limit))
+            .bind(query.team.clone().unwrap_or_default())
             .fetch_all(&self.pool)
             .await?;
             rows.into_iter()
@@ -130,6 +151,7 @@ impl AuditStore for SqlStore {
                         before: json_value(row.try_get("before_json")?)?,
                         after: json_value(row.try_get("after_json")?)?,
                         source: row.try_get("source")?,
+                        team_id: row.try_get("team_id")?,
                     })
                 })
                 .collect()

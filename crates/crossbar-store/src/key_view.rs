@@ -22,5 +22,6 @@ pub fn key_json(record: &KeyRecord) -> Value {
         "budget_usd_day": usd(record.limits.budget_day_pusd),
         "budget_usd_month": usd(record.limits.budget_month_pusd),
         "budget_usd_total": usd(record.limits.budget_total_pusd),
+        "team": record.team_id,
     })
 }

@@ -24,7 +24,7 @@ mod writer;
 
 use futures::future::BoxFuture;
 
-pub use audit::{AuditEntry, AuditQuery, AuditStore};
+pub use audit::{AuditEntry, AuditQuery, AuditStore, audit_team};
 pub use dashboard::{DashboardStore, KeySpend, RequestFilter, StatusFilter, UsagePoint};
 pub use journal::{EventRecord, JournalStore, MemoryRecord, RunRecord, RunTotals};
 pub use key_view::key_json;

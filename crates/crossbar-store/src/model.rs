@@ -95,6 +95,8 @@ pub struct KeyRecord {
     /// Routes the key may use; empty allows all.
     pub routes: Vec<String>,
     pub limits: KeyLimits,
+    /// The team the key belongs to: its limits and allow-lists apply too.
+    pub team_id: Option<String>,
 }
 
 /// A key's limits; `None` is unlimited.

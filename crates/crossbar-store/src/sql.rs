@@ -8,7 +8,7 @@ use sqlx::{AnyPool, Row};
 use crate::audit;
 use crate::journal;
 use crate::model::{AttemptRecord, KeyLimits, KeyRecord, UsageRecord, UsageTags};
-use crate::org;
+use crate::org::{self, OrgStore};
 use crate::payloads;
 use crate::responses;
 use crate::runs;
@@ -361,7 +361,7 @@ pub(crate) fn usage_from_row(row: &AnyRow) -> Result<UsageRecord> {
 }
 
 const KEY_SELECT: &str = "SELECT id, name, hash, prefix, created_ms, revoked_ms, models, routes, \
-     rpm, tpm, budget_day_pusd, budget_month_pusd, budget_total_pusd FROM crossbar_keys";
+     rpm, tpm, budget_day_pusd, budget_month_pusd, budget_total_pusd, team_id FROM crossbar_keys";
 
 fn key_from_row(row: &AnyRow) -> Result<KeyRecord> {
     let list = |name: &str| -> Result<Vec<String>> {
@@ -386,6 +386,7 @@ fn key_from_row(row: &AnyRow) -> Result<KeyRecord> {
             budget_month_pusd: opt("budget_month_pusd")?,
             budget_total_pusd: opt("budget_total_pusd")?,
         },
+        team_id: row.try_get("team_id")?,
     })
 }
 
@@ -511,7 +512,8 @@ impl Store for SqlStore {
             sqlx::query(
                 "INSERT INTO crossbar_keys (id, name, hash, prefix, created_ms, revoked_ms, \
                  models, routes, rpm, tpm, budget_day_pusd, budget_month_pusd, \
-                 budget_total_pusd) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                 budget_total_pusd, team_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             )
             .bind(&key.id)
             .bind(key.name.as_deref())
@@ -526,6 +528,7 @@ impl Store for SqlStore {
             .bind(key.limits.budget_day_pusd.map(int))
             .bind(key.limits.budget_month_pusd.map(int))
             .bind(key.limits.budget_total_pusd.map(int))
+            .bind(key.team_id.as_deref())
             .execute(&self.pool)
             .await?;
             Ok(())
@@ -564,6 +567,10 @@ impl Store for SqlStore {
             .await?;
             Ok(done.rows_affected() > 0)
         })
+    }
+
+    fn org(&self) -> Option<&dyn OrgStore> {
+        Some(self)
     }
 
     fn has_keys(&self) -> BoxFuture<'_, Result<bool>> {

@@ -28,6 +28,7 @@ fn entry(at_ms: i64, action: &str, target: &str) -> AuditEntry {
         before: None,
         after: Some(json!({ "id": target, "name": "ci", "models": ["gpt-4o*"] })),
         source: "127.0.0.1".to_owned(),
+        team_id: None,
     }
 }
 

@@ -99,6 +99,7 @@ fn key(id: &str, name: Option<&str>, hash: &str) -> KeyRecord {
             budget_month_pusd: None,
             budget_total_pusd: Some(100_000_000_000_000),
         },
+        team_id: None,
     }
 }
 

@@ -47,6 +47,10 @@ enum KeysCommand {
         /// USD over the key's life.
         #[arg(long)]
         budget_total: Option<f64>,
+        /// The team (id or name) the key belongs to: its limits apply too, and the key's
+        /// models and routes must be ones the team allows.
+        #[arg(long)]
+        team: Option<String>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -82,6 +86,7 @@ async fn run(store: &SqlStore, command: KeysCommand) -> anyhow::Result<()> {
             budget_day,
             budget_month,
             budget_total,
+            team,
             json,
         } => {
             let new = NewKey {
@@ -93,6 +98,7 @@ async fn run(store: &SqlStore, command: KeysCommand) -> anyhow::Result<()> {
                 budget_usd_day: budget_day,
                 budget_usd_month: budget_month,
                 budget_usd_total: budget_total,
+                team,
             };
             let (secret, record) = create_key(store, new)
                 .await
@@ -126,8 +132,8 @@ async fn run(store: &SqlStore, command: KeysCommand) -> anyhow::Result<()> {
                 return Ok(());
             }
             println!(
-                "{:<21} {:<16} {:<10} {:<8} {:<8} {:<8} limits",
-                "id", "name", "prefix", "status", "models", "routes"
+                "{:<21} {:<16} {:<10} {:<8} {:<8} {:<8} {:<22} limits",
+                "id", "name", "prefix", "status", "models", "routes", "team"
             );
             for record in &records {
                 let view = key_json(record);
@@ -150,7 +156,7 @@ async fn run(store: &SqlStore, command: KeysCommand) -> anyhow::Result<()> {
                     }
                 };
                 println!(
-                    "{:<21} {:<16} {:<10} {:<8} {:<8} {:<8} {}",
+                    "{:<21} {:<16} {:<10} {:<8} {:<8} {:<8} {:<22} {}",
                     record.id,
                     record.name.as_deref().unwrap_or("-"),
                     record.prefix,
@@ -161,6 +167,7 @@ async fn run(store: &SqlStore, command: KeysCommand) -> anyhow::Result<()> {
                     },
                     count(&record.models),
                     count(&record.routes),
+                    record.team_id.as_deref().unwrap_or("-"),
                     limits.join(" ")
                 );
             }
@@ -190,13 +197,14 @@ async fn run(store: &SqlStore, command: KeysCommand) -> anyhow::Result<()> {
 
 /// Appends a change made from the command line to the audit log (actor `cli`, source
 /// `cli:<user>@<host>`). A failure is said on stderr; the change itself stands.
-async fn audit(
+pub(crate) async fn audit(
     store: &SqlStore,
     action: &str,
     target: &str,
     before: Option<serde_json::Value>,
     after: Option<serde_json::Value>,
 ) {
+    let team_id = crossbar_store::audit_team(action, target, after.as_ref().or(before.as_ref()));
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
@@ -210,6 +218,7 @@ async fn audit(
         before,
         after,
         source: format!("cli:{user}@{host}"),
+        team_id,
     };
     if let Err(error) = store.append_audit(&entry).await {
         eprintln!("warning: the audit entry for {action} {target} was not written: {error}");

@@ -1,5 +1,5 @@
-//! `crossbar usage`: what the recorded traffic cost, grouped by key, model, deployment,
-//! provider or cloud, with requests, tokens, exact cost, p50/p95 latency and error rate.
+//! `crossbar usage`: what the recorded traffic cost, grouped by team, key, end user, model,
+//! deployment, provider or cloud, with requests, tokens, exact cost, p50/p95 latency and error rate.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -34,7 +34,11 @@ pub struct UsageArgs {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum By {
+    /// The caller's key's team (`(none)` for keys without one).
+    Team,
     Key,
+    /// The end user inside a key (the request's `user` field or `x-crossbar-user`).
+    User,
     Model,
     Deployment,
     Provider,
@@ -86,7 +90,9 @@ pub fn parse_since(text: &str) -> anyhow::Result<i64> {
 
 fn group_of(record: &UsageRecord, by: By) -> String {
     let value = match by {
+        By::Team => record.tags.team_id.clone(),
         By::Key => record.key_id.clone(),
+        By::User => record.tags.end_user.clone(),
         By::Model => Some(record.model.clone()).filter(|m| !m.is_empty()),
         By::Deployment => record.deployment.clone(),
         By::Provider => record.provider.clone(),
@@ -246,6 +252,46 @@ mod tests {
         let by_cloud = aggregate(&records, By::Cloud);
         assert_eq!(by_cloud[0].group, "azure");
         assert_eq!(aggregate(&records, By::Key)[0].group, "(none)");
+    }
+
+    #[test]
+    fn groups_by_team_and_end_user_from_the_tags() {
+        let tagged = |team: Option<&str>, user: Option<&str>, cost: u64| {
+            let mut r = record("gpt-4o", "azure", 10, cost, 200);
+            r.tags.team_id = team.map(str::to_owned);
+            r.tags.end_user = user.map(str::to_owned);
+            r
+        };
+        let records = [
+            tagged(Some("team_a"), Some("ana"), 3),
+            tagged(Some("team_a"), Some("bo"), 4),
+            tagged(Some("team_b"), Some("ana"), 5),
+            tagged(None, None, 1),
+        ];
+        let teams: Vec<(String, u64, String)> = aggregate(&records, By::Team)
+            .into_iter()
+            .map(|r| (r.group, r.requests, r.cost_usd))
+            .collect();
+        assert_eq!(
+            teams,
+            [
+                ("team_a".to_owned(), 2, "0.000000000007".to_owned()),
+                ("team_b".to_owned(), 1, "0.000000000005".to_owned()),
+                ("(none)".to_owned(), 1, "0.000000000001".to_owned()),
+            ]
+        );
+        let users: Vec<(String, u64)> = aggregate(&records, By::User)
+            .into_iter()
+            .map(|r| (r.group, r.requests))
+            .collect();
+        assert_eq!(
+            users,
+            [
+                ("ana".to_owned(), 2),
+                ("bo".to_owned(), 1),
+                ("(none)".to_owned(), 1)
+            ]
+        );
     }
 
     #[test]

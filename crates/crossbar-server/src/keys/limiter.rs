@@ -38,6 +38,14 @@ pub(crate) trait Limiter: Send + Sync + std::fmt::Debug {
     fn remaining(&self, limits: KeyLimits, now_ms: i64) -> Option<u64>;
 }
 
+/// Whose limits a limiter counts: a key's, or its team's (which every key of the team shares).
+/// Decides where the spend so far is read from the ledger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Level {
+    Key,
+    Team,
+}
+
 /// What a reservation holds, and where.
 #[derive(Debug)]
 pub(crate) enum Ticket {

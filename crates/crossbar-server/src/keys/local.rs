@@ -16,7 +16,9 @@ use futures::future::BoxFuture;
 use tokio::time::Instant;
 
 use super::calendar::Windows;
-use super::limiter::{Limiter, Ticket, Window, budget_error, has_budget, rpm_error, tpm_error};
+use super::limiter::{
+    Level, Limiter, Ticket, Window, budget_error, has_budget, rpm_error, tpm_error,
+};
 use super::lock;
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -112,6 +114,7 @@ impl Counters {
 /// A key's counters in this process.
 pub(crate) struct Local {
     id: String,
+    level: Level,
     /// Where the key's spend so far is read on first use; `None` in unit tests.
     ledger: Option<Arc<dyn Store>>,
     counters: Mutex<Counters>,
@@ -127,10 +130,11 @@ impl std::fmt::Debug for Local {
 }
 
 impl Local {
-    pub(crate) fn new(id: String, ledger: Option<Arc<dyn Store>>) -> Self {
+    pub(crate) fn new(id: String, level: Level, ledger: Option<Arc<dyn Store>>) -> Self {
         let loaded = ledger.is_none();
         Self {
             id,
+            level,
             ledger,
             counters: Mutex::new(Counters {
                 requests: VecDeque::new(),
@@ -158,7 +162,7 @@ impl Local {
             return Ok(());
         }
         let windows = Windows::at(now_ms);
-        let spent = read_spend(ledger.as_ref(), &self.id, windows).await?;
+        let spent = read_spend(ledger.as_ref(), self.level, &self.id, windows).await?;
         let mut counters = lock(&self.counters);
         if !counters.loaded {
             counters.loaded = true;
@@ -240,14 +244,27 @@ impl Local {
     }
 }
 
-/// A key's spend in the ledger since the start of each window: day, month, total.
-pub(crate) async fn read_spend(store: &dyn Store, id: &str, windows: Windows) -> Result<[u64; 3]> {
+/// A key's (or a team's) spend in the ledger since the start of each window: day, month, total.
+pub(crate) async fn read_spend(
+    store: &dyn Store,
+    level: Level,
+    id: &str,
+    windows: Windows,
+) -> Result<[u64; 3]> {
+    let unavailable = |e: crossbar_store::StoreError| {
+        Error::internal(format!("The key store is unavailable: {e}"))
+    };
     let mut spent = [0; 3];
     for window in Window::ALL {
-        spent[window.index()] = store
-            .key_spend_since(id, window.since(windows))
-            .await
-            .map_err(|e| Error::internal(format!("The key store is unavailable: {e}")))?;
+        let since = window.since(windows);
+        spent[window.index()] = match level {
+            Level::Key => store.key_spend_since(id, since).await,
+            Level::Team => match store.org() {
+                Some(org) => org.team_spend_since(id, since).await,
+                None => Ok(0),
+            },
+        }
+        .map_err(unavailable)?;
     }
     Ok(spent)
 }
@@ -317,7 +334,7 @@ mod tests {
 
     #[test]
     fn requests_per_minute_refuse_with_the_wait_until_a_slot_frees() {
-        let key = Local::new("key_1".into(), None);
+        let key = Local::new("key_1".into(), Level::Key, None);
         let t0 = Instant::now();
         run(key.admit_request(2, t0)).unwrap();
         run(key.admit_request(2, t0 + Duration::from_secs(20))).unwrap();
@@ -330,7 +347,7 @@ mod tests {
 
     #[test]
     fn budgets_reserve_then_settle_to_the_real_cost() {
-        let key = Local::new("key_1".into(), None);
+        let key = Local::new("key_1".into(), Level::Key, None);
         let limits = limits(|l| l.budget_total_pusd = Some(1_000));
         let now = Instant::now();
         let (first, remaining) = run(key.reserve(limits, 600, now, 0)).unwrap();
@@ -348,7 +365,7 @@ mod tests {
 
     #[test]
     fn daily_budget_resets_at_utc_midnight() {
-        let key = Local::new("key_1".into(), None);
+        let key = Local::new("key_1".into(), Level::Key, None);
         let limits = limits(|l| l.budget_day_pusd = Some(500));
         let now = Instant::now();
         let noon = 12 * 3_600_000;
@@ -361,7 +378,7 @@ mod tests {
 
     #[test]
     fn a_cost_settled_after_midnight_counts_in_the_day_it_was_admitted() {
-        let key = Local::new("key_1".into(), None);
+        let key = Local::new("key_1".into(), Level::Key, None);
         let limits = limits(|l| {
             l.budget_day_pusd = Some(500);
             l.budget_total_pusd = Some(10_000);
@@ -381,7 +398,7 @@ mod tests {
 
     #[test]
     fn tokens_per_minute_count_settled_tokens() {
-        let key = Local::new("key_1".into(), None);
+        let key = Local::new("key_1".into(), Level::Key, None);
         let limits = limits(|l| l.tpm = Some(100));
         let now = Instant::now();
         let (ticket, _) = run(key.reserve(limits, 0, now, 0)).unwrap();
@@ -393,7 +410,7 @@ mod tests {
 
     #[test]
     fn standing_in_for_redis_a_replica_takes_its_share_of_what_was_left() {
-        let key = Local::new("key_1".into(), None);
+        let key = Local::new("key_1".into(), Level::Key, None);
         let limits = limits(|l| {
             l.budget_total_pusd = Some(1_000);
             l.rpm = Some(10);
@@ -420,7 +437,7 @@ mod tests {
 
     #[test]
     fn costs_settled_in_redis_are_mirrored_for_a_fallback() {
-        let key = Local::new("key_1".into(), None);
+        let key = Local::new("key_1".into(), Level::Key, None);
         let limits = limits(|l| l.budget_day_pusd = Some(1_000));
         key.sync(Windows::at(0), [300, 300, 300], 1);
         key.mirror(Windows::at(0), 200, 0);

@@ -7,11 +7,20 @@
 //! Limits are counted through one [`limiter::Limiter`]: in this process ([`local`]), or with
 //! `[redis]` in Redis ([`redis`]) so that every replica counts against the same limits, with a
 //! local stand-in for when Redis is out of reach.
+//!
+//! A key may belong to a team ([`teams`]): the team's limits, budgets and allow-lists apply
+//! to all its keys together, on top of each key's own. A request is admitted only when every
+//! level has room: the key's reservation is made first, then the team's; a refusal at the
+//! team gives the key's back at once. Each level's check-and-reserve is atomic (one Lua script
+//! in Redis, one lock here), so no level commits more than its budget; the bound on
+//! overspending is per level what it is for a key (the estimate error of requests in flight).
 
 pub mod calendar;
 pub mod limiter;
 mod local;
 mod redis;
+pub mod teams;
+pub mod tokens;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,10 +29,10 @@ use std::time::Duration;
 
 use crossbar_core::pricing::usd_to_pico;
 use crossbar_core::{Error, Result};
-use crossbar_store::{KeyLimits, KeyRecord, Store, now_ms};
+use crossbar_store::{KeyLimits, KeyRecord, Store, TeamRecord, now_ms};
 
 use crate::shared::Shared;
-use limiter::{Limiter, Ticket};
+use limiter::{Level, Limiter, Ticket};
 use rand::Rng;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
@@ -50,6 +59,8 @@ pub struct NewKey {
     pub budget_usd_day: Option<f64>,
     pub budget_usd_month: Option<f64>,
     pub budget_usd_total: Option<f64>,
+    /// The team (id or name) the key belongs to; its allow-lists must fit the team's.
+    pub team: Option<String>,
 }
 
 /// The SHA-256 of a secret, in hex: what the store keeps.
@@ -86,6 +97,13 @@ pub async fn create(store: &dyn Store, new: NewKey) -> Result<(String, KeyRecord
             "`name` must be 1 to 128 characters.",
         ));
     }
+    let team = match new.team.as_deref() {
+        Some(team) => Some(teams::find(store, team).await?),
+        None => None,
+    };
+    if let Some(team) = &team {
+        teams::check_narrows(team, &new.models, &new.routes)?;
+    }
     // The thread-local generator is not `Send`: draw everything before the first await.
     let (secret, id) = {
         let mut rng = rand::rng();
@@ -110,6 +128,7 @@ pub async fn create(store: &dyn Store, new: NewKey) -> Result<(String, KeyRecord
             budget_month_pusd: new.budget_usd_month.map(usd_to_pico),
             budget_total_pusd: new.budget_usd_total.map(usd_to_pico),
         },
+        team_id: team.map(|t| t.id),
     };
     store
         .create_key(&record)
@@ -118,35 +137,84 @@ pub async fn create(store: &dyn Store, new: NewKey) -> Result<(String, KeyRecord
     Ok((secret, record))
 }
 
-/// A key as the gateway knows it: its record and where its limits are counted.
+/// A key as the gateway knows it: its record, where its limits are counted, and its team.
 #[derive(Debug)]
 pub struct KeyState {
     record: Mutex<KeyRecord>,
     limiter: Arc<dyn Limiter>,
+    team: Mutex<Option<Arc<TeamState>>>,
 }
 
-/// What an admitted request holds against its key's budget until it settles.
+/// A team as the gateway knows it: one per team, shared by all its keys' states.
 #[derive(Debug)]
-pub struct Reservation {
+pub struct TeamState {
+    record: Mutex<TeamRecord>,
     limiter: Arc<dyn Limiter>,
-    ticket: Option<Ticket>,
+}
+
+impl TeamState {
+    pub fn record(&self) -> TeamRecord {
+        lock(&self.record).clone()
+    }
+
+    /// The team's refusal, said as the team's rather than the key's.
+    fn refusal(&self, mut error: Error) -> Error {
+        let name = lock(&self.record).name.clone();
+        error.message = error
+            .message
+            .replacen("this key", &format!("this key's team `{name}`"), 1);
+        error
+    }
+}
+
+/// What an admitted request holds against its key's (and team's) budgets until it settles.
+#[derive(Debug, Default)]
+pub struct Reservation {
+    held: Vec<(Arc<dyn Limiter>, Ticket)>,
 }
 
 impl Reservation {
-    /// Replaces the estimate with the real cost and counts the request's tokens.
+    /// Replaces the estimates with the real cost and counts the request's tokens, at every
+    /// level.
     pub fn settle(mut self, cost_pusd: u64, tokens: u64) {
-        if let Some(ticket) = self.ticket.take() {
-            self.limiter.settle(ticket, cost_pusd, tokens);
+        for (limiter, ticket) in self.held.drain(..) {
+            limiter.settle(ticket, cost_pusd, tokens);
         }
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        // A request that never settled gives its reservation back.
-        if let Some(ticket) = self.ticket.take() {
-            self.limiter.settle(ticket, 0, 0);
+        // A request that never settled (or that a later level refused) gives its
+        // reservations back.
+        for (limiter, ticket) in self.held.drain(..) {
+            limiter.settle(ticket, 0, 0);
         }
+    }
+}
+
+/// `list` where `team` is empty, `team` where `list` is; else the entries of `list` that
+/// `team` allows (a name matching nothing when none does, so that an empty result never
+/// reads as "any").
+fn narrowed(list: &[String], team: &[String]) -> Vec<String> {
+    if team.is_empty() {
+        return list.to_vec();
+    }
+    if list.is_empty() {
+        return team.to_vec();
+    }
+    let kept: Vec<String> = list
+        .iter()
+        .filter(|entry| {
+            team.iter()
+                .any(|allowed| crossbar_core::router::glob(allowed, entry))
+        })
+        .cloned()
+        .collect();
+    if kept.is_empty() {
+        vec!["\u{0}none".to_owned()]
+    } else {
+        kept
     }
 }
 
@@ -155,34 +223,73 @@ impl KeyState {
         lock(&self.record).id.clone()
     }
 
+    /// The key's record as admission sees it: its model and route allow-lists narrowed by
+    /// its team's.
     pub fn record(&self) -> KeyRecord {
-        lock(&self.record).clone()
-    }
-
-    /// The model (a logical model or route name) is one the key may call.
-    pub fn check_model(&self, model: &str) -> Result<()> {
-        let record = lock(&self.record);
-        if record.models.is_empty()
-            || record
-                .models
-                .iter()
-                .any(|m| crossbar_core::router::glob(m, model))
-        {
-            return Ok(());
+        let mut record = lock(&self.record).clone();
+        if let Some(team) = self.team() {
+            let team = lock(&team.record);
+            record.models = narrowed(&record.models, &team.models);
+            record.routes = narrowed(&record.routes, &team.routes);
         }
-        Err(Error::permission_denied(
-            format!("Your key may not use model `{model}`."),
-            "model_not_allowed",
-        )
-        .with_param("model"))
+        record
     }
 
-    /// Counts a request against requests-per-minute, refusing it when the minute is full.
-    pub async fn admit_request(&self, now: Instant) -> Result<()> {
-        let Some(rpm) = lock(&self.record).limits.rpm else {
-            return Ok(());
+    /// The key's team, when it has one.
+    pub fn team(&self) -> Option<Arc<TeamState>> {
+        lock(&self.team).clone()
+    }
+
+    /// The key's team id, for usage records.
+    pub fn team_id(&self) -> Option<String> {
+        lock(&self.record).team_id.clone()
+    }
+
+    /// The model (a logical model or route name) is one the key, and its team, may call.
+    pub fn check_model(&self, model: &str) -> Result<()> {
+        let allows = |list: &[String]| {
+            list.is_empty() || list.iter().any(|m| crossbar_core::router::glob(m, model))
         };
-        self.limiter.admit_request(rpm, now).await
+        if !allows(&lock(&self.record).models) {
+            return Err(Error::permission_denied(
+                format!("Your key may not use model `{model}`."),
+                "model_not_allowed",
+            )
+            .with_param("model"));
+        }
+        if let Some(team) = self.team() {
+            let team = lock(&team.record);
+            if !allows(&team.models) {
+                return Err(Error::permission_denied(
+                    format!(
+                        "Your key's team `{}` may not use model `{model}`.",
+                        team.name
+                    ),
+                    "model_not_allowed",
+                )
+                .with_param("model"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a request against requests-per-minute, the key's then its team's, refusing it
+    /// when either minute is full.
+    pub async fn admit_request(&self, now: Instant) -> Result<()> {
+        let rpm = lock(&self.record).limits.rpm;
+        if let Some(rpm) = rpm {
+            self.limiter.admit_request(rpm, now).await?;
+        }
+        if let Some(team) = self.team() {
+            let rpm = lock(&team.record).limits.rpm;
+            if let Some(rpm) = rpm {
+                team.limiter
+                    .admit_request(rpm, now)
+                    .await
+                    .map_err(|e| team.refusal(e))?;
+            }
+        }
+        Ok(())
     }
 
     /// Refuses when the last minute's tokens reached tokens-per-minute, then reserves
@@ -195,18 +302,47 @@ impl KeyState {
         now_ms: i64,
     ) -> Result<(Reservation, Option<u64>)> {
         let limits: KeyLimits = lock(&self.record).limits;
-        let (ticket, remaining) = self.limiter.reserve(limits, estimate, now, now_ms).await?;
-        let reservation = Reservation {
-            limiter: Arc::clone(&self.limiter),
-            ticket: Some(ticket),
+        let (ticket, mut remaining) = self.limiter.reserve(limits, estimate, now, now_ms).await?;
+        let mut reservation = Reservation {
+            held: vec![(Arc::clone(&self.limiter), ticket)],
         };
+        if let Some(team) = self.team() {
+            let limits = lock(&team.record).limits;
+            // A team without a budget or a token limit has nothing to count.
+            if limits.tpm.is_some() || limiter::has_budget(&limits) {
+                // On a refusal here, `reservation` drops: the key's is given back.
+                let (ticket, left) = team
+                    .limiter
+                    .reserve(limits, estimate, now, now_ms)
+                    .await
+                    .map_err(|e| team.refusal(e))?;
+                reservation.held.push((Arc::clone(&team.limiter), ticket));
+                remaining = min_known(remaining, left);
+            }
+        }
         Ok((reservation, remaining))
     }
 
-    /// What the key may still spend on one request before a budget is hit, in picodollars.
+    /// What the key may still spend on one request before a budget (its own or its team's)
+    /// is hit, in picodollars.
     pub fn remaining(&self, now_ms: i64) -> Option<u64> {
         let limits = lock(&self.record).limits;
-        self.limiter.remaining(limits, now_ms)
+        let own = self.limiter.remaining(limits, now_ms);
+        match self.team() {
+            Some(team) => {
+                let limits = lock(&team.record).limits;
+                min_known(own, team.limiter.remaining(limits, now_ms))
+            }
+            None => own,
+        }
+    }
+}
+
+/// The smaller of two optional limits (`None` is no limit).
+fn min_known(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -247,6 +383,8 @@ pub struct VirtualKeys {
     /// By secret hash: which key id, and since when.
     by_hash: Mutex<HashMap<String, Cached>>,
     states: Mutex<HashMap<String, Arc<KeyState>>>,
+    /// By team id: one state per team, shared by its keys.
+    teams: Mutex<HashMap<String, Arc<TeamState>>>,
     any_keys: AtomicBool,
     any_checked: Mutex<Option<Instant>>,
     shared: Option<Arc<Shared>>,
@@ -266,6 +404,7 @@ impl VirtualKeys {
             store,
             by_hash: Mutex::new(HashMap::new()),
             states: Mutex::new(HashMap::new()),
+            teams: Mutex::new(HashMap::new()),
             any_keys: AtomicBool::new(false),
             any_checked: Mutex::new(None),
             shared: None,
@@ -359,6 +498,50 @@ impl VirtualKeys {
         Ok(Some(state))
     }
 
+    /// Where a key's or a team's limits are counted: Redis with `[redis]`, else here.
+    fn limiter(&self, id: &str, level: Level) -> Arc<dyn Limiter> {
+        match &self.shared {
+            Some(shared) => Arc::new(redis::SharedLimiter::new(
+                id.to_owned(),
+                level,
+                Arc::clone(shared),
+                Arc::clone(&self.store),
+            )),
+            None => Arc::new(local::Local::new(
+                id.to_owned(),
+                level,
+                Some(Arc::clone(&self.store)),
+            )),
+        }
+    }
+
+    /// The team's state, its record read again from the store (a key's lookup refreshes
+    /// its team's limits with it). `None` for a team that no longer exists.
+    async fn team_state(&self, team_id: &str) -> Result<Option<Arc<TeamState>>> {
+        let Some(org) = self.store.org() else {
+            return Ok(None);
+        };
+        let found = org
+            .team(team_id)
+            .await
+            .map_err(|e| Error::internal(format!("The key store is unavailable: {e}")))?;
+        let Some(record) = found.filter(|t| t.id == team_id) else {
+            tracing::warn!(team = team_id, "a key's team no longer exists");
+            return Ok(None);
+        };
+        let mut teams = lock(&self.teams);
+        if let Some(state) = teams.get(team_id) {
+            *lock(&state.record) = record;
+            return Ok(Some(Arc::clone(state)));
+        }
+        let state = Arc::new(TeamState {
+            limiter: self.limiter(team_id, Level::Team),
+            record: Mutex::new(record),
+        });
+        teams.insert(team_id.to_owned(), Arc::clone(&state));
+        Ok(Some(state))
+    }
+
     async fn refresh(&self, hash: &str) -> Result<Option<String>> {
         let found = self
             .store
@@ -371,27 +554,25 @@ impl VirtualKeys {
             return Ok(None);
         };
         let id = record.id.clone();
+        let team = match record.team_id.as_deref() {
+            Some(team_id) => self.team_state(team_id).await?,
+            None => None,
+        };
         {
             let mut states = lock(&self.states);
             match states.get(&id) {
                 // Keep the counters; take the record's latest limits and revocation.
-                Some(state) => *lock(&state.record) = record,
+                Some(state) => {
+                    *lock(&state.record) = record;
+                    *lock(&state.team) = team;
+                }
                 None => {
-                    let limiter: Arc<dyn Limiter> = match &self.shared {
-                        Some(shared) => Arc::new(redis::SharedLimiter::new(
-                            id.clone(),
-                            Arc::clone(shared),
-                            Arc::clone(&self.store),
-                        )),
-                        None => {
-                            Arc::new(local::Local::new(id.clone(), Some(Arc::clone(&self.store))))
-                        }
-                    };
                     states.insert(
                         id.clone(),
                         Arc::new(KeyState {
                             record: Mutex::new(record),
-                            limiter,
+                            limiter: self.limiter(&id, Level::Key),
+                            team: Mutex::new(team),
                         }),
                     );
                 }
@@ -423,7 +604,8 @@ mod tests {
                 models: models.iter().map(|m| (*m).to_owned()).collect(),
                 ..KeyRecord::default()
             }),
-            limiter: Arc::new(local::Local::new("key_1".to_owned(), None)),
+            limiter: Arc::new(local::Local::new("key_1".to_owned(), Level::Key, None)),
+            team: Mutex::new(None),
         }
     }
 

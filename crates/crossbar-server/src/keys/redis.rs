@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 use tokio::time::Instant;
 
 use super::calendar::Windows;
-use super::limiter::{Limiter, Ticket, budget_error, rpm_error, tpm_error};
+use super::limiter::{Level, Limiter, Ticket, budget_error, rpm_error, tpm_error};
 use super::local::{Local, read_spend};
 use super::lock;
 use crate::shared::{self, Reserved, Shared};
@@ -50,6 +50,7 @@ impl Unsynced {
 /// A key's limits in Redis, with a local stand-in.
 pub(crate) struct SharedLimiter {
     id: String,
+    level: Level,
     shared: Arc<Shared>,
     local: Local,
     ledger: Arc<dyn Store>,
@@ -68,10 +69,16 @@ impl std::fmt::Debug for SharedLimiter {
 }
 
 impl SharedLimiter {
-    pub(crate) fn new(id: String, shared: Arc<Shared>, ledger: Arc<dyn Store>) -> Self {
+    pub(crate) fn new(
+        id: String,
+        level: Level,
+        shared: Arc<Shared>,
+        ledger: Arc<dyn Store>,
+    ) -> Self {
         Self {
-            local: Local::new(id.clone(), Some(Arc::clone(&ledger))),
+            local: Local::new(id.clone(), level, Some(Arc::clone(&ledger))),
             id,
+            level,
             shared,
             ledger,
             in_flight: AtomicU64::new(0),
@@ -165,7 +172,8 @@ impl SharedLimiter {
                     ));
                 }
                 Reserved::Unseeded => {
-                    let spent = read_spend(self.ledger.as_ref(), &self.id, windows).await?;
+                    let spent =
+                        read_spend(self.ledger.as_ref(), self.level, &self.id, windows).await?;
                     if let Err(error) = self.shared.seed_spend(&self.id, windows, spent).await {
                         shared::degraded("seed_spend", &error);
                         return Ok(None);
