@@ -410,7 +410,7 @@ pages.whatif = {
 };
 
 function runStatus(status) {
-  const tone = status === "completed" ? "ok" : status === "running" ? "warn" : status === "failed" ? "bad" : "idle";
+  const tone = status === "completed" ? "ok" : status === "running" || status === "queued" ? "warn" : status === "failed" ? "bad" : "idle";
   return h("span", { class: `badge ${tone}` }, status);
 }
 
@@ -426,13 +426,15 @@ pages.runs = {
     const runs = data.list.data;
     if (!runs.length) {
       return render(card(null, h("div", { class: "empty", "data-empty": "runs" }, h("strong", {}, "No agent runs yet"),
-        "Runs journaled to this gateway's store (`crossbar agent run SPEC TASK`) appear here live.")));
+        "Runs journaled to this gateway's store (`crossbar agent run SPEC TASK`, or submitted to POST /v1/crossbar/runs for workers) appear here live.")));
     }
-    render(card(null, table(["started", "run", "agent", "task", "status", { label: "steps", num: true }, { label: "tool calls", num: true },
+    render(card(null, table(["started", "run", "agent", "task", "status", "worker", { label: "steps", num: true }, { label: "tool calls", num: true },
       { label: "tokens", num: true }, { label: "cost", num: true }, { label: "wall time", num: true }],
     runs.map((run) => h("tr", { class: "clickable", "data-run": run.id, onclick: () => { location.hash = `#/runs/${run.id}`; } },
       h("td", {}, fmt.time(run.created_ms)), h("td", { class: "mono" }, run.id), h("td", {}, run.agent),
       h("td", { class: "task" }, run.task), h("td", { "data-field": "status" }, runStatus(run.status)),
+      h("td", { class: "mono", "data-field": "worker" }, run.worker || "—",
+        run.takeovers ? h("span", { class: "badge warn tag", title: "claimed again after a worker's lease expired" }, `${run.takeovers} takeover${run.takeovers > 1 ? "s" : ""}`) : null),
       h("td", { class: "num", "data-field": "steps" }, fmt.int(run.steps)),
       h("td", { class: "num", "data-field": "tool-calls" }, fmt.int(run.tool_calls)),
       h("td", { class: "num" }, fmt.int(run.tokens)),
@@ -475,6 +477,7 @@ function drawRun(run) {
       h("dt", {}, "agent"), h("dd", {}, run.agent),
       h("dt", {}, "task"), h("dd", {}, run.task),
       h("dt", {}, "status"), h("dd", { "data-field": "status" }, runStatus(run.status)),
+      h("dt", {}, "worker"), h("dd", { "data-field": "worker" }, run.worker ? `${run.worker}${run.takeovers ? ` (after ${run.takeovers} takeover${run.takeovers > 1 ? "s" : ""})` : ""}` : "—"),
       h("dt", {}, "steps / tool calls"), h("dd", {}, `${fmt.int(run.steps)} / ${fmt.int(run.tool_calls)}`),
       h("dt", {}, "tokens / cost"), h("dd", { "data-field": "cost" }, `${fmt.int(run.tokens)} / ${fmt.exact(run.cost)}`),
       h("dt", {}, "answer"), h("dd", {}, run.answer || "—"))),
