@@ -71,6 +71,9 @@ pub struct RouteConfig {
     /// The response cache for deterministic requests (`cache = { enabled = true, ttl_s = 600 }`);
     /// a route's own table replaces the default route's whole.
     pub cache: Option<crate::cache::CacheConfig>,
+    /// Keep request and answer bodies (after masking) with the usage record (`payload_log =
+    /// true`; off by default), for `store.payload_retention_days`.
+    pub payload_log: Option<bool>,
     /// Canary and weighted routing: `split = [{ deployment = "m@p", share = 0.1 }, { model =
     /// "m2", share = 0.1 }]`; each share of the route's conversations starts on its target
     /// (sticky per conversation), the rest route as usual. Shares sum to at most 1.

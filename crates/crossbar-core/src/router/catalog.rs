@@ -46,6 +46,8 @@ pub struct Route {
     pub guardrails: Arc<crate::guardrails::Rules>,
     /// The response cache's settings, when the route (or the default route) enables it.
     pub cache: Option<Arc<crate::cache::CacheConfig>>,
+    /// Whether request and answer bodies are kept with the usage record.
+    pub payload_log: bool,
     /// Shares of conversations that start on a named deployment or model (canaries).
     pub split: Vec<Split>,
     /// Where copies of a share of requests go, measured and never returned.
@@ -99,6 +101,7 @@ impl Route {
             cache: pick(own, default, |c| c.cache.clone())
                 .filter(|c| c.enabled)
                 .map(Arc::new),
+            payload_log: pick(own, default, |c| c.payload_log).unwrap_or(false),
             split: pick(own, default, |c| c.split.as_ref())
                 .map(|s| {
                     s.get_ref()

@@ -338,6 +338,8 @@ pub struct Policies {
     pub guardrails: Arc<crate::guardrails::Rules>,
     /// The route's response cache settings; `None` when the route does not cache.
     pub cache: Option<Arc<crate::cache::CacheConfig>>,
+    /// Whether request and answer bodies are kept with the usage record.
+    pub payload_log: bool,
     /// Where copies of a share of the route's requests go; `None` without a shadow.
     pub shadow: Option<Arc<Shadow>>,
 }
@@ -563,6 +565,7 @@ impl Router {
             unknown_fields: route.unknown_fields,
             guardrails: Arc::clone(&route.guardrails),
             cache: route.cache.clone(),
+            payload_log: route.payload_log,
             shadow: route.shadow.clone(),
         })
     }
