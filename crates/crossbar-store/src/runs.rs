@@ -102,6 +102,8 @@ pub struct QueueFigures {
     pub by_status: Vec<(String, u64)>,
     /// Takeovers summed over every run.
     pub takeovers: u64,
+    /// From submit to first claim, over runs submitted in the last hour: mean and longest, ms.
+    pub claim_latency_ms: (u64, u64),
 }
 
 /// The run queue. Object-safe, like [`crate::Store`].
@@ -490,6 +492,15 @@ impl RunQueue for SqlStore {
                     .push((row.try_get("status")?, uint(row.try_get("n")?)));
                 figures.takeovers += uint(row.try_get("t")?);
             }
+            let row = sqlx::query(
+                "SELECT CAST(COALESCE(AVG(claimed_ms - created_ms), 0) AS BIGINT) AS mean, \
+                 CAST(COALESCE(MAX(claimed_ms - created_ms), 0) AS BIGINT) AS most \
+                 FROM crossbar_agent_runs WHERE claimed_ms IS NOT NULL AND created_ms >= $1",
+            )
+            .bind(now_ms().saturating_sub(3_600_000))
+            .fetch_one(&self.pool)
+            .await?;
+            figures.claim_latency_ms = (uint(row.try_get("mean")?), uint(row.try_get("most")?));
             Ok(figures)
         })
     }

@@ -179,6 +179,7 @@ async fn expired_leases_are_taken_over_and_the_old_holder_is_fenced(store: SqlSt
     assert_eq!(ended.queue.takeovers, 1);
     let figures = store.queue_figures().await.unwrap();
     assert_eq!(figures.takeovers, 1);
+    assert_eq!(figures.claim_latency_ms, (0, 0), "no run submitted in the last hour");
     assert_eq!(
         figures.by_status,
         [("completed".to_owned(), 1), ("running".to_owned(), 2)]
@@ -187,8 +188,9 @@ async fn expired_leases_are_taken_over_and_the_old_holder_is_fenced(store: SqlSt
 
 /// A worker stopping hands its run back: the next claim is not a takeover.
 async fn released_runs_are_claimed_again(store: SqlStore) {
+    // Submitted 1.5 s ago: the claim latency the queue reports.
     store
-        .submit(&run("run_r", 1), &owned("", None))
+        .submit(&run("run_r", now_ms() - 1_500), &owned("", None))
         .await
         .unwrap();
     let claimed = store.claim("worker-a", 60_000, 1).await.unwrap();
@@ -198,6 +200,9 @@ async fn released_runs_are_claimed_again(store: SqlStore) {
     assert_eq!(again.len(), 1);
     assert!(!again[0].takeover);
     assert_eq!(again[0].generation, 3);
+    let (mean, most) = store.queue_figures().await.unwrap().claim_latency_ms;
+    assert_eq!(mean, most, "one run");
+    assert!((1_500..60_000).contains(&mean), "{mean} ms");
 }
 
 /// A queued run is cancelled at once; a running one is flagged for its worker's heartbeat.
