@@ -9,7 +9,7 @@ use crossbar_core::config::{Config, ConfigError, ProviderConfig, ProviderKind};
 use crossbar_core::router::Router;
 use crossbar_sim::{SimConfig, SimDialect, SimServer};
 use crossbar_store::{
-    AuditStore, DashboardStore, MemoryResponses, ResponseStore, RetentionJob, SqlStore, Store,
+    AuditStore, DashboardStore, MemoryResponses, PayloadStore, ResponseStore, RetentionJob, SqlStore, Store,
     UsageWriter, WriterSettings, spawn_retention,
 };
 
@@ -53,7 +53,7 @@ impl Gateway {
             .map(|(name, (_, sim))| (name, sim))
             .collect();
         crate::metrics::install();
-        let (store, dashboard, audit, responses, writer, retention, runs) =
+        let (store, dashboard, audit, responses, writer, retention, runs, payloads) =
             open_store(config).await?;
         let shared = match &config.redis.url {
             Some(url) => Some(Arc::new(
@@ -92,6 +92,7 @@ impl Gateway {
             caches: Arc::new(Caches::build(&router, shared.as_ref(), None)),
             shared: shared.clone(),
             runs: runs.map(|store| crate::routes::runs::Runs { store, specs: None }),
+            payloads,
             reload: None,
         };
         Ok(Self {
@@ -235,6 +236,7 @@ type OpenedStore = (
     Option<UsageWriter>,
     Option<Background>,
     Option<Arc<dyn crate::routes::runs::RunStore>>,
+    Option<Arc<dyn PayloadStore>>,
 );
 
 /// Where usage records wait when the store cannot take them: beside a SQLite file
@@ -261,7 +263,7 @@ async fn open_store(config: &Config) -> Result<OpenedStore, ConfigError> {
             MEMORY_RESPONSES,
             MEMORY_RESPONSE_BYTES,
         ));
-        return Ok((None, None, None, responses, None, None, None));
+        return Ok((None, None, None, responses, None, None, None, None));
     }
     let sql = Arc::new(
         SqlStore::open(config.store.url())
@@ -272,6 +274,7 @@ async fn open_store(config: &Config) -> Result<OpenedStore, ConfigError> {
     let responses: Arc<dyn ResponseStore> = Arc::clone(&sql) as _;
     let audit: Arc<dyn AuditStore> = Arc::clone(&sql) as _;
     let runs: Arc<dyn crate::routes::runs::RunStore> = Arc::clone(&sql) as _;
+    let payloads: Arc<dyn PayloadStore> = Arc::clone(&sql) as _;
     let store: Arc<dyn Store> = sql;
     tracing::info!(backend = store.backend(), "usage store open");
     let writer = UsageWriter::spawn(
@@ -303,6 +306,12 @@ async fn open_store(config: &Config) -> Result<OpenedStore, ConfigError> {
             days(config.store.audit_retention_days()),
         ));
     }
+    if config.store.payload_retention_days() > 0 {
+        jobs.push(RetentionJob::payloads(
+            Arc::clone(&payloads),
+            days(config.store.payload_retention_days()),
+        ));
+    }
     let retention = (!jobs.is_empty())
         .then(|| Background(spawn_retention(jobs, RETENTION_BATCH, RETENTION_INTERVAL)));
     Ok((
@@ -313,6 +322,7 @@ async fn open_store(config: &Config) -> Result<OpenedStore, ConfigError> {
         Some(writer),
         retention,
         Some(runs),
+        Some(payloads),
     ))
 }
 

@@ -37,4 +37,7 @@ pub struct AppState {
     pub reload: Option<crate::reload::Handle>,
     /// The routes' response caches (rebuilt with the router on reload).
     pub caches: Arc<crate::routes::cache::Caches>,
+    /// Where routes with `payload_log = true` keep request and answer bodies; `None` without
+    /// a store.
+    pub payloads: Option<Arc<dyn crossbar_store::PayloadStore>>,
 }

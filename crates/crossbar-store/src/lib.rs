@@ -30,6 +30,7 @@ pub use journal::{EventRecord, JournalStore, MemoryRecord, RunRecord, RunTotals}
 pub use key_view::key_json;
 pub use model::{AttemptRecord, KeyLimits, KeyRecord, UsageRecord, UsageTags};
 pub use org::{AdminTokenRecord, OrgStore, TeamRecord};
+pub use payloads::{PayloadRecord, PayloadStore};
 pub use responses::{MemoryResponses, ResponseStore, StoredResponse, stored_response};
 pub use runs::{
     Claim, Heartbeat, QueueFigures, QueueState, QueuedRun, RunFilter, RunQueue, is_terminal,

@@ -561,6 +561,18 @@ impl RetentionJob {
         }
     }
 
+    /// Payload logs (`kind="payloads"`), kept by their own setting.
+    pub fn payloads(store: Arc<dyn crate::PayloadStore>, max_age: Duration) -> Self {
+        Self {
+            kind: "payloads",
+            max_age,
+            delete: Box::new(move |before, limit| {
+                let store = Arc::clone(&store);
+                Box::pin(async move { store.delete_payloads_before(before, limit).await })
+            }),
+        }
+    }
+
     /// Deletes everything past its age, `batch` rows per statement with a pause between
     /// statements so request-path writes get in.
     async fn run(&self, batch: u32) {

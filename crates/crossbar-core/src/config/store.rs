@@ -25,6 +25,9 @@ pub struct StoreConfig {
     /// Audit log entries older than this many days are deleted (default 400: a year and a
     /// review period); 0 keeps them forever.
     pub audit_retention_days: Option<Spanned<u64>>,
+    /// Payload logs (request and answer bodies of routes with `payload_log = true`) older than
+    /// this many days are deleted (default 7); 0 keeps them forever.
+    pub payload_retention_days: Option<Spanned<u64>>,
     /// Records waiting to be written beyond this many are dropped (counted and logged).
     pub queue_capacity: Option<Spanned<usize>>,
     /// Records written per transaction at most.
@@ -56,6 +59,12 @@ impl StoreConfig {
         self.audit_retention_days
             .as_ref()
             .map_or(400, |d| *d.get_ref())
+    }
+
+    pub fn payload_retention_days(&self) -> u64 {
+        self.payload_retention_days
+            .as_ref()
+            .map_or(7, |d| *d.get_ref())
     }
 
     pub fn queue_capacity(&self) -> usize {
