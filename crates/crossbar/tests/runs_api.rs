@@ -387,6 +387,12 @@ async fn runs_are_submitted_checked_scoped_cancelled_and_streamed() {
         metrics.contains("crossbar_agent_runs_submitted_total{agent=\"typed\"} 2"),
         "{metrics}"
     );
+    // Two runs claimed (one cancelled before): the gauge is there, in whole milliseconds.
+    let latency = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("crossbar_agent_run_claim_latency_ms{stat=\"max\"} "))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(latency.parse::<u64>().is_ok(), "{latency}");
 
     // SIGTERM: an idle worker stops at once.
     worker.terminate();
