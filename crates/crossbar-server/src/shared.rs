@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crossbar_core::router::{HealthReport, Router};
+use crossbar_core::router::{HeadroomReport, HealthReport, Router};
 use crossbar_store::{KeyLimits, now_ms};
 use rand::Rng;
 use redis::aio::ConnectionManager;
@@ -509,7 +509,62 @@ impl Shared {
                 .collect();
             deployment.apply_peers(&peers, now, now_ms);
         }
+        self.sync_headroom(&deployments).await?;
         self.count_replicas(ttl).await
+    }
+
+    /// Shares rate-limit headroom: each deployment's latest reading (by when it was observed,
+    /// whichever replica made it) lives under `{prefix}:headroom:{deployment}` until the quota
+    /// resets. Newer readings there are taken in; where this replica's is newer, it replaces
+    /// the stored one. Without Redis each replica ranks on its own readings.
+    async fn sync_headroom(
+        &self,
+        deployments: &[Arc<crossbar_core::router::Deployment>],
+    ) -> redis::RedisResult<()> {
+        let keys: Vec<String> = deployments
+            .iter()
+            .map(|d| format!("{}:headroom:{}", self.prefix, d.id()))
+            .collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut get = redis::cmd("MGET");
+        get.arg(&keys);
+        let stored: Vec<Option<String>> =
+            self.call(get.query_async(&mut self.conn.clone())).await?;
+        let now = tokio::time::Instant::now();
+        let now_ms = now_ms();
+        let mut pipe = redis::pipe();
+        let mut writes = 0;
+        for ((deployment, key), stored) in deployments.iter().zip(&keys).zip(stored) {
+            let theirs = stored.and_then(|json| serde_json::from_str::<HeadroomReport>(&json).ok());
+            if let Some(theirs) = theirs {
+                deployment.apply_headroom(theirs, now, now_ms);
+            }
+            let Some(ours) = deployment.headroom_report(now, now_ms) else {
+                continue;
+            };
+            if theirs.is_some_and(|t| t.observed_at_ms >= ours.observed_at_ms) {
+                continue;
+            }
+            let ttl = ours.reset_at_ms.saturating_sub(now_ms);
+            if ttl <= 0 {
+                continue;
+            }
+            let json = serde_json::to_string(&ours).unwrap_or_default();
+            pipe.cmd("SET")
+                .arg(key)
+                .arg(json)
+                .arg("PX")
+                .arg(ttl)
+                .ignore();
+            writes += 1;
+        }
+        if writes > 0 {
+            self.call(pipe.query_async::<()>(&mut self.conn.clone()))
+                .await?;
+        }
+        Ok(())
     }
 
     /// Marks this replica alive and counts the live ones, by Redis's clock: while Redis is out

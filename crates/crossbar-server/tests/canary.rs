@@ -34,7 +34,6 @@ fn messages(n: usize, turn: usize) -> Value {
 }
 
 #[tokio::test]
-#[expect(clippy::unwrap_used, reason = "test: a failure fails the test")]
 async fn a_tenth_of_2000_conversations_start_on_the_canary_and_stay_there() {
     let gw = start(&config()).await;
     let client = gw.client();
