@@ -305,7 +305,18 @@ pub(crate) async fn request(
     let Some(record) = found.filter(|r| shows(visible.as_ref(), r.key_id.as_ref())) else {
         return Err(Error::not_found(format!("No request `{id}` in the store.")).into());
     };
-    Ok(Json(request_json(&record)))
+    let mut json = request_json(&record);
+    // Bodies, when the route kept them (`payload_log`): already masked when written.
+    if let Some(payloads) = &state.payloads
+        && let Some(payload) = payloads.get_payload(&id).await.map_err(unavailable)?
+    {
+        let parse = |text: &str| serde_json::from_str(text).unwrap_or(Value::Null);
+        json["payload"] = json!({
+            "request": parse(&payload.request),
+            "answer": payload.answer.as_deref().map(parse),
+        });
+    }
+    Ok(Json(json))
 }
 
 /// Spend in one window against its budget.
