@@ -300,6 +300,24 @@ pub(crate) fn allowed(role: Role, access: Access) -> bool {
     }
 }
 
+/// Every admin API and dashboard endpoint, `(method, path, roles that may use it)`, read from
+/// the tables their routers are built from (so a new endpoint comes with its rule): for the
+/// table-driven role tests and the docs.
+pub fn access_table() -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
+    crate::admin::endpoints()
+        .into_iter()
+        .chain(crate::routes::dashboard::endpoints())
+        .map(|(rule, _)| {
+            let roles = Role::ALL
+                .into_iter()
+                .filter(|role| allowed(*role, rule.access))
+                .map(Role::as_str)
+                .collect();
+            (rule.method, rule.path, roles)
+        })
+        .collect()
+}
+
 /// The admin token a request presents (bearer, or a Basic-auth password), if any.
 fn presented_admin_token(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;

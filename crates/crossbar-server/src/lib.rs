@@ -30,6 +30,8 @@ pub use keys::{NewKey, create as create_key};
 /// Teams and scoped admin tokens (`crossbar teams`, `crossbar admin-tokens`, as `/admin/teams`
 /// and `/admin/tokens`).
 pub use keys::{teams, tokens};
+/// Each admin and dashboard endpoint with the roles that may use it.
+pub use auth::access_table;
 /// Hot reload of the configuration while serving (`crossbar serve`).
 pub use reload::{Handle as ReloadHandle, Reloadable, Reloaded, Trigger, Version};
 pub use serve::{ServeLimits, serve};

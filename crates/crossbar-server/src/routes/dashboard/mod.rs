@@ -73,19 +73,11 @@ pub(crate) fn endpoints() -> Vec<(Rule, MethodRouter<AppState>)> {
     ]
 }
 
-/// Rules for the dashboard's routes declared outside [`endpoints`] (none: agent runs moved to
-/// the runs API, `routes::runs`, which scopes them to their submitting key or the admin).
-pub(crate) const OTHER_RULES: &[Rule] = &[];
-
 /// The dashboard's routes, each behind its guard (the app mounts them behind the open
 /// gateway's rule too).
 pub(crate) fn routes(state: &AppState) -> HttpRouter<AppState> {
     let table = endpoints();
-    let rules: Arc<[Rule]> = table
-        .iter()
-        .map(|(rule, _)| *rule)
-        .chain(OTHER_RULES.iter().copied())
-        .collect();
+    let rules: Arc<[Rule]> = table.iter().map(|(rule, _)| *rule).collect();
     table
         .into_iter()
         .fold(HttpRouter::new(), |router, (rule, methods)| {
