@@ -5,11 +5,7 @@
 //! The Redis tests need `redis-server` on the PATH (CI installs it); without it they say so
 //! and pass, unless `CROSSBAR_REQUIRE_REDIS` is set, as CI does.
 
-#![expect(
-    clippy::unwrap_used,
-    clippy::panic,
-    reason = "tests: a failure fails the test"
-)]
+#![expect(clippy::unwrap_used, reason = "tests: a failure fails the test")]
 
 mod common;
 
