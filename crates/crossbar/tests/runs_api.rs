@@ -401,3 +401,43 @@ async fn runs_are_submitted_checked_scoped_cancelled_and_streamed() {
     assert!(status.success(), "{status}");
     assert!(start.elapsed() < Duration::from_secs(5));
 }
+
+/// The README's picture, runnable: the orchestration layer (runs API, store, workers) and the
+/// model layer (a gateway) as separate services talking HTTP; a worker killed mid-way.
+#[tokio::test]
+async fn the_agents_service_example_runs_offline() {
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "curl is missing (scripts/test installs it)"
+        );
+        eprintln!("skipped: curl is not installed");
+        return;
+    }
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/agents-service/run.sh"
+    );
+    let output = tokio::process::Command::new("bash")
+        .arg(script)
+        .env("CROSSBAR", BIN)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("completed: 4 of 4"), "{stdout}");
+    assert_eq!(
+        stdout.matches(" estimator  completed ").count(),
+        4,
+        "{stdout}"
+    );
+}
