@@ -17,6 +17,7 @@ use crossbar_core::ingress::ChatIngress;
 use crossbar_core::router::{Policies, Prompt};
 
 use super::cache::{self, Lookup};
+use super::payload_log::PayloadLog;
 use super::{
     body, check_answer, checked_policies, decode, preferences, routed_headers, stream,
     webhook_request,
@@ -25,6 +26,7 @@ use crate::app::AppState;
 use crate::auth::CallerKey;
 use crate::error::ApiError;
 use crate::metering::Meter;
+use crate::request_id::RequestId;
 
 /// The header naming the end user inside the caller's key; it wins over the body's field.
 pub(crate) const USER_HEADER: &str = "x-crossbar-user";
@@ -33,6 +35,7 @@ pub(crate) async fn serve<I: ChatIngress>(
     State(state): State<AppState>,
     meter: Meter,
     caller: Option<Extension<CallerKey>>,
+    request_id: Option<Extension<RequestId>>,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -72,6 +75,13 @@ pub(crate) async fn serve<I: ChatIngress>(
         .await
         .map_err(fail)?;
     let request = I::request(&decoded);
+    let mut log = PayloadLog::new(
+        state.payloads.as_ref(),
+        &policies,
+        request,
+        request_id.map(|Extension(RequestId(id))| id),
+        key_id.as_deref(),
+    );
     // Keyed by the request as it leaves (masked, rewritten), so a hit answers what was sent.
     let lookup = Lookup::new(
         &state.caches,
@@ -85,7 +95,7 @@ pub(crate) async fn serve<I: ChatIngress>(
     {
         let age = hit.age_s(lookup.cache.now_ms());
         meter.cache_hit(&policies.route, hit.usage());
-        let mut response = answer_hit::<I>(&decoded, &meter, &policies, hit)
+        let mut response = answer_hit::<I>(&decoded, &meter, &policies, hit, log)
             .await
             .map_err(fail)?;
         cache::headers(&mut response, true, Some(age));
@@ -101,6 +111,9 @@ pub(crate) async fn serve<I: ChatIngress>(
         check_answer(&policies, request, &mut routed.value, &meter)
             .await
             .map_err(fail)?;
+        if let Some(log) = &mut log {
+            log.answer(&routed.value);
+        }
         // Kept as the client gets it: masked, and only if no rule blocked it.
         if let Some(lookup) = &lookup {
             lookup.put(&routed.value).await;
@@ -122,6 +135,9 @@ pub(crate) async fn serve<I: ChatIngress>(
         if let Some(lookup) = lookup.clone() {
             events = lookup.storing(events);
         }
+        if let Some(log) = log {
+            events = log.streaming(events);
+        }
         let events = meter.observe(events);
         let mut response = stream::response(events, I::stream_encoder(&decoded));
         routed_headers(&mut response, &routed);
@@ -140,15 +156,22 @@ async fn answer_hit<I: ChatIngress>(
     meter: &Meter,
     policies: &Policies,
     mut hit: Cached,
+    log: Option<PayloadLog>,
 ) -> Result<Response, crossbar_core::Error> {
     let request = I::request(decoded);
     let mut response = if request.stream {
         let events = replay(&hit.response).into_iter().map(Ok);
         let events = Box::pin(futures::stream::iter(events));
-        let events = stream::guarded(events, Arc::clone(&policies.guardrails), meter.clone());
+        let mut events = stream::guarded(events, Arc::clone(&policies.guardrails), meter.clone());
+        if let Some(log) = log {
+            events = log.streaming(events);
+        }
         stream::response(meter.observe(events), I::stream_encoder(decoded))
     } else {
         check_answer(policies, request, &mut hit.response, meter).await?;
+        if let Some(mut log) = log {
+            log.answer(&hit.response);
+        }
         json(I::encode_response(decoded, &hit.response)?)
     };
     if let Ok(value) = HeaderValue::from_str(&policies.route) {

@@ -8,6 +8,7 @@ pub(crate) mod dashboard;
 pub(crate) mod embeddings;
 pub(crate) mod messages;
 pub(crate) mod models;
+pub(crate) mod payload_log;
 pub(crate) mod ready;
 pub(crate) mod responses;
 pub mod runs;
