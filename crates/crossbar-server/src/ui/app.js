@@ -320,7 +320,8 @@ function drawRequest(r) {
         h("dt", {}, "route"), h("dd", {}, r.route || "—"),
         h("dt", {}, "answered by"), h("dd", { "data-field": "deployment" }, r.deployment ? `${r.deployment} (${r.cloud} · ${r.region})` : "—"),
         h("dt", {}, "latency / TTFT"), h("dd", {}, `${fmt.ms(r.latency_ms)} / ${fmt.ms(r.ttft_ms)}`),
-        h("dt", {}, "gateway overhead"), h("dd", {}, fmt.ms(r.overhead_ms)))),
+        h("dt", {}, "gateway overhead"), h("dd", {}, fmt.ms(r.overhead_ms)),
+        h("dt", {}, "notes"), h("dd", { "data-field": "tags" }, requestNotes(r.tags)))),
       card("Tokens and cost", h("dl", { class: "facts" },
         h("dt", {}, "input"), h("dd", { "data-field": "input-tokens" }, fmt.int(r.input_tokens)),
         h("dt", {}, "cached input"), h("dd", {}, fmt.int(r.cached_input_tokens)),
@@ -339,9 +340,29 @@ function drawRequest(r) {
           h("td", { class: "num" }, fmt.ms(a.latency_ms)),
           h("td", { class: "num" }, fmt.exact(a.cost)),
           h("td", { class: "muted" }, a.reason || ""))), { "data-table": "attempts" }),
-      h("p", { class: "muted" }, "Durations are measured; retries are drawn one after another (backoff gaps are not recorded) and hedges racing to the end.")));
+      h("p", { class: "muted" }, "Durations are measured; retries are drawn one after another (backoff gaps are not recorded) and hedges racing to the end.")),
+    ...payloadCard(r.payload));
   Charts.timeline(timeline, r.attempts.map((a, i) => ({ label: `${i + 1}. ${a.deployment}${a.hedge ? " (hedge)" : ""}`,
     start_ms: a.start_ms, end_ms: a.end_ms, outcome: a.outcome })), r.latency_ms);
+}
+
+// Cache hit, end user, guardrail findings: names and counts, never the text.
+function requestNotes(tags) {
+  if (!tags) return "—";
+  const notes = [];
+  if (tags.cache_hit) notes.push("cache hit");
+  if (tags.end_user) notes.push(`user ${tags.end_user}`);
+  if (tags.guardrails) notes.push(`guardrails ${tags.guardrails}`);
+  return notes.length ? notes.join(" · ") : "—";
+}
+
+// The bodies a route with payload_log kept (already masked); none otherwise.
+function payloadCard(payload) {
+  if (!payload) return [];
+  const body = (value, field) => h("pre", { class: "mono", "data-field": field }, JSON.stringify(value, null, 2));
+  return [card("Payload (as kept: masked)",
+    h("h4", {}, "request"), body(payload.request, "payload-request"),
+    h("h4", {}, "answer"), payload.answer == null ? h("p", { class: "muted" }, "no answer kept") : body(payload.answer, "payload-answer"))];
 }
 
 function budgetCell(s, id) {
