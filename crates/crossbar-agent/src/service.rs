@@ -270,6 +270,9 @@ impl JournalStore for Fenced {
     }
 }
 
+/// An agent ready to run and the MCP servers it started (shut down when the run ends).
+pub type Built = (Agent, Vec<Arc<McpServer>>);
+
 /// Builds the agent for a claimed run: its tools, its way to the models, and `journal` as its
 /// journal (the fenced one).
 pub trait AgentBuilder: Send + Sync + 'static {
@@ -277,7 +280,7 @@ pub trait AgentBuilder: Send + Sync + 'static {
         &self,
         spec: AgentSpec,
         journal: Arc<dyn JournalStore>,
-    ) -> BoxFuture<'_, Result<(Agent, Vec<Arc<McpServer>>), String>>;
+    ) -> BoxFuture<'_, Result<Built, String>>;
 }
 
 #[derive(Clone, Debug)]

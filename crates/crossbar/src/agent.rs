@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
-use crossbar_agent::service::{AgentBuilder, SpecDir, Worker, WorkerSettings};
+use crossbar_agent::service::{AgentBuilder, Built, SpecDir, Worker, WorkerSettings};
 use crossbar_agent::tools::retrieval::Embedding;
 use crossbar_agent::tools::retrieval::vectors::{Backend, Embedder};
 use crossbar_agent::{
@@ -427,7 +427,7 @@ impl AgentBuilder for WorkerAgents {
         &self,
         spec: AgentSpec,
         journal: Arc<dyn JournalStore>,
-    ) -> futures::future::BoxFuture<'_, Result<(Agent, Vec<Arc<McpServer>>), String>> {
+    ) -> futures::future::BoxFuture<'_, Result<Built, String>> {
         Box::pin(async move {
             let session = &self.0;
             let context = ToolContext {

@@ -6,7 +6,11 @@
 //!
 //! Skipped (saying so) without PostgreSQL's server binaries, unless `CROSSBAR_REQUIRE_POSTGRES`.
 
-#![expect(clippy::unwrap_used, reason = "test code: a failure fails the test")]
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test code: a failure fails the test"
+)]
 
 mod common;
 
@@ -24,9 +28,12 @@ use serde_json::{Value, json};
 
 const KEY: &str = "sk-agent-test-key";
 
-/// Every call the tool server saw: its idempotency key and its body.
+/// One call the tool server saw: its idempotency key and its body.
+type Call = (Option<String>, Value);
+
+/// Every call the tool server saw.
 #[derive(Clone, Default)]
-struct Calls(Arc<Mutex<Vec<(Option<String>, Value)>>>);
+struct Calls(Arc<Mutex<Vec<Call>>>);
 
 /// A tool with a side effect (recording an item) that takes `delay`, so runs are caught
 /// mid-tool; it applies each idempotency key's effect once, as a careful API would.
@@ -264,9 +271,9 @@ fn keys_of(calls: &Calls) -> (BTreeMap<String, Value>, usize) {
     let mut keys: BTreeMap<String, Value> = BTreeMap::new();
     let mut repeats = 0;
     for (key, body) in calls.iter() {
-        let key = key
-            .clone()
-            .expect("every tool call carries an Idempotency-Key");
+        let Some(key) = key.clone() else {
+            panic!("a tool call without an Idempotency-Key: {body}");
+        };
         match keys.get(&key) {
             Some(first) => {
                 assert_eq!(first, body, "key {key} came with two different calls");

@@ -294,6 +294,7 @@ mod tests {
             call_id: call.id.clone(),
             name: call.name.clone(),
             arguments: call.arguments.clone(),
+            idempotency_key: None,
         }
     }
 
