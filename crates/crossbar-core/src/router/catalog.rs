@@ -120,10 +120,12 @@ impl Route {
                 .unwrap_or_default(),
             shadow: pick(own, default, |c| c.shadow.as_ref()).and_then(|s| {
                 let s = s.get_ref();
+                let max_concurrency = s.max_concurrency.unwrap_or(DEFAULT_SHADOW_CONCURRENCY);
                 Some(Arc::new(Shadow {
                     target: Target::from_config(s.deployment.as_ref(), s.model.as_ref())?,
                     share: s.share,
-                    max_concurrency: s.max_concurrency.unwrap_or(DEFAULT_SHADOW_CONCURRENCY),
+                    max_concurrency,
+                    permits: Arc::new(tokio::sync::Semaphore::new(max_concurrency)),
                 }))
             }),
             headroom: pick(own, default, |c| c.headroom).unwrap_or(true),

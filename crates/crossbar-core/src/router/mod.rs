@@ -27,6 +27,7 @@ mod hedge;
 mod peers;
 mod policy;
 mod retry;
+mod shadow;
 mod split;
 mod stats;
 mod upstream;
@@ -67,6 +68,7 @@ pub use catalog::{
 pub use estimate::{Prompt, Tokenizer};
 pub use headroom::{HeadroomReport, HeadroomView, Limit, Quota, now_ms as wall_ms};
 pub use peers::{HealthReport, PeerHealth};
+pub use shadow::{ShadowView, SideView};
 pub use split::{Shadow, Target};
 pub use stats::{Counters, SeriesView, StatsView};
 pub use upstream::{HttpUpstream, Upstream};
@@ -304,6 +306,8 @@ pub struct Router {
     shared: crate::shared_kv::SharedSlot,
     /// Exploration and backoff jitter; seeded so a run replays.
     rng: Mutex<StdRng>,
+    /// Shadow copies' figures beside their primaries'.
+    shadows: Arc<shadow::Book>,
 }
 
 impl fmt::Debug for Router {
@@ -465,6 +469,7 @@ impl Router {
             affinity: affinity::Affinity::default(),
             shared,
             rng: Mutex::new(StdRng::seed_from_u64(0)),
+            shadows: Arc::default(),
         })
     }
 
@@ -579,6 +584,53 @@ impl Router {
             .values()
             .chain(default)
             .filter_map(|route| route.cache.as_ref().map(|c| (route.name.as_str(), c)))
+    }
+
+    /// Every (route, primary, shadow) pair's figures, in that order.
+    pub fn shadow_figures(&self) -> Vec<ShadowView> {
+        self.shadows.views()
+    }
+
+    /// The route's shadow and the deployment a copy of `request` goes to, when the shadow's
+    /// share takes this conversation and the shadow is not the deployment that answered.
+    fn shadow_target(
+        &self,
+        plan: &Plan<'_>,
+        request: &ChatRequest,
+        preferences: &Preferences,
+        primary: &Deployment,
+    ) -> Option<(Arc<Shadow>, Arc<Deployment>)> {
+        let gate = plan.route.shadow.as_ref()?;
+        let caller = preferences.key.as_ref().and_then(|k| k.id.as_deref());
+        if split::point(request, caller, "shadow") >= gate.share {
+            return None;
+        }
+        let target = shadow::pick(&gate.target, &self.deployments, Instant::now())?;
+        (target.index != primary.index).then(|| (Arc::clone(gate), Arc::clone(target)))
+    }
+
+    /// Sends a copy of `request` to the route's shadow, if it takes this one (see
+    /// [`Router::shadow_target`]), recording the primary's `outcome` beside it.
+    fn shadow_copy(
+        &self,
+        plan: &Plan<'_>,
+        request: &ChatRequest,
+        preferences: &Preferences,
+        primary: &Deployment,
+        outcome: shadow::Outcome,
+    ) {
+        if let Some((gate, target)) = self.shadow_target(plan, request, preferences, primary) {
+            shadow::send(
+                &self.shadows,
+                &gate,
+                &self.upstream,
+                &plan.route.name,
+                primary,
+                outcome,
+                target,
+                request,
+            );
+        }
     }
 
     pub fn deployments(&self) -> impl Iterator<Item = &Arc<Deployment>> {
@@ -1032,7 +1084,21 @@ impl Router {
         self.share_affinity(&plan, &plan.candidates[won.candidate])
             .await;
         let usage = won.value.usage;
-        Ok(self.finish(&plan, won, usage))
+        let routed = self.finish(&plan, won, usage);
+        if plan.route.shadow.is_some()
+            && let Some(winner) = routed
+                .attempts
+                .iter()
+                .rev()
+                .find(|a| a.error.is_none() && !a.cancelled)
+        {
+            let outcome = shadow::Outcome {
+                cost_pico: winner.cost_pico,
+                ..shadow::Outcome::answered(&routed.value, winner.elapsed, &routed.deployment)
+            };
+            self.shadow_copy(&plan, request, preferences, &routed.deployment, outcome);
+        }
+        Ok(routed)
     }
 
     pub async fn chat_stream(&self, request: &ChatRequest) -> Result<Routed<ChatStream>> {
@@ -1064,7 +1130,27 @@ impl Router {
         self.share_affinity(&plan, candidate).await;
         let (prefix, rest) = won.value;
         let completion = Completion::new(&plan, won.candidate);
-        let stream = recorded(prefix, rest, completion, won.started, won.first_token);
+        // A shadow copy is sent once the primary's stream ended, with its figures.
+        let at_end = self
+            .shadow_target(&plan, request, preferences, candidate.deployment)
+            .map(|(gate, target)| {
+                let (book, upstream) = (Arc::clone(&self.shadows), Arc::clone(&self.upstream));
+                let (route, primary) = (plan.route.name.clone(), Arc::clone(candidate.deployment));
+                let request = request.clone();
+                Box::new(move |outcome: shadow::Outcome| {
+                    shadow::send(
+                        &book, &gate, &upstream, &route, &primary, outcome, target, &request,
+                    );
+                }) as AtEnd
+            });
+        let stream = recorded(
+            prefix,
+            rest,
+            completion,
+            won.started,
+            won.first_token,
+            at_end,
+        );
         Ok(Routed {
             value: stream,
             deployment: Arc::clone(candidate.deployment),
@@ -1210,6 +1296,9 @@ impl Completion {
     }
 }
 
+/// What runs once a stream ended, with the primary's figures (a shadow copy).
+type AtEnd = Box<dyn FnOnce(shadow::Outcome) + Send>;
+
 /// The stream handed to the caller: what was read while waiting for the first content event,
 /// then the rest, recording usage, cost and timing when it ends.
 fn recorded(
@@ -1218,14 +1307,26 @@ fn recorded(
     completion: Completion,
     started: Instant,
     first_token: Duration,
+    at_end: Option<AtEnd>,
 ) -> ChatStream {
     Box::pin(async_stream::stream! {
         let mut usage = None;
         let mut output_chars = 0usize;
+        // Each tool call's arguments, when a shadow compares them.
+        let mut calls: BTreeMap<u32, String> = BTreeMap::new();
+        let watch_calls = at_end.is_some();
         let mut observe = |event: &StreamEvent| match event {
             StreamEvent::Usage(u) => usage = Some(*u),
             StreamEvent::TextDelta(text) | StreamEvent::RefusalDelta(text) => output_chars += text.len(),
-            StreamEvent::ToolCallDelta { arguments, .. } => output_chars += arguments.len(),
+            StreamEvent::ToolCallDelta { index, arguments } => {
+                output_chars += arguments.len();
+                if watch_calls {
+                    calls.entry(*index).or_default().push_str(arguments);
+                }
+            }
+            StreamEvent::ToolCallStart { index, .. } if watch_calls => {
+                calls.entry(*index).or_default();
+            }
             _ => {}
         };
         for event in prefix {
@@ -1237,6 +1338,13 @@ fn recorded(
                 Ok(event) => observe(event),
                 Err(error) => {
                     completion.broke(error, output_chars);
+                    if let Some(at_end) = at_end {
+                        at_end(shadow::Outcome {
+                            latency: started.elapsed(),
+                            error: true,
+                            ..shadow::Outcome::default()
+                        });
+                    }
                     yield item;
                     return;
                 }
@@ -1244,7 +1352,22 @@ fn recorded(
             yield item;
         }
         let estimated_output = u64::try_from(output_chars / 4).unwrap_or(u64::MAX);
-        completion.record(usage, Some((started.elapsed(), first_token, estimated_output)));
+        let total = started.elapsed();
+        let cost_pico = completion.record(usage, Some((total, first_token, estimated_output)));
+        if let Some(at_end) = at_end {
+            let bad = calls
+                .values()
+                .filter(|a| serde_json::from_str::<serde::de::IgnoredAny>(a).is_err())
+                .count();
+            at_end(shadow::Outcome {
+                latency: total,
+                usage,
+                cost_pico,
+                error: false,
+                tool_calls: calls.len() as u64,
+                bad_tool_calls: bad as u64,
+            });
+        }
     })
 }
 

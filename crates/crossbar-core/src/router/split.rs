@@ -64,6 +64,8 @@ pub struct Shadow {
     pub share: f64,
     /// Copies in flight at once; beyond it copies are dropped and counted.
     pub max_concurrency: usize,
+    /// Leave for a copy in flight: `max_concurrency` of them.
+    pub permits: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// Shadow copies in flight at once when the route does not say.

@@ -1541,3 +1541,112 @@ async fn a_deployment_near_its_rate_limit_is_ranked_down_before_any_429_and_rest
     assert_eq!(limited, 1, "one 429, then Retry-After keeps it out");
     assert_eq!(served.iter().filter(|p| *p == "a").count(), 20);
 }
+
+/// A shadow at share 1.0 gets a copy of every request, streamed or not, in the background:
+/// the client's answer is the primary's, and both sides' figures count the same requests.
+/// A shadow that fails every call changes nothing for the client.
+#[tokio::test(start_paused = true)]
+async fn a_shadow_gets_copies_measured_beside_the_primary_and_never_answers() {
+    let fake = Arc::new(Fake::default());
+    fake.set("c", |s| s.ttft = Duration::from_millis(300));
+    let router = build(
+        &canary(
+            "[routes.default]\nobjective = \"order\"\nshadow = { deployment = \"small@c\", share = 1.0 }\n",
+        ),
+        &fake,
+    );
+    for i in 0..10 {
+        let routed = router.chat(&conversation(i, 0)).await.unwrap();
+        assert_eq!(routed.deployment.provider.name, "a");
+        assert_eq!(
+            routed.value.message.text_content(),
+            "a",
+            "the primary's answer, exactly"
+        );
+        assert_eq!(routed.attempts.len(), 1);
+    }
+    let routed = router.chat_stream(&stream_ask("streamed")).await.unwrap();
+    let events = drain(routed.value).await;
+    assert!(events.iter().all(Result::is_ok));
+    // The copies are still in flight: the answers did not wait for them.
+    assert_eq!(fake.calls_to("a"), 11);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(fake.calls_to("c"), 11);
+    let figures = router.shadow_figures();
+    assert_eq!(figures.len(), 1);
+    let pair = &figures[0];
+    assert_eq!(
+        (
+            pair.route.as_str(),
+            pair.primary.as_str(),
+            pair.shadow.as_str()
+        ),
+        ("default", "m@a", "small@c")
+    );
+    assert_eq!((pair.dropped, pair.in_flight), (0, 0));
+    for side in [&pair.primary_figures, &pair.shadow_figures] {
+        assert_eq!((side.requests, side.errors), (11, 0));
+        assert_eq!((side.input_tokens, side.output_tokens), (550, 220));
+        assert_eq!(side.tool_calls, 0);
+    }
+    assert_eq!(pair.shadow_figures.latency_ms_p50, Some(300.0));
+    assert_eq!(pair.primary_figures.latency_ms_p50, Some(100.0));
+    // small@c is priced 0.5/2.0 per million, m@a 1.0/4.0: half the cost.
+    assert!((pair.primary_figures.cost_usd - 2.0 * pair.shadow_figures.cost_usd).abs() < 1e-12);
+
+    // A shadow failing every call: the client never notices.
+    fake.set("c", |s| s.error_rate = 1.0);
+    for i in 0..5 {
+        let routed = router.chat(&conversation(100 + i, 0)).await.unwrap();
+        assert_eq!(routed.value.message.text_content(), "a");
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pair = &router.shadow_figures()[0];
+    assert_eq!(
+        (pair.shadow_figures.requests, pair.shadow_figures.errors),
+        (16, 5)
+    );
+    assert_eq!(
+        (pair.primary_figures.requests, pair.primary_figures.errors),
+        (16, 0)
+    );
+}
+
+/// Copies beyond the route's bound are dropped and counted, and the primary's figures leave
+/// those requests out too; a shadow share takes its share of conversations.
+#[tokio::test(start_paused = true)]
+async fn shadow_copies_are_bounded_and_take_their_share() {
+    let fake = Arc::new(Fake::default());
+    fake.set("c", |s| s.ttft = Duration::from_secs(10));
+    let router = build(
+        &canary(
+            "[routes.default]\nobjective = \"order\"\nshadow = { model = \"small\", share = 1.0, max_concurrency = 2 }\n",
+        ),
+        &fake,
+    );
+    for i in 0..5 {
+        router.chat(&conversation(i, 0)).await.unwrap();
+    }
+    let pair = &router.shadow_figures()[0];
+    assert_eq!((pair.dropped, pair.in_flight), (3, 2));
+    assert_eq!(pair.primary_figures.requests, 2);
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(router.shadow_figures()[0].shadow_figures.requests, 2);
+
+    let fake = Arc::new(Fake::default());
+    let router = build(
+        &canary(
+            "[routes.default]\nobjective = \"order\"\nshadow = { model = \"small\", share = 0.2, max_concurrency = 1000 }\n",
+        ),
+        &fake,
+    );
+    for i in 0..1000 {
+        router.chat(&conversation(i, 0)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let copies = fake.calls_to("c");
+    assert!(
+        (170..=230).contains(&copies),
+        "{copies} copies of 1,000 at 20%"
+    );
+}
