@@ -104,3 +104,68 @@ impl PayloadStore for SqlStore {
         Box::pin(self.delete_older("crossbar_payloads", "time_ms", before_ms, limit))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::now_ms;
+
+    fn payload(id: &str, time_ms: i64, answer: Option<&str>) -> PayloadRecord {
+        PayloadRecord {
+            request_id: id.to_owned(),
+            time_ms,
+            key_id: Some("key_a".to_owned()),
+            route: Some("default".to_owned()),
+            request: "{\"model\":\"m\"}".to_owned(),
+            answer: answer.map(str::to_owned),
+        }
+    }
+
+    async fn exercise(store: &dyn PayloadStore) {
+        let now = now_ms();
+        let first = payload("req_1", now, None);
+        store.put_payload(&first).await.unwrap();
+        assert_eq!(store.get_payload("req_1").await.unwrap(), Some(first));
+        // A second write for the request (its answer) replaces the first.
+        let whole = payload("req_1", now, Some("{\"id\":\"a\"}"));
+        store.put_payload(&whole).await.unwrap();
+        assert_eq!(store.get_payload("req_1").await.unwrap(), Some(whole));
+        assert_eq!(store.get_payload("req_2").await.unwrap(), None);
+        for (id, time_ms) in [("old_1", 1_000), ("old_2", 2_000), ("old_3", 3_000)] {
+            store
+                .put_payload(&payload(id, time_ms, None))
+                .await
+                .unwrap();
+        }
+        let cutoff = now - 60_000;
+        assert_eq!(store.delete_payloads_before(cutoff, 2).await.unwrap(), 2);
+        assert_eq!(store.delete_payloads_before(cutoff, 2).await.unwrap(), 1);
+        assert_eq!(store.delete_payloads_before(cutoff, 2).await.unwrap(), 0);
+        assert_eq!(store.get_payload("old_3").await.unwrap(), None);
+        assert!(store.get_payload("req_1").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn payloads_are_kept_by_request_replaced_and_expired() {
+        let file = std::env::temp_dir().join(format!(
+            "crossbar_payloads_{}_{}.db",
+            std::process::id(),
+            now_ms()
+        ));
+        exercise(&SqlStore::open(&file.to_string_lossy()).await.unwrap()).await;
+        // And on PostgreSQL, in a fresh database, when a server is configured.
+        let Ok(admin_url) = std::env::var("CROSSBAR_TEST_POSTGRES_URL") else {
+            return;
+        };
+        use sqlx::Connection as _;
+        sqlx::any::install_default_drivers();
+        let name = format!("crossbar_payloads_{}_{}", std::process::id(), now_ms());
+        let mut admin = sqlx::AnyConnection::connect(&admin_url).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let (base, _) = admin_url.rsplit_once('/').unwrap();
+        exercise(&SqlStore::open(&format!("{base}/{name}")).await.unwrap()).await;
+    }
+}
