@@ -945,7 +945,13 @@ mod tests {
         );
         assert_eq!(
             error(&MINIMAL.replace("[models]", "max_step = 3\n[models]")),
-            "agent.toml:3: max_step: unknown field, expected one of `name`, `description`, `instructions`, `models`, `max_steps`, `max_tokens`, `temperature`, `parallel_tool_calls`, `budget`, `context`, `tools`, `mcp`, `memory`, `retrieval`"
+            "agent.toml:3: max_step: unknown field, expected one of `name`, `description`, `instructions`, `input_schema`, `models`, `max_steps`, `max_tokens`, `temperature`, `parallel_tool_calls`, `budget`, `context`, `tools`, `mcp`, `memory`, `retrieval`"
+        );
+        let bad_input =
+            error(&MINIMAL.replace("[models]", "input_schema = { type = \"nope\" }\n[models]"));
+        assert!(
+            bad_input.starts_with("agent.toml:3: input_schema: not a valid JSON Schema: "),
+            "{bad_input}"
         );
         let schema = error(&format!(
             "{MINIMAL}[[tools.http]]\nname = \"w\"\nurl = \"https://x.test/\"\nparameters = {{ type = \"nonsense\" }}\n"

@@ -251,3 +251,34 @@ pub(crate) fn search_arguments(
         .map_or(default, |l| usize::try_from(l).unwrap_or(default));
     Ok((query, limit))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The same call gets the same key in any process; another step, call or run does not.
+    #[test]
+    fn idempotency_keys_are_stable_per_call_and_distinct_between_calls() {
+        let key = idempotency_key_for("run_1", 2, "call_a");
+        assert_eq!(key.len(), 3 + 32);
+        assert!(key.starts_with("xb-") && key[3..].chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(key, idempotency_key_for("run_1", 2, "call_a"));
+        let others = [
+            idempotency_key_for("run_1", 3, "call_a"),
+            idempotency_key_for("run_1", 2, "call_b"),
+            idempotency_key_for("run_2", 2, "call_a"),
+            // The separators keep ("run_1", "2call") apart from ("run_12", "call").
+            idempotency_key_for("run_12", 2, "call_a"),
+        ];
+        assert!(others.iter().all(|k| *k != key), "{others:?}");
+        assert_eq!(idempotency_key(), None, "outside a tool call");
+    }
+
+    #[tokio::test]
+    async fn the_running_call_sees_its_key() {
+        let seen = IDEMPOTENCY_KEY
+            .scope("xb-1".to_owned(), async { idempotency_key() })
+            .await;
+        assert_eq!(seen.as_deref(), Some("xb-1"));
+    }
+}
