@@ -165,3 +165,80 @@ pub(crate) fn directive(headers: &HeaderMap) -> Result<Directive, Error> {
         .transpose()?;
     Directive::parse(value)
 }
+
+#[cfg(test)]
+mod tests {
+    #![expect(clippy::unwrap_used, reason = "tests: a failure fails the test")]
+
+    use std::collections::HashMap;
+
+    use crossbar_core::chat::{ContentPart, FinishReason, Message, Role};
+    use crossbar_core::config::Config;
+    use crossbar_core::ingress::{ChatIngress as _, OpenAiChat};
+
+    use super::*;
+
+    /// Routes `default` (caching for `ttl_s`), `fast` (caching 60 s) and `plain` (not).
+    fn router(ttl_s: u64) -> Router {
+        let text = format!(
+            "[store]\nenabled = false\n\
+             [[providers]]\nname = \"p\"\nkind = \"openai\"\nendpoint = \"http://127.0.0.1:9\"\n\
+             api_key = \"sk-test\"\n\
+             [[models]]\nname = \"m\"\ndeployments = [{{ provider = \"p\", target = \"gpt-4o\" }}]\n\
+             [routes.default]\ncache = {{ enabled = true, ttl_s = {ttl_s} }}\n\
+             [routes.fast]\nmodels = [\"m\"]\ncache = {{ enabled = true, ttl_s = 60 }}\n\
+             [routes.plain]\nmodels = [\"m\"]\ncache = {{ enabled = false }}\n"
+        );
+        let config = Config::from_toml(&text, "test.toml").unwrap();
+        Router::from_config(&config, &HashMap::new()).unwrap()
+    }
+
+    fn answer() -> ChatResponse {
+        ChatResponse {
+            id: "a".to_owned(),
+            model: "gpt-4o".to_owned(),
+            created: 0,
+            message: Message::new(
+                Role::Assistant,
+                vec![ContentPart::Text {
+                    text: "hi".to_owned(),
+                }],
+            ),
+            finish_reason: FinishReason::Stop,
+            raw_finish_reason: None,
+            usage: None,
+            system_fingerprint: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reload_keeps_the_caches_of_routes_whose_settings_did_not_change() {
+        let caches = Caches::build(&router(300), None, None);
+        let mut names: Vec<&str> = caches.by_route.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["default", "fast"]);
+        let decoded = OpenAiChat::decode(
+            br#"{"model": "m", "messages": [{"role": "user", "content": "hi"}]}"#,
+        )
+        .unwrap();
+        let key = CacheKey::new("anonymous", "m", OpenAiChat::request(&decoded)).unwrap();
+        for route in ["default", "fast"] {
+            caches.get(route).unwrap().put(&key, &answer()).await;
+        }
+        // `default`'s TTL changed: a fresh cache; `fast`'s did not: the same entries.
+        let reloaded = Caches::build(&router(600), None, Some(&caches));
+        assert!(reloaded.get("default").unwrap().get(&key).await.is_none());
+        assert_eq!(reloaded.get("default").unwrap().ttl().as_secs(), 600);
+        assert_eq!(
+            reloaded
+                .get("fast")
+                .unwrap()
+                .get(&key)
+                .await
+                .unwrap()
+                .response,
+            answer()
+        );
+        assert!(reloaded.get("plain").is_none());
+    }
+}
