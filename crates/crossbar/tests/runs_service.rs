@@ -139,6 +139,15 @@ impl Service {
     }
 
     async fn worker(&self, id: &str, concurrency: &str) -> GatewayProcess {
+        self.worker_with_grace(id, concurrency, "5").await
+    }
+
+    async fn worker_with_grace(
+        &self,
+        id: &str,
+        concurrency: &str,
+        grace_s: &str,
+    ) -> GatewayProcess {
         let process = GatewayProcess::spawn(command(self._dir.path()).args([
             "agent",
             "worker",
@@ -157,7 +166,7 @@ impl Service {
             "--concurrency",
             concurrency,
             "--grace-s",
-            "5",
+            grace_s,
         ]))
         .await;
         assert!(
@@ -479,4 +488,57 @@ async fn a_paused_worker_never_journals_after_its_run_was_taken_over() {
     let (keys, _) = keys_of(&calls);
     assert_eq!(keys.len(), 2, "one key per call of `record`");
     drop(other);
+}
+
+#[tokio::test]
+async fn a_stopping_worker_hands_back_the_run_it_cannot_finish() {
+    let (tool_url, calls) = tool_server(Duration::from_millis(4000)).await;
+    let Some(service) = Service::start(&tool_url).await else {
+        return;
+    };
+    let mut leaving = service.worker_with_grace("leaving", "1", "1").await;
+    let (_, run) = service.submit("one").await;
+    let id = run["id"].as_str().unwrap().to_owned();
+    let start = Instant::now();
+    while service.mid_tool("leaving").await.is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the run never reached its tool"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // SIGTERM mid-tool: the run cannot finish within the 1 s grace, so it goes back to the queue.
+    leaving.terminate();
+    let stopped = Instant::now();
+    assert!(leaving.wait().await.success());
+    assert!(
+        stopped.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        stopped.elapsed()
+    );
+    let handed = service.store.queued_run(&id).await.unwrap().unwrap();
+    assert_eq!(handed.run.status, "queued");
+    assert_eq!(handed.queue.lease_until_ms, None);
+    // Another worker claims it at once (no lease to wait out) and finishes it.
+    let staying = service.worker("staying", "1").await;
+    service
+        .wait_ended(std::slice::from_ref(&id), Duration::from_secs(60))
+        .await;
+    let done = service.store.queued_run(&id).await.unwrap().unwrap();
+    assert_eq!(done.run.status, "completed");
+    assert_eq!(done.queue.worker.as_deref(), Some("staying"));
+    assert_eq!(done.queue.takeovers, 0, "handed back, not taken over");
+    let kinds: Vec<String> = service
+        .store
+        .events(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(kinds.contains(&"resumed".to_owned()), "{kinds:?}");
+    // The interrupted call ran again with its key.
+    let (keys, repeats) = keys_of(&calls);
+    assert_eq!((keys.len(), repeats), (2, 1));
+    drop(staying);
 }
