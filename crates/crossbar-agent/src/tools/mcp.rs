@@ -240,7 +240,8 @@ impl McpServer {
         // MCP has no idempotency header: the key travels in the request's `_meta`.
         let meta = super::idempotency_key().map(|key| {
             let mut meta = rmcp::model::Meta::new();
-            meta.0.insert("idempotency_key".to_owned(), Value::String(key));
+            meta.0
+                .insert("idempotency_key".to_owned(), Value::String(key));
             meta
         });
         let params = CallToolRequestParams {
