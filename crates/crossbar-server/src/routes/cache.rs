@@ -168,8 +168,6 @@ pub(crate) fn directive(headers: &HeaderMap) -> Result<Directive, Error> {
 
 #[cfg(test)]
 mod tests {
-    #![expect(clippy::unwrap_used, reason = "tests: a failure fails the test")]
-
     use std::collections::HashMap;
 
     use crossbar_core::chat::{ContentPart, FinishReason, Message, Role};
