@@ -18,6 +18,7 @@ mod reload;
 mod request_id;
 mod routes;
 mod serve;
+mod shadow;
 mod shared;
 mod state;
 mod telemetry;

@@ -185,6 +185,7 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
         metrics::gauge!("crossbar_store_queue_depth").set(writer.depth() as f64);
     }
     run_queue_gauges(&state).await;
+    crate::shadow::export(&state.router);
     handle.run_upkeep();
     let mut response = handle.render().into_response();
     response.headers_mut().insert(

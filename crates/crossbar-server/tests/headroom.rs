@@ -3,6 +3,8 @@
 //! before it starts answering 429; with headroom off, the same traffic runs into the limit.
 //! Two replicas sharing Redis share the readings.
 
+#![expect(clippy::unwrap_used, reason = "test helpers: a failure fails the test")]
+
 mod common;
 
 use std::time::Duration;

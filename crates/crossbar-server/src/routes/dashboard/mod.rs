@@ -70,6 +70,11 @@ pub(crate) fn endpoints() -> Vec<(Rule, MethodRouter<AppState>)> {
             read("/v1/crossbar/whoami", Access::TeamRead),
             get(api::whoami),
         ),
+        // Shadow traffic's figures beside their primaries' (the gateway's whole traffic).
+        (
+            read("/v1/crossbar/shadow", Access::Read),
+            get(crate::shadow::list),
+        ),
     ]
 }
 
