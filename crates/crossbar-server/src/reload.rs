@@ -42,6 +42,7 @@ pub const RESTART_ONLY: &[&str] = &[
     "store",
     "redis",
     "telemetry",
+    "agents",
 ];
 
 /// How often the file is read to see whether it changed. A change is applied once the file
