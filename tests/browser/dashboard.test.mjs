@@ -416,3 +416,88 @@ test("the dashboard shows the traffic, its cost and the failing deployment", { t
 
   assert.deepEqual(consoleErrors, [], "no errors in the browser console");
 });
+
+test("a team admin sees its own team only, and the actions its role may take", { timeout: 120_000 }, async () => {
+  const admin = async (method, path, body) => {
+    const response = await fetch(`${url}${path}`, {
+      method,
+      headers: { "content-type": "application/json", authorization: `Bearer ${ADMIN}` },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    assert.ok(response.ok, `${method} ${path}: ${response.status}`);
+    return response.json();
+  };
+  const team = await admin("POST", "/admin/teams", { name: "research", budget_usd_day: 0.05, rpm: 100 });
+  const lab = await createKey({ name: "lab", team: "research" });
+  const ask = { model: "chat", max_tokens: 40, messages: [{ role: "user", content: "Where do otters sleep?" }] };
+  for (let i = 0; i < 3; i++) await call(lab, ask, "sim-openai");
+  const token = await admin("POST", "/admin/tokens", { role: "team-admin", team: "research", name: "lead" });
+
+  // The lead's own browser: its token as the Basic-auth password.
+  const leadContext = await chromium.launchPersistentContext(join(work, "profile-lead"), {
+    executablePath: browserPath,
+    headless: true,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+      "--disable-component-update", "--no-first-run", "--disable-quic", "--disable-sync"],
+    httpCredentials: { username: "lead", password: token.token, send: "always" },
+    viewport: { width: 1440, height: 1000 },
+    deviceScaleFactor: 1,
+  });
+  try {
+    const page = await leadContext.newPage();
+    const consoleErrors = [];
+    page.on("console", (m) => { if (m.type() === "error") consoleErrors.push(m.text()); });
+    page.on("pageerror", (e) => consoleErrors.push(String(e)));
+
+    // Keys: the team's only, and no keyless traffic (it is no team's).
+    await page.goto(`${url}/ui#/keys`);
+    await waitText(page, `tr[data-key="${lab.id}"] [data-field="requests"]`, (t) => t === "3", "lab's requests");
+    assert.equal(await page.locator('[data-table="keys"] tbody tr').count(), 1);
+    assert.ok(!(await page.locator("#page").innerText()).includes("Traffic without a virtual key"));
+    // The role shows, and agent runs (no team's) are not offered.
+    await waitText(page, "#role", (t) => t === "team-admin · research", "role badge");
+    assert.equal(await page.locator('nav a[data-page="runs"]').isHidden(), true);
+    assert.equal(await page.locator('nav a[data-page="teams"]').isVisible(), true);
+    await page.screenshot({ path: join(output, "team-admin-keys.png"), fullPage: true });
+
+    // Teams: its own, its spend against its budget; a new key yes, a new team no.
+    await page.goto(`${url}/ui#/teams`);
+    const row = `tr[data-team="${team.id}"]`;
+    await waitText(page, `${row} [data-field="requests"]`, (t) => t === "3", "team requests");
+    await waitText(page, `${row} [data-field="day"]`, has(`$${formatUsd(sent.byKey.lab)} of $0.05`), "team spend today");
+    assert.equal(await page.locator('[data-table="teams"] tbody tr').count(), 1);
+    assert.equal(await page.locator('button[data-action="new-team"]').isHidden(), true);
+    await page.locator(`${row} button[data-action="new-key"]`).click();
+    const secret = await waitText(page, '[data-field="new-key"]', (t) => t.startsWith("cb-"), "the new key, once");
+    await waitText(page, `${row} [data-field="keys"]`, (t) => t === "2", "the team's keys after");
+    await page.screenshot({ path: join(output, "team-admin-teams.png"), fullPage: true });
+
+    // Requests and the overview: the team's traffic only.
+    await page.goto(`${url}/ui#/requests`);
+    await page.waitForSelector('[data-table="requests"]');
+    await page.waitForFunction(() => document.querySelectorAll('[data-table="requests"] tbody tr').length === 3);
+    await page.goto(`${url}/ui#/overview`);
+    await page.locator('#controls button[data-value="5m"]').click();
+    await waitText(page, '[data-kpi="rps"] .sub', has("3 in window"), "the team's requests in the window");
+
+    // Audit: the changes about its team, newest first, and no secret.
+    await page.goto(`${url}/ui#/audit`);
+    await waitText(page, 'table[data-table="audit"]', has(lab.id), "audit lists lab");
+    const actions = await page.locator('table[data-table="audit"] [data-field="action"]').allTextContents();
+    assert.deepEqual(actions, ["key.create", "token.create", "key.create", "team.create"]);
+    const actors = await page.locator('table[data-table="audit"] [data-field="actor"]').allTextContents();
+    assert.ok(actors[0].startsWith("token:atk_"), `the lead made the newest key: ${actors[0]}`);
+    const text = await page.locator("#page").innerText();
+    assert.ok(!text.includes(secret) && !text.includes(lab.secret) && !text.includes(token.token), "a secret on the audit page");
+    await page.screenshot({ path: join(output, "team-admin-audit.png"), fullPage: true });
+
+    assert.deepEqual(consoleErrors, [], "no errors in the browser console");
+    // The server refuses what the page hides.
+    const refused = await page.evaluate(async () => (await fetch("/admin/teams", {
+      method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ name: "mine" }),
+    })).status);
+    assert.equal(refused, 403);
+  } finally {
+    await leadContext.close();
+  }
+});

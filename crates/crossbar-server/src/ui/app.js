@@ -100,7 +100,7 @@ function segmented(options, current, onPick) {
 function render(...nodes) {
   const page = document.getElementById("page");
   const y = window.scrollY;
-  page.replaceChildren(...nodes);
+  page.replaceChildren(...nodes.filter((node) => node != null && node !== false));
   window.scrollTo(0, y);
 }
 
@@ -389,7 +389,8 @@ pages.keys = {
     render(card(null, rows.length ? table(["key", "state", "models", { label: "last minute / limit", num: true },
       "today (UTC)", "this month (UTC)", "lifetime", { label: "requests", num: true }], rows, { "data-table": "keys" })
       : h("div", { class: "empty" }, h("strong", {}, "No virtual keys"), "Create one with `crossbar keys create` or POST /admin/keys.")),
-    card("Traffic without a virtual key", h("dl", { class: "facts" },
+    // Null for a team admin: keyless traffic is no team's.
+    u && card("Traffic without a virtual key", h("dl", { class: "facts" },
       h("dt", {}, "today"), h("dd", {}, `${fmt.exact(u.day.spent)} · ${fmt.int(u.day.requests)} requests`),
       h("dt", {}, "this month"), h("dd", {}, `${fmt.exact(u.month.spent)} · ${fmt.int(u.month.requests)} requests`),
       h("dt", {}, "lifetime"), h("dd", { "data-field": "unkeyed-total" }, `${fmt.exact(u.total.spent)} · ${fmt.int(u.total.requests)} requests`))));

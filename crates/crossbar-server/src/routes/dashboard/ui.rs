@@ -22,6 +22,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../../ui/app.js"),
     ),
     (
+        "teams.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../ui/teams.js"),
+    ),
+    (
         "charts.js",
         "text/javascript; charset=utf-8",
         include_str!("../../ui/charts.js"),
