@@ -240,12 +240,14 @@ pages.deployments = {
         h("td", { class: "num", "data-field": "attempts" }, `${fmt.int(s.successes)} / ${fmt.int(s.attempts)}`,
           h("div", { class: "muted" }, `${fmt.int(s.failures)} failed`)),
         h("td", { class: "num" }, fmt.price(d.price)),
+        h("td", { class: "num", "data-field": "headroom" }, d.headroom ? fmt.pct(d.headroom.remaining) : "–",
+          d.headroom ? h("div", { class: "muted" }, `resets in ${Math.ceil(d.headroom.reset_in_ms / 1000)} s`) : null),
         h("td", { "data-field": "share" }, Charts.bar(served ? served.share : 0), fmt.pct(served ? served.share : 0),
           h("div", { class: "muted" }, `${fmt.int(served ? served.requests : 0)} requests`)));
     });
     render(card(null, table(["deployment", "provider", "health", "breaker",
       { label: "latency (ewma)", num: true }, { label: "TTFT (ewma)", num: true }, { label: "error rate", num: true },
-      { label: "ok / attempts", num: true }, { label: "$/M in / out", num: true }, `share of traffic (${state.window})`], rows,
+      { label: "ok / attempts", num: true }, { label: "$/M in / out", num: true }, { label: "quota left", num: true }, `share of traffic (${state.window})`], rows,
     { "data-table": "deployments" })),
     h("p", { class: "muted" }, "Health and statistics are the router's live view; share of traffic counts the requests each deployment answered in the window."));
   },

@@ -27,6 +27,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../../ui/teams.js"),
     ),
     (
+        "shadow.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../ui/shadow.js"),
+    ),
+    (
         "charts.js",
         "text/javascript; charset=utf-8",
         include_str!("../../ui/charts.js"),
