@@ -266,6 +266,13 @@ impl Meter {
         });
     }
 
+    /// The team of the caller's virtual key, when it has one (the response cache's `team`
+    /// scope).
+    pub(crate) fn team_id(&self) -> Option<String> {
+        self.with(|p| p.key.as_ref().and_then(|k| k.team_id()))
+            .flatten()
+    }
+
     /// The end user inside the caller's key (the request's `user`, or `x-crossbar-user`).
     pub(crate) fn end_user(&self, user: Option<String>) {
         self.with(|p| p.tags.end_user = user);

@@ -33,6 +33,10 @@ deployments = [{{ provider = "sim", target = "gpt-4o", price = {{ input = 2.5, o
 
 [routes.default]
 cache = {{ enabled = true, ttl_s = 600 }}
+
+[routes.team]
+models = ["chat"]
+cache = {{ enabled = true, scope = "team" }}
 {extra}
 "#
     )
@@ -249,6 +253,46 @@ async fn two_virtual_keys_never_share_an_entry() {
     );
     assert_ne!(first["id"], second["id"]);
     assert_eq!(gw.requests("sim").len(), 2);
+}
+
+#[tokio::test]
+async fn keys_of_one_team_share_entries_where_the_route_says_so() {
+    let gw = gateway().await;
+    let (status, _) = common::admin_call(
+        &gw,
+        ADMIN,
+        reqwest::Method::POST,
+        "/admin/teams",
+        Some(json!({"name": "red"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let a = common::admin_key(&gw, ADMIN, &json!({"name": "a", "team": "red"})).await;
+    let b = common::admin_key(&gw, ADMIN, &json!({"name": "b", "team": "red"})).await;
+    let c = common::admin_key(&gw, ADMIN, &json!({"name": "c"})).await;
+    let mut body = request(0.0, false);
+    body["model"] = json!("team");
+    let mut seen = Vec::new();
+    for key in [&a, &b, &c, &c] {
+        let auth = format!("Bearer {key}");
+        seen.push(
+            answer(&gw, &body, &[("authorization", &auth)])
+                .await
+                .0
+                .unwrap(),
+        );
+    }
+    // b is served a's entry (same team); c, without a team, only its own.
+    assert_eq!(seen, ["miss", "hit", "miss", "hit"]);
+    assert_eq!(gw.requests("sim").len(), 2);
+    // The default route's scope is the key: b does not see a's entry there.
+    let default = [&a, &b].map(|key| format!("Bearer {key}"));
+    let first = answer(&gw, &request(0.0, false), &[("authorization", &default[0])]).await;
+    let second = answer(&gw, &request(0.0, false), &[("authorization", &default[1])]).await;
+    assert_eq!(
+        (first.0.as_deref(), second.0.as_deref()),
+        (Some("miss"), Some("miss"))
+    );
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);

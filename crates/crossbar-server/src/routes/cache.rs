@@ -68,15 +68,15 @@ pub(crate) struct Lookup {
 
 impl Lookup {
     /// Whether `request` (after the route's policies) uses the route's cache, counting a skip.
-    /// The partition is the caller's key.
-    // TODO(teams): pass the key's team id (`CacheScope::Team`) once virtual keys carry one
-    // (the teams work adds `team_id` to the key record); until then a team scope is the key's.
+    /// The partition is the caller's key, or its team (`scope = "team"`; a key without a team
+    /// is its own partition).
     pub(crate) fn new(
         caches: &Caches,
         policies: &Policies,
         request: &ChatRequest,
         directive: Directive,
         key_id: Option<&str>,
+        team_id: Option<&str>,
     ) -> Option<Self> {
         let config = policies.cache.as_deref()?;
         let cache = caches.get(&policies.route)?;
@@ -85,7 +85,7 @@ impl Lookup {
             count("skip");
             return None;
         }
-        let partition = config.scope.partition(key_id, None);
+        let partition = config.scope.partition(key_id, team_id);
         let key = CacheKey::new(&partition, &policies.model, request)?;
         Some(Self {
             cache: cache.clone(),

@@ -89,6 +89,7 @@ pub(crate) async fn serve<I: ChatIngress>(
         request,
         directive,
         key_id.as_deref(),
+        meter.team_id().as_deref(),
     );
     if let Some(lookup) = &lookup
         && let Some(hit) = lookup.get().await
