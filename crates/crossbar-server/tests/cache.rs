@@ -295,6 +295,57 @@ async fn keys_of_one_team_share_entries_where_the_route_says_so() {
     );
 }
 
+#[tokio::test]
+async fn anthropic_messages_are_answered_from_the_cache_in_their_own_shape() {
+    let gw = gateway().await;
+    let body = json!({
+        "model": "chat",
+        "max_tokens": 50,
+        "temperature": 0,
+        "messages": [{"role": "user", "content": "Name three otters"}],
+    });
+    let send = || async {
+        let response = gw
+            .client()
+            .post(format!("{}/v1/messages", gw.url))
+            .header("anthropic-version", "2023-06-01")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let cache = cache_header(&response);
+        (cache, response.json::<Value>().await.unwrap())
+    };
+    let (miss, first) = send().await;
+    let (hit, second) = send().await;
+    assert_eq!(
+        (miss.as_deref(), hit.as_deref()),
+        (Some("miss"), Some("hit"))
+    );
+    assert_eq!(second, first);
+    assert_eq!(second["type"], "message");
+    assert_eq!(second["content"][0]["text"], "You said: Name three otters");
+    assert_eq!(gw.requests("sim").len(), 1);
+    // Streamed: the replay in Anthropic's events.
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let text = gw
+        .client()
+        .post(format!("{}/v1/messages", gw.url))
+        .header("anthropic-version", "2023-06-01")
+        .json(&streamed)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("event: message_stop"), "{text}");
+    assert!(text.contains("You said: Name three otters"), "{text}");
+    assert_eq!(gw.requests("sim").len(), 1);
+}
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A private `redis-server` in its own temp dir, removed with it.
