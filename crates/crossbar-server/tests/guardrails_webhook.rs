@@ -318,3 +318,66 @@ async fn a_blocked_stream_ends_with_an_error_event_and_never_sends_the_finding()
     );
     assert!(record.error.is_some());
 }
+
+/// An OpenAI-compatible upstream whose streamed answer carries an e-mail address split across
+/// two deltas (`ann.lee@exa` + `mple.com`): its `/v1` base URL.
+async fn start_splitting_upstream() -> String {
+    async fn completions() -> ([(&'static str, &'static str); 1], String) {
+        let chunk = |delta: Value, finish: Value| {
+            let chunk = json!({
+                "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1,
+                "model": "gpt-4o",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            });
+            format!("data: {chunk}\n\n")
+        };
+        let body = [
+            chunk(
+                json!({"role": "assistant", "content": "Write to ann.lee@exa"}),
+                Value::Null,
+            ),
+            chunk(json!({"content": "mple.com, or not."}), Value::Null),
+            chunk(json!({}), json!("stop")),
+            "data: [DONE]\n\n".to_owned(),
+        ]
+        .concat();
+        ([("content-type", "text/event-stream")], body)
+    }
+    let app = axum::Router::new().route("/v1/chat/completions", post(completions));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test]
+async fn an_email_split_across_two_deltas_is_masked_whole() {
+    let upstream = start_splitting_upstream().await;
+    let gw = start(&format!(
+        r#"
+[[providers]]
+name = "splitting"
+kind = "openai"
+endpoint = "{upstream}"
+api_key = "sk-upstream"
+
+[[models]]
+name = "m"
+deployments = [{{ provider = "splitting", target = "gpt-4o" }}]
+
+[routes.default]
+guardrails = {{ email = "mask" }}
+"#
+    ))
+    .await;
+    let response = chat(&gw, "m", "hello", true).await;
+    assert_eq!(response.status(), 200);
+    let (frames, ended) = sse_data(response).await;
+    ended.unwrap();
+    assert_eq!(frames.last().map(String::as_str), Some("[DONE]"));
+    assert_eq!(
+        streamed_text(&chunks(&frames)),
+        "Write to [REDACTED:email], or not."
+    );
+    assert!(!frames.concat().contains("exa"));
+}
