@@ -580,6 +580,34 @@ mod tests {
     }
 
     #[test]
+    fn one_decision_per_role_and_access() {
+        use super::{Access, Role, allowed};
+        let accesses = [
+            Access::TeamRead,
+            Access::TeamWrite,
+            Access::Read,
+            Access::Write,
+        ];
+        let table: Vec<(&str, Vec<bool>)> = Role::ALL
+            .into_iter()
+            .map(|role| {
+                let row = accesses.iter().map(|a| allowed(role, *a)).collect();
+                (role.as_str(), row)
+            })
+            .collect();
+        assert_eq!(
+            table,
+            [
+                ("admin", vec![true, true, true, true]),
+                ("team-admin", vec![true, true, false, false]),
+                ("viewer", vec![true, false, true, false]),
+            ]
+        );
+        assert_eq!(Role::parse("team-admin"), Some(Role::TeamAdmin));
+        assert_eq!(Role::parse("root"), None);
+    }
+
+    #[test]
     fn compares_exactly() {
         assert!(constant_time_eq(b"sk-abc", b"sk-abc"));
         assert!(!constant_time_eq(b"sk-abc", b"sk-abd"));

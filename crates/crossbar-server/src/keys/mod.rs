@@ -617,6 +617,87 @@ mod tests {
         );
     }
 
+    fn run<T>(future: impl std::future::Future<Output = T>) -> T {
+        futures::executor::block_on(future)
+    }
+
+    /// A key (total budget 1,000 pUSD) in a team (total budget 100 pUSD, models `gpt-4o*`).
+    fn teamed(key_models: &[&str]) -> KeyState {
+        let team = TeamState {
+            record: Mutex::new(TeamRecord {
+                id: "team_1".to_owned(),
+                name: "research".to_owned(),
+                models: vec!["gpt-4o*".to_owned()],
+                limits: KeyLimits {
+                    budget_total_pusd: Some(100),
+                    ..KeyLimits::default()
+                },
+                ..TeamRecord::default()
+            }),
+            limiter: Arc::new(local::Local::new("team_1".to_owned(), Level::Team, None)),
+        };
+        let key = state(key_models);
+        lock(&key.record).limits.budget_total_pusd = Some(1_000);
+        lock(&key.record).team_id = Some("team_1".to_owned());
+        *lock(&key.team) = Some(Arc::new(team));
+        key
+    }
+
+    #[test]
+    fn a_team_refusal_gives_the_keys_reservation_back() {
+        let key = teamed(&[]);
+        let now = Instant::now();
+        let (first, remaining) = run(key.admit_cost(80, now, 0)).unwrap();
+        assert_eq!(remaining, Some(100), "the team's 100 is the tighter");
+        let err = run(key.admit_cost(30, now, 0)).unwrap_err();
+        assert_eq!(err.code.as_deref(), Some("budget_exceeded"));
+        assert!(
+            err.message.starts_with(
+                "Budget exceeded: this key's team `research`'s total budget is $0.0000000001;"
+            ),
+            "{}",
+            err.message
+        );
+        let limits = lock(&key.record).limits;
+        // The key holds the first request's 80 only: the refused 30 went back.
+        assert_eq!(key.limiter.remaining(limits, 0), Some(920));
+        assert_eq!(key.remaining(0), Some(20));
+        first.settle(50, 0);
+        assert_eq!(key.limiter.remaining(limits, 0), Some(950));
+        assert_eq!(key.remaining(0), Some(50));
+        let (second, _) = run(key.admit_cost(50, now, 0)).unwrap();
+        drop(second);
+        assert_eq!(
+            key.remaining(0),
+            Some(50),
+            "a dropped reservation gives both back"
+        );
+    }
+
+    #[test]
+    fn a_keys_lists_are_narrowed_by_its_teams() {
+        let key = teamed(&[]);
+        assert_eq!(
+            key.record().models,
+            ["gpt-4o*"],
+            "none of its own: the team's"
+        );
+        key.check_model("gpt-4o-mini").unwrap();
+        let err = key.check_model("claude-sonnet").unwrap_err();
+        assert_eq!(
+            err.message,
+            "Your key's team `research` may not use model `claude-sonnet`."
+        );
+        let key = teamed(&["gpt-4o-mini", "claude-*"]);
+        assert_eq!(key.record().models, ["gpt-4o-mini"]);
+        let key = teamed(&["claude-*"]);
+        assert_eq!(
+            key.record().models,
+            ["\u{0}none"],
+            "nothing in common is nothing, never everything"
+        );
+    }
+
     #[test]
     fn models_are_restricted_by_glob() {
         let key = state(&["gpt-4o*"]);
