@@ -145,6 +145,54 @@ pub(crate) fn run_from_row(row: &AnyRow) -> Result<RunRecord> {
     })
 }
 
+impl SqlStore {
+    /// Sets the run's status and totals and appends `event`, in one transaction; with a
+    /// `fence`, only while the run's lease generation is that one (false when it is not:
+    /// nothing was written). The run's row is written first: on PostgreSQL that locks it, so
+    /// a claim of the run waits for this step, or this step finds the claim's generation.
+    pub(crate) async fn append(
+        &self,
+        event: &EventRecord,
+        status: &str,
+        totals: RunTotals,
+        fence: Option<u64>,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let held = sqlx::query(
+            "UPDATE crossbar_agent_runs SET status = $1, updated_ms = $2, steps = $3, \
+             tokens = $4, cost_pusd = $5, elapsed_ms = $6 \
+             WHERE id = $7 AND ($8 IS NULL OR lease_gen = $8)",
+        )
+        .bind(status)
+        .bind(event.time_ms)
+        .bind(int(totals.steps))
+        .bind(int(totals.tokens))
+        .bind(int(totals.cost_pusd))
+        .bind(int(totals.elapsed_ms))
+        .bind(&event.run_id)
+        .bind(fence.map(int))
+        .execute(&mut *tx)
+        .await?;
+        if fence.is_some() && held.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO crossbar_agent_events (run_id, seq, time_ms, kind, data) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&event.run_id)
+        .bind(int(event.seq))
+        .bind(event.time_ms)
+        .bind(&event.kind)
+        .bind(&event.data)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
 impl JournalStore for SqlStore {
     fn create_run<'a>(&'a self, run: &'a RunRecord) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
@@ -178,35 +226,7 @@ impl JournalStore for SqlStore {
         status: &'a str,
         totals: RunTotals,
     ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let mut tx = self.pool.begin().await?;
-            sqlx::query(
-                "INSERT INTO crossbar_agent_events (run_id, seq, time_ms, kind, data) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(&event.run_id)
-            .bind(int(event.seq))
-            .bind(event.time_ms)
-            .bind(&event.kind)
-            .bind(&event.data)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE crossbar_agent_runs SET status = $1, updated_ms = $2, steps = $3, \
-                 tokens = $4, cost_pusd = $5, elapsed_ms = $6 WHERE id = $7",
-            )
-            .bind(status)
-            .bind(event.time_ms)
-            .bind(int(totals.steps))
-            .bind(int(totals.tokens))
-            .bind(int(totals.cost_pusd))
-            .bind(int(totals.elapsed_ms))
-            .bind(&event.run_id)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(())
-        })
+        Box::pin(async move { self.append(event, status, totals, None).await.map(|_| ()) })
     }
 
     fn set_run_status<'a>(

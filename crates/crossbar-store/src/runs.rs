@@ -405,41 +405,11 @@ impl RunQueue for SqlStore {
         generation: u64,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await?;
-            // The run's row first: on PostgreSQL this locks it, so a claim of the run waits
-            // for this step (or this step fails when the claim came first).
-            let held = sqlx::query(
-                "UPDATE crossbar_agent_runs SET status = $1, updated_ms = $2, steps = $3, \
-                 tokens = $4, cost_pusd = $5, elapsed_ms = $6 \
-                 WHERE id = $7 AND lease_gen = $8",
-            )
-            .bind(status)
-            .bind(event.time_ms)
-            .bind(int(totals.steps))
-            .bind(int(totals.tokens))
-            .bind(int(totals.cost_pusd))
-            .bind(int(totals.elapsed_ms))
-            .bind(&event.run_id)
-            .bind(int(generation))
-            .execute(&mut *tx)
-            .await?;
-            if held.rows_affected() != 1 {
-                tx.rollback().await?;
-                return Err(StoreError::Fenced(event.run_id.clone()));
+            if self.append(event, status, totals, Some(generation)).await? {
+                Ok(())
+            } else {
+                Err(StoreError::Fenced(event.run_id.clone()))
             }
-            sqlx::query(
-                "INSERT INTO crossbar_agent_events (run_id, seq, time_ms, kind, data) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(&event.run_id)
-            .bind(int(event.seq))
-            .bind(event.time_ms)
-            .bind(&event.kind)
-            .bind(&event.data)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(())
         })
     }
 

@@ -89,6 +89,19 @@ async fn visible(runs: &Runs, id: &str, owner: Option<&str>) -> Result<QueuedRun
     }
 }
 
+/// The run `id` if the caller may see it, with the runs API.
+async fn callers_run<'s>(
+    state: &'s AppState,
+    caller: Option<&CallerKey>,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<(&'s Runs, QueuedRun)> {
+    let runs = runs(state)?;
+    let owner = owner(state, headers, caller);
+    let run = visible(runs, id, owner.as_deref()).await?;
+    Ok((runs, run))
+}
+
 /// A run as the API shows it; `tool_calls` when counted.
 pub(crate) fn run_json(queued: &QueuedRun, tool_calls: Option<u64>) -> Value {
     let run = &queued.run;
@@ -172,9 +185,8 @@ pub(crate) async fn show(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>> {
-    let runs = runs(&state)?;
-    let owner = owner(&state, &headers, caller.as_ref().map(|Extension(c)| c));
-    let run = visible(runs, &id, owner.as_deref()).await?;
+    let (runs, run) =
+        callers_run(&state, caller.as_ref().map(|Extension(c)| c), &headers, &id).await?;
     let events = runs.store.events(&id).await.map_err(unavailable)?;
     let entries: Vec<Value> = events
         .iter()
@@ -386,9 +398,8 @@ pub(crate) async fn cancel(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>> {
-    let runs = runs(&state)?;
-    let owner = owner(&state, &headers, caller.as_ref().map(|Extension(c)| c));
-    let run = visible(runs, &id, owner.as_deref()).await?;
+    let (runs, run) =
+        callers_run(&state, caller.as_ref().map(|Extension(c)| c), &headers, &id).await?;
     if crossbar_store::is_terminal(&run.run.status) {
         return Err(Error::invalid_request(format!(
             "Cannot cancel run `{id}`: it already ended ({}).",
@@ -398,7 +409,8 @@ pub(crate) async fn cancel(
         .into());
     }
     runs.store.cancel(&id).await.map_err(unavailable)?;
-    let run = visible(runs, &id, owner.as_deref()).await?;
+    let (_, run) =
+        callers_run(&state, caller.as_ref().map(|Extension(c)| c), &headers, &id).await?;
     Ok(Json(run_json(&run, None)))
 }
 
@@ -409,9 +421,9 @@ pub(crate) async fn events(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let runs = runs(&state)?.clone();
-    let owner = owner(&state, &headers, caller.as_ref().map(|Extension(c)| c));
-    visible(&runs, &id, owner.as_deref()).await?;
+    let (runs, _) =
+        callers_run(&state, caller.as_ref().map(|Extension(c)| c), &headers, &id).await?;
+    let runs = runs.clone();
     let after = match headers.get("last-event-id") {
         None => None,
         Some(value) => Some(
