@@ -9,8 +9,8 @@ use crossbar_core::config::{Config, ConfigError, ProviderConfig, ProviderKind};
 use crossbar_core::router::Router;
 use crossbar_sim::{SimConfig, SimDialect, SimServer};
 use crossbar_store::{
-    AuditStore, DashboardStore, MemoryResponses, PayloadStore, ResponseStore, RetentionJob, SqlStore, Store,
-    UsageWriter, WriterSettings, spawn_retention,
+    AuditStore, DashboardStore, MemoryResponses, PayloadStore, ResponseStore, RetentionJob,
+    SqlStore, Store, UsageWriter, WriterSettings, spawn_retention,
 };
 
 use crate::app::AppState;

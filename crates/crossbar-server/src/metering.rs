@@ -326,7 +326,11 @@ fn guardrail_note(
     let notes: Vec<String> = (!findings.is_empty())
         .then(|| findings.summary())
         .into_iter()
-        .chain(webhook.iter().map(|(result, n)| format!("webhook:{result}={n}")))
+        .chain(
+            webhook
+                .iter()
+                .map(|(result, n)| format!("webhook:{result}={n}")),
+        )
         .collect();
     (!notes.is_empty()).then(|| notes.join(","))
 }
