@@ -81,9 +81,11 @@ pub(crate) async fn layer(
         };
     }
     // A scoped admin token opens what the root one does here, as its role allows: reads of
-    // the deployments view for every role (never a write: those are the root's or a key's),
-    // `/metrics` (every key's spend) for admins and viewers.
-    let reads = matches!(*request.method(), Method::GET | Method::HEAD);
+    // the deployments view and the config version for every role (never a write, nor the
+    // runs API, whose handlers know the root token only), `/metrics` (every key's spend) for
+    // admins and viewers.
+    let reads = matches!(*request.method(), Method::GET | Method::HEAD)
+        && !request.uri().path().starts_with("/v1/crossbar/runs");
     let scoped = match gate {
         Gate::KeysOrAdmin | Gate::Metrics if reads => admin_principal(&state, request.headers())
             .await

@@ -358,6 +358,8 @@ async fn gateway_views_follow_the_role_and_a_revoked_token_stops_working() {
         (lead, "/v1/crossbar/deployments", 200),
         (viewer, "/metrics", 200),
         (lead, "/metrics", 401),
+        // The runs API takes gateway keys and the root token only.
+        (viewer, "/v1/crossbar/runs", 401),
     ] {
         let (status, _) = call(&w.gw, token, "GET", path, None).await;
         assert_eq!(status, want, "{path}");
