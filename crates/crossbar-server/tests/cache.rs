@@ -256,6 +256,24 @@ async fn two_virtual_keys_never_share_an_entry() {
 }
 
 #[tokio::test]
+async fn a_hit_still_counts_against_the_keys_rate_limit() {
+    let gw = gateway().await;
+    let key = common::admin_key(&gw, ADMIN, &json!({"name": "limited", "rpm": 2})).await;
+    let auth = format!("Bearer {key}");
+    let (miss, _) = answer(&gw, &request(0.0, false), &[("authorization", &auth)]).await;
+    let (hit, _) = answer(&gw, &request(0.0, false), &[("authorization", &auth)]).await;
+    assert_eq!(
+        (miss.as_deref(), hit.as_deref()),
+        (Some("miss"), Some("hit"))
+    );
+    // A third would be a hit too, but the key's two requests this minute are spent.
+    let refused = post(&gw, &request(0.0, false), &[("authorization", &auth)]).await;
+    assert_eq!(refused.status(), 429);
+    assert_eq!(cache_header(&refused), None);
+    assert_eq!(gw.requests("sim").len(), 1);
+}
+
+#[tokio::test]
 async fn keys_of_one_team_share_entries_where_the_route_says_so() {
     let gw = gateway().await;
     let (status, _) = common::admin_call(
