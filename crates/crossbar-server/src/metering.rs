@@ -218,6 +218,8 @@ impl Meter {
         preferences.key = Some(KeyScope {
             routes: (!record.routes.is_empty()).then_some(record.routes),
             models: (!record.models.is_empty()).then_some(record.models),
+            // Canary splits hash the conversation with the caller.
+            id: Some(key.id()),
             ..preferences.key.take().unwrap_or_default()
         });
         let estimate = router.reservation_pico(

@@ -725,6 +725,13 @@ impl Router {
         Ok(eligible)
     }
 
+    /// Whether the route a request for `requested` falls under splits its traffic.
+    fn splits(&self, requested: &str, preferences: &Preferences) -> bool {
+        self.resolve_for(requested, preferences)
+            .and_then(|model| self.route_for(model, preferences))
+            .is_ok_and(|route| !route.split.is_empty())
+    }
+
     /// The logical model, the route, and each deployment the request may use with its prompt
     /// tokens under the deployment's tokenizer (before calibration); the OpenAI tokenizer runs
     /// only if needed.
@@ -810,11 +817,14 @@ impl Router {
         output: Output,
         chat: Option<&ChatRequest>,
     ) -> Result<Plan<'_>> {
-        // Where the conversation falls among the route's canary shares (chats only).
-        let point = chat.map(|request| {
-            let caller = preferences.key.as_ref().and_then(|k| k.id.as_deref());
-            split::point(request, caller, "split")
-        });
+        // Where the conversation falls among the route's canary shares (chats on a route
+        // with a split only: the hash reads the whole prefix).
+        let point = chat
+            .filter(|_| self.splits(model, preferences))
+            .map(|request| {
+                let caller = preferences.key.as_ref().and_then(|k| k.id.as_deref());
+                split::point(request, caller, "split")
+            });
         let (model, route, deployments) =
             self.eligible_priced(model, preferences, prompt, Extra::Split(point))?;
         let deployments = match chat {
