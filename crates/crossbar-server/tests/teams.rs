@@ -397,3 +397,35 @@ async fn every_change_is_audited_once_without_a_secret() {
     assert_eq!(entries[4]["after"]["prefix"], token_secret[..10]);
     assert!(!text.contains(&token_secret[..11]), "{text}");
 }
+
+#[tokio::test]
+async fn a_teams_tokens_per_minute_count_all_its_keys() {
+    let gw = start(&config(&store_path(), None)).await;
+    team(&gw, json!({"name": "tokens", "tpm": 10})).await;
+    let (k1, _) = key(&gw, json!({"team": "tokens"})).await;
+    let (k2, _) = key(&gw, json!({"team": "tokens", "tpm": 1000})).await;
+    // One call of k1 uses more than the team's 10 tokens of the minute.
+    let first = chat(&gw, &k1, "chat").await;
+    assert_eq!(first.status(), 200);
+    let body: Value = first.json().await.unwrap();
+    assert!(
+        body["usage"]["total_tokens"].as_u64().unwrap() >= 10,
+        "{body}"
+    );
+    // Its tokens count once its record is made: then k2, with room of its own, is refused.
+    for _ in 0..40 {
+        let response = chat(&gw, &k2, "chat").await;
+        if response.status() == 429 {
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "rate_limit_tokens");
+            assert_eq!(
+                body["error"]["message"],
+                "Rate limit reached: this key's team `tokens` allows 10 tokens per minute."
+            );
+            return;
+        }
+        assert_eq!(response.status(), 200);
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the team's tokens per minute never refused k2");
+}
