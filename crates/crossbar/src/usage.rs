@@ -9,7 +9,7 @@ use crate::report;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use crossbar_core::pricing::format_usd;
-use crossbar_store::{SqlStore, Store, UsageRecord, now_ms};
+use crossbar_store::{OrgStore as _, SqlStore, Store, TeamRecord, UsageRecord, now_ms};
 use serde::Serialize;
 
 /// Records read at most; a report over more should narrow `--since`.
@@ -188,13 +188,29 @@ pub async fn command(args: UsageArgs) -> anyhow::Result<()> {
     };
     let store = SqlStore::open(&url).await.context("opening the store")?;
     let records = store.usage_since(since, MAX_RECORDS).await;
+    // Teams are shown by name too: their ids say little.
+    let teams = match args.by {
+        By::Team => store.list_teams().await.unwrap_or_default(),
+        _ => Vec::new(),
+    };
     store.close().await;
     let records = records?;
     if records.len() as u64 >= u64::from(MAX_RECORDS) {
         eprintln!("note: only the first {MAX_RECORDS} records were read; narrow --since");
     }
-    println!("{}", render(&aggregate(&records, args.by), args.format)?);
+    let mut rows = aggregate(&records, args.by);
+    name_teams(&mut rows, &teams);
+    println!("{}", render(&rows, args.format)?);
     Ok(())
+}
+
+/// `team_…` groups as `name (team_…)`.
+fn name_teams(rows: &mut [Row], teams: &[TeamRecord]) {
+    for row in rows {
+        if let Some(team) = teams.iter().find(|t| t.id == row.group) {
+            row.group = format!("{} ({})", team.name, team.id);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -279,6 +295,18 @@ mod tests {
                 ("team_b".to_owned(), 1, "0.000000000005".to_owned()),
                 ("(none)".to_owned(), 1, "0.000000000001".to_owned()),
             ]
+        );
+        let mut rows = aggregate(&records, By::Team);
+        let research = TeamRecord {
+            id: "team_a".to_owned(),
+            name: "research".to_owned(),
+            ..TeamRecord::default()
+        };
+        name_teams(&mut rows, &[research]);
+        assert_eq!(rows[0].group, "research (team_a)");
+        assert_eq!(
+            rows[1].group, "team_b",
+            "a team gone from the store keeps its id"
         );
         let users: Vec<(String, u64)> = aggregate(&records, By::User)
             .into_iter()
