@@ -509,7 +509,9 @@ impl Shared {
                 .collect();
             deployment.apply_peers(&peers, now, now_ms);
         }
-        self.sync_headroom(&deployments).await?;
+        if let Err(error) = self.sync_headroom(&deployments).await {
+            degraded("headroom_sync", &error);
+        }
         self.count_replicas(ttl).await
     }
 
