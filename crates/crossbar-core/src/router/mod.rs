@@ -939,6 +939,8 @@ impl Router {
                 &mut *lock(&self.rng),
                 plan.candidates.len(),
             )
+            // Not onto a deployment whose quota is spent: its provider would refuse the call.
+            .filter(|chosen| plan.candidates[*chosen].pressure < 1.0)
             .map(|chosen| plan.move_to_front(chosen))
             .is_some();
         if tracing::enabled!(tracing::Level::DEBUG) {

@@ -1650,3 +1650,22 @@ async fn shadow_copies_are_bounded_and_take_their_share() {
         "{copies} copies of 1,000 at 20%"
     );
 }
+
+/// Exploration never starts a request on a deployment whose quota is spent, and still explores
+/// one that has some left.
+#[tokio::test(start_paused = true)]
+async fn exploration_skips_a_deployment_with_nothing_left() {
+    let fake = Arc::new(Fake::default());
+    fake.set("a", |s| s.quota_limit = 1);
+    let router = build(
+        &three("[routes.default]\nobjective = \"cost\"\nexplore = 1.0\nattempts = 1\n"),
+        &fake,
+    );
+    // Every request explores: `a` (cheapest) gets its one call sooner or later, then never again.
+    for i in 0..60 {
+        router.chat(&ask(&format!("q{i}"))).await.unwrap();
+    }
+    assert_eq!(fake.calls_to("a"), 1);
+    assert_eq!(fake.rate_limited.load(Ordering::SeqCst), 0);
+    assert!(fake.calls_to("b") > 0 && fake.calls_to("c") > 0);
+}
