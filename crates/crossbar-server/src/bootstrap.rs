@@ -95,6 +95,10 @@ impl Gateway {
             payloads,
             reload: None,
         };
+        // Shadow copies' answers go to the ledger, flagged.
+        if let Some(writer) = state.metering.writer() {
+            crate::shadow::record_answers(&router, writer.clone());
+        }
         Ok(Self {
             router,
             sims,

@@ -1,10 +1,16 @@
 //! Shadow traffic's figures for operators: `GET /v1/crossbar/shadow` (behind the dashboard's
 //! guard) lists each (route, primary, shadow) pair with both sides' figures over the same
-//! requests, and `/metrics` carries them as gauges. The copies themselves are the router's.
+//! requests, `/metrics` carries them as gauges, and every copy's answer becomes a usage record
+//! flagged `api = "shadow"` (no key, so no budget pays for it). The copies themselves are the
+//! router's.
 
 use axum::Json;
 use axum::extract::State;
-use crossbar_core::router::{Router, ShadowView, SideView};
+use std::sync::Arc;
+
+use crossbar_core::router::{Router, ShadowAnswer, ShadowView, SideView};
+use crossbar_store::{UsageRecord, UsageWriter, now_ms};
+use rand::Rng;
 use serde::Serialize;
 
 use crate::app::AppState;
@@ -65,5 +71,45 @@ fn side_gauges(labels: &[(&'static str, String); 4], figures: &SideView) {
             with_stat.push(("stat", stat.to_owned()));
             metrics::gauge!("crossbar_shadow_latency_ms", &with_stat).set(value);
         }
+    }
+}
+
+/// What `api` a shadow copy's usage record carries.
+pub(crate) const SHADOW_API: &str = "shadow";
+
+/// Writes a usage record for every shadow copy the router's answers make: the shadow's
+/// deployment, tokens, cost and latency, its error if it failed, flagged `api = "shadow"`, with
+/// no key (the copy is the operator's experiment, not the caller's spend) and the route whose
+/// shadow it is.
+pub(crate) fn record_answers(router: &Router, writer: UsageWriter) {
+    router.on_shadow_answer(Arc::new(move |answer: ShadowAnswer| {
+        writer.submit(usage_record(&answer));
+    }));
+}
+
+fn usage_record(answer: &ShadowAnswer) -> UsageRecord {
+    let deployment = &answer.deployment;
+    let usage = answer.usage.unwrap_or_default();
+    let latency_ms = u64::try_from(answer.latency.as_millis()).unwrap_or(u64::MAX);
+    UsageRecord {
+        request_id: format!("shadow_{}", hex::encode(rand::rng().random::<[u8; 12]>())),
+        time_ms: now_ms().saturating_sub(i64::try_from(latency_ms).unwrap_or(0)),
+        api: SHADOW_API.to_owned(),
+        model: deployment.model.clone(),
+        route: Some(answer.route.clone()),
+        deployment: Some(deployment.id()),
+        provider: Some(deployment.provider.name.clone()),
+        cloud: Some(deployment.provider.cloud.clone()),
+        region: Some(deployment.provider.region.clone()),
+        status: answer.error.as_ref().map_or(200, |e| e.status()),
+        error: answer.error.as_ref().map(|e| e.message.clone()),
+        input_tokens: usage.input_tokens,
+        cached_input_tokens: usage.cached_input_tokens,
+        cache_write_tokens: usage.cache_write_tokens,
+        output_tokens: usage.output_tokens,
+        reasoning_tokens: usage.reasoning_tokens,
+        cost_pusd: answer.cost_pico,
+        latency_ms,
+        ..UsageRecord::default()
     }
 }

@@ -166,3 +166,63 @@ async fn every_request_is_copied_to_the_shadow_and_only_the_primary_answers() {
         );
     }
 }
+
+/// Each copy's answer is a usage record flagged `api = "shadow"`: the shadow's deployment,
+/// tokens and cost, no key; a failed copy's record carries its error.
+#[tokio::test]
+async fn shadow_answers_are_recorded_with_the_flag() {
+    let store = common::temp_db("shadow");
+    let gw = start(&format!(
+        "{CONFIG}\n[store]\nurl = \"{}\"\n",
+        store.display()
+    ))
+    .await;
+    for i in 0..5 {
+        let response = gw
+            .post(
+                "/v1/chat/completions",
+                &json!({"model": "m", "messages": [user(&format!("record {i}"))]}),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+    }
+    answered(&gw, 5).await;
+    gw.sim("shade").set_config(SimConfig {
+        error_rate: 1.0,
+        ..SimConfig::default()
+    });
+    let response = gw
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "m", "messages": [user("one more")]}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    answered(&gw, 6).await;
+    let records = common::usage_records(&gw, 12).await;
+    let (shadow, client): (Vec<_>, Vec<_>) = records.iter().partition(|r| r.api == "shadow");
+    assert_eq!((shadow.len(), client.len()), (6, 6));
+    assert!(
+        client
+            .iter()
+            .all(|r| r.api == "chat" && r.deployment.as_deref() == Some("m@primary"))
+    );
+    for record in &shadow {
+        assert_eq!(record.deployment.as_deref(), Some("other@shade"));
+        assert_eq!(record.model, "other");
+        assert_eq!(record.route.as_deref(), Some("m"));
+        assert_eq!(record.key_id, None);
+    }
+    let answered_ok: Vec<_> = shadow.iter().filter(|r| r.status == 200).collect();
+    assert_eq!(answered_ok.len(), 5);
+    assert!(
+        answered_ok
+            .iter()
+            .all(|r| r.input_tokens > 0 && r.output_tokens > 0 && r.cost_pusd > 0)
+    );
+    let failed: Vec<_> = shadow.iter().filter(|r| r.status != 200).collect();
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0].error.is_some());
+    assert_eq!(failed[0].cost_pusd, 0);
+    let _ = std::fs::remove_file(store);
+}

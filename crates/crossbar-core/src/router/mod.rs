@@ -68,7 +68,7 @@ pub use catalog::{
 pub use estimate::{Prompt, Tokenizer};
 pub use headroom::{HeadroomReport, HeadroomView, Limit, Quota, now_ms as wall_ms};
 pub use peers::{HealthReport, PeerHealth};
-pub use shadow::{ShadowView, SideView};
+pub use shadow::{ShadowAnswer, ShadowHook, ShadowView, SideView};
 pub use split::{Shadow, Target};
 pub use stats::{Counters, SeriesView, StatsView};
 pub use upstream::{HttpUpstream, Upstream};
@@ -589,6 +589,11 @@ impl Router {
     /// Every (route, primary, shadow) pair's figures, in that order.
     pub fn shadow_figures(&self) -> Vec<ShadowView> {
         self.shadows.views()
+    }
+
+    /// Tells `hook` of every shadow copy's answer (the gateway records them in its ledger).
+    pub fn on_shadow_answer(&self, hook: ShadowHook) {
+        self.shadows.set_hook(hook);
     }
 
     /// The route's shadow and the deployment a copy of `request` goes to, when the shadow's

@@ -179,13 +179,52 @@ struct Pair {
     in_flight: u64,
 }
 
-/// Every pair's figures, since the gateway started.
-#[derive(Debug, Default)]
+/// A shadow copy's answer, for whoever keeps records of them (the gateway's usage ledger).
+#[derive(Clone, Debug)]
+pub struct ShadowAnswer {
+    pub route: String,
+    /// The deployment that answered the client.
+    pub primary: String,
+    /// The shadow deployment the copy went to.
+    pub deployment: Arc<Deployment>,
+    pub latency: Duration,
+    pub usage: Option<Usage>,
+    pub cost_pico: u64,
+    /// Why the copy failed, if it did.
+    pub error: Option<Error>,
+}
+
+/// Told of every shadow answer.
+pub type ShadowHook = Arc<dyn Fn(ShadowAnswer) + Send + Sync>;
+
+/// Every pair's figures, since the gateway started, and who else hears of each answer.
+#[derive(Default)]
 pub(crate) struct Book {
     pairs: Mutex<BTreeMap<(String, String, String), Pair>>,
+    hook: std::sync::RwLock<Option<ShadowHook>>,
+}
+
+impl std::fmt::Debug for Book {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Book").finish_non_exhaustive()
+    }
 }
 
 impl Book {
+    pub fn set_hook(&self, hook: ShadowHook) {
+        *self
+            .hook
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(hook);
+    }
+
+    fn hook(&self) -> Option<ShadowHook> {
+        self.hook
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     fn with(&self, key: &(String, String, String), f: impl FnOnce(&mut Pair)) {
         let mut pairs = lock(&self.pairs);
         if let Some(pair) = pairs.get_mut(key) {
@@ -265,5 +304,17 @@ pub(crate) fn send(
             pair.in_flight -= 1;
         });
         drop(permit);
+        if let Some(hook) = book.hook() {
+            let (route, primary, _) = key;
+            hook(ShadowAnswer {
+                route,
+                primary,
+                deployment: shadow,
+                latency: outcome.latency,
+                usage: outcome.usage,
+                cost_pico: outcome.cost_pico,
+                error: result.err(),
+            });
+        }
     });
 }
