@@ -97,7 +97,9 @@ pub(crate) async fn layer(
     match gate {
         Gate::Open => return next.run(request).await,
         Gate::Metrics => {
-            return if matches!(scoped, Some(Role::Admin | Role::Viewer)) {
+            return if admin_presented(&state, request.headers())
+                || matches!(scoped, Some(Role::Admin | Role::Viewer))
+            {
                 next.run(request).await
             } else {
                 refuse(
@@ -108,7 +110,7 @@ pub(crate) async fn layer(
                 )
             };
         }
-        Gate::KeysOrAdmin if scoped.is_some() => {
+        Gate::KeysOrAdmin if admin_presented(&state, request.headers()) || scoped.is_some() => {
             return next.run(request).await;
         }
         Gate::KeysOrAdmin | Gate::Keys => {}
