@@ -2,7 +2,8 @@
 //! learnt about the deployments both have (matched by id, `model@provider`), so a reload
 //! neither forgets a failing deployment nor explores a known one again.
 //!
-//! Statistics, the `Retry-After` cooldown and the other replicas' reports move as they are. A
+//! Statistics, the `Retry-After` cooldown, the rate-limit headroom, the other replicas' reports
+//! and the shadow figures (with who records shadow answers) move as they are. A
 //! breaker is carried through its public transitions, so the new configuration's breaker
 //! settings apply from the reload on: an open breaker stays open until the same instant, a
 //! half-open one lets one probe through, a closed one starts with an empty window.
@@ -34,6 +35,7 @@ impl Router {
                 .or_default()
                 .push(deployment);
         }
+        self.shadows.adopt(&old.shadows);
         let mut carried = Vec::new();
         for deployment in &self.deployments {
             let id = deployment.id();
@@ -47,6 +49,7 @@ impl Router {
 }
 
 fn carry(from: &Deployment, to: &Deployment, now: Instant) {
+    to.headroom.adopt(&from.headroom);
     // One lock at a time: `from` belongs to another router, whose calls may still run.
     let (stats, breaker, open_until, cooldown_until, peers) = {
         let live = from.live();
@@ -222,5 +225,40 @@ deployments = [{ provider = "a", target = "x" }]
         assert_eq!(live.breaker.state(now), BreakerState::HalfOpen);
         assert_eq!(live.breaker.acquire(now), Some(Permit::Probe));
         assert_eq!(live.breaker.acquire(now), None);
+    }
+
+    /// A reload keeps each surviving deployment's headroom reading, and the shadow figures
+    /// with the hook that records shadow answers.
+    #[tokio::test(start_paused = true)]
+    async fn headroom_and_shadow_figures_carry_over() {
+        let models = r#"
+[[models]]
+name = "m"
+deployments = [{ provider = "a", target = "x" }]
+"#;
+        let old = router(models);
+        deployment(&old, "m@a").observe_quota(super::super::Quota {
+            limits: vec![super::super::Limit {
+                name: "requests",
+                remaining: 1,
+                limit: Some(100),
+                reset_ms: Some(30_000),
+            }],
+        });
+        let heard = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&heard);
+        old.on_shadow_answer(std::sync::Arc::new(move |_| {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }));
+        let new = router(models);
+        new.carry_from(&old);
+        let view = deployment(&new, "m@a").view().headroom.unwrap();
+        assert!((view.remaining - 0.01).abs() < 1e-9);
+        assert!(!view.from_peer);
+        assert_eq!(view.limits[0].remaining, 1);
+        assert!(new.shadows.hook().is_some());
+        assert!(!heard.load(std::sync::atomic::Ordering::SeqCst));
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert!(deployment(&new, "m@a").view().headroom.is_none());
     }
 }

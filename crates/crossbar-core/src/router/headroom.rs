@@ -296,6 +296,15 @@ impl Slot {
         });
     }
 
+    /// Takes over `from`'s reading (a reload: the quota is the provider's, whatever router).
+    pub fn adopt(&self, from: &Slot) {
+        let reading = lock(&from.last).clone();
+        if let Some(reading) = &reading {
+            self.store(reading.remaining, reading.reset_at);
+        }
+        *lock(&self.last) = reading;
+    }
+
     pub fn view(&self, now: Instant) -> Option<HeadroomView> {
         let last = lock(&self.last);
         let reading = last.as_ref().filter(|r| r.reset_at > now)?;

@@ -218,7 +218,17 @@ impl Book {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(hook);
     }
 
-    fn hook(&self) -> Option<ShadowHook> {
+    /// Takes over `from`'s figures and hook (a reload); copies still in flight on the old
+    /// router finish into its own book.
+    pub fn adopt(&self, from: &Book) {
+        let pairs = std::mem::take(&mut *lock(&from.pairs));
+        *lock(&self.pairs) = pairs;
+        if let Some(hook) = from.hook() {
+            self.set_hook(hook);
+        }
+    }
+
+    pub(super) fn hook(&self) -> Option<ShadowHook> {
         self.hook
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
