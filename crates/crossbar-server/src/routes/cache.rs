@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
+use crossbar_core::cache::replay;
 use crossbar_core::cache::{
     Assembler, CacheConfig, CacheKey, Cached, Decision, Directive, HEADER, Put, ResponseCache,
     decide,
@@ -17,6 +18,9 @@ use crossbar_core::shared_kv::SharedSlot;
 use crossbar_core::{ChatStream, Error};
 use futures::StreamExt;
 
+use super::payload_log::PayloadLog;
+use super::{checked_answer, checked_stream};
+use crate::metering::Meter;
 use crate::shared::Shared;
 
 /// Route name to its cache and the settings it was built from.
@@ -102,6 +106,41 @@ impl Lookup {
         found
     }
 
+    /// The answer kept for `request`, if any, as the client gets it, whatever the dialect: noted
+    /// on the usage record as a hit (no upstream, no cost), and through the route's guardrails
+    /// (the rules may have changed since it was kept) and the payload log like a fresh answer;
+    /// whole, or replayed as a stream when the request streams. With its age in seconds.
+    pub(crate) async fn answer(
+        &self,
+        request: &ChatRequest,
+        policies: &Policies,
+        meter: &Meter,
+        log: &mut Option<PayloadLog>,
+    ) -> Result<Option<(Hit, u64)>, Error> {
+        let Some(mut hit) = self.get().await else {
+            return Ok(None);
+        };
+        let age = hit.age_s(self.cache.now_ms());
+        meter.cache_hit(&policies.route, hit.usage());
+        let answer = if request.stream {
+            let events = replay(&hit.response).into_iter().map(Ok);
+            let events = Box::pin(futures::stream::iter(events));
+            Hit::Stream(checked_stream(events, policies, meter, None, log.take()))
+        } else {
+            checked_answer(
+                policies,
+                request,
+                &mut hit.response,
+                meter,
+                log.as_mut(),
+                None,
+            )
+            .await?;
+            Hit::Whole(Box::new(hit.response))
+        };
+        Ok(Some((answer, age)))
+    }
+
     /// Keeps `response` if this request may store, counting a store.
     pub(crate) async fn put(&self, response: &ChatResponse) {
         if self.store && self.cache.put(&self.key, response).await == Put::Stored {
@@ -134,6 +173,24 @@ impl Lookup {
             }
         })
     }
+}
+
+/// A cached answer ready for the client's dialect ([`Lookup::answer`]).
+pub(crate) enum Hit {
+    Whole(Box<ChatResponse>),
+    Stream(ChatStream),
+}
+
+/// A hit's headers: `x-crossbar-cache: hit`, its `age`, the route that answered and no
+/// upstream attempts.
+pub(crate) fn hit_headers(response: &mut Response, route: &str, age_s: u64) {
+    if let Ok(value) = HeaderValue::from_str(route) {
+        response.headers_mut().insert("x-crossbar-route", value);
+    }
+    response
+        .headers_mut()
+        .insert("x-crossbar-attempts", HeaderValue::from(0));
+    headers(response, true, Some(age_s));
 }
 
 /// `crossbar_cache_total{result="hit|miss|skip|store"}`.

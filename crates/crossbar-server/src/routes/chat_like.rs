@@ -3,33 +3,26 @@
 //! the response cache, routing, then the answer or the stream written in the client's dialect.
 //! Mounting a dialect is `post(chat_like::serve::<Dialect>)`.
 
-use std::sync::Arc;
-
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::{IntoResponse, Response};
-use crossbar_core::cache::{Cached, replay};
-use crossbar_core::chat::ChatRequest;
+use axum::http::HeaderMap;
+use axum::response::Response;
 use crossbar_core::ingress::ChatIngress;
-use crossbar_core::router::{Policies, Prompt};
+use crossbar_core::router::Prompt;
 
-use super::cache::{self, Lookup};
+use super::cache::{self, Hit, Lookup};
 use super::payload_log::PayloadLog;
 use super::{
-    body, check_answer, checked_policies, decode, preferences, routed_headers, stream,
-    webhook_request,
+    body, checked_answer, checked_policies, checked_stream, decode, end_user, json_body,
+    preferences, routed_headers, stream, webhook_request,
 };
 use crate::app::AppState;
 use crate::auth::CallerKey;
 use crate::error::ApiError;
 use crate::metering::Meter;
 use crate::request_id::RequestId;
-
-/// The header naming the end user inside the caller's key; it wins over the body's field.
-pub(crate) const USER_HEADER: &str = "x-crossbar-user";
 
 pub(crate) async fn serve<I: ChatIngress>(
     State(state): State<AppState>,
@@ -92,14 +85,16 @@ pub(crate) async fn serve<I: ChatIngress>(
         meter.team_id().as_deref(),
     );
     if let Some(lookup) = &lookup
-        && let Some(hit) = lookup.get().await
-    {
-        let age = hit.age_s(lookup.cache.now_ms());
-        meter.cache_hit(&policies.route, hit.usage());
-        let mut response = answer_hit::<I>(&decoded, &meter, &policies, hit, log)
+        && let Some((hit, age)) = lookup
+            .answer(request, &policies, &meter, &mut log)
             .await
-            .map_err(fail)?;
-        cache::headers(&mut response, true, Some(age));
+            .map_err(fail)?
+    {
+        let mut response = match hit {
+            Hit::Whole(answer) => json_body(I::encode_response(&decoded, &answer).map_err(fail)?),
+            Hit::Stream(events) => stream::response(events, I::stream_encoder(&decoded)),
+        };
+        cache::hit_headers(&mut response, &policies.route, age);
         return Ok(response);
     }
     let mut response = if !request.stream {
@@ -109,18 +104,18 @@ pub(crate) async fn serve<I: ChatIngress>(
             .await
             .map_err(fail)?;
         meter.routed(&routed, routed.value.usage);
-        check_answer(&policies, request, &mut routed.value, &meter)
-            .await
-            .map_err(fail)?;
-        if let Some(log) = &mut log {
-            log.answer(&routed.value);
-        }
-        // Kept as the client gets it: masked, and only if no rule blocked it.
-        if let Some(lookup) = &lookup {
-            lookup.put(&routed.value).await;
-        }
+        checked_answer(
+            &policies,
+            request,
+            &mut routed.value,
+            &meter,
+            log.as_mut(),
+            lookup.as_ref(),
+        )
+        .await
+        .map_err(fail)?;
         let body = I::encode_response(&decoded, &routed.value).map_err(fail)?;
-        let mut response = json(body);
+        let mut response = json_body(body);
         routed_headers(&mut response, &routed);
         response
     } else {
@@ -130,16 +125,9 @@ pub(crate) async fn serve<I: ChatIngress>(
             .await
             .map_err(fail)?;
         // The events go into the body; the rest of `routed` still says who answered.
-        let mut events = std::mem::replace(&mut routed.value, Box::pin(futures::stream::empty()));
+        let events = std::mem::replace(&mut routed.value, Box::pin(futures::stream::empty()));
         meter.routed(&routed, None);
-        events = stream::guarded(events, Arc::clone(&policies.guardrails), meter.clone());
-        if let Some(lookup) = lookup.clone() {
-            events = lookup.storing(events);
-        }
-        if let Some(log) = log {
-            events = log.streaming(events);
-        }
-        let events = meter.observe(events);
+        let events = checked_stream(events, &policies, &meter, lookup.clone(), log);
         let mut response = stream::response(events, I::stream_encoder(&decoded));
         routed_headers(&mut response, &routed);
         response
@@ -148,61 +136,4 @@ pub(crate) async fn serve<I: ChatIngress>(
         cache::headers(&mut response, false, None);
     }
     Ok(response)
-}
-
-/// A cached answer in the client's dialect: the answer, or its replay as a stream.
-/// The route's guardrails apply to it as to a fresh one (the rules may have changed since).
-async fn answer_hit<I: ChatIngress>(
-    decoded: &I::Decoded,
-    meter: &Meter,
-    policies: &Policies,
-    mut hit: Cached,
-    log: Option<PayloadLog>,
-) -> Result<Response, crossbar_core::Error> {
-    let request = I::request(decoded);
-    let mut response = if request.stream {
-        let events = replay(&hit.response).into_iter().map(Ok);
-        let events = Box::pin(futures::stream::iter(events));
-        let mut events = stream::guarded(events, Arc::clone(&policies.guardrails), meter.clone());
-        if let Some(log) = log {
-            events = log.streaming(events);
-        }
-        stream::response(meter.observe(events), I::stream_encoder(decoded))
-    } else {
-        check_answer(policies, request, &mut hit.response, meter).await?;
-        if let Some(mut log) = log {
-            log.answer(&hit.response);
-        }
-        json(I::encode_response(decoded, &hit.response)?)
-    };
-    if let Ok(value) = HeaderValue::from_str(&policies.route) {
-        response.headers_mut().insert("x-crossbar-route", value);
-    }
-    response
-        .headers_mut()
-        .insert("x-crossbar-attempts", HeaderValue::from(0));
-    Ok(response)
-}
-
-fn json(body: Vec<u8>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response()
-}
-
-/// The end user inside the caller's key: `x-crossbar-user`, else the request's own field
-/// (OpenAI `user`, Anthropic `metadata.user_id`).
-fn end_user(headers: &HeaderMap, request: &ChatRequest) -> Option<String> {
-    headers
-        .get(USER_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .map(str::to_owned)
-        .or_else(|| request.user.clone())
 }

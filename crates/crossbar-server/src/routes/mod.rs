@@ -19,17 +19,22 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use crossbar_core::Error;
 use crossbar_core::chat::{ChatRequest, ChatResponse};
 use crossbar_core::config::{HostedTools, UnknownFields};
 use crossbar_core::guardrails::{OnError, Webhook, WebhookOutcome};
 use crossbar_core::router::{
     Deployment, MAX_COST_HEADER, PROVIDER_HEADER, Policies, Preferences, ROUTE_HEADER, Routed,
 };
+use crossbar_core::{ChatStream, Error};
 use serde_json::json;
 
+use self::cache::Lookup;
+use self::payload_log::PayloadLog;
 use crate::error::ApiError;
 use crate::metering::Meter;
+
+/// The header naming the end user inside the caller's key; it wins over the body's field.
+pub(crate) const USER_HEADER: &str = "x-crossbar-user";
 
 pub(crate) async fn health() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
@@ -79,16 +84,6 @@ pub(crate) async fn decode<T: Send + 'static>(
     tokio::task::spawn_blocking(move || decode(&raw))
         .await
         .map_err(|e| Error::internal(format!("decoding the request failed: {e}")))?
-}
-
-/// [`checked_policies`] for an ingress that notes nothing on the usage record.
-pub(crate) fn apply_policies(
-    router: &crossbar_core::router::Router,
-    request: &mut ChatRequest,
-    preferences: &Preferences,
-    unknown: fn(&str) -> Error,
-) -> Result<Policies, Error> {
-    checked_policies(router, request, preferences, unknown, &Meter::default())
 }
 
 /// Applies the route's policies to what a client sent beyond the canonical request: a field the
@@ -201,6 +196,75 @@ pub(crate) async fn check_answer(
         WebhookOutcome::Failed { error } => webhook_failed(webhook, meter, &error)?,
     }
     Ok(())
+}
+
+/// A fresh whole answer on its way to the client, whatever the dialect: the route's guardrails
+/// ([`check_answer`]), then the payload log and the response cache get it as the client will
+/// (masked, and only if no rule blocked it).
+pub(crate) async fn checked_answer(
+    policies: &Policies,
+    request: &ChatRequest,
+    answer: &mut ChatResponse,
+    meter: &Meter,
+    log: Option<&mut PayloadLog>,
+    lookup: Option<&Lookup>,
+) -> Result<(), Error> {
+    check_answer(policies, request, answer, meter).await?;
+    if let Some(log) = log {
+        log.answer(answer);
+    }
+    if let Some(lookup) = lookup {
+        lookup.put(answer).await;
+    }
+    Ok(())
+}
+
+/// A fresh stream on its way to the client, whatever the dialect: the route's guardrails
+/// ([`stream::guarded`]), then the response cache and the payload log keep what the client
+/// gets, and the meter notes its usage and how it ended.
+pub(crate) fn checked_stream(
+    events: ChatStream,
+    policies: &Policies,
+    meter: &Meter,
+    lookup: Option<Lookup>,
+    log: Option<PayloadLog>,
+) -> ChatStream {
+    let mut events = stream::guarded(
+        events,
+        std::sync::Arc::clone(&policies.guardrails),
+        meter.clone(),
+    );
+    if let Some(lookup) = lookup {
+        events = lookup.storing(events);
+    }
+    if let Some(log) = log {
+        events = log.streaming(events);
+    }
+    meter.observe(events)
+}
+
+/// A JSON answer's response.
+pub(crate) fn json_body(body: Vec<u8>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// The end user inside the caller's key: `x-crossbar-user`, else the request's own field
+/// (OpenAI and Responses `user`, Anthropic `metadata.user_id`).
+pub(crate) fn end_user(headers: &HeaderMap, request: &ChatRequest) -> Option<String> {
+    headers
+        .get(USER_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .or_else(|| request.user.clone())
 }
 
 /// `crossbar_guardrail_webhook_total{result}` and the usage record's note.

@@ -13,8 +13,8 @@ use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use crossbar_core::chat::{ChatResponse, Message};
 use crossbar_core::dialects::responses::{self, Accumulator, Params, StreamEncoder};
 use crossbar_core::router::Prompt;
@@ -23,11 +23,17 @@ use crossbar_store::{ResponseStore, stored_response};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use super::{apply_policies, body, decode, preferences, routed_headers, stream};
+use super::cache::{self, Hit, Lookup};
+use super::payload_log::PayloadLog;
+use super::{
+    body, checked_answer, checked_policies, checked_stream, decode, end_user, json_body,
+    preferences, routed_headers, stream, webhook_request,
+};
 use crate::app::AppState;
 use crate::auth::CallerKey;
 use crate::error::ApiError;
 use crate::metering::Meter;
+use crate::request_id::RequestId;
 
 /// Whose responses a request sees: its virtual key's, or the keyless callers' (empty).
 fn owner(caller: Option<&Extension<CallerKey>>) -> String {
@@ -120,35 +126,32 @@ fn storing(mut events: ChatStream, save: Save, model: String) -> ChatStream {
     })
 }
 
-fn json_response(body: Vec<u8>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response()
-}
-
+/// The same pipeline as chat completions and messages (see `chat_like`): the route's policies
+/// and guardrail webhook on the request, the response cache, the answer's guardrails, usage
+/// notes and payload logs; then the answer as a `Response` (stored when `store`), whether it came
+/// from a deployment or the cache.
 pub(crate) async fn create(
     State(state): State<AppState>,
     meter: Meter,
     caller: Option<Extension<CallerKey>>,
+    request_id: Option<Extension<RequestId>>,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let raw = body(raw, state.max_body_bytes)?;
-    let ingress = decode(raw.clone(), responses::decode_request).await?;
+    let ingress = decode(raw, responses::decode_request).await?;
     let owner = owner(caller.as_ref());
+    let key_id = caller.map(|Extension(CallerKey(id))| id);
     let history = match ingress.previous_response_id() {
         Some(id) => conversation(state.responses.as_ref(), id, &owner).await?,
         None => Vec::new(),
     };
     let mut request = ingress.chat_request(&history)?;
     // What the gateway remembers of the conversation stays with the caller's key.
-    request.scope = (!owner.is_empty()).then(|| owner.clone());
+    request.scope = key_id.clone();
+    let directive = cache::directive(&headers)?;
     let mut preferences = preferences(&headers)?;
+    meter.end_user(end_user(&headers, &request));
     let max_tokens = request.max_tokens.map(u64::from);
     meter
         .admit(
@@ -161,12 +164,30 @@ pub(crate) async fn create(
         )
         .await?;
     // After admission, so the route is chosen (and a 404 worded) within the caller's key.
-    apply_policies(
+    let policies = checked_policies(
         &state.router,
         &mut request,
         &preferences,
         responses::unknown_field_error,
+        &meter,
     )?;
+    webhook_request(&policies, &mut request, &meter).await?;
+    let mut log = PayloadLog::new(
+        state.payloads.as_ref(),
+        &policies,
+        &request,
+        request_id.map(|Extension(RequestId(id))| id),
+        key_id.as_deref(),
+    );
+    // Keyed by the conversation as it leaves (stored history included, masked, rewritten).
+    let lookup = Lookup::new(
+        &state.caches,
+        &policies,
+        &request,
+        directive,
+        key_id.as_deref(),
+        meter.team_id().as_deref(),
+    );
     let mut before = history;
     before.extend(ingress.input.iter().cloned());
     let save = ingress.params.store.then(|| Save {
@@ -176,31 +197,72 @@ pub(crate) async fn create(
         before,
         input_items: ingress.input_items.clone(),
     });
-    if !request.stream {
-        let routed = state.router.chat_with(&request, &preferences).await?;
-        meter.routed(&routed, routed.value.usage);
-        let object = responses::encode_response(&ingress.params, &routed.value);
-        if let Some(save) = save {
-            save.run(&routed.value, &object).await?;
-        }
-        let mut response = json_response(object.to_string().into_bytes());
-        routed_headers(&mut response, &routed);
+    // A hit is a `Response` like any other: its own id, and stored when asked.
+    if let Some(lookup) = &lookup
+        && let Some((hit, age)) = lookup.answer(&request, &policies, &meter, &mut log).await?
+    {
+        let mut response = match hit {
+            Hit::Whole(answer) => whole(&ingress.params, &answer, save).await?,
+            Hit::Stream(events) => streamed(events, ingress.params, save, &request.model),
+        };
+        cache::hit_headers(&mut response, &policies.route, age);
         return Ok(response);
     }
-    let mut routed = state
-        .router
-        .chat_stream_with(&request, &preferences)
+    let mut response = if !request.stream {
+        let mut routed = state.router.chat_with(&request, &preferences).await?;
+        meter.routed(&routed, routed.value.usage);
+        checked_answer(
+            &policies,
+            &request,
+            &mut routed.value,
+            &meter,
+            log.as_mut(),
+            lookup.as_ref(),
+        )
         .await?;
-    let events = std::mem::replace(&mut routed.value, Box::pin(futures::stream::empty()));
-    meter.routed(&routed, None);
-    let mut events = meter.observe(events);
-    if let Some(save) = save {
-        events = storing(events, save, request.model.clone());
+        let mut response = whole(&ingress.params, &routed.value, save).await?;
+        routed_headers(&mut response, &routed);
+        response
+    } else {
+        let mut routed = state
+            .router
+            .chat_stream_with(&request, &preferences)
+            .await?;
+        // The events go into the body; the rest of `routed` still says who answered.
+        let events = std::mem::replace(&mut routed.value, Box::pin(futures::stream::empty()));
+        meter.routed(&routed, None);
+        let events = checked_stream(events, &policies, &meter, lookup.clone(), log);
+        let mut response = streamed(events, ingress.params, save, &request.model);
+        routed_headers(&mut response, &routed);
+        response
+    };
+    if lookup.is_some() {
+        cache::headers(&mut response, false, None);
     }
-    let encoder = StreamEncoder::new(ingress.params, &request.model);
-    let mut response = stream::response(events, encoder);
-    routed_headers(&mut response, &routed);
     Ok(response)
+}
+
+/// A whole answer as a `Response` object, stored first when the request asked for it.
+async fn whole(
+    params: &Params,
+    answer: &ChatResponse,
+    save: Option<Save>,
+) -> Result<Response, Error> {
+    let object = responses::encode_response(params, answer);
+    if let Some(save) = save {
+        save.run(answer, &object).await?;
+    }
+    Ok(json_body(object.to_string().into_bytes()))
+}
+
+/// A stream (already through the guardrails) as Responses events, its answer stored at its
+/// end when the request asked for it.
+fn streamed(events: ChatStream, params: Params, save: Option<Save>, model: &str) -> Response {
+    let events = match save {
+        Some(save) => storing(events, save, model.to_owned()),
+        None => events,
+    };
+    stream::response(events, StreamEncoder::new(params, model))
 }
 
 pub(crate) async fn retrieve(
@@ -214,7 +276,7 @@ pub(crate) async fn retrieve(
         .await
         .map_err(store_error)?
         .ok_or_else(|| not_found(&id))?;
-    Ok(json_response(stored.response.into_bytes()))
+    Ok(json_body(stored.response.into_bytes()))
 }
 
 pub(crate) async fn delete(
@@ -230,7 +292,7 @@ pub(crate) async fn delete(
     if !deleted {
         return Err(not_found(&id).into());
     }
-    Ok(json_response(
+    Ok(json_body(
         responses::deleted_object(&id).to_string().into_bytes(),
     ))
 }
@@ -342,5 +404,5 @@ pub(crate) async fn input_items(
         .ok_or_else(|| not_found(&id))?;
     let items: Vec<Value> = serde_json::from_str(&stored.input)
         .map_err(|e| Error::internal(format!("Stored input items are unreadable: {e}")))?;
-    Ok(json_response(page.list(items)?.to_string().into_bytes()))
+    Ok(json_body(page.list(items)?.to_string().into_bytes()))
 }
