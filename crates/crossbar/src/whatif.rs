@@ -199,7 +199,10 @@ pub async fn command(args: WhatifArgs) -> anyhow::Result<()> {
     let store = SqlStore::open(&url).await.context("opening the store")?;
     let records = store.usage_since(since, MAX_RECORDS).await;
     store.close().await;
-    let rows = reprice(&records?, &candidates(&catalog));
+    // Shadow copies' records are the gateway's experiments, not traffic to re-price.
+    let mut records = records?;
+    records.retain(|r| r.api != "shadow");
+    let rows = reprice(&records, &candidates(&catalog));
     let shadows = match &args.gateway {
         Some(gateway) => shadow_figures(&fetch_shadow(gateway, args.token.as_deref()).await?),
         None => HashMap::new(),
