@@ -81,11 +81,14 @@ pub(crate) async fn layer(
         };
     }
     // A scoped admin token opens what the root one does here, as its role allows: reads of
-    // the deployments view and the config version for every role (never a write, nor the
-    // runs API, whose handlers know the root token only), `/metrics` (every key's spend) for
-    // admins and viewers.
+    // the deployments view, the config version and the runs API for every role (the runs
+    // handlers narrow a team admin to its team's keys' runs), cancelling a run for admins
+    // and team admins (never another write), `/metrics` (every key's spend) for admins and
+    // viewers.
     let reads = matches!(*request.method(), Method::GET | Method::HEAD)
-        && !request.uri().path().starts_with("/v1/crossbar/runs");
+        || (*request.method() == Method::POST
+            && request.uri().path().starts_with("/v1/crossbar/runs/")
+            && request.uri().path().ends_with("/cancel"));
     let scoped = match gate {
         Gate::KeysOrAdmin | Gate::Metrics if reads => admin_principal(&state, request.headers())
             .await

@@ -88,8 +88,8 @@ pub enum Heartbeat {
 /// Which runs a list shows.
 #[derive(Clone, Debug, Default)]
 pub struct RunFilter {
-    /// Only runs submitted with this key (`None`: everyone's, for the admin).
-    pub owner_key: Option<String>,
+    /// Only runs submitted with one of these keys (`None`: everyone's, for the admin).
+    pub owners: Option<Vec<String>>,
     pub status: Option<String>,
     pub agent: Option<String>,
     pub limit: u32,
@@ -261,18 +261,32 @@ impl RunQueue for SqlStore {
 
     fn list_queued<'a>(&'a self, filter: &'a RunFilter) -> BoxFuture<'a, Result<Vec<QueuedRun>>> {
         Box::pin(async move {
-            // Optional filters as `($n IS NULL OR column = $n)`: one statement, all bound.
-            let rows = sqlx::query(&format!(
-                "{QUEUED_SELECT} WHERE ($1 IS NULL OR owner_key = $1) \
-                 AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR agent = $3) \
-                 ORDER BY created_ms DESC, id DESC LIMIT $4"
-            ))
-            .bind(filter.owner_key.as_deref())
-            .bind(filter.status.as_deref())
-            .bind(filter.agent.as_deref())
-            .bind(i64::from(filter.limit.max(1)))
-            .fetch_all(&self.pool)
-            .await?;
+            use std::fmt::Write as _;
+            // Optional filters as `($n IS NULL OR column = $n)`, owners as `IN ($4, ...)`:
+            // placeholders only, every value bound.
+            let mut sql = format!(
+                "{QUEUED_SELECT} WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR agent = $2)"
+            );
+            let owners = filter.owners.as_deref().unwrap_or_default();
+            if filter.owners.is_some() {
+                if owners.is_empty() {
+                    return Ok(Vec::new());
+                }
+                sql.push_str(" AND owner_key IN (");
+                for i in 0..owners.len() {
+                    let _ = write!(sql, "{}${}", if i == 0 { "" } else { ", " }, i + 4);
+                }
+                sql.push(')');
+            }
+            sql.push_str(" ORDER BY created_ms DESC, id DESC LIMIT $3");
+            let mut query = sqlx::query(&sql)
+                .bind(filter.status.as_deref())
+                .bind(filter.agent.as_deref())
+                .bind(i64::from(filter.limit.max(1)));
+            for owner in owners {
+                query = query.bind(owner);
+            }
+            let rows = query.fetch_all(&self.pool).await?;
             rows.iter().map(queued_from_row).collect()
         })
     }

@@ -100,7 +100,7 @@ async fn submits_are_idempotent_per_owner(store: SqlStore) {
     }
     let mine = store
         .list_queued(&RunFilter {
-            owner_key: Some("key_1".to_owned()),
+            owners: Some(vec!["key_1".to_owned()]),
             limit: 10,
             ..RunFilter::default()
         })
@@ -108,6 +108,21 @@ async fn submits_are_idempotent_per_owner(store: SqlStore) {
         .unwrap();
     let ids: Vec<&str> = mine.iter().map(|r| r.run.id.as_str()).collect();
     assert_eq!(ids, ["run_e", "run_d", "run_a"]);
+    let filter = |owners: Option<&[&str]>, status: Option<&str>| RunFilter {
+        owners: owners.map(|o| o.iter().map(|s| (*s).to_owned()).collect()),
+        status: status.map(str::to_owned),
+        limit: 10,
+        ..RunFilter::default()
+    };
+    let both = store
+        .list_queued(&filter(Some(&["key_2", "key_1"]), None))
+        .await
+        .unwrap();
+    assert_eq!(both.len(), 4, "run_b was run_a");
+    assert!(store.list_queued(&filter(Some(&[]), None)).await.unwrap().is_empty());
+    let everyone = store.list_queued(&filter(None, Some("queued"))).await.unwrap();
+    assert_eq!(everyone.len(), 4);
+    assert!(store.list_queued(&filter(None, Some("running"))).await.unwrap().is_empty());
 }
 
 /// Claims take queued runs oldest first, each once; an expired lease is taken over with a new

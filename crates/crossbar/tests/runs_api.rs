@@ -41,10 +41,11 @@ fn config(store: &str) -> String {
     )
 }
 
-fn create_key(dir: &std::path::Path, store: &str, args: &[&str]) -> String {
+/// `crossbar GROUP create --store STORE --json ARGS`: the secret it prints.
+fn create(dir: &std::path::Path, group: &str, store: &str, args: &[&str]) -> String {
     let output = std::process::Command::new(BIN)
         .current_dir(dir)
-        .args(["keys", "--store", store, "create", "--json"])
+        .args([group, "create", "--store", store, "--json"])
         .args(args)
         .output()
         .unwrap();
@@ -53,8 +54,12 @@ fn create_key(dir: &std::path::Path, store: &str, args: &[&str]) -> String {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let key: Value = serde_json::from_slice(&output.stdout).unwrap();
-    key["key"].as_str().unwrap().to_owned()
+    let made: Value = serde_json::from_slice(&output.stdout).unwrap();
+    ["key", "token", "secret"]
+        .iter()
+        .find_map(|field| made[*field].as_str())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 struct Api {
@@ -143,12 +148,31 @@ async fn runs_are_submitted_checked_scoped_cancelled_and_streamed() {
     std::fs::create_dir_all(dir.path().join("agents")).unwrap();
     std::fs::write(dir.path().join("agents/typed.toml"), TYPED).unwrap();
     std::fs::write(dir.path().join("crossbar.toml"), config(&store)).unwrap();
-    let small = create_key(
+    let small = create(
         dir.path(),
+        "keys",
         &store,
         &["--name", "small", "--budget-total", "0.5"],
     );
-    let other = create_key(dir.path(), &store, &["--name", "other"]);
+    let other = create(dir.path(), "keys", &store, &["--name", "other"]);
+    create(dir.path(), "teams", &store, &["research"]);
+    let teamed = create(
+        dir.path(),
+        "keys",
+        &store,
+        &["--name", "teamed", "--team", "research"],
+    );
+    let viewer = create(dir.path(), "admin-tokens", &store, &["--role", "viewer"]);
+    let lead = create(
+        dir.path(),
+        "admin-tokens",
+        &store,
+        &["--role", "team-admin", "--team", "research"],
+    );
+    assert!(
+        viewer.starts_with("cbadm-") && lead.starts_with("cbadm-"),
+        "{viewer} {lead}"
+    );
     let gateway = GatewayProcess::spawn(command(dir.path()).args([
         "serve",
         "--config",
@@ -397,6 +421,40 @@ async fn runs_are_submitted_checked_scoped_cancelled_and_streamed() {
         .find_map(|l| l.strip_prefix("crossbar_agent_run_claim_latency_ms{stat=\"max\"} "))
         .unwrap_or_else(|| panic!("{metrics}"));
     assert!(latency.parse::<u64>().is_ok(), "{latency}");
+
+    // Scoped admin tokens: a viewer reads every run and cancels none; a team admin sees the
+    // runs of its team's keys only.
+    let (status, research) = api.submit(&teamed, paris.clone(), None).await;
+    assert_eq!(status, 201);
+    let research_id = research["id"].as_str().unwrap().to_owned();
+    assert_eq!(api.ids(&viewer).await.len(), 3);
+    assert_eq!(api.ids(&lead).await, std::slice::from_ref(&research_id));
+    let (status, _) = api
+        .json(reqwest::Method::GET, &path, &lead, None, &[])
+        .await;
+    assert_eq!(status, 404, "another team's run");
+    let (status, _) = api
+        .json(
+            reqwest::Method::GET,
+            &format!("/v1/crossbar/runs/{research_id}"),
+            &lead,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let research_cancel = format!("/v1/crossbar/runs/{research_id}/cancel");
+    let (status, refused) = api
+        .json(reqwest::Method::POST, &research_cancel, &viewer, None, &[])
+        .await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (403, Some("role_forbidden"))
+    );
+    let (status, _) = api
+        .json(reqwest::Method::POST, &cancel, &lead, None, &[])
+        .await;
+    assert_eq!(status, 404, "a team admin cannot cancel another team's run");
 
     // SIGTERM: an idle worker stops at once.
     worker.terminate();

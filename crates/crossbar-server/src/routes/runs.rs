@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::app::AppState;
-use crate::auth::{CallerKey, CallerScope};
+use crate::auth::{CallerKey, CallerScope, Role};
 use crate::error::ApiError;
 
 /// What the runs API needs of the store: the queue and the journal.
@@ -68,38 +68,76 @@ fn unavailable(error: crossbar_store::StoreError) -> ApiError {
     Error::overloaded(format!("The store is unavailable: {error}")).into()
 }
 
-/// Whose runs a caller may see: `None` for the admin (everyone's), else its key's ('' for
-/// callers without a virtual key: an open gateway, a `server.api_keys` key).
-fn owner(state: &AppState, headers: &HeaderMap, caller: Option<&CallerKey>) -> Option<String> {
-    if crate::auth::admin_presented(state, headers) {
-        return None;
-    }
-    Some(caller.map(|CallerKey(id)| id.clone()).unwrap_or_default())
+/// Whose runs a caller sees, and whether it may cancel them.
+struct Scope {
+    /// The submitting keys whose runs it sees; `None`: every run.
+    owners: Option<Vec<String>>,
+    may_cancel: bool,
 }
 
-/// The run, if it exists and the caller may see it; another owner's run is "not found" too,
+/// A key sees its own runs ('' for callers without a virtual key: an open gateway, a
+/// `server.api_keys` key); the root admin token and an `admin` token every run, a `viewer`
+/// token every run without cancelling, a `team-admin` token the runs of its team's keys.
+async fn scope(state: &AppState, headers: &HeaderMap, caller: Option<&CallerKey>) -> Result<Scope> {
+    let Some(principal) = crate::auth::admin_principal(state, headers).await? else {
+        return Ok(Scope {
+            owners: Some(vec![
+                caller.map(|CallerKey(id)| id.clone()).unwrap_or_default(),
+            ]),
+            may_cancel: true,
+        });
+    };
+    let owners = match principal.confined() {
+        None => None,
+        Some(team) => {
+            let keys = match &state.dashboard {
+                Some(store) => store.list_keys().await.map_err(unavailable)?,
+                None => Vec::new(),
+            };
+            Some(
+                keys.into_iter()
+                    .filter(|k| k.team_id.as_deref() == Some(team))
+                    .map(|k| k.id)
+                    .collect(),
+            )
+        }
+    };
+    Ok(Scope {
+        owners,
+        may_cancel: principal.role != Role::Viewer,
+    })
+}
+
+/// The run, if it exists and the caller may see it; a run it may not see is "not found" too,
 /// so ids of other keys' runs are not confirmed.
-async fn visible(runs: &Runs, id: &str, owner: Option<&str>) -> Result<QueuedRun> {
+async fn visible(runs: &Runs, id: &str, scope: &Scope) -> Result<QueuedRun> {
     let found = runs.store.queued_run(id).await.map_err(unavailable)?;
     match found {
-        Some(run) if owner.is_none_or(|o| o == run.queue.owner_key) => Ok(run),
+        Some(run)
+            if scope
+                .owners
+                .as_ref()
+                .is_none_or(|owners| owners.contains(&run.queue.owner_key)) =>
+        {
+            Ok(run)
+        }
         _ => Err(Error::not_found(format!("No agent run `{id}`."))
             .with_code("run_not_found")
             .into()),
     }
 }
 
-/// The run `id` if the caller may see it, with the runs API.
+/// The run `id` if the caller may see it, with the runs API and the caller's scope.
 async fn callers_run<'s>(
     state: &'s AppState,
     caller: Option<&CallerKey>,
     headers: &HeaderMap,
     id: &str,
-) -> Result<(&'s Runs, QueuedRun)> {
+) -> Result<(&'s Runs, QueuedRun, Scope)> {
     let runs = runs(state)?;
-    let owner = owner(state, headers, caller);
-    let run = visible(runs, id, owner.as_deref()).await?;
-    Ok((runs, run))
+    let scope = scope(state, headers, caller).await?;
+    let run = visible(runs, id, &scope).await?;
+    Ok((runs, run, scope))
 }
 
 /// A run as the API shows it; `tool_calls` when counted.
@@ -155,7 +193,9 @@ pub(crate) async fn list(
     let Query(params) = params.map_err(|e| Error::invalid_request(e.body_text()))?;
     let limit = params.limit.unwrap_or(50).clamp(1, MAX_LIST);
     let filter = RunFilter {
-        owner_key: owner(&state, &headers, caller.as_ref().map(|Extension(c)| c)),
+        owners: scope(&state, &headers, caller.as_ref().map(|Extension(c)| c))
+            .await?
+            .owners,
         status: params.status,
         agent: params.agent,
         limit,
@@ -185,7 +225,7 @@ pub(crate) async fn show(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>> {
-    let (runs, run) =
+    let (runs, run, _) =
         callers_run(&state, caller.as_ref().map(|Extension(c)| c), &headers, &id).await?;
     let events = runs.store.events(&id).await.map_err(unavailable)?;
     let entries: Vec<Value> = events
@@ -398,8 +438,15 @@ pub(crate) async fn cancel(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>> {
-    let (runs, run) =
+    let (runs, run, scope) =
         callers_run(&state, caller.as_ref().map(|Extension(c)| c), &headers, &id).await?;
+    if !scope.may_cancel {
+        return Err(Error::permission_denied(
+            "A viewer token may not cancel runs.",
+            "role_forbidden",
+        )
+        .into());
+    }
     if crossbar_store::is_terminal(&run.run.status) {
         return Err(Error::invalid_request(format!(
             "Cannot cancel run `{id}`: it already ended ({}).",
@@ -409,7 +456,7 @@ pub(crate) async fn cancel(
         .into());
     }
     runs.store.cancel(&id).await.map_err(unavailable)?;
-    let (_, run) =
+    let (_, run, _) =
         callers_run(&state, caller.as_ref().map(|Extension(c)| c), &headers, &id).await?;
     Ok(Json(run_json(&run, None)))
 }
@@ -421,7 +468,7 @@ pub(crate) async fn events(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let (runs, _) =
+    let (runs, _, _) =
         callers_run(&state, caller.as_ref().map(|Extension(c)| c), &headers, &id).await?;
     let runs = runs.clone();
     let after = match headers.get("last-event-id") {
