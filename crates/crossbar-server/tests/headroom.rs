@@ -180,3 +180,36 @@ async fn replicas_share_headroom_through_redis() {
     drop((one, two, redis));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The same with an Anthropic-dialect deployment: `anthropic-ratelimit-*` headers, resets as
+/// RFC 3339 times, move the traffic before the first 429 too.
+#[tokio::test]
+async fn anthropic_quota_headers_move_traffic_too() {
+    let config = config(10, true, "").replacen(
+        "dialect = \"openai\"\nsim = {",
+        "dialect = \"anthropic\"\napi_key = \"sk-ant-simulated\"\nsim = {",
+        1,
+    );
+    let gw = start(&config).await;
+    for i in 0..15 {
+        assert_eq!(chat(&gw, i).await.0, 200);
+    }
+    let to_a = gw.requests("a").len();
+    let refused = gw
+        .requests("a")
+        .iter()
+        .filter(|r| {
+            r.response
+                .as_deref()
+                .is_some_and(|body| String::from_utf8_lossy(body).contains("rate_limit_error"))
+        })
+        .count();
+    assert_eq!((to_a, refused), (10, 0));
+    assert_eq!(gw.requests("b").len(), 5);
+    let seen = headroom_of(&gw, "a").await;
+    assert_eq!(seen["remaining"], 0.0, "{seen}");
+    assert_eq!(seen["limits"][0]["name"], "requests");
+    assert_eq!(seen["limits"][0]["limit"], 10);
+    let reset = seen["reset_in_ms"].as_u64().unwrap();
+    assert!(reset > 50_000 && reset <= 60_000, "{seen}");
+}
