@@ -925,7 +925,10 @@ impl Router {
             let (mut first, rest): (Vec<_>, Vec<_>) = plan
                 .candidates
                 .drain(..)
-                .partition(|c| target.matches(c.deployment) && c.deployment.available(now));
+                // Not while it cools down, is broken off, or has spent its quota.
+                .partition(|c| {
+                    target.matches(c.deployment) && c.pressure < 1.0 && c.deployment.available(now)
+                });
             let moved = !first.is_empty();
             first.extend(rest);
             plan.candidates = first;
