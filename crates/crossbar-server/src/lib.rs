@@ -10,6 +10,7 @@ mod app;
 mod audit;
 mod auth;
 mod bootstrap;
+mod callers;
 mod error;
 mod keys;
 mod metering;
@@ -24,17 +25,17 @@ mod state;
 mod telemetry;
 
 pub use app::app;
-pub use routes::runs::{RunStore, Runs};
+/// Each admin and dashboard endpoint with the roles that may use it.
+pub use auth::access_table;
 pub use bootstrap::Gateway;
 /// Minting a virtual key (`crossbar keys create`, as `POST /admin/keys`).
 pub use keys::{NewKey, create as create_key};
 /// Teams and scoped admin tokens (`crossbar teams`, `crossbar admin-tokens`, as `/admin/teams`
 /// and `/admin/tokens`).
 pub use keys::{teams, tokens};
-/// Each admin and dashboard endpoint with the roles that may use it.
-pub use auth::access_table;
 /// Hot reload of the configuration while serving (`crossbar serve`).
 pub use reload::{Handle as ReloadHandle, Reloadable, Reloaded, Trigger, Version};
+pub use routes::runs::{RunStore, Runs};
 pub use serve::{ServeLimits, serve};
 pub use state::AppState;
 /// The OpenTelemetry exporter the gateway sends request spans to; `crossbar agent` sends its

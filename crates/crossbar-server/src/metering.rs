@@ -270,6 +270,16 @@ impl Meter {
 
     /// The team of the caller's virtual key, when it has one (the response cache's `team`
     /// scope).
+    /// The names of the caller's virtual key and of its team, for `[keys.NAME]` and
+    /// `[teams.NAME]`.
+    pub(crate) fn caller_names(&self) -> (Option<String>, Option<String>) {
+        self.with(|p| match &p.key {
+            Some(key) => (key.record().name, key.team().map(|team| team.record().name)),
+            None => (None, None),
+        })
+        .unwrap_or_default()
+    }
+
     pub(crate) fn team_id(&self) -> Option<String> {
         self.with(|p| p.key.as_ref().and_then(|k| k.team_id()))
             .flatten()

@@ -29,6 +29,9 @@ pub struct AppState {
     pub audit: Option<Arc<dyn AuditStore>>,
     /// State shared with the other replicas; `None` without `[redis]`.
     pub shared: Option<Arc<Shared>>,
+    /// `[teams.NAME]` and `[keys.NAME]`: callers' guardrails and payload logs over their
+    /// routes'.
+    pub callers: Arc<crate::callers::Callers>,
     /// The runs API (`/v1/crossbar/runs`): the store's queue, and the agent specs when
     /// `[agents]` is configured; `None` without a store.
     pub runs: Option<crate::routes::runs::Runs>,

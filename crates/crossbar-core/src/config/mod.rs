@@ -14,6 +14,7 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
+mod callers;
 mod discover;
 mod env;
 mod models;
@@ -24,6 +25,7 @@ mod store;
 mod toml_file;
 mod validate;
 
+pub use callers::CallerPolicy;
 pub use env::expand_vars;
 pub use models::{DeploymentConfig, ModelConfig, Price};
 pub(crate) use providers::{
@@ -77,6 +79,12 @@ pub struct Config {
     /// State shared by replicas (limits, budgets, breakers, latency); in memory without it.
     #[serde(default)]
     pub redis: RedisConfig,
+    /// Policies of the virtual keys of a team, by the team's name (guardrails, payload logs).
+    #[serde(default)]
+    pub teams: BTreeMap<String, CallerPolicy>,
+    /// Policies of one virtual key, by its name (over its team's).
+    #[serde(default)]
+    pub keys: BTreeMap<String, CallerPolicy>,
     /// Agent runs submitted over HTTP; without it `POST /v1/crossbar/runs` is refused.
     #[serde(default)]
     pub agents: Option<crate::runs::AgentsConfig>,

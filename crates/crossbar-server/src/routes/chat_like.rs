@@ -57,7 +57,7 @@ pub(crate) async fn serve<I: ChatIngress>(
         .map_err(fail)?;
     // After admission, so the route is chosen (and a 404 worded) within the caller's key.
     let policies = checked_policies(
-        &state.router,
+        &state,
         I::request_mut(&mut decoded),
         &preferences,
         I::unknown_field_error,

@@ -30,6 +30,7 @@ use serde_json::json;
 
 use self::cache::Lookup;
 use self::payload_log::PayloadLog;
+use crate::app::AppState;
 use crate::error::ApiError;
 use crate::metering::Meter;
 
@@ -92,13 +93,19 @@ pub(crate) async fn decode<T: Send + 'static>(
 /// (`hosted_tools = "drop"`); last, the guardrails, whose findings the `meter` notes. Gives the
 /// policies for what follows (the response cache, the answer's guardrails).
 pub(crate) fn checked_policies(
-    router: &crossbar_core::router::Router,
+    state: &AppState,
     request: &mut ChatRequest,
     preferences: &Preferences,
     unknown: fn(&str) -> Error,
     meter: &Meter,
 ) -> Result<Policies, Error> {
-    let policies = router.policies_for(&request.model, preferences)?;
+    let mut policies = state.router.policies_for(&request.model, preferences)?;
+    if !state.callers.is_empty() {
+        let (key, team) = meter.caller_names();
+        state
+            .callers
+            .apply(&mut policies, key.as_deref(), team.as_deref());
+    }
     if policies.unknown_fields == UnknownFields::Reject
         && let Some(key) = request.passthrough.required.first()
     {

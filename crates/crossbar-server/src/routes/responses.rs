@@ -165,7 +165,7 @@ pub(crate) async fn create(
         .await?;
     // After admission, so the route is chosen (and a 404 worded) within the caller's key.
     let policies = checked_policies(
-        &state.router,
+        &state,
         &mut request,
         &preferences,
         responses::unknown_field_error,
