@@ -160,8 +160,10 @@ async fn run_queue_gauges(state: &AppState) {
             }
             metrics::gauge!("crossbar_agent_run_takeovers").set(figures.takeovers as f64);
             let (mean, most) = figures.claim_latency_ms;
-            metrics::gauge!("crossbar_agent_run_claim_latency_ms", "stat" => "mean").set(mean as f64);
-            metrics::gauge!("crossbar_agent_run_claim_latency_ms", "stat" => "max").set(most as f64);
+            metrics::gauge!("crossbar_agent_run_claim_latency_ms", "stat" => "mean")
+                .set(mean as f64);
+            metrics::gauge!("crossbar_agent_run_claim_latency_ms", "stat" => "max")
+                .set(most as f64);
         }
         Err(error) => tracing::warn!(%error, "reading the run queue's figures failed"),
     }
