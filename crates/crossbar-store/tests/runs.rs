@@ -119,10 +119,25 @@ async fn submits_are_idempotent_per_owner(store: SqlStore) {
         .await
         .unwrap();
     assert_eq!(both.len(), 4, "run_b was run_a");
-    assert!(store.list_queued(&filter(Some(&[]), None)).await.unwrap().is_empty());
-    let everyone = store.list_queued(&filter(None, Some("queued"))).await.unwrap();
+    assert!(
+        store
+            .list_queued(&filter(Some(&[]), None))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let everyone = store
+        .list_queued(&filter(None, Some("queued")))
+        .await
+        .unwrap();
     assert_eq!(everyone.len(), 4);
-    assert!(store.list_queued(&filter(None, Some("running"))).await.unwrap().is_empty());
+    assert!(
+        store
+            .list_queued(&filter(None, Some("running")))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// Claims take queued runs oldest first, each once; an expired lease is taken over with a new
@@ -194,7 +209,11 @@ async fn expired_leases_are_taken_over_and_the_old_holder_is_fenced(store: SqlSt
     assert_eq!(ended.queue.takeovers, 1);
     let figures = store.queue_figures().await.unwrap();
     assert_eq!(figures.takeovers, 1);
-    assert_eq!(figures.claim_latency_ms, (0, 0), "no run submitted in the last hour");
+    assert_eq!(
+        figures.claim_latency_ms,
+        (0, 0),
+        "no run submitted in the last hour"
+    );
     assert_eq!(
         figures.by_status,
         [("completed".to_owned(), 1), ("running".to_owned(), 2)]
