@@ -491,32 +491,27 @@ async fn hold(
 ) -> Held {
     let run_id = claim.run.id.clone();
     let generation = claim.generation;
-    let spec = match prepare_spec(&claim) {
-        Ok(spec) => spec,
-        Err(message) => {
-            tracing::error!(run = %run_id, %message, "a claimed run's spec does not load");
-            let totals = claim.run.totals;
-            let _ = store
-                .set_status_fenced(
-                    &run_id,
-                    RunStatus::Failed.as_str(),
-                    totals,
-                    None,
-                    generation,
-                )
-                .await;
-            return Held::Failed(message);
+    let built = match prepare_spec(&claim) {
+        Ok(spec) => {
+            let journal: Arc<dyn JournalStore> = Arc::new(Fenced {
+                store: Arc::clone(&store),
+                generation,
+            });
+            builder.build(spec, journal).await
         }
+        Err(message) => Err(message),
     };
-    let journal: Arc<dyn JournalStore> = Arc::new(Fenced {
-        store: Arc::clone(&store),
-        generation,
-    });
-    let (agent, servers) = match builder.build(spec, journal).await {
+    // A spec that no longer loads, or tools that cannot start (an MCP server that does not
+    // answer): retrying elsewhere would fail the same way, so the run ends, saying why.
+    let (agent, servers) = match built {
         Ok(built) => built,
         Err(message) => {
-            tracing::error!(run = %run_id, %message, "could not build the agent; handing the run back");
-            let _ = store.release(&run_id, generation).await;
+            tracing::error!(run = %run_id, %message, "the run's agent cannot be built");
+            let reason = format!("the agent could not be started: {message}");
+            if let Err(error) = end(&store, &claim.run, generation, RunStatus::Failed, reason).await
+            {
+                tracing::warn!(run = %run_id, %error, "recording the failure failed");
+            }
             return Held::Failed(message);
         }
     };
@@ -541,7 +536,10 @@ async fn hold(
     }
     match &held {
         Held::Cancelled => {
-            if let Err(error) = cancelled(&store, &claim.run, generation).await {
+            let reason = "cancelled through the runs API".to_owned();
+            if let Err(error) =
+                end(&store, &claim.run, generation, RunStatus::Cancelled, reason).await
+            {
                 tracing::warn!(run = %run_id, %error, "recording the cancel failed");
             }
         }
@@ -573,18 +571,21 @@ fn prepare_spec(claim: &Claim) -> Result<AgentSpec, String> {
     Ok(spec)
 }
 
-/// Ends a cancelled run: a `finished` entry after its last, then the status.
-async fn cancelled(
+/// Ends a run this worker holds without its agent (cancelled, or one that cannot start): a
+/// `finished` entry after its last, then the status.
+async fn end(
     store: &SqlStore,
     run: &RunRecord,
     generation: u64,
+    status: RunStatus,
+    reason: String,
 ) -> crossbar_store::Result<()> {
     let events = store.events(&run.id).await?;
     let current = store.run(&run.id).await?.map_or(run.totals, |r| r.totals);
     let entry = Entry::Finished {
-        status: RunStatus::Cancelled,
+        status,
         answer: None,
-        reason: "cancelled through the runs API".to_owned(),
+        reason,
     };
     let data = serde_json::to_string(&entry).map_err(|e| StoreError::Invalid(e.to_string()))?;
     let record = EventRecord {
@@ -595,15 +596,9 @@ async fn cancelled(
         data,
     };
     store
-        .append_fenced(&record, RunStatus::Cancelled.as_str(), current, generation)
+        .append_fenced(&record, status.as_str(), current, generation)
         .await?;
     store
-        .set_status_fenced(
-            &run.id,
-            RunStatus::Cancelled.as_str(),
-            current,
-            None,
-            generation,
-        )
+        .set_status_fenced(&run.id, status.as_str(), current, None, generation)
         .await
 }

@@ -32,6 +32,19 @@ default = "smart"
 usd = 1.0
 "#;
 
+/// A spec whose MCP server never answers: its agent cannot be started anywhere.
+const BROKEN: &str = r#"
+name = "broken"
+instructions = "Use the server's tools."
+
+[models]
+default = "smart"
+
+[[mcp]]
+name = "gone"
+url = "http://127.0.0.1:9/mcp"
+"#;
+
 fn config(store: &str) -> String {
     format!(
         "{}\n[[models]]\nname = \"smart\"\n\
@@ -147,6 +160,7 @@ async fn runs_are_submitted_checked_scoped_cancelled_and_streamed() {
     let store = format!("sqlite://{}?mode=rwc", dir.path().join("runs.db").display());
     std::fs::create_dir_all(dir.path().join("agents")).unwrap();
     std::fs::write(dir.path().join("agents/typed.toml"), TYPED).unwrap();
+    std::fs::write(dir.path().join("agents/broken.toml"), BROKEN).unwrap();
     std::fs::write(dir.path().join("crossbar.toml"), config(&store)).unwrap();
     let small = create(
         dir.path(),
@@ -398,6 +412,32 @@ async fn runs_are_submitted_checked_scoped_cancelled_and_streamed() {
     assert_eq!(shown["per_step"].as_array().unwrap().len(), 1);
     assert!(shown["cost_usd"].as_f64().unwrap() > 0.0);
 
+    // A run whose agent cannot be started ends `failed`, saying why (not retried forever).
+    let (status, broken) = api
+        .submit(&other, json!({ "agent": "broken", "input": "x" }), None)
+        .await;
+    assert_eq!(status, 201, "{broken}");
+    let broken_path = format!("/v1/crossbar/runs/{}", broken["id"].as_str().unwrap());
+    let start = Instant::now();
+    let ended = loop {
+        let (_, run) = api
+            .json(reqwest::Method::GET, &broken_path, &other, None, &[])
+            .await;
+        if run["status"] != "queued" && run["status"] != "running" {
+            break run;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{run}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(ended["status"], "failed", "{ended}");
+    let last = &ended["events"].as_array().unwrap().last().unwrap()["entry"];
+    assert_eq!(last["kind"], "finished");
+    let reason = last["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("the agent could not be started: ") && reason.contains("gone"),
+        "{reason}"
+    );
+
     // The queue in /metrics.
     let (status, metrics) = api
         .send(reqwest::Method::GET, "/metrics", ADMIN, None, &[])
@@ -409,6 +449,10 @@ async fn runs_are_submitted_checked_scoped_cancelled_and_streamed() {
     );
     assert!(
         metrics.contains("crossbar_agent_runs{status=\"cancelled\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("crossbar_agent_runs{status=\"failed\"} 1"),
         "{metrics}"
     );
     assert!(
@@ -427,7 +471,7 @@ async fn runs_are_submitted_checked_scoped_cancelled_and_streamed() {
     let (status, research) = api.submit(&teamed, paris.clone(), None).await;
     assert_eq!(status, 201);
     let research_id = research["id"].as_str().unwrap().to_owned();
-    assert_eq!(api.ids(&viewer).await.len(), 3);
+    assert_eq!(api.ids(&viewer).await.len(), 4);
     assert_eq!(api.ids(&lead).await, std::slice::from_ref(&research_id));
     let (status, _) = api
         .json(reqwest::Method::GET, &path, &lead, None, &[])
