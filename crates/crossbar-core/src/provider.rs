@@ -3,6 +3,7 @@
 //! settings `Config::validate` made.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,7 +57,16 @@ pub struct Provider {
     /// Where signed reasoning is remembered for the turns after (the router's, shared by all
     /// its providers).
     reasoning: reasoning_memory::Tiers,
+    /// Upstream URLs by operation and target, parsed once: parsing one (with its IDNA pass)
+    /// cost more than the rest of building the request.
+    urls: std::sync::RwLock<Urls>,
 }
+
+/// Parsed URLs by operation, then target (looked up without allocating).
+type Urls = HashMap<Operation, HashMap<String, reqwest::Url>>;
+
+/// The most URLs a provider keeps parsed (targets come from the configuration, so a few).
+const MAX_URLS: usize = 256;
 
 impl std::fmt::Debug for Provider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -144,7 +154,38 @@ impl Provider {
             total: ms(timeouts.total_ms, DEFAULT_TOTAL),
             image_fetch: config.image_fetch,
             reasoning,
+            urls: std::sync::RwLock::default(),
         })
+    }
+
+    /// The URL of `operation` on `target`, parsed once per pair.
+    fn url(&self, target: &str, operation: Operation) -> Result<reqwest::Url> {
+        if let Some(url) = self
+            .urls
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&operation)
+            .and_then(|targets| targets.get(target))
+        {
+            return Ok(url.clone());
+        }
+        let text = self.egress.url(&self.endpoint, target, operation)?;
+        let url = reqwest::Url::parse(&text).map_err(|e| {
+            Error::internal(format!(
+                "building a request for provider `{}`: invalid URL: {e}",
+                self.name
+            ))
+        })?;
+        let mut urls = self
+            .urls
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if urls.values().map(HashMap::len).sum::<usize>() < MAX_URLS {
+            urls.entry(operation)
+                .or_default()
+                .insert(target.to_owned(), url.clone());
+        }
+        Ok(url)
     }
 
     /// Sends one request and returns the response once its headers arrived with a 2xx status.
@@ -157,7 +198,7 @@ impl Provider {
         deadline: Instant,
         quota: QuotaSink<'_>,
     ) -> Result<reqwest::Response> {
-        let url = self.egress.url(&self.endpoint, target, operation)?;
+        let url = self.url(target, operation)?;
         let mut headers = self.headers.clone();
         headers.extend(extra_headers);
         let mut request = self

@@ -52,7 +52,7 @@ pub(crate) fn stream_end(done: bool, missing: &str) -> Result<()> {
 }
 
 /// What is being called, which decides the URL.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Operation {
     Chat { stream: bool },
     Embeddings,
