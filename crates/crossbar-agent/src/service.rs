@@ -50,12 +50,7 @@ impl SpecDir {
                 "Name the agent spec to run (`agent`).",
             )),
             (Some(name), None) => {
-                if !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-                    || name.is_empty()
-                    || name.len() > 64
-                {
+                if !crate::spec::valid_name(name) {
                     return Err(Error::invalid_field(
                         "agent",
                         "An agent name is 1 to 64 letters, digits, '_' or '-'.",

@@ -327,8 +327,8 @@ pub struct McpSpec {
     pub timeout_s: u64,
 }
 
-/// Tool and server names: what every provider accepts as a function name.
-fn valid_name(name: &str) -> bool {
+/// Agent, tool and server names: what every provider accepts as a function name.
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name

@@ -28,6 +28,14 @@ pub(crate) const MEMORY_TABLE: &str = "CREATE TABLE IF NOT EXISTS crossbar_agent
 pub(crate) const RUN_TIME_INDEX: &str =
     "CREATE INDEX IF NOT EXISTS crossbar_agent_runs_created ON crossbar_agent_runs (created_ms)";
 
+/// A fresh run id, `run_` and 16 hex digits: the same shape whether the CLI starts the run or
+/// the runs API queues it.
+pub fn new_run_id() -> String {
+    let bytes: [u8; 8] = rand::random();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("run_{hex}")
+}
+
 /// One agent run as the store keeps it. Money is in picodollars like usage records.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunRecord {

@@ -22,12 +22,6 @@ use crate::model::{TOOL_SPEND, TRACEPARENT, ToolSpend};
 use crate::spec::{AgentSpec, DEFAULT_RESERVED_OUTPUT_TOKENS};
 use crate::tools::{IDEMPOTENCY_KEY, ToolOutput, idempotency_key_for};
 
-fn new_run_id() -> String {
-    let bytes: [u8; 8] = rand::random();
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("run_{hex}")
-}
-
 /// The role whose model makes `step`: `planner` for the first, when the spec has one.
 fn role_for(spec: &AgentSpec, step: u32) -> &'static str {
     if step == 1 && spec.models.contains_key("planner") {
@@ -45,7 +39,7 @@ enum Admission {
 impl Agent {
     /// Starts a new run of `task`.
     pub async fn run(&self, task: &str) -> Result<RunOutcome, RunError> {
-        let run_id = new_run_id();
+        let run_id = crossbar_store::new_run_id();
         let now = now_ms();
         self.journal
             .create_run(&RunRecord {

@@ -364,7 +364,7 @@ pub(crate) async fn submit(
     let prepared = specs.prepare(&submit)?;
     let now = now_ms();
     let record = RunRecord {
-        id: new_run_id(),
+        id: crossbar_store::new_run_id(),
         agent: prepared.agent,
         spec_path: prepared.spec_path,
         spec: prepared.spec,
@@ -425,12 +425,6 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>> {
     Ok(Some(key.to_owned()))
 }
 
-fn new_run_id() -> String {
-    let bytes: [u8; 8] = rand::random();
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("run_{hex}")
-}
-
 /// `POST /v1/crossbar/runs/{id}/cancel`.
 pub(crate) async fn cancel(
     State(state): State<AppState>,
@@ -456,8 +450,13 @@ pub(crate) async fn cancel(
         .into());
     }
     runs.store.cancel(&id).await.map_err(unavailable)?;
-    let (_, run, _) =
-        callers_run(&state, caller.as_ref().map(|Extension(c)| c), &headers, &id).await?;
+    // The caller may see it (checked above): only the run's new state is read.
+    let run = runs
+        .store
+        .queued_run(&id)
+        .await
+        .map_err(unavailable)?
+        .unwrap_or(run);
     Ok(Json(run_json(&run, None)))
 }
 
