@@ -129,8 +129,16 @@ fn int(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-const RUN_SELECT: &str = "SELECT id, agent, spec_path, spec, task, status, created_ms, \
-     updated_ms, steps, tokens, cost_pusd, elapsed_ms, answer FROM crossbar_agent_runs";
+/// The columns [`run_from_row`] reads, for every statement that returns runs.
+macro_rules! run_columns {
+    () => {
+        "id, agent, spec_path, spec, task, status, created_ms, updated_ms, steps, tokens, \
+         cost_pusd, elapsed_ms, answer"
+    };
+}
+pub(crate) use run_columns;
+
+const RUN_SELECT: &str = concat!("SELECT ", run_columns!(), " FROM crossbar_agent_runs");
 
 pub(crate) fn run_from_row(row: &AnyRow) -> Result<RunRecord> {
     let get = |name: &str| -> Result<u64> { Ok(uint(row.try_get::<i64, _>(name)?)) };

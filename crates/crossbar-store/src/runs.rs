@@ -13,7 +13,7 @@ use futures::future::BoxFuture;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::journal::{EventRecord, RunRecord, RunTotals};
+use crate::journal::{EventRecord, RunRecord, RunTotals, run_columns};
 use crate::sql::{Backend, uint};
 use crate::{Result, SqlStore, StoreError, now_ms};
 
@@ -170,10 +170,18 @@ pub trait RunQueue: Send + Sync {
     fn queue_figures(&self) -> BoxFuture<'_, Result<QueueFigures>>;
 }
 
-const QUEUED_SELECT: &str = "SELECT id, agent, spec_path, spec, task, status, created_ms, \
-     updated_ms, steps, tokens, cost_pusd, elapsed_ms, answer, owner_key, idempotency_key, \
-     worker, lease_until_ms, lease_gen, claimed_ms, takeovers, cancel_requested, limits \
-     FROM crossbar_agent_runs";
+/// The columns [`queued_from_row`] reads.
+macro_rules! queued_columns {
+    () => {
+        concat!(
+            run_columns!(),
+            ", owner_key, idempotency_key, worker, lease_until_ms, lease_gen, claimed_ms, \
+             takeovers, cancel_requested, limits"
+        )
+    };
+}
+
+const QUEUED_SELECT: &str = concat!("SELECT ", queued_columns!(), " FROM crossbar_agent_runs");
 
 fn queued_from_row(row: &AnyRow) -> Result<QueuedRun> {
     Ok(QueuedRun {
@@ -315,7 +323,8 @@ impl RunQueue for SqlStore {
                  (status = 'queued' AND cancel_requested = 0) OR \
                  (status = 'running' AND lease_until_ms IS NOT NULL AND lease_until_ms < $3) \
                  ORDER BY created_ms, id LIMIT $4{lock}) \
-                 RETURNING id, lease_gen, took_over, limits"
+                 RETURNING {}, took_over",
+                queued_columns!()
             ))
             .bind(worker)
             .bind(now.saturating_add(int(lease_ms)))
@@ -323,21 +332,18 @@ impl RunQueue for SqlStore {
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
-            let mut claims = Vec::with_capacity(rows.len());
-            for row in rows {
-                let id: String = row.try_get("id")?;
-                let generation = uint(row.try_get("lease_gen")?);
-                let Some(run) = crate::JournalStore::run(self, &id).await? else {
-                    continue;
-                };
-                claims.push(Claim {
-                    takeover: row.try_get::<i64, _>("took_over")? != 0,
-                    run,
-                    generation,
-                    limits: row.try_get("limits")?,
-                });
-            }
-            Ok(claims)
+            // The claimed rows as the claim left them: no second read per run.
+            rows.iter()
+                .map(|row| {
+                    let QueuedRun { run, queue } = queued_from_row(row)?;
+                    Ok(Claim {
+                        takeover: row.try_get::<i64, _>("took_over")? != 0,
+                        run,
+                        generation: queue.lease_gen,
+                        limits: queue.limits,
+                    })
+                })
+                .collect()
         })
     }
 
