@@ -11,7 +11,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::model::KeyLimits;
-use crate::sql::{SqlStore, uint};
+use crate::sql::{SqlStore, limits_from_row, list_column, uint};
 use crate::{Result, StoreError};
 
 const TEAM_TABLE: &str = "CREATE TABLE IF NOT EXISTS crossbar_teams (id TEXT PRIMARY KEY, \
@@ -121,25 +121,13 @@ const TOKEN_SELECT: &str = "SELECT id, name, hash, prefix, role, team_id, create
      FROM crossbar_admin_tokens";
 
 fn team_from_row(row: &AnyRow) -> Result<TeamRecord> {
-    let list = |name: &str| -> Result<Vec<String>> {
-        let text: String = row.try_get(name)?;
-        serde_json::from_str(&text).map_err(|e| StoreError::Invalid(format!("{name} column: {e}")))
-    };
-    let opt =
-        |name: &str| -> Result<Option<u64>> { Ok(row.try_get::<Option<i64>, _>(name)?.map(uint)) };
     Ok(TeamRecord {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         created_ms: row.try_get("created_ms")?,
-        models: list("models")?,
-        routes: list("routes")?,
-        limits: KeyLimits {
-            rpm: opt("rpm")?,
-            tpm: opt("tpm")?,
-            budget_day_pusd: opt("budget_day_pusd")?,
-            budget_month_pusd: opt("budget_month_pusd")?,
-            budget_total_pusd: opt("budget_total_pusd")?,
-        },
+        models: list_column(row, "models")?,
+        routes: list_column(row, "routes")?,
+        limits: limits_from_row(row)?,
     })
 }
 

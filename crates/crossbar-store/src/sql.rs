@@ -363,13 +363,26 @@ pub(crate) fn usage_from_row(row: &AnyRow) -> Result<UsageRecord> {
 const KEY_SELECT: &str = "SELECT id, name, hash, prefix, created_ms, revoked_ms, models, routes, \
      rpm, tpm, budget_day_pusd, budget_month_pusd, budget_total_pusd, team_id FROM crossbar_keys";
 
-fn key_from_row(row: &AnyRow) -> Result<KeyRecord> {
-    let list = |name: &str| -> Result<Vec<String>> {
-        let text: String = row.try_get(name)?;
-        serde_json::from_str(&text).map_err(|e| StoreError::Invalid(format!("{name} column: {e}")))
-    };
+/// A JSON list column (a key's or a team's `models`, `routes`).
+pub(crate) fn list_column(row: &AnyRow, name: &str) -> Result<Vec<String>> {
+    let text: String = row.try_get(name)?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Invalid(format!("{name} column: {e}")))
+}
+
+/// The limit columns keys and teams share.
+pub(crate) fn limits_from_row(row: &AnyRow) -> Result<KeyLimits> {
     let opt =
         |name: &str| -> Result<Option<u64>> { Ok(row.try_get::<Option<i64>, _>(name)?.map(uint)) };
+    Ok(KeyLimits {
+        rpm: opt("rpm")?,
+        tpm: opt("tpm")?,
+        budget_day_pusd: opt("budget_day_pusd")?,
+        budget_month_pusd: opt("budget_month_pusd")?,
+        budget_total_pusd: opt("budget_total_pusd")?,
+    })
+}
+
+fn key_from_row(row: &AnyRow) -> Result<KeyRecord> {
     Ok(KeyRecord {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
@@ -377,15 +390,9 @@ fn key_from_row(row: &AnyRow) -> Result<KeyRecord> {
         prefix: row.try_get("prefix")?,
         created_ms: row.try_get("created_ms")?,
         revoked_ms: row.try_get("revoked_ms")?,
-        models: list("models")?,
-        routes: list("routes")?,
-        limits: KeyLimits {
-            rpm: opt("rpm")?,
-            tpm: opt("tpm")?,
-            budget_day_pusd: opt("budget_day_pusd")?,
-            budget_month_pusd: opt("budget_month_pusd")?,
-            budget_total_pusd: opt("budget_total_pusd")?,
-        },
+        models: list_column(row, "models")?,
+        routes: list_column(row, "routes")?,
+        limits: limits_from_row(row)?,
         team_id: row.try_get("team_id")?,
     })
 }
