@@ -273,11 +273,9 @@ impl Meter {
     /// The names of the caller's virtual key and of its team, for `[keys.NAME]` and
     /// `[teams.NAME]`.
     pub(crate) fn caller_names(&self) -> (Option<String>, Option<String>) {
-        self.with(|p| match &p.key {
-            Some(key) => (key.record().name, key.team().map(|team| team.record().name)),
-            None => (None, None),
-        })
-        .unwrap_or_default()
+        self.with(|p| p.key.as_ref().map(|key| key.names()))
+            .flatten()
+            .unwrap_or_default()
     }
 
     pub(crate) fn team_id(&self) -> Option<String> {

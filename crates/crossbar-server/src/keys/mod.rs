@@ -240,6 +240,12 @@ impl KeyState {
         lock(&self.team).clone()
     }
 
+    /// The key's name and its team's, for `[keys.NAME]` and `[teams.NAME]`.
+    pub fn names(&self) -> (Option<String>, Option<String>) {
+        let team = self.team().map(|team| lock(&team.record).name.clone());
+        (lock(&self.record).name.clone(), team)
+    }
+
     /// The key's team id, for usage records.
     pub fn team_id(&self) -> Option<String> {
         lock(&self.record).team_id.clone()
