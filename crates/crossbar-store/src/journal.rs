@@ -162,6 +162,29 @@ pub(crate) fn run_from_row(row: &AnyRow) -> Result<RunRecord> {
 }
 
 impl SqlStore {
+    /// A run's steps from sequence number `from` on, in order.
+    pub(crate) async fn events_from(&self, run_id: &str, from: u64) -> Result<Vec<EventRecord>> {
+        let rows = sqlx::query(
+            "SELECT run_id, seq, time_ms, kind, data FROM crossbar_agent_events \
+             WHERE run_id = $1 AND seq >= $2 ORDER BY seq",
+        )
+        .bind(run_id)
+        .bind(int(from))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(EventRecord {
+                    run_id: row.try_get("run_id")?,
+                    seq: uint(row.try_get::<i64, _>("seq")?),
+                    time_ms: row.try_get("time_ms")?,
+                    kind: row.try_get("kind")?,
+                    data: row.try_get("data")?,
+                })
+            })
+            .collect()
+    }
+
     /// Sets the run's status and totals and appends `event`, in one transaction; with a
     /// `fence`, only while the run's lease generation is that one (false when it is not:
     /// nothing was written). The run's row is written first: on PostgreSQL that locks it, so
@@ -295,26 +318,7 @@ impl JournalStore for SqlStore {
     }
 
     fn events<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Vec<EventRecord>>> {
-        Box::pin(async move {
-            let rows = sqlx::query(
-                "SELECT run_id, seq, time_ms, kind, data FROM crossbar_agent_events \
-                 WHERE run_id = $1 ORDER BY seq",
-            )
-            .bind(run_id)
-            .fetch_all(&self.pool)
-            .await?;
-            rows.iter()
-                .map(|row| {
-                    Ok(EventRecord {
-                        run_id: row.try_get("run_id")?,
-                        seq: uint(row.try_get::<i64, _>("seq")?),
-                        time_ms: row.try_get("time_ms")?,
-                        kind: row.try_get("kind")?,
-                        data: row.try_get("data")?,
-                    })
-                })
-                .collect()
-        })
+        Box::pin(self.events_from(run_id, 0))
     }
 
     fn remember<'a>(&'a self, memory: &'a MemoryRecord) -> BoxFuture<'a, Result<()>> {

@@ -168,6 +168,13 @@ pub trait RunQueue: Send + Sync {
     ) -> BoxFuture<'a, Result<()>>;
 
     fn queue_figures(&self) -> BoxFuture<'_, Result<QueueFigures>>;
+
+    /// A run's steps from sequence number `from` on: what a live event stream has not sent.
+    fn events_from<'a>(
+        &'a self,
+        run_id: &'a str,
+        from: u64,
+    ) -> BoxFuture<'a, Result<Vec<EventRecord>>>;
 }
 
 /// The columns [`queued_from_row`] reads.
@@ -237,7 +244,21 @@ impl RunQueue for SqlStore {
             .await?;
             let created = done.rows_affected() == 1;
             let found = if created {
-                self.queued_run(&run.id).await?
+                // As queued: a worker may claim it before a read here would see it.
+                Some(QueuedRun {
+                    run: RunRecord {
+                        status: "queued".to_owned(),
+                        totals: RunTotals::default(),
+                        answer: None,
+                        ..run.clone()
+                    },
+                    queue: QueueState {
+                        owner_key: queue.owner_key.clone(),
+                        idempotency_key: queue.idempotency_key.clone(),
+                        limits: queue.limits.clone(),
+                        ..QueueState::default()
+                    },
+                })
             } else if let Some(key) = &queue.idempotency_key {
                 let row = sqlx::query(&format!(
                     "{QUEUED_SELECT} WHERE owner_key = $1 AND idempotency_key = $2"
@@ -465,6 +486,14 @@ impl RunQueue for SqlStore {
             }
             Ok(())
         })
+    }
+
+    fn events_from<'a>(
+        &'a self,
+        run_id: &'a str,
+        from: u64,
+    ) -> BoxFuture<'a, Result<Vec<EventRecord>>> {
+        Box::pin(SqlStore::events_from(self, run_id, from))
     }
 
     fn queue_figures(&self) -> BoxFuture<'_, Result<QueueFigures>> {

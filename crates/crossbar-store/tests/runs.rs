@@ -73,6 +73,8 @@ async fn submits_are_idempotent_per_owner(store: SqlStore) {
     assert!(created);
     assert_eq!(first.run.status, "queued");
     assert_eq!(first.queue.limits.as_deref(), Some(r#"{"usd":0.5}"#));
+    // What the submit answers is the row as stored.
+    assert_eq!(first, store.queued_run("run_a").await.unwrap().unwrap());
     let (again, created) = store
         .submit(&run("run_b", 2), &owned("key_1", Some("idem-1")))
         .await
@@ -200,6 +202,9 @@ async fn expired_leases_are_taken_over_and_the_old_holder_is_fenced(store: SqlSt
         .set_status_fenced("run_1", "completed", totals(2), Some("done"), 2)
         .await
         .unwrap();
+    let later = store.events_from("run_1", 1).await.unwrap();
+    assert_eq!(later.iter().map(|e| e.seq).collect::<Vec<_>>(), [1]);
+    assert!(store.events_from("run_1", 2).await.unwrap().is_empty());
     let ended = store.queued_run("run_1").await.unwrap().unwrap();
     assert_eq!(ended.run.status, "completed");
     assert_eq!(ended.run.answer.as_deref(), Some("done"));

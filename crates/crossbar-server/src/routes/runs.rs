@@ -510,15 +510,15 @@ fn journal_events(
                     return;
                 }
             };
-            let events = match runs.store.events(&id).await {
+            // Only what was not sent yet: a long run is not read whole every poll.
+            let events = match runs.store.events_from(&id, next).await {
                 Ok(events) => events,
                 Err(error) => {
                     yield Ok(error_event(&error.to_string()));
                     return;
                 }
             };
-            let from = next;
-            for event in events.into_iter().filter(|e| e.seq >= from) {
+            for event in events {
                 next = event.seq + 1;
                 yield Ok(Event::default()
                     .id(event.seq.to_string())
