@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestGateway, admin_call, start, user};
+use common::{TestGateway, admin_call, kept_payload, start, user};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -111,20 +111,12 @@ async fn teams_and_keys_carry_their_own_guardrails_and_payload_logs() {
     assert_eq!(status, 200, "{body}");
     let echoed = body["choices"][0]["message"]["content"].as_str().unwrap();
     assert!(echoed.contains("ann@example.com"), "{echoed}");
-    let store = gw.gateway.state.payloads.clone().unwrap();
-    let mut kept = None;
-    for _ in 0..40 {
-        kept = store.get_payload(&id).await.unwrap();
-        if kept.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let kept = kept.unwrap();
+    let kept = kept_payload(&gw, &id).await.unwrap();
     assert!(kept.request.contains("ann@example.com"), "{}", kept.request);
 
     // No payload for a caller without payload logs.
     let (_, plain_id, _) = send(&gw, &plain).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let store = gw.gateway.state.payloads.clone().unwrap();
     assert!(store.get_payload(&plain_id).await.unwrap().is_none());
 }

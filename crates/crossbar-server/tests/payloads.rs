@@ -7,10 +7,7 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{TestGateway, start, user};
-use crossbar_store::PayloadRecord;
+use common::{TestGateway, kept_payload, start, user};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "admin-token-0123456789";
@@ -66,18 +63,6 @@ async fn send(gw: &TestGateway, model: &str, text: &str, stream: bool) -> String
     id
 }
 
-/// The payload kept for `id`, waiting for the background write (`None` after 1 s).
-async fn payload(gw: &TestGateway, id: &str) -> Option<PayloadRecord> {
-    let store = gw.gateway.state.payloads.clone().unwrap();
-    for _ in 0..40 {
-        if let Some(found) = store.get_payload(id).await.unwrap() {
-            return Some(found);
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    None
-}
-
 const TEXT: &str = "mail ann@example.com the key sk-proj-abcdefghijklmnopqrstuvwxyz012345";
 const MASKED: &str = "mail [REDACTED:email] the key [REDACTED:secret]";
 
@@ -91,7 +76,7 @@ async fn a_logged_route_keeps_masked_bodies_and_never_a_secret_in_clear() {
         sent["messages"][0]["content"],
         format!("mail [REDACTED:email] the key {SECRET}")
     );
-    let kept = payload(&gw, &id).await.unwrap();
+    let kept = kept_payload(&gw, &id).await.unwrap();
     assert_eq!(kept.request_id, id);
     assert_eq!(kept.route.as_deref(), Some("logged"));
     assert_eq!(kept.key_id, None);
@@ -132,7 +117,7 @@ async fn a_logged_route_keeps_masked_bodies_and_never_a_secret_in_clear() {
 async fn a_streamed_answer_is_kept_whole_once_it_ends() {
     let gw = gateway().await;
     let id = send(&gw, "logged", TEXT, true).await;
-    let kept = payload(&gw, &id).await.unwrap();
+    let kept = kept_payload(&gw, &id).await.unwrap();
     let answer: Value = serde_json::from_str(kept.answer.as_deref().unwrap()).unwrap();
     assert_eq!(
         answer["message"]["content"][0]["Text"]["text"],
@@ -147,8 +132,8 @@ async fn nothing_is_kept_for_a_route_without_payload_log() {
     let plain = send(&gw, "plain", TEXT, false).await;
     // A logged request after it: once its payload is there, the plain one's would be too.
     let logged = send(&gw, "logged", "hello", false).await;
-    assert!(payload(&gw, &logged).await.is_some());
-    assert_eq!(payload(&gw, &plain).await, None);
+    assert!(kept_payload(&gw, &logged).await.is_some());
+    assert_eq!(kept_payload(&gw, &plain).await, None);
     common::usage_records(&gw, 2).await;
     let detail: Value = gw
         .client()

@@ -10,13 +10,11 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
 use axum::routing::post;
-use common::{TestGateway, start};
-use crossbar_store::PayloadRecord;
+use common::{TestGateway, kept_payload, start};
 use serde_json::{Value, json};
 
 /// What the webhook injects on `inject me`: a phone number and an e-mail address the request's
@@ -427,18 +425,6 @@ async fn the_usage_record_names_the_rules_and_the_end_user() {
 const SECRET_TEXT: &str = "mail ann@example.com the key sk-proj-abcdefghijklmnopqrstuvwxyz012345";
 const MASKED: &str = "mail [REDACTED:email] the key [REDACTED:secret]";
 
-/// The payload kept for `id`, waiting for the background write (`None` after 1 s).
-async fn payload(gw: &TestGateway, id: &str) -> Option<PayloadRecord> {
-    let store = gw.gateway.state.payloads.clone().unwrap();
-    for _ in 0..40 {
-        if let Some(found) = store.get_payload(id).await.unwrap() {
-            return Some(found);
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    None
-}
-
 /// Sends `text` to `model` on `/v1/responses`: the request id, once the body is read.
 async fn send(gw: &TestGateway, model: &str, text: &str, stream: bool) -> String {
     let response = post_responses(
@@ -461,7 +447,7 @@ async fn a_logged_route_keeps_the_responses_request_and_answer_masked() {
     let (gw, _) = gateway().await;
     for stream in [false, true] {
         let id = send(&gw, "logged", SECRET_TEXT, stream).await;
-        let kept = payload(&gw, &id).await.unwrap();
+        let kept = kept_payload(&gw, &id).await.unwrap();
         assert_eq!(kept.request_id, id);
         assert_eq!(kept.route.as_deref(), Some("logged"));
         assert_eq!(kept.key_id, None);
@@ -486,8 +472,8 @@ async fn a_logged_route_keeps_the_responses_request_and_answer_masked() {
     // A route without `payload_log` keeps nothing.
     let plain = send(&gw, "open", "hello", false).await;
     let logged = send(&gw, "logged", "hello", false).await;
-    assert!(payload(&gw, &logged).await.is_some());
-    assert_eq!(payload(&gw, &plain).await, None);
+    assert!(kept_payload(&gw, &logged).await.is_some());
+    assert_eq!(kept_payload(&gw, &plain).await, None);
 }
 
 fn otters(stream: bool) -> Value {

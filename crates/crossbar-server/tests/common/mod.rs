@@ -66,6 +66,20 @@ pub async fn usage_records(gw: &TestGateway, n: usize) -> Vec<UsageRecord> {
     panic!("fewer than {n} usage records were written");
 }
 
+/// The payload kept for request `id`, waiting for the background write (`None` after 1 s).
+#[allow(dead_code, reason = "each test binary uses part of this module")]
+#[expect(clippy::unwrap_used, reason = "test helper: a failure fails the test")]
+pub async fn kept_payload(gw: &TestGateway, id: &str) -> Option<crossbar_store::PayloadRecord> {
+    let store = gw.gateway.state.payloads.clone().unwrap();
+    for _ in 0..40 {
+        if let Some(found) = store.get_payload(id).await.unwrap() {
+            return Some(found);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    None
+}
+
 /// Creates a virtual key from `spec` with the admin token `admin` (201 expected): its secret.
 #[allow(dead_code, reason = "each test binary uses part of this module")]
 #[expect(clippy::unwrap_used, reason = "test helper: a failure fails the test")]
