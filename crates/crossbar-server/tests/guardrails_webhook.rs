@@ -8,63 +8,11 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Json;
-use axum::extract::State;
-use axum::routing::post;
+use common::guard::{INJECTED, start_splitting_upstream, start_webhook};
 use common::{TestGateway, chunks, sse_data, start, streamed_text, user};
 use serde_json::{Value, json};
-
-/// What the webhook injects on `inject me`: a phone number and an e-mail address that the
-/// request's own check never saw, so only the answer's check can mask them.
-const INJECTED: &str = "call (555) 123-4567 or mail ann@example.com now";
-
-type Calls = Arc<Mutex<Vec<Value>>>;
-
-/// The webhook: decides by the text it is sent. `deny` denies, `slow` answers after 1.5 s
-/// (requests only), `rewrite me` and `inject me` rewrite the request; an answer that says
-/// `forbidden` is denied; anything else is allowed.
-async fn webhook(State(calls): State<Calls>, Json(call): Json<Value>) -> Json<Value> {
-    calls.lock().unwrap().push(call.clone());
-    let text = call["request"].to_string();
-    if call["kind"] == "answer" {
-        let answer = call["answer"].to_string();
-        return Json(if answer.contains("forbidden") {
-            json!({"action": "deny", "reason": "not for this user"})
-        } else {
-            json!({"action": "allow"})
-        });
-    }
-    if text.contains("slow") {
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        return Json(json!({"action": "allow"}));
-    }
-    if text.contains("deny") {
-        return Json(json!({"action": "deny", "reason": "no thanks"}));
-    }
-    for (marker, new) in [("rewrite me", "rewritten text"), ("inject me", INJECTED)] {
-        if text.contains(marker) {
-            let rewritten = text.replace(marker, new);
-            let request: Value = serde_json::from_str(&rewritten).unwrap();
-            return Json(json!({"action": "rewrite", "request": request}));
-        }
-    }
-    Json(json!({"action": "allow"}))
-}
-
-/// The webhook's URL and the calls it receives.
-async fn start_webhook() -> (String, Calls) {
-    let calls = Calls::default();
-    let app = axum::Router::new()
-        .route("/check", post(webhook))
-        .with_state(Arc::clone(&calls));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/check", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, calls)
-}
 
 /// Models `open` (fail open, answers checked too, phones and e-mails masked), `closed` (fail
 /// closed) and `blocking` (phones block), each its own route.
@@ -317,37 +265,6 @@ async fn a_blocked_stream_ends_with_an_error_event_and_never_sends_the_finding()
         Some("phone:block=1,webhook:rewrite=1")
     );
     assert!(record.error.is_some());
-}
-
-/// An OpenAI-compatible upstream whose streamed answer carries an e-mail address split across
-/// two deltas (`ann.lee@exa` + `mple.com`): its `/v1` base URL.
-async fn start_splitting_upstream() -> String {
-    async fn completions() -> ([(&'static str, &'static str); 1], String) {
-        let chunk = |delta: Value, finish: Value| {
-            let chunk = json!({
-                "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1,
-                "model": "gpt-4o",
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            });
-            format!("data: {chunk}\n\n")
-        };
-        let body = [
-            chunk(
-                json!({"role": "assistant", "content": "Write to ann.lee@exa"}),
-                Value::Null,
-            ),
-            chunk(json!({"content": "mple.com, or not."}), Value::Null),
-            chunk(json!({}), json!("stop")),
-            "data: [DONE]\n\n".to_owned(),
-        ]
-        .concat();
-        ([("content-type", "text/event-stream")], body)
-    }
-    let app = axum::Router::new().route("/v1/chat/completions", post(completions));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/v1", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    url
 }
 
 #[tokio::test]

@@ -3,6 +3,8 @@
 
 pub use crossbar_testkit::gateway::*;
 
+pub mod guard;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
