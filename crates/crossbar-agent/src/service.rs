@@ -217,18 +217,18 @@ impl JournalStore for Fenced {
         totals: RunTotals,
     ) -> BoxFuture<'a, crossbar_store::Result<()>> {
         self.store
-            .append_fenced(event, status, totals, self.generation)
+            .append_fenced(event, status, totals, None, self.generation)
     }
 
-    fn set_run_status<'a>(
+    fn finish_run<'a>(
         &'a self,
-        run_id: &'a str,
+        event: &'a EventRecord,
         status: &'a str,
         totals: RunTotals,
         answer: Option<&'a str>,
     ) -> BoxFuture<'a, crossbar_store::Result<()>> {
         self.store
-            .set_status_fenced(run_id, status, totals, answer, self.generation)
+            .append_fenced(event, status, totals, answer, self.generation)
     }
 
     fn run<'a>(
@@ -567,7 +567,7 @@ fn prepare_spec(claim: &Claim) -> Result<AgentSpec, String> {
 }
 
 /// Ends a run this worker holds without its agent (cancelled, or one that cannot start): a
-/// `finished` entry after its last, then the status.
+/// `finished` entry after its last, with the status.
 async fn end(
     store: &SqlStore,
     run: &RunRecord,
@@ -591,9 +591,6 @@ async fn end(
         data,
     };
     store
-        .append_fenced(&record, status.as_str(), current, generation)
-        .await?;
-    store
-        .set_status_fenced(&run.id, status.as_str(), current, None, generation)
+        .append_fenced(&record, status.as_str(), current, None, generation)
         .await
 }

@@ -9,7 +9,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::sql::uint;
-use crate::{Result, SqlStore, now_ms};
+use crate::{Result, SqlStore};
 
 /// Both engines take the same DDL: no auto-increment, the step number is the agent's.
 pub(crate) const RUN_TABLE: &str = "CREATE TABLE IF NOT EXISTS crossbar_agent_runs (\
@@ -97,10 +97,11 @@ pub trait JournalStore: Send + Sync {
         totals: RunTotals,
     ) -> BoxFuture<'a, Result<()>>;
 
-    /// Sets the status (and the final answer, when there is one) without a step.
-    fn set_run_status<'a>(
+    /// Appends a run's last step and sets its ended status and final answer in one
+    /// transaction, so no reader sees an ended run without its answer.
+    fn finish_run<'a>(
         &'a self,
-        run_id: &'a str,
+        event: &'a EventRecord,
         status: &'a str,
         totals: RunTotals,
         answer: Option<&'a str>,
@@ -185,7 +186,8 @@ impl SqlStore {
             .collect()
     }
 
-    /// Sets the run's status and totals and appends `event`, in one transaction; with a
+    /// Sets the run's status and totals (and its answer, when given; an ended run's lease is
+    /// cleared) and appends `event`, in one transaction; with a
     /// `fence`, only while the run's lease generation is that one (false when it is not:
     /// nothing was written). The run's row is written first: on PostgreSQL that locks it, so
     /// a claim of the run waits for this step, or this step finds the claim's generation.
@@ -194,13 +196,15 @@ impl SqlStore {
         event: &EventRecord,
         status: &str,
         totals: RunTotals,
+        answer: Option<&str>,
         fence: Option<u64>,
     ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         let held = sqlx::query(
             "UPDATE crossbar_agent_runs SET status = $1, updated_ms = $2, steps = $3, \
-             tokens = $4, cost_pusd = $5, elapsed_ms = $6 \
-             WHERE id = $7 AND ($8 IS NULL OR lease_gen = $8)",
+             tokens = $4, cost_pusd = $5, elapsed_ms = $6, answer = COALESCE($7, answer), \
+             lease_until_ms = CASE WHEN $8 = 1 THEN NULL ELSE lease_until_ms END \
+             WHERE id = $9 AND ($10 IS NULL OR lease_gen = $10)",
         )
         .bind(status)
         .bind(event.time_ms)
@@ -208,6 +212,8 @@ impl SqlStore {
         .bind(int(totals.tokens))
         .bind(int(totals.cost_pusd))
         .bind(int(totals.elapsed_ms))
+        .bind(answer)
+        .bind(i64::from(crate::runs::is_terminal(status)))
         .bind(&event.run_id)
         .bind(fence.map(int))
         .execute(&mut *tx)
@@ -265,33 +271,24 @@ impl JournalStore for SqlStore {
         status: &'a str,
         totals: RunTotals,
     ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move { self.append(event, status, totals, None).await.map(|_| ()) })
+        Box::pin(async move {
+            self.append(event, status, totals, None, None)
+                .await
+                .map(|_| ())
+        })
     }
 
-    fn set_run_status<'a>(
+    fn finish_run<'a>(
         &'a self,
-        run_id: &'a str,
+        event: &'a EventRecord,
         status: &'a str,
         totals: RunTotals,
         answer: Option<&'a str>,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            sqlx::query(
-                "UPDATE crossbar_agent_runs SET status = $1, updated_ms = $2, steps = $3, \
-                 tokens = $4, cost_pusd = $5, elapsed_ms = $6, answer = COALESCE($7, answer) \
-                 WHERE id = $8",
-            )
-            .bind(status)
-            .bind(now_ms())
-            .bind(int(totals.steps))
-            .bind(int(totals.tokens))
-            .bind(int(totals.cost_pusd))
-            .bind(int(totals.elapsed_ms))
-            .bind(answer)
-            .bind(run_id)
-            .execute(&self.pool)
-            .await?;
-            Ok(())
+            self.append(event, status, totals, answer, None)
+                .await
+                .map(|_| ())
         })
     }
 

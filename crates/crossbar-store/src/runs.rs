@@ -146,21 +146,12 @@ pub trait RunQueue: Send + Sync {
     /// worker at its next heartbeat. Returns the run's status after, `None` when unknown.
     fn cancel<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<String>>>;
 
-    /// Appends a step and sets the run's status and totals, only while `generation` holds the
-    /// run ([`StoreError::Fenced`] otherwise), in one transaction.
+    /// Appends a step and sets the run's status, totals and (when given) answer, only while
+    /// `generation` holds the run ([`StoreError::Fenced`] otherwise), in one transaction; an
+    /// ended run's lease is cleared.
     fn append_fenced<'a>(
         &'a self,
         event: &'a EventRecord,
-        status: &'a str,
-        totals: RunTotals,
-        generation: u64,
-    ) -> BoxFuture<'a, Result<()>>;
-
-    /// Sets the status (and answer) only while `generation` holds the run; an ended run's
-    /// lease is cleared.
-    fn set_status_fenced<'a>(
-        &'a self,
-        run_id: &'a str,
         status: &'a str,
         totals: RunTotals,
         answer: Option<&'a str>,
@@ -443,48 +434,18 @@ impl RunQueue for SqlStore {
         event: &'a EventRecord,
         status: &'a str,
         totals: RunTotals,
-        generation: u64,
-    ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            if self.append(event, status, totals, Some(generation)).await? {
-                Ok(())
-            } else {
-                Err(StoreError::Fenced(event.run_id.clone()))
-            }
-        })
-    }
-
-    fn set_status_fenced<'a>(
-        &'a self,
-        run_id: &'a str,
-        status: &'a str,
-        totals: RunTotals,
         answer: Option<&'a str>,
         generation: u64,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let done = sqlx::query(
-                "UPDATE crossbar_agent_runs SET status = $1, updated_ms = $2, steps = $3, \
-                 tokens = $4, cost_pusd = $5, elapsed_ms = $6, answer = $7, \
-                 lease_until_ms = CASE WHEN $8 = 1 THEN NULL ELSE lease_until_ms END \
-                 WHERE id = $9 AND lease_gen = $10",
-            )
-            .bind(status)
-            .bind(now_ms())
-            .bind(int(totals.steps))
-            .bind(int(totals.tokens))
-            .bind(int(totals.cost_pusd))
-            .bind(int(totals.elapsed_ms))
-            .bind(answer)
-            .bind(i64::from(is_terminal(status)))
-            .bind(run_id)
-            .bind(int(generation))
-            .execute(&self.pool)
-            .await?;
-            if done.rows_affected() != 1 {
-                return Err(StoreError::Fenced(run_id.to_owned()));
+            if self
+                .append(event, status, totals, answer, Some(generation))
+                .await?
+            {
+                Ok(())
+            } else {
+                Err(StoreError::Fenced(event.run_id.clone()))
             }
-            Ok(())
         })
     }
 

@@ -162,7 +162,7 @@ async fn expired_leases_are_taken_over_and_the_old_holder_is_fenced(store: SqlSt
 
     // worker-a journals run_1 under its generation.
     store
-        .append_fenced(&event("run_1", 0), "running", totals(1), 1)
+        .append_fenced(&event("run_1", 0), "running", totals(1), None, 1)
         .await
         .unwrap();
     assert_eq!(
@@ -180,11 +180,11 @@ async fn expired_leases_are_taken_over_and_the_old_holder_is_fenced(store: SqlSt
 
     // worker-a comes back: its step, its status and its heartbeat are all refused.
     let late = store
-        .append_fenced(&event("run_1", 1), "running", totals(2), 1)
+        .append_fenced(&event("run_1", 1), "running", totals(2), None, 1)
         .await;
     assert!(matches!(late, Err(StoreError::Fenced(id)) if id == "run_1"));
     let late_end = store
-        .set_status_fenced("run_1", "completed", totals(2), Some("late"), 1)
+        .append_fenced(&event("run_1", 1), "completed", totals(2), Some("late"), 1)
         .await;
     assert!(matches!(late_end, Err(StoreError::Fenced(_))));
     assert_eq!(
@@ -193,13 +193,10 @@ async fn expired_leases_are_taken_over_and_the_old_holder_is_fenced(store: SqlSt
     );
     assert_eq!(store.events("run_1").await.unwrap().len(), 1);
 
-    // worker-c goes on and ends it; the lease is cleared and it is never claimed again.
+    // worker-c ends it with its last step: status and answer in the same write, the lease
+    // cleared, and it is never claimed again.
     store
-        .append_fenced(&event("run_1", 1), "running", totals(2), 2)
-        .await
-        .unwrap();
-    store
-        .set_status_fenced("run_1", "completed", totals(2), Some("done"), 2)
+        .append_fenced(&event("run_1", 1), "completed", totals(2), Some("done"), 2)
         .await
         .unwrap();
     let later = store.events_from("run_1", 1).await.unwrap();

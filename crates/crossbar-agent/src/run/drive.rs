@@ -184,7 +184,8 @@ impl Agent {
         self.drive(state).await
     }
 
-    /// Appends an entry to the journal (waiting for the store) and tells the observer.
+    /// Appends an entry to the journal (waiting for the store) and tells the observer; a
+    /// `Finished` entry ends the run with its answer in the same write.
     pub(super) async fn record(&self, state: &mut State, entry: Entry) -> Result<(), RunError> {
         let data = serde_json::to_string(&entry)
             .map_err(|e| RunError::Invalid(format!("journal entry: {e}")))?;
@@ -195,9 +196,15 @@ impl Agent {
             kind: entry.kind().to_owned(),
             data,
         };
-        self.journal
-            .append_event(&record, state.status.as_str(), state.store_totals())
-            .await?;
+        let (status, totals) = (state.status.as_str(), state.store_totals());
+        match &entry {
+            Entry::Finished { answer, .. } => {
+                self.journal
+                    .finish_run(&record, status, totals, answer.as_deref())
+                    .await?;
+            }
+            _ => self.journal.append_event(&record, status, totals).await?,
+        }
         if let Some(observer) = &self.observer {
             observer(&Event {
                 run_id: state.run_id.clone(),
@@ -228,14 +235,6 @@ impl Agent {
             },
         )
         .await?;
-        self.journal
-            .set_run_status(
-                &state.run_id,
-                status.as_str(),
-                state.store_totals(),
-                answer.as_deref(),
-            )
-            .await?;
         Ok(RunOutcome {
             run_id: state.run_id.clone(),
             status,
