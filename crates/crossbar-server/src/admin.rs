@@ -26,75 +26,228 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, any, delete, get, patch, post};
 use axum::{Json, Router as HttpRouter};
 use crossbar_core::Error;
-use crossbar_store::{AuditQuery, key_json};
-use serde::Deserialize;
+use crossbar_core::pricing::pico_to_usd;
+use crossbar_store::{AuditEntry, AuditQuery, KeyRecord, key_json};
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::app::AppState;
 use crate::audit;
 use crate::auth::{Access, Principal, Rule};
 use crate::error::ApiError;
-use crate::keys::teams::{self, NewTeam, TeamPatch, team_json};
-use crate::keys::tokens::{self, NewToken, token_json};
+use crate::keys::teams::{self, NewTeam, TeamPatch, TeamView, team_json};
+use crate::keys::tokens::{self, NewToken, TokenView, token_json};
 use crate::keys::{self, NewKey, VirtualKeys};
+use crate::openapi::Doc;
 
 /// Every admin endpoint with its rule: the one list the router and the guard are built from.
 pub(crate) fn endpoints() -> Vec<(Rule, MethodRouter<AppState>)> {
+    documented()
+        .into_iter()
+        .map(|(rule, methods, _)| (rule, methods))
+        .collect()
+}
+
+/// [`endpoints`] with each one's description, for `/openapi.json`.
+pub(crate) fn documented() -> Vec<(Rule, MethodRouter<AppState>, Doc)> {
     let rule = |method, path, access| Rule {
         method,
         path,
         access,
     };
+    // Every admin endpoint can answer these (bad input; no or a wrong token; a role that may
+    // not; the admin API disabled, or an object that is not there or not the caller's).
+    const ERRORS: &[u16] = &[400, 401, 403, 404];
+    let doc = |doc: Doc| doc.errors(ERRORS);
     vec![
         (
             rule("POST", "/admin/keys", Access::TeamWrite),
             post(create_key),
+            doc(Doc::answers::<CreatedKey>(
+                "Creates a virtual key; its secret is in this answer only.",
+            )
+            .body::<NewKey>()
+            .ok(&[201])),
         ),
-        (rule("GET", "/admin/keys", Access::TeamRead), get(list_keys)),
+        (
+            rule("GET", "/admin/keys", Access::TeamRead),
+            get(list_keys),
+            doc(Doc::answers::<Data<KeyView>>(
+                "Lists the keys (a team admin's team's only), never secrets.",
+            )),
+        ),
         (
             rule("DELETE", "/admin/keys/{id}", Access::TeamWrite),
             delete(revoke_key),
+            doc(Doc::answers::<Revoked>("Revokes a live key by id or name.")),
         ),
         (
             rule("POST", "/admin/teams", Access::Write),
             post(create_team),
+            doc(Doc::answers::<TeamView>("Creates a team.")
+                .body::<NewTeam>()
+                .ok(&[201])),
         ),
         (
             rule("GET", "/admin/teams", Access::TeamRead),
             get(list_teams),
+            doc(Doc::answers::<Data<TeamView>>("Lists the teams.")),
         ),
         (
             rule("GET", "/admin/teams/{id}", Access::TeamRead),
             get(show_team),
+            doc(Doc::answers::<TeamWithKeys>(
+                "One team (by id or name) with its keys.",
+            )),
         ),
         (
             rule("PATCH", "/admin/teams/{id}", Access::Write),
             patch(update_team),
+            doc(Doc::answers::<TeamView>(
+                "Changes a team: absent fields stay, `null` clears a limit.",
+            )
+            .body::<TeamPatch>()),
         ),
         (
             rule("DELETE", "/admin/teams/{id}", Access::Write),
             delete(delete_team),
+            doc(Doc::answers::<Deleted>(
+                "Deletes a team that has no live keys.",
+            )),
         ),
         (
             rule("POST", "/admin/tokens", Access::Write),
             post(create_token),
+            doc(Doc::answers::<CreatedToken>(
+                "Creates a scoped admin token; its secret is in this answer only.",
+            )
+            .body::<NewToken>()
+            .ok(&[201])),
         ),
-        (rule("GET", "/admin/tokens", Access::Read), get(list_tokens)),
+        (
+            rule("GET", "/admin/tokens", Access::Read),
+            get(list_tokens),
+            doc(Doc::answers::<Data<TokenView>>(
+                "Lists the scoped admin tokens.",
+            )),
+        ),
         (
             rule("DELETE", "/admin/tokens/{id}", Access::Write),
             delete(revoke_token),
+            doc(Doc::answers::<Revoked>(
+                "Revokes a live admin token by id or name.",
+            )),
         ),
         (
             rule("GET", "/admin/audit", Access::TeamRead),
             get(list_audit),
+            doc(
+                Doc::answers::<Data<AuditEntry>>("The audit log, newest first.")
+                    .query::<AuditParams>(),
+            ),
         ),
         // The handler also asks for the root token itself.
         (
             rule("POST", "/admin/reload", Access::Write),
             post(crate::routes::config::reload),
+            doc(Doc::answers::<crate::routes::config::ReloadView>(
+                "Reloads the configuration file now (the root admin token only).",
+            )
+            .errors(&[400, 401, 403, 404, 422])),
         ),
     ]
+}
+
+/// A key as people see it: never its secret nor its hash (as [`key_json`], which the CLI
+/// prints; a test holds the two equal).
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub(crate) struct KeyView {
+    pub id: String,
+    pub name: Option<String>,
+    /// The secret's first characters, so a user can tell keys apart.
+    pub prefix: String,
+    pub created_ms: i64,
+    pub revoked_ms: Option<i64>,
+    /// Logical models (globs) the key may call; empty allows all.
+    pub models: Vec<String>,
+    /// Routes the key may use; empty allows all.
+    pub routes: Vec<String>,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub budget_usd_day: Option<f64>,
+    pub budget_usd_month: Option<f64>,
+    pub budget_usd_total: Option<f64>,
+    /// The team's id.
+    pub team: Option<String>,
+}
+
+impl From<&KeyRecord> for KeyView {
+    fn from(record: &KeyRecord) -> Self {
+        let usd = |p: Option<u64>| p.map(pico_to_usd);
+        Self {
+            id: record.id.clone(),
+            name: record.name.clone(),
+            prefix: record.prefix.clone(),
+            created_ms: record.created_ms,
+            revoked_ms: record.revoked_ms,
+            models: record.models.clone(),
+            routes: record.routes.clone(),
+            rpm: record.limits.rpm,
+            tpm: record.limits.tpm,
+            budget_usd_day: usd(record.limits.budget_day_pusd),
+            budget_usd_month: usd(record.limits.budget_month_pusd),
+            budget_usd_total: usd(record.limits.budget_total_pusd),
+            team: record.team_id.clone(),
+        }
+    }
+}
+
+/// A list: `{"data": [...]}`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "{T}Data")]
+pub(crate) struct Data<T> {
+    pub data: Vec<T>,
+}
+
+/// A new key, with its secret (shown this once).
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct CreatedKey {
+    #[serde(flatten)]
+    view: KeyView,
+    /// The secret: the store keeps only its hash.
+    key: String,
+}
+
+/// A new admin token, with its secret (shown this once).
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct CreatedToken {
+    #[serde(flatten)]
+    view: TokenView,
+    /// The secret: the store keeps only its hash.
+    token: String,
+}
+
+/// A team with its keys (revoked ones included).
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct TeamWithKeys {
+    #[serde(flatten)]
+    team: TeamView,
+    keys: Vec<KeyView>,
+}
+
+/// What a revocation answers: the id or name asked for.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct Revoked {
+    id: String,
+    revoked: bool,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct Deleted {
+    id: String,
+    deleted: bool,
 }
 
 /// The admin API's routes, each behind the guard. Other paths under `/admin/` are unknown
@@ -228,8 +381,10 @@ async fn create_key(
         Some(view),
     )
     .await;
-    let mut shown = key_json(&record);
-    shown["key"] = json!(secret);
+    let shown = CreatedKey {
+        view: KeyView::from(&record),
+        key: secret,
+    };
     Ok((StatusCode::CREATED, Json(shown)).into_response())
 }
 
@@ -239,12 +394,12 @@ async fn list_keys(
 ) -> Result<Response, ApiError> {
     let keys = registry(&state)?;
     let records = keys.store().list_keys().await.map_err(unavailable)?;
-    let data: Vec<_> = records
+    let data = records
         .iter()
         .filter(|k| principal.sees(k.team_id.as_deref()))
-        .map(key_json)
+        .map(KeyView::from)
         .collect();
-    Ok(Json(json!({ "data": data })).into_response())
+    Ok(Json(Data { data }).into_response())
 }
 
 async fn revoke_key(
@@ -293,7 +448,7 @@ async fn revoke_key(
         Some(key_json(&after)),
     )
     .await;
-    Ok(Json(json!({ "id": id, "revoked": true })).into_response())
+    Ok(Json(Revoked { id, revoked: true }).into_response())
 }
 
 async fn create_team(
@@ -310,7 +465,6 @@ async fn create_team(
     };
     let team = teams::create(keys.store().as_ref(), new).await?;
     tracing::info!(team = %team.id, "team created");
-    let view = team_json(&team);
     record_change(
         &state,
         &principal,
@@ -318,10 +472,10 @@ async fn create_team(
         "team.create",
         &team.id,
         None,
-        Some(view.clone()),
+        Some(team_json(&team)),
     )
     .await;
-    Ok((StatusCode::CREATED, Json(view)).into_response())
+    Ok((StatusCode::CREATED, Json(TeamView::from(&team))).into_response())
 }
 
 async fn list_teams(
@@ -330,17 +484,17 @@ async fn list_teams(
 ) -> Result<Response, ApiError> {
     let keys = registry(&state)?;
     let Some(org) = keys.store().org() else {
-        return Ok(Json(json!({ "data": [] })).into_response());
+        return Ok(Json(Data::<TeamView> { data: Vec::new() }).into_response());
     };
-    let data: Vec<Value> = org
+    let data = org
         .list_teams()
         .await
         .map_err(unavailable)?
         .iter()
         .filter(|t| principal.sees(Some(&t.id)))
-        .map(team_json)
+        .map(TeamView::from)
         .collect();
-    Ok(Json(json!({ "data": data })).into_response())
+    Ok(Json(Data { data }).into_response())
 }
 
 async fn show_team(
@@ -353,18 +507,20 @@ async fn show_team(
         .await?
         .filter(|t| principal.sees(Some(&t.id)))
         .ok_or_else(|| hidden("team", &id))?;
-    let members: Vec<Value> = keys
+    let members = keys
         .store()
         .list_keys()
         .await
         .map_err(unavailable)?
         .iter()
         .filter(|k| k.team_id.as_deref() == Some(&team.id))
-        .map(key_json)
+        .map(KeyView::from)
         .collect();
-    let mut shown = team_json(&team);
-    shown["keys"] = json!(members);
-    Ok(Json(shown).into_response())
+    Ok(Json(TeamWithKeys {
+        team: TeamView::from(&team),
+        keys: members,
+    })
+    .into_response())
 }
 
 async fn update_team(
@@ -380,7 +536,6 @@ async fn update_team(
     // Keys look their team up again on their next request here (other replicas within the
     // key cache's few seconds).
     keys.invalidate();
-    let view = team_json(&after);
     record_change(
         &state,
         &principal,
@@ -388,10 +543,10 @@ async fn update_team(
         "team.update",
         &after.id,
         Some(team_json(&before)),
-        Some(view.clone()),
+        Some(team_json(&after)),
     )
     .await;
-    Ok(Json(view).into_response())
+    Ok(Json(TeamView::from(&after)).into_response())
 }
 
 async fn delete_team(
@@ -413,7 +568,11 @@ async fn delete_team(
         None,
     )
     .await;
-    Ok(Json(json!({ "id": team.id, "deleted": true })).into_response())
+    Ok(Json(Deleted {
+        id: team.id,
+        deleted: true,
+    })
+    .into_response())
 }
 
 async fn create_token(
@@ -426,7 +585,6 @@ async fn create_token(
     let new: NewToken = body(&bytes, "token")?;
     let (secret, token) = tokens::create(keys.store().as_ref(), new).await?;
     tracing::info!(token = %token.id, role = %token.role, "admin token created");
-    let view = token_json(&token);
     record_change(
         &state,
         &principal,
@@ -434,27 +592,29 @@ async fn create_token(
         "token.create",
         &token.id,
         None,
-        Some(view.clone()),
+        Some(token_json(&token)),
     )
     .await;
-    let mut shown = view;
-    shown["token"] = json!(secret);
+    let shown = CreatedToken {
+        view: TokenView::from(&token),
+        token: secret,
+    };
     Ok((StatusCode::CREATED, Json(shown)).into_response())
 }
 
 async fn list_tokens(State(state): State<AppState>) -> Result<Response, ApiError> {
     let keys = registry(&state)?;
     let Some(org) = keys.store().org() else {
-        return Ok(Json(json!({ "data": [] })).into_response());
+        return Ok(Json(Data::<TokenView> { data: Vec::new() }).into_response());
     };
-    let data: Vec<Value> = org
+    let data = org
         .list_admin_tokens()
         .await
         .map_err(unavailable)?
         .iter()
-        .map(token_json)
+        .map(TokenView::from)
         .collect();
-    Ok(Json(json!({ "data": data })).into_response())
+    Ok(Json(Data { data }).into_response())
 }
 
 async fn revoke_token(
@@ -475,11 +635,15 @@ async fn revoke_token(
         Some(token_json(&after)),
     )
     .await;
-    Ok(Json(json!({ "id": before.id, "revoked": true })).into_response())
+    Ok(Json(Revoked {
+        id: before.id,
+        revoked: true,
+    })
+    .into_response())
 }
 
 /// `GET /admin/audit` query: all optional.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AuditParams {
     action: Option<String>,
@@ -514,5 +678,5 @@ pub(crate) async fn list_audit(
         .list_audit(&query)
         .await
         .map_err(|e| Error::internal(format!("The audit log is unavailable: {e}")))?;
-    Ok(Json(json!({ "data": entries })).into_response())
+    Ok(Json(Data { data: entries }).into_response())
 }

@@ -14,7 +14,7 @@ use crossbar_core::ingress::{AnthropicMessages, OpenAiChat};
 pub use crate::state::AppState;
 
 use crate::auth::Gate;
-use crate::{admin, auth, metering, metrics, request_id, routes};
+use crate::{admin, auth, metering, metrics, openapi, request_id, routes};
 
 pub fn app(state: AppState) -> HttpRouter {
     let s = &state;
@@ -33,21 +33,10 @@ pub fn app(state: AppState) -> HttpRouter {
         )
         .route("/v1/models", get(routes::models::list))
         .route("/v1/models/{id}", get(routes::models::retrieve));
-    let deployments = HttpRouter::new()
-        .route(
-            "/v1/crossbar/deployments",
-            get(routes::crossbar::deployments),
-        )
-        .route("/v1/crossbar/config", get(routes::config::version));
+    // Tables of routes with their descriptions (`/openapi.json` is built from them).
+    let deployments = openapi::mount(routes::crossbar::endpoints());
     // Agent runs: a key's own, or everyone's for the admin.
-    let runs = HttpRouter::new()
-        .route(
-            "/v1/crossbar/runs",
-            get(routes::runs::list).post(routes::runs::submit),
-        )
-        .route("/v1/crossbar/runs/{id}", get(routes::runs::show))
-        .route("/v1/crossbar/runs/{id}/events", get(routes::runs::events))
-        .route("/v1/crossbar/runs/{id}/cancel", post(routes::runs::cancel));
+    let runs = openapi::mount(routes::runs::endpoints());
     let metrics = HttpRouter::new().route("/metrics", get(metrics::render));
     HttpRouter::new()
         .merge(metered(
@@ -87,6 +76,8 @@ pub fn app(state: AppState) -> HttpRouter {
         // Open to load balancers too.
         .route("/healthz", get(routes::health))
         .route("/readyz", get(routes::ready::ready))
+        // Crossbar's own API described (no secrets in it).
+        .route("/openapi.json", get(openapi::serve))
         // Any other URL: the gateway keys, then 404.
         .merge(
             HttpRouter::new()

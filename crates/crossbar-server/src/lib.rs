@@ -15,6 +15,7 @@ mod error;
 mod keys;
 mod metering;
 mod metrics;
+mod openapi;
 mod reload;
 mod request_id;
 mod routes;
@@ -33,6 +34,8 @@ pub use keys::{NewKey, create as create_key};
 /// Teams and scoped admin tokens (`crossbar teams`, `crossbar admin-tokens`, as `/admin/teams`
 /// and `/admin/tokens`).
 pub use keys::{teams, tokens};
+/// The OpenAPI document of Crossbar's own API (`/openapi.json`, `crossbar openapi`).
+pub use openapi::document as openapi_document;
 /// Hot reload of the configuration while serving (`crossbar serve`).
 pub use reload::{Handle as ReloadHandle, Reloadable, Reloaded, Trigger, Version};
 pub use routes::runs::{RunStore, Runs};

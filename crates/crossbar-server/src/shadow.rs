@@ -11,14 +11,17 @@ use std::sync::Arc;
 use crossbar_core::router::{Router, ShadowAnswer, ShadowView, SideView};
 use crossbar_store::{UsageRecord, UsageWriter, now_ms};
 use rand::Rng;
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::app::AppState;
 
 /// An OpenAI-style list.
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub(crate) struct Shadows {
     object: &'static str,
+    /// The router's `ShadowView`s (crossbar-core has no schemas: described as open objects).
+    #[schemars(with = "Vec<serde_json::Map<String, serde_json::Value>>")]
     data: Vec<ShadowView>,
 }
 

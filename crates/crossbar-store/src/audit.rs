@@ -23,7 +23,7 @@ pub(crate) const AUDIT_TIME_INDEX: &str =
     "CREATE INDEX IF NOT EXISTS crossbar_audit_time ON crossbar_audit (at_ms)";
 
 /// One administrative change.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct AuditEntry {
     /// Assigned by the store; 0 on an entry not yet written.
     pub id: i64,

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// One gateway request. Money is in picodollars (1e-12 USD) so that sums are exact: a few
 /// tokens of a cheap embedding model cost far less than a micro-dollar.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct UsageRecord {
     pub request_id: String,
     /// When the request arrived, ms since the Unix epoch.
@@ -46,7 +46,7 @@ pub struct UsageRecord {
 }
 
 /// A usage record's notes beyond the call itself (migration 9).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct UsageTags {
     /// The team of the caller's key, when it has one.
     pub team_id: Option<String>,
@@ -60,7 +60,7 @@ pub struct UsageTags {
 }
 
 /// One upstream call made for a request.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AttemptRecord {
     pub deployment: String,
     pub provider: String,

@@ -67,7 +67,7 @@ pub fn candidates_from_views(views: &[DeploymentView]) -> Vec<Candidate> {
         .collect()
 }
 
-#[derive(Debug, PartialEq, Serialize)]
+#[derive(Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Row {
     pub model: String,
     pub deployment: String,

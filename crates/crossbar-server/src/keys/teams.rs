@@ -8,10 +8,10 @@ use crossbar_core::{Error, Result};
 use crossbar_store::{KeyLimits, OrgStore, Store, StoreError, TeamRecord, now_ms};
 use rand::Rng;
 use serde::{Deserialize, Deserializer};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// What `teams create` (CLI or admin API) asks for.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTeam {
     pub name: String,
@@ -27,7 +27,7 @@ pub struct NewTeam {
 }
 
 /// What `teams update` changes: absent fields stay, `null` clears a limit.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TeamPatch {
     pub name: Option<String>,
@@ -53,20 +53,43 @@ fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
 }
 
 /// A team as people see it (the admin API, `crossbar teams`, the dashboard): budgets in USD.
+#[derive(Clone, Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct TeamView {
+    pub id: String,
+    pub name: String,
+    pub created_ms: i64,
+    /// Logical models (globs) its keys may call; empty allows all.
+    pub models: Vec<String>,
+    /// Routes its keys may use; empty allows all.
+    pub routes: Vec<String>,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub budget_usd_day: Option<f64>,
+    pub budget_usd_month: Option<f64>,
+    pub budget_usd_total: Option<f64>,
+}
+
+impl From<&TeamRecord> for TeamView {
+    fn from(team: &TeamRecord) -> Self {
+        let usd = |p: Option<u64>| p.map(pico_to_usd);
+        Self {
+            id: team.id.clone(),
+            name: team.name.clone(),
+            created_ms: team.created_ms,
+            models: team.models.clone(),
+            routes: team.routes.clone(),
+            rpm: team.limits.rpm,
+            tpm: team.limits.tpm,
+            budget_usd_day: usd(team.limits.budget_day_pusd),
+            budget_usd_month: usd(team.limits.budget_month_pusd),
+            budget_usd_total: usd(team.limits.budget_total_pusd),
+        }
+    }
+}
+
+/// [`TeamView`] as JSON (the CLI's output, the audit log's objects).
 pub fn team_json(team: &TeamRecord) -> Value {
-    let usd = |p: Option<u64>| p.map(pico_to_usd);
-    json!({
-        "id": team.id,
-        "name": team.name,
-        "created_ms": team.created_ms,
-        "models": team.models,
-        "routes": team.routes,
-        "rpm": team.limits.rpm,
-        "tpm": team.limits.tpm,
-        "budget_usd_day": usd(team.limits.budget_day_pusd),
-        "budget_usd_month": usd(team.limits.budget_month_pusd),
-        "budget_usd_total": usd(team.limits.budget_total_pusd),
-    })
+    serde_json::to_value(TeamView::from(team)).unwrap_or(Value::Null)
 }
 
 fn org(store: &dyn Store) -> Result<&dyn OrgStore> {

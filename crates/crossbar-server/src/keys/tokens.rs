@@ -7,7 +7,7 @@ use crossbar_core::{Error, Result};
 use crossbar_store::{AdminTokenRecord, Store, now_ms};
 use rand::Rng;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::hash_secret;
 
@@ -15,7 +15,7 @@ use super::hash_secret;
 pub const PREFIX: &str = "cbadm-";
 
 /// What `admin-tokens create` (CLI or admin API) asks for.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     pub name: Option<String>,
@@ -26,16 +26,37 @@ pub struct NewToken {
 }
 
 /// A token as people see it: never its secret nor its hash.
+#[derive(Clone, Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct TokenView {
+    pub id: String,
+    pub name: Option<String>,
+    /// The secret's first characters, so a user can tell tokens apart.
+    pub prefix: String,
+    /// `admin`, `team-admin` or `viewer`.
+    pub role: String,
+    /// A `team-admin`'s team id.
+    pub team: Option<String>,
+    pub created_ms: i64,
+    pub revoked_ms: Option<i64>,
+}
+
+impl From<&AdminTokenRecord> for TokenView {
+    fn from(token: &AdminTokenRecord) -> Self {
+        Self {
+            id: token.id.clone(),
+            name: token.name.clone(),
+            prefix: token.prefix.clone(),
+            role: token.role.clone(),
+            team: token.team_id.clone(),
+            created_ms: token.created_ms,
+            revoked_ms: token.revoked_ms,
+        }
+    }
+}
+
+/// [`TokenView`] as JSON (the CLI's output, the audit log's objects).
 pub fn token_json(token: &AdminTokenRecord) -> Value {
-    json!({
-        "id": token.id,
-        "name": token.name,
-        "prefix": token.prefix,
-        "role": token.role,
-        "team": token.team_id,
-        "created_ms": token.created_ms,
-        "revoked_ms": token.revoked_ms,
-    })
+    serde_json::to_value(TokenView::from(token)).unwrap_or(Value::Null)
 }
 
 /// Creates a token; returns its secret (shown once, never stored) and its record.

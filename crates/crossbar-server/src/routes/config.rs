@@ -6,24 +6,30 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use crossbar_core::Error;
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::reload::{Reloaded, Trigger, Version};
 
-#[derive(Serialize)]
+/// The version's fields are `reload::Version`'s, which has no schema yet: described as open.
+#[derive(Serialize, JsonSchema)]
 pub(crate) struct ConfigView {
     object: &'static str,
     #[serde(flatten)]
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
     version: Version,
 }
 
-#[derive(Serialize)]
+/// As [`ConfigView`], `reload::Reloaded`'s fields are described as open.
+#[derive(Serialize, JsonSchema)]
 pub(crate) struct ReloadView {
     object: &'static str,
+    /// `ok`, or `unchanged` when the file was the same.
     result: &'static str,
     #[serde(flatten)]
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
     reloaded: Reloaded,
 }
 

@@ -10,12 +10,28 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::Serialize;
 
 use crate::state::AppState;
 
 /// How long a dependency may take to answer a readiness check.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// What `/readyz` answers (with 200, or 503 when `not_ready`).
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct Readiness {
+    /// `ready`, `degraded` (serving without Redis or the store) or `not_ready`.
+    status: &'static str,
+    /// Deployments the router has.
+    deployments: usize,
+    /// Redis: `ok`, `unreachable`, or `off` when not configured.
+    shared_state: &'static str,
+    /// The store, as `shared_state`.
+    store: &'static str,
+    /// Usage records waiting in the spool for the store.
+    spooled_usage_records: u64,
+}
 
 /// `ok`, `unreachable`, or `off` when not configured.
 async fn probe<E>(check: Option<impl Future<Output = Result<(), E>>>) -> &'static str {
@@ -50,12 +66,12 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
     } else {
         ("ready", StatusCode::OK)
     };
-    let body: Value = json!({
-        "status": status,
-        "deployments": deployments,
-        "shared_state": shared,
-        "store": store,
-        "spooled_usage_records": spooled,
-    });
+    let body = Readiness {
+        status,
+        deployments,
+        shared_state: shared,
+        store,
+        spooled_usage_records: spooled,
+    };
     (code, Json(body)).into_response()
 }

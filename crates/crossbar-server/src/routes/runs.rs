@@ -22,6 +22,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use crossbar_core::Error;
 use crossbar_core::pricing::{format_usd, pico_to_usd};
 use crossbar_core::runs::{RunSpecs, Submit};
@@ -29,12 +30,14 @@ use crossbar_store::{
     JournalStore, QueueState, QueuedRun, RunFilter, RunQueue, RunRecord, RunTotals, now_ms,
 };
 use futures::Stream;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::auth::{CallerKey, CallerScope, Role};
 use crate::error::ApiError;
+use crate::openapi::{Doc, Endpoint};
 
 /// What the runs API needs of the store: the queue and the journal.
 pub trait RunStore: RunQueue + JournalStore {}
@@ -140,37 +143,154 @@ async fn callers_run<'s>(
     Ok((runs, run, scope))
 }
 
+/// The runs API's routes: a key's own runs, or everyone's for the admin.
+pub(crate) fn endpoints() -> Vec<Endpoint> {
+    // Bad input; no key; a viewer cancelling; runs disabled or a run not the caller's; the
+    // store out of reach.
+    vec![
+        (
+            "GET",
+            "/v1/crossbar/runs",
+            get(list),
+            Doc::answers::<List<RunView>>(
+                "The caller's runs (everyone's for the admin), newest first.",
+            )
+            .query::<ListQuery>()
+            .errors(&[400, 401, 404, 503]),
+        ),
+        (
+            "POST",
+            "/v1/crossbar/runs",
+            post(submit),
+            Doc::answers::<RunView>(
+                "Queues a run (201); a retried submit with the same `Idempotency-Key` answers \
+                 the same run (200).",
+            )
+            .body::<SubmitBody>()
+            .ok(&[201, 200])
+            .errors(&[400, 401, 404, 413, 503]),
+        ),
+        (
+            "GET",
+            "/v1/crossbar/runs/{id}",
+            get(show),
+            Doc::answers::<RunDetail>("One run with its journal and a per-step summary.")
+                .errors(&[401, 404, 503]),
+        ),
+        (
+            "GET",
+            "/v1/crossbar/runs/{id}/events",
+            get(events),
+            Doc::text(
+                "The run's journal as server-sent events, live until the run ends \
+                 (resumable with `Last-Event-ID`).",
+                "text/event-stream",
+            )
+            .errors(&[400, 401, 404, 503]),
+        ),
+        (
+            "POST",
+            "/v1/crossbar/runs/{id}/cancel",
+            post(cancel),
+            Doc::answers::<RunView>("Asks a run to stop.").errors(&[400, 401, 403, 404, 503]),
+        ),
+    ]
+}
+
+/// `POST /v1/crossbar/runs`'s body: `crossbar_core::runs::Submit`, which has no schema yet
+/// (`{"agent": NAME | "spec": TOML, "input": ..., "budget": {...}}`): described as open.
+type SubmitBody = serde_json::Map<String, Value>;
+
+/// A run as the API shows it.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct RunView {
+    /// Tool calls journaled so far; `null` where not counted (submit, cancel).
+    tool_calls: Option<u64>,
+    object: &'static str,
+    id: String,
+    agent: String,
+    task: String,
+    /// `queued`, `running`, `completed`, `failed`, `cancelled`...
+    status: String,
+    created_ms: i64,
+    updated_ms: i64,
+    steps: u64,
+    tokens: u64,
+    /// Exact decimal USD.
+    cost: String,
+    cost_usd: f64,
+    elapsed_ms: u64,
+    answer: Option<String>,
+    worker: Option<String>,
+    lease_until_ms: Option<i64>,
+    claimed_ms: Option<i64>,
+    takeovers: u64,
+    cancel_requested: bool,
+    idempotency_key: Option<String>,
+    /// The submit's overrides of the spec's budget.
+    budget: Option<Value>,
+}
+
 /// A run as the API shows it; `tool_calls` when counted.
-pub(crate) fn run_json(queued: &QueuedRun, tool_calls: Option<u64>) -> Value {
+pub(crate) fn run_view(queued: &QueuedRun, tool_calls: Option<u64>) -> RunView {
     let run = &queued.run;
     let queue = &queued.queue;
-    json!({
-        "tool_calls": tool_calls,
-        "object": "crossbar.run",
-        "id": run.id,
-        "agent": run.agent,
-        "task": run.task,
-        "status": run.status,
-        "created_ms": run.created_ms,
-        "updated_ms": run.updated_ms,
-        "steps": run.totals.steps,
-        "tokens": run.totals.tokens,
-        "cost": format_usd(run.totals.cost_pusd),
-        "cost_usd": pico_to_usd(run.totals.cost_pusd),
-        "elapsed_ms": run.totals.elapsed_ms,
-        "answer": run.answer,
-        "worker": queue.worker,
-        "lease_until_ms": queue.lease_until_ms,
-        "claimed_ms": queue.claimed_ms,
-        "takeovers": queue.takeovers,
-        "cancel_requested": queue.cancel_requested,
-        "idempotency_key": queue.idempotency_key,
-        "budget": queue.limits.as_deref().and_then(|l| serde_json::from_str::<Value>(l).ok()),
-    })
+    RunView {
+        tool_calls,
+        object: "crossbar.run",
+        id: run.id.clone(),
+        agent: run.agent.clone(),
+        task: run.task.clone(),
+        status: run.status.clone(),
+        created_ms: run.created_ms,
+        updated_ms: run.updated_ms,
+        steps: run.totals.steps,
+        tokens: run.totals.tokens,
+        cost: format_usd(run.totals.cost_pusd),
+        cost_usd: pico_to_usd(run.totals.cost_pusd),
+        elapsed_ms: run.totals.elapsed_ms,
+        answer: run.answer.clone(),
+        worker: queue.worker.clone(),
+        lease_until_ms: queue.lease_until_ms,
+        claimed_ms: queue.claimed_ms,
+        takeovers: queue.takeovers,
+        cancel_requested: queue.cancel_requested,
+        idempotency_key: queue.idempotency_key.clone(),
+        budget: queue
+            .limits
+            .as_deref()
+            .and_then(|l| serde_json::from_str::<Value>(l).ok()),
+    }
+}
+
+/// An OpenAI-style list.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "{T}List")]
+pub(crate) struct List<T> {
+    object: &'static str,
+    data: Vec<T>,
+}
+
+/// A run with its journal.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct RunDetail {
+    #[serde(flatten)]
+    run: RunView,
+    per_step: Vec<Step>,
+    events: Vec<JournalEntry>,
+}
+
+/// One journal entry: `entry` is the agent's own JSON for it.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct JournalEntry {
+    seq: u64,
+    time_ms: i64,
+    kind: String,
+    entry: Value,
 }
 
 /// `GET /v1/crossbar/runs?status=&agent=&limit=50`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
     status: Option<String>,
@@ -188,7 +308,7 @@ pub(crate) async fn list(
     caller: Option<Extension<CallerKey>>,
     headers: HeaderMap,
     params: std::result::Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<Value>> {
+) -> Result<Json<List<RunView>>> {
     let runs = runs(&state)?;
     let Query(params) = params.map_err(|e| Error::invalid_request(e.body_text()))?;
     let limit = params.limit.unwrap_or(50).clamp(1, MAX_LIST);
@@ -210,11 +330,14 @@ pub(crate) async fn list(
             .collect(),
         None => HashMap::new(),
     };
-    let data: Vec<Value> = listed
+    let data = listed
         .iter()
-        .map(|run| run_json(run, Some(calls.get(&run.run.id).copied().unwrap_or(0))))
+        .map(|run| run_view(run, Some(calls.get(&run.run.id).copied().unwrap_or(0))))
         .collect();
-    Ok(Json(json!({ "object": "list", "data": data })))
+    Ok(Json(List {
+        object: "list",
+        data,
+    }))
 }
 
 /// `GET /v1/crossbar/runs/{id}`: one run, its journal entries and a per-step summary (model,
@@ -224,7 +347,7 @@ pub(crate) async fn show(
     caller: Option<Extension<CallerKey>>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<RunDetail>> {
     let (runs, run, _) =
         callers_run(&state, caller.as_ref().map(|Extension(c)| c), &headers, &id).await?;
     let events = runs.store.events(&id).await.map_err(unavailable)?;
@@ -236,22 +359,27 @@ pub(crate) async fn show(
         .iter()
         .filter(|e| e.get("kind").and_then(Value::as_str) == Some("tool_started"))
         .count() as u64;
-    let mut shown = run_json(&run, Some(tool_calls));
-    if let Some(object) = shown.as_object_mut() {
-        object.insert("per_step".to_owned(), json!(steps(&entries)));
-        let journal: Vec<Value> = events
-            .iter()
-            .zip(entries)
-            .map(|(e, entry)| json!({ "seq": e.seq, "time_ms": e.time_ms, "kind": e.kind, "entry": entry }))
-            .collect();
-        object.insert("events".to_owned(), json!(journal));
-    }
-    Ok(Json(shown))
+    let per_step = steps(&entries);
+    let journal = events
+        .iter()
+        .zip(entries)
+        .map(|(e, entry)| JournalEntry {
+            seq: e.seq,
+            time_ms: e.time_ms,
+            kind: e.kind.clone(),
+            entry,
+        })
+        .collect();
+    Ok(Json(RunDetail {
+        run: run_view(&run, Some(tool_calls)),
+        per_step,
+        events: journal,
+    }))
 }
 
 /// One model call of a run, with the tools it asked for.
-#[derive(Debug, Default, Serialize)]
-struct Step {
+#[derive(Debug, Default, Serialize, JsonSchema)]
+pub(crate) struct Step {
     step: u64,
     model: Option<String>,
     deployment: Option<String>,
@@ -259,7 +387,15 @@ struct Step {
     output_tokens: u64,
     cost_usd: f64,
     error: Option<String>,
-    tools: Vec<Value>,
+    tools: Vec<StepTool>,
+}
+
+/// A tool call's result in a step.
+#[derive(Debug, Serialize, JsonSchema)]
+struct StepTool {
+    name: Option<String>,
+    call_id: Option<String>,
+    is_error: bool,
 }
 
 /// Model calls and tool calls per step, from the journal's entries.
@@ -306,11 +442,14 @@ fn steps(entries: &[Value]) -> Vec<Step> {
             Some("tool_result") => {
                 // A tool's own model spend (embedding a query) is part of its step's cost.
                 current.cost_usd += entry.get("cost_usd").and_then(Value::as_f64).unwrap_or(0.0);
-                current.tools.push(json!({
-                    "name": text(entry, "name"),
-                    "call_id": text(entry, "call_id"),
-                    "is_error": entry.get("is_error").and_then(Value::as_bool).unwrap_or(false),
-                }));
+                current.tools.push(StepTool {
+                    name: text(entry, "name"),
+                    call_id: text(entry, "call_id"),
+                    is_error: entry
+                        .get("is_error")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false),
+                });
             }
             _ => {}
         }
@@ -399,7 +538,7 @@ pub(crate) async fn submit(
     } else {
         StatusCode::OK
     };
-    let mut response = (status, Json(run_json(&queued, None))).into_response();
+    let mut response = (status, Json(run_view(&queued, None))).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/crossbar/runs/{}", queued.run.id)) {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -431,7 +570,7 @@ pub(crate) async fn cancel(
     caller: Option<Extension<CallerKey>>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<RunView>> {
     let (runs, run, scope) =
         callers_run(&state, caller.as_ref().map(|Extension(c)| c), &headers, &id).await?;
     if !scope.may_cancel {
@@ -457,7 +596,7 @@ pub(crate) async fn cancel(
         .await
         .map_err(unavailable)?
         .unwrap_or(run);
-    Ok(Json(run_json(&run, None)))
+    Ok(Json(run_view(&run, None)))
 }
 
 /// `GET /v1/crossbar/runs/{id}/events`.
@@ -575,8 +714,8 @@ mod tests {
             "the model call and the tool's spend"
         );
         assert_eq!(
-            steps[0].tools,
-            [json!({"name": "calc", "call_id": "c1", "is_error": true})]
+            serde_json::to_value(&steps[0].tools).ok(),
+            Some(json!([{"name": "calc", "call_id": "c1", "is_error": true}]))
         );
         assert_eq!(steps[1].error.as_deref(), Some("503"));
     }

@@ -12,17 +12,19 @@ use crossbar_core::pricing::{format_usd, pico_to_usd};
 use crossbar_store::whatif::{self, Row};
 use crossbar_store::{
     AttemptRecord, DashboardStore, KeyRecord, KeySpend, RequestFilter, StatusFilter, UsageRecord,
-    key_json, now_ms,
+    UsageTags, now_ms,
 };
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::overview::{self, Overview, Window};
+use crate::admin::KeyView;
 use crate::app::AppState;
-use crate::auth::Principal;
+use crate::auth::{Principal, Role};
 use crate::error::ApiError;
 use crate::keys::day_and_month_start;
-use crate::keys::teams::team_json;
+use crate::keys::teams::TeamView;
 
 /// The overview reads at most this many requests; older ones in the window are left out.
 const MAX_POINTS: u32 = 200_000;
@@ -115,7 +117,7 @@ fn shows(visible: Option<&HashSet<String>>, key_id: Option<&String>) -> bool {
     visible.is_none_or(|set| key_id.is_some_and(|k| set.contains(k)))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 pub(crate) struct OverviewQuery {
     window: Option<String>,
     buckets: Option<usize>,
@@ -146,10 +148,10 @@ pub(crate) async fn overview(
 }
 
 /// An attempt with its cost in USD and where it sits on the request's timeline.
-#[derive(Debug, Serialize)]
-struct AttemptView<'a> {
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct AttemptView {
     #[serde(flatten)]
-    attempt: &'a AttemptRecord,
+    attempt: AttemptRecord,
     cost: String,
     /// Offsets from the request's start. Retries and failovers follow each other; a hedge
     /// races the attempt it hedges and ends with it. The router records durations, not start
@@ -158,17 +160,51 @@ struct AttemptView<'a> {
     end_ms: u64,
 }
 
-/// What the log adds to a stored record (whose fields it keeps, `attempts` replaced).
-#[derive(Debug, Serialize)]
-struct RequestView<'a> {
+/// A stored request as the log shows it: the record's fields (money also in USD), its attempts
+/// on a timeline, and its bodies when the route kept them.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct RequestView {
+    request_id: String,
+    time_ms: i64,
+    key_id: Option<String>,
+    api: String,
+    model: String,
+    route: Option<String>,
+    deployment: Option<String>,
+    provider: Option<String>,
+    cloud: Option<String>,
+    region: Option<String>,
+    stream: bool,
+    status: u16,
+    error: Option<String>,
+    input_tokens: u64,
+    cached_input_tokens: u64,
+    cache_write_tokens: u64,
+    output_tokens: u64,
+    reasoning_tokens: u64,
+    cost_pusd: u64,
+    latency_ms: u64,
+    ttft_ms: Option<u64>,
+    overhead_ms: u64,
+    tags: UsageTags,
     cost: String,
     cost_usd: f64,
-    attempts: Vec<AttemptView<'a>>,
+    attempts: Vec<AttemptView>,
     retries: usize,
     hedges: usize,
+    /// `GET /v1/crossbar/requests/{id}` only, when the route kept the bodies (`payload_log`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<Payload>,
 }
 
-fn request_view(record: &UsageRecord) -> RequestView<'_> {
+/// A request's bodies, already masked when written.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct Payload {
+    request: Value,
+    answer: Option<Value>,
+}
+
+fn request_view(record: &UsageRecord) -> RequestView {
     let mut cursor = 0u64;
     let mut placed: Vec<(u64, u64)> = Vec::with_capacity(record.attempts.len());
     for attempt in &record.attempts {
@@ -190,7 +226,7 @@ fn request_view(record: &UsageRecord) -> RequestView<'_> {
                 (start, end)
             };
             AttemptView {
-                attempt,
+                attempt: attempt.clone(),
                 cost: format_usd(attempt.cost_pusd),
                 start_ms,
                 end_ms,
@@ -198,28 +234,60 @@ fn request_view(record: &UsageRecord) -> RequestView<'_> {
         })
         .collect();
     let sequential = record.attempts.iter().filter(|a| !a.hedge).count();
+    let r = record.clone();
     RequestView {
+        request_id: r.request_id,
+        time_ms: r.time_ms,
+        key_id: r.key_id,
+        api: r.api,
+        model: r.model,
+        route: r.route,
+        deployment: r.deployment,
+        provider: r.provider,
+        cloud: r.cloud,
+        region: r.region,
+        stream: r.stream,
+        status: r.status,
+        error: r.error,
+        input_tokens: r.input_tokens,
+        cached_input_tokens: r.cached_input_tokens,
+        cache_write_tokens: r.cache_write_tokens,
+        output_tokens: r.output_tokens,
+        reasoning_tokens: r.reasoning_tokens,
+        cost_pusd: r.cost_pusd,
+        latency_ms: r.latency_ms,
+        ttft_ms: r.ttft_ms,
+        overhead_ms: r.overhead_ms,
+        tags: r.tags,
         cost: format_usd(record.cost_pusd),
         cost_usd: pico_to_usd(record.cost_pusd),
         attempts,
         retries: sequential.saturating_sub(1),
         hedges: record.attempts.len() - sequential,
+        payload: None,
     }
 }
 
-/// The record's own fields with the view's added.
-fn request_json(record: &UsageRecord) -> Value {
-    let mut value = serde_json::to_value(record).unwrap_or(Value::Null);
-    if let (Some(object), Ok(Value::Object(extra))) = (
-        value.as_object_mut(),
-        serde_json::to_value(request_view(record)),
-    ) {
-        object.extend(extra);
-    }
-    value
+/// An OpenAI-style list.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "{T}List")]
+pub(crate) struct List<T> {
+    object: &'static str,
+    data: Vec<T>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+impl<T> List<T> {
+    fn of(data: Vec<T>) -> Self {
+        Self {
+            object: "list",
+            data,
+        }
+    }
+}
+
+pub(crate) type Requests = List<RequestView>;
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 pub(crate) struct RequestsQuery {
     key: Option<String>,
     model: Option<String>,
@@ -240,7 +308,7 @@ pub(crate) async fn requests(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     params: std::result::Result<Query<RequestsQuery>, QueryRejection>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Requests>> {
     let params = query(params)?;
     let store = store(&state)?;
     let now = now_ms();
@@ -288,8 +356,7 @@ pub(crate) async fn requests(
             merged
         }
     };
-    let data: Vec<Value> = records.iter().map(request_json).collect();
-    Ok(Json(json!({ "object": "list", "data": data })))
+    Ok(Json(List::of(records.iter().map(request_view).collect())))
 }
 
 /// `GET /v1/crossbar/requests/{id}`.
@@ -297,7 +364,7 @@ pub(crate) async fn request(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<RequestView>> {
     let store = store(&state)?;
     let visible = visible_keys(store, &principal).await?;
     let found = store.request(&id).await.map_err(unavailable)?;
@@ -305,23 +372,23 @@ pub(crate) async fn request(
     let Some(record) = found.filter(|r| shows(visible.as_ref(), r.key_id.as_ref())) else {
         return Err(Error::not_found(format!("No request `{id}` in the store.")).into());
     };
-    let mut json = request_json(&record);
+    let mut view = request_view(&record);
     // Bodies, when the route kept them (`payload_log`): already masked when written.
     if let Some(payloads) = &state.payloads
         && let Some(payload) = payloads.get_payload(&id).await.map_err(unavailable)?
     {
         let parse = |text: &str| serde_json::from_str(text).unwrap_or(Value::Null);
-        json["payload"] = json!({
-            "request": parse(&payload.request),
-            "answer": payload.answer.as_deref().map(parse),
+        view.payload = Some(Payload {
+            request: parse(&payload.request),
+            answer: payload.answer.as_deref().map(parse),
         });
     }
-    Ok(Json(json))
+    Ok(Json(view))
 }
 
 /// Spend in one window against its budget.
-#[derive(Debug, Serialize)]
-struct Spend {
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct Spend {
     requests: u64,
     tokens: u64,
     spent: String,
@@ -353,12 +420,43 @@ fn by_key(spend: Vec<KeySpend>) -> HashMap<Option<String>, KeySpend> {
     spend.into_iter().map(|s| (s.key_id.clone(), s)).collect()
 }
 
+/// Spend today, this month and in total.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct SpendWindows {
+    day: Spend,
+    month: Spend,
+    total: Spend,
+}
+
+/// Requests and tokens in the last minute, against a key's rpm and tpm.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct LastMinute {
+    requests: u64,
+    tokens: u64,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct KeyWithSpend {
+    #[serde(flatten)]
+    key: KeyView,
+    spend: SpendWindows,
+    last_minute: LastMinute,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct Keys {
+    object: &'static str,
+    data: Vec<KeyWithSpend>,
+    /// Traffic without a virtual key; `null` for a team admin (it is no team's).
+    unkeyed: Option<SpendWindows>,
+}
+
 /// `GET /v1/crossbar/keys`: each key's limits and its spend today, this month, in total and
 /// in the last minute (against its rpm and tpm); `unkeyed` is traffic without a virtual key.
 pub(crate) async fn keys(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Keys>> {
     let store = store(&state)?;
     let now = now_ms();
     let (day, month) = day_and_month_start(now);
@@ -373,56 +471,59 @@ pub(crate) async fn keys(
             .await
             .map_err(unavailable)?,
     );
-    let data: Vec<Value> = keys
+    let data = keys
         .iter()
         .map(|key| {
             let id = Some(key.id.clone());
-            let mut shown = key_json(key);
-            if let Some(object) = shown.as_object_mut() {
-                let last = minute.get(&id);
-                object.insert(
-                    "spend".to_owned(),
-                    json!({
-                        "day": spend(day_spend.get(&id), key.limits.budget_day_pusd),
-                        "month": spend(month_spend.get(&id), key.limits.budget_month_pusd),
-                        "total": spend(total_spend.get(&id), key.limits.budget_total_pusd),
-                    }),
-                );
-                object.insert(
-                    "last_minute".to_owned(),
-                    json!({
-                        "requests": last.map_or(0, |s| s.requests),
-                        "tokens": last.map_or(0, |s| s.tokens),
-                    }),
-                );
+            let last = minute.get(&id);
+            KeyWithSpend {
+                key: KeyView::from(key),
+                spend: SpendWindows {
+                    day: spend(day_spend.get(&id), key.limits.budget_day_pusd),
+                    month: spend(month_spend.get(&id), key.limits.budget_month_pusd),
+                    total: spend(total_spend.get(&id), key.limits.budget_total_pusd),
+                },
+                last_minute: LastMinute {
+                    requests: last.map_or(0, |s| s.requests),
+                    tokens: last.map_or(0, |s| s.tokens),
+                },
             }
-            shown
         })
         .collect();
     // Keyless traffic is no team's: a team admin is not shown it.
-    let unkeyed = principal.confined().is_none().then(|| {
-        json!({
-            "day": spend(day_spend.get(&None), None),
-            "month": spend(month_spend.get(&None), None),
-            "total": spend(total_spend.get(&None), None),
-        })
+    let unkeyed = principal.confined().is_none().then(|| SpendWindows {
+        day: spend(day_spend.get(&None), None),
+        month: spend(month_spend.get(&None), None),
+        total: spend(total_spend.get(&None), None),
     });
-    Ok(Json(json!({
-        "object": "list",
-        "data": data,
-        "unkeyed": unkeyed,
-    })))
+    Ok(Json(Keys {
+        object: "list",
+        data,
+        unkeyed,
+    }))
 }
+
+/// A team with its limits, its live keys' count and what they spent.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct TeamWithSpend {
+    #[serde(flatten)]
+    team: TeamView,
+    /// Live (unrevoked) keys.
+    keys: usize,
+    spend: SpendWindows,
+}
+
+pub(crate) type Teams = List<TeamWithSpend>;
 
 /// `GET /v1/crossbar/teams`: each team (a team admin's own only) with its limits and what
 /// its keys together spent today, this month and in total.
 pub(crate) async fn teams(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Teams>> {
     let store = store(&state)?;
     let Some(org) = store.org() else {
-        return Ok(Json(json!({ "object": "list", "data": [] })));
+        return Ok(Json(List::of(Vec::new())));
     };
     let now = now_ms();
     let (day, month) = day_and_month_start(now);
@@ -434,7 +535,7 @@ pub(crate) async fn teams(
             store.spend_by_key(since).await.map_err(unavailable)?,
         ));
     }
-    let data: Vec<Value> = teams
+    let data = teams
         .iter()
         .filter(|t| principal.sees(Some(&t.id)))
         .map(|team| {
@@ -453,33 +554,60 @@ pub(crate) async fn teams(
                 })
             };
             let limits = team.limits;
-            let mut shown = team_json(team);
-            shown["keys"] = json!(members.iter().filter(|k| k.revoked_ms.is_none()).count());
-            shown["spend"] = json!({
-                "day": spend(Some(&sum(&windows[0])), limits.budget_day_pusd),
-                "month": spend(Some(&sum(&windows[1])), limits.budget_month_pusd),
-                "total": spend(Some(&sum(&windows[2])), limits.budget_total_pusd),
-            });
-            shown
+            TeamWithSpend {
+                team: TeamView::from(team),
+                keys: members.iter().filter(|k| k.revoked_ms.is_none()).count(),
+                spend: SpendWindows {
+                    day: spend(Some(&sum(&windows[0])), limits.budget_day_pusd),
+                    month: spend(Some(&sum(&windows[1])), limits.budget_month_pusd),
+                    total: spend(Some(&sum(&windows[2])), limits.budget_total_pusd),
+                },
+            }
         })
         .collect();
-    Ok(Json(json!({ "object": "list", "data": data })))
+    Ok(Json(List::of(data)))
+}
+
+/// The roles, by the names the API uses.
+fn role_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let names: Vec<&str> = Role::ALL.into_iter().map(Role::as_str).collect();
+    schemars::json_schema!({ "type": "string", "enum": names })
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct Whoami {
+    object: &'static str,
+    #[schemars(schema_with = "role_schema")]
+    role: Role,
+    /// A `team-admin`'s team.
+    team: Option<String>,
+    /// For the audit log: `admin`, or `token:<id>`.
+    actor: String,
 }
 
 /// `GET /v1/crossbar/whoami`: the caller's role (and team), so the page shows only what it
 /// may use. The server enforces the same regardless.
-pub(crate) async fn whoami(Extension(principal): Extension<Principal>) -> Json<Value> {
-    Json(json!({
-        "object": "crossbar.whoami",
-        "role": principal.role,
-        "team": principal.team,
-        "actor": principal.actor,
-    }))
+pub(crate) async fn whoami(Extension(principal): Extension<Principal>) -> Json<Whoami> {
+    Json(Whoami {
+        object: "crossbar.whoami",
+        role: principal.role,
+        team: principal.team,
+        actor: principal.actor,
+    })
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 pub(crate) struct WhatifQuery {
     since: Option<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct Whatif {
+    object: &'static str,
+    since_ms: i64,
+    /// More requests than are re-priced: the oldest were left out.
+    truncated: bool,
+    data: Vec<Row>,
 }
 
 /// `GET /v1/crossbar/whatif?since=7d`: the recorded traffic re-priced on every deployment
@@ -488,7 +616,7 @@ pub(crate) async fn whatif(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     params: std::result::Result<Query<WhatifQuery>, QueryRejection>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Whatif>> {
     let params = query(params)?;
     let store = store(&state)?;
     let now = now_ms();
@@ -503,12 +631,12 @@ pub(crate) async fn whatif(
     }
     let candidates = whatif::candidates_from_views(&state.router.snapshot());
     let rows: Vec<Row> = whatif::reprice(&records, &candidates);
-    Ok(Json(json!({
-        "object": "list",
-        "since_ms": since,
-        "truncated": truncated,
-        "data": rows,
-    })))
+    Ok(Json(Whatif {
+        object: "list",
+        since_ms: since,
+        truncated,
+        data: rows,
+    }))
 }
 
 #[cfg(test)]

@@ -26,54 +26,123 @@ use crossbar_core::Error;
 use crate::app::AppState;
 use crate::auth::{Access, Principal, Rule};
 use crate::error::ApiError;
+use crate::openapi::Doc;
 
 const REALM: &str = "Basic realm=\"crossbar dashboard\", charset=\"UTF-8\"";
 
 /// Every dashboard endpoint with its rule: the list the router and the guard are built from.
 pub(crate) fn endpoints() -> Vec<(Rule, MethodRouter<AppState>)> {
+    documented()
+        .into_iter()
+        .map(|(rule, methods, _)| (rule, methods))
+        .collect()
+}
+
+/// [`endpoints`] with each one's description, for `/openapi.json`.
+pub(crate) fn documented() -> Vec<(Rule, MethodRouter<AppState>, Doc)> {
     let read = |path, access| Rule {
         method: "GET",
         path,
         access,
     };
+    // Bad query; no admin token; a role that may not; the dashboard disabled or an object
+    // that is not there (or not the caller's).
+    const ERRORS: &[u16] = &[400, 401, 403, 404];
+    let json = |doc: Doc| doc.errors(ERRORS);
     vec![
-        (read("/ui", Access::TeamRead), get(ui::index)),
-        (read("/ui/", Access::TeamRead), get(ui::to_index)),
-        (read("/ui/{file}", Access::TeamRead), get(ui::asset)),
+        (
+            read("/ui", Access::TeamRead),
+            get(ui::index),
+            Doc::text("The dashboard's page.", "text/html").errors(&[401, 403, 404]),
+        ),
+        (
+            read("/ui/", Access::TeamRead),
+            get(ui::to_index),
+            Doc::redirect("Redirects to `/ui`.").errors(&[401, 403, 404]),
+        ),
+        (
+            read("/ui/{file}", Access::TeamRead),
+            get(ui::asset),
+            Doc::text(
+                "One of the dashboard's files (script, style, icon).",
+                "text/plain",
+            )
+            .errors(&[401, 403, 404]),
+        ),
         (
             read("/v1/crossbar/overview", Access::TeamRead),
             get(api::overview),
+            json(
+                Doc::answers::<overview::Overview>(
+                    "Totals, groups and a time series over a recent window.",
+                )
+                .query::<api::OverviewQuery>(),
+            ),
         ),
         (
             read("/v1/crossbar/requests", Access::TeamRead),
             get(api::requests),
+            json(
+                Doc::answers::<api::Requests>("Recorded requests, newest first, filtered.")
+                    .query::<api::RequestsQuery>(),
+            ),
         ),
         (
             read("/v1/crossbar/requests/{id}", Access::TeamRead),
             get(api::request),
+            json(Doc::answers::<api::RequestView>(
+                "One recorded request, its attempts on a timeline, and its bodies when kept.",
+            )),
         ),
-        (read("/v1/crossbar/keys", Access::TeamRead), get(api::keys)),
+        (
+            read("/v1/crossbar/keys", Access::TeamRead),
+            get(api::keys),
+            json(Doc::answers::<api::Keys>(
+                "Each key's limits and spend (today, this month, in total, last minute).",
+            )),
+        ),
         (
             read("/v1/crossbar/whatif", Access::TeamRead),
             get(api::whatif),
+            json(
+                Doc::answers::<api::Whatif>(
+                    "The recorded traffic re-priced on every deployment of its model.",
+                )
+                .query::<api::WhatifQuery>(),
+            ),
         ),
         // The admin API's list, for the dashboard's audit page (behind the dashboard's guard).
         (
             read("/v1/crossbar/audit", Access::TeamRead),
             get(crate::admin::list_audit),
+            json(
+                Doc::answers::<crate::admin::Data<crossbar_store::AuditEntry>>(
+                    "The audit log, newest first.",
+                )
+                .query::<crate::admin::AuditParams>(),
+            ),
         ),
         (
             read("/v1/crossbar/teams", Access::TeamRead),
             get(api::teams),
+            json(Doc::answers::<api::Teams>(
+                "Each team with its limits and what its keys spent.",
+            )),
         ),
         (
             read("/v1/crossbar/whoami", Access::TeamRead),
             get(api::whoami),
+            json(Doc::answers::<api::Whoami>(
+                "The caller's role and team, for the page.",
+            )),
         ),
         // Shadow traffic's figures beside their primaries' (the gateway's whole traffic).
         (
             read("/v1/crossbar/shadow", Access::Read),
             get(crate::shadow::list),
+            json(Doc::answers::<crate::shadow::Shadows>(
+                "Each shadow deployment's figures beside its primary's.",
+            )),
         ),
     ]
 }

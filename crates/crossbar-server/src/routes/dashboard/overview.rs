@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use crossbar_core::pricing::{format_usd, pico_to_usd};
 use crossbar_store::UsagePoint;
+use schemars::JsonSchema;
 use serde::Serialize;
 
 /// The rate shown as "now" is over this much recent time.
@@ -29,7 +30,7 @@ impl Window {
 }
 
 /// Nearest-rank percentiles of one measure.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, JsonSchema)]
 pub(crate) struct Percentiles {
     pub p50: Option<u64>,
     pub p95: Option<u64>,
@@ -111,7 +112,7 @@ fn ratio(part: u64, whole: u64) -> f64 {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub(crate) struct Group {
     pub name: String,
     pub requests: u64,
@@ -132,14 +133,14 @@ pub(crate) struct Group {
 }
 
 /// One provider's or cloud's part of a bucket.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, JsonSchema)]
 pub(crate) struct Part {
     pub requests: u64,
     pub failed: u64,
     pub cost_usd: f64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub(crate) struct Bucket {
     pub t_ms: i64,
     pub requests: u64,
@@ -154,7 +155,7 @@ pub(crate) struct Bucket {
     pub by_cloud: BTreeMap<String, Part>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub(crate) struct Overview {
     pub since_ms: i64,
     pub now_ms: i64,
