@@ -114,7 +114,7 @@ impl SseDecoder {
                 chunk = rest;
             }
         }
-        while let Some(end) = chunk.iter().position(|b| matches!(b, b'\n' | b'\r')) {
+        while let Some(end) = memchr::memchr2(b'\n', b'\r', chunk) {
             self.hold(&chunk[..end])?;
             let cr = chunk[end] == b'\r';
             chunk = &chunk[end + 1..];

@@ -32,19 +32,22 @@ impl StreamDecoder {
         if self.finished {
             return Ok(());
         }
-        let value: Value = serde_json::from_str(data).map_err(|e| {
-            Error::bad_upstream(format!("The upstream sent a malformed stream chunk: {e}"))
-        })?;
-        // Errors after the 200 arrive as an error object in a data line (sometimes in an array).
-        let value = match value {
-            Value::Array(mut items) if items.len() == 1 => items.remove(0),
-            other => other,
-        };
-        if value.get("error").is_some_and(|e| !e.is_null()) {
-            return Err(decode_stream_error(&value));
-        }
-        let chunk: GenerateContentResponse = serde_json::from_value(value).map_err(|e| {
-            Error::bad_upstream(format!("The upstream sent an invalid stream chunk: {e}"))
+        let chunk: GenerateContentResponse = crate::dialects::stream_chunk(data, |data| {
+            let value: Value = serde_json::from_str(data).map_err(|e| {
+                Error::bad_upstream(format!("The upstream sent a malformed stream chunk: {e}"))
+            })?;
+            // Errors after the 200 arrive as an error object in a data line (sometimes in an
+            // array).
+            let value = match value {
+                Value::Array(mut items) if items.len() == 1 => items.remove(0),
+                other => other,
+            };
+            if value.get("error").is_some_and(|e| !e.is_null()) {
+                return Err(decode_stream_error(&value));
+            }
+            serde_json::from_value(value).map_err(|e| {
+                Error::bad_upstream(format!("The upstream sent an invalid stream chunk: {e}"))
+            })
         })?;
         if !self.started {
             self.started = true;

@@ -32,14 +32,16 @@ impl StreamDecoder {
             self.done = true;
             return Ok(());
         }
-        let value: Value = serde_json::from_str(data).map_err(|e| {
-            Error::bad_upstream(format!("The upstream sent a malformed stream chunk: {e}"))
-        })?;
-        if value.get("error").is_some_and(|e| !e.is_null()) {
-            return Err(decode_stream_error(&value));
-        }
-        let chunk: wire::Chunk = serde_json::from_value(value).map_err(|e| {
-            Error::bad_upstream(format!("The upstream sent an invalid stream chunk: {e}"))
+        let chunk: wire::Chunk = crate::dialects::stream_chunk(data, |data| {
+            let value: Value = serde_json::from_str(data).map_err(|e| {
+                Error::bad_upstream(format!("The upstream sent a malformed stream chunk: {e}"))
+            })?;
+            if value.get("error").is_some_and(|e| !e.is_null()) {
+                return Err(decode_stream_error(&value));
+            }
+            serde_json::from_value(value).map_err(|e| {
+                Error::bad_upstream(format!("The upstream sent an invalid stream chunk: {e}"))
+            })
         })?;
         // Azure's first chunk carries only content-filter results: no id, no choices.
         let filter_only = chunk.id.is_empty() && chunk.choices.is_empty();
