@@ -63,11 +63,8 @@ pub(crate) fn documented() -> Vec<(Rule, MethodRouter<AppState>, Doc)> {
         (
             read("/ui/{file}", Access::TeamRead),
             get(ui::asset),
-            Doc::text(
-                "One of the dashboard's files (script, style, icon).",
-                "text/plain",
-            )
-            .errors(&[401, 403, 404]),
+            Doc::text("One of the dashboard's files (script, style, icon).", "*/*")
+                .errors(&[401, 403, 404]),
         ),
         (
             read("/v1/crossbar/overview", Access::TeamRead),
