@@ -102,6 +102,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the OpenAPI 3.1 document of Crossbar's own API (what `GET /openapi.json` serves).
+    Openapi,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -118,6 +120,10 @@ fn main() -> anyhow::Result<()> {
         Command::Simulate { scenario, json } => return simulate::command(&scenario, json),
         Command::Models(args) => return models::command(&args),
         Command::Catalog(args) => return catalog::command(args),
+        Command::Openapi => {
+            println!("{:#}", crossbar_server::openapi_document());
+            return Ok(());
+        }
         command => command,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -139,7 +145,10 @@ fn main() -> anyhow::Result<()> {
                 config,
                 no_record,
             } => run_sim(dialect, &listen, config, !no_record).await,
-            Command::Simulate { .. } | Command::Models(_) | Command::Catalog(_) => {
+            Command::Simulate { .. }
+            | Command::Models(_)
+            | Command::Catalog(_)
+            | Command::Openapi => {
                 anyhow::bail!("runs without the runtime")
             }
         }
