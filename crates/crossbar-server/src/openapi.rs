@@ -64,6 +64,8 @@ pub(crate) struct Doc {
     pub ok: &'static [u16],
     /// The error statuses it can answer, each with the shared error body.
     pub errors: &'static [u16],
+    /// Request headers it reads beyond authorization: name and what it does.
+    pub headers: &'static [(&'static str, &'static str)],
 }
 
 impl Doc {
@@ -76,6 +78,7 @@ impl Doc {
             answer: Answer::Json(schema_of::<T>),
             ok: &[200],
             errors: &[401, 403, 404],
+            headers: &[],
         }
     }
 
@@ -117,6 +120,10 @@ impl Doc {
 
     pub(crate) fn errors(self, errors: &'static [u16]) -> Self {
         Self { errors, ..self }
+    }
+
+    pub(crate) fn headers(self, headers: &'static [(&'static str, &'static str)]) -> Self {
+        Self { headers, ..self }
     }
 }
 
@@ -170,6 +177,7 @@ fn plain(table: Vec<Endpoint>, security: Security) -> impl Iterator<Item = Opera
 #[derive(Serialize, JsonSchema)]
 pub(crate) struct Health {
     /// Always `ok`: the process answers.
+    #[schemars(extend("const" = "ok"))]
     pub status: &'static str,
 }
 
@@ -379,6 +387,19 @@ fn reason(status: u16) -> &'static str {
         .unwrap_or("Answer")
 }
 
+/// `get_admin_teams_id` for `GET /admin/teams/{id}`: an identifier, as client generators want
+/// (`/ui/` is `get_ui_slash`, apart from `/ui`).
+fn operation_id(method: &str, path: &str) -> String {
+    let words = path
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .chain(path.ends_with('/').then_some("slash"));
+    std::iter::once(method.to_ascii_lowercase())
+        .chain(words.map(str::to_owned))
+        .collect::<Vec<_>>()
+        .join("_")
+}
+
 fn operation(op: &Operation, generators: &mut Generators) -> Value {
     let doc = &op.doc;
     let mut responses = Map::new();
@@ -406,9 +427,18 @@ fn operation(op: &Operation, generators: &mut Generators) -> Value {
     if let Some(make) = doc.query {
         parameters.extend(query_params(make));
     }
+    parameters.extend(doc.headers.iter().map(|(name, description)| {
+        json!({
+            "name": name,
+            "in": "header",
+            "required": false,
+            "description": description,
+            "schema": {"type": "string"},
+        })
+    }));
     let mut value = json!({
         "summary": doc.summary,
-        "operationId": format!("{} {}", op.method.to_ascii_lowercase(), op.path),
+        "operationId": operation_id(op.method, op.path),
         "responses": responses,
         "security": match op.security {
             Security::Open => json!([]),

@@ -19,6 +19,7 @@ use crate::app::AppState;
 /// An OpenAI-style list.
 #[derive(Serialize, JsonSchema)]
 pub(crate) struct Shadows {
+    #[schemars(extend("const" = "list"))]
     object: &'static str,
     /// The router's `ShadowView`s (crossbar-core has no schemas: described as open objects).
     #[schemars(with = "Vec<serde_json::Map<String, serde_json::Value>>")]

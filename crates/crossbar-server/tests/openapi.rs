@@ -262,6 +262,20 @@ async fn the_document_describes_every_route_and_every_real_answer_matches_it() {
         };
         assert_eq!(schemes, want, "{method} {path}");
     }
+    // Operation ids are unique identifiers (client generators name methods after them).
+    let ids: BTreeSet<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .map(|op| op["operationId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 36);
+    assert!(ids.contains("get_admin_teams_id"));
+    assert!(
+        ids.iter()
+            .all(|id| id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+    );
     let mut found = Vec::new();
     refs(&doc, &mut found);
     assert!(found.len() >= 100, "{} refs", found.len());

@@ -16,6 +16,7 @@ use crate::reload::{Reloaded, Trigger, Version};
 /// The version's fields are `reload::Version`'s, which has no schema yet: described as open.
 #[derive(Serialize, JsonSchema)]
 pub(crate) struct ConfigView {
+    #[schemars(extend("const" = "crossbar.config"))]
     object: &'static str,
     #[serde(flatten)]
     #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
@@ -25,8 +26,10 @@ pub(crate) struct ConfigView {
 /// As [`ConfigView`], `reload::Reloaded`'s fields are described as open.
 #[derive(Serialize, JsonSchema)]
 pub(crate) struct ReloadView {
+    #[schemars(extend("const" = "crossbar.config.reload"))]
     object: &'static str,
     /// `ok`, or `unchanged` when the file was the same.
+    #[schemars(extend("enum" = ["ok", "unchanged"]))]
     result: &'static str,
     #[serde(flatten)]
     #[schemars(with = "serde_json::Map<String, serde_json::Value>")]

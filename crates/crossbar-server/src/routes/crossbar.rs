@@ -40,6 +40,7 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
 /// An OpenAI-style list.
 #[derive(Serialize, JsonSchema)]
 pub(crate) struct Deployments {
+    #[schemars(extend("const" = "list"))]
     object: &'static str,
     /// The router's `DeploymentView`s (crossbar-core has no schemas: described as open
     /// objects).

@@ -22,12 +22,15 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 #[derive(Debug, Serialize, JsonSchema)]
 pub(crate) struct Readiness {
     /// `ready`, `degraded` (serving without Redis or the store) or `not_ready`.
+    #[schemars(extend("enum" = ["ready", "degraded", "not_ready"]))]
     status: &'static str,
     /// Deployments the router has.
     deployments: usize,
     /// Redis: `ok`, `unreachable`, or `off` when not configured.
+    #[schemars(extend("enum" = ["ok", "unreachable", "off"]))]
     shared_state: &'static str,
     /// The store, as `shared_state`.
+    #[schemars(extend("enum" = ["ok", "unreachable", "off"]))]
     store: &'static str,
     /// Usage records waiting in the spool for the store.
     spooled_usage_records: u64,

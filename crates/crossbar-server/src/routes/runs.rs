@@ -167,6 +167,10 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
                  the same run (200).",
             )
             .body::<SubmitBody>()
+            .headers(&[(
+                "Idempotency-Key",
+                "A retried submit with the same key (per calling key) answers the same run.",
+            )])
             .ok(&[201, 200])
             .errors(&[400, 401, 404, 413, 503]),
         ),
@@ -186,6 +190,10 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
                  (resumable with `Last-Event-ID`).",
                 "text/event-stream",
             )
+            .headers(&[(
+                "Last-Event-ID",
+                "Resume after this journal entry (its sequence number).",
+            )])
             .errors(&[400, 401, 404, 503]),
         ),
         (
@@ -206,6 +214,7 @@ type SubmitBody = serde_json::Map<String, Value>;
 pub(crate) struct RunView {
     /// Tool calls journaled so far; `null` where not counted (submit, cancel).
     tool_calls: Option<u64>,
+    #[schemars(extend("const" = "crossbar.run"))]
     object: &'static str,
     id: String,
     agent: String,
@@ -267,6 +276,7 @@ pub(crate) fn run_view(queued: &QueuedRun, tool_calls: Option<u64>) -> RunView {
 #[derive(Debug, Serialize, JsonSchema)]
 #[schemars(rename = "{T}List")]
 pub(crate) struct List<T> {
+    #[schemars(extend("const" = "list"))]
     object: &'static str,
     data: Vec<T>,
 }

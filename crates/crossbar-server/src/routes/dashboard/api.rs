@@ -272,6 +272,7 @@ fn request_view(record: &UsageRecord) -> RequestView {
 #[derive(Debug, Serialize, JsonSchema)]
 #[schemars(rename = "{T}List")]
 pub(crate) struct List<T> {
+    #[schemars(extend("const" = "list"))]
     object: &'static str,
     data: Vec<T>,
 }
@@ -445,6 +446,7 @@ pub(crate) struct KeyWithSpend {
 
 #[derive(Debug, Serialize, JsonSchema)]
 pub(crate) struct Keys {
+    #[schemars(extend("const" = "list"))]
     object: &'static str,
     data: Vec<KeyWithSpend>,
     /// Traffic without a virtual key; `null` for a team admin (it is no team's).
@@ -576,6 +578,7 @@ fn role_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 
 #[derive(Debug, Serialize, JsonSchema)]
 pub(crate) struct Whoami {
+    #[schemars(extend("const" = "crossbar.whoami"))]
     object: &'static str,
     #[schemars(schema_with = "role_schema")]
     role: Role,
@@ -603,6 +606,7 @@ pub(crate) struct WhatifQuery {
 
 #[derive(Debug, Serialize, JsonSchema)]
 pub(crate) struct Whatif {
+    #[schemars(extend("const" = "list"))]
     object: &'static str,
     since_ms: i64,
     /// More requests than are re-priced: the oldest were left out.
@@ -665,6 +669,32 @@ mod tests {
             .collect();
         assert_eq!(spans, [(0, 30), (30, 130), (90, 130)]);
         assert_eq!((view.retries, view.hedges), (1, 1));
+    }
+
+    /// The log's view names every field of the stored record (a field the store gains must be
+    /// added to the view, or the dashboard would silently stop showing it).
+    #[test]
+    fn the_request_view_shows_every_stored_field() {
+        let record = UsageRecord {
+            attempts: vec![attempt(30, false)],
+            ..UsageRecord::default()
+        };
+        let stored = serde_json::to_value(&record).unwrap_or_default();
+        let shown = serde_json::to_value(request_view(&record)).unwrap_or_default();
+        let (Some(stored), Some(shown)) = (stored.as_object(), shown.as_object()) else {
+            unreachable!("both are objects");
+        };
+        for (field, value) in stored {
+            assert!(shown.contains_key(field), "`{field}` is not shown");
+            if field != "attempts" {
+                assert_eq!(&shown[field], value, "{field}");
+            }
+        }
+        // An attempt shows its stored fields too.
+        let attempt = &shown["attempts"][0];
+        for field in stored["attempts"][0].as_object().into_iter().flatten() {
+            assert_eq!(&attempt[field.0], field.1);
+        }
     }
 
     #[test]
