@@ -33,11 +33,13 @@ pub fn app(state: AppState) -> HttpRouter {
         )
         .route("/v1/models", get(routes::models::list))
         .route("/v1/models/{id}", get(routes::models::retrieve));
-    // Tables of routes with their descriptions (`/openapi.json` is built from them).
-    let deployments = openapi::mount(routes::crossbar::endpoints());
-    // Agent runs: a key's own, or everyone's for the admin.
-    let runs = openapi::mount(routes::runs::endpoints());
-    let metrics = HttpRouter::new().route("/metrics", get(metrics::render));
+    // Built once (it is static), before the first request asks for it.
+    openapi::document();
+    let groups = groups()
+        .into_iter()
+        .fold(HttpRouter::new(), |router, (gate, table)| {
+            router.merge(gated(s, gate, openapi::mount(table)))
+        });
     HttpRouter::new()
         .merge(metered(
             s,
@@ -64,11 +66,7 @@ pub fn app(state: AppState) -> HttpRouter {
             post(routes::responses::create),
         ))
         .merge(gated(s, Gate::Keys, model_apis))
-        // The router's live view: for gateway keys, and for the dashboard (admin token).
-        .merge(gated(s, Gate::KeysOrAdmin, deployments))
-        .merge(gated(s, Gate::KeysOrAdmin, runs))
-        // Per-key spend: the admin's, like the admin API.
-        .merge(gated(s, Gate::Metrics, metrics))
+        .merge(groups)
         // Both check the admin token themselves.
         .merge(gated(s, Gate::Open, routes::dashboard::routes(s)))
         // With `/admin/reload` among them.
@@ -92,6 +90,32 @@ pub fn app(state: AppState) -> HttpRouter {
         // Outermost: every answer, refusals included, carries its `x-request-id`.
         .layer(middleware::from_fn(request_id::layer))
         .with_state(state)
+}
+
+/// The app's groups of routes with their gates, each row described for `/openapi.json`.
+pub(crate) fn groups() -> Vec<(Gate, Vec<openapi::Endpoint>)> {
+    vec![
+        // The router's live view and the config's version: for gateway keys, and for the
+        // dashboard (admin token).
+        (Gate::KeysOrAdmin, routes::crossbar::endpoints()),
+        // Agent runs: a key's own, or everyone's for the admin.
+        (Gate::KeysOrAdmin, routes::runs::endpoints()),
+        // Per-key spend: the admin's, like the admin API.
+        (
+            Gate::Metrics,
+            vec![(
+                "GET",
+                "/metrics",
+                get(metrics::render),
+                openapi::Doc::text(
+                    "Prometheus metrics (per-key spend among them: the admin token once keys \
+                     exist).",
+                    "text/plain",
+                )
+                .errors(&[401]),
+            )],
+        ),
+    ]
 }
 
 /// `routes` behind `gate`, their wrong methods too.

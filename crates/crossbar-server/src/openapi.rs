@@ -23,7 +23,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::app::AppState;
-use crate::auth::{Access, Role, Rule};
+use crate::auth::{Access, Gate, Role, Rule};
 
 /// A schema made by the generator of its side (answers, or bodies and queries).
 pub(crate) type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
@@ -51,6 +51,16 @@ pub(crate) enum Security {
     Bearer,
     /// An admin token as a bearer token, or as the password of HTTP Basic auth.
     BearerOrBasic,
+}
+
+impl Security {
+    /// What a gate asks once the gateway has keys (an open gateway admits its own machine).
+    fn of(gate: Gate) -> Self {
+        match gate {
+            Gate::Keys | Gate::KeysOrAdmin | Gate::Metrics => Self::Bearer,
+            Gate::Open => Self::Open,
+        }
+    }
 }
 
 /// One route table row's description.
@@ -181,8 +191,8 @@ pub(crate) struct Health {
     pub status: &'static str,
 }
 
-/// Every operation the document describes: the admin and dashboard tables, the app's groups
-/// of `/v1/crossbar/*` routes, and the open ones.
+/// Every operation the document describes: the admin and dashboard tables, the app's gated
+/// groups (`/v1/crossbar/*`, `/metrics`), and the open probes and this document.
 fn operations() -> Vec<Operation> {
     let open = vec![
         (
@@ -210,27 +220,16 @@ fn operations() -> Vec<Operation> {
             crate::routes::dashboard::documented(),
             Security::BearerOrBasic,
         ))
-        .chain(plain(
-            crate::routes::crossbar::endpoints(),
-            Security::Bearer,
-        ))
-        .chain(plain(crate::routes::runs::endpoints(), Security::Bearer))
+        .chain(
+            crate::app::groups()
+                .into_iter()
+                .flat_map(|(gate, table)| plain(table, Security::of(gate))),
+        )
         .chain(open.into_iter().map(|(method, path, doc)| Operation {
             method,
             path,
             doc,
             security: Security::Open,
-            roles: None,
-        }))
-        .chain(std::iter::once(Operation {
-            method: "GET",
-            path: "/metrics",
-            doc: Doc::text(
-                "Prometheus metrics (per-key spend among them: the admin token once keys exist).",
-                "text/plain",
-            )
-            .errors(&[401]),
-            security: Security::Bearer,
             roles: None,
         }))
         .collect()
