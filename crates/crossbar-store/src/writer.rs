@@ -363,6 +363,7 @@ async fn drain(
     let mut buffer = Vec::with_capacity(batch);
     // Whatever an earlier process left behind goes first.
     let mut store_down = !replay(&*store, spool.as_deref(), batch).await;
+    let mut replayed = tokio::time::Instant::now();
     loop {
         tokio::select! {
             biased;
@@ -382,9 +383,15 @@ async fn drain(
                 }
                 let written = write(&*store, &mut buffer, spool.as_deref(), store_down).await;
                 store_down = !written && spool.is_some();
-                if written && rx.is_empty() {
-                    // The store takes records and the queue is drained: catch up on the spool.
+                // The store takes records and the queue is drained: catch up on the spool when
+                // this process spooled something, and on a gone process's files now and then
+                // (reading the directory after every batch was a syscall-heavy tenth of a
+                // lone request's write).
+                let due = spool.as_ref().is_some_and(|s| s.pending.load(Ordering::Relaxed) > 0)
+                    || replayed.elapsed() >= SPOOL_RETRY;
+                if written && rx.is_empty() && due {
                     store_down = !replay(&*store, spool.as_deref(), batch).await;
+                    replayed = tokio::time::Instant::now();
                 }
             }
             () = tokio::time::sleep(SPOOL_RETRY), if spool.as_ref().is_some_and(|s| s.pending.load(Ordering::Relaxed) > 0) => {
