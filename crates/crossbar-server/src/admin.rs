@@ -58,8 +58,9 @@ pub(crate) fn documented() -> Vec<(Rule, MethodRouter<AppState>, Doc)> {
         access,
     };
     // Every admin endpoint can answer these (bad input; no or a wrong token; a role that may
-    // not; the admin API disabled, or an object that is not there or not the caller's).
-    const ERRORS: &[u16] = &[400, 401, 403, 404];
+    // not; the admin API disabled, or an object that is not there or not the caller's; the
+    // store out of reach).
+    const ERRORS: &[u16] = &[400, 401, 403, 404, 500];
     let doc = |doc: Doc| doc.errors(ERRORS);
     vec![
         (
@@ -153,9 +154,9 @@ pub(crate) fn documented() -> Vec<(Rule, MethodRouter<AppState>, Doc)> {
             rule("POST", "/admin/reload", Access::Write),
             post(crate::routes::config::reload),
             doc(Doc::answers::<crate::routes::config::ReloadView>(
-                "Reloads the configuration file now (the root admin token only).",
-            )
-            .errors(&[400, 401, 403, 404, 422])),
+                "Reloads the configuration file now (the root admin token only); a file that \
+                 does not validate changes nothing and answers 400 saying why.",
+            )),
         ),
     ]
 }

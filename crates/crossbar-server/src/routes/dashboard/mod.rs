@@ -46,8 +46,8 @@ pub(crate) fn documented() -> Vec<(Rule, MethodRouter<AppState>, Doc)> {
         access,
     };
     // Bad query; no admin token; a role that may not; the dashboard disabled or an object
-    // that is not there (or not the caller's).
-    const ERRORS: &[u16] = &[400, 401, 403, 404];
+    // that is not there (or not the caller's); the store out of reach.
+    const ERRORS: &[u16] = &[400, 401, 403, 404, 500];
     let json = |doc: Doc| doc.errors(ERRORS);
     vec![
         (
