@@ -183,6 +183,20 @@ fn resolve<'a>(doc: &'a Value, value: &'a Value) -> &'a Value {
     }
 }
 
+/// The schema `doc` gives the answer of `method path` with `status`, compiled.
+fn validator_for(doc: &Value, path: &str, method: &str, status: u16) -> jsonschema::Validator {
+    let response = resolve(
+        doc,
+        &doc["paths"][path][method]["responses"][status.to_string()],
+    );
+    let mut root = response["content"]["application/json"]["schema"].clone();
+    root["components"] = doc["components"].clone();
+    jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .build(&root)
+        .unwrap()
+}
+
 /// The methods the document describes at each path.
 fn operations(doc: &Value) -> BTreeSet<(String, String)> {
     doc["paths"]
@@ -358,6 +372,14 @@ async fn the_document_describes_every_route_and_every_real_answer_matches_it() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert!(!request_id.is_empty(), "no usage record");
+    let detail = format!("/v1/crossbar/requests/{request_id}");
+    for _ in 0..200 {
+        let shown = send(url, &Method::GET, &detail, Some(ADMIN), None, &[]).await;
+        if shown.text.contains("\"payload\"") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     let run = created(
         send(
             url,
@@ -754,22 +776,26 @@ async fn the_document_describes_every_route_and_every_real_answer_matches_it() {
     )
     .await;
     assert_eq!(refused.status, 403);
-    let error_schema = &resolve(
-        &doc,
-        &doc["paths"]["/v1/crossbar/shadow"]["get"]["responses"]["403"],
-    )["content"]["application/json"]["schema"];
-    let mut root = error_schema.clone();
-    root["components"] = doc["components"].clone();
-    let validator = jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft202012)
-        .build(&root)
-        .unwrap();
+    let validator = validator_for(&doc, "/v1/crossbar/shadow", "get", 403);
     let body: Value = serde_json::from_str(&refused.text).unwrap();
     assert!(validator.is_valid(&body), "{body}");
     // The error schema is strict too: a field it does not name fails.
     let mut extra = body.clone();
     extra["error"]["hint"] = json!("x");
     assert!(!validator.is_valid(&extra));
+    // A file that does not validate: the reload changes nothing and says why, as described.
+    std::fs::write(
+        served.dir.join("crossbar.toml"),
+        "[[providers]]\nname = 1\n",
+    )
+    .unwrap();
+    let refused = send(url, &Method::POST, "/admin/reload", admin, None, &[]).await;
+    assert_eq!(refused.status, 400, "{}", refused.text);
+    let body: Value = serde_json::from_str(&refused.text).unwrap();
+    assert!(
+        validator_for(&doc, "/admin/reload", "post", 400).is_valid(&body),
+        "{body}"
+    );
 
     // Every described operation was driven, and the figures hold.
     assert_eq!(driven, expected, "operations not driven");
