@@ -386,6 +386,22 @@ fn reason(status: u16) -> &'static str {
         .unwrap_or("Answer")
 }
 
+/// The group an operation is listed under.
+fn tag(op: &Operation) -> &'static str {
+    let path = op.path;
+    if path.starts_with("/admin/") {
+        "admin"
+    } else if path.starts_with("/v1/crossbar/runs") {
+        "runs"
+    } else if op.security == Security::BearerOrBasic {
+        "dashboard"
+    } else if path.starts_with("/v1/crossbar/") {
+        "gateway"
+    } else {
+        "operations"
+    }
+}
+
 /// `get_admin_teams_id` for `GET /admin/teams/{id}`: an identifier, as client generators want
 /// (`/ui/` is `get_ui_slash`, apart from `/ui`).
 fn operation_id(method: &str, path: &str) -> String {
@@ -454,6 +470,7 @@ fn operation(op: &Operation, generators: &mut Generators) -> Value {
             "content": {"application/json": {"schema": make(&mut generators.inputs).to_value()}},
         });
     }
+    value["tags"] = json!([tag(op)]);
     if let Some(roles) = &op.roles {
         value["x-crossbar-roles"] = json!(roles);
     }
@@ -500,6 +517,13 @@ fn build() -> Value {
                 specifications and are not described here. Generated from the gateway's types.",
         },
         "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
+        "tags": [
+            {"name": "admin", "description": "Keys, teams, scoped admin tokens, the audit log, reloads."},
+            {"name": "dashboard", "description": "The dashboard's pages and the JSON behind them."},
+            {"name": "gateway", "description": "The router's live view and the configuration's version."},
+            {"name": "runs", "description": "Agent runs queued for workers, their journals and events."},
+            {"name": "operations", "description": "Probes, metrics and this document."},
+        ],
         "paths": paths,
         "components": {
             "schemas": generators.components(),

@@ -290,6 +290,21 @@ async fn the_document_describes_every_route_and_every_real_answer_matches_it() {
         ids.iter()
             .all(|id| id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
     );
+    // Each operation is listed under one of the declared tags, each tag used.
+    let declared: BTreeSet<&str> = doc["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    let used: BTreeSet<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .map(|op| op["tags"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(used, declared);
     let mut found = Vec::new();
     refs(&doc, &mut found);
     assert!(found.len() >= 100, "{} refs", found.len());
