@@ -2,6 +2,7 @@
 //! canonical events into the exact chunk sequence OpenAI sends.
 
 use bytes::{BufMut, BytesMut};
+use serde::Serialize;
 use serde_json::Value;
 
 use super::{
@@ -105,6 +106,27 @@ impl StreamDecoder {
     }
 }
 
+/// A `chat.completion.chunk` as the encoder writes it: [`wire::Chunk`]'s fields in its order,
+/// borrowed. `usage` is `Some(None)` for the explicit `"usage": null`.
+#[derive(Serialize)]
+struct ChunkOut<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: [ChoiceOut; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Option<wire::Usage>>,
+}
+
+#[derive(Serialize)]
+struct ChoiceOut {
+    index: u32,
+    delta: wire::Delta,
+    logprobs: Option<Value>,
+    finish_reason: Option<&'static str>,
+}
+
 /// Writes canonical events as OpenAI `chat.completion.chunk` SSE frames.
 #[derive(Debug)]
 pub struct StreamEncoder {
@@ -128,14 +150,14 @@ impl StreamEncoder {
         }
     }
 
-    fn chunk(&self, delta: wire::Delta, finish_reason: Option<String>) -> wire::Chunk {
-        wire::Chunk {
-            id: self.id.clone(),
-            object: "chat.completion.chunk".to_owned(),
+    /// A chunk of one choice, borrowing the stream's id and model (chunks are many).
+    fn chunk(&self, delta: wire::Delta, finish_reason: Option<&'static str>) -> ChunkOut<'_> {
+        ChunkOut {
+            id: &self.id,
+            object: "chat.completion.chunk",
             created: self.created,
-            model: self.model.clone(),
-            system_fingerprint: None,
-            choices: vec![wire::ChunkChoice {
+            model: &self.model,
+            choices: [ChoiceOut {
                 index: 0,
                 delta,
                 logprobs: None,
@@ -227,10 +249,7 @@ impl StreamEncoder {
             }
             StreamEvent::Finish { reason, .. } => {
                 self.ensure_role(out);
-                let chunk = self.chunk(
-                    wire::Delta::default(),
-                    Some(encode_finish_reason(reason).to_owned()),
-                );
+                let chunk = self.chunk(wire::Delta::default(), Some(encode_finish_reason(reason)));
                 Self::write(out, &chunk);
             }
             StreamEvent::Usage(usage) => self.usage = Some(usage),
