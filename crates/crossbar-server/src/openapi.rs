@@ -3,11 +3,13 @@
 //! assembled from the route tables the routers are built from, each row's [`Doc`] naming the
 //! Rust types of its body, query and answer. The schemas come from those types (schemars 1
 //! emits JSON Schema 2020-12, which OpenAPI 3.1's schema objects are), so a field a handler
-//! gains is in the document with it, and a route cannot be served without being described.
+//! gains is in the document with it, and a table's route cannot be served without being
+//! described. (The probes and this document are described here; the model APIs follow their
+//! providers' published specifications and are left out.)
 //!
 //! Answers are described strictly (an object admits only its named fields), so that a test
 //! validating real answers against the document catches a field added outside the types.
-//! Open, like `/healthz`: the document holds no secrets. Built once, at its first request.
+//! Open, like `/healthz`: the document holds no secrets. Built once, when the app is.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
