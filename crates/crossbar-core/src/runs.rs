@@ -22,7 +22,7 @@ pub struct AgentsConfig {
 }
 
 /// A submit's overrides of its spec's limits; each may only tighten the spec's.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunLimits {
     /// USD the run may spend.
@@ -44,7 +44,7 @@ impl RunLimits {
 }
 
 /// `POST /v1/crossbar/runs`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Submit {
     /// A spec of the configured directory, by name.

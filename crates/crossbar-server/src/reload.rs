@@ -53,7 +53,7 @@ const POLL: Duration = Duration::from_secs(1);
 const QUEUE: usize = 16;
 
 /// What asked for a reload.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
     /// SIGHUP.
@@ -88,7 +88,7 @@ impl Trigger {
 }
 
 /// The last file that was refused, and why.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Rejection {
     /// sha256 of the refused file, absent when it could not be read.
     pub sha256: Option<String>,
@@ -98,7 +98,7 @@ pub struct Rejection {
 }
 
 /// The active configuration, as `GET /v1/crossbar/config` shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Version {
     /// The file it was read from (or how it was found, without one).
     pub origin: String,
@@ -121,7 +121,7 @@ pub struct Version {
 }
 
 /// What a reload did.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Reloaded {
     /// `false` when the file was the active one already: nothing was swapped.
     pub changed: bool,

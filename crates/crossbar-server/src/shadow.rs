@@ -21,8 +21,6 @@ use crate::app::AppState;
 pub(crate) struct Shadows {
     #[schemars(extend("const" = "list"))]
     object: &'static str,
-    /// The router's `ShadowView`s (crossbar-core has no schemas: described as open objects).
-    #[schemars(with = "Vec<serde_json::Map<String, serde_json::Value>>")]
     data: Vec<ShadowView>,
 }
 

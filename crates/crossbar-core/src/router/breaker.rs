@@ -47,7 +47,7 @@ impl BreakerSettings {
 }
 
 /// What `GET /v1/crossbar/deployments` shows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BreakerState {
     Closed,

@@ -27,7 +27,7 @@ const DEFAULT_TTL: Duration = Duration::from_secs(60);
 const MAX_TTL: Duration = Duration::from_secs(3600);
 
 /// One limit as an answer reported it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Limit {
     /// `requests`, `tokens`, `input-tokens` or `output-tokens`.
     pub name: &'static str,
@@ -221,7 +221,7 @@ pub struct HeadroomReport {
 }
 
 /// A deployment's headroom as `GET /v1/crossbar/deployments` shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct HeadroomView {
     /// Share of the quota left (the smallest of the reported limits), in `[0, 1]`.
     pub remaining: f64,

@@ -203,7 +203,7 @@ fn millis(duration: Duration) -> u64 {
 }
 
 /// A deployment as `GET /v1/crossbar/deployments` shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct DeploymentView {
     pub id: String,
     pub model: String,
@@ -224,7 +224,7 @@ pub struct DeploymentView {
     pub headroom: Option<HeadroomView>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct PriceView {
     pub input: f64,
     pub output: f64,
@@ -232,7 +232,7 @@ pub struct PriceView {
     pub cache_write: Option<f64>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct BreakerView {
     pub state: BreakerState,
     pub failures_in_window: usize,

@@ -30,7 +30,7 @@ pub struct HealthReport {
 }
 
 /// The other replicas' reports, merged.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct PeerHealth {
     pub replicas: usize,
     pub ttft_ms: Option<f64>,

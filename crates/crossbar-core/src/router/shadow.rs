@@ -139,7 +139,7 @@ impl Side {
 }
 
 /// One side's figures as `GET /v1/crossbar/shadow` shows them.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct SideView {
     pub requests: u64,
     pub errors: u64,
@@ -157,7 +157,7 @@ pub struct SideView {
 }
 
 /// A primary and its shadow compared on the same requests.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct ShadowView {
     pub route: String,
     /// The deployment that answered the client (`model@provider`).

@@ -86,7 +86,7 @@ pub struct Stats {
 }
 
 /// Running totals since start.
-#[derive(Clone, Copy, Debug, Default, Serialize)]
+#[derive(Clone, Copy, Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct Counters {
     /// Upstream calls started.
     pub attempts: u64,
@@ -105,12 +105,14 @@ pub struct Counters {
     pub hedges_won: u64,
     /// Cost of every call, estimated for the cancelled ones, in picodollars (shown in USD).
     #[serde(rename = "spent_usd", serialize_with = "as_usd")]
+    #[schemars(with = "f64")]
     pub spent_pusd: u64,
     /// Requests sent here because an earlier one with the same prefix was.
     pub affinity_hits: u64,
     pub cached_input_tokens: u64,
     /// What cached input saved on affinity-routed requests, in picodollars (shown in USD).
     #[serde(rename = "affinity_saving_usd", serialize_with = "as_usd")]
+    #[schemars(with = "f64")]
     pub affinity_saving_pusd: u64,
 }
 
@@ -201,7 +203,7 @@ fn round(value: f64) -> f64 {
     (value * 1000.0).round() / 1000.0
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct SeriesView {
     pub ewma: Option<f64>,
     pub p95: Option<f64>,
@@ -209,7 +211,7 @@ pub struct SeriesView {
 }
 
 /// Statistics as `GET /v1/crossbar/deployments` shows them.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct StatsView {
     pub ttft_ms: SeriesView,
     pub latency_ms: SeriesView,

@@ -13,17 +13,16 @@ use crate::app::AppState;
 use crate::error::ApiError;
 use crate::reload::{Reloaded, Trigger, Version};
 
-/// The version's fields are `reload::Version`'s, which has no schema yet: described as open.
+/// `reload::Version`'s fields, named as a configuration.
 #[derive(Serialize, JsonSchema)]
 pub(crate) struct ConfigView {
     #[schemars(extend("const" = "crossbar.config"))]
     object: &'static str,
     #[serde(flatten)]
-    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
     version: Version,
 }
 
-/// As [`ConfigView`], `reload::Reloaded`'s fields are described as open.
+/// `reload::Reloaded`'s fields, with the reload's result.
 #[derive(Serialize, JsonSchema)]
 pub(crate) struct ReloadView {
     #[schemars(extend("const" = "crossbar.config.reload"))]
@@ -32,7 +31,6 @@ pub(crate) struct ReloadView {
     #[schemars(extend("enum" = ["ok", "unchanged"]))]
     result: &'static str,
     #[serde(flatten)]
-    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
     reloaded: Reloaded,
 }
 

@@ -42,9 +42,6 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
 pub(crate) struct Deployments {
     #[schemars(extend("const" = "list"))]
     object: &'static str,
-    /// The router's `DeploymentView`s (crossbar-core has no schemas: described as open
-    /// objects).
-    #[schemars(with = "Vec<serde_json::Map<String, serde_json::Value>>")]
     data: Vec<DeploymentView>,
 }
 

@@ -166,7 +166,7 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
                 "Queues a run (201); a retried submit with the same `Idempotency-Key` answers \
                  the same run (200).",
             )
-            .body::<SubmitBody>()
+            .body::<Submit>()
             .headers(&[(
                 "Idempotency-Key",
                 "A retried submit with the same key (per calling key) answers the same run.",
@@ -204,10 +204,6 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
         ),
     ]
 }
-
-/// `POST /v1/crossbar/runs`'s body: `crossbar_core::runs::Submit`, which has no schema yet
-/// (`{"agent": NAME | "spec": TOML, "input": ..., "budget": {...}}`): described as open.
-type SubmitBody = serde_json::Map<String, Value>;
 
 /// A run as the API shows it.
 #[derive(Debug, Serialize, JsonSchema)]
