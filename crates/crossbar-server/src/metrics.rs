@@ -34,7 +34,10 @@ pub(crate) fn install() -> Option<PrometheusHandle> {
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), BUCKETS)
                 .and_then(PrometheusBuilder::install_recorder);
             match built {
-                Ok(handle) => Some(handle),
+                Ok(handle) => {
+                    upkeep(handle.clone());
+                    Some(handle)
+                }
                 Err(error) => {
                     tracing::warn!("metrics disabled: {error}");
                     None
@@ -42,6 +45,27 @@ pub(crate) fn install() -> Option<PrometheusHandle> {
             }
         })
         .clone()
+}
+
+/// How often histogram samples are folded into their buckets without a scrape.
+const UPKEEP: Duration = Duration::from_secs(5);
+
+/// Folds recorded histogram samples into their buckets every [`UPKEEP`]: the recorder keeps
+/// each sample until upkeep runs, and only a scrape of `/metrics` ran it, so a gateway nobody
+/// scraped grew by every request's samples (100 -> 115 MB over a 10-minute soak at 500 req/s).
+/// A thread, not a task: the recorder outlives any one runtime.
+fn upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".to_owned())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::warn!("metrics upkeep not started (histograms grow until scraped): {error}");
+    }
 }
 
 /// Counts a request refused before a key was known (it leaves no usage record).
