@@ -314,7 +314,12 @@ async fn open_loop(
         );
         tasks.push(tokio::spawn(async move {
             let measuring = due >= window.measure_from;
-            let pooled = pool.lock().unwrap_or_else(PoisonError::into_inner).pop();
+            // A connection the target closed while it sat idle (its keep-alive timeout) is
+            // dropped, as a client's pool drops it, not sent on.
+            let pooled = {
+                let mut pool = pool.lock().unwrap_or_else(PoisonError::into_inner);
+                std::iter::from_fn(|| pool.pop()).find(|sender| !sender.is_closed())
+            };
             let mut sender = match pooled {
                 Some(sender) => sender,
                 None => {
