@@ -26,7 +26,6 @@ use crossbar_core::router::{
     Deployment, MAX_COST_HEADER, PROVIDER_HEADER, Policies, Preferences, ROUTE_HEADER, Routed,
 };
 use crossbar_core::{ChatStream, Error};
-use serde_json::json;
 
 use self::cache::Lookup;
 use self::payload_log::PayloadLog;
@@ -37,8 +36,8 @@ use crate::metering::Meter;
 /// The header naming the end user inside the caller's key; it wins over the body's field.
 pub(crate) const USER_HEADER: &str = "x-crossbar-user";
 
-pub(crate) async fn health() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+pub(crate) async fn health() -> Json<crate::openapi::Health> {
+    Json(crate::openapi::Health { status: "ok" })
 }
 
 pub(crate) async fn not_found(method: Method, uri: Uri) -> ApiError {
