@@ -26,8 +26,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, any, delete, get, patch, post};
 use axum::{Json, Router as HttpRouter};
 use crossbar_core::Error;
-use crossbar_core::pricing::pico_to_usd;
-use crossbar_store::{AuditEntry, AuditQuery, KeyRecord, key_json};
+use crossbar_store::{AuditEntry, AuditQuery, KeyView, key_json};
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -159,50 +158,6 @@ pub(crate) fn documented() -> Vec<(Rule, MethodRouter<AppState>, Doc)> {
             )),
         ),
     ]
-}
-
-/// A key as people see it: never its secret nor its hash (as [`key_json`], which the CLI
-/// prints; a test holds the two equal).
-#[derive(Clone, Debug, Serialize, JsonSchema)]
-pub(crate) struct KeyView {
-    pub id: String,
-    pub name: Option<String>,
-    /// The secret's first characters, so a user can tell keys apart.
-    pub prefix: String,
-    pub created_ms: i64,
-    pub revoked_ms: Option<i64>,
-    /// Logical models (globs) the key may call; empty allows all.
-    pub models: Vec<String>,
-    /// Routes the key may use; empty allows all.
-    pub routes: Vec<String>,
-    pub rpm: Option<u64>,
-    pub tpm: Option<u64>,
-    pub budget_usd_day: Option<f64>,
-    pub budget_usd_month: Option<f64>,
-    pub budget_usd_total: Option<f64>,
-    /// The team's id.
-    pub team: Option<String>,
-}
-
-impl From<&KeyRecord> for KeyView {
-    fn from(record: &KeyRecord) -> Self {
-        let usd = |p: Option<u64>| p.map(pico_to_usd);
-        Self {
-            id: record.id.clone(),
-            name: record.name.clone(),
-            prefix: record.prefix.clone(),
-            created_ms: record.created_ms,
-            revoked_ms: record.revoked_ms,
-            models: record.models.clone(),
-            routes: record.routes.clone(),
-            rpm: record.limits.rpm,
-            tpm: record.limits.tpm,
-            budget_usd_day: usd(record.limits.budget_day_pusd),
-            budget_usd_month: usd(record.limits.budget_month_pusd),
-            budget_usd_total: usd(record.limits.budget_total_pusd),
-            team: record.team_id.clone(),
-        }
-    }
 }
 
 /// A list: `{"data": [...]}`.

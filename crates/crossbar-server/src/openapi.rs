@@ -614,30 +614,4 @@ mod tests {
         assert!(created["properties"]["key"].is_object());
         assert!(created["properties"]["budget_usd_day"].is_object());
     }
-
-    #[test]
-    fn the_key_view_is_the_cli_s() {
-        let record = crossbar_store::KeyRecord {
-            id: "key_1".to_owned(),
-            name: Some("n".to_owned()),
-            hash: "secret-hash".to_owned(),
-            prefix: "cb-12".to_owned(),
-            created_ms: 5,
-            revoked_ms: Some(6),
-            models: vec!["m*".to_owned()],
-            routes: vec!["r".to_owned()],
-            limits: crossbar_store::KeyLimits {
-                rpm: Some(1),
-                tpm: Some(2),
-                budget_day_pusd: Some(3_000_000),
-                budget_month_pusd: None,
-                budget_total_pusd: Some(0),
-            },
-            team_id: Some("team_1".to_owned()),
-        };
-        assert_eq!(
-            serde_json::to_value(crate::admin::KeyView::from(&record)).ok(),
-            Some(crossbar_store::key_json(&record))
-        );
-    }
 }

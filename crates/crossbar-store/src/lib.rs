@@ -27,7 +27,7 @@ use futures::future::BoxFuture;
 pub use audit::{AuditEntry, AuditQuery, AuditStore, audit_team};
 pub use dashboard::{DashboardStore, KeySpend, RequestFilter, StatusFilter, UsagePoint};
 pub use journal::{EventRecord, JournalStore, MemoryRecord, RunRecord, RunTotals, new_run_id};
-pub use key_view::key_json;
+pub use key_view::{KeyView, key_json};
 pub use model::{AttemptRecord, KeyLimits, KeyRecord, UsageRecord, UsageTags};
 pub use org::{AdminTokenRecord, OrgStore, TeamRecord};
 pub use payloads::{PayloadRecord, PayloadStore};

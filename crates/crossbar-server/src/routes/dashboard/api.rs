@@ -19,12 +19,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::overview::{self, Overview, Window};
-use crate::admin::KeyView;
 use crate::app::AppState;
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
 use crate::keys::day_and_month_start;
 use crate::keys::teams::TeamView;
+use crossbar_store::KeyView;
 
 /// The overview reads at most this many requests; older ones in the window are left out.
 const MAX_POINTS: u32 = 200_000;
