@@ -51,54 +51,95 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// OpenAI's and Azure's quota headers (remaining, limit, reset) per limit, named once: building
-/// and parsing each name per answer was 12,000 instructions of every request.
-static OPENAI_HEADERS: [[HeaderName; 3]; 2] = [
-    [
-        HeaderName::from_static("x-ratelimit-remaining-requests"),
-        HeaderName::from_static("x-ratelimit-limit-requests"),
-        HeaderName::from_static("x-ratelimit-reset-requests"),
-    ],
-    [
-        HeaderName::from_static("x-ratelimit-remaining-tokens"),
-        HeaderName::from_static("x-ratelimit-limit-tokens"),
-        HeaderName::from_static("x-ratelimit-reset-tokens"),
-    ],
-];
-
-/// Anthropic's quota headers (remaining, limit, reset) per limit.
-static ANTHROPIC_HEADERS: [[HeaderName; 3]; 4] = [
-    [
-        HeaderName::from_static("anthropic-ratelimit-requests-remaining"),
-        HeaderName::from_static("anthropic-ratelimit-requests-limit"),
-        HeaderName::from_static("anthropic-ratelimit-requests-reset"),
-    ],
-    [
-        HeaderName::from_static("anthropic-ratelimit-tokens-remaining"),
-        HeaderName::from_static("anthropic-ratelimit-tokens-limit"),
-        HeaderName::from_static("anthropic-ratelimit-tokens-reset"),
-    ],
-    [
-        HeaderName::from_static("anthropic-ratelimit-input-tokens-remaining"),
-        HeaderName::from_static("anthropic-ratelimit-input-tokens-limit"),
-        HeaderName::from_static("anthropic-ratelimit-input-tokens-reset"),
-    ],
-    [
-        HeaderName::from_static("anthropic-ratelimit-output-tokens-remaining"),
-        HeaderName::from_static("anthropic-ratelimit-output-tokens-limit"),
-        HeaderName::from_static("anthropic-ratelimit-output-tokens-reset"),
-    ],
-];
-
-/// A limit's name from its `remaining` header: `requests`, `tokens`, `input-tokens`, ...
-fn limit_name(remaining: &'static HeaderName) -> &'static str {
-    let name = remaining.as_str();
-    let name = name
-        .strip_prefix("x-ratelimit-remaining-")
-        .or_else(|| name.strip_prefix("anthropic-ratelimit-"))
-        .unwrap_or(name);
-    name.strip_suffix("-remaining").unwrap_or(name)
+/// How a quota header gives its reset: OpenAI's and Azure's as a Go duration (`6m0s`),
+/// Anthropic's as an RFC 3339 time.
+#[derive(Clone, Copy)]
+enum Reset {
+    After,
+    At,
 }
+
+/// One limit's quota headers: its name, and the headers of what is left, its size and its reset.
+struct QuotaHeaders {
+    name: &'static str,
+    remaining: HeaderName,
+    limit: HeaderName,
+    reset: HeaderName,
+    kind: Reset,
+}
+
+const fn quota(
+    name: &'static str,
+    [remaining, limit, reset]: [&'static str; 3],
+    kind: Reset,
+) -> QuotaHeaders {
+    QuotaHeaders {
+        name,
+        remaining: HeaderName::from_static(remaining),
+        limit: HeaderName::from_static(limit),
+        reset: HeaderName::from_static(reset),
+        kind,
+    }
+}
+
+/// Every provider's quota headers, named once: building and parsing each name per answer was
+/// 12,000 instructions of every request.
+static QUOTA_HEADERS: [QuotaHeaders; 6] = [
+    quota(
+        "requests",
+        [
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-limit-requests",
+            "x-ratelimit-reset-requests",
+        ],
+        Reset::After,
+    ),
+    quota(
+        "tokens",
+        [
+            "x-ratelimit-remaining-tokens",
+            "x-ratelimit-limit-tokens",
+            "x-ratelimit-reset-tokens",
+        ],
+        Reset::After,
+    ),
+    quota(
+        "requests",
+        [
+            "anthropic-ratelimit-requests-remaining",
+            "anthropic-ratelimit-requests-limit",
+            "anthropic-ratelimit-requests-reset",
+        ],
+        Reset::At,
+    ),
+    quota(
+        "tokens",
+        [
+            "anthropic-ratelimit-tokens-remaining",
+            "anthropic-ratelimit-tokens-limit",
+            "anthropic-ratelimit-tokens-reset",
+        ],
+        Reset::At,
+    ),
+    quota(
+        "input-tokens",
+        [
+            "anthropic-ratelimit-input-tokens-remaining",
+            "anthropic-ratelimit-input-tokens-limit",
+            "anthropic-ratelimit-input-tokens-reset",
+        ],
+        Reset::At,
+    ),
+    quota(
+        "output-tokens",
+        [
+            "anthropic-ratelimit-output-tokens-remaining",
+            "anthropic-ratelimit-output-tokens-limit",
+            "anthropic-ratelimit-output-tokens-reset",
+        ],
+        Reset::At,
+    ),
+];
 
 fn number(headers: &HeaderMap, name: &HeaderName) -> Option<u64> {
     headers
@@ -121,31 +162,24 @@ impl Quota {
     /// The limits an answer's headers report; `None` when they report none. `now_ms` turns
     /// Anthropic's RFC 3339 reset times into durations.
     pub fn from_headers(headers: &HeaderMap, now_ms: i64) -> Option<Self> {
-        let mut limits = Vec::new();
-        for [remaining, limit, reset] in &OPENAI_HEADERS {
-            if let Some(remaining_now) = number(headers, remaining) {
-                limits.push(Limit {
-                    name: limit_name(remaining),
-                    remaining: remaining_now,
-                    limit: number(headers, limit),
-                    reset_ms: text(headers, reset)
-                        .and_then(go_duration)
-                        .map(super::millis),
-                });
-            }
-        }
-        for [remaining, limit, reset] in &ANTHROPIC_HEADERS {
-            if let Some(remaining_now) = number(headers, remaining) {
-                limits.push(Limit {
-                    name: limit_name(remaining),
-                    remaining: remaining_now,
-                    limit: number(headers, limit),
-                    reset_ms: text(headers, reset)
-                        .and_then(rfc3339_ms)
-                        .map(|at| u64::try_from(at.saturating_sub(now_ms)).unwrap_or(0)),
-                });
-            }
-        }
+        let limits: Vec<Limit> = QUOTA_HEADERS
+            .iter()
+            .filter_map(|quota| {
+                let remaining = number(headers, &quota.remaining)?;
+                let reset = text(headers, &quota.reset);
+                Some(Limit {
+                    name: quota.name,
+                    remaining,
+                    limit: number(headers, &quota.limit),
+                    reset_ms: match quota.kind {
+                        Reset::After => reset.and_then(go_duration).map(super::millis),
+                        Reset::At => reset
+                            .and_then(rfc3339_ms)
+                            .map(|at| u64::try_from(at.saturating_sub(now_ms)).unwrap_or(0)),
+                    },
+                })
+            })
+            .collect();
         (!limits.is_empty()).then_some(Self { limits })
     }
 
